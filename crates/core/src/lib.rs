@@ -1,0 +1,30 @@
+//! joulebench's core: what is measured (workloads, precisions, FLOP and byte
+//! counts), how (the protocol, written once against the `Backend`, `EnergyMeter`
+//! and `PowerControl` traits), how it is checked (f64 CPU references), and how it
+//! is recorded (the versioned JSONL schema). It knows no GPU API.
+
+pub mod backend;
+pub mod clock;
+pub mod device;
+pub mod meter;
+pub mod plan;
+pub mod power;
+pub mod precision;
+pub mod protocol;
+pub mod record;
+pub mod reference;
+pub mod stats;
+pub mod suite;
+pub mod sweep;
+pub mod verify;
+pub mod workload;
+
+pub use backend::{Backend, BackendError, KernelInfo, PreparedKernel, RunTiming, Support};
+pub use clock::{Clock, SystemClock};
+pub use device::{AdapterInfo, DeviceInfo};
+pub use meter::{EnergyMeter, MeterError, MeterSource, NoMeter, Telemetry};
+pub use power::{PowerCap, PowerControl, PowerError, PowerLimits};
+pub use precision::Precision;
+pub use protocol::{ProtocolConfig, ValidityFlag};
+pub use record::{Record, SCHEMA_VERSION};
+pub use workload::{AttentionShape, MatmulShape, Op, Workload};

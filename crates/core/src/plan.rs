@@ -1,0 +1,470 @@
+//! A sweep's axes (from a preset or a TOML file) and their expansion into the
+//! list of points the runner measures, in an order that changes the power cap as
+//! rarely as possible.
+
+use crate::backend::{Backend, KernelInfo};
+use crate::device::DeviceInfo;
+use crate::power::PowerCap;
+use crate::precision::Precision;
+use crate::protocol::ProtocolConfig;
+use crate::workload::{AttentionShape, MatmulShape, Op, Workload, WorkloadError};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// An explicit matmul shape; `batch` independent products (not on the batch axis).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatmulSpec {
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    #[serde(default = "one")]
+    pub batch: u64,
+}
+
+/// A transformer linear layer: tokens = batch size × seq rows through an
+/// in_features → out_features weight. The batch axis sets the token count.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearSpec {
+    pub in_features: u64,
+    pub out_features: u64,
+    pub seq: u64,
+    /// A label for tables, e.g. "mlp-up".
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Attention forward; the batch axis sets its batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttentionSpec {
+    pub heads: u64,
+    pub seq_q: u64,
+    /// Defaults to seq_q.
+    #[serde(default)]
+    pub seq_kv: Option<u64>,
+    pub head_dim: u64,
+    #[serde(default)]
+    pub causal: bool,
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SweepConfig {
+    /// Empty: every precision the kernels support.
+    pub precisions: Vec<Precision>,
+    /// Empty: every kernel the backend has.
+    pub kernels: Vec<String>,
+    /// Empty: [1]. Applies to linear layers (tokens = batch × seq) and attention.
+    pub batch_sizes: Vec<u64>,
+    /// Empty: ["default"].
+    pub power_caps: Vec<PowerCap>,
+    pub seed: u64,
+    pub matmul: Vec<MatmulSpec>,
+    pub linear: Vec<LinearSpec>,
+    pub attention: Vec<AttentionSpec>,
+    pub protocol: ProtocolConfig,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        SweepConfig {
+            precisions: Vec::new(),
+            kernels: Vec::new(),
+            batch_sizes: Vec::new(),
+            power_caps: Vec::new(),
+            seed: 42,
+            matmul: Vec::new(),
+            linear: Vec::new(),
+            attention: Vec::new(),
+            protocol: ProtocolConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read sweep config {path}: {message}")]
+    Config { path: String, message: String },
+    #[error("unknown kernel '{kernel}' for backend {backend}; it has: {available}")]
+    UnknownKernel {
+        kernel: String,
+        backend: String,
+        available: String,
+    },
+    #[error("invalid shape in sweep config: {0}")]
+    Shape(#[from] WorkloadError),
+    #[error("sweep config: {0}")]
+    Invalid(String),
+}
+
+/// Built-in sweeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// A few minutes on a GPU, seconds on the simulated device.
+    Quick,
+    /// The reference sweep: squares 1024–8192, a transformer's linear layers at
+    /// several token counts, attention at seq 1k–16k.
+    Standard,
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "quick" => Ok(Preset::Quick),
+            "standard" => Ok(Preset::Standard),
+            _ => Err(format!("unknown preset '{s}': expected quick or standard")),
+        }
+    }
+}
+
+impl SweepConfig {
+    pub fn from_toml_file(path: &Path) -> Result<Self, PlanError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PlanError::Config {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml_str(&text).map_err(|message| PlanError::Config {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn from_toml_str(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// A built-in sweep for this device. CPU emulations get small shapes, because
+    /// they run a thousand times slower than a GPU; only the simulated device's
+    /// presets sweep power caps (a real device's cap changes only when asked).
+    pub fn preset(preset: Preset, device: &DeviceInfo) -> SweepConfig {
+        let mut cfg = SweepConfig::default();
+        let caps = if device.simulated {
+            vec![
+                PowerCap::Default,
+                PowerCap::PercentOfDefault(80.0),
+                PowerCap::PercentOfDefault(60.0),
+            ]
+        } else {
+            vec![PowerCap::Default]
+        };
+        let sq = |n: u64| MatmulSpec {
+            m: n,
+            n,
+            k: n,
+            batch: 1,
+        };
+        let attn = |seq: u64, head_dim: u64, causal: bool| AttentionSpec {
+            heads: if device.cpu_emulation {
+                2
+            } else {
+                2048 / head_dim
+            },
+            seq_q: seq,
+            seq_kv: None,
+            head_dim,
+            causal,
+        };
+        if device.cpu_emulation {
+            cfg.matmul = vec![sq(256), sq(512)];
+            cfg.attention = vec![attn(256, 64, false), attn(256, 64, true)];
+            cfg.precisions = vec![Precision::F32, Precision::F16];
+            cfg.batch_sizes = vec![1];
+            cfg.protocol = ProtocolConfig {
+                idle_baseline_s: 0.0,
+                warmup_s: 0.2,
+                min_window_s: 0.25,
+                blocks_per_window: 2,
+                min_windows: 2,
+                max_windows: 4,
+                target_rel_spread: 0.05,
+                point_budget_s: 5.0,
+                ..ProtocolConfig::default()
+            };
+            cfg.power_caps = caps;
+            return cfg;
+        }
+        match preset {
+            Preset::Quick => {
+                cfg.matmul = vec![sq(2048), sq(4096)];
+                cfg.linear = vec![LinearSpec {
+                    in_features: 4096,
+                    out_features: 14336,
+                    seq: 512,
+                    name: Some("mlp-up".into()),
+                }];
+                cfg.attention = vec![attn(2048, 128, false), attn(2048, 128, true)];
+                cfg.batch_sizes = vec![1, 4];
+                cfg.protocol = ProtocolConfig {
+                    idle_baseline_s: 2.0,
+                    max_windows: 6,
+                    point_budget_s: 15.0,
+                    ..ProtocolConfig::default()
+                };
+            }
+            Preset::Standard => {
+                cfg.matmul = [1024, 2048, 4096, 8192].into_iter().map(sq).collect();
+                cfg.linear = [
+                    ("attn-qkv", 4096, 12288),
+                    ("attn-out", 4096, 4096),
+                    ("mlp-up", 4096, 14336),
+                    ("mlp-down", 14336, 4096),
+                ]
+                .into_iter()
+                .map(|(name, i, o)| LinearSpec {
+                    in_features: i,
+                    out_features: o,
+                    seq: 512,
+                    name: Some(name.into()),
+                })
+                .collect();
+                cfg.attention = [1024, 2048, 4096, 8192, 16384]
+                    .into_iter()
+                    .flat_map(|s| {
+                        [
+                            (s, 64, false),
+                            (s, 64, true),
+                            (s, 128, false),
+                            (s, 128, true),
+                        ]
+                    })
+                    .map(|(s, d, c)| attn(s, d, c))
+                    .collect();
+                cfg.batch_sizes = vec![1, 2, 4, 8, 16];
+            }
+        }
+        cfg.power_caps = caps;
+        cfg
+    }
+
+    /// The workloads of this config with their group labels and batch sizes.
+    pub fn workloads(&self) -> Result<Vec<PlannedWorkload>, PlanError> {
+        let batches = if self.batch_sizes.is_empty() {
+            vec![1]
+        } else {
+            self.batch_sizes.clone()
+        };
+        if batches.contains(&0) {
+            return Err(PlanError::Invalid("batch_sizes must be ≥ 1".into()));
+        }
+        let mut out = Vec::new();
+        for m in &self.matmul {
+            let w = Workload::Matmul(MatmulShape {
+                batch: m.batch,
+                m: m.m,
+                n: m.n,
+                k: m.k,
+            });
+            out.push(PlannedWorkload {
+                group: w.shape_label(),
+                batch_size: m.batch,
+                workload: w,
+            });
+        }
+        for l in &self.linear {
+            for &b in &batches {
+                let w = Workload::Matmul(MatmulShape {
+                    batch: 1,
+                    m: b.saturating_mul(l.seq),
+                    n: l.out_features,
+                    k: l.in_features,
+                });
+                let name = l
+                    .name
+                    .as_deref()
+                    .map(|n| format!("{n} "))
+                    .unwrap_or_default();
+                out.push(PlannedWorkload {
+                    group: format!(
+                        "linear {name}{}→{} seq {}",
+                        l.in_features, l.out_features, l.seq
+                    ),
+                    batch_size: b,
+                    workload: w,
+                });
+            }
+        }
+        for a in &self.attention {
+            for &b in &batches {
+                let w = Workload::Attention(AttentionShape {
+                    batch: b,
+                    heads: a.heads,
+                    seq_q: a.seq_q,
+                    seq_kv: a.seq_kv.unwrap_or(a.seq_q),
+                    head_dim: a.head_dim,
+                    causal: a.causal,
+                });
+                out.push(PlannedWorkload {
+                    group: w.shape_label(),
+                    batch_size: b,
+                    workload: w,
+                });
+            }
+        }
+        for p in &out {
+            p.workload.validate()?;
+        }
+        if out.is_empty() {
+            return Err(PlanError::Invalid(
+                "no workloads: add [[matmul]], [[linear]] or [[attention]] entries".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Expand into points for one backend. Unknown kernel names are an error;
+    /// kernel/precision combinations the backend lacks become skipped points.
+    pub fn plan(&self, backend: &dyn Backend) -> Result<Vec<PlanPoint>, PlanError> {
+        self.protocol
+            .validate()
+            .map_err(|e| PlanError::Invalid(e.to_string()))?;
+        let kernels = backend.kernels();
+        for name in &self.kernels {
+            if !kernels.iter().any(|k| &k.name == name) {
+                return Err(PlanError::UnknownKernel {
+                    kernel: name.clone(),
+                    backend: backend.name().to_string(),
+                    available: kernels
+                        .iter()
+                        .map(|k| k.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        let chosen: Vec<&KernelInfo> = kernels
+            .iter()
+            .filter(|k| self.kernels.is_empty() || self.kernels.contains(&k.name))
+            .collect();
+        let caps = if self.power_caps.is_empty() {
+            vec![PowerCap::Default]
+        } else {
+            self.power_caps.clone()
+        };
+        let workloads = self.workloads()?;
+        let mut points = Vec::new();
+        for cap in &caps {
+            for pw in &workloads {
+                for k in chosen.iter().filter(|k| k.op == pw.workload.op()) {
+                    let precisions: Vec<Precision> = if self.precisions.is_empty() {
+                        k.precisions.clone()
+                    } else {
+                        self.precisions.clone()
+                    };
+                    for precision in precisions {
+                        points.push(PlanPoint {
+                            kernel: k.name.clone(),
+                            vendor: k.vendor,
+                            precision,
+                            workload: pw.workload,
+                            group: pw.group.clone(),
+                            batch_size: pw.batch_size,
+                            cap: *cap,
+                        });
+                    }
+                }
+            }
+        }
+        if points.is_empty() {
+            return Err(PlanError::Invalid(format!(
+                "no kernel of backend {} runs the requested ops",
+                backend.name()
+            )));
+        }
+        Ok(points)
+    }
+
+    /// The ops this config asks for.
+    pub fn ops(&self) -> Vec<Op> {
+        let mut ops = Vec::new();
+        if !self.matmul.is_empty() || !self.linear.is_empty() {
+            ops.push(Op::Matmul);
+        }
+        if !self.attention.is_empty() {
+            ops.push(Op::Attention);
+        }
+        ops
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedWorkload {
+    /// What a recommendation compares settings within: the shape without its batch.
+    pub group: String,
+    pub batch_size: u64,
+    pub workload: Workload,
+}
+
+/// One point of a sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanPoint {
+    pub kernel: String,
+    pub vendor: bool,
+    pub precision: Precision,
+    pub workload: Workload,
+    pub group: String,
+    pub batch_size: u64,
+    pub cap: PowerCap,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_config() {
+        let cfg = SweepConfig::from_toml_str(
+            r#"
+            precisions = ["f32", "bf16"]
+            batch_sizes = [1, 8]
+            power_caps = ["default", "80%", "300W"]
+            [[matmul]]
+            m = 64
+            n = 64
+            k = 64
+            [[linear]]
+            in_features = 128
+            out_features = 256
+            seq = 16
+            [[attention]]
+            heads = 2
+            seq_q = 32
+            head_dim = 64
+            causal = true
+            [protocol]
+            min_windows = 4
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.protocol.min_windows, 4);
+        assert_eq!(cfg.power_caps.len(), 3);
+        let w = cfg.workloads().unwrap();
+        // 1 matmul + 2 linear batch sizes + 2 attention batch sizes
+        assert_eq!(w.len(), 5);
+        assert_eq!(
+            w[2].workload,
+            Workload::Matmul(MatmulShape {
+                batch: 1,
+                m: 128,
+                n: 256,
+                k: 128
+            })
+        );
+        assert_eq!(w[2].batch_size, 8);
+        assert_eq!(w[1].group, w[2].group);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_shapes() {
+        assert!(SweepConfig::from_toml_str("precisons = [\"f32\"]").is_err());
+        assert!(SweepConfig::from_toml_str("precisions = [\"f64\"]").is_err());
+        let cfg = SweepConfig::from_toml_str("[[matmul]]\nm = 0\nn = 4\nk = 4").unwrap();
+        assert!(matches!(cfg.workloads(), Err(PlanError::Shape(_))));
+    }
+}

@@ -1,0 +1,485 @@
+//! The measurement protocol of DESIGN.md §4, written once against the traits:
+//! warm-up, windows of a minimum duration split into phase-shifted blocks, a stop
+//! rule on the relative spread of J/FLOP with a per-point time budget, telemetry
+//! and validity flags. Every backend and meter goes through this one function.
+
+use crate::backend::{BackendError, PreparedKernel};
+use crate::clock::Clock;
+use crate::meter::{EnergyMeter, MeterError, MeterSource, Telemetry};
+use crate::stats::{median, relative_spread, Stat};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Every knob of the protocol, with the defaults of DESIGN.md §4. Settable from a
+/// sweep config's `[protocol]` table and from `joulebench sweep` flags.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProtocolConfig {
+    /// Idle power measured once per device per sweep, over this many seconds.
+    pub idle_baseline_s: f64,
+    /// Run the kernel this long before measuring, so clocks and power settle.
+    pub warmup_s: f64,
+    /// Shortest window in seconds; the window is also at least
+    /// `min_counter_updates` updates of the energy meter.
+    pub min_window_s: f64,
+    pub min_counter_updates: u32,
+    /// Blocks per window, separated by short sleeps that shift the work's phase
+    /// against the power sensor's own window.
+    pub blocks_per_window: u32,
+    /// Mean sleep between blocks, seconds (each gap varies between 0.5× and 1.5×).
+    pub block_gap_s: f64,
+    /// Stop once the relative spread of J/FLOP across windows is under this.
+    pub target_rel_spread: f64,
+    pub min_windows: u32,
+    pub max_windows: u32,
+    /// Time budget per point (warm-up included), seconds; `min_windows` is always met.
+    pub point_budget_s: f64,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        ProtocolConfig {
+            idle_baseline_s: 3.0,
+            warmup_s: 1.0,
+            min_window_s: 1.0,
+            min_counter_updates: 10,
+            blocks_per_window: 4,
+            block_gap_s: 0.02,
+            target_rel_spread: 0.01,
+            min_windows: 3,
+            max_windows: 20,
+            point_budget_s: 60.0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("invalid protocol setting: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Meter(#[from] MeterError),
+}
+
+impl ProtocolConfig {
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        let bad = |m: &str| Err(ProtocolError::Config(m.to_string()));
+        let finite_nonneg = |x: f64| x.is_finite() && x >= 0.0;
+        if !finite_nonneg(self.idle_baseline_s) || !finite_nonneg(self.warmup_s) {
+            return bad("idle_baseline_s and warmup_s must be ≥ 0");
+        }
+        if !(self.min_window_s.is_finite() && self.min_window_s > 0.0) {
+            return bad("min_window_s must be > 0");
+        }
+        if self.blocks_per_window == 0 {
+            return bad("blocks_per_window must be ≥ 1");
+        }
+        if !finite_nonneg(self.block_gap_s) {
+            return bad("block_gap_s must be ≥ 0");
+        }
+        if !(self.target_rel_spread.is_finite() && self.target_rel_spread > 0.0) {
+            return bad("target_rel_spread must be > 0 (e.g. 0.01 for 1%)");
+        }
+        if self.min_windows < 2 {
+            return bad("min_windows must be ≥ 2 (a spread needs two windows)");
+        }
+        if self.max_windows < self.min_windows {
+            return bad("max_windows must be ≥ min_windows");
+        }
+        if !(self.point_budget_s.is_finite() && self.point_budget_s > 0.0) {
+            return bad("point_budget_s must be > 0");
+        }
+        Ok(())
+    }
+
+    /// The window length this meter needs: max(min_window_s, min_counter_updates × period).
+    pub fn window_target_s(&self, meter_update_period_s: f64) -> f64 {
+        self.min_window_s
+            .max(self.min_counter_updates as f64 * meter_update_period_s)
+    }
+}
+
+/// Why a record's numbers deserve caution. Reports show flags; they never hide them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValidityFlag {
+    /// A window was shorter than max(1 s, 10 meter updates).
+    ShortWindow,
+    /// The spread of J/FLOP (or of time, without a meter) stayed above the target.
+    HighSpread,
+    /// SM clock under 75% of its default, or a thermal / power-brake throttle reason.
+    Throttled,
+    /// No energy meter: time only.
+    NoEnergy,
+    /// Measured on a CPU emulation of a GPU (lavapipe and the like).
+    CpuEmulation,
+    /// The enforced power limit differs from the one requested.
+    CapNotEnforced,
+}
+
+impl ValidityFlag {
+    pub fn name(self) -> &'static str {
+        match self {
+            ValidityFlag::ShortWindow => "short-window",
+            ValidityFlag::HighSpread => "high-spread",
+            ValidityFlag::Throttled => "throttled",
+            ValidityFlag::NoEnergy => "no-energy",
+            ValidityFlag::CpuEmulation => "cpu-emulation",
+            ValidityFlag::CapNotEnforced => "cap-not-enforced",
+        }
+    }
+
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ValidityFlag::ShortWindow => "a window was shorter than max(1 s, 10 energy-meter updates); its energy may be off by a sensor period",
+            ValidityFlag::HighSpread => "the relative spread across windows stayed above the target within the time budget",
+            ValidityFlag::Throttled => "the SM clock fell under 75% of its default, or a thermal / power-brake reason was active",
+            ValidityFlag::NoEnergy => "no energy meter on this device: time was measured, energy was not",
+            ValidityFlag::CpuEmulation => "measured on a CPU emulation of a GPU (e.g. lavapipe): not a GPU's numbers",
+            ValidityFlag::CapNotEnforced => "the enforced power limit differed from the requested cap",
+        }
+    }
+
+    pub const ALL: [ValidityFlag; 6] = [
+        ValidityFlag::ShortWindow,
+        ValidityFlag::HighSpread,
+        ValidityFlag::Throttled,
+        ValidityFlag::NoEnergy,
+        ValidityFlag::CpuEmulation,
+        ValidityFlag::CapNotEnforced,
+    ];
+}
+
+/// One measurement window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub iterations: u64,
+    /// Wall clock from the first block's start to the last block's end.
+    pub wall_s: f64,
+    /// Wall clock spent running blocks (the window less its gaps).
+    pub busy_s: f64,
+    /// Sum of the blocks' device time, where the backend has timestamps.
+    pub device_s: Option<f64>,
+    /// Sleep between blocks.
+    pub gap_s: f64,
+    /// Energy-meter delta over the whole window, gaps included.
+    pub joules: Option<f64>,
+    pub telemetry: Telemetry,
+}
+
+impl Window {
+    /// Seconds per op: device time where measured, else busy wall time.
+    pub fn seconds_per_op(&self) -> f64 {
+        self.device_s.unwrap_or(self.busy_s) / self.iterations as f64
+    }
+
+    /// Joules per op: the window's energy less idle power over its gaps.
+    pub fn joules_per_op(&self, idle_w: Option<f64>) -> Option<f64> {
+        let e = self.joules? - idle_w.unwrap_or(0.0) * self.gap_s;
+        Some(e / self.iterations as f64)
+    }
+}
+
+/// A point's medians and spreads (DESIGN.md §5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub seconds_per_op: Stat,
+    pub tflops: f64,
+    pub joules_per_op: Option<Stat>,
+    pub joules_per_flop: Option<Stat>,
+    /// Energy per op above the idle baseline (idle power × busy time subtracted).
+    pub above_idle_joules_per_op: Option<f64>,
+    pub average_w: Option<f64>,
+}
+
+impl Summary {
+    pub fn picojoules_per_flop(&self) -> Option<f64> {
+        self.joules_per_flop.map(|s| s.median * 1e12)
+    }
+}
+
+/// What the windows' telemetry came to.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TelemetrySummary {
+    pub sm_clock_mhz_median: Option<f64>,
+    pub sm_clock_mhz_min: Option<u32>,
+    pub mem_clock_mhz_median: Option<f64>,
+    pub temperature_c_max: Option<u32>,
+    pub throttle_reasons: Vec<String>,
+    pub enforced_power_limit_w: Option<f64>,
+    pub performance_state: Option<String>,
+}
+
+impl TelemetrySummary {
+    pub fn of(samples: &[Telemetry]) -> TelemetrySummary {
+        let sm: Vec<f64> = samples
+            .iter()
+            .filter_map(|t| t.sm_clock_mhz)
+            .map(f64::from)
+            .collect();
+        let mem: Vec<f64> = samples
+            .iter()
+            .filter_map(|t| t.mem_clock_mhz)
+            .map(f64::from)
+            .collect();
+        let mut reasons: Vec<String> = samples
+            .iter()
+            .flat_map(|t| t.throttle_reasons.clone())
+            .collect();
+        reasons.sort();
+        reasons.dedup();
+        TelemetrySummary {
+            sm_clock_mhz_median: (!sm.is_empty()).then(|| median(&sm)),
+            sm_clock_mhz_min: samples.iter().filter_map(|t| t.sm_clock_mhz).min(),
+            mem_clock_mhz_median: (!mem.is_empty()).then(|| median(&mem)),
+            temperature_c_max: samples.iter().filter_map(|t| t.temperature_c).max(),
+            throttle_reasons: reasons,
+            enforced_power_limit_w: samples.iter().rev().find_map(|t| t.enforced_power_limit_w),
+            performance_state: samples
+                .iter()
+                .rev()
+                .find_map(|t| t.performance_state.clone()),
+        }
+    }
+}
+
+/// Everything the protocol measured for one point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub warmup_s: f64,
+    pub warmup_iterations: u64,
+    pub window_target_s: f64,
+    pub windows: Vec<Window>,
+    pub summary: Summary,
+    pub telemetry: TelemetrySummary,
+    pub flags: Vec<ValidityFlag>,
+}
+
+/// Idle power over a few seconds of rest, once per device per sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IdleBaseline {
+    pub watts: f64,
+    pub seconds: f64,
+}
+
+pub fn measure_idle(
+    meter: &mut dyn EnergyMeter,
+    clock: &dyn Clock,
+    seconds: f64,
+) -> Result<Option<IdleBaseline>, MeterError> {
+    if meter.source() == MeterSource::None || seconds <= 0.0 {
+        return Ok(None);
+    }
+    let (e0, t0) = (meter.energy_j()?, clock.now_s());
+    clock.sleep(Duration::from_secs_f64(seconds));
+    let (e1, t1) = (meter.energy_j()?, clock.now_s());
+    let dt = t1 - t0;
+    Ok((dt > 0.0).then(|| IdleBaseline {
+        watts: (e1 - e0) / dt,
+        seconds: dt,
+    }))
+}
+
+/// Where the protocol gets its time and energy.
+pub struct MeasureContext<'a> {
+    pub meter: &'a mut dyn EnergyMeter,
+    pub clock: &'a dyn Clock,
+    pub config: &'a ProtocolConfig,
+    pub idle: Option<IdleBaseline>,
+}
+
+/// A low-discrepancy fraction in [0, 1): successive gaps land at well-spread phases.
+fn phase(n: u64) -> f64 {
+    const GOLDEN: f64 = 0.618_033_988_749_894_9;
+    (n as f64 * GOLDEN).fract()
+}
+
+/// Run warm-up, then windows until the stop rule is met, for one prepared kernel.
+pub fn measure(
+    kernel: &mut dyn PreparedKernel,
+    flop: u64,
+    ctx: &mut MeasureContext<'_>,
+) -> Result<Measurement, ProtocolError> {
+    let cfg = ctx.config;
+    cfg.validate()?;
+    let has_meter = ctx.meter.source() != MeterSource::None;
+    let window_target_s = cfg.window_target_s(if has_meter {
+        ctx.meter.update_period_s()
+    } else {
+        0.0
+    });
+    let point_start = ctx.clock.now_s();
+
+    // Warm-up doubles the batch until one batch takes ≥ 20 ms, then keeps running
+    // until warmup_s has passed; the last batch calibrates seconds per iteration.
+    let mut batch = 1u64;
+    let mut warmup_iterations = 0u64;
+    let mut seconds_per_iter;
+    loop {
+        let t = kernel.run(batch)?;
+        warmup_iterations += batch;
+        let s = t.device_s.unwrap_or(t.wall_s).max(t.wall_s * 0.5);
+        seconds_per_iter = (s / batch as f64).max(1e-9);
+        let elapsed = ctx.clock.now_s() - point_start;
+        if s >= 0.02 && elapsed >= cfg.warmup_s {
+            break;
+        }
+        if s < 0.02 {
+            batch = batch.saturating_mul(2);
+        }
+    }
+    let warmup_s = ctx.clock.now_s() - point_start;
+
+    let blocks = cfg.blocks_per_window as u64;
+    let block_iters = ((window_target_s / blocks as f64) / seconds_per_iter)
+        .ceil()
+        .max(1.0) as u64;
+
+    let mut windows: Vec<Window> = Vec::new();
+    let mut gap_counter = 0u64;
+    loop {
+        let e0 = if has_meter {
+            Some(ctx.meter.energy_j()?)
+        } else {
+            None
+        };
+        let t0 = ctx.clock.now_s();
+        let (mut busy, mut device, mut device_ok, mut gaps) = (0.0, 0.0, true, 0.0);
+        for b in 0..blocks {
+            let tb = ctx.clock.now_s();
+            let timing = kernel.run(block_iters)?;
+            busy += ctx.clock.now_s() - tb;
+            match timing.device_s {
+                Some(d) => device += d,
+                None => device_ok = false,
+            }
+            if b + 1 < blocks {
+                let g = cfg.block_gap_s * (0.5 + phase(gap_counter));
+                gap_counter += 1;
+                let tg = ctx.clock.now_s();
+                ctx.clock.sleep(Duration::from_secs_f64(g));
+                gaps += ctx.clock.now_s() - tg;
+            }
+        }
+        let t1 = ctx.clock.now_s();
+        let e1 = if has_meter {
+            Some(ctx.meter.energy_j()?)
+        } else {
+            None
+        };
+        let telemetry = ctx.meter.telemetry().unwrap_or_default();
+        windows.push(Window {
+            iterations: block_iters * blocks,
+            wall_s: t1 - t0,
+            busy_s: busy,
+            device_s: device_ok.then_some(device),
+            gap_s: gaps,
+            joules: e0.zip(e1).map(|(a, b)| b - a),
+            telemetry,
+        });
+
+        let spread = stop_metric_spread(&windows, flop, ctx.idle.map(|i| i.watts));
+        let n = windows.len() as u32;
+        let elapsed = ctx.clock.now_s() - point_start;
+        let last_window_s = t1 - t0;
+        if n >= cfg.min_windows
+            && (spread <= cfg.target_rel_spread
+                || n >= cfg.max_windows
+                || elapsed + last_window_s > cfg.point_budget_s)
+        {
+            break;
+        }
+    }
+
+    let idle_w = ctx.idle.map(|i| i.watts);
+    let summary = summarize(&windows, flop, idle_w);
+    let telemetry = TelemetrySummary::of(
+        &windows
+            .iter()
+            .map(|w| w.telemetry.clone())
+            .collect::<Vec<_>>(),
+    );
+    let mut flags = Vec::new();
+    if windows.iter().any(|w| w.wall_s < window_target_s * 0.98) {
+        flags.push(ValidityFlag::ShortWindow);
+    }
+    if stop_metric_spread(&windows, flop, idle_w) > cfg.target_rel_spread {
+        flags.push(ValidityFlag::HighSpread);
+    }
+    if is_throttled(&windows) {
+        flags.push(ValidityFlag::Throttled);
+    }
+    if !has_meter {
+        flags.push(ValidityFlag::NoEnergy);
+    }
+    Ok(Measurement {
+        warmup_s,
+        warmup_iterations,
+        window_target_s,
+        windows,
+        summary,
+        telemetry,
+        flags,
+    })
+}
+
+/// The spread the stop rule watches: J/FLOP where energy is measured, else time per op.
+fn stop_metric_spread(windows: &[Window], flop: u64, idle_w: Option<f64>) -> f64 {
+    let energy: Option<Vec<f64>> = windows
+        .iter()
+        .map(|w| w.joules_per_op(idle_w).map(|j| j / flop as f64))
+        .collect();
+    match energy {
+        Some(e) => relative_spread(&e),
+        None => relative_spread(
+            &windows
+                .iter()
+                .map(Window::seconds_per_op)
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
+/// Clock under 75% of its default, or a thermal / power-brake reason, in any window.
+fn is_throttled(windows: &[Window]) -> bool {
+    windows.iter().any(|w| {
+        let t = &w.telemetry;
+        let slow = matches!((t.sm_clock_mhz, t.default_sm_clock_mhz),
+            (Some(c), Some(d)) if d > 0 && (c as f64) < 0.75 * d as f64);
+        slow || t.has_brake_reason()
+    })
+}
+
+pub fn summarize(windows: &[Window], flop: u64, idle_w: Option<f64>) -> Summary {
+    let spo: Vec<f64> = windows.iter().map(Window::seconds_per_op).collect();
+    let seconds_per_op = Stat::of(&spo);
+    let jpo: Option<Vec<f64>> = windows.iter().map(|w| w.joules_per_op(idle_w)).collect();
+    let joules_per_op = jpo.as_deref().map(Stat::of);
+    let joules_per_flop = jpo
+        .as_deref()
+        .map(|v| Stat::of(&v.iter().map(|j| j / flop as f64).collect::<Vec<_>>()));
+    let average_w = jpo.as_ref().map(|_| {
+        let watts: Vec<f64> = windows
+            .iter()
+            .filter_map(|w| {
+                w.joules_per_op(idle_w)
+                    .map(|j| j * w.iterations as f64 / w.busy_s)
+            })
+            .collect();
+        median(&watts)
+    });
+    let above_idle = match (joules_per_op, idle_w) {
+        (Some(j), Some(idle)) => Some(j.median - idle * seconds_per_op.median),
+        _ => None,
+    };
+    Summary {
+        tflops: flop as f64 / seconds_per_op.median / 1e12,
+        seconds_per_op,
+        joules_per_op,
+        joules_per_flop,
+        above_idle_joules_per_op: above_idle,
+        average_w,
+    }
+}

@@ -1,0 +1,291 @@
+//! The record of DESIGN.md §5: one self-describing JSON object per measured (or
+//! skipped, or failed) point, appended and flushed one at a time so a killed sweep
+//! loses nothing it finished. Readers name the file and line of anything corrupt.
+
+use crate::device::DeviceInfo;
+use crate::meter::MeterSource;
+use crate::power::PowerCap;
+use crate::precision::Precision;
+use crate::protocol::{IdleBaseline, Measurement, ProtocolConfig, ValidityFlag};
+use crate::verify::Verification;
+use crate::workload::Workload;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+/// Bumped whenever a field changes meaning or is removed.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    pub name: String,
+    pub version: String,
+    pub git_commit: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PointStatus {
+    /// Verified and measured.
+    Measured,
+    /// Failed the correctness check: recorded with its error, never measured.
+    Invalid,
+    /// The backend cannot run this point (precision, kernel, shape); the reason says why.
+    Skipped,
+    /// A backend error while preparing or running.
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PowerCapRecord {
+    /// As the user asked: "default", "300W", "80%".
+    pub requested: PowerCap,
+    pub requested_w: Option<f64>,
+    /// What the device reported enforcing while the point ran.
+    pub enforced_w: Option<f64>,
+    pub default_w: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeterInfo {
+    pub source: MeterSource,
+    pub update_period_s: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub schema: u32,
+    pub tool: ToolInfo,
+    pub host: String,
+    pub unix_time_s: f64,
+    /// The command line that produced this record.
+    pub command: String,
+    /// From the simulated device's model, not a measurement.
+    pub simulated: bool,
+    pub status: PointStatus,
+    /// Why a point was skipped, invalid or failed.
+    pub reason: Option<String>,
+    pub device: DeviceInfo,
+    pub backend: String,
+    pub kernel: String,
+    pub kernel_variant: Option<String>,
+    pub vendor_kernel: bool,
+    pub precision: Precision,
+    pub workload: Workload,
+    /// What recommendations compare settings within: the shape without its batch.
+    pub group: String,
+    /// The batch axis: tokens / seq for a linear layer, the batch of attention.
+    pub batch_size: u64,
+    pub seed: u64,
+    pub flop: u64,
+    pub min_bytes: u64,
+    pub power_cap: PowerCapRecord,
+    pub meter: MeterInfo,
+    pub idle: Option<IdleBaseline>,
+    pub verification: Option<Verification>,
+    pub measurement: Option<Measurement>,
+    pub flags: Vec<ValidityFlag>,
+    pub protocol: ProtocolConfig,
+}
+
+impl Record {
+    /// What identifies a point for `--resume`.
+    pub fn point_key(&self) -> String {
+        point_key(
+            &self.device,
+            &self.backend,
+            &self.kernel,
+            self.precision,
+            &self.workload,
+            &self.power_cap.requested,
+        )
+    }
+
+    /// Verified, measured, and with an energy figure.
+    pub fn has_energy(&self) -> bool {
+        self.status == PointStatus::Measured
+            && self
+                .measurement
+                .as_ref()
+                .is_some_and(|m| m.summary.joules_per_flop.is_some())
+    }
+}
+
+pub fn point_key(
+    device: &DeviceInfo,
+    backend: &str,
+    kernel: &str,
+    precision: Precision,
+    workload: &Workload,
+    cap: &PowerCap,
+) -> String {
+    let w = serde_json::to_string(workload).unwrap_or_default();
+    format!(
+        "{}|{}|{}|{}|{}|{}",
+        device.key(),
+        backend,
+        kernel,
+        precision,
+        w,
+        cap
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: corrupt results line: {message}")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}:{line}: record has schema version {found}, this joulebench reads version {expected}; use a matching joulebench or write to a new file")]
+    Schema {
+        path: PathBuf,
+        line: usize,
+        found: u64,
+        expected: u32,
+    },
+    #[error("{path}: no records")]
+    Empty { path: PathBuf },
+}
+
+/// Read every record of a JSONL file; blank lines are allowed, anything else that
+/// is not a record of this schema is an error naming its line.
+pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
+    let file = File::open(path).map_err(|source| RecordError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let mut records = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line_no = i + 1;
+        let line = line.map_err(|e| RecordError::Corrupt {
+            path: path.into(),
+            line: line_no,
+            message: e.to_string(),
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| RecordError::Corrupt {
+                path: path.into(),
+                line: line_no,
+                message: format!("not JSON ({e})"),
+            })?;
+        match value.get("schema").and_then(|v| v.as_u64()) {
+            Some(v) if v == SCHEMA_VERSION as u64 => {}
+            Some(found) => {
+                return Err(RecordError::Schema {
+                    path: path.into(),
+                    line: line_no,
+                    found,
+                    expected: SCHEMA_VERSION,
+                })
+            }
+            None => {
+                return Err(RecordError::Corrupt {
+                    path: path.into(),
+                    line: line_no,
+                    message: "not a joulebench record (no \"schema\" field)".into(),
+                })
+            }
+        }
+        let record: Record = serde_json::from_value(value).map_err(|e| RecordError::Corrupt {
+            path: path.into(),
+            line: line_no,
+            message: e.to_string(),
+        })?;
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// Read several files; each must hold at least one record.
+pub fn read_many(paths: &[PathBuf]) -> Result<Vec<Record>, RecordError> {
+    let mut all = Vec::new();
+    for p in paths {
+        let r = read_records(p)?;
+        if r.is_empty() {
+            return Err(RecordError::Empty { path: p.clone() });
+        }
+        all.extend(r);
+    }
+    Ok(all)
+}
+
+/// Anything that takes records as they are produced.
+pub trait RecordSink {
+    fn write(&mut self, record: &Record) -> Result<(), RecordError>;
+}
+
+/// Appends one line per record and flushes it to disk before returning.
+pub struct JsonlWriter {
+    path: PathBuf,
+    file: File,
+}
+
+impl JsonlWriter {
+    /// Open for appending, creating the file (and its directory) if needed.
+    pub fn append(path: &Path) -> Result<Self, RecordError> {
+        let werr = |source| RecordError::Write {
+            path: path.into(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(werr)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(werr)?;
+        Ok(JsonlWriter {
+            path: path.into(),
+            file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl RecordSink for JsonlWriter {
+    fn write(&mut self, record: &Record) -> Result<(), RecordError> {
+        let mut line = serde_json::to_vec(record).map_err(|e| RecordError::Write {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        line.push(b'\n');
+        // One write call per record: a killed process leaves whole lines behind.
+        self.file
+            .write_all(&line)
+            .and_then(|_| self.file.sync_data())
+            .map_err(|source| RecordError::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// Points already present in a results file, for `--resume`.
+pub fn existing_keys(path: &Path) -> Result<HashSet<String>, RecordError> {
+    if !path.exists() {
+        return Ok(HashSet::new());
+    }
+    Ok(read_records(path)?.iter().map(Record::point_key).collect())
+}

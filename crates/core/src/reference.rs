@@ -1,0 +1,258 @@
+//! Seeded inputs and f64 CPU reference implementations that every backend's
+//! correctness check uses (DESIGN.md §3).
+//!
+//! Layout contract for every backend, all row-major:
+//! - matmul: A is `[batch][m][k]`, B is `[batch][k][n]`, C is `[batch][m][n]`.
+//! - attention: Q and O are `[batch][heads][seq_q][head_dim]`, K and V are
+//!   `[batch][heads][seq_kv][head_dim]`; scores are scaled by 1/√head_dim; with
+//!   `causal`, query i sees keys j ≤ i + (seq_kv − seq_q) (bottom-right aligned,
+//!   as FlashAttention-2 does).
+
+use crate::precision::Precision;
+use crate::workload::{AttentionShape, MatmulShape, Workload};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+/// Random normal values, rounded to `precision`, reproducible from `seed`.
+/// Never zeros: GEMM power depends on the values (DESIGN.md §3).
+pub fn random_normal(len: usize, precision: Precision, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..len)
+        .map(|_| precision.round(rng.sample::<f32, _>(StandardNormal)))
+        .collect()
+}
+
+/// The inputs of one correctness check, already rounded to the kernel's precision.
+#[derive(Clone, Debug)]
+pub enum CheckInputs {
+    Matmul {
+        a: Vec<f32>,
+        b: Vec<f32>,
+    },
+    Attention {
+        q: Vec<f32>,
+        k: Vec<f32>,
+        v: Vec<f32>,
+    },
+}
+
+impl CheckInputs {
+    /// Fresh inputs for `workload`; each tensor gets its own stream derived from `seed`.
+    pub fn generate(workload: &Workload, precision: Precision, seed: u64) -> Self {
+        match workload {
+            Workload::Matmul(s) => CheckInputs::Matmul {
+                a: random_normal((s.batch * s.m * s.k) as usize, precision, seed),
+                b: random_normal(
+                    (s.batch * s.k * s.n) as usize,
+                    precision,
+                    seed ^ 0x9e37_79b9,
+                ),
+            },
+            Workload::Attention(s) => {
+                let q_len = (s.batch * s.heads * s.seq_q * s.head_dim) as usize;
+                let kv_len = (s.batch * s.heads * s.seq_kv * s.head_dim) as usize;
+                CheckInputs::Attention {
+                    q: random_normal(q_len, precision, seed),
+                    k: random_normal(kv_len, precision, seed ^ 0x9e37_79b9),
+                    v: random_normal(kv_len, precision, seed ^ 0x7f4a_7c15),
+                }
+            }
+        }
+    }
+}
+
+/// One element of C = A·B in f64.
+pub fn matmul_element(s: &MatmulShape, a: &[f32], b: &[f32], index: usize) -> f64 {
+    let (m, n, k) = (s.m as usize, s.n as usize, s.k as usize);
+    let batch = index / (m * n);
+    let row = (index / n) % m;
+    let col = index % n;
+    let a_off = batch * m * k + row * k;
+    let b_off = batch * k * n + col;
+    (0..k)
+        .map(|p| a[a_off + p] as f64 * b[b_off + p * n] as f64)
+        .sum()
+}
+
+/// One output row of attention (all head_dim values of one query) in f64.
+pub fn attention_row(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], row: usize) -> Vec<f64> {
+    let (sq, skv, d) = (s.seq_q as usize, s.seq_kv as usize, s.head_dim as usize);
+    let bh = row / sq;
+    let i = row % sq;
+    let q_row = &q[row * d..(row + 1) * d];
+    let kv_base = bh * skv * d;
+    let visible = if s.causal {
+        // bottom-right aligned: keys up to i + (skv - sq); none when that is negative
+        (i + skv).saturating_sub(sq).saturating_add(1).min(skv)
+    } else {
+        skv
+    };
+    let scale = 1.0 / (d as f64).sqrt();
+    let scores: Vec<f64> = (0..visible)
+        .map(|j| {
+            let k_row = &k[kv_base + j * d..kv_base + (j + 1) * d];
+            q_row
+                .iter()
+                .zip(k_row)
+                .map(|(&x, &y)| x as f64 * y as f64)
+                .sum::<f64>()
+                * scale
+        })
+        .collect();
+    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut out = vec![0.0f64; d];
+    for (j, w) in weights.iter().enumerate() {
+        let v_row = &v[kv_base + j * d..kv_base + (j + 1) * d];
+        for (o, &x) in out.iter_mut().zip(v_row) {
+            *o += w * x as f64;
+        }
+    }
+    if total > 0.0 {
+        out.iter_mut().for_each(|o| *o /= total);
+    }
+    out
+}
+
+/// The whole f64 reference output (for small shapes and tests).
+pub fn reference_output(workload: &Workload, inputs: &CheckInputs) -> Vec<f64> {
+    match (workload, inputs) {
+        (Workload::Matmul(s), CheckInputs::Matmul { a, b }) => (0..workload.output_len())
+            .map(|i| matmul_element(s, a, b, i))
+            .collect(),
+        (Workload::Attention(s), CheckInputs::Attention { q, k, v }) => {
+            let rows = (s.batch * s.heads * s.seq_q) as usize;
+            (0..rows)
+                .flat_map(|r| attention_row(s, q, k, v, r))
+                .collect()
+        }
+        _ => panic!("inputs do not match the workload's op"),
+    }
+}
+
+/// Reference values at `indices` of the flattened output.
+pub fn reference_at(workload: &Workload, inputs: &CheckInputs, indices: &[usize]) -> Vec<f64> {
+    match (workload, inputs) {
+        (Workload::Matmul(s), CheckInputs::Matmul { a, b }) => indices
+            .iter()
+            .map(|&i| matmul_element(s, a, b, i))
+            .collect(),
+        (Workload::Attention(s), CheckInputs::Attention { q, k, v }) => {
+            let d = s.head_dim as usize;
+            let mut cache: Option<(usize, Vec<f64>)> = None;
+            indices
+                .iter()
+                .map(|&i| {
+                    let row = i / d;
+                    if cache.as_ref().map(|c| c.0) != Some(row) {
+                        cache = Some((row, attention_row(s, q, k, v, row)));
+                    }
+                    cache.as_ref().map(|c| c.1[i % d]).unwrap_or(f64::NAN)
+                })
+                .collect()
+        }
+        _ => panic!("inputs do not match the workload's op"),
+    }
+}
+
+/// ‖out − ref‖₂ / ‖ref‖₂ over paired values.
+pub fn relative_error(
+    out: impl IntoIterator<Item = f64>,
+    reference: impl IntoIterator<Item = f64>,
+) -> f64 {
+    let (mut diff, mut norm) = (0.0f64, 0.0f64);
+    for (o, r) in out.into_iter().zip(reference) {
+        diff += (o - r) * (o - r);
+        norm += r * r;
+    }
+    if norm == 0.0 {
+        diff.sqrt()
+    } else {
+        (diff / norm).sqrt()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_seeded_normal_and_rounded() {
+        let a = random_normal(10_000, Precision::Bf16, 7);
+        assert_eq!(a, random_normal(10_000, Precision::Bf16, 7));
+        assert_ne!(a, random_normal(10_000, Precision::Bf16, 8));
+        let mean = a.iter().map(|&x| x as f64).sum::<f64>() / a.len() as f64;
+        let var = a.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / a.len() as f64;
+        assert!(
+            mean.abs() < 0.05 && (var - 1.0).abs() < 0.05,
+            "mean {mean} var {var}"
+        );
+        assert!(a.iter().all(|&x| Precision::Bf16.round(x) == x));
+        assert!(a.iter().filter(|&&x| x == 0.0).count() < 10);
+    }
+
+    #[test]
+    fn matmul_reference_matches_hand_computation() {
+        let s = MatmulShape {
+            batch: 2,
+            m: 2,
+            n: 2,
+            k: 2,
+        };
+        let a = vec![1., 2., 3., 4., /* batch 1 */ 1., 0., 0., 1.];
+        let b = vec![5., 6., 7., 8., /* batch 1 */ 2., 3., 4., 5.];
+        let w = Workload::Matmul(s);
+        let c = reference_output(&w, &CheckInputs::Matmul { a, b });
+        assert_eq!(c, vec![19., 22., 43., 50., 2., 3., 4., 5.]);
+    }
+
+    #[test]
+    fn attention_reference_one_key_returns_its_value() {
+        let s = AttentionShape {
+            batch: 1,
+            heads: 1,
+            seq_q: 2,
+            seq_kv: 2,
+            head_dim: 2,
+            causal: true,
+        };
+        let q = vec![1., 0., 0., 1.];
+        let k = vec![1., 0., 0., 1.];
+        let v = vec![10., 20., 30., 40.];
+        // causal: query 0 sees only key 0, so its output is exactly v[0]
+        let row0 = attention_row(&s, &q, &k, &v, 0);
+        assert_eq!(row0, vec![10., 20.]);
+        // query 1 sees both keys, weights softmax([0, 1/√2])
+        let w1 = (1.0f64 / 2f64.sqrt()).exp();
+        let expect = (10.0 + 30.0 * w1) / (1.0 + w1);
+        assert!((attention_row(&s, &q, &k, &v, 1)[0] - expect).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sampled_reference_equals_full_reference() {
+        let w = Workload::Attention(AttentionShape {
+            batch: 1,
+            heads: 2,
+            seq_q: 5,
+            seq_kv: 7,
+            head_dim: 4,
+            causal: true,
+        });
+        let inputs = CheckInputs::generate(&w, Precision::F32, 3);
+        let full = reference_output(&w, &inputs);
+        let idx = vec![0, 3, 4, 17, 39];
+        let at = reference_at(&w, &inputs, &idx);
+        for (i, v) in idx.iter().zip(at) {
+            assert_eq!(full[*i], v);
+        }
+    }
+
+    #[test]
+    fn relative_error_is_scale_free() {
+        assert_eq!(relative_error([1.0, 2.0], [1.0, 2.0]), 0.0);
+        let e = relative_error([1.1, 2.2], [1.0, 2.0]);
+        assert!((e - 0.1).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,374 @@
+//! Runs a planned sweep on one device: for each point, set the power cap, check
+//! support, prepare, verify, measure, and append the record — nothing downstream
+//! of the record reaches back. Unsupported points become skipped records, a failed
+//! check an invalid one, a backend error a failed one; only a lost meter, a
+//! refused power change or an unwritable results file stops the sweep.
+
+use crate::backend::{Backend, BackendError, Support};
+use crate::clock::Clock;
+use crate::meter::{EnergyMeter, MeterError};
+use crate::plan::PlanPoint;
+use crate::power::{PowerCap, PowerControl, PowerError, PowerLimits};
+use crate::protocol::{
+    measure, measure_idle, IdleBaseline, MeasureContext, ProtocolConfig, ProtocolError,
+    ValidityFlag,
+};
+use crate::record::{
+    point_key, MeterInfo, PointStatus, PowerCapRecord, Record, RecordError, RecordSink, ToolInfo,
+    SCHEMA_VERSION,
+};
+use crate::verify::verify;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// One device's backend, meter, power control and clock.
+pub struct DeviceSession<'a> {
+    pub backend: &'a mut dyn Backend,
+    pub meter: &'a mut dyn EnergyMeter,
+    pub power: Option<&'a mut dyn PowerControl>,
+    pub clock: &'a dyn Clock,
+}
+
+pub struct SweepOptions {
+    pub protocol: ProtocolConfig,
+    pub seed: u64,
+    pub command: String,
+    pub tool: ToolInfo,
+    pub host: String,
+    /// Seconds to wait after a cap change once the enforced limit reads back.
+    pub cap_settle_s: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Power(#[from] PowerError),
+    #[error("energy meter failed mid-sweep: {0}; every finished point is kept")]
+    Meter(#[from] MeterError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("interrupted; every finished point is kept (continue with --resume)")]
+    Interrupted,
+}
+
+/// Told about progress; the CLI draws a progress bar from it.
+pub trait SweepObserver {
+    fn started(&mut self, _total: usize, _already_done: usize) {}
+    fn point_started(&mut self, _point: &PlanPoint) {}
+    fn point_finished(&mut self, _record: &Record) {}
+    fn note(&mut self, _message: &str) {}
+}
+
+pub struct SilentObserver;
+impl SweepObserver for SilentObserver {}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SweepOutcome {
+    pub measured: usize,
+    pub invalid: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    /// Points already in the results file, not repeated.
+    pub resumed: usize,
+}
+
+/// Every cap the plan asks for, checked against the device before anything changes.
+pub fn check_caps(
+    points: &[PlanPoint],
+    power: Option<&mut (dyn PowerControl + '_)>,
+) -> Result<Option<PowerLimits>, PowerError> {
+    let wants_change = points.iter().any(|p| !p.cap.is_default());
+    let Some(power) = power else {
+        if wants_change {
+            return Err(PowerError::Unavailable(
+                "this device has no power-limit control".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let limits = match power.limits() {
+        Ok(l) => l,
+        Err(e) if !wants_change => {
+            let _ = e;
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    for p in points {
+        if !p.cap.is_default() {
+            limits.check(p.cap.resolve_w(&limits))?;
+        }
+    }
+    Ok(Some(limits))
+}
+
+/// A stable per-point seed, the same on every run and on resume.
+fn point_seed(seed: u64, key: &str) -> u64 {
+    // FNV-1a
+    key.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ seed, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+pub fn run_sweep(
+    session: &mut DeviceSession<'_>,
+    points: &[PlanPoint],
+    opts: &SweepOptions,
+    done: &HashSet<String>,
+    sink: &mut dyn RecordSink,
+    observer: &mut dyn SweepObserver,
+    stop: &AtomicBool,
+) -> Result<SweepOutcome, SweepError> {
+    let limits = check_caps(points, session.power.as_deref_mut())?;
+    let device = session.backend.device().clone();
+    let keys: Vec<String> = points
+        .iter()
+        .map(|p| {
+            point_key(
+                &device,
+                session.backend.name(),
+                &p.kernel,
+                p.precision,
+                &p.workload,
+                &p.cap,
+            )
+        })
+        .collect();
+    let already = keys.iter().filter(|k| done.contains(*k)).count();
+    observer.started(points.len(), already);
+    let mut outcome = SweepOutcome {
+        resumed: already,
+        ..Default::default()
+    };
+    if already == points.len() {
+        return Ok(outcome);
+    }
+
+    let idle = if opts.protocol.idle_baseline_s > 0.0 {
+        observer.note("measuring idle power");
+        measure_idle(session.meter, session.clock, opts.protocol.idle_baseline_s)?
+    } else {
+        None
+    };
+    let meter = MeterInfo {
+        source: session.meter.source(),
+        update_period_s: session.meter.update_period_s(),
+    };
+    let mut current_cap = PowerCap::Default;
+
+    for (point, key) in points.iter().zip(&keys) {
+        if done.contains(key) {
+            continue;
+        }
+        if stop.load(Ordering::SeqCst) {
+            return Err(SweepError::Interrupted);
+        }
+        observer.point_started(point);
+
+        if point.cap != current_cap {
+            if let (Some(power), Some(l)) = (session.power.as_deref_mut(), limits.as_ref()) {
+                let watts = if point.cap.is_default() {
+                    l.current_w
+                } else {
+                    point.cap.resolve_w(l)
+                };
+                observer.note(&format!("setting power cap {} ({watts:.0} W)", point.cap));
+                power.set_limit_w(watts)?;
+                settle_cap(power, session.clock, watts, opts.cap_settle_s)?;
+            }
+            current_cap = point.cap;
+        }
+
+        let requested_w = match (&limits, point.cap.is_default()) {
+            (Some(l), false) => Some(point.cap.resolve_w(l)),
+            _ => None,
+        };
+        let enforced_w = session
+            .power
+            .as_deref_mut()
+            .and_then(|p| p.enforced_limit_w().ok());
+        let seed = point_seed(opts.seed, key);
+        let mut record = Record {
+            schema: SCHEMA_VERSION,
+            tool: opts.tool.clone(),
+            host: opts.host.clone(),
+            unix_time_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+            command: opts.command.clone(),
+            simulated: device.simulated,
+            status: PointStatus::Skipped,
+            reason: None,
+            device: device.clone(),
+            backend: session.backend.name().to_string(),
+            kernel: point.kernel.clone(),
+            kernel_variant: None,
+            vendor_kernel: point.vendor,
+            precision: point.precision,
+            workload: point.workload,
+            group: point.group.clone(),
+            batch_size: point.batch_size,
+            seed,
+            flop: point.workload.flop().unwrap_or(0),
+            min_bytes: point.workload.min_bytes(point.precision),
+            power_cap: PowerCapRecord {
+                requested: point.cap,
+                requested_w,
+                enforced_w,
+                default_w: limits.map(|l| l.default_w),
+            },
+            meter: meter.clone(),
+            idle,
+            verification: None,
+            measurement: None,
+            flags: Vec::new(),
+            protocol: opts.protocol.clone(),
+        };
+
+        measure_point(session, point, &mut record, idle, &opts.protocol)?;
+        if device.cpu_emulation && record.status == PointStatus::Measured {
+            record.flags.push(ValidityFlag::CpuEmulation);
+        }
+        if let (Some(req), Some(enf)) = (record.power_cap.requested_w, record.power_cap.enforced_w)
+        {
+            if (req - enf).abs() > (0.01 * req).max(1.0) {
+                record.flags.push(ValidityFlag::CapNotEnforced);
+            }
+        }
+        match record.status {
+            PointStatus::Measured => outcome.measured += 1,
+            PointStatus::Invalid => outcome.invalid += 1,
+            PointStatus::Skipped => outcome.skipped += 1,
+            PointStatus::Failed => outcome.failed += 1,
+        }
+        sink.write(&record)?;
+        observer.point_finished(&record);
+    }
+    Ok(outcome)
+}
+
+/// Fill `record` with the outcome of one point: skipped, invalid, failed or measured.
+fn measure_point(
+    session: &mut DeviceSession<'_>,
+    point: &PlanPoint,
+    record: &mut Record,
+    idle: Option<IdleBaseline>,
+    protocol: &ProtocolConfig,
+) -> Result<(), SweepError> {
+    if let Support::Unsupported(reason) =
+        session
+            .backend
+            .support(&point.kernel, point.precision, &point.workload)
+    {
+        record.status = PointStatus::Skipped;
+        record.reason = Some(reason);
+        return Ok(());
+    }
+    let mut kernel =
+        match session
+            .backend
+            .prepare(&point.kernel, point.precision, &point.workload, record.seed)
+        {
+            Ok(k) => k,
+            Err(e) => {
+                record.status = match e {
+                    BackendError::Unsupported(_) | BackendError::DoesNotFit(_) => {
+                        PointStatus::Skipped
+                    }
+                    _ => PointStatus::Failed,
+                };
+                record.reason = Some(e.to_string());
+                return Ok(());
+            }
+        };
+    record.kernel_variant = kernel.variant();
+    let check = match verify(
+        kernel.as_mut(),
+        &point.workload,
+        point.precision,
+        record.seed ^ 0xc0ffee,
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            record.status = PointStatus::Failed;
+            record.reason = Some(format!("correctness check could not run: {e}"));
+            return Ok(());
+        }
+    };
+    let passed = check.passed;
+    if !passed {
+        record.reason = Some(if check.non_finite_elements > 0 {
+            format!(
+                "{} of {} output elements are not finite (unwritten or overflowed)",
+                check.non_finite_elements, check.output_elements
+            )
+        } else {
+            format!(
+                "relative error {:.3e} exceeds the {} tolerance {:.0e}",
+                check.relative_error, point.precision, check.tolerance
+            )
+        });
+    }
+    record.verification = Some(check);
+    if !passed {
+        record.status = PointStatus::Invalid;
+        return Ok(());
+    }
+    let mut ctx = MeasureContext {
+        meter: &mut *session.meter,
+        clock: session.clock,
+        config: protocol,
+        idle,
+    };
+    match measure(kernel.as_mut(), record.flop, &mut ctx) {
+        Ok(m) => {
+            record.flags = m.flags.clone();
+            if record.power_cap.enforced_w.is_none() {
+                record.power_cap.enforced_w = m.telemetry.enforced_power_limit_w;
+            }
+            record.measurement = Some(m);
+            record.status = PointStatus::Measured;
+        }
+        Err(ProtocolError::Meter(e)) => return Err(SweepError::Meter(e)),
+        Err(e) => {
+            record.status = PointStatus::Failed;
+            record.reason = Some(e.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Wait until the enforced limit reads back the requested one, then let power settle.
+fn settle_cap(
+    power: &mut dyn PowerControl,
+    clock: &dyn Clock,
+    watts: f64,
+    settle_s: f64,
+) -> Result<(), PowerError> {
+    let deadline = clock.now_s() + 5.0;
+    loop {
+        let enforced = power.enforced_limit_w()?;
+        if (enforced - watts).abs() <= (0.01 * watts).max(1.0) {
+            break;
+        }
+        if clock.now_s() > deadline {
+            return Err(PowerError::Failed(format!(
+                "the enforced limit stayed at {enforced:.0} W after asking for {watts:.0} W"
+            )));
+        }
+        clock.sleep(Duration::from_millis(100));
+    }
+    clock.sleep(Duration::from_secs_f64(settle_s));
+    Ok(())
+}
+
+/// The tool's identity for records: version and, when built from git, the commit.
+pub fn tool_info() -> ToolInfo {
+    ToolInfo {
+        name: "joulebench".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: option_env!("JOULEBENCH_GIT_COMMIT").map(str::to_string),
+    }
+}

@@ -1,0 +1,356 @@
+//! The two operations joulebench measures, their shapes, and the FLOP and
+//! minimum-byte counts of DESIGN.md §2 — checked, because a FLOP count that
+//! silently wraps would make every J/FLOP figure wrong.
+
+use crate::precision::Precision;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Largest single dimension accepted (2^24): anything larger is a typo, not a GPU workload.
+pub const MAX_DIM: u64 = 1 << 24;
+/// Largest tensor accepted, in elements (2^40, a few TB in any precision).
+pub const MAX_TENSOR_ELEMENTS: u128 = 1 << 40;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("{op}: dimension {name} is 0; every dimension must be at least 1")]
+    ZeroDimension {
+        op: &'static str,
+        name: &'static str,
+    },
+    #[error("{op}: dimension {name} = {value} exceeds the largest accepted dimension {max}")]
+    DimensionTooLarge {
+        op: &'static str,
+        name: &'static str,
+        value: u64,
+        max: u64,
+    },
+    #[error("{op}: tensor {tensor} would hold {elements} elements, more than any GPU can hold (limit {limit})")]
+    TensorTooLarge {
+        op: &'static str,
+        tensor: &'static str,
+        elements: u128,
+        limit: u128,
+    },
+    #[error("{op}: the FLOP count overflows a 64-bit integer; reduce the shape")]
+    FlopOverflow { op: &'static str },
+}
+
+/// `C[b] = A[b] · B[b]` with A m×k and B k×n, row-major, `batch` independent products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MatmulShape {
+    pub batch: u64,
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+}
+
+/// Attention forward over Q (batch × heads × seq_q × head_dim) and K, V
+/// (batch × heads × seq_kv × head_dim); output shaped like Q.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AttentionShape {
+    pub batch: u64,
+    pub heads: u64,
+    pub seq_q: u64,
+    pub seq_kv: u64,
+    pub head_dim: u64,
+    pub causal: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Matmul,
+    Attention,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Matmul => "matmul",
+            Op::Attention => "attention",
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Op {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "matmul" | "gemm" => Ok(Op::Matmul),
+            "attention" | "attn" => Ok(Op::Attention),
+            other => Err(format!(
+                "unknown op '{other}': expected matmul or attention"
+            )),
+        }
+    }
+}
+
+/// One operation at one shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Workload {
+    Matmul(MatmulShape),
+    Attention(AttentionShape),
+}
+
+fn check_dim(op: &'static str, name: &'static str, value: u64) -> Result<(), WorkloadError> {
+    if value == 0 {
+        return Err(WorkloadError::ZeroDimension { op, name });
+    }
+    if value > MAX_DIM {
+        return Err(WorkloadError::DimensionTooLarge {
+            op,
+            name,
+            value,
+            max: MAX_DIM,
+        });
+    }
+    Ok(())
+}
+
+fn check_tensor(
+    op: &'static str,
+    tensor: &'static str,
+    dims: &[u64],
+) -> Result<u128, WorkloadError> {
+    let elements = dims
+        .iter()
+        .fold(1u128, |acc, &d| acc.saturating_mul(d as u128));
+    if elements > MAX_TENSOR_ELEMENTS {
+        return Err(WorkloadError::TensorTooLarge {
+            op,
+            tensor,
+            elements,
+            limit: MAX_TENSOR_ELEMENTS,
+        });
+    }
+    Ok(elements)
+}
+
+impl Workload {
+    pub fn op(&self) -> Op {
+        match self {
+            Workload::Matmul(_) => Op::Matmul,
+            Workload::Attention(_) => Op::Attention,
+        }
+    }
+
+    pub fn batch(&self) -> u64 {
+        match self {
+            Workload::Matmul(s) => s.batch,
+            Workload::Attention(s) => s.batch,
+        }
+    }
+
+    /// The same workload with another batch size (the sweep's batch axis).
+    pub fn with_batch(&self, batch: u64) -> Workload {
+        match *self {
+            Workload::Matmul(s) => Workload::Matmul(MatmulShape { batch, ..s }),
+            Workload::Attention(s) => Workload::Attention(AttentionShape { batch, ..s }),
+        }
+    }
+
+    /// Reject zero, absurd and overflowing shapes with a message that names the culprit.
+    pub fn validate(&self) -> Result<(), WorkloadError> {
+        match self {
+            Workload::Matmul(s) => {
+                let op = "matmul";
+                for (name, v) in [("batch", s.batch), ("m", s.m), ("n", s.n), ("k", s.k)] {
+                    check_dim(op, name, v)?;
+                }
+                check_tensor(op, "A", &[s.batch, s.m, s.k])?;
+                check_tensor(op, "B", &[s.batch, s.k, s.n])?;
+                check_tensor(op, "C", &[s.batch, s.m, s.n])?;
+            }
+            Workload::Attention(s) => {
+                let op = "attention";
+                for (name, v) in [
+                    ("batch", s.batch),
+                    ("heads", s.heads),
+                    ("seq_q", s.seq_q),
+                    ("seq_kv", s.seq_kv),
+                    ("head_dim", s.head_dim),
+                ] {
+                    check_dim(op, name, v)?;
+                }
+                check_tensor(op, "Q", &[s.batch, s.heads, s.seq_q, s.head_dim])?;
+                check_tensor(op, "K", &[s.batch, s.heads, s.seq_kv, s.head_dim])?;
+            }
+        }
+        self.flop().map(|_| ())
+    }
+
+    /// FLOP by the conventions of DESIGN.md §2: 2·b·m·n·k for matmul;
+    /// 4·b·h·s_q·s_kv·d for attention (softmax not counted), half of it when causal.
+    pub fn flop(&self) -> Result<u64, WorkloadError> {
+        let (op, flop) = match self {
+            Workload::Matmul(s) => (
+                "matmul",
+                2u128 * s.batch as u128 * s.m as u128 * s.n as u128 * s.k as u128,
+            ),
+            Workload::Attention(s) => {
+                let full = 4u128
+                    * s.batch as u128
+                    * s.heads as u128
+                    * s.seq_q as u128
+                    * s.seq_kv as u128
+                    * s.head_dim as u128;
+                ("attention", if s.causal { full / 2 } else { full })
+            }
+        };
+        u64::try_from(flop).map_err(|_| WorkloadError::FlopOverflow { op })
+    }
+
+    /// The minimum bytes moved: each input read once, each output written once.
+    pub fn min_bytes(&self, precision: Precision) -> u64 {
+        let inp = precision.input_bytes() as u128;
+        let out = precision.output_bytes() as u128;
+        let bytes = match self {
+            Workload::Matmul(s) => {
+                let (b, m, n, k) = (s.batch as u128, s.m as u128, s.n as u128, s.k as u128);
+                inp * b * (m * k + k * n) + out * b * m * n
+            }
+            Workload::Attention(s) => {
+                let bh = s.batch as u128 * s.heads as u128;
+                let d = s.head_dim as u128;
+                inp * bh * d * (s.seq_q as u128 + 2 * s.seq_kv as u128)
+                    + out * bh * d * s.seq_q as u128
+            }
+        };
+        u64::try_from(bytes).unwrap_or(u64::MAX)
+    }
+
+    /// Number of output elements (used by correctness checks).
+    pub fn output_len(&self) -> usize {
+        match self {
+            Workload::Matmul(s) => (s.batch * s.m * s.n) as usize,
+            Workload::Attention(s) => (s.batch * s.heads * s.seq_q * s.head_dim) as usize,
+        }
+    }
+
+    /// The shape without its batch: what a recommendation groups settings by.
+    pub fn shape_label(&self) -> String {
+        match self {
+            Workload::Matmul(s) => format!("matmul {}x{}x{}", s.m, s.n, s.k),
+            Workload::Attention(s) => format!(
+                "attention h{} q{} kv{} d{}{}",
+                s.heads,
+                s.seq_q,
+                s.seq_kv,
+                s.head_dim,
+                if s.causal { " causal" } else { "" }
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} b{}", self.shape_label(), self.batch())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mm(batch: u64, m: u64, n: u64, k: u64) -> Workload {
+        Workload::Matmul(MatmulShape { batch, m, n, k })
+    }
+
+    fn attn(causal: bool) -> Workload {
+        Workload::Attention(AttentionShape {
+            batch: 2,
+            heads: 8,
+            seq_q: 1024,
+            seq_kv: 2048,
+            head_dim: 64,
+            causal,
+        })
+    }
+
+    #[test]
+    fn matmul_flop_and_bytes() {
+        let w = mm(3, 128, 256, 64);
+        assert_eq!(w.flop().unwrap(), 2 * 3 * 128 * 256 * 64);
+        // f16: A and B at 2 bytes, C at 2 bytes.
+        assert_eq!(
+            w.min_bytes(Precision::F16),
+            2 * 3 * (128 * 64 + 64 * 256) + 2 * 3 * 128 * 256
+        );
+        // fp8 reads 1-byte inputs and writes bf16.
+        assert_eq!(
+            w.min_bytes(Precision::Fp8E4m3),
+            3 * (128 * 64 + 64 * 256) + 2 * 3 * 128 * 256
+        );
+    }
+
+    #[test]
+    fn attention_flop_causal_is_half() {
+        let full = attn(false).flop().unwrap();
+        assert_eq!(full, 4 * 2 * 8 * 1024 * 2048 * 64);
+        assert_eq!(attn(true).flop().unwrap(), full / 2);
+        assert_eq!(
+            attn(false).min_bytes(Precision::F32),
+            4 * 2 * 8 * 64 * (1024 + 2 * 2048) + 4 * 2 * 8 * 64 * 1024
+        );
+    }
+
+    #[test]
+    fn zero_dimension_is_named() {
+        let err = mm(1, 128, 0, 64).validate().unwrap_err();
+        assert_eq!(
+            err,
+            WorkloadError::ZeroDimension {
+                op: "matmul",
+                name: "n"
+            }
+        );
+        assert!(err.to_string().contains("dimension n is 0"));
+    }
+
+    #[test]
+    fn absurd_dimension_and_tensor_are_rejected() {
+        assert!(matches!(
+            mm(1, MAX_DIM + 1, 1, 1).validate(),
+            Err(WorkloadError::DimensionTooLarge { name: "m", .. })
+        ));
+        assert!(matches!(
+            mm(1, MAX_DIM, MAX_DIM, 1).validate(),
+            Err(WorkloadError::TensorTooLarge { tensor: "C", .. })
+        ));
+    }
+
+    #[test]
+    fn flop_overflow_is_an_error_not_a_wrap() {
+        // Every tensor is within limits, but 4·b·h·s_q·s_kv·d exceeds u64.
+        let w = Workload::Attention(AttentionShape {
+            batch: 1 << 8,
+            heads: 1 << 8,
+            seq_q: MAX_DIM,
+            seq_kv: MAX_DIM,
+            head_dim: 1,
+            causal: false,
+        });
+        assert_eq!(
+            w.validate(),
+            Err(WorkloadError::FlopOverflow { op: "attention" })
+        );
+        let w = mm(1, 1 << 22, 1 << 22, 1 << 22);
+        assert_eq!(w.flop(), Err(WorkloadError::FlopOverflow { op: "matmul" }));
+    }
+
+    #[test]
+    fn with_batch_changes_only_batch() {
+        let w = attn(true).with_batch(16);
+        assert_eq!(w.batch(), 16);
+        assert_eq!(w.shape_label(), attn(true).shape_label());
+    }
+}
