@@ -1,1 +1,7 @@
-//! placeholder
+//! Where joules come from and the one place a machine's state changes: the NVML
+//! meters, power-cap control with guaranteed restore, and the simulated device
+//! (backend, meter and power control from one model). It knows no kernels.
+
+pub mod guard;
+pub mod nvml;
+pub mod sim;

@@ -1,0 +1,1 @@
+//! Power-cap changes with guaranteed restore.

@@ -1,0 +1,1 @@
+//! NVML energy meters, telemetry and power control.
