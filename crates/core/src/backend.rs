@@ -74,6 +74,11 @@ pub trait PreparedKernel {
     fn run_for_check(&mut self, inputs: &CheckInputs) -> Result<Vec<f32>, BackendError>;
     /// Run `iterations` back-to-back on the prepared buffers and wait for completion.
     fn run(&mut self, iterations: u64) -> Result<RunTiming, BackendError>;
+    /// The workload whose output the correctness check compares: the prepared one.
+    /// Only a model backend (the simulated device) checks a reduced shape instead.
+    fn check_workload(&self, workload: &Workload) -> Workload {
+        *workload
+    }
     /// Variant of the kernel actually chosen (tile sizes and the like), if any.
     fn variant(&self) -> Option<String> {
         None

@@ -288,6 +288,9 @@ pub struct MeasureContext<'a> {
     pub clock: &'a dyn Clock,
     pub config: &'a ProtocolConfig,
     pub idle: Option<IdleBaseline>,
+    /// A power cap was requested for this point: a lower clock is then its purpose,
+    /// so only thermal and power-brake reasons count as throttling.
+    pub cap_requested: bool,
 }
 
 /// A low-discrepancy fraction in [0, 1): successive gaps land at well-spread phases.
@@ -408,7 +411,7 @@ pub fn measure(
     if stop_metric_spread(&windows, flop, idle_w) > cfg.target_rel_spread {
         flags.push(ValidityFlag::HighSpread);
     }
-    if is_throttled(&windows) {
+    if is_throttled(&windows, ctx.cap_requested) {
         flags.push(ValidityFlag::Throttled);
     }
     if !has_meter {
@@ -442,11 +445,12 @@ fn stop_metric_spread(windows: &[Window], flop: u64, idle_w: Option<f64>) -> f64
     }
 }
 
-/// Clock under 75% of its default, or a thermal / power-brake reason, in any window.
-fn is_throttled(windows: &[Window]) -> bool {
+/// Clock under 75% of its default (when no cap was requested), or a thermal /
+/// power-brake reason, in any window.
+fn is_throttled(windows: &[Window], cap_requested: bool) -> bool {
     windows.iter().any(|w| {
         let t = &w.telemetry;
-        let slow = matches!((t.sm_clock_mhz, t.default_sm_clock_mhz),
+        let slow = !cap_requested && matches!((t.sm_clock_mhz, t.default_sm_clock_mhz),
             (Some(c), Some(d)) if d > 0 && (c as f64) < 0.75 * d as f64);
         slow || t.has_brake_reason()
     })

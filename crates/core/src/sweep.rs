@@ -321,6 +321,7 @@ fn measure_point(
         clock: session.clock,
         config: protocol,
         idle,
+        cap_requested: !point.cap.is_default(),
     };
     match measure(kernel.as_mut(), record.flop, &mut ctx) {
         Ok(m) => {

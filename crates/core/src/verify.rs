@@ -89,9 +89,10 @@ pub fn verify(
     precision: Precision,
     seed: u64,
 ) -> Result<Verification, BackendError> {
-    let inputs = CheckInputs::generate(workload, precision, seed);
+    let checked = kernel.check_workload(workload);
+    let inputs = CheckInputs::generate(&checked, precision, seed);
     let output = kernel.run_for_check(&inputs)?;
-    Ok(compare(workload, precision, &inputs, &output, seed))
+    Ok(compare(&checked, precision, &inputs, &output, seed))
 }
 
 #[cfg(test)]
