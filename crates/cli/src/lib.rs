@@ -1,4 +1,42 @@
-//! placeholder
+//! The `joulebench` command line. It parses arguments, opens devices, and hands
+//! data from one stage to the next (plan → sweep → records → analysis); it holds
+//! no measurement or kernel logic of its own.
+
+mod args;
+mod devices;
+mod error;
+mod open;
+mod progress;
+mod results;
+mod sweep;
+
+pub use error::CliError;
+
+use args::{Cli, Command};
+use clap::Parser;
+
+/// Run the CLI and return the process exit code: 0 success, 1 a device or run
+/// failure, 2 bad input, 130 interrupted.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::Devices(a) => devices::run(&a),
+        Command::Sweep(a) => sweep::run(&a),
+        Command::Report(a) => results::report(&a),
+        Command::Recommend(a) => results::recommend(&a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
 }

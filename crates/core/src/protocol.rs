@@ -34,6 +34,11 @@ pub struct ProtocolConfig {
     pub max_windows: u32,
     /// Time budget per point (warm-up included), seconds; `min_windows` is always met.
     pub point_budget_s: f64,
+    /// Start and end each window on an update of the energy counter (polled every
+    /// `counter_poll_s`), so a window's energy is not off by up to one update
+    /// period at each end; the idle wait at the end is removed with the idle baseline.
+    pub align_to_counter: bool,
+    pub counter_poll_s: f64,
 }
 
 impl Default for ProtocolConfig {
@@ -49,6 +54,8 @@ impl Default for ProtocolConfig {
             min_windows: 3,
             max_windows: 20,
             point_budget_s: 60.0,
+            align_to_counter: true,
+            counter_poll_s: 0.001,
         }
     }
 }
@@ -90,6 +97,9 @@ impl ProtocolConfig {
         }
         if !(self.point_budget_s.is_finite() && self.point_budget_s > 0.0) {
             return bad("point_budget_s must be > 0");
+        }
+        if !(self.counter_poll_s.is_finite() && self.counter_poll_s > 0.0) {
+            return bad("counter_poll_s must be > 0");
         }
         Ok(())
     }
@@ -162,7 +172,8 @@ pub struct Window {
     pub busy_s: f64,
     /// Sum of the blocks' device time, where the backend has timestamps.
     pub device_s: Option<f64>,
-    /// Sleep between blocks.
+    /// Idle time inside the window: sleeps between blocks and the wait for the
+    /// closing counter update. Its idle energy is removed from the op's energy.
     pub gap_s: f64,
     /// Energy-meter delta over the whole window, gaps included.
     pub joules: Option<f64>,
@@ -340,13 +351,15 @@ pub fn measure(
         .ceil()
         .max(1.0) as u64;
 
+    let period = if has_meter { ctx.meter.update_period_s() } else { 0.0 };
+    let align = cfg.align_to_counter && period > 0.0;
     let mut windows: Vec<Window> = Vec::new();
     let mut gap_counter = 0u64;
     loop {
-        let e0 = if has_meter {
-            Some(ctx.meter.energy_j()?)
-        } else {
-            None
+        let e0 = match (has_meter, align) {
+            (true, true) => Some(await_counter_update(ctx.meter, ctx.clock, period, cfg.counter_poll_s)?),
+            (true, false) => Some(ctx.meter.energy_j()?),
+            _ => None,
         };
         let t0 = ctx.clock.now_s();
         let (mut busy, mut device, mut device_ok, mut gaps) = (0.0, 0.0, true, 0.0);
@@ -366,12 +379,15 @@ pub fn measure(
                 gaps += ctx.clock.now_s() - tg;
             }
         }
-        let t1 = ctx.clock.now_s();
-        let e1 = if has_meter {
-            Some(ctx.meter.energy_j()?)
-        } else {
-            None
+        let work_end = ctx.clock.now_s();
+        let e1 = match (has_meter, align && ctx.idle.is_some()) {
+            (true, true) => Some(await_counter_update(ctx.meter, ctx.clock, period, cfg.counter_poll_s)?),
+            (true, false) => Some(ctx.meter.energy_j()?),
+            _ => None,
         };
+        let t1 = ctx.clock.now_s();
+        // the wait for the closing update is idle time, removed like the gaps
+        gaps += t1 - work_end;
         let telemetry = ctx.meter.telemetry().unwrap_or_default();
         windows.push(Window {
             iterations: block_iters * blocks,
@@ -426,6 +442,25 @@ pub fn measure(
         telemetry,
         flags,
     })
+}
+
+/// Poll the meter until its reading changes (an update just happened) and return
+/// the new reading; give up after three update periods.
+fn await_counter_update(
+    meter: &mut dyn EnergyMeter,
+    clock: &dyn Clock,
+    period_s: f64,
+    poll_s: f64,
+) -> Result<f64, MeterError> {
+    let first = meter.energy_j()?;
+    let deadline = clock.now_s() + 3.0 * period_s;
+    loop {
+        clock.sleep(Duration::from_secs_f64(poll_s));
+        let e = meter.energy_j()?;
+        if e != first || clock.now_s() >= deadline {
+            return Ok(e);
+        }
+    }
 }
 
 /// The spread the stop rule watches: J/FLOP where energy is measured, else time per op.
@@ -485,5 +520,194 @@ pub fn summarize(windows: &[Window], flop: u64, idle_w: Option<f64>) -> Summary 
         joules_per_flop,
         above_idle_joules_per_op: above_idle,
         average_w,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::RunTiming;
+    use crate::reference::CheckInputs;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::sync::Mutex;
+
+    /// A device in virtual time: work at `busy_w`, idle at `idle_w`, and a counter
+    /// that updates every `period_s`; each run's duration is scaled by the next
+    /// entry of `noise` (cycled).
+    struct World {
+        now: f64,
+        energy: f64,
+        counter: f64,
+        next_tick: f64,
+        period_s: f64,
+        idle_w: f64,
+    }
+
+    impl World {
+        fn advance(&mut self, dt: f64, w: f64) {
+            let end = self.now + dt;
+            while self.period_s > 0.0 && self.next_tick <= end {
+                self.energy += w * (self.next_tick - self.now);
+                self.now = self.next_tick;
+                self.counter = self.energy;
+                self.next_tick += self.period_s;
+            }
+            self.energy += w * (end - self.now);
+            self.now = end;
+            if self.period_s == 0.0 {
+                self.counter = self.energy;
+            }
+        }
+    }
+
+    #[derive(Clone)]
+    struct Shared(Rc<RefCell<World>>);
+    struct FakeClock(Mutex<Shared>);
+    unsafe impl Send for FakeClock {}
+    unsafe impl Sync for FakeClock {}
+    impl Clock for FakeClock {
+        fn now_s(&self) -> f64 {
+            self.0.lock().unwrap().0.borrow().now
+        }
+        fn sleep(&self, d: Duration) {
+            let s = self.0.lock().unwrap();
+            let idle = s.0.borrow().idle_w;
+            s.0.borrow_mut().advance(d.as_secs_f64(), idle);
+        }
+    }
+    struct FakeMeter(Shared);
+    unsafe impl Send for FakeMeter {}
+    impl EnergyMeter for FakeMeter {
+        fn source(&self) -> MeterSource {
+            MeterSource::Simulated
+        }
+        fn energy_j(&mut self) -> Result<f64, MeterError> {
+            Ok(self.0 .0.borrow().counter)
+        }
+        fn update_period_s(&self) -> f64 {
+            self.0 .0.borrow().period_s
+        }
+    }
+    struct FakeKernel {
+        world: Shared,
+        seconds_per_iter: f64,
+        busy_w: f64,
+        noise: Vec<f64>,
+        runs: usize,
+    }
+    impl PreparedKernel for FakeKernel {
+        fn run_for_check(&mut self, _: &CheckInputs) -> Result<Vec<f32>, BackendError> {
+            Ok(vec![])
+        }
+        fn run(&mut self, n: u64) -> Result<RunTiming, BackendError> {
+            let f = self.noise[self.runs % self.noise.len()];
+            self.runs += 1;
+            let t = self.seconds_per_iter * n as f64 * f;
+            self.world.0.borrow_mut().advance(t, self.busy_w);
+            Ok(RunTiming { wall_s: t, device_s: Some(t) })
+        }
+    }
+
+    fn setup(period_s: f64, noise: Vec<f64>) -> (FakeClock, FakeMeter, FakeKernel) {
+        let w = Shared(Rc::new(RefCell::new(World {
+            now: 0.0,
+            energy: 0.0,
+            counter: 0.0,
+            next_tick: period_s,
+            period_s,
+            idle_w: 50.0,
+        })));
+        (
+            FakeClock(Mutex::new(w.clone())),
+            FakeMeter(w.clone()),
+            FakeKernel { world: w, seconds_per_iter: 1e-3, busy_w: 300.0, noise, runs: 0 },
+        )
+    }
+
+    const FLOP: u64 = 1_000_000_000;
+
+    fn run(
+        period_s: f64,
+        noise: Vec<f64>,
+        cfg: &ProtocolConfig,
+        idle: bool,
+    ) -> Measurement {
+        let (clock, mut meter, mut kernel) = setup(period_s, noise);
+        let idle = idle.then_some(IdleBaseline { watts: 50.0, seconds: 1.0 });
+        let mut ctx = MeasureContext { meter: &mut meter, clock: &clock, config: cfg, idle, cap_requested: false };
+        measure(&mut kernel, FLOP, &mut ctx).unwrap()
+    }
+
+    #[test]
+    fn steady_work_stops_at_min_windows_with_exact_energy() {
+        let cfg = ProtocolConfig::default();
+        let m = run(0.1, vec![1.0], &cfg, true);
+        assert_eq!(m.windows.len(), cfg.min_windows as usize);
+        assert!(m.flags.is_empty(), "{:?}", m.flags);
+        // 300 W × 1 ms per op = 0.3 J/op, exact once idle gaps are removed
+        let j = m.summary.joules_per_op.unwrap().median;
+        assert!((j - 0.3).abs() / 0.3 < 2e-3, "joules per op {j}");
+        assert!(m.windows.iter().all(|w| w.wall_s >= cfg.window_target_s(0.1)));
+    }
+
+    #[test]
+    fn window_spans_ten_counter_updates_when_they_are_slow() {
+        let cfg = ProtocolConfig::default();
+        let m = run(0.25, vec![1.0], &cfg, true);
+        assert!((m.window_target_s - 2.5).abs() < 1e-9);
+        assert!(m.windows.iter().all(|w| w.busy_s >= 2.4), "{:?}", m.windows[0].busy_s);
+    }
+
+    #[test]
+    fn noisy_work_runs_more_windows_and_is_flagged_when_it_cannot_settle() {
+        let cfg = ProtocolConfig { max_windows: 8, ..ProtocolConfig::default() };
+        // block run times swing ±10% irregularly: J/FLOP per window varies by a few %
+        let noise = vec![1.1, 0.9, 1.12, 0.93, 1.0, 1.08, 0.88, 1.05, 0.9, 1.1, 0.95, 1.07, 0.91];
+        let m = run(0.1, noise, &cfg, true);
+        assert_eq!(m.windows.len(), 8);
+        assert!(m.flags.contains(&ValidityFlag::HighSpread), "{:?}", m.flags);
+    }
+
+    #[test]
+    fn the_time_budget_stops_a_point_after_min_windows() {
+        let cfg = ProtocolConfig { point_budget_s: 4.0, max_windows: 50, ..ProtocolConfig::default() };
+        let m = run(0.1, vec![1.05, 0.95, 1.02], &cfg, true);
+        let total = m.warmup_s + m.windows.iter().map(|w| w.wall_s).sum::<f64>();
+        assert!(m.windows.len() >= cfg.min_windows as usize);
+        assert!(total < cfg.point_budget_s + 1.5, "ran {total} s on a 4 s budget");
+    }
+
+    #[test]
+    fn aligned_windows_beat_unaligned_reads_of_a_slow_counter() {
+        let aligned = ProtocolConfig::default();
+        let naive = ProtocolConfig { align_to_counter: false, ..ProtocolConfig::default() };
+        let err = |m: &Measurement| (m.summary.joules_per_op.unwrap().median - 0.3).abs() / 0.3;
+        let a = run(0.1, vec![1.0], &aligned, true);
+        let n = run(0.1, vec![1.0], &naive, true);
+        assert!(err(&a) < 0.002, "aligned error {}", err(&a));
+        assert!(err(&n) > err(&a), "naive {} vs aligned {}", err(&n), err(&a));
+    }
+
+    #[test]
+    fn no_meter_measures_time_only_and_says_so() {
+        let (clock, _m, mut kernel) = setup(0.1, vec![1.0]);
+        let mut none = crate::meter::NoMeter { reason: "no meter".into() };
+        let cfg = ProtocolConfig::default();
+        let mut ctx = MeasureContext { meter: &mut none, clock: &clock, config: &cfg, idle: None, cap_requested: false };
+        let m = measure(&mut kernel, FLOP, &mut ctx).unwrap();
+        assert!(m.summary.joules_per_flop.is_none());
+        assert!(m.flags.contains(&ValidityFlag::NoEnergy));
+        assert!((m.summary.seconds_per_op.median - 1e-3).abs() < 1e-9);
+    }
+
+    #[test]
+    fn invalid_settings_are_refused() {
+        let bad = ProtocolConfig { min_windows: 1, ..ProtocolConfig::default() };
+        assert!(bad.validate().is_err());
+        let bad = ProtocolConfig { target_rel_spread: 0.0, ..ProtocolConfig::default() };
+        assert!(bad.validate().is_err());
+        let bad = ProtocolConfig { max_windows: 2, min_windows: 3, ..ProtocolConfig::default() };
+        assert!(bad.validate().is_err());
     }
 }

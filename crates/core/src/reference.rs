@@ -84,7 +84,7 @@ pub fn attention_row(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], row: u
     let kv_base = bh * skv * d;
     let visible = if s.causal {
         // bottom-right aligned: keys up to i + (skv - sq); none when that is negative
-        (i + skv).saturating_sub(sq).saturating_add(1).min(skv)
+        (i + skv + 1).saturating_sub(sq).min(skv)
     } else {
         skv
     };
@@ -228,6 +228,22 @@ mod tests {
         let w1 = (1.0f64 / 2f64.sqrt()).exp();
         let expect = (10.0 + 30.0 * w1) / (1.0 + w1);
         assert!((attention_row(&s, &q, &k, &v, 1)[0] - expect).abs() < 1e-12);
+    }
+
+    #[test]
+    fn causal_query_before_the_first_key_sees_nothing() {
+        // seq_q > seq_kv: query 0 may see keys j <= 0 + (1 - 2) = -1, i.e. none.
+        let s = AttentionShape {
+            batch: 1,
+            heads: 1,
+            seq_q: 2,
+            seq_kv: 1,
+            head_dim: 2,
+            causal: true,
+        };
+        let (q, k, v) = (vec![1., 0., 0., 1.], vec![1., 0.], vec![10., 20.]);
+        assert_eq!(attention_row(&s, &q, &k, &v, 0), vec![0., 0.]);
+        assert_eq!(attention_row(&s, &q, &k, &v, 1), vec![10., 20.]);
     }
 
     #[test]

@@ -1,0 +1,356 @@
+//! Recommendations (DESIGN.md §7): for each device and workload, the Pareto front
+//! over (time, energy) of every valid setting, and the setting an objective picks,
+//! with energy saved and slowdown against a stated baseline — the same kernel,
+//! precision and batch at the default power limit.
+//!
+//! Settings are compared per FLOP (seconds/FLOP, joules/FLOP), because a workload
+//! group spans batch sizes and a bigger batch does more work per op.
+
+use crate::format::{opt, pct, sig};
+use crate::table::Table;
+use joulebench_core::record::Record;
+use joulebench_core::Precision;
+use std::collections::BTreeMap;
+
+/// What "best" means.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Objective {
+    /// Fewest joules per FLOP, whatever the time.
+    LeastEnergy,
+    /// Fewest joules per FLOP among settings at most `max_slowdown` (0.1 = 10%)
+    /// slower than the fastest valid setting.
+    WithinSlowdown { max_slowdown: f64 },
+    /// Smallest energy × delay (J/FLOP × s/FLOP).
+    EnergyDelay,
+    /// Zeus's cost η·E + (1−η)·P_max·T; η = 1 is least energy, η = 0 least time.
+    /// `max_power_w`: P_max, by default the device's default power limit.
+    ZeusCost { eta: f64, max_power_w: Option<f64> },
+}
+
+impl Objective {
+    pub fn describe(&self) -> String {
+        match self {
+            Objective::LeastEnergy => "least energy".into(),
+            Objective::WithinSlowdown { max_slowdown } => {
+                format!("least energy within {:.0}% of the fastest", max_slowdown * 100.0)
+            }
+            Objective::EnergyDelay => "least energy × delay".into(),
+            Objective::ZeusCost { eta, .. } => format!("least Zeus cost η·E + (1−η)·P_max·T, η = {eta}"),
+        }
+    }
+}
+
+/// One measured setting, normalised per FLOP.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setting {
+    pub kernel: String,
+    pub precision: Precision,
+    pub batch_size: u64,
+    /// "default", "80%", "300W" as requested.
+    pub cap: String,
+    /// Watts the cap meant (requested, else enforced).
+    pub cap_w: Option<f64>,
+    pub is_default_cap: bool,
+    pub seconds_per_flop: f64,
+    pub joules_per_flop: f64,
+    pub tflops: f64,
+    pub average_w: Option<f64>,
+    pub flags: Vec<String>,
+    pub default_limit_w: Option<f64>,
+}
+
+impl Setting {
+    pub fn from_record(r: &Record) -> Option<Setting> {
+        if !r.has_energy() {
+            return None;
+        }
+        let m = r.measurement.as_ref()?;
+        let jpf = m.summary.joules_per_flop?.median;
+        Some(Setting {
+            kernel: r.kernel.clone(),
+            precision: r.precision,
+            batch_size: r.batch_size,
+            cap: r.power_cap.requested.to_string(),
+            cap_w: r.power_cap.requested_w.or(r.power_cap.enforced_w),
+            is_default_cap: r.power_cap.requested.is_default(),
+            seconds_per_flop: m.summary.seconds_per_op.median / r.flop as f64,
+            joules_per_flop: jpf,
+            tflops: m.summary.tflops,
+            average_w: m.summary.average_w,
+            flags: r.flags.iter().map(|f| f.name().to_string()).collect(),
+            default_limit_w: r.power_cap.default_w,
+        })
+    }
+
+    pub fn picojoules_per_flop(&self) -> f64 {
+        self.joules_per_flop * 1e12
+    }
+
+    pub fn cap_label(&self) -> String {
+        match self.cap_w {
+            Some(w) if self.cap != format!("{w}W") => format!("{} ({w:.0} W)", self.cap),
+            Some(w) => format!("{w:.0} W"),
+            None => self.cap.clone(),
+        }
+    }
+
+    fn same_config_at_default(&self, other: &Setting) -> bool {
+        other.is_default_cap
+            && other.kernel == self.kernel
+            && other.precision == self.precision
+            && other.batch_size == self.batch_size
+    }
+}
+
+/// Indices of the settings no other setting beats on both time and energy.
+/// Identical settings are all kept.
+pub fn pareto_front(settings: &[Setting]) -> Vec<usize> {
+    let dominated = |i: usize| {
+        let (a, b) = (&settings[i], settings);
+        b.iter().any(|o| {
+            o.seconds_per_flop <= a.seconds_per_flop
+                && o.joules_per_flop <= a.joules_per_flop
+                && (o.seconds_per_flop < a.seconds_per_flop || o.joules_per_flop < a.joules_per_flop)
+        })
+    };
+    let mut idx: Vec<usize> = (0..settings.len()).filter(|&i| !dominated(i)).collect();
+    idx.sort_by(|&x, &y| settings[x].seconds_per_flop.total_cmp(&settings[y].seconds_per_flop));
+    idx
+}
+
+/// Pick the index of the setting `objective` prefers; None for an empty slice.
+pub fn choose(settings: &[Setting], objective: Objective) -> Option<usize> {
+    let fastest = settings.iter().map(|s| s.seconds_per_flop).fold(f64::INFINITY, f64::min);
+    let score = |s: &Setting| -> Option<f64> {
+        match objective {
+            Objective::LeastEnergy => Some(s.joules_per_flop),
+            Objective::WithinSlowdown { max_slowdown } => {
+                (s.seconds_per_flop <= fastest * (1.0 + max_slowdown) * (1.0 + 1e-12)).then_some(s.joules_per_flop)
+            }
+            Objective::EnergyDelay => Some(s.joules_per_flop * s.seconds_per_flop),
+            Objective::ZeusCost { eta, max_power_w } => {
+                let p_max = max_power_w.or(s.default_limit_w).or(s.average_w).unwrap_or(0.0);
+                Some(eta * s.joules_per_flop + (1.0 - eta) * p_max * s.seconds_per_flop)
+            }
+        }
+    };
+    // ties: the faster setting wins
+    settings
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| score(s).map(|v| (i, v)))
+        .min_by(|a, b| {
+            a.1.total_cmp(&b.1)
+                .then(settings[a.0].seconds_per_flop.total_cmp(&settings[b.0].seconds_per_flop))
+        })
+        .map(|(i, _)| i)
+}
+
+/// The recommendation for one device and workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recommendation {
+    pub device: String,
+    pub simulated: bool,
+    pub workload: String,
+    pub settings: Vec<Setting>,
+    pub chosen: usize,
+    pub front: Vec<usize>,
+    /// The same kernel, precision and batch at the default limit, if measured.
+    pub baseline: Option<usize>,
+}
+
+impl Recommendation {
+    pub fn chosen(&self) -> &Setting {
+        &self.settings[self.chosen]
+    }
+
+    pub fn baseline(&self) -> Option<&Setting> {
+        self.baseline.map(|i| &self.settings[i])
+    }
+
+    /// 1 − E_chosen / E_baseline.
+    pub fn energy_saved(&self) -> Option<f64> {
+        self.baseline().map(|b| 1.0 - self.chosen().joules_per_flop / b.joules_per_flop)
+    }
+
+    /// T_chosen / T_baseline − 1.
+    pub fn slowdown(&self) -> Option<f64> {
+        self.baseline().map(|b| self.chosen().seconds_per_flop / b.seconds_per_flop - 1.0)
+    }
+}
+
+/// Group valid records by device and workload and pick a setting in each.
+pub fn recommend(records: &[Record], objective: Objective) -> Vec<Recommendation> {
+    let mut groups: BTreeMap<(String, String), (bool, Vec<Setting>)> = BTreeMap::new();
+    for r in records {
+        if let Some(s) = Setting::from_record(r) {
+            let e = groups.entry((r.device.key(), r.group.clone())).or_insert((r.simulated, Vec::new()));
+            e.1.push(s);
+        }
+    }
+    groups
+        .into_iter()
+        .filter_map(|((device, workload), (simulated, settings))| {
+            let chosen = choose(&settings, objective)?;
+            let front = pareto_front(&settings);
+            let baseline = settings.iter().position(|s| settings[chosen].same_config_at_default(s));
+            Some(Recommendation { device, simulated, workload, settings, chosen, front, baseline })
+        })
+        .collect()
+}
+
+const SIMULATED_NOTE: &str =
+    "SIMULATED DATA: these figures come from joulebench's model device, not from a measurement.";
+
+/// The recommendation table: one row per device and workload.
+pub fn recommendation_table(recs: &[Recommendation], objective: Objective) -> Table {
+    let mut t = Table::new(
+        format!("Recommended settings ({})", objective.describe()),
+        &[
+            "device",
+            "workload",
+            "kernel",
+            "precision",
+            "batch",
+            "power cap",
+            "energy (pJ/FLOP)",
+            "throughput (TFLOP/s)",
+            "avg power (W)",
+            "energy saved",
+            "slowdown",
+            "baseline (default cap)",
+            "flags",
+        ],
+    );
+    if recs.iter().any(|r| r.simulated) {
+        t.notes.push(SIMULATED_NOTE.into());
+    }
+    t.notes.push(
+        "energy saved and slowdown are against the baseline: the same kernel, precision and batch at the default power limit."
+            .into(),
+    );
+    for r in recs {
+        let c = r.chosen();
+        t.push(vec![
+            r.device.clone(),
+            r.workload.clone(),
+            c.kernel.clone(),
+            c.precision.to_string(),
+            c.batch_size.to_string(),
+            c.cap_label(),
+            sig(c.picojoules_per_flop(), 3),
+            sig(c.tflops, 3),
+            opt(c.average_w, 3),
+            r.energy_saved().map(pct).unwrap_or_else(|| "–".into()),
+            r.slowdown().map(pct).unwrap_or_else(|| "–".into()),
+            r.baseline()
+                .map(|b| format!("{} pJ/FLOP, {} TFLOP/s", sig(b.picojoules_per_flop(), 3), sig(b.tflops, 3)))
+                .unwrap_or_else(|| "not measured".into()),
+            if c.flags.is_empty() { "".into() } else { c.flags.join(" ") },
+        ]);
+    }
+    t
+}
+
+/// The Pareto front of each device and workload, fastest first; `*` marks the choice.
+pub fn pareto_table(recs: &[Recommendation]) -> Table {
+    let mut t = Table::new(
+        "Pareto front over (time, energy): no other setting is both faster and cheaper",
+        &[
+            "device",
+            "workload",
+            "",
+            "kernel",
+            "precision",
+            "batch",
+            "power cap",
+            "energy (pJ/FLOP)",
+            "throughput (TFLOP/s)",
+            "avg power (W)",
+        ],
+    );
+    if recs.iter().any(|r| r.simulated) {
+        t.notes.push(SIMULATED_NOTE.into());
+    }
+    for r in recs {
+        for &i in &r.front {
+            let s = &r.settings[i];
+            t.push(vec![
+                r.device.clone(),
+                r.workload.clone(),
+                if i == r.chosen { "*".into() } else { "".into() },
+                s.kernel.clone(),
+                s.precision.to_string(),
+                s.batch_size.to_string(),
+                s.cap_label(),
+                sig(s.picojoules_per_flop(), 3),
+                sig(s.tflops, 3),
+                opt(s.average_w, 3),
+            ]);
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(kernel: &str, cap: &str, t: f64, e: f64) -> Setting {
+        Setting {
+            kernel: kernel.into(),
+            precision: Precision::Bf16,
+            batch_size: 1,
+            cap: cap.into(),
+            cap_w: None,
+            is_default_cap: cap == "default",
+            seconds_per_flop: t,
+            joules_per_flop: e,
+            tflops: 1e-12 / t,
+            average_w: Some(e / t),
+            flags: vec![],
+            default_limit_w: Some(700.0),
+        }
+    }
+
+    fn sample() -> Vec<Setting> {
+        vec![
+            s("k", "default", 1.00, 10.0), // fastest
+            s("k", "80%", 1.05, 8.5),      // 5% slower, cheaper
+            s("k", "60%", 1.25, 7.0),      // cheapest
+            s("k", "70%", 1.30, 9.0),      // dominated by 60%
+        ]
+    }
+
+    #[test]
+    fn front_excludes_dominated_points() {
+        assert_eq!(pareto_front(&sample()), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn front_keeps_ties_and_single_points() {
+        let v = vec![s("a", "default", 1.0, 5.0), s("b", "default", 1.0, 5.0)];
+        assert_eq!(pareto_front(&v), vec![0, 1]);
+        assert_eq!(pareto_front(&v[..1]), vec![0]);
+        // same time, more energy: dominated
+        let w = vec![s("a", "default", 1.0, 5.0), s("b", "default", 1.0, 6.0)];
+        assert_eq!(pareto_front(&w), vec![0]);
+    }
+
+    #[test]
+    fn each_objective_has_its_known_answer() {
+        let v = sample();
+        assert_eq!(choose(&v, Objective::LeastEnergy), Some(2));
+        assert_eq!(choose(&v, Objective::WithinSlowdown { max_slowdown: 0.10 }), Some(1));
+        assert_eq!(choose(&v, Objective::WithinSlowdown { max_slowdown: 0.0 }), Some(0));
+        assert_eq!(choose(&v, Objective::WithinSlowdown { max_slowdown: 0.25 }), Some(2));
+        // E·D: 10, 8.925, 8.75, 11.7
+        assert_eq!(choose(&v, Objective::EnergyDelay), Some(2));
+        // η = 1 is least energy, η = 0 least time
+        assert_eq!(choose(&v, Objective::ZeusCost { eta: 1.0, max_power_w: None }), Some(2));
+        assert_eq!(choose(&v, Objective::ZeusCost { eta: 0.0, max_power_w: None }), Some(0));
+        // η = 0.5, P_max = 10: cost = 0.5E + 5T → 10, 9.5, 9.75, 11.0
+        assert_eq!(choose(&v, Objective::ZeusCost { eta: 0.5, max_power_w: Some(10.0) }), Some(1));
+        assert_eq!(choose(&[], Objective::LeastEnergy), None);
+    }
+}

@@ -1,0 +1,220 @@
+//! Command-line arguments. Help text is written for someone who has never used
+//! joulebench: each flag says what it changes and its default.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "joulebench",
+    version,
+    about = "Measure what a GPU matmul or attention costs in joules, and recommend the kernel, \
+             precision, batch size and power cap that cost the fewest joules per FLOP.",
+    long_about = None,
+    after_help = "Start with `joulebench devices`, then `joulebench sweep --preset quick`.\n\
+                  Without a GPU, `--backend sim` runs the whole pipeline on a simulated device."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List every backend, device, energy meter and power control found, and why any is missing.
+    Devices(DevicesArgs),
+    /// Measure a sweep of kernels × precisions × shapes × batch sizes × power caps.
+    Sweep(SweepArgs),
+    /// Print every record of one or more results files.
+    Report(ReportArgs),
+    /// Recommend, per device and workload, the setting with the fewest joules per FLOP.
+    Recommend(RecommendArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DevicesArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// The simulated device: runs anywhere, records say simulated.
+    Sim,
+    /// Our WGSL kernels through wgpu (Vulkan, Metal, DX12).
+    Wgpu,
+    /// Our CUDA kernels and cuBLAS/cuBLASLt on NVIDIA GPUs.
+    Cuda,
+    /// CUDA if present, else a wgpu GPU adapter, else the simulated device.
+    Auto,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PresetChoice {
+    /// Minutes on a GPU (seconds on the simulated device).
+    Quick,
+    /// The reference sweep: square matmuls 1024–8192, transformer linear layers,
+    /// attention at seq 1k–16k, batch sizes 1–16.
+    Standard,
+}
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// Which backend measures.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// A built-in sweep. Used when no --config is given (default: quick).
+    #[arg(long, value_enum, conflicts_with = "config")]
+    pub preset: Option<PresetChoice>,
+    /// A sweep config (TOML): every axis and protocol parameter. See examples/sweep.toml.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// Results file (JSONL, one record per point). Default: results/<backend>-<device>-<time>.jsonl.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Continue the --out file: skip points already in it, append the rest.
+    #[arg(long)]
+    pub resume: bool,
+    /// Power caps to sweep: "default", watts ("300"), % of the default limit ("80%"),
+    /// or a range min:max:step in watts; comma-separated. Overrides the config.
+    #[arg(long, value_name = "LIST")]
+    pub power_caps: Option<String>,
+    /// Allow joulebench to change a real GPU's power limit (it is restored on exit).
+    /// The simulated device needs no permission.
+    #[arg(long)]
+    pub allow_power_changes: bool,
+    /// Precisions (f32, tf32, f16, bf16, fp8-e4m3), comma-separated. Overrides the config.
+    #[arg(long, value_name = "LIST")]
+    pub precisions: Option<String>,
+    /// Kernels by name (see `joulebench devices`), comma-separated. Default: all.
+    #[arg(long, value_name = "LIST")]
+    pub kernels: Option<String>,
+    /// Batch sizes (linear-layer token multiples and attention batches), comma-separated.
+    #[arg(long, value_name = "LIST")]
+    pub batch_sizes: Option<String>,
+    /// Seed of the random inputs (recorded).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Simulated device profile (sim-h100, sim-a100, sim-l40s).
+    #[arg(long, default_value = "sim-h100", value_name = "NAME")]
+    pub sim_profile: String,
+    /// wgpu adapter: index or part of its name (see `joulebench devices`).
+    #[arg(long, value_name = "INDEX|NAME")]
+    pub adapter: Option<String>,
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub cuda_device: usize,
+    /// Slowdown allowed by the closing recommendation table (10% or 0.1).
+    #[arg(long, default_value = "10%", value_name = "PCT")]
+    pub max_slowdown: String,
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
+}
+
+/// Measurement-protocol overrides (DESIGN.md §4); unset flags keep the config's values.
+#[derive(Args, Debug, Default)]
+pub struct ProtocolArgs {
+    /// Seconds of idle power measured once per device (0 to skip).
+    #[arg(long, value_name = "S")]
+    pub idle_baseline_s: Option<f64>,
+    /// Seconds of warm-up per point before measuring.
+    #[arg(long, value_name = "S")]
+    pub warmup_s: Option<f64>,
+    /// Shortest measurement window in seconds.
+    #[arg(long, value_name = "S")]
+    pub min_window_s: Option<f64>,
+    /// A window also spans at least this many energy-counter updates.
+    #[arg(long, value_name = "N")]
+    pub min_counter_updates: Option<u32>,
+    /// Blocks per window, separated by short phase-shifting sleeps.
+    #[arg(long, value_name = "N")]
+    pub blocks_per_window: Option<u32>,
+    /// Mean sleep between blocks, seconds.
+    #[arg(long, value_name = "S")]
+    pub block_gap_s: Option<f64>,
+    /// Stop when the relative spread of J/FLOP across windows is under this (1% or 0.01).
+    #[arg(long, value_name = "PCT")]
+    pub target_spread: Option<String>,
+    /// Fewest windows per point.
+    #[arg(long, value_name = "N")]
+    pub min_windows: Option<u32>,
+    /// Most windows per point.
+    #[arg(long, value_name = "N")]
+    pub max_windows: Option<u32>,
+    /// Time budget per point, seconds (min-windows is always met).
+    #[arg(long, value_name = "S")]
+    pub point_budget_s: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Results files (JSONL).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, default_value = "table", value_name = "table|markdown|csv|json")]
+    pub format: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ObjectiveChoice {
+    /// Fewest joules per FLOP within --max-slowdown of the fastest setting.
+    WithinSlowdown,
+    /// Fewest joules per FLOP, however slow.
+    LeastEnergy,
+    /// Smallest energy × time.
+    EnergyDelay,
+    /// Zeus's cost η·E + (1−η)·P_max·T (set η with --eta).
+    Zeus,
+}
+
+#[derive(Args, Debug)]
+pub struct RecommendArgs {
+    /// Results files (JSONL).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// What "best" means.
+    #[arg(long, value_enum, default_value = "within-slowdown")]
+    pub objective: ObjectiveChoice,
+    /// Slowdown allowed against the fastest setting (10% or 0.1).
+    #[arg(long, default_value = "10%", value_name = "PCT")]
+    pub max_slowdown: String,
+    /// η of the Zeus objective: 1 = least energy, 0 = least time.
+    #[arg(long, default_value_t = 0.5, value_name = "ETA")]
+    pub eta: f64,
+    /// P_max of the Zeus objective in watts (default: the device's default power limit).
+    #[arg(long, value_name = "W")]
+    pub max_power_w: Option<f64>,
+    /// Output format.
+    #[arg(long, default_value = "table", value_name = "table|markdown|csv|json")]
+    pub format: String,
+}
+
+/// "10%" or "0.1" → 0.1.
+pub fn parse_fraction(s: &str, what: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|x| x / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| format!("{what} '{s}' is not a percentage (10%) or a fraction (0.1)"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("{what} '{s}' must be ≥ 0"));
+    }
+    Ok(v)
+}
+
+/// A comma-separated list parsed item by item.
+pub fn parse_list<T>(s: &str, what: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
+    let items: Vec<T> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(parse)
+        .collect::<Result<_, _>>()?;
+    if items.is_empty() {
+        return Err(format!("empty {what} list"));
+    }
+    Ok(items)
+}

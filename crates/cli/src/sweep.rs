@@ -1,0 +1,258 @@
+//! `joulebench sweep`: build the sweep (preset or TOML, then flag overrides), open
+//! the device, check every cap and the output file before anything runs, measure
+//! with a progress bar, and end with the recommendation table.
+
+use crate::args::{parse_fraction, parse_list, PresetChoice, SweepArgs};
+use crate::error::{runtime, usage, CliError};
+use crate::open::{open, OpenDevice};
+use crate::progress::Progress;
+use crate::results::print_recommendation;
+use joulebench_analysis::recommend::Objective;
+use joulebench_analysis::table::TableFormat;
+use joulebench_core::plan::{Preset, SweepConfig};
+use joulebench_core::record::{existing_keys, read_records, JsonlWriter};
+use joulebench_core::sweep::{run_sweep, tool_info, DeviceSession, SweepError, SweepOptions};
+use joulebench_core::{PowerCap, Precision};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Everything from the flags that can be checked before a device is opened.
+struct Overrides {
+    precisions: Option<Vec<Precision>>,
+    kernels: Option<Vec<String>>,
+    batch_sizes: Option<Vec<u64>>,
+    power_caps: Option<Vec<PowerCap>>,
+    target_spread: Option<f64>,
+    max_slowdown: f64,
+}
+
+fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
+    let precisions = args
+        .precisions
+        .as_deref()
+        .map(|s| parse_list(s, "precision", |p| p.parse::<Precision>().map_err(|e| e.to_string())))
+        .transpose()
+        .map_err(usage)?;
+    let kernels = args
+        .kernels
+        .as_deref()
+        .map(|s| parse_list(s, "kernel", |k| Ok(k.to_string())))
+        .transpose()
+        .map_err(usage)?;
+    let batch_sizes = args
+        .batch_sizes
+        .as_deref()
+        .map(|s| {
+            parse_list(s, "batch size", |b| match b.parse::<u64>() {
+                Ok(0) | Err(_) => Err(format!("batch size '{b}' must be a whole number ≥ 1")),
+                Ok(v) => Ok(v),
+            })
+        })
+        .transpose()
+        .map_err(usage)?;
+    let power_caps = args.power_caps.as_deref().map(PowerCap::parse_list).transpose().map_err(usage)?;
+    let target_spread = args
+        .protocol
+        .target_spread
+        .as_deref()
+        .map(|s| parse_fraction(s, "--target-spread"))
+        .transpose()
+        .map_err(usage)?;
+    let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
+    Ok(Overrides { precisions, kernels, batch_sizes, power_caps, target_spread, max_slowdown })
+}
+
+fn build_config(args: &SweepArgs, ov: &Overrides, dev: &OpenDevice) -> Result<SweepConfig, CliError> {
+    let mut cfg = match &args.config {
+        Some(path) => SweepConfig::from_toml_file(path).map_err(usage)?,
+        None => {
+            let preset = match args.preset.unwrap_or(PresetChoice::Quick) {
+                PresetChoice::Quick => Preset::Quick,
+                PresetChoice::Standard => Preset::Standard,
+            };
+            SweepConfig::preset(preset, dev.backend.device())
+        }
+    };
+    if let Some(p) = &ov.precisions {
+        cfg.precisions = p.clone();
+    }
+    if let Some(k) = &ov.kernels {
+        cfg.kernels = k.clone();
+    }
+    if let Some(b) = &ov.batch_sizes {
+        cfg.batch_sizes = b.clone();
+    }
+    if let Some(c) = &ov.power_caps {
+        cfg.power_caps = c.clone();
+    }
+    if let Some(s) = args.seed {
+        cfg.seed = s;
+    }
+    let p = &args.protocol;
+    let proto = &mut cfg.protocol;
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = p.$field { proto.$field = v; } )* };
+    }
+    set!(idle_baseline_s, warmup_s, min_window_s, min_counter_updates, blocks_per_window, block_gap_s, min_windows, max_windows, point_budget_s);
+    if let Some(t) = ov.target_spread {
+        proto.target_rel_spread = t;
+    }
+    proto.validate().map_err(usage)?;
+    Ok(cfg)
+}
+
+fn slug(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    while out.contains("--") {
+        out = out.replace("--", "-");
+    }
+    out.trim_matches('-').to_string()
+}
+
+fn default_out(backend: &str, device: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace([':', 'T'], "-")
+        .trim_end_matches('Z')
+        .to_string();
+    PathBuf::from("results").join(format!("{backend}-{}-{stamp}.jsonl", slug(device)))
+}
+
+/// The command line as typed, for records and reports.
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "\"'$`\\".contains(c)) {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub fn run(args: &SweepArgs) -> Result<(), CliError> {
+    let ov = parse_overrides(args)?;
+    if args.resume && args.out.is_none() {
+        return Err(usage("--resume needs --out FILE: the results file to continue"));
+    }
+    if let Some(out) = &args.out {
+        check_out_path(out, args.resume)?;
+    }
+    let seed = args.seed.unwrap_or(42);
+    let mut dev = open(args, seed)?;
+    let cfg = build_config(args, &ov, &dev)?;
+    let points = cfg.plan(dev.backend.as_ref()).map_err(usage)?;
+    let device = dev.backend.device().clone();
+
+    let wants_caps = points.iter().any(|p| !p.cap.is_default());
+    if wants_caps && !device.simulated && !args.allow_power_changes {
+        return Err(usage(
+            "changing a GPU's power limit needs --allow-power-changes (the original limit is restored on exit)",
+        ));
+    }
+    joulebench_core::sweep::check_caps(&points, dev.power.as_deref_mut().map(|p| p as &mut dyn joulebench_core::PowerControl))
+        .map_err(usage)?;
+
+    let out = args.out.clone().unwrap_or_else(|| default_out(dev.backend.name(), &device.name));
+    let done = if args.resume { existing_keys(&out).map_err(usage)? } else { Default::default() };
+    let existed = out.exists();
+    let mut writer = JsonlWriter::append(&out).map_err(usage)?;
+
+    for n in &dev.notes {
+        eprintln!("{n}");
+    }
+    eprintln!(
+        "sweep: {} points on {} ({} backend) → {}",
+        points.len(),
+        device.name,
+        dev.backend.name(),
+        out.display()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // a second signal ends the process at once; the first lets the point finish
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop));
+        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+    }
+
+    let opts = SweepOptions {
+        protocol: cfg.protocol.clone(),
+        seed: cfg.seed,
+        command: command_line(),
+        tool: tool_info(),
+        host: host_name(),
+        cap_settle_s: if device.simulated { 0.0 } else { 2.0 },
+    };
+    let mut progress = Progress::new();
+    let result = {
+        let mut session = DeviceSession {
+            backend: dev.backend.as_mut(),
+            meter: dev.meter.as_mut(),
+            power: dev.power.as_deref_mut().map(|p| p as &mut dyn joulebench_core::PowerControl),
+            clock: dev.clock.as_ref(),
+        };
+        run_sweep(&mut session, &points, &opts, &done, &mut writer, &mut progress, &stop)
+    };
+    progress.finish();
+    drop(writer);
+    if !existed && std::fs::metadata(&out).map(|m| m.len() == 0).unwrap_or(false) {
+        let _ = std::fs::remove_file(&out);
+    }
+
+    let outcome = match result {
+        Ok(o) => o,
+        Err(SweepError::Interrupted) => {
+            return Err(CliError::Interrupted(format!(
+                "interrupted; finished points are in {} (continue with --resume --out {})",
+                out.display(),
+                out.display()
+            )))
+        }
+        Err(SweepError::Power(e)) => return Err(usage(e)),
+        Err(SweepError::Record(e)) => return Err(usage(e)),
+        Err(e) => return Err(runtime(format!("{e}; finished points are in {}", out.display()))),
+    };
+    eprintln!(
+        "done: {} measured, {} invalid, {} skipped, {} failed{} → {}",
+        outcome.measured,
+        outcome.invalid,
+        outcome.skipped,
+        outcome.failed,
+        if outcome.resumed > 0 { format!(", {} already there", outcome.resumed) } else { String::new() },
+        out.display()
+    );
+    let records = read_records(&out).map_err(usage)?;
+    println!();
+    print_recommendation(&records, Objective::WithinSlowdown { max_slowdown: ov.max_slowdown }, TableFormat::Table, false);
+    println!("Again from the file: joulebench recommend {}", out.display());
+    Ok(())
+}
+
+/// Refuse an existing file without --resume, and a path that cannot be written,
+/// before anything is measured.
+fn check_out_path(out: &Path, resume: bool) -> Result<(), CliError> {
+    if out.is_dir() {
+        return Err(usage(format!("--out {} is a directory; give a file path", out.display())));
+    }
+    if out.exists() && !resume {
+        return Err(usage(format!(
+            "results file {} already exists: pass --resume to continue it (points already there are skipped), or choose another --out",
+            out.display()
+        )));
+    }
+    Ok(())
+}
