@@ -1,1 +1,19 @@
-//! placeholder
+//! joulebench's wgpu backend: our WGSL kernels (naive and tiled matmul, fused
+//! attention) on any adapter wgpu can open — Vulkan, Metal, DX12, or lavapipe on a
+//! machine without a GPU — timed with timestamp queries where the adapter has them.
+//!
+//! ```no_run
+//! let adapters = joulebench_wgpu::list_adapters()?;
+//! let backend = joulebench_wgpu::open(Some("0")).map_err(|e| e.to_string())?;
+//! # Ok::<(), String>(())
+//! ```
+
+mod adapter;
+mod attention;
+mod backend;
+mod gpu;
+mod matmul;
+mod shader;
+
+pub use adapter::{backends_from_env, list_adapters, AdapterReport};
+pub use backend::{open, WgpuBackend, KERNEL_FLASH, KERNEL_NAIVE, KERNEL_TILED};
