@@ -188,15 +188,33 @@ pub fn recommend(records: &[Record], objective: Objective) -> Vec<Recommendation
             e.1.push(s);
         }
     }
+    let labels = device_labels(records);
     groups
         .into_iter()
-        .filter_map(|((device, workload), (simulated, settings))| {
+        .filter_map(|((key, workload), (simulated, settings))| {
+            let device = labels.get(&key).cloned().unwrap_or(key);
             let chosen = choose(&settings, objective)?;
             let front = pareto_front(&settings);
             let baseline = settings.iter().position(|s| settings[chosen].same_config_at_default(s));
             Some(Recommendation { device, simulated, workload, settings, chosen, front, baseline })
         })
         .collect()
+}
+
+/// How tables name a device: its name, or name and UUID where two devices share a name.
+pub fn device_labels(records: &[Record]) -> BTreeMap<String, String> {
+    let mut by_name: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for r in records {
+        by_name.entry(r.device.name.clone()).or_default().insert(r.device.key());
+    }
+    let mut labels = BTreeMap::new();
+    for (name, keys) in by_name {
+        let unique = keys.len() == 1;
+        for key in keys {
+            labels.insert(key.clone(), if unique { name.clone() } else { key });
+        }
+    }
+    labels
 }
 
 const SIMULATED_NOTE: &str =

@@ -186,6 +186,9 @@ pub struct RecommendArgs {
     /// P_max of the Zeus objective in watts (default: the device's default power limit).
     #[arg(long, value_name = "W")]
     pub max_power_w: Option<f64>,
+    /// Consider only these precisions (comma-separated), e.g. to keep a training run's precision.
+    #[arg(long, value_name = "LIST")]
+    pub precisions: Option<String>,
     /// Output format.
     #[arg(long, default_value = "table", value_name = "table|markdown|csv|json")]
     pub format: String,

@@ -1,7 +1,8 @@
 //! `joulebench report` and `joulebench recommend`: read results files and print
 //! tables. Both refuse a corrupt or foreign-schema file, naming its line.
 
-use crate::args::{parse_fraction, ObjectiveChoice, RecommendArgs, ReportArgs};
+use crate::args::{parse_fraction, parse_list, ObjectiveChoice, RecommendArgs, ReportArgs};
+use joulebench_core::Precision;
 use crate::error::{usage, CliError};
 use joulebench_analysis::recommend::{pareto_table, recommend as recommend_settings, recommendation_table, Objective};
 use joulebench_analysis::report::{flags_legend, records_table, status_line};
@@ -30,7 +31,7 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn print_recommendation(records: &[Record], objective: Objective, fmt: TableFormat, front_only_json: bool) {
+pub fn print_recommendation(records: &[Record], objective: Objective, fmt: TableFormat) {
     let recs = recommend_settings(records, objective);
     if recs.is_empty() {
         println!("No recommendation: no measured point with an energy figure ({}).", joulebench_analysis::report::status_line(records));
@@ -44,7 +45,6 @@ pub fn print_recommendation(records: &[Record], objective: Objective, fmt: Table
                                         "pareto_front": serde_json::from_str::<serde_json::Value>(&front.render(fmt)).unwrap_or_default() });
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
-        TableFormat::Csv if front_only_json => print!("{}", front.render(fmt)),
         _ => {
             print!("{}", main.render(fmt));
             println!();
@@ -65,7 +65,11 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
         ObjectiveChoice::EnergyDelay => Objective::EnergyDelay,
         ObjectiveChoice::Zeus => Objective::ZeusCost { eta: args.eta, max_power_w: args.max_power_w },
     };
-    let records = read_many(&args.files).map_err(usage)?;
-    print_recommendation(&records, objective, fmt, false);
+    let mut records = read_many(&args.files).map_err(usage)?;
+    if let Some(list) = &args.precisions {
+        let keep = parse_list(list, "precision", |p| p.parse::<Precision>().map_err(|e| e.to_string())).map_err(usage)?;
+        records.retain(|r| keep.contains(&r.precision));
+    }
+    print_recommendation(&records, objective, fmt);
     Ok(())
 }

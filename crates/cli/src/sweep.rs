@@ -237,7 +237,7 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     );
     let records = read_records(&out).map_err(usage)?;
     println!();
-    print_recommendation(&records, Objective::WithinSlowdown { max_slowdown: ov.max_slowdown }, TableFormat::Table, false);
+    print_recommendation(&records, Objective::WithinSlowdown { max_slowdown: ov.max_slowdown }, TableFormat::Table);
     println!("Again from the file: joulebench recommend {}", out.display());
     Ok(())
 }
