@@ -1,0 +1,435 @@
+//! A fake NVML device for tests. Its state (limits, energy counter, clocks, faults to
+//! inject) can live in a JSON file, so separate processes share one device: a CLI run
+//! that is killed mid-sweep leaves the fake capped exactly as a real GPU would be,
+//! and a later `joulebench power restore` sees that. Point `JOULEBENCH_FAKE_NVML` at
+//! the file and every `nvml::open_*` function opens the fake instead of the driver.
+
+use super::{
+    ClocksMhz, DeviceIdentity, NvmlDevice, NvmlError, PowerFieldsMw, PowerLimitsMw,
+    ReferenceClocksMhz,
+};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Everything the fake device is. Unlisted fields take the defaults (an H100-like part).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FakeState {
+    pub name: String,
+    pub uuid: String,
+    pub pci_bus_id: String,
+    pub architecture: String,
+    pub compute_capability: String,
+    pub driver_version: String,
+    pub memory_bytes: u64,
+    /// Match any requested device (for tests that pair the fake with another backend).
+    pub match_any: bool,
+
+    pub min_limit_mw: u32,
+    pub max_limit_mw: u32,
+    pub default_limit_mw: u32,
+    pub limit_mw: u32,
+    /// What the device would draw uncapped; it draws min(demand, limit).
+    pub power_demand_mw: u32,
+
+    /// The counter: `energy_base_mj` at `energy_epoch_unix_ms`, then it steps every
+    /// `counter_period_ms` by the power drawn over that step.
+    pub energy_base_mj: u64,
+    pub energy_epoch_unix_ms: u64,
+    pub counter_period_ms: u64,
+
+    pub sm_clock_mhz: u32,
+    pub mem_clock_mhz: u32,
+    pub default_sm_clock_mhz: Option<u32>,
+    pub max_sm_clock_mhz: u32,
+    pub temperature_c: u32,
+    pub throttle_reasons: u64,
+    pub performance_state: Option<u32>,
+
+    /// Faults to inject.
+    pub has_energy_counter: bool,
+    pub has_power_fields: bool,
+    /// Every call fails with `GpuLost`, as after the GPU falls off the bus.
+    pub lost: bool,
+    /// Changing the limit fails with `NoPermission`, as for a user without root.
+    pub deny_set_limit: bool,
+
+    /// Every limit ever set, in order (tests assert on it).
+    pub limit_history_mw: Vec<u32>,
+}
+
+impl Default for FakeState {
+    fn default() -> Self {
+        FakeState {
+            name: "Fake H100 (fake NVML)".into(),
+            uuid: "GPU-fa4e0000-0000-4000-8000-000000000001".into(),
+            pci_bus_id: "00000000:65:00.0".into(),
+            architecture: "Hopper".into(),
+            compute_capability: "9.0".into(),
+            driver_version: "fake".into(),
+            memory_bytes: 80 << 30,
+            match_any: false,
+            min_limit_mw: 200_000,
+            max_limit_mw: 700_000,
+            default_limit_mw: 700_000,
+            limit_mw: 700_000,
+            power_demand_mw: 350_000,
+            energy_base_mj: 1_000_000,
+            energy_epoch_unix_ms: 0,
+            counter_period_ms: 100,
+            sm_clock_mhz: 1980,
+            mem_clock_mhz: 2619,
+            default_sm_clock_mhz: Some(1980),
+            max_sm_clock_mhz: 1980,
+            temperature_c: 45,
+            throttle_reasons: 0,
+            performance_state: Some(0),
+            has_energy_counter: true,
+            has_power_fields: true,
+            lost: false,
+            deny_set_limit: false,
+            limit_history_mw: Vec::new(),
+        }
+    }
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl FakeState {
+    pub fn draw_mw(&self) -> u32 {
+        self.power_demand_mw.min(self.limit_mw)
+    }
+
+    /// The counter at `now_ms` (unix ms): whole steps only, as NVML's counter.
+    pub fn energy_mj_at(&self, now_ms: u64) -> u64 {
+        let period = self.counter_period_ms.max(1);
+        let steps = now_ms.saturating_sub(self.energy_epoch_unix_ms) / period;
+        self.energy_base_mj + steps * period * self.draw_mw() as u64 / 1000
+    }
+
+    /// Folds the energy so far into the base before the draw changes, keeping the
+    /// counter's step grid.
+    fn fold_energy(&mut self, now_ms: u64) {
+        let period = self.counter_period_ms.max(1);
+        let steps = now_ms.saturating_sub(self.energy_epoch_unix_ms) / period;
+        self.energy_base_mj = self.energy_mj_at(now_ms);
+        self.energy_epoch_unix_ms += steps * period;
+    }
+
+    /// Changes what the device would draw (a test's stand-in for load).
+    pub fn set_power_demand_mw(&mut self, mw: u32) {
+        self.fold_energy(unix_ms_now());
+        self.power_demand_mw = mw;
+    }
+}
+
+enum Backing {
+    Memory(Box<FakeState>),
+    File(PathBuf),
+}
+
+pub struct FakeDevice {
+    backing: Mutex<Backing>,
+}
+
+impl FakeDevice {
+    /// A fake that lives in this process only.
+    pub fn in_memory(mut state: FakeState) -> Self {
+        if state.energy_epoch_unix_ms == 0 {
+            state.energy_epoch_unix_ms = unix_ms_now();
+        }
+        FakeDevice {
+            backing: Mutex::new(Backing::Memory(Box::new(state))),
+        }
+    }
+
+    /// Writes `state` to `path` and opens it there, shared with any other process.
+    pub fn create(path: impl Into<PathBuf>, mut state: FakeState) -> Result<Self, NvmlError> {
+        let path = path.into();
+        if state.energy_epoch_unix_ms == 0 {
+            state.energy_epoch_unix_ms = unix_ms_now();
+        }
+        write_state(&path, &state)?;
+        Ok(FakeDevice {
+            backing: Mutex::new(Backing::File(path)),
+        })
+    }
+
+    /// Opens a fake whose state file already exists (as written by `create`, or by
+    /// hand: every field has a default, so `{}` is a valid fake).
+    pub fn from_state_file(path: impl Into<PathBuf>) -> Result<Self, NvmlError> {
+        let path = path.into();
+        read_state(&path)?;
+        Ok(FakeDevice {
+            backing: Mutex::new(Backing::File(path)),
+        })
+    }
+
+    /// The state file, for a file-backed fake.
+    pub fn state_path(&self) -> Option<PathBuf> {
+        match &*self.lock() {
+            Backing::File(p) => Some(p.clone()),
+            Backing::Memory(_) => None,
+        }
+    }
+
+    /// The device's state now (re-read from the file for a file-backed fake).
+    pub fn state(&self) -> Result<FakeState, NvmlError> {
+        match &*self.lock() {
+            Backing::Memory(s) => Ok(s.as_ref().clone()),
+            Backing::File(p) => read_state(p),
+        }
+    }
+
+    /// Changes the state (a test injecting a fault, a load, a throttle reason).
+    /// Across processes the change is atomic: readers see the old or the new file.
+    pub fn update<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> Result<R, NvmlError> {
+        match &mut *self.lock() {
+            Backing::Memory(s) => Ok(f(s)),
+            Backing::File(p) => {
+                let _lock = FileLock::acquire(p)?;
+                let mut s = read_state(p)?;
+                let r = f(&mut s);
+                write_state(p, &s)?;
+                Ok(r)
+            }
+        }
+    }
+
+    pub(crate) fn matches_any(&self) -> Result<bool, NvmlError> {
+        Ok(self.state()?.match_any)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Backing> {
+        self.backing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the state, failing as a lost GPU would.
+    fn live(&self) -> Result<FakeState, NvmlError> {
+        let s = self.state()?;
+        if s.lost {
+            return Err(NvmlError::GpuLost);
+        }
+        Ok(s)
+    }
+}
+
+fn read_state(path: &Path) -> Result<FakeState, NvmlError> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        NvmlError::Unavailable(format!("fake NVML state file {}: {e}", path.display()))
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        NvmlError::Unavailable(format!(
+            "fake NVML state file {} is not valid: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn write_state(path: &Path, state: &FakeState) -> Result<(), NvmlError> {
+    let io = |e: std::io::Error| {
+        NvmlError::Failed(format!(
+            "writing fake NVML state file {}: {e}",
+            path.display()
+        ))
+    };
+    let text = serde_json::to_string_pretty(state)
+        .map_err(|e| NvmlError::Failed(format!("encoding fake NVML state: {e}")))?;
+    let tmp = sibling(path, &format!("tmp-{}", std::process::id()));
+    let mut f = fs::File::create(&tmp).map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{suffix}"));
+    path.with_file_name(name)
+}
+
+/// Serialises read-modify-write of the state file between processes. A lock left by
+/// a killed process is broken after two seconds: updates take microseconds.
+struct FileLock(PathBuf);
+
+impl FileLock {
+    fn acquire(path: &Path) -> Result<FileLock, NvmlError> {
+        let lock = sibling(path, "lock");
+        let start = Instant::now();
+        loop {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+            {
+                Ok(_) => return Ok(FileLock(lock)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if start.elapsed() > Duration::from_secs(2) {
+                        let _ = fs::remove_file(&lock);
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => {
+                    return Err(NvmlError::Failed(format!(
+                        "locking fake NVML state {}: {e}",
+                        lock.display()
+                    )))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+impl NvmlDevice for FakeDevice {
+    fn identity(&self) -> Result<DeviceIdentity, NvmlError> {
+        let s = self.live()?;
+        Ok(DeviceIdentity {
+            name: s.name,
+            uuid: Some(s.uuid),
+            pci_bus_id: Some(s.pci_bus_id),
+            architecture: Some(s.architecture),
+            compute_capability: Some(s.compute_capability),
+            driver_version: Some(s.driver_version),
+            memory_bytes: Some(s.memory_bytes),
+            fake: true,
+        })
+    }
+
+    fn total_energy_mj(&self) -> Result<u64, NvmlError> {
+        let s = self.live()?;
+        if !s.has_energy_counter {
+            return Err(NvmlError::NotSupported);
+        }
+        Ok(s.energy_mj_at(unix_ms_now()))
+    }
+
+    fn power_usage_mw(&self) -> Result<u32, NvmlError> {
+        Ok(self.live()?.draw_mw())
+    }
+
+    fn power_fields_mw(&self) -> Result<PowerFieldsMw, NvmlError> {
+        let s = self.live()?;
+        if !s.has_power_fields {
+            return Ok(PowerFieldsMw::default());
+        }
+        Ok(PowerFieldsMw {
+            instant_mw: Some(s.draw_mw()),
+            average_mw: Some(s.draw_mw()),
+        })
+    }
+
+    fn power_limits_mw(&self) -> Result<PowerLimitsMw, NvmlError> {
+        let s = self.live()?;
+        Ok(PowerLimitsMw {
+            min_mw: s.min_limit_mw,
+            max_mw: s.max_limit_mw,
+            default_mw: s.default_limit_mw,
+            current_mw: s.limit_mw,
+        })
+    }
+
+    fn set_power_limit_mw(&self, limit_mw: u32) -> Result<(), NvmlError> {
+        self.update(|s| {
+            if s.lost {
+                return Err(NvmlError::GpuLost);
+            }
+            if s.deny_set_limit {
+                return Err(NvmlError::NoPermission(
+                    "the fake device denies power-limit changes".into(),
+                ));
+            }
+            if limit_mw < s.min_limit_mw || limit_mw > s.max_limit_mw {
+                return Err(NvmlError::InvalidArgument(format!(
+                    "{limit_mw} mW is outside {}–{} mW",
+                    s.min_limit_mw, s.max_limit_mw
+                )));
+            }
+            s.fold_energy(unix_ms_now());
+            s.limit_mw = limit_mw;
+            s.limit_history_mw.push(limit_mw);
+            Ok(())
+        })?
+    }
+
+    fn enforced_limit_mw(&self) -> Result<u32, NvmlError> {
+        Ok(self.live()?.limit_mw)
+    }
+
+    fn clocks_mhz(&self) -> Result<ClocksMhz, NvmlError> {
+        let s = self.live()?;
+        Ok(ClocksMhz {
+            sm_mhz: Some(s.sm_clock_mhz),
+            mem_mhz: Some(s.mem_clock_mhz),
+        })
+    }
+
+    fn reference_clocks_mhz(&self) -> Result<ReferenceClocksMhz, NvmlError> {
+        let s = self.live()?;
+        Ok(ReferenceClocksMhz {
+            default_sm_mhz: s.default_sm_clock_mhz,
+            max_sm_mhz: Some(s.max_sm_clock_mhz),
+        })
+    }
+
+    fn temperature_c(&self) -> Result<u32, NvmlError> {
+        Ok(self.live()?.temperature_c)
+    }
+
+    fn throttle_reasons(&self) -> Result<u64, NvmlError> {
+        Ok(self.live()?.throttle_reasons)
+    }
+
+    fn performance_state(&self) -> Result<Option<u32>, NvmlError> {
+        Ok(self.live()?.performance_state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_steps_on_its_grid_at_the_drawn_power() {
+        let s = FakeState {
+            energy_base_mj: 0,
+            energy_epoch_unix_ms: 1_000,
+            counter_period_ms: 100,
+            power_demand_mw: 300_000,
+            limit_mw: 250_000,
+            ..Default::default()
+        };
+        assert_eq!(s.draw_mw(), 250_000);
+        assert_eq!(s.energy_mj_at(1_099), 0);
+        assert_eq!(s.energy_mj_at(1_100), 25_000);
+        assert_eq!(s.energy_mj_at(2_050), 250_000);
+    }
+
+    #[test]
+    fn an_empty_state_file_is_a_default_fake() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fake.json");
+        fs::write(&p, "{}").unwrap();
+        let fake = FakeDevice::from_state_file(&p).unwrap();
+        assert_eq!(fake.power_limits_mw().unwrap().current_mw, 700_000);
+        fs::write(&p, "{\"limit_mw\": \"high\"}").unwrap();
+        assert!(matches!(
+            FakeDevice::from_state_file(&p),
+            Err(NvmlError::Unavailable(_))
+        ));
+    }
+}

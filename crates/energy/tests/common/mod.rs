@@ -1,0 +1,28 @@
+//! Shared set-up for the energy crate's tests: fake devices and guards on them.
+#![allow(dead_code)]
+
+use joulebench_core::DeviceInfo;
+use joulebench_energy::guard::{GuardConfig, PowerGuard};
+use joulebench_energy::nvml::{
+    FakeDevice, FakeState, NvmlDevice, NvmlPowerControl, DEVICE_KIND_FAKE,
+};
+use std::path::Path;
+use std::sync::Arc;
+
+/// An H100-like fake (200–700 W, default and current 700 W) living in memory.
+pub fn fake(state: FakeState) -> Arc<FakeDevice> {
+    Arc::new(FakeDevice::in_memory(state))
+}
+
+pub fn fake_info(fake: &FakeDevice) -> DeviceInfo {
+    fake.identity().unwrap().to_device_info()
+}
+
+pub fn guard_on(fake: &Arc<FakeDevice>, state_dir: &Path, allow: bool) -> PowerGuard {
+    let config = GuardConfig::new(fake_info(fake), DEVICE_KIND_FAKE, state_dir, allow);
+    PowerGuard::new(Box::new(NvmlPowerControl::new(fake.clone())), config).unwrap()
+}
+
+pub fn limit_w(fake: &FakeDevice) -> f64 {
+    fake.power_limits_mw().unwrap().current_mw as f64 / 1000.0
+}
