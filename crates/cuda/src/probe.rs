@@ -140,16 +140,18 @@ fn locate(lib_names: &[&str], symbols: &[&str]) -> Result<String, String> {
             missing.join(", ")
         ));
     }
-    let newer = newer_major_hint(lib_names[0]);
+    // The Linux spellings are enough to tell a user what to install or link.
+    let prefix = format!("lib{}.so", lib_names[0]);
+    let mut tried: Vec<&str> = Vec::new();
+    for c in candidates.iter().filter(|c| c.starts_with(&prefix)) {
+        if !tried.contains(&c.as_str()) {
+            tried.push(c);
+        }
+    }
     Err(format!(
-        "lib{} not found (looked for {}){newer}",
-        lib_names[0],
-        candidates
-            .iter()
-            .filter(|c| c.contains(".so"))
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
+        "{prefix} not found (tried {}; directories come from LD_LIBRARY_PATH and ldconfig){}",
+        tried.join(", "),
+        newer_major_hint(lib_names[0])
     ))
 }
 

@@ -289,6 +289,39 @@ fn kernels_compile_to_cubin_for_the_device_path() {
 }
 
 #[test]
+fn compiled_kernels_are_cached_in_memory_and_on_disk() {
+    if let Err(why) = nvrtc::supported_archs() {
+        return skip(&why);
+    }
+    if nvrtc::include_dir().is_none() {
+        return skip("CUDA headers not found (set JOULEBENCH_CUDA_INCLUDE)");
+    }
+    let dir = std::env::temp_dir().join(format!("jb-nvrtc-cache-{}", std::process::id()));
+    let file = &joulebench_cuda::kernels::SOFTMAX_ROWS;
+    let first = nvrtc::compile_with_cache(file, Arch::new(8, 0), Target::Ptx, Some(&dir)).unwrap();
+    let second = nvrtc::compile_with_cache(file, Arch::new(8, 0), Target::Ptx, Some(&dir)).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &second),
+        "second compile must hit memory"
+    );
+    let on_disk: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
+    assert_eq!(on_disk.len(), 1);
+    let name = on_disk[0].file_name().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("softmax_rows-compute_80-") && name.ends_with(".ptx"),
+        "{name}"
+    );
+    assert_eq!(std::fs::read(on_disk[0].path()).unwrap(), first.image);
+    // Another architecture is another entry.
+    nvrtc::compile_with_cache(file, Arch::new(9, 0), Target::Ptx, Some(&dir)).unwrap();
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn ptxas_report_is_parsed() {
     let report = "ptxas info    : 0 bytes gmem\n\
 ptxas info    : Compiling entry function 'matmul_f16' for 'sm_80'\n\
