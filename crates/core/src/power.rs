@@ -94,7 +94,7 @@ impl PowerCap {
                         .map_err(|_| format!("'{x}' in power-cap range '{part}' is not a number"))
                 };
                 let (lo, hi, step) = (parse(nums[0])?, parse(nums[1])?, parse(nums[2])?);
-                if !(step > 0.0) || lo > hi || lo <= 0.0 {
+                if step.is_nan() || step <= 0.0 || lo > hi || lo <= 0.0 {
                     return Err(format!(
                         "power-cap range '{part}' needs 0 < min ≤ max and a positive step"
                     ));
