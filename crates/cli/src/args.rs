@@ -29,6 +29,26 @@ pub enum Command {
     Report(ReportArgs),
     /// Recommend, per device and workload, the setting with the fewest joules per FLOP.
     Recommend(RecommendArgs),
+    /// Show a GPU's power limits, or restore one a killed sweep left capped.
+    #[command(subcommand)]
+    Power(PowerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PowerCommand {
+    /// Current, default and allowed power limits of every NVIDIA GPU, and any pending restore.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore the power limits recorded in the state files of sweeps that were killed
+    /// (SIGKILL, power loss) before they could restore them.
+    Restore {
+        /// Restore even if the process that wrote the state file still seems to run.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -105,6 +125,16 @@ pub struct SweepArgs {
     /// CUDA device ordinal.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub cuda_device: usize,
+    /// Flush the L2 cache before every timed iteration (CUDA; "cold" as nvbench calls it).
+    #[arg(long)]
+    pub cold_l2: bool,
+    /// NVML energy source: auto (the energy counter, else sampled power), counter,
+    /// sampled, or check (both over the same windows; records their agreement).
+    #[arg(long, default_value = "auto", value_name = "auto|counter|sampled|check")]
+    pub meter: String,
+    /// Interval of the power-sampling meter, milliseconds.
+    #[arg(long, default_value_t = 10, value_name = "MS")]
+    pub sample_interval_ms: u64,
     /// Slowdown allowed by the closing recommendation table (10% or 0.1).
     #[arg(long, default_value = "10%", value_name = "PCT")]
     pub max_slowdown: String,

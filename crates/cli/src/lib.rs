@@ -6,6 +6,7 @@ mod args;
 mod devices;
 mod error;
 mod open;
+mod power;
 mod progress;
 mod results;
 mod sweep;
@@ -31,6 +32,7 @@ pub fn main() -> i32 {
         Command::Sweep(a) => sweep::run(&a),
         Command::Report(a) => results::report(&a),
         Command::Recommend(a) => results::recommend(&a),
+        Command::Power(c) => power::run(&c),
     };
     match result {
         Ok(()) => 0,

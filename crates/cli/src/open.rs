@@ -1,44 +1,199 @@
 //! Opens the device a sweep runs on: its backend, energy meter, power control and
-//! clock. This is the one place that knows which crate provides which part.
+//! clock. This is the one place that knows which crate provides which part, and
+//! where NVML is matched to a CUDA or wgpu device — by UUID or PCI bus id, never
+//! by index.
 
-use crate::args::{BackendChoice, SweepArgs};
+use crate::args::BackendChoice;
 use crate::error::{runtime, usage, CliError};
-use joulebench_core::{Backend, Clock, EnergyMeter, PowerControl};
+use joulebench_core::meter::NoMeter;
+use joulebench_core::{Backend, Clock, DeviceInfo, EnergyMeter, PowerControl, SystemClock};
+use joulebench_energy::guard::{default_state_dir, GuardConfig, PowerGuard};
+use joulebench_energy::nvml::{self, DeviceIdentity, DeviceMatch, MeterMode, NvmlDevice, NvmlPowerControl, SamplingConfig};
 use joulebench_energy::sim::{self, SimDevice};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// What to open, from the command line.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    pub backend: BackendChoice,
+    pub sim_profile: String,
+    /// Which simulated GPU of a node this is (each gets its own UUID).
+    pub sim_index: usize,
+    pub adapter: Option<String>,
+    pub cuda_device: usize,
+    pub meter: MeterMode,
+    pub sample_interval: Duration,
+    /// Flush L2 before every timed iteration (CUDA).
+    pub cold_l2: bool,
+    pub seed: u64,
+}
 
 pub struct OpenDevice {
     pub backend: Box<dyn Backend>,
     pub meter: Box<dyn EnergyMeter>,
+    /// The power control for reads and, on the simulated device, changes.
     pub power: Option<Box<dyn PowerControl>>,
+    /// Replaces `power` once a sweep asks for caps on an NVML device: it writes the
+    /// state file before the first change and restores on every exit path.
+    pub guard: Option<PowerGuard>,
     pub clock: Arc<dyn Clock>,
-    /// Lines worth telling the user before the sweep (e.g. which meter was chosen).
+    /// Lines worth telling the user before the sweep (which meter, and why).
     pub notes: Vec<String>,
+    nvml: Option<(Arc<dyn NvmlDevice>, DeviceIdentity)>,
 }
 
-pub fn open(args: &SweepArgs, seed: u64) -> Result<OpenDevice, CliError> {
-    match args.backend {
-        BackendChoice::Sim => open_sim(&args.sim_profile, 0, seed),
-        BackendChoice::Wgpu => Err(runtime("wgpu: this build of joulebench has no wgpu backend")),
-        BackendChoice::Cuda => Err(runtime("CUDA: this build of joulebench has no CUDA backend")),
+impl OpenDevice {
+    pub fn power_mut(&mut self) -> Option<&mut dyn PowerControl> {
+        match (&mut self.guard, &mut self.power) {
+            (Some(g), _) => Some(g as &mut dyn PowerControl),
+            (None, Some(p)) => Some(p.as_mut()),
+            _ => None,
+        }
+    }
+
+    /// Whether changing this device's limit changes a real (or NVML-faked) GPU and
+    /// so needs `--allow-power-changes`.
+    pub fn power_needs_permission(&self) -> bool {
+        self.nvml.is_some()
+    }
+
+    /// Put the power-limit guard in place before a capped sweep.
+    pub fn arm_power_guard(&mut self, allow_changes: bool) -> Result<(), CliError> {
+        let Some((dev, id)) = &self.nvml else {
+            return Ok(());
+        };
+        let dir = default_state_dir().ok_or_else(|| {
+            usage("no directory for the power state file: set JOULEBENCH_STATE_DIR or HOME")
+        })?;
+        let cfg = GuardConfig::new(id.to_device_info(), id.device_kind(), &dir, allow_changes);
+        let guard = PowerGuard::new(Box::new(NvmlPowerControl::new(dev.clone())), cfg).map_err(usage)?;
+        self.power = None;
+        self.guard = Some(guard);
+        Ok(())
+    }
+}
+
+pub fn open(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
+    match opts.backend {
+        BackendChoice::Sim => open_sim(opts),
+        BackendChoice::Wgpu => open_wgpu(opts),
+        BackendChoice::Cuda => open_cuda(opts),
         BackendChoice::Auto => {
-            let mut dev = open_sim(&args.sim_profile, 0, seed)?;
-            dev.notes.push("no GPU backend found: using the simulated device (records say simulated)".into());
+            let cuda = joulebench_cuda::probe();
+            if cuda.driver.is_ok() && cuda.nvrtc.is_ok() && !cuda.devices.is_empty() {
+                return open_cuda(opts);
+            }
+            let gpu_adapter = joulebench_wgpu::list_adapters()
+                .map(|a| a.iter().any(|r| !r.cpu_emulation))
+                .unwrap_or(false);
+            if gpu_adapter {
+                return open_wgpu(opts);
+            }
+            let mut dev = open_sim(opts)?;
+            dev.notes.push(
+                "no CUDA device and no GPU wgpu adapter found (see `joulebench devices`): using the simulated device; records say simulated"
+                    .into(),
+            );
             Ok(dev)
         }
     }
 }
 
-pub fn open_sim(profile: &str, index: usize, seed: u64) -> Result<OpenDevice, CliError> {
-    let dev = SimDevice::open(profile, index, seed).map_err(usage)?;
+fn open_sim(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
+    let dev = SimDevice::open(&opts.sim_profile, opts.sim_index, opts.seed).map_err(usage)?;
+    let mut notes = vec![format!(
+        "simulated device {}: {}",
+        opts.sim_profile,
+        sim::profile(&opts.sim_profile).map(|p| p.description).unwrap_or("")
+    )];
+    let info = dev.backend.device().clone();
+    // Tests drive the guarded NVML power path with a fake device in a state file;
+    // the simulated device then keeps its own meter and clock.
+    let nvml = match nvml::open_fake_from_env() {
+        Some(_) => {
+            let (dev_nvml, id) = match_nvml(&info).map_err(runtime)?;
+            notes.push(format!("power control: fake NVML device {}", id.describe()));
+            Some((dev_nvml, id))
+        }
+        None => None,
+    };
     Ok(OpenDevice {
         clock: dev.clock,
         backend: Box::new(dev.backend),
         meter: Box::new(dev.meter),
-        power: Some(Box::new(dev.power)),
-        notes: vec![format!(
-            "simulated device {profile}: {}",
-            sim::profile(profile).map(|p| p.description).unwrap_or("")
-        )],
+        power: match &nvml {
+            Some((d, _)) => Some(Box::new(NvmlPowerControl::new(d.clone()))),
+            None => Some(Box::new(dev.power)),
+        },
+        guard: None,
+        notes,
+        nvml,
     })
+}
+
+fn open_wgpu(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
+    let backend = joulebench_wgpu::open(opts.adapter.as_deref()).map_err(|e| runtime(format!("wgpu: {e}")))?;
+    let mut notes = Vec::new();
+    let info = backend.device().clone();
+    if info.cpu_emulation {
+        notes.push(format!(
+            "wgpu adapter '{}' is a CPU emulation: its times are not a GPU's, and it has no energy meter",
+            info.name
+        ));
+    }
+    with_nvml(Box::new(backend), opts, notes)
+}
+
+fn open_cuda(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
+    let mut backend =
+        joulebench_cuda::open(opts.cuda_device).map_err(|e| runtime(format!("CUDA: {e}")))?;
+    let mut notes = Vec::new();
+    if opts.cold_l2 {
+        backend
+            .set_l2_mode(joulebench_cuda::L2Mode::Cold)
+            .map_err(|e| runtime(format!("CUDA: {e}")))?;
+        notes.push("L2 flushed before every timed iteration (cold)".into());
+    }
+    with_nvml(Box::new(backend), opts, notes)
+}
+
+/// Find the NVML device that is `info`, by UUID or PCI bus id.
+fn match_nvml(info: &DeviceInfo) -> Result<(Arc<dyn NvmlDevice>, DeviceIdentity), String> {
+    let wanted = DeviceMatch::from_device_info(info)
+        .ok_or_else(|| format!("{} has no UUID or PCI bus id to find it in NVML", info.name))?;
+    let dev = nvml::open_device(&wanted).map_err(|e| format!("NVML: {e}"))?;
+    let id = dev.identity().map_err(|e| format!("NVML: {e}"))?;
+    Ok((dev, id))
+}
+
+/// Attach NVML's meter and power control to a real backend, or say why there is none.
+fn with_nvml(backend: Box<dyn Backend>, opts: &OpenOptions, mut notes: Vec<String>) -> Result<OpenDevice, CliError> {
+    let info = backend.device().clone();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let no_meter = |reason: String| -> Box<dyn EnergyMeter> { Box::new(NoMeter { reason }) };
+    let (meter, power, nvml): (Box<dyn EnergyMeter>, Option<Box<dyn PowerControl>>, _) =
+        match (info.cpu_emulation, match_nvml(&info)) {
+            (true, _) => (no_meter("a CPU emulation has no energy meter".into()), None, None),
+            (false, Err(reason)) => {
+                notes.push(format!("no energy meter: {reason}; time is measured, energy is not"));
+                (no_meter(reason), None, None)
+            }
+            (false, Ok((dev, id))) => {
+                let sampling = SamplingConfig { interval: opts.sample_interval };
+                match nvml::open_meter(dev.clone(), opts.meter, sampling) {
+                    Ok(m) => {
+                        notes.push(format!("energy meter: NVML on {}", id.describe()));
+                        notes.extend(m.note);
+                        let power: Box<dyn PowerControl> = Box::new(NvmlPowerControl::new(dev.clone()));
+                        (m.meter, Some(power), Some((dev, id)))
+                    }
+                    Err(e) => {
+                        notes.push(format!("no energy meter: {e}; time is measured, energy is not"));
+                        (no_meter(e.to_string()), None, None)
+                    }
+                }
+            }
+        };
+    Ok(OpenDevice { backend, meter, power, guard: None, clock, notes, nvml })
 }

@@ -34,7 +34,12 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
 pub fn print_recommendation(records: &[Record], objective: Objective, fmt: TableFormat) {
     let recs = recommend_settings(records, objective);
     if recs.is_empty() {
-        println!("No recommendation: no measured point with an energy figure ({}).", joulebench_analysis::report::status_line(records));
+        println!(
+            "No recommendation: no measured point has an energy figure ({}). The measured times:",
+            status_line(records)
+        );
+        println!();
+        print!("{}", records_table(records).render(fmt));
         return;
     }
     let main = recommendation_table(&recs, objective);

@@ -4,7 +4,7 @@
 
 use crate::args::{parse_fraction, parse_list, PresetChoice, SweepArgs};
 use crate::error::{runtime, usage, CliError};
-use crate::open::{open, OpenDevice};
+use crate::open::{open, OpenDevice, OpenOptions};
 use crate::progress::Progress;
 use crate::results::print_recommendation;
 use joulebench_analysis::recommend::Objective;
@@ -152,19 +152,35 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         check_out_path(out, args.resume)?;
     }
     let seed = args.seed.unwrap_or(42);
-    let mut dev = open(args, seed)?;
+    let meter: joulebench_energy::nvml::MeterMode = args.meter.parse().map_err(usage)?;
+    if args.sample_interval_ms == 0 {
+        return Err(usage("--sample-interval-ms must be ≥ 1"));
+    }
+    let mut dev = open(&OpenOptions {
+        backend: args.backend,
+        sim_profile: args.sim_profile.clone(),
+        sim_index: 0,
+        adapter: args.adapter.clone(),
+        cuda_device: args.cuda_device,
+        meter,
+        sample_interval: std::time::Duration::from_millis(args.sample_interval_ms),
+        cold_l2: args.cold_l2,
+        seed,
+    })?;
     let cfg = build_config(args, &ov, &dev)?;
     let points = cfg.plan(dev.backend.as_ref()).map_err(usage)?;
     let device = dev.backend.device().clone();
 
     let wants_caps = points.iter().any(|p| !p.cap.is_default());
-    if wants_caps && !device.simulated && !args.allow_power_changes {
-        return Err(usage(
-            "changing a GPU's power limit needs --allow-power-changes (the original limit is restored on exit)",
-        ));
+    if wants_caps {
+        if dev.power_needs_permission() && !args.allow_power_changes {
+            return Err(usage(
+                "changing a GPU's power limit needs --allow-power-changes (the original limit is restored on exit)",
+            ));
+        }
+        dev.arm_power_guard(args.allow_power_changes)?;
     }
-    joulebench_core::sweep::check_caps(&points, dev.power.as_deref_mut().map(|p| p as &mut dyn joulebench_core::PowerControl))
-        .map_err(usage)?;
+    joulebench_core::sweep::check_caps(&points, dev.power_mut()).map_err(usage)?;
 
     let out = args.out.clone().unwrap_or_else(|| default_out(dev.backend.name(), &device.name));
     let done = if args.resume { existing_keys(&out).map_err(usage)? } else { Default::default() };
@@ -199,16 +215,32 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     };
     let mut progress = Progress::new();
     let result = {
+        let power: Option<&mut dyn joulebench_core::PowerControl> = match (&mut dev.guard, &mut dev.power) {
+            (Some(g), _) => Some(g),
+            (None, Some(p)) => Some(p.as_mut()),
+            _ => None,
+        };
         let mut session = DeviceSession {
             backend: dev.backend.as_mut(),
             meter: dev.meter.as_mut(),
-            power: dev.power.as_deref_mut().map(|p| p as &mut dyn joulebench_core::PowerControl),
+            power,
             clock: dev.clock.as_ref(),
         };
         run_sweep(&mut session, &points, &opts, &done, &mut writer, &mut progress, &stop)
     };
     progress.finish();
     drop(writer);
+    let restored = dev.guard.take().map(|g| g.finish());
+    match restored {
+        Some(Ok(Some(r))) => eprintln!("power limit of {} restored to {:.0} W", r.device, r.restored_w),
+        Some(Err(e)) => {
+            return Err(runtime(format!(
+                "could not restore the power limit: {e}; run `joulebench power restore` (finished points are in {})",
+                out.display()
+            )))
+        }
+        _ => {}
+    }
     if !existed && std::fs::metadata(&out).map(|m| m.len() == 0).unwrap_or(false) {
         let _ = std::fs::remove_file(&out);
     }

@@ -62,6 +62,18 @@ impl Telemetry {
     }
 }
 
+/// How two meters agreed over one point's windows, in check mode (the energy
+/// counter against integrated power samples).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeterAgreement {
+    pub intervals: usize,
+    /// 100 − the median absolute difference, %: 100 means the two meters agree.
+    pub agreement_pct: f64,
+    /// Median of (sampled − counter) / counter, %: its sign says which reads higher.
+    pub median_difference_pct: f64,
+    pub worst_difference_pct: f64,
+}
+
 pub trait EnergyMeter: Send {
     fn source(&self) -> MeterSource;
     /// Cumulative energy in joules since an arbitrary origin; only differences matter.
@@ -71,6 +83,10 @@ pub trait EnergyMeter: Send {
     /// Clocks, temperature, throttle reasons, enforced limit, now.
     fn telemetry(&mut self) -> Result<Telemetry, MeterError> {
         Ok(Telemetry::default())
+    }
+    /// In check mode, the agreement of the two meters since the last call.
+    fn take_agreement(&mut self) -> Option<MeterAgreement> {
+        None
     }
 }
 

@@ -3,7 +3,7 @@
 //! loses nothing it finished. Readers name the file and line of anything corrupt.
 
 use crate::device::DeviceInfo;
-use crate::meter::MeterSource;
+use crate::meter::{MeterAgreement, MeterSource};
 use crate::power::PowerCap;
 use crate::precision::Precision;
 use crate::protocol::{IdleBaseline, Measurement, ProtocolConfig, ValidityFlag};
@@ -52,6 +52,9 @@ pub struct PowerCapRecord {
 pub struct MeterInfo {
     pub source: MeterSource,
     pub update_period_s: f64,
+    /// Check mode: how the energy counter and integrated power agreed on this point.
+    #[serde(default)]
+    pub check: Option<MeterAgreement>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

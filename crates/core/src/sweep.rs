@@ -154,6 +154,7 @@ pub fn run_sweep(
     let meter = MeterInfo {
         source: session.meter.source(),
         update_period_s: session.meter.update_period_s(),
+        check: None,
     };
     let mut current_cap = PowerCap::Default;
 
@@ -323,7 +324,10 @@ fn measure_point(
         idle,
         cap_requested: !point.cap.is_default(),
     };
-    match measure(kernel.as_mut(), record.flop, &mut ctx) {
+    ctx.meter.take_agreement(); // only this point's windows count
+    let measured = measure(kernel.as_mut(), record.flop, &mut ctx);
+    record.meter.check = ctx.meter.take_agreement();
+    match measured {
         Ok(m) => {
             record.flags = m.flags.clone();
             if record.power_cap.enforced_w.is_none() {

@@ -146,6 +146,15 @@ impl EnergyMeter for CheckMeter {
         MeterSource::NvmlCounter
     }
 
+    fn take_agreement(&mut self) -> Option<joulebench_core::meter::MeterAgreement> {
+        self.log.take().map(|a| joulebench_core::meter::MeterAgreement {
+            intervals: a.intervals,
+            agreement_pct: a.agreement_pct,
+            median_difference_pct: a.median_difference_pct,
+            worst_difference_pct: a.worst_difference_pct,
+        })
+    }
+
     fn energy_j(&mut self) -> Result<f64, MeterError> {
         let counter_j = self.counter.energy_j()?;
         let sampled_j = self.sampled.energy_j()?;

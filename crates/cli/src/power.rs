@@ -1,0 +1,82 @@
+//! `joulebench power status|restore`: where each GPU's power limit stands, and the
+//! restore path after a sweep was killed before it could restore the limit itself.
+
+use crate::args::PowerCommand;
+use crate::error::{runtime, CliError};
+use joulebench_core::PowerControl;
+use joulebench_energy::guard::{
+    default_state_dir, pending_restores, power_status, restore_from_state_file_with, RestoreOptions,
+};
+use joulebench_energy::nvml::{self, NvmlPowerControl};
+
+pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
+    let dir = default_state_dir().ok_or_else(|| runtime("no state directory: set JOULEBENCH_STATE_DIR or HOME"))?;
+    match cmd {
+        PowerCommand::Status { json } => {
+            let devices = nvml::list_devices().map_err(|e| runtime(format!("NVML: {e}")))?;
+            let mut statuses = Vec::new();
+            for dev in devices {
+                let id = dev.identity().map_err(|e| runtime(format!("NVML: {e}")))?;
+                let mut control = NvmlPowerControl::new(dev.clone());
+                let status = power_status(&mut control as &mut dyn PowerControl, &id.to_device_info(), &dir)
+                    .map_err(runtime)?;
+                statuses.push(status);
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&statuses).map_err(runtime)?);
+                return Ok(());
+            }
+            for s in &statuses {
+                let l = &s.limits;
+                println!("{}", s.device);
+                println!(
+                    "  power limit: {:.0} W now (enforced {}), default {:.0} W, allowed {:.0}–{:.0} W",
+                    l.current_w,
+                    s.enforced_w.map(|w| format!("{w:.0} W")).unwrap_or_else(|| "unknown".into()),
+                    l.default_w,
+                    l.min_w,
+                    l.max_w
+                );
+                match (&s.pending_restore, &s.pending_restore_error) {
+                    (Some(p), _) => println!(
+                        "  pending restore to {:.0} W ({}; writer {:?}): run `joulebench power restore`",
+                        p.state.original_limit_w,
+                        p.path.display(),
+                        p.owner
+                    ),
+                    (None, Some(e)) => println!("  unreadable state file: {e}"),
+                    _ => println!("  no pending restore"),
+                }
+            }
+            Ok(())
+        }
+        PowerCommand::Restore { force } => {
+            let pending = pending_restores(&dir);
+            if pending.is_empty() {
+                println!("nothing to restore: no power state file in {}", dir.display());
+                return Ok(());
+            }
+            let mut failures = Vec::new();
+            for (path, state) in pending {
+                if let Err(e) = state {
+                    failures.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+                match restore_from_state_file_with(&path, RestoreOptions { force: *force }, nvml::open_power_control_for_state) {
+                    Ok(r) => println!(
+                        "restored {} to {:.0} W{}",
+                        r.device,
+                        r.restored_w,
+                        r.was_w.map(|w| format!(" (was {w:.0} W)")).unwrap_or_default()
+                    ),
+                    Err(e) => failures.push(format!("{}: {e}", path.display())),
+                }
+            }
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(runtime(format!("could not restore every limit:\n  {}", failures.join("\n  "))))
+            }
+        }
+    }
+}
