@@ -6,8 +6,8 @@ pub enum CliError {
     Usage(String),
     /// A device, driver or run failure (exit 1).
     Runtime(String),
-    /// Stopped by a signal; finished records are kept (exit 130).
-    Interrupted(String),
+    /// Stopped by a signal; finished records are kept (exit 128 + the signal number).
+    Interrupted { message: String, signal: i32 },
 }
 
 impl CliError {
@@ -15,7 +15,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => 2,
             CliError::Runtime(_) => 1,
-            CliError::Interrupted(_) => 130,
+            CliError::Interrupted { signal, .. } => 128 + signal,
         }
     }
 }
@@ -23,7 +23,7 @@ impl CliError {
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CliError::Usage(m) | CliError::Runtime(m) | CliError::Interrupted(m) => f.write_str(m),
+            CliError::Usage(m) | CliError::Runtime(m) | CliError::Interrupted { message: m, .. } => f.write_str(m),
         }
     }
 }

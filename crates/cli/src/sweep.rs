@@ -14,7 +14,7 @@ use joulebench_core::record::{existing_keys, read_records, JsonlWriter};
 use joulebench_core::sweep::{run_sweep, tool_info, DeviceSession, SweepError, SweepOptions};
 use joulebench_core::{PowerCap, Precision};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Everything from the flags that can be checked before a device is opened.
@@ -199,10 +199,12 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
+    let stop_signal = Arc::new(AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // a second signal ends the process at once; the first lets the point finish
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop));
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop));
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+        let _ = signal_hook::flag::register_usize(sig, Arc::clone(&stop_signal), sig as usize);
     }
 
     let opts = SweepOptions {
@@ -248,11 +250,14 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     let outcome = match result {
         Ok(o) => o,
         Err(SweepError::Interrupted) => {
-            return Err(CliError::Interrupted(format!(
-                "interrupted; finished points are in {} (continue with --resume --out {})",
-                out.display(),
-                out.display()
-            )))
+            return Err(CliError::Interrupted {
+                message: format!(
+                    "interrupted; finished points are in {} (continue with --resume --out {})",
+                    out.display(),
+                    out.display()
+                ),
+                signal: stop_signal.load(Ordering::SeqCst) as i32,
+            })
         }
         Err(SweepError::Power(e)) => return Err(usage(e)),
         Err(SweepError::Record(e)) => return Err(usage(e)),
