@@ -5,12 +5,13 @@
 mod args;
 mod devices;
 mod error;
-mod open;
+pub mod open;
 mod power;
 mod progress;
 mod results;
 mod sweep;
 
+pub use args::BackendChoice;
 pub use error::CliError;
 
 use args::{Cli, Command};
