@@ -385,8 +385,9 @@ mod tests {
     fn a_missing_library_is_a_reason() {
         let err = locate(&["joulebench_no_such_library"], &[]).unwrap_err();
         assert!(
-            err.contains("libjoulebench_no_such_library not found"),
+            err.contains("libjoulebench_no_such_library.so not found"),
             "{err}"
         );
+        assert!(err.contains("libjoulebench_no_such_library.so.12"), "{err}");
     }
 }

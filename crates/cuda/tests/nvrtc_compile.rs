@@ -103,9 +103,16 @@ fn launch_bounds(ptx: &str, kernel: &str) -> (Option<u32>, Option<u32>) {
 
 #[test]
 fn every_kernel_file_is_listed() {
+    // The source tree of the build; a test binary carried to another machine has none.
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../kernels/cuda");
+    if !dir.is_dir() {
+        return skip(&format!(
+            "{} not found (binary run outside its source tree)",
+            dir.display()
+        ));
+    }
     let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
-        .expect("kernels/cuda exists")
+        .expect("kernels/cuda is readable")
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".cu"))
