@@ -3,5 +3,6 @@
 //! (backend, meter and power control from one model). It knows no kernels.
 
 pub mod guard;
+pub mod monitor;
 pub mod nvml;
 pub mod sim;
