@@ -242,13 +242,47 @@ impl Gpu {
         let usable = (free as u64).saturating_sub(256 << 20);
         if bytes > usable {
             return Err(BackendError::DoesNotFit(format!(
-                "{what} needs {:.2} GiB, {:.2} GiB of device memory is free",
+                "{what} needs {:.2} GiB of device memory, {:.2} GiB is free",
                 bytes as f64 / (1u64 << 30) as f64,
                 free as f64 / (1u64 << 30) as f64
             )));
         }
         Ok(())
     }
+}
+
+/// Device memory a prepared point allocates: inputs, output and intermediates.
+fn device_bytes(k: KernelId, precision: Precision, workload: &Workload) -> u64 {
+    let elem = match precision {
+        Precision::F32 | Precision::Tf32 => 4u128,
+        Precision::F16 | Precision::Bf16 => 2,
+        Precision::Fp8E4m3 => 1,
+    };
+    let bytes: u128 = match (k, workload) {
+        (KernelId::CublasLtFp8, Workload::Matmul(s)) => {
+            let pad = |x: u64| x.next_multiple_of(16) as u128;
+            let (m, n, kk) = (pad(s.m), pad(s.n), pad(s.k));
+            // e4m3 A and B, bf16 D
+            s.batch as u128 * (m * kk + n * kk + 2 * m * n)
+        }
+        (_, Workload::Matmul(s)) => {
+            let (m, n, kk) = (s.m as u128, s.n as u128, s.k as u128);
+            s.batch as u128 * (m * kk + kk * n + m * n) * elem
+        }
+        (_, Workload::Attention(s)) => {
+            let bh = s.batch as u128 * s.heads as u128;
+            let (sq, skv, d) = (s.seq_q as u128, s.seq_kv as u128, s.head_dim as u128);
+            let io = bh * d * (2 * sq + 2 * skv) * elem;
+            // The unfused baseline also holds S (f32) and P.
+            let scores = if k == KernelId::CublasUnfused {
+                bh * sq * skv * (4 + elem)
+            } else {
+                0
+            };
+            io + scores
+        }
+    };
+    u64::try_from(bytes).unwrap_or(u64::MAX)
 }
 
 /// One iteration of a prepared kernel, enqueued on the stream.
@@ -549,6 +583,9 @@ impl Backend for CudaBackend {
             .check(kernel, precision, workload)
             .map_err(BackendError::Unsupported)?;
         self.gpu.bind()?;
+        // Before generating inputs on the host: a point that cannot fit fails fast.
+        self.gpu
+            .ensure_free(device_bytes(k, precision, workload), kernel)?;
         let flush = self.flush();
         let inputs = CheckInputs::generate(workload, precision, seed);
         let timer = Timer::new(self.gpu.stream.clone(), flush)?;
@@ -585,5 +622,74 @@ impl Backend for CudaBackend {
             .synchronize()
             .map_err(device_error("upload the inputs"))?;
         Ok(Box::new(prepared))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use joulebench_core::{AttentionShape, MatmulShape};
+
+    #[test]
+    fn names_are_stable_and_tf32_is_only_cublas() {
+        let names: Vec<&str> = KernelId::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "cuda-simt",
+                "cuda-mma",
+                "cublas",
+                "cublaslt-fp8",
+                "cuda-flash",
+                "cublas-unfused"
+            ]
+        );
+        for k in KernelId::ALL {
+            assert_eq!(KernelId::from_name(k.name()), Some(k));
+            assert_eq!(
+                k.precisions().contains(&Precision::Tf32),
+                k == KernelId::Cublas
+            );
+        }
+        assert!(KernelId::CublasUnfused.vendor() && !KernelId::Flash.vendor());
+        assert_eq!(
+            KernelId::CublasLtFp8
+                .min_compute_capability(Precision::Fp8E4m3)
+                .0,
+            (8, 9)
+        );
+    }
+
+    #[test]
+    fn device_bytes_count_padding_and_scores() {
+        let mm = Workload::Matmul(MatmulShape {
+            batch: 2,
+            m: 33,
+            n: 47,
+            k: 29,
+        });
+        assert_eq!(
+            device_bytes(KernelId::Cublas, Precision::F32, &mm),
+            2 * (33 * 29 + 29 * 47 + 33 * 47) * 4
+        );
+        // padded to 48 x 48 x 32: e4m3 A and B, bf16 D
+        assert_eq!(
+            device_bytes(KernelId::CublasLtFp8, Precision::Fp8E4m3, &mm),
+            2 * (48 * 32 + 48 * 32 + 2 * 48 * 48)
+        );
+        let attn = Workload::Attention(AttentionShape {
+            batch: 1,
+            heads: 2,
+            seq_q: 64,
+            seq_kv: 128,
+            head_dim: 64,
+            causal: true,
+        });
+        let io = 2 * 64 * (2 * 64 + 2 * 128) * 2;
+        assert_eq!(device_bytes(KernelId::Flash, Precision::F16, &attn), io);
+        assert_eq!(
+            device_bytes(KernelId::CublasUnfused, Precision::F16, &attn),
+            io + 2 * 64 * 128 * 6
+        );
     }
 }
