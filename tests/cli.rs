@@ -18,7 +18,11 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A small sweep: 2 matmul shapes × 2 kernels × 2 precisions × 3 caps, and attention.
@@ -57,7 +61,10 @@ fn lines(p: &Path) -> Vec<serde_json::Value> {
 }
 
 fn key(r: &serde_json::Value) -> String {
-    format!("{}|{}|{}|{}", r["kernel"], r["precision"], r["workload"], r["power_cap"]["requested"])
+    format!(
+        "{}|{}|{}|{}",
+        r["kernel"], r["precision"], r["workload"], r["power_cap"]["requested"]
+    )
 }
 
 #[test]
@@ -65,7 +72,15 @@ fn sweep_report_recommend_on_the_simulated_device() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "small.toml", SMALL);
     let out = dir.path().join("r.jsonl");
-    let o = run(&["sweep", "--backend", "sim", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = run(&[
+        "sweep",
+        "--backend",
+        "sim",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(t.contains("Recommended settings"), "{t}");
@@ -85,7 +100,10 @@ fn sweep_report_recommend_on_the_simulated_device() {
                 assert!(m["joules_per_flop"]["median"].as_f64().unwrap() > 0.0);
                 assert!(m["tflops"].as_f64().unwrap() > 0.0);
             }
-            "skipped" => assert!(r["reason"].as_str().unwrap().contains("f16 and bf16 only"), "{r}"),
+            "skipped" => assert!(
+                r["reason"].as_str().unwrap().contains("f16 and bf16 only"),
+                "{r}"
+            ),
             s => panic!("unexpected status {s}: {r}"),
         }
     }
@@ -103,7 +121,9 @@ fn sweep_report_recommend_on_the_simulated_device() {
     };
     let (full, capped) = (find("default"), find("60%"));
     assert!(capped["average_w"].as_f64() < full["average_w"].as_f64());
-    assert!(capped["seconds_per_op"]["median"].as_f64() > full["seconds_per_op"]["median"].as_f64());
+    assert!(
+        capped["seconds_per_op"]["median"].as_f64() > full["seconds_per_op"]["median"].as_f64()
+    );
 
     for fmt in ["table", "markdown", "csv", "json"] {
         let o = run(&["report", out.to_str().unwrap(), "--format", fmt]);
@@ -113,8 +133,18 @@ fn sweep_report_recommend_on_the_simulated_device() {
     let o = run(&["recommend", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
-    assert!(t.contains("Pareto front") && t.contains("energy (pJ/FLOP)") && t.contains("SIMULATED"), "{t}");
-    let o = run(&["recommend", out.to_str().unwrap(), "--precisions", "f32", "--format", "json"]);
+    assert!(
+        t.contains("Pareto front") && t.contains("energy (pJ/FLOP)") && t.contains("SIMULATED"),
+        "{t}"
+    );
+    let o = run(&[
+        "recommend",
+        out.to_str().unwrap(),
+        "--precisions",
+        "f32",
+        "--format",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let rows = v["recommendations"]["rows"].as_array().unwrap();
     assert!(!rows.is_empty() && rows.iter().all(|r| r["precision"] == "f32"));
@@ -125,16 +155,34 @@ fn a_killed_sweep_resumes_without_losing_or_repeating_a_point() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "small.toml", SMALL);
     let out = dir.path().join("r.jsonl");
-    let args = ["sweep", "--backend", "sim", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let args = [
+        "sweep",
+        "--backend",
+        "sim",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
 
-    let mut child = jb().args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = jb()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     loop {
-        let n = std::fs::read_to_string(&out).map(|s| s.lines().count()).unwrap_or(0);
+        let n = std::fs::read_to_string(&out)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
         if n >= 5 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "sweep wrote nothing");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "sweep wrote nothing"
+        );
         if child.try_wait().unwrap().is_some() {
             panic!("sweep finished before it could be killed");
         }
@@ -144,7 +192,10 @@ fn a_killed_sweep_resumes_without_losing_or_repeating_a_point() {
     child.wait().unwrap();
     let before = std::fs::read(&out).unwrap();
     let n_before = lines(&out).len();
-    assert!(n_before >= 5 && n_before < 36, "killed after {n_before} points");
+    assert!(
+        n_before >= 5 && n_before < 36,
+        "killed after {n_before} points"
+    );
 
     // without --resume the file is refused and left alone
     let o = jb().args(args).output().unwrap();
@@ -158,7 +209,11 @@ fn a_killed_sweep_resumes_without_losing_or_repeating_a_point() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("already there"), "{}", text(&o));
     let after = std::fs::read(&out).unwrap();
-    assert_eq!(&after[..before.len()], &before[..], "finished records were rewritten");
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "finished records were rewritten"
+    );
     let recs = lines(&out);
     assert_eq!(recs.len(), 36);
     let mut keys: Vec<String> = recs.iter().map(key).collect();
@@ -177,7 +232,10 @@ fn refused(args: &[&str], expect: &str) -> String {
     let o = run(args);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "args {args:?}: {t}");
-    assert!(t.contains(expect), "args {args:?}: expected '{expect}' in: {t}");
+    assert!(
+        t.contains(expect),
+        "args {args:?}: expected '{expect}' in: {t}"
+    );
     assert!(!t.contains("panicked"), "{t}");
     t
 }
@@ -189,27 +247,150 @@ fn bad_shapes_and_names_are_refused_with_exit_code_2() {
     let out = d.join("never.jsonl");
     let o = out.to_str().unwrap();
     let zero = write(d, "zero.toml", "[[matmul]]\nm = 0\nn = 64\nk = 64\n");
-    refused(&["sweep", "--backend", "sim", "--config", zero.to_str().unwrap(), "--out", o], "dimension m is 0");
-    let absurd = write(d, "absurd.toml", "[[matmul]]\nm = 1099511627776\nn = 64\nk = 64\n");
-    refused(&["sweep", "--backend", "sim", "--config", absurd.to_str().unwrap(), "--out", o], "exceeds the largest accepted dimension");
+    refused(
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--config",
+            zero.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        "dimension m is 0",
+    );
+    let absurd = write(
+        d,
+        "absurd.toml",
+        "[[matmul]]\nm = 1099511627776\nn = 64\nk = 64\n",
+    );
+    refused(
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--config",
+            absurd.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        "exceeds the largest accepted dimension",
+    );
     let overflow = write(
         d,
         "overflow.toml",
         "batch_sizes = [256]\n[[attention]]\nheads = 256\nseq_q = 16777216\nhead_dim = 1\n",
     );
-    refused(&["sweep", "--backend", "sim", "--config", overflow.to_str().unwrap(), "--out", o], "overflows");
+    refused(
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--config",
+            overflow.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        "overflows",
+    );
     let typo = write(d, "typo.toml", "precisons = [\"f32\"]\n");
-    refused(&["sweep", "--backend", "sim", "--config", typo.to_str().unwrap(), "--out", o], "precisons");
+    refused(
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--config",
+            typo.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        "precisons",
+    );
     refused(&["sweep", "--backend", "quantum", "--out", o], "quantum");
-    refused(&["sweep", "--backend", "sim", "--precisions", "f64", "--out", o], "unknown precision 'f64'");
-    refused(&["sweep", "--backend", "sim", "--kernels", "nope", "--out", o], "unknown kernel 'nope'");
-    refused(&["sweep", "--backend", "sim", "--batch-sizes", "0", "--out", o], "batch size");
-    refused(&["sweep", "--backend", "sim", "--sim-profile", "sim-z9", "--out", o], "unknown simulated device profile");
-    refused(&["sweep", "--backend", "sim", "--power-caps", "5000", "--out", o], "outside the device's range");
-    refused(&["sweep", "--backend", "sim", "--power-caps", "lots", "--out", o], "power cap 'lots'");
-    refused(&["sweep", "--backend", "sim", "--min-windows", "1", "--out", o], "min_windows");
-    refused(&["recommend", "--max-slowdown", "fast", o], "--max-slowdown");
-    assert!(!out.exists(), "a refused sweep must not create its results file");
+    refused(
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--precisions",
+            "f64",
+            "--out",
+            o,
+        ],
+        "unknown precision 'f64'",
+    );
+    refused(
+        &["sweep", "--backend", "sim", "--kernels", "nope", "--out", o],
+        "unknown kernel 'nope'",
+    );
+    refused(
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--batch-sizes",
+            "0",
+            "--out",
+            o,
+        ],
+        "batch size",
+    );
+    refused(
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--sim-profile",
+            "sim-z9",
+            "--out",
+            o,
+        ],
+        "unknown simulated device profile",
+    );
+    refused(
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--power-caps",
+            "5000",
+            "--out",
+            o,
+        ],
+        "outside the device's range",
+    );
+    refused(
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--power-caps",
+            "lots",
+            "--out",
+            o,
+        ],
+        "power cap 'lots'",
+    );
+    refused(
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--min-windows",
+            "1",
+            "--out",
+            o,
+        ],
+        "min_windows",
+    );
+    refused(
+        &["recommend", "--max-slowdown", "fast", o],
+        "--max-slowdown",
+    );
+    assert!(
+        !out.exists(),
+        "a refused sweep must not create its results file"
+    );
 }
 
 #[test]
@@ -217,9 +398,30 @@ fn unwritable_output_is_refused_before_measuring() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "plain-file", "x");
     let under_file = file.join("r.jsonl");
-    refused(&["sweep", "--backend", "sim", "--out", under_file.to_str().unwrap()], "cannot write");
-    refused(&["sweep", "--backend", "sim", "--out", dir.path().to_str().unwrap()], "is a directory");
-    refused(&["sweep", "--backend", "sim", "--resume"], "--resume needs --out");
+    refused(
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--out",
+            under_file.to_str().unwrap(),
+        ],
+        "cannot write",
+    );
+    refused(
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        "is a directory",
+    );
+    refused(
+        &["sweep", "--backend", "sim", "--resume"],
+        "--resume needs --out",
+    );
 }
 
 #[test]
@@ -227,33 +429,73 @@ fn corrupt_and_foreign_results_files_name_the_line_and_stay_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "tiny.toml", "precisions = [\"bf16\"]\nkernels = [\"sim-vendor\"]\n[[matmul]]\nm = 512\nn = 512\nk = 512\n[protocol]\nidle_baseline_s = 0.5\n");
     let good = dir.path().join("good.jsonl");
-    let o = run(&["sweep", "--backend", "sim", "--config", cfg.to_str().unwrap(), "--out", good.to_str().unwrap()]);
+    let o = run(&[
+        "sweep",
+        "--backend",
+        "sim",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        good.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let record = std::fs::read_to_string(&good).unwrap();
     let record = record.lines().next().unwrap();
 
-    let corrupt = write(dir.path(), "corrupt.jsonl", &format!("{record}\n{record}\n{{\"schema\": 1, \"oops\n"));
+    let corrupt = write(
+        dir.path(),
+        "corrupt.jsonl",
+        &format!("{record}\n{record}\n{{\"schema\": 1, \"oops\n"),
+    );
     let before = std::fs::read(&corrupt).unwrap();
     refused(&["report", corrupt.to_str().unwrap()], "corrupt.jsonl:3");
     refused(&["recommend", corrupt.to_str().unwrap()], "corrupt.jsonl:3");
     refused(
-        &["sweep", "--backend", "sim", "--config", cfg.to_str().unwrap(), "--out", corrupt.to_str().unwrap(), "--resume"],
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            corrupt.to_str().unwrap(),
+            "--resume",
+        ],
         "corrupt.jsonl:3",
     );
     assert_eq!(std::fs::read(&corrupt).unwrap(), before);
 
-    let foreign = write(dir.path(), "v999.jsonl", &format!("{}\n", record.replacen("\"schema\":1", "\"schema\":999", 1)));
+    let foreign = write(
+        dir.path(),
+        "v999.jsonl",
+        &format!("{}\n", record.replacen("\"schema\":1", "\"schema\":999", 1)),
+    );
     let before = std::fs::read(&foreign).unwrap();
     refused(&["report", foreign.to_str().unwrap()], "schema version 999");
     refused(
-        &["sweep", "--backend", "sim", "--config", cfg.to_str().unwrap(), "--out", foreign.to_str().unwrap(), "--resume"],
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            foreign.to_str().unwrap(),
+            "--resume",
+        ],
         "schema version 999",
     );
     assert_eq!(std::fs::read(&foreign).unwrap(), before);
 
     let not_ours = write(dir.path(), "other.jsonl", "{\"hello\": 1}\n");
-    refused(&["report", not_ours.to_str().unwrap()], "not a joulebench record");
-    refused(&["report", dir.path().join("missing.jsonl").to_str().unwrap()], "cannot read");
+    refused(
+        &["report", not_ours.to_str().unwrap()],
+        "not a joulebench record",
+    );
+    refused(
+        &["report", dir.path().join("missing.jsonl").to_str().unwrap()],
+        "cannot read",
+    );
     let empty = write(dir.path(), "empty.jsonl", "");
     refused(&["recommend", empty.to_str().unwrap()], "no records");
 }
@@ -263,10 +505,17 @@ fn devices_explains_itself_in_text_and_json() {
     let o = run(&["devices"]);
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
-    assert!(t.contains("sim: available") && t.contains("sim-h100"), "{t}");
+    assert!(
+        t.contains("sim: available") && t.contains("sim-h100"),
+        "{t}"
+    );
     let o = run(&["devices", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("devices --json is JSON");
-    assert!(v.as_array().unwrap().iter().any(|s| s["name"] == "sim" && s["available"] == true));
+    assert!(v
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "sim" && s["available"] == true));
     for s in v.as_array().unwrap() {
         if s["available"] == false {
             assert!(s["reason"].as_str().is_some_and(|r| !r.is_empty()), "{s}");
@@ -276,7 +525,8 @@ fn devices_explains_itself_in_text_and_json() {
 
 #[test]
 fn the_example_config_is_valid() {
-    let cfg = joulebench_core::plan::SweepConfig::from_toml_file(Path::new("examples/sweep.toml")).unwrap();
+    let cfg = joulebench_core::plan::SweepConfig::from_toml_file(Path::new("examples/sweep.toml"))
+        .unwrap();
     assert!(!cfg.workloads().unwrap().is_empty());
     assert_eq!(cfg.protocol, joulebench_core::ProtocolConfig::default());
 }

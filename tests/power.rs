@@ -57,7 +57,8 @@ impl Fixture {
     }
 
     fn limit_mw(&self) -> u64 {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(self.fake()).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.fake()).unwrap()).unwrap();
         v["limit_mw"].as_u64().unwrap()
     }
 
@@ -87,21 +88,30 @@ impl Fixture {
     fn spawn_sweep(&self) -> Child {
         let args = self.sweep_args(true);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.cmd(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+        self.cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     /// Wait until the running sweep has capped the device and written a record.
     fn wait_until_capped(&self, child: &mut Child) {
         let start = Instant::now();
         loop {
-            let records = std::fs::read_to_string(self.out()).map(|s| s.lines().count()).unwrap_or(0);
+            let records = std::fs::read_to_string(self.out())
+                .map(|s| s.lines().count())
+                .unwrap_or(0);
             if self.limit_mw() != DEFAULT_MW && records >= 1 {
                 return;
             }
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("sweep ended ({status}) before it was signalled");
             }
-            assert!(start.elapsed() < Duration::from_secs(120), "the sweep never capped the device");
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the sweep never capped the device"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
     }
@@ -129,7 +139,11 @@ const SIGKILL: i32 = 9;
 const SIGTERM: i32 = 15;
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn interrupted_sweep_restores(sig: i32, code: i32) {
@@ -139,8 +153,16 @@ fn interrupted_sweep_restores(sig: i32, code: i32) {
     signal(&child, sig);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(code), "{}", text(&out));
-    assert_eq!(f.limit_mw(), DEFAULT_MW, "the original limit was not restored");
-    assert!(f.state_files().is_empty(), "state file left behind: {:?}", f.state_files());
+    assert_eq!(
+        f.limit_mw(),
+        DEFAULT_MW,
+        "the original limit was not restored"
+    );
+    assert!(
+        f.state_files().is_empty(),
+        "state file left behind: {:?}",
+        f.state_files()
+    );
     // every finished record is intact
     for line in std::fs::read_to_string(f.out()).unwrap().lines() {
         serde_json::from_str::<serde_json::Value>(line).expect("whole records only");
@@ -164,12 +186,20 @@ fn sigkill_leaves_a_state_file_that_power_restore_uses() {
     f.wait_until_capped(&mut child);
     signal(&child, SIGKILL);
     child.wait().unwrap();
-    assert_ne!(f.limit_mw(), DEFAULT_MW, "nothing can restore after SIGKILL");
+    assert_ne!(
+        f.limit_mw(),
+        DEFAULT_MW,
+        "nothing can restore after SIGKILL"
+    );
     assert_eq!(f.state_files().len(), 1);
 
     let status = f.cmd(&["power", "status"]).output().unwrap();
     assert!(status.status.success(), "{}", text(&status));
-    assert!(text(&status).contains("pending restore to 300 W"), "{}", text(&status));
+    assert!(
+        text(&status).contains("pending restore to 300 W"),
+        "{}",
+        text(&status)
+    );
 
     // a new capped sweep refuses to start while a restore is owed
     let args = f.sweep_args(true);
@@ -207,7 +237,11 @@ fn caps_need_explicit_permission_and_a_valid_range() {
     let too_low: Vec<&str> = too_low.iter().map(String::as_str).collect();
     let o = f.cmd(&too_low).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("outside the device's range"), "{}", text(&o));
+    assert!(
+        text(&o).contains("outside the device's range"),
+        "{}",
+        text(&o)
+    );
 
     assert_eq!(f.limit_mw(), DEFAULT_MW);
     assert!(!Path::new(&f.out()).exists());

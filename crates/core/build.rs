@@ -8,7 +8,9 @@ fn main() {
     if std::env::var("JOULEBENCH_GIT_COMMIT").is_ok() {
         return;
     }
-    let out = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output();
+    let out = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output();
     if let Ok(o) = out {
         if o.status.success() {
             let commit = String::from_utf8_lossy(&o.stdout).trim().to_string();

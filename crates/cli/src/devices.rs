@@ -35,15 +35,29 @@ fn sim_section() -> Section {
                 name: format!("{} (simulated)", p.name),
                 details: vec![
                     ("model".into(), p.description.into()),
-                    ("power limit".into(), format!("{:.0}–{:.0} W, default {:.0} W", p.min_cap_w, p.max_cap_w, p.default_cap_w)),
+                    (
+                        "power limit".into(),
+                        format!(
+                            "{:.0}–{:.0} W, default {:.0} W",
+                            p.min_cap_w, p.max_cap_w, p.default_cap_w
+                        ),
+                    ),
                     ("kernels".into(), kernel_list(&dev.backend)),
-                    ("energy meter".into(), "simulated counter (1 mJ, 100 ms updates)".into()),
+                    (
+                        "energy meter".into(),
+                        "simulated counter (1 mJ, 100 ms updates)".into(),
+                    ),
                     ("power control".into(), "simulated (needs no rights)".into()),
                 ],
             })
         })
         .collect();
-    Section { name: "sim".into(), available: true, reason: None, entries }
+    Section {
+        name: "sim".into(),
+        available: true,
+        reason: None,
+        entries,
+    }
 }
 
 fn yes_no(b: bool) -> String {
@@ -113,7 +127,17 @@ fn wgpu_kernels(index: usize) -> String {
 fn kernel_list(b: &dyn Backend) -> String {
     b.kernels()
         .iter()
-        .map(|k| format!("{} ({})", k.name, k.precisions.iter().map(|p| p.name()).collect::<Vec<_>>().join(",")))
+        .map(|k| {
+            format!(
+                "{} ({})",
+                k.name,
+                k.precisions
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -147,22 +171,50 @@ fn cuda_section() -> Section {
             id: d.ordinal.to_string(),
             name: d.name.clone(),
             details: vec![
-                ("uuid".into(), d.uuid.clone().unwrap_or_else(|| "unknown".into())),
-                ("pci bus id".into(), d.pci_bus_id.clone().unwrap_or_else(|| "unknown".into())),
-                ("compute capability".into(), format!("{}.{}", d.compute_capability.0, d.compute_capability.1)),
+                (
+                    "uuid".into(),
+                    d.uuid.clone().unwrap_or_else(|| "unknown".into()),
+                ),
+                (
+                    "pci bus id".into(),
+                    d.pci_bus_id.clone().unwrap_or_else(|| "unknown".into()),
+                ),
+                (
+                    "compute capability".into(),
+                    format!("{}.{}", d.compute_capability.0, d.compute_capability.1),
+                ),
                 ("memory".into(), format!("{} MiB", d.memory_bytes >> 20)),
             ],
         })
         .collect();
-    entries.insert(0, Entry { id: "libraries".into(), name: "CUDA libraries".into(), details: libraries });
-    Section { name: "CUDA".into(), available: reason.is_none(), reason, entries }
+    entries.insert(
+        0,
+        Entry {
+            id: "libraries".into(),
+            name: "CUDA libraries".into(),
+            details: libraries,
+        },
+    );
+    Section {
+        name: "CUDA".into(),
+        available: reason.is_none(),
+        reason,
+        entries,
+    }
 }
 
 fn nvml_section() -> Section {
     use joulebench_energy::nvml;
     let devices = match nvml::list_devices() {
         Ok(d) => d,
-        Err(e) => return Section { name: "NVML".into(), available: false, reason: Some(e.to_string()), entries: vec![] },
+        Err(e) => {
+            return Section {
+                name: "NVML".into(),
+                available: false,
+                reason: Some(e.to_string()),
+                entries: vec![],
+            }
+        }
     };
     let root = std::env::var("USER").map(|u| u == "root").unwrap_or(false);
     let entries = devices
@@ -207,11 +259,21 @@ fn nvml_section() -> Section {
             }
         })
         .collect();
-    Section { name: "NVML".into(), available: true, reason: None, entries }
+    Section {
+        name: "NVML".into(),
+        available: true,
+        reason: None,
+        entries,
+    }
 }
 
 pub fn sections() -> Vec<Section> {
-    vec![cuda_section(), nvml_section(), wgpu_section(), sim_section()]
+    vec![
+        cuda_section(),
+        nvml_section(),
+        wgpu_section(),
+        sim_section(),
+    ]
 }
 
 pub fn run(args: &DevicesArgs) -> Result<(), CliError> {

@@ -23,7 +23,9 @@ impl CliError {
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CliError::Usage(m) | CliError::Runtime(m) | CliError::Interrupted { message: m, .. } => f.write_str(m),
+            CliError::Usage(m)
+            | CliError::Runtime(m)
+            | CliError::Interrupted { message: m, .. } => f.write_str(m),
         }
     }
 }

@@ -8,7 +8,9 @@ use crate::error::{runtime, usage, CliError};
 use joulebench_core::meter::NoMeter;
 use joulebench_core::{Backend, Clock, DeviceInfo, EnergyMeter, PowerControl, SystemClock};
 use joulebench_energy::guard::{default_state_dir, GuardConfig, PowerGuard};
-use joulebench_energy::nvml::{self, DeviceIdentity, DeviceMatch, MeterMode, NvmlDevice, NvmlPowerControl, SamplingConfig};
+use joulebench_energy::nvml::{
+    self, DeviceIdentity, DeviceMatch, MeterMode, NvmlDevice, NvmlPowerControl, SamplingConfig,
+};
 use joulebench_energy::sim::{self, SimDevice};
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +69,8 @@ impl OpenDevice {
             usage("no directory for the power state file: set JOULEBENCH_STATE_DIR or HOME")
         })?;
         let cfg = GuardConfig::new(id.to_device_info(), id.device_kind(), &dir, allow_changes);
-        let guard = PowerGuard::new(Box::new(NvmlPowerControl::new(dev.clone())), cfg).map_err(usage)?;
+        let guard =
+            PowerGuard::new(Box::new(NvmlPowerControl::new(dev.clone())), cfg).map_err(usage)?;
         self.power = None;
         self.guard = Some(guard);
         Ok(())
@@ -105,7 +108,9 @@ fn open_sim(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
     let mut notes = vec![format!(
         "simulated device {}: {}",
         opts.sim_profile,
-        sim::profile(&opts.sim_profile).map(|p| p.description).unwrap_or("")
+        sim::profile(&opts.sim_profile)
+            .map(|p| p.description)
+            .unwrap_or("")
     )];
     let info = dev.backend.device().clone();
     // Tests drive the guarded NVML power path with a fake device in a state file;
@@ -133,7 +138,8 @@ fn open_sim(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
 }
 
 fn open_wgpu(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
-    let backend = joulebench_wgpu::open(opts.adapter.as_deref()).map_err(|e| runtime(format!("wgpu: {e}")))?;
+    let backend = joulebench_wgpu::open(opts.adapter.as_deref())
+        .map_err(|e| runtime(format!("wgpu: {e}")))?;
     let mut notes = Vec::new();
     let info = backend.device().clone();
     if info.cpu_emulation {
@@ -168,32 +174,55 @@ fn match_nvml(info: &DeviceInfo) -> Result<(Arc<dyn NvmlDevice>, DeviceIdentity)
 }
 
 /// Attach NVML's meter and power control to a real backend, or say why there is none.
-fn with_nvml(backend: Box<dyn Backend>, opts: &OpenOptions, mut notes: Vec<String>) -> Result<OpenDevice, CliError> {
+fn with_nvml(
+    backend: Box<dyn Backend>,
+    opts: &OpenOptions,
+    mut notes: Vec<String>,
+) -> Result<OpenDevice, CliError> {
     let info = backend.device().clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let no_meter = |reason: String| -> Box<dyn EnergyMeter> { Box::new(NoMeter { reason }) };
     let (meter, power, nvml): (Box<dyn EnergyMeter>, Option<Box<dyn PowerControl>>, _) =
         match (info.cpu_emulation, match_nvml(&info)) {
-            (true, _) => (no_meter("a CPU emulation has no energy meter".into()), None, None),
+            (true, _) => (
+                no_meter("a CPU emulation has no energy meter".into()),
+                None,
+                None,
+            ),
             (false, Err(reason)) => {
-                notes.push(format!("no energy meter: {reason}; time is measured, energy is not"));
+                notes.push(format!(
+                    "no energy meter: {reason}; time is measured, energy is not"
+                ));
                 (no_meter(reason), None, None)
             }
             (false, Ok((dev, id))) => {
-                let sampling = SamplingConfig { interval: opts.sample_interval };
+                let sampling = SamplingConfig {
+                    interval: opts.sample_interval,
+                };
                 match nvml::open_meter(dev.clone(), opts.meter, sampling) {
                     Ok(m) => {
                         notes.push(format!("energy meter: NVML on {}", id.describe()));
                         notes.extend(m.note);
-                        let power: Box<dyn PowerControl> = Box::new(NvmlPowerControl::new(dev.clone()));
+                        let power: Box<dyn PowerControl> =
+                            Box::new(NvmlPowerControl::new(dev.clone()));
                         (m.meter, Some(power), Some((dev, id)))
                     }
                     Err(e) => {
-                        notes.push(format!("no energy meter: {e}; time is measured, energy is not"));
+                        notes.push(format!(
+                            "no energy meter: {e}; time is measured, energy is not"
+                        ));
                         (no_meter(e.to_string()), None, None)
                     }
                 }
             }
         };
-    Ok(OpenDevice { backend, meter, power, guard: None, clock, notes, nvml })
+    Ok(OpenDevice {
+        backend,
+        meter,
+        power,
+        guard: None,
+        clock,
+        notes,
+        nvml,
+    })
 }

@@ -10,7 +10,8 @@ use joulebench_energy::guard::{
 use joulebench_energy::nvml::{self, NvmlPowerControl};
 
 pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
-    let dir = default_state_dir().ok_or_else(|| runtime("no state directory: set JOULEBENCH_STATE_DIR or HOME"))?;
+    let dir = default_state_dir()
+        .ok_or_else(|| runtime("no state directory: set JOULEBENCH_STATE_DIR or HOME"))?;
     match cmd {
         PowerCommand::Status { json } => {
             let devices = nvml::list_devices().map_err(|e| runtime(format!("NVML: {e}")))?;
@@ -18,12 +19,19 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
             for dev in devices {
                 let id = dev.identity().map_err(|e| runtime(format!("NVML: {e}")))?;
                 let mut control = NvmlPowerControl::new(dev.clone());
-                let status = power_status(&mut control as &mut dyn PowerControl, &id.to_device_info(), &dir)
-                    .map_err(runtime)?;
+                let status = power_status(
+                    &mut control as &mut dyn PowerControl,
+                    &id.to_device_info(),
+                    &dir,
+                )
+                .map_err(runtime)?;
                 statuses.push(status);
             }
             if *json {
-                println!("{}", serde_json::to_string_pretty(&statuses).map_err(runtime)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&statuses).map_err(runtime)?
+                );
                 return Ok(());
             }
             for s in &statuses {
@@ -53,7 +61,10 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
         PowerCommand::Restore { force } => {
             let pending = pending_restores(&dir);
             if pending.is_empty() {
-                println!("nothing to restore: no power state file in {}", dir.display());
+                println!(
+                    "nothing to restore: no power state file in {}",
+                    dir.display()
+                );
                 return Ok(());
             }
             let mut failures = Vec::new();
@@ -62,12 +73,18 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                     failures.push(format!("{}: {e}", path.display()));
                     continue;
                 }
-                match restore_from_state_file_with(&path, RestoreOptions { force: *force }, nvml::open_power_control_for_state) {
+                match restore_from_state_file_with(
+                    &path,
+                    RestoreOptions { force: *force },
+                    nvml::open_power_control_for_state,
+                ) {
                     Ok(r) => println!(
                         "restored {} to {:.0} W{}",
                         r.device,
                         r.restored_w,
-                        r.was_w.map(|w| format!(" (was {w:.0} W)")).unwrap_or_default()
+                        r.was_w
+                            .map(|w| format!(" (was {w:.0} W)"))
+                            .unwrap_or_default()
                     ),
                     Err(e) => failures.push(format!("{}: {e}", path.display())),
                 }
@@ -75,7 +92,10 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
             if failures.is_empty() {
                 Ok(())
             } else {
-                Err(runtime(format!("could not restore every limit:\n  {}", failures.join("\n  "))))
+                Err(runtime(format!(
+                    "could not restore every limit:\n  {}",
+                    failures.join("\n  ")
+                )))
             }
         }
     }

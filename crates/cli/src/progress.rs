@@ -33,12 +33,17 @@ impl SweepObserver for Progress {
         // the ETA counts only points measured in this run
         self.bar.reset_eta();
         if already_done > 0 {
-            self.bar.println(format!("resuming: {already_done} of {total} points already in the results file"));
+            self.bar.println(format!(
+                "resuming: {already_done} of {total} points already in the results file"
+            ));
         }
     }
 
     fn point_started(&mut self, p: &PlanPoint) {
-        self.bar.set_message(format!("{} {} {} b{} cap {}", p.kernel, p.precision, p.group, p.batch_size, p.cap));
+        self.bar.set_message(format!(
+            "{} {} {} b{} cap {}",
+            p.kernel, p.precision, p.group, p.batch_size, p.cap
+        ));
     }
 
     fn point_finished(&mut self, r: &Record) {

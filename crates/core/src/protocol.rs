@@ -351,13 +351,22 @@ pub fn measure(
         .ceil()
         .max(1.0) as u64;
 
-    let period = if has_meter { ctx.meter.update_period_s() } else { 0.0 };
+    let period = if has_meter {
+        ctx.meter.update_period_s()
+    } else {
+        0.0
+    };
     let align = cfg.align_to_counter && period > 0.0;
     let mut windows: Vec<Window> = Vec::new();
     let mut gap_counter = 0u64;
     loop {
         let e0 = match (has_meter, align) {
-            (true, true) => Some(await_counter_update(ctx.meter, ctx.clock, period, cfg.counter_poll_s)?),
+            (true, true) => Some(await_counter_update(
+                ctx.meter,
+                ctx.clock,
+                period,
+                cfg.counter_poll_s,
+            )?),
             (true, false) => Some(ctx.meter.energy_j()?),
             _ => None,
         };
@@ -381,7 +390,12 @@ pub fn measure(
         }
         let work_end = ctx.clock.now_s();
         let e1 = match (has_meter, align && ctx.idle.is_some()) {
-            (true, true) => Some(await_counter_update(ctx.meter, ctx.clock, period, cfg.counter_poll_s)?),
+            (true, true) => Some(await_counter_update(
+                ctx.meter,
+                ctx.clock,
+                period,
+                cfg.counter_poll_s,
+            )?),
             (true, false) => Some(ctx.meter.energy_j()?),
             _ => None,
         };
@@ -485,7 +499,8 @@ fn stop_metric_spread(windows: &[Window], flop: u64, idle_w: Option<f64>) -> f64
 fn is_throttled(windows: &[Window], cap_requested: bool) -> bool {
     windows.iter().any(|w| {
         let t = &w.telemetry;
-        let slow = !cap_requested && matches!((t.sm_clock_mhz, t.default_sm_clock_mhz),
+        let slow = !cap_requested
+            && matches!((t.sm_clock_mhz, t.default_sm_clock_mhz),
             (Some(c), Some(d)) if d > 0 && (c as f64) < 0.75 * d as f64);
         slow || t.has_brake_reason()
     })
@@ -605,7 +620,10 @@ mod tests {
             self.runs += 1;
             let t = self.seconds_per_iter * n as f64 * f;
             self.world.0.borrow_mut().advance(t, self.busy_w);
-            Ok(RunTiming { wall_s: t, device_s: Some(t) })
+            Ok(RunTiming {
+                wall_s: t,
+                device_s: Some(t),
+            })
         }
     }
 
@@ -621,21 +639,31 @@ mod tests {
         (
             FakeClock(Mutex::new(w.clone())),
             FakeMeter(w.clone()),
-            FakeKernel { world: w, seconds_per_iter: 1e-3, busy_w: 300.0, noise, runs: 0 },
+            FakeKernel {
+                world: w,
+                seconds_per_iter: 1e-3,
+                busy_w: 300.0,
+                noise,
+                runs: 0,
+            },
         )
     }
 
     const FLOP: u64 = 1_000_000_000;
 
-    fn run(
-        period_s: f64,
-        noise: Vec<f64>,
-        cfg: &ProtocolConfig,
-        idle: bool,
-    ) -> Measurement {
+    fn run(period_s: f64, noise: Vec<f64>, cfg: &ProtocolConfig, idle: bool) -> Measurement {
         let (clock, mut meter, mut kernel) = setup(period_s, noise);
-        let idle = idle.then_some(IdleBaseline { watts: 50.0, seconds: 1.0 });
-        let mut ctx = MeasureContext { meter: &mut meter, clock: &clock, config: cfg, idle, cap_requested: false };
+        let idle = idle.then_some(IdleBaseline {
+            watts: 50.0,
+            seconds: 1.0,
+        });
+        let mut ctx = MeasureContext {
+            meter: &mut meter,
+            clock: &clock,
+            config: cfg,
+            idle,
+            cap_requested: false,
+        };
         measure(&mut kernel, FLOP, &mut ctx).unwrap()
     }
 
@@ -648,7 +676,10 @@ mod tests {
         // 300 W × 1 ms per op = 0.3 J/op, exact once idle gaps are removed
         let j = m.summary.joules_per_op.unwrap().median;
         assert!((j - 0.3).abs() / 0.3 < 2e-3, "joules per op {j}");
-        assert!(m.windows.iter().all(|w| w.wall_s >= cfg.window_target_s(0.1)));
+        assert!(m
+            .windows
+            .iter()
+            .all(|w| w.wall_s >= cfg.window_target_s(0.1)));
     }
 
     #[test]
@@ -656,14 +687,23 @@ mod tests {
         let cfg = ProtocolConfig::default();
         let m = run(0.25, vec![1.0], &cfg, true);
         assert!((m.window_target_s - 2.5).abs() < 1e-9);
-        assert!(m.windows.iter().all(|w| w.busy_s >= 2.4), "{:?}", m.windows[0].busy_s);
+        assert!(
+            m.windows.iter().all(|w| w.busy_s >= 2.4),
+            "{:?}",
+            m.windows[0].busy_s
+        );
     }
 
     #[test]
     fn noisy_work_runs_more_windows_and_is_flagged_when_it_cannot_settle() {
-        let cfg = ProtocolConfig { max_windows: 8, ..ProtocolConfig::default() };
+        let cfg = ProtocolConfig {
+            max_windows: 8,
+            ..ProtocolConfig::default()
+        };
         // block run times swing ±10% irregularly: J/FLOP per window varies by a few %
-        let noise = vec![1.1, 0.9, 1.12, 0.93, 1.0, 1.08, 0.88, 1.05, 0.9, 1.1, 0.95, 1.07, 0.91];
+        let noise = vec![
+            1.1, 0.9, 1.12, 0.93, 1.0, 1.08, 0.88, 1.05, 0.9, 1.1, 0.95, 1.07, 0.91,
+        ];
         let m = run(0.1, noise, &cfg, true);
         assert_eq!(m.windows.len(), 8);
         assert!(m.flags.contains(&ValidityFlag::HighSpread), "{:?}", m.flags);
@@ -671,30 +711,53 @@ mod tests {
 
     #[test]
     fn the_time_budget_stops_a_point_after_min_windows() {
-        let cfg = ProtocolConfig { point_budget_s: 4.0, max_windows: 50, ..ProtocolConfig::default() };
+        let cfg = ProtocolConfig {
+            point_budget_s: 4.0,
+            max_windows: 50,
+            ..ProtocolConfig::default()
+        };
         let m = run(0.1, vec![1.05, 0.95, 1.02], &cfg, true);
         let total = m.warmup_s + m.windows.iter().map(|w| w.wall_s).sum::<f64>();
         assert!(m.windows.len() >= cfg.min_windows as usize);
-        assert!(total < cfg.point_budget_s + 1.5, "ran {total} s on a 4 s budget");
+        assert!(
+            total < cfg.point_budget_s + 1.5,
+            "ran {total} s on a 4 s budget"
+        );
     }
 
     #[test]
     fn aligned_windows_beat_unaligned_reads_of_a_slow_counter() {
         let aligned = ProtocolConfig::default();
-        let naive = ProtocolConfig { align_to_counter: false, ..ProtocolConfig::default() };
+        let naive = ProtocolConfig {
+            align_to_counter: false,
+            ..ProtocolConfig::default()
+        };
         let err = |m: &Measurement| (m.summary.joules_per_op.unwrap().median - 0.3).abs() / 0.3;
         let a = run(0.1, vec![1.0], &aligned, true);
         let n = run(0.1, vec![1.0], &naive, true);
         assert!(err(&a) < 0.002, "aligned error {}", err(&a));
-        assert!(err(&n) > err(&a), "naive {} vs aligned {}", err(&n), err(&a));
+        assert!(
+            err(&n) > err(&a),
+            "naive {} vs aligned {}",
+            err(&n),
+            err(&a)
+        );
     }
 
     #[test]
     fn no_meter_measures_time_only_and_says_so() {
         let (clock, _m, mut kernel) = setup(0.1, vec![1.0]);
-        let mut none = crate::meter::NoMeter { reason: "no meter".into() };
+        let mut none = crate::meter::NoMeter {
+            reason: "no meter".into(),
+        };
         let cfg = ProtocolConfig::default();
-        let mut ctx = MeasureContext { meter: &mut none, clock: &clock, config: &cfg, idle: None, cap_requested: false };
+        let mut ctx = MeasureContext {
+            meter: &mut none,
+            clock: &clock,
+            config: &cfg,
+            idle: None,
+            cap_requested: false,
+        };
         let m = measure(&mut kernel, FLOP, &mut ctx).unwrap();
         assert!(m.summary.joules_per_flop.is_none());
         assert!(m.flags.contains(&ValidityFlag::NoEnergy));
@@ -703,11 +766,21 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_refused() {
-        let bad = ProtocolConfig { min_windows: 1, ..ProtocolConfig::default() };
+        let bad = ProtocolConfig {
+            min_windows: 1,
+            ..ProtocolConfig::default()
+        };
         assert!(bad.validate().is_err());
-        let bad = ProtocolConfig { target_rel_spread: 0.0, ..ProtocolConfig::default() };
+        let bad = ProtocolConfig {
+            target_rel_spread: 0.0,
+            ..ProtocolConfig::default()
+        };
         assert!(bad.validate().is_err());
-        let bad = ProtocolConfig { max_windows: 2, min_windows: 3, ..ProtocolConfig::default() };
+        let bad = ProtocolConfig {
+            max_windows: 2,
+            min_windows: 3,
+            ..ProtocolConfig::default()
+        };
         assert!(bad.validate().is_err());
     }
 }
