@@ -1,1 +1,150 @@
-fn main() {}
+//! wgsl-tiled against wgsl-naive matmul on the default adapter, square shapes in f32
+//! and f16: criterion times device time (timestamp queries) where the adapter has
+//! it, wall time around a full queue sync otherwise, and the speed-up of the tiled
+//! kernel is printed as a ratio of the two measured means.
+//!
+//!     source scripts/test-env.sh && cargo bench -p joulebench-wgpu --bench matmul
+//!
+//! JOULEBENCH_BENCH_SIZES=256,512 picks the square sizes; JOULEBENCH_BENCH_VARIANTS=1
+//! also times every tiled variant the adapter can run (for tuning the choice).
+//! Criterion's "elem/s" throughput is FLOP/s here.
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use joulebench_core::verify::verify;
+use joulebench_core::{MatmulShape, Precision, Workload};
+use joulebench_wgpu::{KERNEL_NAIVE, KERNEL_TILED};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Seconds and iterations measured per (precision, size, kernel).
+type Totals = BTreeMap<(String, u64, &'static str), (f64, u64)>;
+
+fn sizes() -> Vec<u64> {
+    std::env::var("JOULEBENCH_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .filter(|v: &Vec<u64>| !v.is_empty())
+        .unwrap_or_else(|| vec![256, 512, 1024])
+}
+
+fn main() {
+    let mut backend = match joulebench_wgpu::open(None) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    let adapter = backend.adapter().summary();
+    let clock = if backend.has_device_timer() {
+        "device time (timestamp queries)"
+    } else {
+        "wall time (no timestamp queries on this adapter)"
+    };
+    eprintln!("adapter: {adapter}\ntiming: {clock}");
+    let mut precisions = vec![Precision::F32];
+    if backend.adapter().f16 {
+        precisions.push(Precision::F16);
+    }
+
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let totals: RefCell<Totals> = RefCell::new(BTreeMap::new());
+    for precision in &precisions {
+        let mut group = c.benchmark_group(format!("wgpu-matmul-{precision}"));
+        group.sampling_mode(SamplingMode::Flat);
+        for &n in &sizes() {
+            let w = Workload::Matmul(MatmulShape {
+                batch: 1,
+                m: n,
+                n,
+                k: n,
+            });
+            group.throughput(Throughput::Elements(w.flop().unwrap_or(0)));
+            let mut runs: Vec<(&'static str, Option<String>)> =
+                vec![(KERNEL_NAIVE, None), (KERNEL_TILED, None)];
+            if std::env::var_os("JOULEBENCH_BENCH_VARIANTS").is_some() {
+                for v in backend.variants(KERNEL_TILED) {
+                    runs.push((KERNEL_TILED, Some(v)));
+                }
+            }
+            for (kernel, forced) in runs {
+                let prepared =
+                    backend.prepare_variant(kernel, *precision, &w, 42, forced.as_deref());
+                let mut k = match prepared {
+                    Ok(k) => k,
+                    Err(e) => {
+                        eprintln!("skipped {kernel} {precision} {w}: {e}");
+                        continue;
+                    }
+                };
+                // Never time a kernel that computes the wrong thing.
+                match verify(k.as_mut(), &w, *precision, 7) {
+                    Ok(v) if v.passed => {}
+                    other => {
+                        eprintln!("skipped {kernel} {precision} {w}: check failed: {other:?}");
+                        continue;
+                    }
+                }
+                let variant = k.variant().unwrap_or_default();
+                let forced_mark = if forced.is_some() { " forced" } else { "" };
+                let id = BenchmarkId::new(kernel, format!("{n}^3 {variant}{forced_mark}"));
+                // The speed-up compares the variants the backend chooses by itself.
+                let total_key = (precision.to_string(), n, kernel);
+                let totals = if forced.is_none() {
+                    Some(&totals)
+                } else {
+                    None
+                };
+                group.bench_function(id, |b| {
+                    b.iter_custom(|iters| {
+                        let seconds = match k.run(iters) {
+                            Ok(t) => t.device_s.unwrap_or(t.wall_s),
+                            Err(e) => {
+                                eprintln!("{kernel} {precision} {w}: {e}");
+                                f64::NAN
+                            }
+                        };
+                        if let Some(totals) = totals {
+                            let mut totals = totals.borrow_mut();
+                            let entry = totals.entry(total_key.clone()).or_insert((0.0, 0));
+                            entry.0 += seconds;
+                            entry.1 += iters;
+                        }
+                        Duration::from_secs_f64(seconds.max(0.0))
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
+    c.final_summary();
+
+    let totals = totals.into_inner();
+    eprintln!("\nspeed-up of {KERNEL_TILED} over {KERNEL_NAIVE} ({clock}, on {adapter}):");
+    for precision in &precisions {
+        for &n in &sizes() {
+            let mean = |kernel| {
+                totals
+                    .get(&(precision.to_string(), n, kernel))
+                    .map(|&(s, i)| s / i.max(1) as f64)
+            };
+            if let (Some(naive), Some(tiled)) = (mean(KERNEL_NAIVE), mean(KERNEL_TILED)) {
+                let gflops = |s: f64| 2.0 * (n as f64).powi(3) / s / 1e9;
+                eprintln!(
+                    "  {precision} {n}x{n}x{n}: naive {:.3} ms ({:.1} GFLOP/s), tiled {:.3} ms \
+                     ({:.1} GFLOP/s): {:.2}x",
+                    naive * 1e3,
+                    gflops(naive),
+                    tiled * 1e3,
+                    gflops(tiled),
+                    naive / tiled
+                );
+            }
+        }
+    }
+}

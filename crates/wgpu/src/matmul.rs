@@ -119,8 +119,13 @@ pub(crate) fn choose_tiled(adapter: &AdapterReport, s: &MatmulShape) -> Option<T
         .into_iter()
         .filter(|v| v.runs_on(adapter))
         .collect();
-    // A CPU emulation runs a few workgroups at a time; a GPU wants hundreds.
-    let busy_workgroups: u64 = if adapter.cpu_emulation { 8 } else { 128 };
+    // A CPU emulation runs one workgroup per core at a time (on lavapipe the biggest
+    // tile wins from 4 workgroups on); a GPU wants hundreds to fill its cores.
+    let busy_workgroups: u64 = if adapter.cpu_emulation {
+        std::thread::available_parallelism().map_or(4, |n| n.get() as u64)
+    } else {
+        128
+    };
     let enough = |v: &TiledVariant| v.workgroups(s).iter().product::<u64>() >= busy_workgroups;
     let not_mostly_padding =
         |v: &TiledVariant| s.m >= u64::from(v.tile_m()) / 2 && s.n >= u64::from(v.tile_n()) / 2;
