@@ -36,7 +36,7 @@ mod tests {
     fn rounds_to_significant_digits() {
         assert_eq!(sig(1234.567, 3), "1235");
         assert_eq!(sig(0.012345, 3), "0.0123");
-        assert_eq!(sig(3.14159, 3), "3.14");
+        assert_eq!(sig(1.23456, 3), "1.23");
         assert_eq!(sig(f64::NAN, 3), "–");
         assert_eq!(pct(-0.1512), "-15.1%");
         assert_eq!(pct(0.042), "+4.2%");

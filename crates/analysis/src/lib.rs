@@ -1,11 +1,21 @@
 //! Everything downstream of the record: grouping, Pareto fronts, the objectives
-//! that pick a setting, and the tables (terminal, Markdown, CSV, JSON) that show
-//! them. It reads records only; it never reaches back into a backend.
+//! that pick a setting, hardware comparisons, merging files, the settings file a
+//! launcher reads, and the tables (terminal, Markdown, CSV, JSON), plots and
+//! report documents that show them. It reads records only; it never reaches back
+//! into a backend.
 
+pub mod chart;
+pub mod compare;
+pub mod document;
 pub mod format;
+pub mod merge;
+pub mod plots;
 pub mod recommend;
 pub mod report;
+pub mod settings_file;
 pub mod table;
+#[cfg(test)]
+mod testutil;
 
 pub use recommend::{recommend, Objective, Recommendation};
 pub use table::{Table, TableFormat};

@@ -32,10 +32,15 @@ impl Objective {
         match self {
             Objective::LeastEnergy => "least energy".into(),
             Objective::WithinSlowdown { max_slowdown } => {
-                format!("least energy within {:.0}% of the fastest", max_slowdown * 100.0)
+                format!(
+                    "least energy within {:.0}% of the fastest",
+                    max_slowdown * 100.0
+                )
             }
             Objective::EnergyDelay => "least energy × delay".into(),
-            Objective::ZeusCost { eta, .. } => format!("least Zeus cost η·E + (1−η)·P_max·T, η = {eta}"),
+            Objective::ZeusCost { eta, .. } => {
+                format!("least Zeus cost η·E + (1−η)·P_max·T, η = {eta}")
+            }
         }
     }
 }
@@ -57,10 +62,14 @@ pub struct Setting {
     pub average_w: Option<f64>,
     pub flags: Vec<String>,
     pub default_limit_w: Option<f64>,
+    /// Index of the record this setting came from, in the slice given to
+    /// [`recommend`]: how a caller finds its source file and device.
+    pub record: usize,
 }
 
 impl Setting {
-    pub fn from_record(r: &Record) -> Option<Setting> {
+    /// `index`: the record's position in the caller's slice (see [`Setting::record`]).
+    pub fn from_record(r: &Record, index: usize) -> Option<Setting> {
         if !r.has_energy() {
             return None;
         }
@@ -79,6 +88,7 @@ impl Setting {
             average_w: m.summary.average_w,
             flags: r.flags.iter().map(|f| f.name().to_string()).collect(),
             default_limit_w: r.power_cap.default_w,
+            record: index,
         })
     }
 
@@ -110,26 +120,37 @@ pub fn pareto_front(settings: &[Setting]) -> Vec<usize> {
         b.iter().any(|o| {
             o.seconds_per_flop <= a.seconds_per_flop
                 && o.joules_per_flop <= a.joules_per_flop
-                && (o.seconds_per_flop < a.seconds_per_flop || o.joules_per_flop < a.joules_per_flop)
+                && (o.seconds_per_flop < a.seconds_per_flop
+                    || o.joules_per_flop < a.joules_per_flop)
         })
     };
     let mut idx: Vec<usize> = (0..settings.len()).filter(|&i| !dominated(i)).collect();
-    idx.sort_by(|&x, &y| settings[x].seconds_per_flop.total_cmp(&settings[y].seconds_per_flop));
+    idx.sort_by(|&x, &y| {
+        settings[x]
+            .seconds_per_flop
+            .total_cmp(&settings[y].seconds_per_flop)
+    });
     idx
 }
 
 /// Pick the index of the setting `objective` prefers; None for an empty slice.
 pub fn choose(settings: &[Setting], objective: Objective) -> Option<usize> {
-    let fastest = settings.iter().map(|s| s.seconds_per_flop).fold(f64::INFINITY, f64::min);
+    let fastest = settings
+        .iter()
+        .map(|s| s.seconds_per_flop)
+        .fold(f64::INFINITY, f64::min);
     let score = |s: &Setting| -> Option<f64> {
         match objective {
             Objective::LeastEnergy => Some(s.joules_per_flop),
-            Objective::WithinSlowdown { max_slowdown } => {
-                (s.seconds_per_flop <= fastest * (1.0 + max_slowdown) * (1.0 + 1e-12)).then_some(s.joules_per_flop)
-            }
+            Objective::WithinSlowdown { max_slowdown } => (s.seconds_per_flop
+                <= fastest * (1.0 + max_slowdown) * (1.0 + 1e-12))
+                .then_some(s.joules_per_flop),
             Objective::EnergyDelay => Some(s.joules_per_flop * s.seconds_per_flop),
             Objective::ZeusCost { eta, max_power_w } => {
-                let p_max = max_power_w.or(s.default_limit_w).or(s.average_w).unwrap_or(0.0);
+                let p_max = max_power_w
+                    .or(s.default_limit_w)
+                    .or(s.average_w)
+                    .unwrap_or(0.0);
                 Some(eta * s.joules_per_flop + (1.0 - eta) * p_max * s.seconds_per_flop)
             }
         }
@@ -140,8 +161,11 @@ pub fn choose(settings: &[Setting], objective: Objective) -> Option<usize> {
         .enumerate()
         .filter_map(|(i, s)| score(s).map(|v| (i, v)))
         .min_by(|a, b| {
-            a.1.total_cmp(&b.1)
-                .then(settings[a.0].seconds_per_flop.total_cmp(&settings[b.0].seconds_per_flop))
+            a.1.total_cmp(&b.1).then(
+                settings[a.0]
+                    .seconds_per_flop
+                    .total_cmp(&settings[b.0].seconds_per_flop),
+            )
         })
         .map(|(i, _)| i)
 }
@@ -170,21 +194,46 @@ impl Recommendation {
 
     /// 1 − E_chosen / E_baseline.
     pub fn energy_saved(&self) -> Option<f64> {
-        self.baseline().map(|b| 1.0 - self.chosen().joules_per_flop / b.joules_per_flop)
+        self.baseline()
+            .map(|b| 1.0 - self.chosen().joules_per_flop / b.joules_per_flop)
     }
 
     /// T_chosen / T_baseline − 1.
     pub fn slowdown(&self) -> Option<f64> {
-        self.baseline().map(|b| self.chosen().seconds_per_flop / b.seconds_per_flop - 1.0)
+        self.baseline()
+            .map(|b| self.chosen().seconds_per_flop / b.seconds_per_flop - 1.0)
     }
+}
+
+/// What one recommendation covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    /// One physical (or simulated) device: its UUID or PCI id tells two boards apart.
+    Device,
+    /// One device model (its name): boards of the same model on several machines are
+    /// pooled, which is what a launcher that only knows the GPU's name can use.
+    Model,
 }
 
 /// Group valid records by device and workload and pick a setting in each.
 pub fn recommend(records: &[Record], objective: Objective) -> Vec<Recommendation> {
+    recommend_by(records, objective, GroupBy::Device)
+}
+
+/// [`recommend`] with a choice of grouping. With [`GroupBy::Model`] the baseline is
+/// looked for on the chosen setting's own board first, then on any board of the model.
+pub fn recommend_by(records: &[Record], objective: Objective, by: GroupBy) -> Vec<Recommendation> {
     let mut groups: BTreeMap<(String, String), (bool, Vec<Setting>)> = BTreeMap::new();
-    for r in records {
-        if let Some(s) = Setting::from_record(r) {
-            let e = groups.entry((r.device.key(), r.group.clone())).or_insert((r.simulated, Vec::new()));
+    for (i, r) in records.iter().enumerate() {
+        if let Some(s) = Setting::from_record(r, i) {
+            let device = match by {
+                GroupBy::Device => r.device.key(),
+                GroupBy::Model => r.device.name.clone(),
+            };
+            let e = groups
+                .entry((device, r.group.clone()))
+                .or_insert((r.simulated, Vec::new()));
+            e.0 |= r.simulated;
             e.1.push(s);
         }
     }
@@ -192,11 +241,28 @@ pub fn recommend(records: &[Record], objective: Objective) -> Vec<Recommendation
     groups
         .into_iter()
         .filter_map(|((key, workload), (simulated, settings))| {
-            let device = labels.get(&key).cloned().unwrap_or(key);
+            let device = match by {
+                GroupBy::Device => labels.get(&key).cloned().unwrap_or(key),
+                GroupBy::Model => key,
+            };
             let chosen = choose(&settings, objective)?;
             let front = pareto_front(&settings);
-            let baseline = settings.iter().position(|s| settings[chosen].same_config_at_default(s));
-            Some(Recommendation { device, simulated, workload, settings, chosen, front, baseline })
+            let c = &settings[chosen];
+            let same_board =
+                |s: &Setting| records[s.record].device.key() == records[c.record].device.key();
+            let baseline = settings
+                .iter()
+                .position(|s| c.same_config_at_default(s) && same_board(s))
+                .or_else(|| settings.iter().position(|s| c.same_config_at_default(s)));
+            Some(Recommendation {
+                device,
+                simulated,
+                workload,
+                settings,
+                chosen,
+                front,
+                baseline,
+            })
         })
         .collect()
 }
@@ -205,7 +271,10 @@ pub fn recommend(records: &[Record], objective: Objective) -> Vec<Recommendation
 pub fn device_labels(records: &[Record]) -> BTreeMap<String, String> {
     let mut by_name: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     for r in records {
-        by_name.entry(r.device.name.clone()).or_default().insert(r.device.key());
+        by_name
+            .entry(r.device.name.clone())
+            .or_default()
+            .insert(r.device.key());
     }
     let mut labels = BTreeMap::new();
     for (name, keys) in by_name {
@@ -262,9 +331,19 @@ pub fn recommendation_table(recs: &[Recommendation], objective: Objective) -> Ta
             r.energy_saved().map(pct).unwrap_or_else(|| "–".into()),
             r.slowdown().map(pct).unwrap_or_else(|| "–".into()),
             r.baseline()
-                .map(|b| format!("{} pJ/FLOP, {} TFLOP/s", sig(b.picojoules_per_flop(), 3), sig(b.tflops, 3)))
+                .map(|b| {
+                    format!(
+                        "{} pJ/FLOP, {} TFLOP/s",
+                        sig(b.picojoules_per_flop(), 3),
+                        sig(b.tflops, 3)
+                    )
+                })
                 .unwrap_or_else(|| "not measured".into()),
-            if c.flags.is_empty() { "".into() } else { c.flags.join(" ") },
+            if c.flags.is_empty() {
+                "".into()
+            } else {
+                c.flags.join(" ")
+            },
         ]);
     }
     t
@@ -328,6 +407,7 @@ mod tests {
             average_w: Some(e / t),
             flags: vec![],
             default_limit_w: Some(700.0),
+            record: 0,
         }
     }
 
@@ -359,16 +439,52 @@ mod tests {
     fn each_objective_has_its_known_answer() {
         let v = sample();
         assert_eq!(choose(&v, Objective::LeastEnergy), Some(2));
-        assert_eq!(choose(&v, Objective::WithinSlowdown { max_slowdown: 0.10 }), Some(1));
-        assert_eq!(choose(&v, Objective::WithinSlowdown { max_slowdown: 0.0 }), Some(0));
-        assert_eq!(choose(&v, Objective::WithinSlowdown { max_slowdown: 0.25 }), Some(2));
+        assert_eq!(
+            choose(&v, Objective::WithinSlowdown { max_slowdown: 0.10 }),
+            Some(1)
+        );
+        assert_eq!(
+            choose(&v, Objective::WithinSlowdown { max_slowdown: 0.0 }),
+            Some(0)
+        );
+        assert_eq!(
+            choose(&v, Objective::WithinSlowdown { max_slowdown: 0.25 }),
+            Some(2)
+        );
         // E·D: 10, 8.925, 8.75, 11.7
         assert_eq!(choose(&v, Objective::EnergyDelay), Some(2));
         // η = 1 is least energy, η = 0 least time
-        assert_eq!(choose(&v, Objective::ZeusCost { eta: 1.0, max_power_w: None }), Some(2));
-        assert_eq!(choose(&v, Objective::ZeusCost { eta: 0.0, max_power_w: None }), Some(0));
+        assert_eq!(
+            choose(
+                &v,
+                Objective::ZeusCost {
+                    eta: 1.0,
+                    max_power_w: None
+                }
+            ),
+            Some(2)
+        );
+        assert_eq!(
+            choose(
+                &v,
+                Objective::ZeusCost {
+                    eta: 0.0,
+                    max_power_w: None
+                }
+            ),
+            Some(0)
+        );
         // η = 0.5, P_max = 10: cost = 0.5E + 5T → 10, 9.5, 9.75, 11.0
-        assert_eq!(choose(&v, Objective::ZeusCost { eta: 0.5, max_power_w: Some(10.0) }), Some(1));
+        assert_eq!(
+            choose(
+                &v,
+                Objective::ZeusCost {
+                    eta: 0.5,
+                    max_power_w: Some(10.0)
+                }
+            ),
+            Some(1)
+        );
         assert_eq!(choose(&[], Objective::LeastEnergy), None);
     }
 }

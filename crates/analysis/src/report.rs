@@ -39,14 +39,25 @@ pub fn records_table(records: &[Record]) -> Table {
     for r in records {
         let m = r.measurement.as_ref().map(|m| &m.summary);
         let jpf = m.and_then(|s| s.joules_per_flop);
-        let spread = m.map(|s| s.joules_per_flop.map(|j| j.rel_spread).unwrap_or(s.seconds_per_op.rel_spread));
+        let spread = m.map(|s| {
+            s.joules_per_flop
+                .map(|j| j.rel_spread)
+                .unwrap_or(s.seconds_per_op.rel_spread)
+        });
         let cap = match r.power_cap.requested_w.or(r.power_cap.enforced_w) {
-            Some(w) if !r.power_cap.requested.is_default() => format!("{} ({w:.0} W)", r.power_cap.requested),
+            Some(w) if !r.power_cap.requested.is_default() => {
+                format!("{} ({w:.0} W)", r.power_cap.requested)
+            }
             Some(w) => format!("default ({w:.0} W)"),
             None => r.power_cap.requested.to_string(),
         };
         let note = match r.status {
-            PointStatus::Measured => r.flags.iter().map(|f| f.name()).collect::<Vec<_>>().join(" "),
+            PointStatus::Measured => r
+                .flags
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(" "),
             _ => r.reason.clone().unwrap_or_default(),
         };
         t.push(vec![
@@ -63,8 +74,13 @@ pub fn records_table(records: &[Record]) -> Table {
             opt(jpf.map(|j| j.median * 1e12), 3),
             opt(jpf.map(|j| 1e-9 / j.median), 3),
             opt(m.and_then(|s| s.average_w), 3),
-            spread.map(|s| pct(s).trim_start_matches('+').to_string()).unwrap_or_else(|| "–".into()),
-            r.verification.as_ref().map(|v| sig(v.relative_error, 2)).unwrap_or_else(|| "–".into()),
+            spread
+                .map(|s| pct(s).trim_start_matches('+').to_string())
+                .unwrap_or_else(|| "–".into()),
+            r.verification
+                .as_ref()
+                .map(|v| sig(v.relative_error, 2))
+                .unwrap_or_else(|| "–".into()),
             note,
         ]);
     }

@@ -22,7 +22,9 @@ impl std::str::FromStr for TableFormat {
             "markdown" | "md" => Ok(TableFormat::Markdown),
             "csv" => Ok(TableFormat::Csv),
             "json" => Ok(TableFormat::Json),
-            _ => Err(format!("unknown format '{s}': expected table, markdown, csv or json")),
+            _ => Err(format!(
+                "unknown format '{s}': expected table, markdown, csv or json"
+            )),
         }
     }
 }
@@ -55,7 +57,9 @@ impl Table {
             TableFormat::Table => self.terminal(),
             TableFormat::Markdown => self.markdown(),
             TableFormat::Csv => self.csv(),
-            TableFormat::Json => serde_json::to_string_pretty(&self.json_rows()).unwrap_or_default(),
+            TableFormat::Json => {
+                serde_json::to_string_pretty(&self.json_rows()).unwrap_or_default()
+            }
         }
     }
 
@@ -117,7 +121,11 @@ impl Table {
             .iter()
             .map(|r| {
                 serde_json::Value::Object(
-                    self.headers.iter().cloned().zip(r.iter().map(|c| serde_json::Value::String(c.clone()))).collect(),
+                    self.headers
+                        .iter()
+                        .cloned()
+                        .zip(r.iter().map(|c| serde_json::Value::String(c.clone())))
+                        .collect(),
                 )
             })
             .collect();
@@ -141,7 +149,10 @@ mod tests {
         assert!(t().render(TableFormat::Table).contains("energy (pJ/FLOP)"));
         let md = t().render(TableFormat::Markdown);
         assert!(md.contains("| name") && md.contains("> SIMULATED"), "{md}");
-        assert_eq!(t().render(TableFormat::Csv), "name,energy (pJ/FLOP)\n\"a,b\",1.5\n");
+        assert_eq!(
+            t().render(TableFormat::Csv),
+            "name,energy (pJ/FLOP)\n\"a,b\",1.5\n"
+        );
         let j: serde_json::Value = serde_json::from_str(&t().render(TableFormat::Json)).unwrap();
         assert_eq!(j["rows"][0]["energy (pJ/FLOP)"], "1.5");
     }

@@ -1,0 +1,342 @@
+//! Hardware comparison for selection reviews: per workload and precision, devices
+//! ranked by joules per FLOP, each at its own best valid setting, with what an
+//! exaFLOP of that work costs in kWh, money and CO₂e.
+
+use crate::format::{opt, sig};
+use crate::recommend::{device_labels, Setting};
+use crate::table::Table;
+use joulebench_core::record::Record;
+use joulebench_core::Precision;
+use std::collections::BTreeMap;
+
+/// Which settings compete for a device's place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapChoice {
+    /// Only points at the default power limit: the device as it ships.
+    Default,
+    /// Any cap: the device as it could be configured.
+    Any,
+}
+
+/// Prices that turn energy into money and carbon; both optional.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CostInputs {
+    /// Electricity price per kWh, in the user's currency.
+    pub price_per_kwh: Option<f64>,
+    /// Grid carbon intensity, grams CO₂e per kWh.
+    pub grid_gco2e_per_kwh: Option<f64>,
+}
+
+const JOULES_PER_KWH: f64 = 3.6e6;
+const FLOP_PER_EXAFLOP: f64 = 1e18;
+
+/// kWh that 10¹⁸ FLOP take at this many joules per FLOP.
+pub fn kwh_per_exaflop(joules_per_flop: f64) -> f64 {
+    joules_per_flop * FLOP_PER_EXAFLOP / JOULES_PER_KWH
+}
+
+/// What 10¹⁸ FLOP cost at `price_per_kwh`.
+pub fn cost_per_exaflop(joules_per_flop: f64, price_per_kwh: f64) -> f64 {
+    kwh_per_exaflop(joules_per_flop) * price_per_kwh
+}
+
+/// Kilograms CO₂e that 10¹⁸ FLOP emit on a grid of `gco2e_per_kwh`.
+pub fn kg_co2e_per_exaflop(joules_per_flop: f64, gco2e_per_kwh: f64) -> f64 {
+    kwh_per_exaflop(joules_per_flop) * gco2e_per_kwh / 1000.0
+}
+
+/// One device's entry in a ranking.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub device: String,
+    pub simulated: bool,
+    /// The device's best setting for this workload and precision.
+    pub best: Setting,
+}
+
+/// Devices ranked for one workload and precision, least energy first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ranking {
+    pub workload: String,
+    pub precision: Precision,
+    pub entries: Vec<Entry>,
+}
+
+/// Rank devices per workload and precision by J/FLOP of their best valid setting
+/// (measured, with energy; flags are shown, not filtered). Ties go to the faster.
+pub fn compare(records: &[Record], cap: CapChoice) -> Vec<Ranking> {
+    let labels = device_labels(records);
+    // (workload, precision) → device key → best so far
+    let mut best: BTreeMap<(String, Precision), BTreeMap<String, Entry>> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        let Some(s) = Setting::from_record(r, i) else {
+            continue;
+        };
+        if cap == CapChoice::Default && !s.is_default_cap {
+            continue;
+        }
+        let key = r.device.key();
+        let device = labels.get(&key).cloned().unwrap_or_else(|| key.clone());
+        let slot = best.entry((r.group.clone(), r.precision)).or_default();
+        let better = |old: &Entry| {
+            s.joules_per_flop
+                .total_cmp(&old.best.joules_per_flop)
+                .then(s.seconds_per_flop.total_cmp(&old.best.seconds_per_flop))
+                .is_lt()
+        };
+        if slot.get(&key).is_none_or(better) {
+            slot.insert(
+                key,
+                Entry {
+                    device,
+                    simulated: r.simulated,
+                    best: s,
+                },
+            );
+        }
+    }
+    best.into_iter()
+        .map(|((workload, precision), devices)| {
+            let mut entries: Vec<Entry> = devices.into_values().collect();
+            entries.sort_by(|a, b| {
+                a.best
+                    .joules_per_flop
+                    .total_cmp(&b.best.joules_per_flop)
+                    .then(a.best.seconds_per_flop.total_cmp(&b.best.seconds_per_flop))
+            });
+            Ranking {
+                workload,
+                precision,
+                entries,
+            }
+        })
+        .collect()
+}
+
+/// The comparison as one table; rows grouped by workload and precision, rank 1 first.
+pub fn comparison_table(
+    rankings: &[Ranking],
+    cap: CapChoice,
+    costs: CostInputs,
+    currency: Option<&str>,
+) -> Table {
+    let cost_header = match currency {
+        Some(c) => format!("cost ({c} per 10¹⁸ FLOP)"),
+        None => "cost (per 10¹⁸ FLOP)".to_string(),
+    };
+    let mut headers = vec![
+        "workload",
+        "precision",
+        "rank",
+        "device",
+        "data",
+        "kernel",
+        "batch",
+        "power cap",
+        "energy (pJ/FLOP)",
+        "efficiency (GFLOP/J)",
+        "throughput (TFLOP/s)",
+        "avg power (W)",
+        "energy vs best (×)",
+        "energy (kWh per 10¹⁸ FLOP)",
+    ];
+    if costs.price_per_kwh.is_some() {
+        headers.push(&cost_header);
+    }
+    if costs.grid_gco2e_per_kwh.is_some() {
+        headers.push("CO₂e (kg per 10¹⁸ FLOP)");
+    }
+    headers.push("flags");
+    let mut t = Table::new("Devices ranked by energy per FLOP (least first)", &headers);
+
+    let any_sim = rankings
+        .iter()
+        .flat_map(|r| &r.entries)
+        .any(|e| e.simulated);
+    let any_real = rankings
+        .iter()
+        .flat_map(|r| &r.entries)
+        .any(|e| !e.simulated);
+    if any_sim && any_real {
+        t.notes.push(
+            "MIXED DATA: rows marked SIMULATED come from joulebench's model device, not from a measurement; \
+             do not read them as a hardware comparison."
+                .into(),
+        );
+    } else if any_sim {
+        t.notes.push("SIMULATED DATA: these figures come from joulebench's model device, not from a measurement.".into());
+    }
+    t.notes.push(match cap {
+        CapChoice::Default => {
+            "Each device at its best valid setting (kernel, batch) at the default power limit; \
+                               `--cap any` lets capped settings compete."
+                .into()
+        }
+        CapChoice::Any => {
+            "Each device at its best valid setting over every kernel, batch and power cap measured."
+                .into()
+        }
+    });
+    t.notes.push(
+        "Energy is the GPU board's only (no host, cooling or PUE); kWh per 10¹⁸ FLOP = J/FLOP × 10¹⁸ / 3.6×10⁶."
+            .into(),
+    );
+    if let Some(p) = costs.price_per_kwh {
+        t.notes.push(format!(
+            "Cost at {} {}per kWh.",
+            sig(p, 4),
+            currency.map(|c| format!("{c} ")).unwrap_or_default()
+        ));
+    }
+    if let Some(g) = costs.grid_gco2e_per_kwh {
+        t.notes.push(format!(
+            "CO₂e at a grid intensity of {} g per kWh.",
+            sig(g, 4)
+        ));
+    }
+
+    for r in rankings {
+        let Some(first) = r.entries.first() else {
+            continue;
+        };
+        let best_jpf = first.best.joules_per_flop;
+        for (i, e) in r.entries.iter().enumerate() {
+            let s = &e.best;
+            let mut row = vec![
+                r.workload.clone(),
+                r.precision.to_string(),
+                (i + 1).to_string(),
+                e.device.clone(),
+                if e.simulated {
+                    "SIMULATED".into()
+                } else {
+                    "measured".into()
+                },
+                s.kernel.clone(),
+                s.batch_size.to_string(),
+                s.cap_label(),
+                sig(s.picojoules_per_flop(), 3),
+                sig(1e-9 / s.joules_per_flop, 3),
+                sig(s.tflops, 3),
+                opt(s.average_w, 3),
+                format!("{:.2}", s.joules_per_flop / best_jpf),
+                sig(kwh_per_exaflop(s.joules_per_flop), 3),
+            ];
+            if let Some(p) = costs.price_per_kwh {
+                row.push(sig(cost_per_exaflop(s.joules_per_flop, p), 3));
+            }
+            if let Some(g) = costs.grid_gco2e_per_kwh {
+                row.push(sig(kg_co2e_per_exaflop(s.joules_per_flop, g), 3));
+            }
+            row.push(s.flags.join(" "));
+            t.push(row);
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::rec;
+
+    #[test]
+    fn exaflop_arithmetic() {
+        // 1 pJ/FLOP × 10¹⁸ FLOP = 10⁶ J = 0.2778 kWh
+        let j = 1e-12;
+        assert!((kwh_per_exaflop(j) - 1e6 / 3.6e6).abs() < 1e-12);
+        // at 0.30 per kWh: 0.08333
+        assert!((cost_per_exaflop(j, 0.30) - 0.083_333_333).abs() < 1e-8);
+        // at 400 g/kWh: 0.2778 kWh × 0.4 kg = 0.1111 kg
+        assert!((kg_co2e_per_exaflop(j, 400.0) - 0.111_111_111).abs() < 1e-8);
+    }
+
+    fn records() -> Vec<Record> {
+        vec![
+            rec("GPU A", false, Precision::Bf16, "default", 600.0, 1.0),
+            rec("GPU A", false, Precision::Bf16, "60%", 450.0, 0.7),
+            rec("GPU B", false, Precision::Bf16, "default", 400.0, 0.8),
+            rec("GPU B", false, Precision::Bf16, "60%", 300.0, 0.75),
+            rec("GPU B", false, Precision::F32, "default", 50.0, 9.0),
+        ]
+    }
+
+    #[test]
+    fn ranks_at_the_default_cap_unless_any_cap_is_asked() {
+        let r = compare(&records(), CapChoice::Default);
+        assert_eq!(r.len(), 2); // bf16 and f32 of one workload
+        let bf16 = r.iter().find(|x| x.precision == Precision::Bf16).unwrap();
+        let order: Vec<&str> = bf16.entries.iter().map(|e| e.device.as_str()).collect();
+        assert_eq!(order, ["GPU B", "GPU A"]);
+        assert!(bf16.entries.iter().all(|e| e.best.is_default_cap));
+        let f32 = r.iter().find(|x| x.precision == Precision::F32).unwrap();
+        assert_eq!(f32.entries.len(), 1);
+
+        let any = compare(&records(), CapChoice::Any);
+        let bf16 = any.iter().find(|x| x.precision == Precision::Bf16).unwrap();
+        let order: Vec<(&str, &str)> = bf16
+            .entries
+            .iter()
+            .map(|e| (e.device.as_str(), e.best.cap.as_str()))
+            .collect();
+        assert_eq!(order, [("GPU A", "60%"), ("GPU B", "60%")]);
+    }
+
+    #[test]
+    fn equal_energy_ranks_the_faster_first() {
+        let v = vec![
+            rec("GPU A", false, Precision::Bf16, "default", 300.0, 1.0),
+            rec("GPU B", false, Precision::Bf16, "default", 500.0, 1.0),
+        ];
+        let r = compare(&v, CapChoice::Default);
+        assert_eq!(r[0].entries[0].device, "GPU B");
+    }
+
+    #[test]
+    fn table_shows_costs_and_marks_simulated_rows() {
+        let mut v = records();
+        v.push(rec(
+            "sim-h100 (simulated)",
+            true,
+            Precision::Bf16,
+            "default",
+            700.0,
+            0.5,
+        ));
+        let costs = CostInputs {
+            price_per_kwh: Some(0.30),
+            grid_gco2e_per_kwh: Some(400.0),
+        };
+        let t = comparison_table(
+            &compare(&v, CapChoice::Default),
+            CapChoice::Default,
+            costs,
+            Some("USD"),
+        );
+        let col = |name: &str| t.headers.iter().position(|h| h == name).unwrap();
+        // precisions in their canonical order: f32 first, then bf16
+        assert_eq!(t.rows[0][col("precision")], "f32");
+        let bf16: Vec<&Vec<String>> = t
+            .rows
+            .iter()
+            .filter(|r| r[col("precision")] == "bf16")
+            .collect();
+        let ranks: Vec<&str> = bf16.iter().map(|r| r[col("rank")].as_str()).collect();
+        assert_eq!(ranks, ["1", "2", "3"]);
+        let first = bf16[0];
+        assert_eq!(first[col("device")], "sim-h100 (simulated)");
+        assert_eq!(first[col("data")], "SIMULATED");
+        assert_eq!(bf16[1][col("data")], "measured");
+        assert!(t.notes[0].starts_with("MIXED DATA"));
+        // GPU B bf16 at default: 0.8 pJ/FLOP → 1250 GFLOP/J, 0.2222 kWh, 0.0667 USD, 0.0889 kg;
+        // 0.8 / 0.5 = 1.60 × the best
+        let b = bf16[1];
+        assert_eq!(b[col("device")], "GPU B");
+        assert_eq!(b[col("energy (pJ/FLOP)")], "0.800");
+        assert_eq!(b[col("efficiency (GFLOP/J)")], "1250");
+        assert_eq!(b[col("energy vs best (×)")], "1.60");
+        assert_eq!(b[col("energy (kWh per 10¹⁸ FLOP)")], "0.222");
+        assert_eq!(b[col("cost (USD per 10¹⁸ FLOP)")], "0.0667");
+        assert_eq!(b[col("CO₂e (kg per 10¹⁸ FLOP)")], "0.0889");
+    }
+}

@@ -1,0 +1,314 @@
+//! The Markdown report a review pastes as it is: what was measured on which devices
+//! under which protocol, the recommendations, the plots, every result with its
+//! validity flags explained, and the exact commands that produced the data.
+
+use crate::format::{opt, sig};
+use crate::recommend::{device_labels, pareto_table, recommend, recommendation_table, Objective};
+use crate::report::{records_table, status_line};
+use crate::table::{Table, TableFormat};
+use joulebench_core::protocol::ValidityFlag;
+use joulebench_core::record::Record;
+use joulebench_core::ProtocolConfig;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+/// A plot as the document links it: paths as they should appear in the Markdown.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlotLink {
+    pub title: String,
+    pub png: String,
+    pub svg: String,
+}
+
+/// A results file and how many records it gave.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceSummary {
+    pub path: String,
+    pub records: usize,
+}
+
+fn join_set(items: impl IntoIterator<Item = String>) -> String {
+    let set: BTreeSet<String> = items.into_iter().filter(|s| !s.is_empty()).collect();
+    if set.is_empty() {
+        "–".into()
+    } else {
+        set.into_iter().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// One row per device: identity, meter, idle power and the caps that were swept.
+pub fn devices_table(records: &[Record]) -> Table {
+    let mut t = Table::new(
+        "Devices",
+        &[
+            "device",
+            "data",
+            "architecture",
+            "compute capability",
+            "driver",
+            "memory (GiB)",
+            "backends",
+            "hosts",
+            "energy meter",
+            "meter update (s)",
+            "idle power (W)",
+            "default power limit (W)",
+            "power caps swept",
+        ],
+    );
+    let labels = device_labels(records);
+    let mut by_device: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
+    for r in records {
+        by_device.entry(r.device.key()).or_default().push(r);
+    }
+    for (key, rs) in by_device {
+        let d = &rs[0].device;
+        let data = if rs.iter().any(|r| r.simulated) {
+            "SIMULATED"
+        } else if d.cpu_emulation {
+            "CPU emulation"
+        } else {
+            "measured"
+        };
+        t.push(vec![
+            labels.get(&key).cloned().unwrap_or(key),
+            data.into(),
+            d.architecture.clone().unwrap_or_else(|| "–".into()),
+            d.compute_capability.clone().unwrap_or_else(|| "–".into()),
+            d.driver.clone().unwrap_or_else(|| "–".into()),
+            opt(d.memory_bytes.map(|b| b as f64 / (1u64 << 30) as f64), 3),
+            join_set(rs.iter().map(|r| r.backend.clone())),
+            join_set(rs.iter().map(|r| r.host.clone())),
+            join_set(rs.iter().map(|r| r.meter.source.name().to_string())),
+            join_set(rs.iter().map(|r| sig(r.meter.update_period_s, 3))),
+            join_set(rs.iter().filter_map(|r| r.idle.map(|i| sig(i.watts, 3)))),
+            join_set(
+                rs.iter()
+                    .filter_map(|r| r.power_cap.default_w.map(|w| sig(w, 4))),
+            ),
+            join_set(rs.iter().map(|r| r.power_cap.requested.to_string())),
+        ]);
+    }
+    t
+}
+
+/// The measurement protocol of each distinct configuration and the devices it ran on.
+pub fn protocol_table(records: &[Record]) -> Table {
+    let mut t = Table::new(
+        "Measurement protocol",
+        &[
+            "devices",
+            "idle baseline (s)",
+            "warm-up (s)",
+            "min window (s)",
+            "min counter updates",
+            "blocks per window",
+            "block gap (s)",
+            "target spread",
+            "windows (min–max)",
+            "budget per point (s)",
+            "windows aligned to counter",
+        ],
+    );
+    let labels = device_labels(records);
+    let mut configs: Vec<(&ProtocolConfig, BTreeSet<String>)> = Vec::new();
+    for r in records {
+        let label = labels
+            .get(&r.device.key())
+            .cloned()
+            .unwrap_or_else(|| r.device.name.clone());
+        match configs.iter_mut().find(|(c, _)| *c == &r.protocol) {
+            Some((_, devices)) => {
+                devices.insert(label);
+            }
+            None => configs.push((&r.protocol, BTreeSet::from([label]))),
+        }
+    }
+    for (c, devices) in configs {
+        t.push(vec![
+            join_set(devices),
+            sig(c.idle_baseline_s, 3),
+            sig(c.warmup_s, 3),
+            sig(c.min_window_s, 3),
+            c.min_counter_updates.to_string(),
+            c.blocks_per_window.to_string(),
+            sig(c.block_gap_s, 3),
+            format!("{}%", sig(c.target_rel_spread * 100.0, 3)),
+            format!("{}–{}", c.min_windows, c.max_windows),
+            sig(c.point_budget_s, 3),
+            if c.align_to_counter {
+                "yes".into()
+            } else {
+                "no".into()
+            },
+        ]);
+    }
+    t
+}
+
+/// What each flag means and how many records carry it.
+pub fn flags_table(records: &[Record]) -> Table {
+    let mut t = Table::new("Validity flags", &["flag", "meaning", "records flagged"]);
+    for f in ValidityFlag::ALL {
+        let n = records.iter().filter(|r| r.flags.contains(&f)).count();
+        t.push(vec![f.name().into(), f.meaning().into(), n.to_string()]);
+    }
+    t
+}
+
+/// The commands that wrote the records, with where and by which joulebench.
+fn commands_block(records: &[Record]) -> String {
+    let mut seen: Vec<(String, String, String, usize)> = Vec::new();
+    for r in records {
+        let tool = match &r.tool.git_commit {
+            Some(c) => format!("{} {} ({c})", r.tool.name, r.tool.version),
+            None => format!("{} {}", r.tool.name, r.tool.version),
+        };
+        match seen
+            .iter_mut()
+            .find(|(c, h, t, _)| c == &r.command && h == &r.host && t == &tool)
+        {
+            Some(e) => e.3 += 1,
+            None => seen.push((r.command.clone(), r.host.clone(), tool, 1)),
+        }
+    }
+    let mut out = String::from("```sh\n");
+    for (command, host, tool, n) in seen {
+        let _ = writeln!(out, "# on {host}, {tool}: {n} records");
+        let _ = writeln!(out, "{command}");
+    }
+    out.push_str("```\n");
+    out
+}
+
+/// The whole document. `plots` are linked in order; `sources` list the files read.
+pub fn markdown_report(
+    records: &[Record],
+    sources: &[SourceSummary],
+    objective: Objective,
+    plots: &[PlotLink],
+) -> String {
+    let md = TableFormat::Markdown;
+    let mut out = String::from("# joulebench report\n\n");
+    let sim = records.iter().filter(|r| r.simulated).count();
+    if sim == records.len() && sim > 0 {
+        out.push_str("> **SIMULATED DATA**: every figure here comes from joulebench's model device, not from a measurement. It shows the format, not a finding.\n\n");
+    } else if sim > 0 {
+        out.push_str(&format!(
+            "> **MIXED DATA**: {sim} of {} records come from joulebench's model device (marked SIMULATED / simulated); they are not measurements.\n\n",
+            records.len()
+        ));
+    }
+    let _ = writeln!(out, "{}.\n", status_line(records));
+    out.push_str("Results files:\n\n");
+    for s in sources {
+        let _ = writeln!(out, "- `{}` ({} records)", s.path, s.records);
+    }
+    out.push('\n');
+
+    out.push_str("## Devices and protocol\n\n");
+    out.push_str(&devices_table(records).render(md));
+    out.push('\n');
+    out.push_str(&protocol_table(records).render(md));
+    out.push_str(
+        "\nEach point: an idle baseline once per device, a warm-up, then measurement windows of at least the \
+         minimum window and counter updates, split into blocks with short sleeps between them, repeated until \
+         the spread of J/FLOP across windows is under the target or the budget is spent.\n\n",
+    );
+
+    out.push_str("## Recommendations\n\n");
+    let recs = recommend(records, objective);
+    if recs.is_empty() {
+        out.push_str("No recommendation: no measured point with an energy figure.\n\n");
+    } else {
+        out.push_str(&recommendation_table(&recs, objective).render(md));
+        out.push('\n');
+        out.push_str(&pareto_table(&recs).render(md));
+        out.push('\n');
+    }
+
+    if !plots.is_empty() {
+        out.push_str("## Plots\n\n");
+        for p in plots {
+            let _ = writeln!(out, "![{}]({})\n\n[SVG]({})\n", p.title, p.png, p.svg);
+        }
+    }
+
+    out.push_str("## Validity flags\n\n");
+    out.push_str(&flags_table(records).render(md));
+    out.push_str("\nA flagged figure is shown, never hidden: read it with its flag.\n\n");
+
+    out.push_str("## All results\n\n");
+    out.push_str(&records_table(records).render(md));
+    out.push('\n');
+
+    out.push_str("## Commands that produced the data\n\n");
+    out.push_str(&commands_block(records));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::rec;
+    use joulebench_core::Precision;
+
+    #[test]
+    fn document_has_every_section_and_links_plots() {
+        let mut v = vec![
+            rec("GPU A", false, Precision::Bf16, "default", 600.0, 1.0),
+            rec("GPU A", false, Precision::Bf16, "80%", 560.0, 0.9),
+        ];
+        v[1].flags.push(ValidityFlag::HighSpread);
+        let plots = [PlotLink {
+            title: "Energy vs time".into(),
+            png: "plots/a.png".into(),
+            svg: "plots/a.svg".into(),
+        }];
+        let sources = [SourceSummary {
+            path: "a.jsonl".into(),
+            records: 2,
+        }];
+        let doc = markdown_report(&v, &sources, Objective::LeastEnergy, &plots);
+        for s in [
+            "## Devices and protocol",
+            "### Measurement protocol",
+            "### Recommended settings",
+            "### Pareto front",
+            "![Energy vs time](plots/a.png)",
+            "[SVG](plots/a.svg)",
+            "| high-spread",
+            "joulebench sweep --device GPU A",
+            "`a.jsonl` (2 records)",
+        ] {
+            assert!(doc.contains(s), "missing {s:?} in:\n{doc}");
+        }
+        assert!(!doc.contains("SIMULATED DATA"));
+        // the flag count: one record carries high-spread
+        let flags = flags_table(&v);
+        let row = flags.rows.iter().find(|r| r[0] == "high-spread").unwrap();
+        assert_eq!(row[2], "1");
+    }
+
+    #[test]
+    fn simulated_and_mixed_data_are_announced() {
+        let sim = vec![rec(
+            "sim-x (simulated)",
+            true,
+            Precision::Bf16,
+            "default",
+            600.0,
+            1.0,
+        )];
+        assert!(
+            markdown_report(&sim, &[], Objective::LeastEnergy, &[]).contains("**SIMULATED DATA**")
+        );
+        let mut mixed = sim.clone();
+        mixed.push(rec("GPU A", false, Precision::Bf16, "default", 600.0, 1.0));
+        let doc = markdown_report(&mixed, &[], Objective::LeastEnergy, &[]);
+        assert!(doc.contains("**MIXED DATA**: 1 of 2 records"), "{doc}");
+        let devices = devices_table(&mixed);
+        let data: Vec<&str> = devices.rows.iter().map(|r| r[1].as_str()).collect();
+        assert_eq!(data, ["measured", "SIMULATED"]);
+    }
+}
