@@ -1,0 +1,542 @@
+//! What the root benches share: which backends, kernels, precisions and shapes to
+//! run (narrowed by `JOULEBENCH_BENCH_*` variables, since `cargo bench` takes no
+//! flags of its own), opening each device with its meter, checking each kernel
+//! against the f64 reference, and measuring every case twice — time in a
+//! `Criterion<WallTime>` group, joules in a `Criterion<Energy>` group.
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use joulebench_cli::open::{open, OpenOptions};
+use joulebench_cli::BackendChoice;
+use joulebench_core::verify::verify;
+use joulebench_core::{
+    Backend, DeviceInfo, MeterSource, Op, Precision, Support, ValidityFlag, Workload,
+};
+use joulebench_criterion::{criterion_test_mode, Energy, EnergyBench, WindowConfig};
+use joulebench_energy::nvml::MeterMode;
+use std::time::Duration;
+
+const SEED: u64 = 42;
+
+/// The environment variables that narrow a bench run, documented in README.
+pub const ENV_BACKENDS: &str = "JOULEBENCH_BENCH_BACKENDS";
+pub const ENV_KERNELS: &str = "JOULEBENCH_BENCH_KERNELS";
+pub const ENV_PRECISIONS: &str = "JOULEBENCH_BENCH_PRECISIONS";
+pub const ENV_SIZES: &str = "JOULEBENCH_BENCH_SIZES";
+pub const ENV_SIM_PROFILE: &str = "JOULEBENCH_BENCH_SIM_PROFILE";
+pub const ENV_MIN_WINDOW_S: &str = "JOULEBENCH_BENCH_MIN_WINDOW_S";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Sim,
+    Wgpu,
+    Cuda,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Sim, Kind::Wgpu, Kind::Cuda];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Sim => "sim",
+            Kind::Wgpu => "wgpu",
+            Kind::Cuda => "cuda",
+        }
+    }
+
+    fn choice(self) -> BackendChoice {
+        match self {
+            Kind::Sim => BackendChoice::Sim,
+            Kind::Wgpu => BackendChoice::Wgpu,
+            Kind::Cuda => BackendChoice::Cuda,
+        }
+    }
+}
+
+/// What to run, from the environment.
+pub struct Selection {
+    /// `None`: every backend found (a missing one is skipped, or fails under CI=true
+    /// where it is expected).
+    backends: Option<Vec<Kind>>,
+    kernels: Option<Vec<String>>,
+    precisions: Option<Vec<Precision>>,
+    /// Square matmul sizes / attention sequence lengths.
+    pub sizes: Option<Vec<u64>>,
+    sim_profile: String,
+    min_window_s: Option<f64>,
+}
+
+fn list(var: &str) -> Option<Vec<String>> {
+    let v = std::env::var(var).ok()?;
+    let items: Vec<String> = v
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!items.is_empty()).then_some(items)
+}
+
+impl Selection {
+    pub fn from_env() -> Result<Selection, String> {
+        let backends = list(ENV_BACKENDS)
+            .map(|v| {
+                v.iter()
+                    .map(|b| {
+                        Kind::ALL
+                            .into_iter()
+                            .find(|k| k.name() == b.to_ascii_lowercase())
+                            .ok_or_else(|| {
+                                format!("{ENV_BACKENDS}: '{b}' is not one of sim, wgpu, cuda")
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let precisions = list(ENV_PRECISIONS)
+            .map(|v| {
+                v.iter()
+                    .map(|p| {
+                        p.parse::<Precision>()
+                            .map_err(|e| format!("{ENV_PRECISIONS}: {e}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let sizes = list(ENV_SIZES)
+            .map(|v| {
+                v.iter()
+                    .map(|s| match s.parse::<u64>() {
+                        Ok(n) if n > 0 => Ok(n),
+                        _ => Err(format!("{ENV_SIZES}: '{s}' is not a positive integer")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let min_window_s = match std::env::var(ENV_MIN_WINDOW_S) {
+            Ok(v) => match v.trim().parse::<f64>() {
+                Ok(s) if s.is_finite() && s > 0.0 => Some(s),
+                _ => {
+                    return Err(format!(
+                        "{ENV_MIN_WINDOW_S}: '{v}' is not a positive number of seconds"
+                    ))
+                }
+            },
+            Err(_) => None,
+        };
+        Ok(Selection {
+            backends,
+            kernels: list(ENV_KERNELS),
+            precisions,
+            sizes,
+            sim_profile: std::env::var(ENV_SIM_PROFILE).unwrap_or_else(|_| "sim-h100".into()),
+            min_window_s,
+        })
+    }
+
+    fn wants_kernel(&self, name: &str) -> bool {
+        self.kernels
+            .as_ref()
+            .is_none_or(|k| k.iter().any(|x| x == name))
+    }
+
+    fn wants_precision(&self, p: Precision) -> bool {
+        self.precisions.as_ref().is_none_or(|v| v.contains(&p))
+    }
+}
+
+/// Whether CI=true: a missing lavapipe then fails the run instead of skipping.
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// One opened device: its backend, and its meter and clock inside an `EnergyBench`.
+struct Device {
+    kind: Kind,
+    backend: Box<dyn Backend>,
+    bench: EnergyBench,
+    /// Why energy cannot be measured here, if it cannot.
+    no_energy: Option<String>,
+}
+
+fn window_config(sel: &Selection, info: &DeviceInfo, test_mode: bool) -> WindowConfig {
+    // The simulated device's windows pass in virtual time: keep the protocol's
+    // windows even in test mode, so CI runs the real path in milliseconds.
+    if test_mode && !info.simulated {
+        return WindowConfig::smoke_test();
+    }
+    let mut cfg = WindowConfig::default();
+    if let Some(s) = sel.min_window_s {
+        cfg.min_window_s = s;
+    }
+    cfg
+}
+
+fn open_device(kind: Kind, sel: &Selection, test_mode: bool) -> Result<Device, String> {
+    let dev = open(&OpenOptions {
+        backend: kind.choice(),
+        sim_profile: sel.sim_profile.clone(),
+        sim_index: 0,
+        adapter: None,
+        cuda_device: 0,
+        meter: MeterMode::Auto,
+        sample_interval: Duration::from_millis(10),
+        cold_l2: false,
+        seed: SEED,
+    })
+    .map_err(|e| e.to_string())?;
+    let info = dev.backend.device().clone();
+    let cfg = window_config(sel, &info, test_mode);
+    let mut bench = EnergyBench::new(dev.meter, dev.clock, cfg);
+    let no_energy = match bench.meter_source() {
+        MeterSource::None => Some(match bench.check_meter() {
+            Err(e) => e.to_string(),
+            Ok(()) => "no energy meter".into(),
+        }),
+        _ => bench.check_meter().err().map(|e| e.to_string()),
+    };
+    println!(
+        "== {}: {}{}",
+        kind.name(),
+        info.name,
+        if info.cpu_emulation {
+            " [CPU emulation]"
+        } else {
+            ""
+        }
+    );
+    for note in &dev.notes {
+        println!("   {note}");
+    }
+    match &no_energy {
+        None => println!(
+            "   energy: {} meter, updates every {:.0} ms; windows of at least {:.2} s{}{}",
+            bench.meter_source().name(),
+            bench.update_period_s() * 1e3,
+            bench.window_target_s(),
+            if info.simulated {
+                " of virtual time"
+            } else {
+                ""
+            },
+            if bench.window_target_s()
+                < joulebench_criterion::min_trustworthy_window_s(bench.update_period_s())
+            {
+                " (shorter than max(1 s, 10 updates): flagged short-window)"
+            } else {
+                ""
+            }
+        ),
+        Some(why) => println!("   energy: none ({why}); time only"),
+    }
+    Ok(Device {
+        kind,
+        backend: dev.backend,
+        bench,
+        no_energy,
+    })
+}
+
+fn open_devices(sel: &Selection, test_mode: bool) -> Result<Vec<Device>, String> {
+    let mut devices = Vec::new();
+    for kind in Kind::ALL {
+        let asked = sel.backends.as_ref().map(|b| b.contains(&kind));
+        if asked == Some(false) {
+            continue;
+        }
+        match open_device(kind, sel, test_mode) {
+            Ok(d) => devices.push(d),
+            Err(why) if asked == Some(true) => {
+                return Err(format!("{} asked for in {ENV_BACKENDS} but unavailable: {why}", kind.name()))
+            }
+            Err(why) if kind == Kind::Wgpu && under_ci() => {
+                return Err(format!(
+                    "wgpu unavailable under CI=true (lavapipe is expected; scripts/setup-test-deps.sh installs it): {why}"
+                ))
+            }
+            Err(why) => println!("== {}: skipped: {why}", kind.name()),
+        }
+    }
+    Ok(devices)
+}
+
+/// Criterion settings per group, so that the simulated device's virtual-time runs
+/// stay short in wall time and a real meter's windows fit the sample count.
+struct GroupTimes {
+    warm_up: Duration,
+    measurement: Duration,
+}
+
+const SAMPLES: usize = 10;
+
+fn time_group_times(simulated: bool) -> GroupTimes {
+    if simulated {
+        GroupTimes {
+            warm_up: Duration::from_millis(50),
+            measurement: Duration::from_millis(200),
+        }
+    } else {
+        GroupTimes {
+            warm_up: Duration::from_secs(1),
+            measurement: Duration::from_secs(3),
+        }
+    }
+}
+
+fn energy_group_times(simulated: bool, window_s: f64, period_s: f64) -> GroupTimes {
+    if simulated {
+        return GroupTimes {
+            warm_up: Duration::from_millis(50),
+            measurement: Duration::from_millis(300),
+        };
+    }
+    // One window per sample: its length, plus up to a meter period at each end
+    // for alignment. 1.5× leaves criterion two iterations per sample (one window).
+    let per_sample_s = window_s + 2.0 * period_s;
+    GroupTimes {
+        warm_up: Duration::from_secs_f64(window_s.max(1.0)),
+        measurement: Duration::from_secs_f64(1.5 * per_sample_s * SAMPLES as f64),
+    }
+}
+
+/// A compact, path-safe label for a shape.
+pub fn shape_label(w: &Workload) -> String {
+    match w {
+        Workload::Matmul(s) if s.batch == 1 => format!("{}x{}x{}", s.m, s.n, s.k),
+        Workload::Matmul(s) => format!("{}x{}x{}x{}", s.batch, s.m, s.n, s.k),
+        Workload::Attention(s) => format!(
+            "b{}h{}q{}kv{}d{}{}",
+            s.batch,
+            s.heads,
+            s.seq_q,
+            s.seq_kv,
+            s.head_dim,
+            if s.causal { "-causal" } else { "" }
+        ),
+    }
+}
+
+/// Shapes for one device: from `JOULEBENCH_BENCH_SIZES` if set, else the bench's defaults.
+pub type ShapesFor = fn(&DeviceInfo, Option<&[u64]>) -> Vec<Workload>;
+
+/// The body of a root bench: every available backend's kernels for `op`, at every
+/// precision and shape selected. Returns the process exit code.
+pub fn run(op: Op, shapes_for: ShapesFor) -> i32 {
+    let test_mode = criterion_test_mode();
+    let sel = match Selection::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let mut devices = match open_devices(&sel, test_mode) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let mut time = Criterion::default()
+        .sample_size(SAMPLES)
+        .configure_from_args();
+    let mut energy = Criterion::default()
+        .with_measurement(Energy::default())
+        .sample_size(SAMPLES)
+        .configure_from_args();
+    let mut failures: Vec<String> = Vec::new();
+    let mut cases = 0usize;
+    for dev in &mut devices {
+        let info = dev.backend.device().clone();
+        let kernels: Vec<_> = dev
+            .backend
+            .kernels()
+            .into_iter()
+            .filter(|k| k.op == op && sel.wants_kernel(&k.name))
+            .collect();
+        for kernel in &kernels {
+            for &precision in kernel
+                .precisions
+                .iter()
+                .filter(|p| sel.wants_precision(**p))
+            {
+                for w in shapes_for(&info, sel.sizes.as_deref()) {
+                    let case = Case {
+                        op,
+                        kernel: &kernel.name,
+                        precision,
+                        workload: w,
+                    };
+                    match bench_case(dev, &case, &mut time, &mut energy) {
+                        Ok(true) => cases += 1,
+                        Ok(false) => {}
+                        Err(e) => {
+                            eprintln!("FAILED {}: {e}", case.describe(dev.kind));
+                            failures.push(format!("{}: {e}", case.describe(dev.kind)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    time.final_summary();
+    energy.final_summary();
+    println!(
+        "{op}: {cases} case(s) measured on {} backend(s){}",
+        devices.len(),
+        if test_mode {
+            " (criterion test mode: each once)"
+        } else {
+            ""
+        }
+    );
+    if failures.is_empty() {
+        0
+    } else {
+        eprintln!("{} case(s) failed:", failures.len());
+        for f in &failures {
+            eprintln!("  {f}");
+        }
+        1
+    }
+}
+
+struct Case<'a> {
+    op: Op,
+    kernel: &'a str,
+    precision: Precision,
+    workload: Workload,
+}
+
+impl Case<'_> {
+    fn describe(&self, kind: Kind) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            kind.name(),
+            self.kernel,
+            self.precision,
+            shape_label(&self.workload)
+        )
+    }
+}
+
+/// Verify, then measure one case in both groups. `Ok(false)`: skipped, with a
+/// message (unsupported here, or failed its correctness check).
+fn bench_case(
+    dev: &mut Device,
+    case: &Case<'_>,
+    time: &mut Criterion<WallTime>,
+    energy: &mut Criterion<Energy>,
+) -> Result<bool, String> {
+    let kind = dev.kind;
+    let what = case.describe(kind);
+    let w = case.workload;
+    if let Support::Unsupported(why) = dev.backend.support(case.kernel, case.precision, &w) {
+        println!("skip {what}: {why}");
+        return Ok(false);
+    }
+    let flop = w.flop().map_err(|e| e.to_string())?;
+    let simulated = dev.backend.device().simulated;
+    let bench = &mut dev.bench;
+    let mut kernel = match dev.backend.prepare(case.kernel, case.precision, &w, SEED) {
+        Ok(k) => k,
+        Err(e) => {
+            println!("skip {what}: {e}");
+            return Ok(false);
+        }
+    };
+    match verify(kernel.as_mut(), &w, case.precision, SEED) {
+        Ok(v) if v.passed => {}
+        Ok(v) => {
+            println!(
+                "skip {what}: failed its correctness check (relative error {:.2e} > {:.0e}, {} non-finite of {})",
+                v.relative_error, v.tolerance, v.non_finite_elements, v.output_elements
+            );
+            return Ok(false);
+        }
+        Err(e) => {
+            println!("skip {what}: correctness check could not run: {e}");
+            return Ok(false);
+        }
+    }
+    let mut run = |n: u64| kernel.run(n);
+    let cal = bench.calibrate(&mut run).map_err(|e| e.to_string())?;
+    let function = format!("{}/{}", case.kernel, case.precision);
+    let parameter = shape_label(&w);
+    let mut failure: Option<String> = None;
+
+    let t = time_group_times(simulated);
+    let mut group = time.benchmark_group(format!("{}/{}/time", case.op, kind.name()));
+    group
+        .sample_size(SAMPLES)
+        .warm_up_time(t.warm_up)
+        .measurement_time(t.measurement)
+        .throughput(Throughput::Elements(flop));
+    group.bench_function(BenchmarkId::new(&function, &parameter), |b| {
+        b.iter_custom(|iters| match bench.device_time(iters, &cal, &mut run) {
+            Ok(d) => d,
+            Err(e) => {
+                failure.get_or_insert(e.to_string());
+                Duration::ZERO
+            }
+        })
+    });
+    group.finish();
+    if let Some(e) = failure.take() {
+        return Err(e);
+    }
+    let clock = if cal.device_timer {
+        "device time"
+    } else {
+        "wall time around a queue sync"
+    };
+
+    if dev.no_energy.is_some() {
+        println!("   {what}: {clock}; no energy meter");
+        return Ok(true);
+    }
+    let t = energy_group_times(simulated, bench.window_target_s(), bench.update_period_s());
+    let mut group = energy.benchmark_group(format!("{}/{}/energy", case.op, kind.name()));
+    group
+        .sample_size(SAMPLES)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(t.warm_up)
+        .measurement_time(t.measurement)
+        .throughput(Throughput::Elements(flop));
+    group.bench_function(BenchmarkId::new(&function, &parameter), |b| {
+        b.iter_custom(|iters| match bench.joules(iters, &cal, &mut run) {
+            Ok(j) => j,
+            Err(e) => {
+                failure.get_or_insert(e.to_string());
+                0.0
+            }
+        })
+    });
+    group.finish();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if let Some(win) = bench.last_window() {
+        let jpi = win.joules_per_iteration();
+        let mut flags = Vec::new();
+        if win.short {
+            flags.push(ValidityFlag::ShortWindow.name());
+        }
+        if simulated {
+            flags.push("simulated");
+        }
+        println!(
+            "   {what}: last window {:.3} s, {:.0} iterations: {:.3} pJ/FLOP, {:.1} W, {:.3e} s/iteration ({clock}){}",
+            win.seconds,
+            win.iterations,
+            jpi / flop as f64 * 1e12,
+            win.average_watts(),
+            win.seconds / win.iterations.max(1.0),
+            if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", flags.join(", "))
+            }
+        );
+    }
+    Ok(true)
+}

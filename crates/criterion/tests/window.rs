@@ -1,0 +1,134 @@
+//! Energy windows on the simulated device, whose model gives the exact joules per
+//! iteration to compare with, and on meters that cannot measure.
+
+use joulebench_core::meter::NoMeter;
+use joulebench_core::{Backend, BackendError, MatmulShape, Precision, RunTiming, Workload};
+use joulebench_criterion::{BenchError, EnergyBench, WindowConfig};
+use joulebench_energy::sim::{self, SimDevice};
+
+fn shape(n: u64) -> Workload {
+    Workload::Matmul(MatmulShape {
+        batch: 1,
+        m: n,
+        n,
+        k: n,
+    })
+}
+
+/// The model's joules and seconds per iteration of sim-vendor bf16 on sim-h100.
+fn model(w: &Workload) -> (f64, f64) {
+    let p = sim::profile("sim-h100").unwrap();
+    let k = sim::KERNELS
+        .iter()
+        .find(|k| k.name == "sim-vendor")
+        .unwrap();
+    let op = p.operating_point(k, Precision::Bf16, w, p.default_cap_w);
+    (op.power_w * op.seconds_per_op, op.seconds_per_op)
+}
+
+#[test]
+fn windows_are_long_aligned_and_match_the_model() {
+    let mut dev = SimDevice::open("sim-h100", 0, 3).unwrap();
+    let mut bench = EnergyBench::new(
+        Box::new(dev.meter),
+        dev.clock.clone(),
+        WindowConfig::default(),
+    );
+    let w = shape(2048);
+    let mut k = dev
+        .backend
+        .prepare("sim-vendor", Precision::Bf16, &w, 1)
+        .unwrap();
+    let mut run = |n: u64| k.run(n);
+    let cal = bench.calibrate(&mut run).unwrap();
+    assert!(cal.device_timer);
+    assert!(cal.block_iterations as f64 * cal.seconds_per_iteration >= 0.01);
+
+    let (j_model, s_model) = model(&w);
+    assert_eq!(bench.window_target_s(), 1.0);
+    let window = bench.window(1, &cal, &mut run).unwrap();
+    assert!(window.aligned && !window.short, "{window:?}");
+    assert!(window.seconds >= 1.0 && window.seconds < 1.3, "{window:?}");
+    assert!(window.iterations * s_model > 0.95, "{window:?}");
+    let rel = (window.joules_per_iteration() - j_model).abs() / j_model;
+    // model noise is 0.5% on power; the 20 µs queue sync per block adds a little idle
+    assert!(
+        rel < 0.02,
+        "J/iter {} vs model {j_model}: {rel}",
+        window.joules_per_iteration()
+    );
+
+    // criterion's iterations are scaled from the window's energy per iteration
+    let one = bench.joules(1, &cal, &mut run).unwrap();
+    assert!((one - j_model).abs() / j_model < 0.02);
+    let many = bench.joules(1_000_000, &cal, &mut run).unwrap();
+    assert!((many / 1e6 - j_model).abs() / j_model < 0.02);
+    let last = bench.last_window().unwrap();
+    assert!(last.iterations >= 1e6, "{last:?}");
+    assert_eq!(bench.short_windows(), 0);
+
+    let t = bench.device_time(1000, &cal, &mut run).unwrap();
+    assert!((t.as_secs_f64() / 1000.0 - s_model).abs() / s_model < 0.02);
+}
+
+#[test]
+fn smoke_test_windows_are_flagged_short() {
+    let mut dev = SimDevice::open("sim-h100", 0, 3).unwrap();
+    let mut bench = EnergyBench::new(
+        Box::new(dev.meter),
+        dev.clock.clone(),
+        WindowConfig::smoke_test(),
+    );
+    let w = shape(1024);
+    let mut k = dev
+        .backend
+        .prepare("sim-vendor", Precision::Bf16, &w, 1)
+        .unwrap();
+    let mut run = |n: u64| k.run(n);
+    let cal = bench.calibrate(&mut run).unwrap();
+    assert_eq!(cal.block_iterations, 1);
+    let window = bench.window(1, &cal, &mut run).unwrap();
+    assert!(window.short && !window.aligned, "{window:?}");
+    assert_eq!(window.iterations, 1.0);
+    bench.joules(1, &cal, &mut run).unwrap();
+    assert_eq!(bench.short_windows(), 1);
+}
+
+#[test]
+fn a_missing_meter_is_an_error_not_a_panic() {
+    let dev = SimDevice::open("sim-h100", 0, 3).unwrap();
+    let meter = NoMeter {
+        reason: "a CPU emulation has no energy meter".into(),
+    };
+    let mut bench = EnergyBench::new(Box::new(meter), dev.clock.clone(), WindowConfig::default());
+    let err = bench.check_meter().unwrap_err();
+    assert!(err.to_string().contains("no energy meter"), "{err}");
+    let mut run = |_n: u64| -> Result<RunTiming, BackendError> {
+        Ok(RunTiming {
+            wall_s: 1e-3,
+            device_s: None,
+        })
+    };
+    let cal = bench.calibrate(&mut run).unwrap();
+    assert!(!cal.device_timer);
+    assert!(matches!(
+        bench.joules(1, &cal, &mut run),
+        Err(BenchError::Meter(_))
+    ));
+}
+
+#[test]
+fn a_failing_workload_is_an_error_not_a_panic() {
+    let dev = SimDevice::open("sim-h100", 0, 3).unwrap();
+    let mut bench = EnergyBench::new(
+        Box::new(dev.meter),
+        dev.clock.clone(),
+        WindowConfig::default(),
+    );
+    let mut run =
+        |_n: u64| -> Result<RunTiming, BackendError> { Err(BackendError::Device("lost".into())) };
+    match bench.calibrate(&mut run) {
+        Err(BenchError::Workload(BackendError::Device(m))) => assert_eq!(m, "lost"),
+        other => panic!("expected the workload's error, got {other:?}"),
+    }
+}
