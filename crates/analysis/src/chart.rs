@@ -2,11 +2,12 @@
 //! way to SVG and PNG with plotters. PNG text needs a font; a bundled DejaVu Sans is
 //! registered with plotters' `ab_glyph` renderer, so no system font is needed.
 
-use plotters::coord::combinators::LogCoord;
+use plotters::coord::combinators::{BindKeyPoints, LogCoord};
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -61,6 +62,9 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     pub color: RGBColor,
     pub marker: Marker,
+    /// Marker radius in pixels; a series drawn first with a larger marker stays
+    /// visible as a rim when a later series lands on the same point.
+    pub marker_px: i32,
     pub line: bool,
 }
 
@@ -258,21 +262,79 @@ where
     let (y0, y1) = padded(y0, y1, y_log);
     // Four coordinate types, one drawing routine.
     let lin = |a: f64, b: f64| RangedCoordf64::from(a..b);
-    let log = |a: f64, b: f64| LogCoord::<f64>::from((a..b).log_scale());
-    match (x_log, y_log) {
-        (false, false) => xy_on(c, &plot, lin(x0, x1), lin(y0, y1)),
-        (true, false) => xy_on(c, &plot, log(x0, x1), lin(y0, y1)),
-        (false, true) => xy_on(c, &plot, lin(x0, x1), log(y0, y1)),
-        (true, true) => xy_on(c, &plot, log(x0, x1), log(y0, y1)),
+    let log = |a: f64, b: f64| {
+        let (bold, light) = log_grid(a, b);
+        LogCoord::<f64>::from((a..b).log_scale())
+            .with_key_points(bold)
+            .with_light_points(light)
+    };
+    let logs = (x_log, y_log);
+    match logs {
+        (false, false) => xy_on(c, &plot, lin(x0, x1), lin(y0, y1), logs),
+        (true, false) => xy_on(c, &plot, log(x0, x1), lin(y0, y1), logs),
+        (false, true) => xy_on(c, &plot, lin(x0, x1), log(y0, y1), logs),
+        (true, true) => xy_on(c, &plot, log(x0, x1), log(y0, y1), logs),
     }
 }
 
-/// Tick labels with three significant digits at most.
+/// A tick label: three significant digits at most, no trailing zeros ("0.8", "1250").
 fn tick(v: f64) -> String {
-    crate::format::sig(v, 3)
+    let s = crate::format::sig(v, 3);
+    if s.contains('.') && !s.contains('e') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
-fn xy_on<DB, X, Y>(c: &XyChart, area: &Area<DB>, x: X, y: Y) -> Result<(), String>
+/// Grid of a log axis: 1, 2, 5 × 10ⁿ bold and labelled, the other integers × 10ⁿ
+/// light. plotters' own key points start at the first power of ten inside the
+/// range, which leaves an axis from 0.3 to 0.9 without a single label.
+fn log_grid(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    let (mut bold, mut light) = (Vec::new(), Vec::new());
+    if !(lo > 0.0 && hi > lo) {
+        return (bold, light);
+    }
+    for exp in lo.log10().floor() as i32..=hi.log10().ceil() as i32 {
+        for m in 1..10 {
+            let v = m as f64 * 10f64.powi(exp);
+            if v < lo || v > hi {
+                continue;
+            }
+            if matches!(m, 1 | 2 | 5) {
+                bold.push(v);
+            } else {
+                light.push(v);
+            }
+        }
+    }
+    (bold, light)
+}
+
+/// On a log axis only 1, 2 and 5 × 10ⁿ are labelled: every key point labelled
+/// crowds the axis into unreadable overlaps.
+fn log_tick(v: f64) -> String {
+    if !(v.is_finite() && v > 0.0) {
+        return String::new();
+    }
+    let mantissa = v / 10f64.powf(v.log10().floor());
+    if [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .any(|m| (mantissa - m).abs() < 1e-6 * m)
+    {
+        tick(v)
+    } else {
+        String::new()
+    }
+}
+
+fn xy_on<DB, X, Y>(
+    c: &XyChart,
+    area: &Area<DB>,
+    x: X,
+    y: Y,
+    (x_log, y_log): (bool, bool),
+) -> Result<(), String>
 where
     DB: DrawingBackend,
     DB::ErrorType: 'static,
@@ -288,7 +350,7 @@ where
     let categories = c.x_categories.clone().unwrap_or_default();
     let x_fmt = |v: &f64| -> String {
         if c.x_categories.is_none() {
-            return tick(*v);
+            return if x_log { log_tick(*v) } else { tick(*v) };
         }
         let i = v.round();
         if (v - i).abs() > 1e-6 || i < 0.0 {
@@ -296,7 +358,12 @@ where
         }
         categories.get(i as usize).cloned().unwrap_or_default()
     };
-    let y_fmt = |v: &f64| tick(*v);
+    let y_fmt = |v: &f64| if y_log { log_tick(*v) } else { tick(*v) };
+    let light = if x_log || y_log {
+        RGBColor(255, 255, 255)
+    } else {
+        RGBColor(235, 235, 235)
+    };
     let mut mesh = chart.configure_mesh();
     mesh.x_desc(c.x_label.as_str())
         .y_desc(c.y_label.as_str())
@@ -304,8 +371,9 @@ where
         .label_style(text(17))
         .x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
-        .light_line_style(RGBColor(235, 235, 235))
-        .bold_line_style(RGBColor(205, 205, 205));
+        .light_line_style(light)
+        .max_light_lines(1)
+        .bold_line_style(RGBColor(215, 215, 215));
     if let Some(cats) = &c.x_categories {
         mesh.x_labels(cats.len().max(2) * 2 + 1);
     }
@@ -320,7 +388,7 @@ where
                 ))
                 .map_err(e2s)?;
         }
-        draw_markers(&mut chart, &s.points, s.marker, s.color)?;
+        draw_markers(&mut chart, &s.points, s.marker, s.marker_px, s.color)?;
     }
     Ok(())
 }
@@ -329,6 +397,7 @@ fn draw_markers<DB, X, Y>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
     points: &[(f64, f64)],
     marker: Marker,
+    r: i32,
     color: RGBColor,
 ) -> Result<(), String>
 where
@@ -341,23 +410,22 @@ where
     match marker {
         Marker::None => Ok(()),
         Marker::Circle => chart
-            .draw_series(pts.map(|p| Circle::new(p, 6, color.filled())))
+            .draw_series(pts.map(|p| Circle::new(p, r, color.filled())))
             .map(|_| ()),
         Marker::Triangle => chart
-            .draw_series(pts.map(|p| TriangleMarker::new(p, 8, color.filled())))
+            .draw_series(pts.map(|p| TriangleMarker::new(p, r + 2, color.filled())))
             .map(|_| ()),
-        Marker::Square => {
-            chart
-                .draw_series(pts.map(|p| {
-                    EmptyElement::at(p) + Rectangle::new([(-5, -5), (5, 5)], color.filled())
-                }))
-                .map(|_| ())
-        }
+        Marker::Square => chart
+            .draw_series(pts.map(|p| {
+                EmptyElement::at(p)
+                    + Rectangle::new([(1 - r, 1 - r), (r - 1, r - 1)], color.filled())
+            }))
+            .map(|_| ()),
         Marker::Cross => chart
-            .draw_series(pts.map(|p| Cross::new(p, 6, color.stroke_width(3))))
+            .draw_series(pts.map(|p| Cross::new(p, r, color.stroke_width(3))))
             .map(|_| ()),
         Marker::Ring => chart
-            .draw_series(pts.map(|p| Circle::new(p, 13, color.stroke_width(3))))
+            .draw_series(pts.map(|p| Circle::new(p, r.max(13), color.stroke_width(3))))
             .map(|_| ()),
     }
     .map_err(e2s)
@@ -438,7 +506,8 @@ where
         .y_desc(c.y_label.as_str())
         .axis_desc_style(text(20))
         .label_style(text(17))
-        .light_line_style(RGBColor(235, 235, 235))
+        .light_line_style(RGBColor(238, 238, 238))
+        .max_light_lines(1)
         .bold_line_style(RGBColor(205, 205, 205))
         .draw()
         .map_err(e2s)?;
@@ -447,8 +516,19 @@ where
     let label_values = c.categories.len() * c.groups.len() <= 24;
     for (g, (_, color, values)) in c.groups.iter().enumerate() {
         for (i, v) in values.iter().enumerate() {
-            let Some(v) = *v else { continue };
             let left = i as f64 - 0.4 + g as f64 * width;
+            let Some(v) = *v else {
+                // an empty slot would read as zero energy
+                let style = text(15).pos(Pos::new(HPos::Center, VPos::Bottom));
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        "not measured",
+                        (left + width * 0.46, 0.0),
+                        style,
+                    )))
+                    .map_err(e2s)?;
+                continue;
+            };
             chart
                 .draw_series(std::iter::once(Rectangle::new(
                     [(left, 0.0), (left + width * 0.92, v)],
@@ -456,10 +536,7 @@ where
                 )))
                 .map_err(e2s)?;
             if label_values {
-                let style = text(15).pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Center,
-                    plotters::style::text_anchor::VPos::Bottom,
-                ));
+                let style = text(15).pos(Pos::new(HPos::Center, VPos::Bottom));
                 chart
                     .draw_series(std::iter::once(Text::new(
                         tick(v),
@@ -526,6 +603,7 @@ mod tests {
                 points: vec![(300.0, 0.8), (400.0, 0.9), (500.0, 1.0)],
                 color: PALETTE[0],
                 marker: Marker::Circle,
+                marker_px: 6,
                 line: true,
             }],
             legend: vec![LegendEntry {

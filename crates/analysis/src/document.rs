@@ -84,7 +84,7 @@ pub fn devices_table(records: &[Record]) -> Table {
             join_set(rs.iter().filter_map(|r| r.idle.map(|i| sig(i.watts, 3)))),
             join_set(
                 rs.iter()
-                    .filter_map(|r| r.power_cap.default_w.map(|w| sig(w, 4))),
+                    .filter_map(|r| r.power_cap.default_w.map(|w| sig(w, 3))),
             ),
             join_set(rs.iter().map(|r| r.power_cap.requested.to_string())),
         ]);
@@ -234,11 +234,10 @@ pub fn markdown_report(
         }
     }
 
-    out.push_str("## Validity flags\n\n");
+    out.push_str("## Validity and all results\n\n");
     out.push_str(&flags_table(records).render(md));
     out.push_str("\nA flagged figure is shown, never hidden: read it with its flag.\n\n");
 
-    out.push_str("## All results\n\n");
     out.push_str(&records_table(records).render(md));
     out.push('\n');
 

@@ -52,6 +52,12 @@ fn precision_legend(precisions: &[Precision], marker: Marker, line: bool) -> Vec
         .collect()
 }
 
+/// Marker radius of the `i`-th of `n` series: earlier ones larger, so where f16
+/// and bf16 land on the same point the one drawn first shows as a rim.
+fn rim_px(i: usize, n: usize) -> i32 {
+    5 + 2 * n.saturating_sub(i + 1) as i32
+}
+
 fn subtitle(r: &Recommendation) -> String {
     format!("{} · {}", r.device, r.workload)
 }
@@ -72,7 +78,8 @@ pub fn energy_time_chart(r: &Recommendation, objective: Objective) -> XyChart {
     };
     let precisions = precisions_in(&all);
     let mut series = Vec::new();
-    for &p in &precisions {
+    for (i, &p) in precisions.iter().enumerate() {
+        let marker_px = rim_px(i, precisions.len());
         for &k in &kernels {
             let points: Vec<(f64, f64)> = all
                 .iter()
@@ -84,6 +91,7 @@ pub fn energy_time_chart(r: &Recommendation, objective: Objective) -> XyChart {
                     points,
                     color: precision_color(p),
                     marker: marker_of(k),
+                    marker_px,
                     line: false,
                 });
             }
@@ -93,12 +101,14 @@ pub fn energy_time_chart(r: &Recommendation, objective: Objective) -> XyChart {
         points: r.front.iter().map(|&i| point(&r.settings[i])).collect(),
         color: BLACK,
         marker: Marker::None,
+        marker_px: 0,
         line: true,
     });
     series.push(Series {
         points: vec![point(r.chosen())],
         color: BLACK,
         marker: Marker::Ring,
+        marker_px: 13,
         line: false,
     });
 
@@ -171,10 +181,12 @@ pub fn cap_chart(r: &Recommendation) -> Option<XyChart> {
     }
     let series = best
         .iter()
-        .map(|(&p, m)| Series {
+        .enumerate()
+        .map(|(i, (&p, m))| Series {
             points: m.iter().map(|(&mw, &e)| (mw as f64 / 1000.0, e)).collect(),
             color: precision_color(p),
             marker: Marker::Circle,
+            marker_px: rim_px(i, best.len()),
             line: true,
         })
         .collect();
@@ -214,10 +226,12 @@ pub fn batch_chart(r: &Recommendation) -> Option<XyChart> {
     let index = |b: u64| batches.iter().position(|&x| x == b).unwrap_or(0) as f64;
     let series = best
         .iter()
-        .map(|(&p, m)| Series {
+        .enumerate()
+        .map(|(i, (&p, m))| Series {
             points: m.iter().map(|(&b, &e)| (index(b), e)).collect(),
             color: precision_color(p),
             marker: Marker::Circle,
+            marker_px: rim_px(i, best.len()),
             line: true,
         })
         .collect();
@@ -280,7 +294,7 @@ pub fn compare_charts(rankings: &[Ranking], cap: CapChoice) -> Vec<(String, BarC
                     devices.push(e.device.clone());
                 }
             }
-            let groups = rs
+            let groups: Vec<_> = rs
                 .iter()
                 .map(|r| {
                     let values = devices
@@ -300,6 +314,7 @@ pub fn compare_charts(rankings: &[Ranking], cap: CapChoice) -> Vec<(String, BarC
                 })
                 .collect();
             let simulated = rs.iter().flat_map(|r| &r.entries).any(|e| e.simulated);
+            let gaps = groups_have_gaps(&groups);
             let chart = BarChart {
                 title: "Devices compared by energy per FLOP".into(),
                 subtitle: workload.to_string(),
@@ -307,19 +322,22 @@ pub fn compare_charts(rankings: &[Ranking], cap: CapChoice) -> Vec<(String, BarC
                 y_label: format!("{ENERGY_AXIS}, lower is better"),
                 categories: devices,
                 groups,
-                footnote: Some(match cap {
-                    CapChoice::Default => {
-                        "Each bar: the device's best kernel and batch at its default power limit."
-                            .into()
-                    }
-                    CapChoice::Any => {
-                        "Each bar: the device's best kernel, batch and power cap.".into()
-                    }
-                }),
+                footnote: Some(format!(
+                    "{}{}",
+                    match cap {
+                        CapChoice::Default => "Each bar: the device's best kernel and batch at its default power limit.",
+                        CapChoice::Any => "Each bar: the device's best kernel, batch and power cap.",
+                    },
+                    if gaps { " n/a: not measured on that device." } else { "" }
+                )),
             };
             (workload.to_string(), chart)
         })
         .collect()
+}
+
+fn groups_have_gaps(groups: &[(String, RGBColor, Vec<Option<f64>>)]) -> bool {
+    groups.iter().any(|g| g.2.iter().any(Option::is_none))
 }
 
 /// Write the comparison plots under `dir`.

@@ -29,6 +29,10 @@ pub enum Command {
     Report(ReportArgs),
     /// Recommend, per device and workload, the setting with the fewest joules per FLOP.
     Recommend(RecommendArgs),
+    /// Join results files from several machines into one, dropping exact duplicates.
+    Merge(MergeArgs),
+    /// Rank devices per workload and precision by energy per FLOP (and cost, CO₂e).
+    Compare(CompareArgs),
     /// Show a GPU's power limits, or restore one a killed sweep left capped.
     #[command(subcommand)]
     Power(PowerCommand),
@@ -182,6 +186,75 @@ pub struct ReportArgs {
     /// Results files (JSONL).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// Output format. `markdown` writes a whole report document: devices, protocol,
+    /// recommendations, plots, flags and the commands that made the data.
+    #[arg(long, default_value = "table", value_name = "table|markdown|csv|json")]
+    pub format: String,
+    /// Write the output to FILE instead of standard output (refused if FILE exists, unless --force).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Also draw plots (SVG and PNG) into DIR: energy vs time with the Pareto front,
+    /// energy vs power cap and vs batch size, per device and workload.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+    /// Slowdown allowed by the report's recommendation (10% or 0.1).
+    #[arg(long, default_value = "10%", value_name = "PCT")]
+    pub max_slowdown: String,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Results files (JSONL) to join, in order.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The merged results file (refused if it exists, unless --force).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Merge simulated and real records together (each keeps its "simulated" field).
+    #[arg(long)]
+    pub allow_mixed: bool,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CapCompareChoice {
+    /// Each device at its default power limit, as it ships.
+    Default,
+    /// Each device at whichever measured power cap costs it the least energy.
+    Any,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Results files (JSONL), from one or more devices.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Which power caps compete for a device's place.
+    #[arg(long, value_enum, default_value = "default")]
+    pub cap: CapCompareChoice,
+    /// Electricity price per kWh: adds the cost of 10¹⁸ FLOP.
+    #[arg(long, value_name = "X")]
+    pub price_per_kwh: Option<f64>,
+    /// Currency of --price-per-kwh, for the column header (e.g. USD).
+    #[arg(long, value_name = "CODE", requires = "price_per_kwh")]
+    pub currency: Option<String>,
+    /// Grid carbon intensity in g CO₂e per kWh: adds kg CO₂e per 10¹⁸ FLOP.
+    #[arg(long, value_name = "Y")]
+    pub grid_gco2_per_kwh: Option<f64>,
+    /// Consider only these precisions (comma-separated).
+    #[arg(long, value_name = "LIST")]
+    pub precisions: Option<String>,
+    /// Compare simulated and real records in one table (simulated rows are marked).
+    #[arg(long)]
+    pub allow_mixed: bool,
+    /// Also draw the devices side by side (SVG and PNG), one plot per workload, into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
     /// Output format.
     #[arg(long, default_value = "table", value_name = "table|markdown|csv|json")]
     pub format: String,
@@ -219,6 +292,13 @@ pub struct RecommendArgs {
     /// Consider only these precisions (comma-separated), e.g. to keep a training run's precision.
     #[arg(long, value_name = "LIST")]
     pub precisions: Option<String>,
+    /// Also write the chosen settings per device model and workload to FILE, as TOML or
+    /// JSON, for a training launcher (format `joulebench-settings` v1, see the README).
+    #[arg(long, num_args = 2, value_names = ["toml|json", "FILE"])]
+    pub emit: Option<Vec<String>>,
+    /// Replace an existing --emit file.
+    #[arg(long)]
+    pub force: bool,
     /// Output format.
     #[arg(long, default_value = "table", value_name = "table|markdown|csv|json")]
     pub format: String,

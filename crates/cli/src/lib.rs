@@ -3,8 +3,10 @@
 //! no measurement or kernel logic of its own.
 
 mod args;
+mod compare;
 mod devices;
 mod error;
+mod merge;
 pub mod open;
 mod power;
 mod progress;
@@ -33,6 +35,8 @@ pub fn main() -> i32 {
         Command::Sweep(a) => sweep::run(&a),
         Command::Report(a) => results::report(&a),
         Command::Recommend(a) => results::recommend(&a),
+        Command::Merge(a) => merge::run(&a),
+        Command::Compare(a) => compare::run(&a),
         Command::Power(c) => power::run(&c),
     };
     match result {

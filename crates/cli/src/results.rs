@@ -1,32 +1,207 @@
 //! `joulebench report` and `joulebench recommend`: read results files and print
-//! tables. Both refuse a corrupt or foreign-schema file, naming its line.
+//! tables, a Markdown report with plots, or a settings file for a launcher. Both
+//! refuse a corrupt or foreign-schema file, naming its line, and never overwrite
+//! a file they were not told to replace.
 
 use crate::args::{parse_fraction, parse_list, ObjectiveChoice, RecommendArgs, ReportArgs};
-use joulebench_core::Precision;
-use crate::error::{usage, CliError};
-use joulebench_analysis::recommend::{pareto_table, recommend as recommend_settings, recommendation_table, Objective};
+use crate::error::{runtime, usage, CliError};
+use joulebench_analysis::chart::{PlotError, PlotFiles};
+use joulebench_analysis::document::{markdown_report, PlotLink, SourceSummary};
+use joulebench_analysis::merge::SourceFile;
+use joulebench_analysis::plots::report_plots;
+use joulebench_analysis::recommend::{
+    pareto_table, recommend as recommend_settings, recommend_by, recommendation_table, GroupBy,
+    Objective,
+};
 use joulebench_analysis::report::{flags_legend, records_table, status_line};
+use joulebench_analysis::settings_file::{
+    SettingsFile, SettingsFormat, SETTINGS_FORMAT, SETTINGS_VERSION,
+};
 use joulebench_analysis::table::TableFormat;
-use joulebench_core::record::{read_many, Record};
+use joulebench_core::record::{read_records, Record, RecordError};
+use joulebench_core::Precision;
+use std::path::{Component, Path, PathBuf};
 
 fn format(s: &str) -> Result<TableFormat, CliError> {
     s.parse().map_err(usage)
 }
 
+/// Read each file whole; a file without records is refused like a corrupt one.
+pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, CliError> {
+    paths
+        .iter()
+        .map(|p| {
+            let records = read_records(p).map_err(usage)?;
+            if records.is_empty() {
+                return Err(usage(RecordError::Empty { path: p.clone() }));
+            }
+            Ok(SourceFile {
+                path: p.clone(),
+                records,
+            })
+        })
+        .collect()
+}
+
+/// All records of the sources, and the file each came from.
+fn flatten(sources: Vec<SourceFile>) -> (Vec<Record>, Vec<String>) {
+    let mut records = Vec::new();
+    let mut from = Vec::new();
+    for s in sources {
+        let name = s.path.display().to_string();
+        from.extend(std::iter::repeat_n(name, s.records.len()));
+        records.extend(s.records);
+    }
+    (records, from)
+}
+
+/// Refuse an output path that exists (unless `force`) or is a directory, before any
+/// work is done.
+pub fn check_new_output(path: &Path, force: bool, flag: &str) -> Result<(), CliError> {
+    if path.is_dir() {
+        return Err(usage(format!(
+            "{flag} {} is a directory; give a file name",
+            path.display()
+        )));
+    }
+    if path.exists() && !force {
+        return Err(usage(format!(
+            "{flag} {} already exists; joulebench never overwrites a file silently: choose a new name or pass --force",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Write `text` to `path` through a temporary file in the same directory, so the
+/// file is whole or absent, even when it was also one of the inputs.
+pub fn write_output(path: &Path, text: &str, force: bool, flag: &str) -> Result<(), CliError> {
+    check_new_output(path, force, flag)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let werr = |e: std::io::Error| usage(format!("cannot write {}: {e}", path.display()));
+    std::fs::write(&tmp, text).map_err(werr)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        werr(e)
+    })
+}
+
+fn plot_error(e: PlotError) -> CliError {
+    match e {
+        PlotError::Dir { .. } => usage(e),
+        _ => runtime(e),
+    }
+}
+
+/// `path` lexically absolute: joined to the working directory, `.` and `..` resolved.
+fn absolute(path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// How a document in `base_dir` links to `target`: a relative path with `/`.
+pub fn link_from(base_dir: &Path, target: &Path) -> String {
+    let (base, target) = (absolute(base_dir), absolute(target));
+    let b: Vec<Component> = base.components().collect();
+    let t: Vec<Component> = target.components().collect();
+    let common = b.iter().zip(&t).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = vec!["..".to_string(); b.len() - common];
+    parts.extend(
+        t[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
+fn links(plots: &[PlotFiles], out: Option<&Path>) -> Vec<PlotLink> {
+    let href = |p: &Path| match out {
+        Some(o) => link_from(o.parent().unwrap_or(Path::new("")), p),
+        None => p.display().to_string().replace('\\', "/"),
+    };
+    plots
+        .iter()
+        .map(|p| PlotLink {
+            title: p.title.clone(),
+            png: href(&p.png),
+            svg: href(&p.svg),
+        })
+        .collect()
+}
+
 pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     let fmt = format(&args.format)?;
-    let records = read_many(&args.files).map_err(usage)?;
-    let table = records_table(&records);
-    match fmt {
-        TableFormat::Json => println!("{}", table.render(fmt)),
-        TableFormat::Csv => print!("{}", table.render(fmt)),
-        _ => {
-            println!("{}", status_line(&records));
-            println!();
-            print!("{}", table.render(fmt));
-            println!();
-            print!("{}", flags_legend().render(fmt));
+    let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
+    let objective = Objective::WithinSlowdown { max_slowdown };
+    if let Some(out) = &args.out {
+        check_new_output(out, args.force, "--out")?;
+    }
+    let sources = read_sources(&args.files)?;
+    let summaries: Vec<SourceSummary> = sources
+        .iter()
+        .map(|s| SourceSummary {
+            path: s.path.display().to_string(),
+            records: s.records.len(),
+        })
+        .collect();
+    let (records, _) = flatten(sources);
+    let plots = match &args.plots {
+        Some(dir) => report_plots(&records, objective, dir).map_err(plot_error)?,
+        None => Vec::new(),
+    };
+
+    let text = match fmt {
+        TableFormat::Markdown => markdown_report(
+            &records,
+            &summaries,
+            objective,
+            &links(&plots, args.out.as_deref()),
+        ),
+        TableFormat::Json | TableFormat::Csv => records_table(&records).render(fmt),
+        TableFormat::Table => format!(
+            "{}\n\n{}\n{}",
+            status_line(&records),
+            records_table(&records).render(fmt),
+            flags_legend().render(fmt)
+        ),
+    };
+    match &args.out {
+        Some(out) => {
+            write_output(out, &text, args.force, "--out")?;
+            eprintln!("Report written to {}", out.display());
         }
+        None => print!("{}{}", text, if text.ends_with('\n') { "" } else { "\n" }),
+    }
+    if let Some(dir) = &args.plots {
+        eprintln!(
+            "{} plots written to {} (each as SVG and PNG)",
+            plots.len(),
+            dir.display()
+        );
     }
     Ok(())
 }
@@ -35,19 +210,18 @@ pub fn print_recommendation(records: &[Record], objective: Objective, fmt: Table
     let recs = recommend_settings(records, objective);
     if recs.is_empty() {
         println!(
-            "No recommendation: no measured point has an energy figure ({}). The measured times:",
+            "No recommendation: no measured point with an energy figure ({}).",
             status_line(records)
         );
-        println!();
-        print!("{}", records_table(records).render(fmt));
         return;
     }
     let main = recommendation_table(&recs, objective);
     let front = pareto_table(&recs);
     match fmt {
         TableFormat::Json => {
-            let v = serde_json::json!({ "recommendations": serde_json::from_str::<serde_json::Value>(&main.render(fmt)).unwrap_or_default(),
-                                        "pareto_front": serde_json::from_str::<serde_json::Value>(&front.render(fmt)).unwrap_or_default() });
+            let parse =
+                |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap_or_default();
+            let v = serde_json::json!({ "recommendations": parse(main.render(fmt)), "pareto_front": parse(front.render(fmt)) });
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         _ => {
@@ -68,13 +242,73 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
         ObjectiveChoice::WithinSlowdown => Objective::WithinSlowdown { max_slowdown },
         ObjectiveChoice::LeastEnergy => Objective::LeastEnergy,
         ObjectiveChoice::EnergyDelay => Objective::EnergyDelay,
-        ObjectiveChoice::Zeus => Objective::ZeusCost { eta: args.eta, max_power_w: args.max_power_w },
+        ObjectiveChoice::Zeus => Objective::ZeusCost {
+            eta: args.eta,
+            max_power_w: args.max_power_w,
+        },
     };
-    let mut records = read_many(&args.files).map_err(usage)?;
+    let emit = match args.emit.as_deref() {
+        Some([f, path]) => {
+            let format: SettingsFormat = f.parse().map_err(|e| usage(format!("--emit: {e}")))?;
+            let path = PathBuf::from(path);
+            check_new_output(&path, args.force, "--emit")?;
+            Some((format, path))
+        }
+        Some(_) => return Err(usage("--emit takes a format and a file: --emit toml FILE")),
+        None => None,
+    };
+    let (mut records, mut from) = flatten(read_sources(&args.files)?);
     if let Some(list) = &args.precisions {
-        let keep = parse_list(list, "precision", |p| p.parse::<Precision>().map_err(|e| e.to_string())).map_err(usage)?;
-        records.retain(|r| keep.contains(&r.precision));
+        let keep = parse_list(list, "precision", |p| {
+            p.parse::<Precision>().map_err(|e| e.to_string())
+        })
+        .map_err(usage)?;
+        let kept: Vec<(Record, String)> = records
+            .into_iter()
+            .zip(from)
+            .filter(|(r, _)| keep.contains(&r.precision))
+            .collect();
+        (records, from) = kept.into_iter().unzip();
     }
     print_recommendation(&records, objective, fmt);
+    if let Some((format, path)) = emit {
+        let recs = recommend_by(&records, objective, GroupBy::Model);
+        if recs.is_empty() {
+            return Err(usage(format!(
+                "--emit: nothing to write, no measured point with an energy figure ({})",
+                status_line(&records)
+            )));
+        }
+        let file = SettingsFile::from_recommendations(&recs, &records, &from, objective);
+        let text = file.to_string(format).map_err(runtime)?;
+        write_output(&path, &text, args.force, "--emit")?;
+        eprintln!(
+            "{} settings (device model × workload) written to {} ({SETTINGS_FORMAT} version {SETTINGS_VERSION}){}",
+            file.settings.len(),
+            path.display(),
+            if file.simulated { "; SIMULATED data" } else { "" }
+        );
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_relative_to_the_document() {
+        assert_eq!(
+            link_from(Path::new("/r/report"), Path::new("/r/report/plots/a.png")),
+            "plots/a.png"
+        );
+        assert_eq!(
+            link_from(Path::new("/r/docs"), Path::new("/r/plots/a.svg")),
+            "../plots/a.svg"
+        );
+        assert_eq!(
+            link_from(Path::new("/r/./docs/x/.."), Path::new("/r/docs/a.png")),
+            "a.png"
+        );
+    }
 }

@@ -1,0 +1,401 @@
+//! `joulebench sweep --devices`: every GPU of a node measured at once, one worker
+//! process per GPU (this same binary, pinned to its device) so each has its own
+//! meter, results file and failure. The parent draws a bar per device from the
+//! workers' progress lines, reports each device's end, and merges the files.
+
+mod merge;
+mod protocol;
+mod slots;
+
+pub use protocol::{announce, stop_when_stdin_closes, ProgressLines};
+pub use slots::single_profile;
+
+use crate::args::{parse_fraction, SweepArgs};
+use crate::error::{runtime, usage, CliError};
+use crate::results::print_recommendation;
+use crate::sweep::{check_out_path, default_out, host_name, parse_overrides};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use joulebench_analysis::recommend::Objective;
+use joulebench_analysis::table::TableFormat;
+use joulebench_core::plan::SweepConfig;
+use joulebench_core::record::{read_records, PointStatus};
+use protocol::Event;
+use slots::{inherited_args, parse_device_list, resolve_backend, worker_args, Slot};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What the parent learnt from one worker's stderr.
+#[derive(Default)]
+struct WorkerLog {
+    device: Option<String>,
+    /// The worker's closing "done: …" line.
+    done: Option<String>,
+    /// Its "error: …" lines, for the report of a failed device.
+    errors: Vec<String>,
+    /// Its last other lines, where it failed without an "error:" line.
+    tail: Vec<String>,
+}
+
+struct Worker {
+    slot: Slot,
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    status: Option<ExitStatus>,
+    spawn_error: Option<String>,
+    bar: ProgressBar,
+    log: Arc<Mutex<WorkerLog>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+/// A line for the user: above the bars on a terminal, plain on stderr otherwise
+/// (a Slurm log), where the bars are not drawn.
+fn say(multi: &MultiProgress, line: impl AsRef<str>) {
+    if multi.is_hidden() {
+        eprintln!("{}", line.as_ref());
+    } else {
+        let _ = multi.println(line);
+    }
+}
+
+pub fn run(args: &SweepArgs, devices: &str) -> Result<(), CliError> {
+    let list = parse_device_list(devices).map_err(usage)?;
+    if args.resume && args.out.is_none() {
+        return Err(usage(
+            "--resume needs --out FILE: the results file to continue",
+        ));
+    }
+    // bad flags or config: one message now, not one per device
+    parse_overrides(args)?;
+    if let Some(path) = &args.config {
+        SweepConfig::from_toml_file(path).map_err(usage)?;
+    }
+    let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
+    let backend = resolve_backend(args.backend);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&slots::backend_name(backend), &host_name()));
+    check_out_path(&out, args.resume)?;
+    let slots = slots::slots(args, backend, &list, &out)?;
+    for s in &slots {
+        check_out_path(&s.out, args.resume)?;
+    }
+    if args.backend == crate::args::BackendChoice::Auto
+        && backend == crate::args::BackendChoice::Sim
+    {
+        eprintln!("no CUDA device and no GPU wgpu adapter found (see `joulebench devices`): using simulated devices; records say simulated");
+    }
+
+    let argv: Vec<_> = std::env::args_os().skip(1).collect();
+    let inherited = inherited_args(&argv);
+    let exe = std::env::current_exe().map_err(|e| {
+        runtime(format!(
+            "cannot find the joulebench binary to start workers: {e}"
+        ))
+    })?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_signal = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // the first signal stops every worker after its point; a second ends this process
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop));
+        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+        let _ = signal_hook::flag::register_usize(sig, Arc::clone(&stop_signal), sig as usize);
+    }
+
+    eprintln!(
+        "sweep: {} devices ({} backend), one worker each → {}",
+        slots.len(),
+        slots::backend_name(backend),
+        out.display()
+    );
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template(
+        "{prefix:.bold} {bar:25.cyan/blue} {pos}/{len} ETA {eta} {wide_msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let mut workers: Vec<Worker> = slots
+        .into_iter()
+        .map(|slot| {
+            let bar = multi.add(
+                ProgressBar::new(0)
+                    .with_style(style.clone())
+                    .with_prefix(format!("dev{}", slot.index)),
+            );
+            let mut cmd = Command::new(&exe);
+            cmd.args(&inherited).args(worker_args(backend, &slot));
+            if let slots::Pin::Cuda { visible } = &slot.pin {
+                cmd.env("CUDA_VISIBLE_DEVICES", visible);
+            }
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            let log = Arc::new(Mutex::new(WorkerLog::default()));
+            let mut w = Worker {
+                slot,
+                child: None,
+                stdin: None,
+                status: None,
+                spawn_error: None,
+                bar,
+                log,
+                reader: None,
+            };
+            match cmd.spawn() {
+                Ok(mut child) => {
+                    w.stdin = child.stdin.take();
+                    if let Some(err) = child.stderr.take() {
+                        w.reader = Some(read_worker(
+                            err,
+                            w.slot.index,
+                            w.bar.clone(),
+                            multi.clone(),
+                            Arc::clone(&w.log),
+                        ));
+                    }
+                    w.child = Some(child);
+                }
+                Err(e) => w.spawn_error = Some(format!("could not start its worker: {e}")),
+            }
+            w
+        })
+        .collect();
+
+    let mut stopping = false;
+    loop {
+        let mut running = false;
+        for w in &mut workers {
+            if let (Some(child), None) = (&mut w.child, w.status) {
+                match child.try_wait() {
+                    Ok(Some(st)) => w.status = Some(st),
+                    Ok(None) => running = true,
+                    Err(e) => w.spawn_error = Some(format!("lost its worker: {e}")),
+                }
+            }
+        }
+        if !running {
+            break;
+        }
+        if stop.load(Ordering::SeqCst) && !stopping {
+            stopping = true;
+            say(
+                &multi,
+                "stopping: each device finishes the point it is measuring",
+            );
+            for w in &mut workers {
+                drop(w.stdin.take()); // the worker's stop request
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for w in &mut workers {
+        if let Some(r) = w.reader.take() {
+            let _ = r.join();
+        }
+    }
+    multi.clear().ok();
+
+    // every device's end, then the merge of whatever was measured
+    let mut failed = Vec::new();
+    let mut all_usage = true;
+    for w in &workers {
+        let log = w.log.lock().unwrap_or_else(|p| p.into_inner());
+        let who = match &log.device {
+            Some(d) => format!("dev{} {d}", w.slot.index),
+            None => format!("dev{}", w.slot.index),
+        };
+        let code = w.status.and_then(|s| s.code());
+        let outcome = match (&w.spawn_error, w.status) {
+            (Some(e), _) => Err(e.clone()),
+            (None, Some(st)) if st.success() => {
+                Ok(log.done.clone().unwrap_or_else(|| "done".into()))
+            }
+            (None, Some(_)) if stopping && code.is_none_or(|c| c >= 128) => Ok(format!(
+                "interrupted; its finished points are in {}",
+                w.slot.out.display()
+            )),
+            (None, st) => Err(describe_failure(st, &log)),
+        };
+        match outcome {
+            Ok(line) => eprintln!("{who}: {line}"),
+            Err(why) => {
+                eprintln!("{who}: FAILED: {why}");
+                all_usage &= code == Some(2);
+                failed.push(format!("dev{} ({why})", w.slot.index));
+            }
+        }
+    }
+    let parts: Vec<PathBuf> = workers.iter().map(|w| w.slot.out.clone()).collect();
+    let merged = merge::append_new_records(&out, &parts)
+        .map_err(|e| runtime(format!("merging the device files: {e}")))?;
+    eprintln!(
+        "merged: {} records appended to {}{}",
+        merged.appended,
+        out.display(),
+        if merged.already_there > 0 {
+            format!(" ({} already there)", merged.already_there)
+        } else {
+            String::new()
+        }
+    );
+
+    if stopping {
+        return Err(CliError::Interrupted {
+            message: format!(
+                "interrupted; finished points are in {} (continue with --resume --out {})",
+                out.display(),
+                out.display()
+            ),
+            signal: stop_signal.load(Ordering::SeqCst) as i32,
+        });
+    }
+    if out.exists() {
+        let records = read_records(&out).map_err(usage)?;
+        println!();
+        print_recommendation(
+            &records,
+            Objective::WithinSlowdown { max_slowdown },
+            TableFormat::Table,
+        );
+        println!(
+            "Again from the file: joulebench recommend {}",
+            out.display()
+        );
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let message = format!(
+        "{} of {} devices failed: {}; the others' records are in {} (retry with --resume --out {})",
+        failed.len(),
+        workers.len(),
+        failed.join("; "),
+        out.display(),
+        out.display()
+    );
+    Err(if all_usage && failed.len() == workers.len() {
+        usage(message)
+    } else {
+        runtime(message)
+    })
+}
+
+fn describe_failure(status: Option<ExitStatus>, log: &WorkerLog) -> String {
+    let how = match status.map(|s| (s.code(), std::os::unix::process::ExitStatusExt::signal(&s))) {
+        Some((Some(c), _)) => format!("exit code {c}"),
+        Some((None, Some(sig))) => format!("killed by signal {sig}"),
+        _ => "ended".into(),
+    };
+    let lines = if log.errors.is_empty() {
+        &log.tail
+    } else {
+        &log.errors
+    };
+    let said: Vec<&str> = lines
+        .iter()
+        .map(|l| l.trim_start_matches("error: "))
+        .collect();
+    if said.is_empty() {
+        how
+    } else {
+        format!("{} ({how})", said.join(" / "))
+    }
+}
+
+/// Follow one worker's stderr: progress lines drive its bar, other lines are shown
+/// with the device's name and kept for the closing report.
+fn read_worker(
+    stderr: std::process::ChildStderr,
+    index: usize,
+    bar: ProgressBar,
+    multi: MultiProgress,
+    log: Arc<Mutex<WorkerLog>>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut last_tenth = 0;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+            match Event::parse(&line) {
+                Some(Event::Device {
+                    name,
+                    uuid,
+                    backend,
+                    out,
+                }) => {
+                    let who = match uuid {
+                        Some(u) => format!("{name} [{u}]"),
+                        None => name,
+                    };
+                    bar.set_prefix(format!("dev{index} {who}"));
+                    say(&multi, format!("dev{index}: {who} ({backend}) → {out}"));
+                    log.device = Some(who);
+                }
+                Some(Event::Started { total, done }) => {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                    bar.reset_eta();
+                    last_tenth = tenths(done, total);
+                    if done > 0 {
+                        say(&multi, format!("dev{index}: resuming: {done} of {total} points already in its file"));
+                    }
+                }
+                Some(Event::Point { label }) => bar.set_message(label),
+                Some(Event::Note { message }) => bar.set_message(message),
+                Some(Event::Finished {
+                    status,
+                    label,
+                    reason,
+                }) => {
+                    bar.inc(1);
+                    if matches!(status, PointStatus::Invalid | PointStatus::Failed) {
+                        say(
+                            &multi,
+                            format!(
+                                "dev{index}: {status:?}: {label}: {}",
+                                reason.unwrap_or_default()
+                            ),
+                        );
+                    }
+                    let total = bar.length().unwrap_or(0) as usize;
+                    let tenth = tenths(bar.position() as usize, total);
+                    if multi.is_hidden() && tenth > last_tenth {
+                        say(
+                            &multi,
+                            format!("dev{index}: {}/{total} points", bar.position()),
+                        );
+                    }
+                    last_tenth = tenth;
+                }
+                None => {
+                    if line.starts_with("done:") {
+                        log.done = Some(line.clone());
+                    } else if line.starts_with("error:") {
+                        log.errors.push(line.clone());
+                    } else {
+                        log.tail.push(line.clone());
+                        if log.tail.len() > 5 {
+                            log.tail.remove(0);
+                        }
+                    }
+                    // its "sweep: …" line says less than the device line above, and
+                    // how to continue is said once, for the merged file
+                    let quiet = ["done:", "sweep:", "error: interrupted;"];
+                    if !quiet.iter().any(|q| line.starts_with(q)) {
+                        say(&multi, format!("dev{index}: {line}"));
+                    }
+                }
+            }
+        }
+        bar.finish_and_clear();
+    })
+}
+
+fn tenths(done: usize, total: usize) -> usize {
+    (done * 10).checked_div(total).unwrap_or(0)
+}

@@ -1,0 +1,470 @@
+//! End-to-end tests of the reporting commands on two simulated device profiles:
+//! compare (ranking, cost and carbon columns, plots), merge (duplicates, schema,
+//! mixed simulated and real data, existing output), report --format markdown
+//! with plots, and the settings file of recommend --emit read back.
+
+use joulebench_analysis::settings_file::{SettingsFile, SETTINGS_FORMAT, SETTINGS_VERSION};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_joulebench"));
+    c.env_remove("CI");
+    c.args(args).output().expect("run joulebench")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(o.status.success(), "args {args:?}: {}", text(&o));
+    text(&o)
+}
+
+/// A bad command: exit code 2, a message containing `expect`, no panic.
+fn refused(args: &[&str], expect: &str) -> String {
+    let o = run(args);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "args {args:?}: {t}");
+    assert!(
+        t.contains(expect),
+        "args {args:?}: expected '{expect}' in: {t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+    t
+}
+
+/// A small sweep with two caps and two batch sizes of a linear layer.
+const CONFIG: &str = r#"
+precisions = ["bf16", "f32"]
+batch_sizes = [1, 2]
+power_caps = ["default", "70%"]
+[[matmul]]
+m = 1024
+n = 1024
+k = 1024
+[[linear]]
+name = "mlp"
+in_features = 1024
+out_features = 4096
+seq = 128
+[protocol]
+idle_baseline_s = 0.5
+"#;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Sweep the simulated device with `profile` into `dir/<profile>.jsonl`.
+fn sweep(dir: &Path, profile: &str) -> PathBuf {
+    let cfg = dir.join("cfg.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let out = dir.join(format!("{profile}.jsonl"));
+    ok(&[
+        "sweep",
+        "--backend",
+        "sim",
+        "--sim-profile",
+        profile,
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&out),
+    ]);
+    out
+}
+
+fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// A copy of a simulated results file that claims to be a real GPU's.
+fn fake_real(src: &Path, dst: &Path) {
+    let body: String = lines(src)
+        .iter()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["simulated"] = false.into();
+            v["device"]["simulated"] = false.into();
+            v["device"]["name"] = "Real GPU".into();
+            v["device"]["uuid"] = "GPU-real".into();
+            format!("{v}\n")
+        })
+        .collect();
+    std::fs::write(dst, body).unwrap();
+}
+
+fn assert_plot_files(dir: &Path, expect_at_least: usize) -> Vec<PathBuf> {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let pngs: Vec<&PathBuf> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    let svgs: Vec<&PathBuf> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
+        .collect();
+    assert!(
+        pngs.len() >= expect_at_least && pngs.len() == svgs.len(),
+        "{files:?}"
+    );
+    for p in pngs {
+        let b = std::fs::read(p).unwrap();
+        assert!(
+            b.len() > 5000 && &b[1..4] == b"PNG",
+            "{} is not a drawn PNG",
+            p.display()
+        );
+    }
+    for p in svgs {
+        let t = std::fs::read_to_string(p).unwrap();
+        assert!(
+            t.contains("<svg") && t.contains("SIMULATED DATA"),
+            "{}",
+            p.display()
+        );
+    }
+    files
+}
+
+#[test]
+fn compare_ranks_two_simulated_devices_with_cost_carbon_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let h100 = sweep(dir.path(), "sim-h100");
+    let a100 = sweep(dir.path(), "sim-a100");
+    let t = ok(&["compare", s(&h100), s(&a100)]);
+    assert!(
+        t.contains("sim-h100 (simulated)") && t.contains("sim-a100 (simulated)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("SIMULATED DATA") && t.contains("default power limit"),
+        "{t}"
+    );
+
+    let o = run(&[
+        "compare",
+        s(&h100),
+        s(&a100),
+        "--format",
+        "csv",
+        "--price-per-kwh",
+        "0.20",
+        "--grid-gco2-per-kwh",
+        "300",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let csv = String::from_utf8(o.stdout).unwrap();
+    let mut rows = csv
+        .lines()
+        .map(|l| l.split(',').map(String::from).collect::<Vec<_>>());
+    let header = rows.next().unwrap();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("{name} in {header:?}"))
+    };
+    let rows: Vec<Vec<String>> = rows.collect();
+    // one row per device in each workload × precision, rank 1 the least energy
+    assert_eq!(rows.len(), 2 * 2 * 2, "{csv}");
+    for pair in rows.chunks(2) {
+        assert_eq!(
+            (pair[0][col("rank")].as_str(), pair[1][col("rank")].as_str()),
+            ("1", "2")
+        );
+        let e = |r: &Vec<String>| r[col("energy (pJ/FLOP)")].parse::<f64>().unwrap();
+        assert!(e(&pair[0]) <= e(&pair[1]));
+        assert!(pair
+            .iter()
+            .all(|r| r[col("power cap")].starts_with("default")));
+        for r in pair {
+            // kWh per 10¹⁸ FLOP = pJ/FLOP × 10⁻¹² × 10¹⁸ / 3.6×10⁶; cost and CO₂e follow from it
+            let kwh = r[col("energy (kWh per 10¹⁸ FLOP)")].parse::<f64>().unwrap();
+            assert!((kwh - e(r) * 1e6 / 3.6e6).abs() / kwh < 0.01, "{r:?}");
+            let cost = r[col("cost (per 10¹⁸ FLOP)")].parse::<f64>().unwrap();
+            assert!((cost - kwh * 0.20).abs() / cost < 0.01, "{r:?}");
+            let kg = r[col("CO₂e (kg per 10¹⁸ FLOP)")].parse::<f64>().unwrap();
+            assert!((kg - kwh * 0.300).abs() / kg < 0.01, "{r:?}");
+            assert_eq!(r[col("data")], "SIMULATED");
+        }
+    }
+
+    // --cap any lets a capped setting win where it costs less energy
+    let any = ok(&[
+        "compare",
+        s(&h100),
+        s(&a100),
+        "--cap",
+        "any",
+        "--format",
+        "csv",
+    ]);
+    assert!(any.contains("70%"), "{any}");
+
+    let plots = dir.path().join("cmp-plots");
+    ok(&["compare", s(&h100), s(&a100), "--plots", s(&plots)]);
+    assert_plot_files(&plots, 2);
+    refused(
+        &["compare", s(&h100), "--price-per-kwh=-1"],
+        "--price-per-kwh",
+    );
+}
+
+#[test]
+fn merge_joins_drops_duplicates_and_refuses_what_it_must() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let h100 = sweep(d, "sim-h100");
+    let a100 = sweep(d, "sim-a100");
+    let (nh, na) = (lines(&h100).len(), lines(&a100).len());
+    let out = d.join("all.jsonl");
+    let t = ok(&["merge", s(&h100), s(&a100), s(&h100), "--out", s(&out)]);
+    assert!(t.contains(&format!("{nh} exact duplicates dropped")), "{t}");
+    assert_eq!(lines(&out).len(), nh + na);
+    // the merged file is a results file like any other
+    let t = ok(&["compare", s(&out)]);
+    assert!(t.contains("sim-a100 (simulated)"));
+
+    // an existing --out is never overwritten without --force
+    let before = std::fs::read(&out).unwrap();
+    refused(&["merge", s(&h100), "--out", s(&out)], "already exists");
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    ok(&["merge", s(&h100), "--out", s(&out), "--force"]);
+    assert_eq!(lines(&out).len(), nh);
+
+    // another schema version: refused with its file and line
+    let first = lines(&a100)[0].replacen("\"schema\":1", "\"schema\":7", 1);
+    let foreign = d.join("v7.jsonl");
+    std::fs::write(&foreign, format!("{}\n{first}\n", lines(&a100)[1])).unwrap();
+    refused(
+        &[
+            "merge",
+            s(&h100),
+            s(&foreign),
+            "--out",
+            s(&d.join("x.jsonl")),
+        ],
+        "v7.jsonl:2",
+    );
+
+    // simulated and real: refused, explained, and allowed on request
+    let real = d.join("real.jsonl");
+    fake_real(&a100, &real);
+    let mixed = d.join("mixed.jsonl");
+    let t = refused(
+        &["merge", s(&h100), s(&real), "--out", s(&mixed)],
+        "--allow-mixed",
+    );
+    assert!(
+        t.contains("simulated device") && t.contains("real.jsonl"),
+        "{t}"
+    );
+    assert!(!mixed.exists());
+    ok(&[
+        "merge",
+        s(&h100),
+        s(&real),
+        "--out",
+        s(&mixed),
+        "--allow-mixed",
+    ]);
+    assert_eq!(lines(&mixed).len(), nh + na);
+
+    // compare refuses the mix too, and marks every simulated row when allowed
+    refused(&["compare", s(&mixed)], "--allow-mixed");
+    let o = run(&["compare", s(&mixed), "--allow-mixed", "--format", "csv"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let csv = String::from_utf8(o.stdout).unwrap();
+    let mut it = csv.lines();
+    let header: Vec<&str> = it.next().unwrap().split(',').collect();
+    let (dev, data) = (
+        header.iter().position(|h| *h == "device").unwrap(),
+        header.iter().position(|h| *h == "data").unwrap(),
+    );
+    let rows: Vec<Vec<&str>> = it.map(|l| l.split(',').collect()).collect();
+    assert!(rows
+        .iter()
+        .any(|r| r[dev] == "Real GPU" && r[data] == "measured"));
+    assert!(rows
+        .iter()
+        .filter(|r| r[dev].starts_with("sim-"))
+        .all(|r| r[data] == "SIMULATED"));
+    let t = ok(&["compare", s(&mixed), "--allow-mixed"]);
+    assert!(t.contains("MIXED DATA"), "{t}");
+}
+
+#[test]
+fn markdown_report_links_its_plots_relative_to_the_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let h100 = sweep(d, "sim-h100");
+    let plots = d.join("plots");
+    let md = d.join("docs").join("report.md");
+    ok(&[
+        "report",
+        s(&h100),
+        "--format",
+        "markdown",
+        "--plots",
+        s(&plots),
+        "--out",
+        s(&md),
+    ]);
+    let files = assert_plot_files(&plots, 3);
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for kind in ["energy-time_", "energy-cap_", "energy-batch_"] {
+        assert!(
+            names.iter().any(|n| n.starts_with(kind)),
+            "no {kind} plot in {names:?}"
+        );
+    }
+    let doc = std::fs::read_to_string(&md).unwrap();
+    for part in [
+        "# joulebench report",
+        "**SIMULATED DATA**",
+        "### Devices",
+        "### Measurement protocol",
+        "### Recommended settings",
+        "### Validity flags",
+        "--sim-profile sim-h100",
+        "](../plots/energy-time_",
+    ] {
+        assert!(doc.contains(part), "missing {part:?}");
+    }
+    // every linked file exists, resolved from the document's folder
+    for link in doc.split("](").skip(1).map(|r| &r[..r.find(')').unwrap()]) {
+        assert!(
+            md.parent().unwrap().join(link).is_file(),
+            "broken link {link}"
+        );
+    }
+    let before = std::fs::read(&md).unwrap();
+    refused(
+        &["report", s(&h100), "--format", "markdown", "--out", s(&md)],
+        "already exists",
+    );
+    assert_eq!(std::fs::read(&md).unwrap(), before);
+}
+
+#[test]
+fn recommend_emits_a_settings_file_that_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let h100 = sweep(d, "sim-h100");
+    let a100 = sweep(d, "sim-a100");
+    let toml = d.join("settings.toml");
+    let json = d.join("settings.json");
+    ok(&[
+        "recommend",
+        s(&h100),
+        s(&a100),
+        "--objective",
+        "least-energy",
+        "--emit",
+        "toml",
+        s(&toml),
+    ]);
+    ok(&[
+        "recommend",
+        s(&h100),
+        s(&a100),
+        "--objective",
+        "least-energy",
+        "--emit",
+        "json",
+        s(&json),
+    ]);
+    let from_toml = SettingsFile::read(&toml).unwrap();
+    let from_json = SettingsFile::read(&json).unwrap();
+    assert_eq!(from_toml, from_json);
+    assert_eq!(
+        (from_toml.format.as_str(), from_toml.version),
+        (SETTINGS_FORMAT, SETTINGS_VERSION)
+    );
+    assert_eq!(from_toml.objective, "least energy");
+    assert!(from_toml.simulated);
+    // two device models × two workloads
+    assert_eq!(from_toml.settings.len(), 4);
+    for st in &from_toml.settings {
+        let expected_source = if st.device_model.starts_with("sim-h100") {
+            &h100
+        } else {
+            &a100
+        };
+        assert_eq!(st.source, s(expected_source));
+        assert!(st.simulated && st.energy_pj_per_flop > 0.0 && st.batch_size >= 1);
+        assert!(
+            ["default", "70%"].contains(&st.power_cap.as_str()),
+            "{st:?}"
+        );
+        // the baseline (same kernel, precision, batch at the default cap) was a
+        // candidate, so least energy can only save against it
+        assert!(st.energy_saved_fraction.is_some_and(|f| f >= 0.0), "{st:?}");
+    }
+    let raw = std::fs::read_to_string(&toml).unwrap();
+    assert!(
+        raw.starts_with("# joulebench settings") && raw.contains("[[setting]]"),
+        "{raw}"
+    );
+
+    // every objective is selectable and says which it was
+    for (objective, extra, described) in [
+        ("within-slowdown", "--max-slowdown=5%", "within 5%"),
+        ("energy-delay", "--eta=0.5", "energy × delay"),
+        ("zeus", "--eta=0.3", "η = 0.3"),
+    ] {
+        let f = d.join(format!("{objective}.json"));
+        ok(&[
+            "recommend",
+            s(&h100),
+            "--objective",
+            objective,
+            extra,
+            "--emit",
+            "json",
+            s(&f),
+        ]);
+        let back = SettingsFile::read(&f).unwrap();
+        assert!(
+            back.objective.contains(described),
+            "{objective}: {}",
+            back.objective
+        );
+    }
+
+    refused(
+        &[
+            "recommend",
+            s(&h100),
+            "--emit",
+            "yaml",
+            s(&d.join("s.yaml")),
+        ],
+        "unknown settings format",
+    );
+    let before = std::fs::read(&toml).unwrap();
+    refused(
+        &["recommend", s(&h100), "--emit", "toml", s(&toml)],
+        "already exists",
+    );
+    assert_eq!(std::fs::read(&toml).unwrap(), before);
+    ok(&["recommend", s(&h100), "--emit", "toml", s(&toml), "--force"]);
+}
