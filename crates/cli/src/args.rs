@@ -24,7 +24,7 @@ pub enum Command {
     /// List every backend, device, energy meter and power control found, and why any is missing.
     Devices(DevicesArgs),
     /// Measure a sweep of kernels × precisions × shapes × batch sizes × power caps.
-    Sweep(SweepArgs),
+    Sweep(Box<SweepArgs>),
     /// Print every record of one or more results files.
     Report(ReportArgs),
     /// Recommend, per device and workload, the setting with the fewest joules per FLOP.
@@ -120,9 +120,28 @@ pub struct SweepArgs {
     /// Seed of the random inputs (recorded).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Simulated device profile (sim-h100, sim-a100, sim-l40s).
-    #[arg(long, default_value = "sim-h100", value_name = "NAME")]
+    /// Simulated device profile (sim-h100, sim-a100, sim-l40s). With --devices, a comma
+    /// list gives each simulated GPU its own profile ("sim-h100,sim-a100"); one name is
+    /// used for all.
+    #[arg(long, default_value = "sim-h100", value_name = "NAME[,NAME…]")]
     pub sim_profile: String,
+    /// Measure several GPUs of this node at once: "all", or device indices ("0,2" or
+    /// "0-3"; see `joulebench devices`). One worker process per GPU, each with its own
+    /// energy meter and results file <out-stem>.dev<N>.jsonl; the files are merged into
+    /// --out at the end. A failure on one GPU does not stop the others.
+    #[arg(long, value_name = "all|LIST", conflicts_with_all = ["adapter", "cuda_device", "sim_index"])]
+    pub devices: Option<String>,
+    /// How many simulated GPUs the node has, for --backend sim --devices
+    /// (default: one per --sim-profile entry).
+    #[arg(long, value_name = "N", requires = "devices")]
+    pub sim_devices: Option<usize>,
+    /// Which simulated GPU of the node this sweep measures (set by --devices for its workers).
+    #[arg(long, default_value_t = 0, value_name = "N", hide = true)]
+    pub sim_index: usize,
+    /// Report progress as machine-readable lines on stderr and stop when stdin closes
+    /// (how --devices runs its workers).
+    #[arg(long, hide = true)]
+    pub progress_lines: bool,
     /// wgpu adapter: index or part of its name (see `joulebench devices`).
     #[arg(long, value_name = "INDEX|NAME")]
     pub adapter: Option<String>,

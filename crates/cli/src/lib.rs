@@ -6,6 +6,7 @@ mod args;
 mod compare;
 mod devices;
 mod error;
+mod fleet;
 mod merge;
 pub mod open;
 mod power;
