@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a machine without a GPU, when missing:
+#   - Slurm and munge (Debian's slurm-wlm, munge), for the job-array test;
 #   - Mesa's lavapipe (Vulkan on the CPU), so the wgpu kernels run for real;
 #   - NVRTC, the CUDA headers and ptxas from NVIDIA's PyPI wheels (pinned), so the
 #     CUDA kernels compile for real and `ptxas -v` reports their resources.
@@ -20,6 +21,19 @@ if ! have_lavapipe; then
   echo "setup: installing Mesa lavapipe (mesa-vulkan-drivers, libvulkan1)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+
+# Slurm and munge for tests/slurm.rs, which starts a one-node cluster in a temp dir
+# (scripts/slurm/local-cluster.sh); no daemon is started or enabled here.
+have_slurm() {
+  for b in munged slurmctld slurmd sbatch squeue scontrol scancel; do
+    command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || return 1
+  done
+}
+if ! have_slurm; then
+  echo "setup: installing Slurm and munge (slurm-wlm, munge)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq slurm-wlm munge >/dev/null
 fi
 
 PY=${PYTHON:-python3}
