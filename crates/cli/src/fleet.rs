@@ -10,7 +10,7 @@ mod slots;
 pub use protocol::{announce, stop_when_stdin_closes, ProgressLines};
 pub use slots::single_profile;
 
-use crate::args::{parse_fraction, SweepArgs};
+use crate::args::{parse_fraction, BackendChoice, SweepArgs};
 use crate::error::{runtime, usage, CliError};
 use crate::results::print_recommendation;
 use crate::sweep::{check_out_path, default_out, host_name, parse_overrides};
@@ -21,8 +21,9 @@ use joulebench_core::plan::SweepConfig;
 use joulebench_core::record::{read_records, PointStatus};
 use protocol::Event;
 use slots::{inherited_args, parse_device_list, resolve_backend, worker_args, Slot};
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,10 +45,11 @@ struct WorkerLog {
 struct Worker {
     slot: Slot,
     child: Option<Child>,
+    /// Closed to ask the worker to stop after its point.
     stdin: Option<ChildStdin>,
     status: Option<ExitStatus>,
-    spawn_error: Option<String>,
-    bar: ProgressBar,
+    /// Why the worker could not be started or waited for.
+    lost: Option<String>,
     log: Arc<Mutex<WorkerLog>>,
     reader: Option<JoinHandle<()>>,
 }
@@ -76,28 +78,26 @@ pub fn run(args: &SweepArgs, devices: &str) -> Result<(), CliError> {
     }
     let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
     let backend = resolve_backend(args.backend);
+    let backend_name = slots::backend_name(backend);
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| default_out(&slots::backend_name(backend), &host_name()));
+        .unwrap_or_else(|| default_out(&backend_name, &host_name()));
     check_out_path(&out, args.resume)?;
     let slots = slots::slots(args, backend, &list, &out)?;
     for s in &slots {
         check_out_path(&s.out, args.resume)?;
     }
-    if args.backend == crate::args::BackendChoice::Auto
-        && backend == crate::args::BackendChoice::Sim
-    {
+    if args.backend == BackendChoice::Auto && backend == BackendChoice::Sim {
         eprintln!("no CUDA device and no GPU wgpu adapter found (see `joulebench devices`): using simulated devices; records say simulated");
     }
-
-    let argv: Vec<_> = std::env::args_os().skip(1).collect();
-    let inherited = inherited_args(&argv);
     let exe = std::env::current_exe().map_err(|e| {
         runtime(format!(
             "cannot find the joulebench binary to start workers: {e}"
         ))
     })?;
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let inherited = inherited_args(&argv);
 
     let stop = Arc::new(AtomicBool::new(false));
     let stop_signal = Arc::new(AtomicUsize::new(0));
@@ -108,143 +108,35 @@ pub fn run(args: &SweepArgs, devices: &str) -> Result<(), CliError> {
         let _ = signal_hook::flag::register_usize(sig, Arc::clone(&stop_signal), sig as usize);
     }
 
+    let n = slots.len();
     eprintln!(
-        "sweep: {} devices ({} backend), one worker each → {}",
-        slots.len(),
-        slots::backend_name(backend),
+        "sweep: {n} {} ({backend_name} backend), one worker each → {}",
+        if n == 1 { "device" } else { "devices" },
         out.display()
     );
     let multi = MultiProgress::new();
-    let style = ProgressStyle::with_template(
-        "{prefix:.bold} {bar:25.cyan/blue} {pos}/{len} ETA {eta} {wide_msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
     let mut workers: Vec<Worker> = slots
         .into_iter()
-        .map(|slot| {
-            let bar = multi.add(
-                ProgressBar::new(0)
-                    .with_style(style.clone())
-                    .with_prefix(format!("dev{}", slot.index)),
-            );
-            let mut cmd = Command::new(&exe);
-            cmd.args(&inherited).args(worker_args(backend, &slot));
-            if let slots::Pin::Cuda { visible } = &slot.pin {
-                cmd.env("CUDA_VISIBLE_DEVICES", visible);
-            }
-            cmd.stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            let log = Arc::new(Mutex::new(WorkerLog::default()));
-            let mut w = Worker {
-                slot,
-                child: None,
-                stdin: None,
-                status: None,
-                spawn_error: None,
-                bar,
-                log,
-                reader: None,
-            };
-            match cmd.spawn() {
-                Ok(mut child) => {
-                    w.stdin = child.stdin.take();
-                    if let Some(err) = child.stderr.take() {
-                        w.reader = Some(read_worker(
-                            err,
-                            w.slot.index,
-                            w.bar.clone(),
-                            multi.clone(),
-                            Arc::clone(&w.log),
-                        ));
-                    }
-                    w.child = Some(child);
-                }
-                Err(e) => w.spawn_error = Some(format!("could not start its worker: {e}")),
-            }
-            w
-        })
+        .map(|slot| Worker::start(slot, &exe, &inherited, backend, &multi))
         .collect();
+    let stopped = wait_all(&mut workers, &stop, &multi);
+    let failures = report(&workers, stopped);
 
-    let mut stopping = false;
-    loop {
-        let mut running = false;
-        for w in &mut workers {
-            if let (Some(child), None) = (&mut w.child, w.status) {
-                match child.try_wait() {
-                    Ok(Some(st)) => w.status = Some(st),
-                    Ok(None) => running = true,
-                    Err(e) => w.spawn_error = Some(format!("lost its worker: {e}")),
-                }
-            }
-        }
-        if !running {
-            break;
-        }
-        if stop.load(Ordering::SeqCst) && !stopping {
-            stopping = true;
-            say(
-                &multi,
-                "stopping: each device finishes the point it is measuring",
-            );
-            for w in &mut workers {
-                drop(w.stdin.take()); // the worker's stop request
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for w in &mut workers {
-        if let Some(r) = w.reader.take() {
-            let _ = r.join();
-        }
-    }
-    multi.clear().ok();
-
-    // every device's end, then the merge of whatever was measured
-    let mut failed = Vec::new();
-    let mut all_usage = true;
-    for w in &workers {
-        let log = w.log.lock().unwrap_or_else(|p| p.into_inner());
-        let who = match &log.device {
-            Some(d) => format!("dev{} {d}", w.slot.index),
-            None => format!("dev{}", w.slot.index),
-        };
-        let code = w.status.and_then(|s| s.code());
-        let outcome = match (&w.spawn_error, w.status) {
-            (Some(e), _) => Err(e.clone()),
-            (None, Some(st)) if st.success() => {
-                Ok(log.done.clone().unwrap_or_else(|| "done".into()))
-            }
-            (None, Some(_)) if stopping && code.is_none_or(|c| c >= 128) => Ok(format!(
-                "interrupted; its finished points are in {}",
-                w.slot.out.display()
-            )),
-            (None, st) => Err(describe_failure(st, &log)),
-        };
-        match outcome {
-            Ok(line) => eprintln!("{who}: {line}"),
-            Err(why) => {
-                eprintln!("{who}: FAILED: {why}");
-                all_usage &= code == Some(2);
-                failed.push(format!("dev{} ({why})", w.slot.index));
-            }
-        }
-    }
+    // whatever was measured is merged, also after a failure or a stop
     let parts: Vec<PathBuf> = workers.iter().map(|w| w.slot.out.clone()).collect();
     let merged = merge::append_new_records(&out, &parts)
         .map_err(|e| runtime(format!("merging the device files: {e}")))?;
+    let already = match merged.already_there {
+        0 => String::new(),
+        k => format!(" ({k} already there)"),
+    };
     eprintln!(
-        "merged: {} records appended to {}{}",
+        "merged: {} records appended to {}{already}",
         merged.appended,
-        out.display(),
-        if merged.already_there > 0 {
-            format!(" ({} already there)", merged.already_there)
-        } else {
-            String::new()
-        }
+        out.display()
     );
 
-    if stopping {
+    if stopped {
         return Err(CliError::Interrupted {
             message: format!(
                 "interrupted; finished points are in {} (continue with --resume --out {})",
@@ -267,22 +159,162 @@ pub fn run(args: &SweepArgs, devices: &str) -> Result<(), CliError> {
             out.display()
         );
     }
-    if failed.is_empty() {
+    if failures.is_empty() {
         return Ok(());
     }
     let message = format!(
-        "{} of {} devices failed: {}; the others' records are in {} (retry with --resume --out {})",
-        failed.len(),
-        workers.len(),
-        failed.join("; "),
+        "{} of {n} devices failed: {}; the others' records are in {} (retry with --resume --out {})",
+        failures.len(),
+        failures.iter().map(|f| format!("dev{} ({})", f.index, f.why)).collect::<Vec<_>>().join("; "),
         out.display(),
         out.display()
     );
-    Err(if all_usage && failed.len() == workers.len() {
-        usage(message)
-    } else {
-        runtime(message)
-    })
+    // every device refused the same bad input: exit 2, as a single sweep would
+    Err(
+        if failures.len() == n && failures.iter().all(|f| f.code == Some(2)) {
+            usage(message)
+        } else {
+            runtime(message)
+        },
+    )
+}
+
+impl Worker {
+    /// Start the worker of `slot`; a worker that cannot start is a failed device.
+    fn start(
+        slot: Slot,
+        exe: &Path,
+        inherited: &[OsString],
+        backend: BackendChoice,
+        multi: &MultiProgress,
+    ) -> Worker {
+        let style = ProgressStyle::with_template(
+            "{prefix:.bold} {bar:25.cyan/blue} {pos}/{len} ETA {eta} {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let bar = multi.add(
+            ProgressBar::new(0)
+                .with_style(style)
+                .with_prefix(format!("dev{}", slot.index)),
+        );
+        let mut cmd = Command::new(exe);
+        cmd.args(inherited).args(worker_args(backend, &slot));
+        if let slots::Pin::Cuda { visible } = &slot.pin {
+            cmd.env("CUDA_VISIBLE_DEVICES", visible);
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let log = Arc::new(Mutex::new(WorkerLog::default()));
+        let mut w = Worker {
+            slot,
+            child: None,
+            stdin: None,
+            status: None,
+            lost: None,
+            log,
+            reader: None,
+        };
+        match cmd.spawn() {
+            Ok(mut child) => {
+                w.stdin = child.stdin.take();
+                w.reader = child.stderr.take().map(|err| {
+                    read_worker(err, w.slot.index, bar, multi.clone(), Arc::clone(&w.log))
+                });
+                w.child = Some(child);
+            }
+            Err(e) => w.lost = Some(format!("could not start its worker: {e}")),
+        }
+        w
+    }
+
+    fn running(&self) -> bool {
+        self.child.is_some() && self.status.is_none() && self.lost.is_none()
+    }
+}
+
+/// Wait for every worker; on SIGINT/SIGTERM close their stdin, which asks each to
+/// stop after its point. Whether the sweep was stopped.
+fn wait_all(workers: &mut [Worker], stop: &AtomicBool, multi: &MultiProgress) -> bool {
+    let mut stopping = false;
+    while workers.iter().any(Worker::running) {
+        for w in workers.iter_mut().filter(|w| w.running()) {
+            if let Some(child) = &mut w.child {
+                match child.try_wait() {
+                    Ok(Some(st)) => w.status = Some(st),
+                    Ok(None) => {}
+                    Err(e) => w.lost = Some(format!("lost its worker: {e}")),
+                }
+            }
+        }
+        if stop.load(Ordering::SeqCst) && !stopping {
+            stopping = true;
+            say(
+                multi,
+                "stopping: each device finishes the point it is measuring",
+            );
+            for w in workers.iter_mut() {
+                drop(w.stdin.take());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for w in workers.iter_mut() {
+        if let Some(r) = w.reader.take() {
+            let _ = r.join();
+        }
+    }
+    let _ = multi.clear();
+    stopping
+}
+
+struct Failure {
+    index: usize,
+    why: String,
+    code: Option<i32>,
+}
+
+/// One line per device — its worker's summary, or why it failed — and the failures.
+fn report(workers: &[Worker], stopped: bool) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    let mut identities: Vec<(usize, String)> = Vec::new();
+    for w in workers {
+        let index = w.slot.index;
+        let log = w.log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = &log.device {
+            if let Some((other, _)) = identities.iter().find(|(_, id)| id == d) {
+                eprintln!(
+                    "warning: dev{other} and dev{index} both report themselves as {d} (no UUID or PCI bus id): their records cannot be told apart"
+                );
+            }
+            identities.push((index, d.clone()));
+        }
+        let who = match &log.device {
+            Some(d) => format!("dev{index} {d}"),
+            None => format!("dev{index}"),
+        };
+        let code = w.status.and_then(|s| s.code());
+        let outcome = match (&w.lost, w.status) {
+            (Some(e), _) => Err(e.clone()),
+            (None, Some(st)) if st.success() => {
+                Ok(log.done.clone().unwrap_or_else(|| "done".into()))
+            }
+            // stopped as asked: 128 + the signal, or killed by it
+            (None, Some(_)) if stopped && code.is_none_or(|c| c >= 128) => Ok(format!(
+                "interrupted; its finished points are in {}",
+                w.slot.out.display()
+            )),
+            (None, st) => Err(describe_failure(st, &log)),
+        };
+        match outcome {
+            Ok(line) => eprintln!("{who}: {line}"),
+            Err(why) => {
+                eprintln!("{who}: FAILED: {why}");
+                failures.push(Failure { index, why, code });
+            }
+        }
+    }
+    failures
 }
 
 fn describe_failure(status: Option<ExitStatus>, log: &WorkerLog) -> String {
@@ -291,10 +323,10 @@ fn describe_failure(status: Option<ExitStatus>, log: &WorkerLog) -> String {
         Some((None, Some(sig))) => format!("killed by signal {sig}"),
         _ => "ended".into(),
     };
-    let lines = if log.errors.is_empty() {
-        &log.tail
-    } else {
-        &log.errors
+    // joulebench's own error is its last "error:" line (drivers print theirs earlier)
+    let lines = match log.errors.last() {
+        Some(last) => std::slice::from_ref(last),
+        None => log.tail.as_slice(),
     };
     let said: Vec<&str> = lines
         .iter()

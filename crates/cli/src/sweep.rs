@@ -11,14 +11,14 @@ use joulebench_analysis::recommend::Objective;
 use joulebench_analysis::table::TableFormat;
 use joulebench_core::plan::{Preset, SweepConfig};
 use joulebench_core::record::{existing_keys, read_records, JsonlWriter};
-use joulebench_core::sweep::{run_sweep, tool_info, DeviceSession, SweepError, SweepOptions};
+use joulebench_core::sweep::{run_sweep, tool_info, DeviceSession, SweepError, SweepObserver, SweepOptions};
 use joulebench_core::{PowerCap, Precision};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Everything from the flags that can be checked before a device is opened.
-struct Overrides {
+pub(crate) struct Overrides {
     precisions: Option<Vec<Precision>>,
     kernels: Option<Vec<String>>,
     batch_sizes: Option<Vec<u64>>,
@@ -27,7 +27,7 @@ struct Overrides {
     max_slowdown: f64,
 }
 
-fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
+pub(crate) fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
     let precisions = args
         .precisions
         .as_deref()
@@ -113,7 +113,7 @@ fn slug(s: &str) -> String {
     out.trim_matches('-').to_string()
 }
 
-fn default_out(backend: &str, device: &str) -> PathBuf {
+pub(crate) fn default_out(backend: &str, device: &str) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .replace([':', 'T'], "-")
@@ -136,7 +136,7 @@ pub fn command_line() -> String {
         .join(" ")
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
@@ -144,6 +144,9 @@ fn host_name() -> String {
 }
 
 pub fn run(args: &SweepArgs) -> Result<(), CliError> {
+    if let Some(devices) = &args.devices {
+        return crate::fleet::run(args, devices);
+    }
     let ov = parse_overrides(args)?;
     if args.resume && args.out.is_none() {
         return Err(usage("--resume needs --out FILE: the results file to continue"));
@@ -158,8 +161,8 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     }
     let mut dev = open(&OpenOptions {
         backend: args.backend,
-        sim_profile: args.sim_profile.clone(),
-        sim_index: 0,
+        sim_profile: crate::fleet::single_profile(&args.sim_profile).map_err(usage)?,
+        sim_index: args.sim_index,
         adapter: args.adapter.clone(),
         cuda_device: args.cuda_device,
         meter,
@@ -197,6 +200,9 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         dev.backend.name(),
         out.display()
     );
+    if args.progress_lines {
+        crate::fleet::announce(&device, dev.backend.name(), &out);
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let stop_signal = Arc::new(AtomicUsize::new(0));
@@ -205,6 +211,9 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop));
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
         let _ = signal_hook::flag::register_usize(sig, Arc::clone(&stop_signal), sig as usize);
+    }
+    if args.progress_lines {
+        crate::fleet::stop_when_stdin_closes(Arc::clone(&stop), Arc::clone(&stop_signal));
     }
 
     let opts = SweepOptions {
@@ -216,6 +225,8 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         cap_settle_s: if device.simulated { 0.0 } else { 2.0 },
     };
     let mut progress = Progress::new();
+    let mut lines = crate::fleet::ProgressLines;
+    let observer: &mut dyn SweepObserver = if args.progress_lines { &mut lines } else { &mut progress };
     let result = {
         let power: Option<&mut dyn joulebench_core::PowerControl> = match (&mut dev.guard, &mut dev.power) {
             (Some(g), _) => Some(g),
@@ -228,7 +239,7 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
             power,
             clock: dev.clock.as_ref(),
         };
-        run_sweep(&mut session, &points, &opts, &done, &mut writer, &mut progress, &stop)
+        run_sweep(&mut session, &points, &opts, &done, &mut writer, observer, &stop)
     };
     progress.finish();
     drop(writer);
@@ -272,6 +283,9 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         if outcome.resumed > 0 { format!(", {} already there", outcome.resumed) } else { String::new() },
         out.display()
     );
+    if args.progress_lines {
+        return Ok(()); // the parent of a --devices sweep recommends from the merged file
+    }
     let records = read_records(&out).map_err(usage)?;
     println!();
     print_recommendation(&records, Objective::WithinSlowdown { max_slowdown: ov.max_slowdown }, TableFormat::Table);
@@ -281,7 +295,7 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
 
 /// Refuse an existing file without --resume, and a path that cannot be written,
 /// before anything is measured.
-fn check_out_path(out: &Path, resume: bool) -> Result<(), CliError> {
+pub(crate) fn check_out_path(out: &Path, resume: bool) -> Result<(), CliError> {
     if out.is_dir() {
         return Err(usage(format!("--out {} is a directory; give a file path", out.display())));
     }

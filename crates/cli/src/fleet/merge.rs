@@ -1,8 +1,9 @@
 //! Gathers the workers' per-device files into the sweep's `--out`: each record's line
-//! is appended as the worker wrote it, never re-encoded, and a point already in
-//! `--out` (a resumed sweep) is not appended twice.
+//! is appended as the worker wrote it, never re-encoded, and a line `--out` already
+//! holds (a resumed sweep merges its device files again) is not appended twice.
 
-use joulebench_core::record::{existing_keys, read_records, RecordError};
+use joulebench_core::record::{read_records, RecordError};
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,11 +16,33 @@ pub struct MergeOutcome {
     pub already_there: usize,
 }
 
-/// Append to `out` every record of `parts` whose point it does not hold yet. Missing
-/// parts (a worker that failed before its first point) are passed over; `out` is
-/// created only when there is something to write.
+/// The record lines of a results file, each checked as a record (schema version,
+/// file:line of anything corrupt).
+fn record_lines(path: &Path) -> Result<Vec<String>, RecordError> {
+    let records = read_records(path)?;
+    let text = std::fs::read_to_string(path).map_err(|source| RecordError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect();
+    debug_assert_eq!(records.len(), lines.len());
+    Ok(lines)
+}
+
+/// Append to `out` every record line of `parts` it does not hold yet. Lines, not point
+/// keys: two GPUs that cannot be told apart (no UUID, no PCI bus id) keep both their
+/// records. Missing parts (a worker that failed before its first point) are passed
+/// over; `out` is created only when there is something to write.
 pub fn append_new_records(out: &Path, parts: &[PathBuf]) -> Result<MergeOutcome, RecordError> {
-    let mut keys = existing_keys(out)?;
+    let mut seen: HashSet<String> = if out.exists() {
+        record_lines(out)?.into_iter().collect()
+    } else {
+        HashSet::new()
+    };
     let mut file: Option<File> = None;
     let mut outcome = MergeOutcome::default();
     let werr = |source| RecordError::Write {
@@ -27,15 +50,8 @@ pub fn append_new_records(out: &Path, parts: &[PathBuf]) -> Result<MergeOutcome,
         source,
     };
     for part in parts.iter().filter(|p| p.exists()) {
-        // every line is checked as a record (schema, file:line of anything corrupt)
-        let records = read_records(part)?;
-        let text = std::fs::read_to_string(part).map_err(|source| RecordError::Read {
-            path: part.clone(),
-            source,
-        })?;
-        let lines = text.lines().filter(|l| !l.trim().is_empty());
-        for (record, line) in records.iter().zip(lines) {
-            if !keys.insert(record.point_key()) {
+        for line in record_lines(part)? {
+            if seen.contains(&line) {
                 outcome.already_there += 1;
                 continue;
             }
@@ -52,6 +68,7 @@ pub fn append_new_records(out: &Path, parts: &[PathBuf]) -> Result<MergeOutcome,
             // one write per record, as the sweep writes: a killed merge leaves whole lines
             f.write_all(format!("{line}\n").as_bytes()).map_err(werr)?;
             outcome.appended += 1;
+            seen.insert(line);
         }
     }
     if let Some(f) = file {
