@@ -10,10 +10,10 @@ mod slots;
 pub use protocol::{announce, stop_when_stdin_closes, ProgressLines};
 pub use slots::single_profile;
 
-use crate::args::{parse_fraction, BackendChoice, SweepArgs};
+use crate::args::{BackendChoice, SweepArgs};
 use crate::error::{runtime, usage, CliError};
 use crate::results::print_recommendation;
-use crate::sweep::{check_out_path, default_out, host_name, parse_overrides};
+use crate::sweep::{check_out_path, default_out, host_name, stop_on_signals};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use joulebench_analysis::recommend::Objective;
 use joulebench_analysis::table::TableFormat;
@@ -25,7 +25,7 @@ use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -64,19 +64,14 @@ fn say(multi: &MultiProgress, line: impl AsRef<str>) {
     }
 }
 
-pub fn run(args: &SweepArgs, devices: &str) -> Result<(), CliError> {
+/// The sweep of `args` on every device of `devices`; `sweep::run` has checked the
+/// flags, and `--out` where given.
+pub fn run(args: &SweepArgs, devices: &str, max_slowdown: f64) -> Result<(), CliError> {
     let list = parse_device_list(devices).map_err(usage)?;
-    if args.resume && args.out.is_none() {
-        return Err(usage(
-            "--resume needs --out FILE: the results file to continue",
-        ));
-    }
-    // bad flags or config: one message now, not one per device
-    parse_overrides(args)?;
+    // a bad config: one message now, not one per device
     if let Some(path) = &args.config {
         SweepConfig::from_toml_file(path).map_err(usage)?;
     }
-    let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
     let backend = resolve_backend(args.backend);
     let backend_name = slots::backend_name(backend);
     let out = args
@@ -99,14 +94,8 @@ pub fn run(args: &SweepArgs, devices: &str) -> Result<(), CliError> {
     let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     let inherited = inherited_args(&argv);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_signal = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // the first signal stops every worker after its point; a second ends this process
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop));
-        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
-        let _ = signal_hook::flag::register_usize(sig, Arc::clone(&stop_signal), sig as usize);
-    }
+    // the first signal stops every worker after its point; a second ends this process
+    let (stop, stop_signal) = stop_on_signals();
 
     let n = slots.len();
     eprintln!(

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Everything from the flags that can be checked before a device is opened.
-pub(crate) struct Overrides {
+struct Overrides {
     precisions: Option<Vec<Precision>>,
     kernels: Option<Vec<String>>,
     batch_sizes: Option<Vec<u64>>,
@@ -27,7 +27,7 @@ pub(crate) struct Overrides {
     max_slowdown: f64,
 }
 
-pub(crate) fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
+fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
     let precisions = args
         .precisions
         .as_deref()
@@ -144,15 +144,15 @@ pub(crate) fn host_name() -> String {
 }
 
 pub fn run(args: &SweepArgs) -> Result<(), CliError> {
-    if let Some(devices) = &args.devices {
-        return crate::fleet::run(args, devices);
-    }
     let ov = parse_overrides(args)?;
     if args.resume && args.out.is_none() {
         return Err(usage("--resume needs --out FILE: the results file to continue"));
     }
     if let Some(out) = &args.out {
         check_out_path(out, args.resume)?;
+    }
+    if let Some(devices) = &args.devices {
+        return crate::fleet::run(args, devices, ov.max_slowdown);
     }
     let seed = args.seed.unwrap_or(42);
     let meter: joulebench_energy::nvml::MeterMode = args.meter.parse().map_err(usage)?;
@@ -204,14 +204,7 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         crate::fleet::announce(&device, dev.backend.name(), &out);
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_signal = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // a second signal ends the process at once; the first lets the point finish
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop));
-        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
-        let _ = signal_hook::flag::register_usize(sig, Arc::clone(&stop_signal), sig as usize);
-    }
+    let (stop, stop_signal) = stop_on_signals();
     if args.progress_lines {
         crate::fleet::stop_when_stdin_closes(Arc::clone(&stop), Arc::clone(&stop_signal));
     }
@@ -291,6 +284,19 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     print_recommendation(&records, Objective::WithinSlowdown { max_slowdown: ov.max_slowdown }, TableFormat::Table);
     println!("Again from the file: joulebench recommend {}", out.display());
     Ok(())
+}
+
+/// SIGINT and SIGTERM set the stop flag (and the signal's number) so the sweep ends
+/// after its point; a second signal ends the process at once.
+pub(crate) fn stop_on_signals() -> (Arc<AtomicBool>, Arc<AtomicUsize>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_signal = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop));
+        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+        let _ = signal_hook::flag::register_usize(sig, Arc::clone(&stop_signal), sig as usize);
+    }
+    (stop, stop_signal)
 }
 
 /// Refuse an existing file without --resume, and a path that cannot be written,
