@@ -11,7 +11,7 @@
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use joulebench_core::verify::verify;
-use joulebench_core::{MatmulShape, Precision, Workload};
+use joulebench_core::{Backend, MatmulShape, Precision, Workload};
 use joulebench_wgpu::{KERNEL_NAIVE, KERNEL_TILED};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -147,4 +147,63 @@ fn main() {
             }
         }
     }
+
+    // Criterion times one kernel after the other; on a shared machine (and lavapipe
+    // shares the CPU with everything else) the load can change in between. Timing the
+    // two alternately and taking the median of the per-pair ratios cancels that drift.
+    eprintln!("\npaired speed-up (naive and tiled alternately, median of {PAIRS} pairs):");
+    for precision in &precisions {
+        for &n in &sizes() {
+            let w = Workload::Matmul(MatmulShape {
+                batch: 1,
+                m: n,
+                n,
+                k: n,
+            });
+            match paired_speedup(&mut backend, *precision, &w, &totals) {
+                Ok((median, low, high)) => eprintln!(
+                    "  {precision} {n}x{n}x{n}: {median:.2}x (pairs from {low:.2}x to {high:.2}x)"
+                ),
+                Err(e) => eprintln!("  {precision} {n}x{n}x{n}: not measured: {e}"),
+            }
+        }
+    }
+}
+
+const PAIRS: usize = 5;
+
+/// Median, lowest and highest of `PAIRS` ratios naive time / tiled time, each from
+/// back-to-back runs of about 0.3 s (from criterion's means) of the two kernels.
+fn paired_speedup(
+    backend: &mut joulebench_wgpu::WgpuBackend,
+    precision: Precision,
+    w: &Workload,
+    totals: &Totals,
+) -> Result<(f64, f64, f64), String> {
+    let Workload::Matmul(s) = w else {
+        return Err("not a matmul".into());
+    };
+    let iterations = |kernel| {
+        totals
+            .get(&(precision.to_string(), s.n, kernel))
+            .map(|&(secs, iters)| (0.3 / (secs / iters.max(1) as f64)).ceil().max(1.0) as u64)
+            .unwrap_or(1)
+    };
+    let mut time_one = |kernel: &'static str| -> Result<f64, String> {
+        let mut k = backend
+            .prepare(kernel, precision, w, 42)
+            .map_err(|e| e.to_string())?;
+        k.run(1).map_err(|e| e.to_string())?;
+        let n = iterations(kernel);
+        let t = k.run(n).map_err(|e| e.to_string())?;
+        Ok(t.device_s.unwrap_or(t.wall_s) / n as f64)
+    };
+    let mut ratios = Vec::with_capacity(PAIRS);
+    for _ in 0..PAIRS {
+        let naive = time_one(KERNEL_NAIVE)?;
+        let tiled = time_one(KERNEL_TILED)?;
+        ratios.push(naive / tiled);
+    }
+    ratios.sort_by(f64::total_cmp);
+    Ok((ratios[PAIRS / 2], ratios[0], ratios[PAIRS - 1]))
 }

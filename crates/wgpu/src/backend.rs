@@ -49,6 +49,16 @@ pub fn open(selector: Option<&str>) -> Result<WgpuBackend, BackendError> {
     WgpuBackend::new(&adapters[index], reports[index].clone())
 }
 
+impl std::fmt::Debug for WgpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WgpuBackend")
+            .field("adapter", &self.report.summary())
+            .field("device_timer", &self.gpu.timestamps)
+            .field("compiled_pipelines", &self.pipelines.len())
+            .finish()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kernel {
     Naive,

@@ -73,9 +73,7 @@ fn selectors_pick_the_same_adapter() {
     let index = b.adapter().index.to_string();
     let by_index = joulebench_wgpu::open(Some(&index)).expect("open by index");
     assert_eq!(by_index.device(), b.device());
-    let err = joulebench_wgpu::open(Some("no such adapter, surely"))
-        .err()
-        .expect("an unknown name is an error");
+    let err = joulebench_wgpu::open(Some("no such adapter, surely")).unwrap_err();
     assert!(
         err.to_string().contains("no adapter name contains"),
         "{err}"
