@@ -468,3 +468,22 @@ fn recommend_emits_a_settings_file_that_reads_back() {
     assert_eq!(std::fs::read(&toml).unwrap(), before);
     ok(&["recommend", s(&h100), "--emit", "toml", s(&toml), "--force"]);
 }
+
+#[test]
+fn the_readme_settings_example_is_a_valid_settings_file() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("### Settings file for a training launcher")
+        .expect("README section")..];
+    let start = section.find("```toml\n").expect("toml block") + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let parsed = SettingsFile::parse(
+        example,
+        joulebench_analysis::settings_file::SettingsFormat::Toml,
+        Path::new("README.md"),
+    )
+    .unwrap();
+    assert_eq!(parsed.settings.len(), 1);
+    assert_eq!(parsed.settings[0].power_cap_w, Some(560.0));
+}
