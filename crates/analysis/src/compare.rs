@@ -183,16 +183,13 @@ pub fn comparison_table(
     );
     if let Some(p) = costs.price_per_kwh {
         t.notes.push(format!(
-            "Cost at {} {}per kWh.",
-            sig(p, 4),
+            "Cost at {p} {}per kWh.",
             currency.map(|c| format!("{c} ")).unwrap_or_default()
         ));
     }
     if let Some(g) = costs.grid_gco2e_per_kwh {
-        t.notes.push(format!(
-            "CO₂e at a grid intensity of {} g per kWh.",
-            sig(g, 4)
-        ));
+        t.notes
+            .push(format!("CO₂e at a grid intensity of {g} g per kWh."));
     }
 
     for r in rankings {

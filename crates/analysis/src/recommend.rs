@@ -433,6 +433,88 @@ mod tests {
         // same time, more energy: dominated
         let w = vec![s("a", "default", 1.0, 5.0), s("b", "default", 1.0, 6.0)];
         assert_eq!(pareto_front(&w), vec![0]);
+        // same energy, slower: dominated; the front comes back fastest first
+        let x = vec![s("slow", "60%", 2.0, 5.0), s("fast", "default", 1.0, 5.0)];
+        assert_eq!(pareto_front(&x), vec![1]);
+        assert!(pareto_front(&[]).is_empty());
+    }
+
+    fn records() -> Vec<Record> {
+        use crate::testutil::rec;
+        vec![
+            rec("GPU A", false, Precision::Bf16, "default", 600.0, 1.0),
+            rec("GPU A", false, Precision::Bf16, "80%", 560.0, 0.9),
+            rec("GPU A", false, Precision::Bf16, "60%", 400.0, 0.8),
+        ]
+    }
+
+    /// (chosen cap, energy saved, slowdown) of the one recommendation.
+    fn pick(records: &[Record], objective: Objective) -> (String, f64, f64) {
+        let recs = recommend(records, objective);
+        assert_eq!(recs.len(), 1);
+        let r = &recs[0];
+        (
+            r.chosen().cap.clone(),
+            r.energy_saved().unwrap(),
+            r.slowdown().unwrap(),
+        )
+    }
+
+    #[test]
+    fn recommend_on_records_reports_saving_and_slowdown_against_the_default_cap() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        let v = records();
+        let (cap, saved, slower) = pick(&v, Objective::LeastEnergy);
+        assert_eq!(cap, "60%");
+        assert!(close(saved, 0.2) && close(slower, 0.5), "{saved} {slower}");
+        let (cap, saved, slower) = pick(&v, Objective::WithinSlowdown { max_slowdown: 0.10 });
+        assert_eq!(cap, "80%");
+        assert!(close(saved, 0.1) && close(slower, 600.0 / 560.0 - 1.0));
+        // E·T per FLOP ∝ 1.0/600, 0.9/560, 0.8/400: the 80% cap
+        assert_eq!(pick(&v, Objective::EnergyDelay).0, "80%");
+        // Zeus, η = 0.5 and P_max = the 700 W default limit, in pJ/FLOP:
+        // 0.5 + 350/600 = 1.083, 0.45 + 350/560 = 1.075, 0.4 + 350/400 = 1.275
+        let zeus = |eta| Objective::ZeusCost {
+            eta,
+            max_power_w: None,
+        };
+        assert_eq!(pick(&v, zeus(0.5)).0, "80%");
+        assert_eq!(pick(&v, zeus(1.0)).0, "60%");
+        let (cap, saved, slower) = pick(&v, zeus(0.0));
+        assert_eq!(cap, "default");
+        assert!(close(saved, 0.0) && close(slower, 0.0));
+    }
+
+    #[test]
+    fn without_a_default_cap_point_there_is_no_baseline() {
+        let v = records()[1..].to_vec();
+        let recs = recommend(&v, Objective::LeastEnergy);
+        assert_eq!(recs[0].baseline, None);
+        assert_eq!(recs[0].energy_saved(), None);
+        assert!(recommendation_table(&recs, Objective::LeastEnergy).rows[0]
+            .contains(&"not measured".to_string()));
+    }
+
+    #[test]
+    fn boards_are_apart_per_device_and_pooled_per_model() {
+        let mut v = records();
+        v[2].device.uuid = Some("GPU-second-board".into());
+        let per_device = recommend_by(&v, Objective::LeastEnergy, GroupBy::Device);
+        assert_eq!(per_device.len(), 2);
+        // two boards of one name are told apart by their UUID
+        assert!(
+            per_device.iter().all(|r| r.device.contains("GPU A [")),
+            "{per_device:?}"
+        );
+        let per_model = recommend_by(&v, Objective::LeastEnergy, GroupBy::Model);
+        assert_eq!(per_model.len(), 1);
+        assert_eq!(per_model[0].device, "GPU A");
+        assert_eq!(per_model[0].chosen().cap, "60%");
+        // its baseline is the default-cap point of the other board of the model
+        assert_eq!(
+            per_model[0].baseline().map(|b| b.cap.as_str()),
+            Some("default")
+        );
     }
 
     #[test]

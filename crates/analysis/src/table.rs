@@ -86,9 +86,9 @@ impl Table {
 
     fn markdown(&self) -> String {
         let mut out = format!("### {}\n\n", self.title);
-        for n in &self.notes {
-            out.push_str(&format!("> {n}\n"));
-        }
+        // one quoted paragraph per note: consecutive "> " lines would run together
+        let quoted: Vec<String> = self.notes.iter().map(|n| format!("> {n}\n")).collect();
+        out.push_str(&quoted.join(">\n"));
         if !self.notes.is_empty() {
             out.push('\n');
         }
