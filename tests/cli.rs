@@ -193,7 +193,7 @@ fn a_killed_sweep_resumes_without_losing_or_repeating_a_point() {
     let before = std::fs::read(&out).unwrap();
     let n_before = lines(&out).len();
     assert!(
-        n_before >= 5 && n_before < 36,
+        (5..36).contains(&n_before),
         "killed after {n_before} points"
     );
 

@@ -82,24 +82,38 @@ pub fn open(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
         BackendChoice::Sim => open_sim(opts),
         BackendChoice::Wgpu => open_wgpu(opts),
         BackendChoice::Cuda => open_cuda(opts),
-        BackendChoice::Auto => {
-            let cuda = joulebench_cuda::probe();
-            if cuda.driver.is_ok() && cuda.nvrtc.is_ok() && !cuda.devices.is_empty() {
-                return open_cuda(opts);
+        BackendChoice::Auto => match resolve_backend(BackendChoice::Auto) {
+            BackendChoice::Cuda => open_cuda(opts),
+            BackendChoice::Wgpu => open_wgpu(opts),
+            _ => {
+                let mut dev = open_sim(opts)?;
+                dev.notes.push(
+                    "no CUDA device and no GPU wgpu adapter found (see `joulebench devices`): using the simulated device; records say simulated"
+                        .into(),
+                );
+                Ok(dev)
             }
-            let gpu_adapter = joulebench_wgpu::list_adapters()
-                .map(|a| a.iter().any(|r| !r.cpu_emulation))
-                .unwrap_or(false);
-            if gpu_adapter {
-                return open_wgpu(opts);
-            }
-            let mut dev = open_sim(opts)?;
-            dev.notes.push(
-                "no CUDA device and no GPU wgpu adapter found (see `joulebench devices`): using the simulated device; records say simulated"
-                    .into(),
-            );
-            Ok(dev)
-        }
+        },
+    }
+}
+
+/// What `auto` means on this machine: CUDA when a CUDA device and NVRTC are there,
+/// else wgpu when it has a GPU (not a CPU emulation), else the simulated device.
+pub fn resolve_backend(choice: BackendChoice) -> BackendChoice {
+    if choice != BackendChoice::Auto {
+        return choice;
+    }
+    let cuda = joulebench_cuda::probe();
+    if cuda.driver.is_ok() && cuda.nvrtc.is_ok() && !cuda.devices.is_empty() {
+        return BackendChoice::Cuda;
+    }
+    let gpu_adapter = joulebench_wgpu::list_adapters()
+        .map(|a| a.iter().any(|r| !r.cpu_emulation))
+        .unwrap_or(false);
+    if gpu_adapter {
+        BackendChoice::Wgpu
+    } else {
+        BackendChoice::Sim
     }
 }
 

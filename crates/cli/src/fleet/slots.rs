@@ -116,24 +116,7 @@ fn profile_names(list: &str) -> Vec<String> {
         .collect()
 }
 
-/// `auto` as `open` resolves it, so every worker gets the same concrete backend.
-pub fn resolve_backend(choice: BackendChoice) -> BackendChoice {
-    if choice != BackendChoice::Auto {
-        return choice;
-    }
-    let cuda = joulebench_cuda::probe();
-    if cuda.driver.is_ok() && cuda.nvrtc.is_ok() && !cuda.devices.is_empty() {
-        return BackendChoice::Cuda;
-    }
-    let gpu_adapter = joulebench_wgpu::list_adapters()
-        .map(|a| a.iter().any(|r| !r.cpu_emulation))
-        .unwrap_or(false);
-    if gpu_adapter {
-        BackendChoice::Wgpu
-    } else {
-        BackendChoice::Sim
-    }
-}
+pub use crate::open::resolve_backend;
 
 pub fn backend_name(b: BackendChoice) -> String {
     b.to_possible_value()
