@@ -582,7 +582,7 @@ fn attention_f32(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], p: Precisi
     for row in 0..rows {
         let (bh, i) = (row / sq, row % sq);
         let visible = if s.causal {
-            (i + skv).saturating_sub(sq).saturating_add(1).min(skv)
+            (i + skv + 1).saturating_sub(sq).min(skv)
         } else {
             skv
         };
