@@ -168,6 +168,9 @@ fn window_config(sel: &Selection, info: &DeviceInfo, test_mode: bool) -> WindowC
     if let Some(s) = sel.min_window_s {
         cfg.min_window_s = s;
     }
+    if info.simulated && !test_mode {
+        cfg.virtual_pacing = Some(SIM_PACING);
+    }
     cfg
 }
 
@@ -259,8 +262,11 @@ fn open_devices(sel: &Selection, test_mode: bool) -> Result<Vec<Device>, String>
     Ok(devices)
 }
 
-/// Criterion settings per group, so that the simulated device's virtual-time runs
-/// stay short in wall time and a real meter's windows fit the sample count.
+/// Real seconds per virtual second on the simulated device in `cargo bench`: it
+/// runs 33× faster than a real GPU would, and each energy sample is one window.
+const SIM_PACING: f64 = 0.03;
+
+/// Criterion settings per group, in real seconds.
 struct GroupTimes {
     warm_up: Duration,
     measurement: Duration,
@@ -268,33 +274,21 @@ struct GroupTimes {
 
 const SAMPLES: usize = 10;
 
-fn time_group_times(simulated: bool) -> GroupTimes {
-    if simulated {
-        GroupTimes {
-            warm_up: Duration::from_millis(50),
-            measurement: Duration::from_millis(200),
-        }
-    } else {
-        GroupTimes {
-            warm_up: Duration::from_secs(1),
-            measurement: Duration::from_secs(3),
-        }
+/// `scale`: real seconds per device-clock second (1, or the simulated pacing).
+fn time_group_times(scale: f64) -> GroupTimes {
+    GroupTimes {
+        warm_up: Duration::from_secs_f64(scale),
+        measurement: Duration::from_secs_f64(3.0 * scale),
     }
 }
 
-fn energy_group_times(simulated: bool, window_s: f64, period_s: f64) -> GroupTimes {
-    if simulated {
-        return GroupTimes {
-            warm_up: Duration::from_millis(50),
-            measurement: Duration::from_millis(300),
-        };
-    }
+fn energy_group_times(scale: f64, window_s: f64, period_s: f64) -> GroupTimes {
     // One window per sample: its length, plus up to a meter period at each end
     // for alignment. 1.5× leaves criterion two iterations per sample (one window).
     let per_sample_s = window_s + 2.0 * period_s;
     GroupTimes {
-        warm_up: Duration::from_secs_f64(window_s.max(1.0)),
-        measurement: Duration::from_secs_f64(1.5 * per_sample_s * SAMPLES as f64),
+        warm_up: Duration::from_secs_f64(scale * window_s.max(1.0)),
+        measurement: Duration::from_secs_f64(scale * 1.5 * per_sample_s * SAMPLES as f64),
     }
 }
 
@@ -436,6 +430,7 @@ fn bench_case(
     }
     let flop = w.flop().map_err(|e| e.to_string())?;
     let simulated = dev.backend.device().simulated;
+    let scale = dev.bench.config().virtual_pacing.unwrap_or(1.0);
     let bench = &mut dev.bench;
     let mut kernel = match dev.backend.prepare(case.kernel, case.precision, &w, SEED) {
         Ok(k) => k,
@@ -464,7 +459,7 @@ fn bench_case(
     let parameter = shape_label(&w);
     let mut failure: Option<String> = None;
 
-    let t = time_group_times(simulated);
+    let t = time_group_times(scale);
     let mut group = time.benchmark_group(format!("{}/{}/time", case.op, kind.name()));
     group
         .sample_size(SAMPLES)
@@ -494,7 +489,7 @@ fn bench_case(
         println!("   {what}: {clock}; no energy meter");
         return Ok(true);
     }
-    let t = energy_group_times(simulated, bench.window_target_s(), bench.update_period_s());
+    let t = energy_group_times(scale, bench.window_target_s(), bench.update_period_s());
     let mut group = energy.benchmark_group(format!("{}/{}/energy", case.op, kind.name()));
     group
         .sample_size(SAMPLES)

@@ -7,7 +7,7 @@
 
 use joulebench_core::{Clock, EnergyMeter, MeterError, MeterSource, ProtocolConfig, RunTiming};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError<E: std::error::Error + 'static> {
@@ -30,6 +30,12 @@ pub struct WindowConfig {
     /// Start and end each window on an update of the energy counter.
     pub align_to_counter: bool,
     pub counter_poll_s: f64,
+    /// For a virtual clock (the simulated device): real seconds to spend per
+    /// second of the device clock. criterion sizes its samples by wall time, so
+    /// without pacing it takes virtual work for free and asks for windows of
+    /// hours; with 0.03 it sees a device 33× faster than real time, and each sample
+    /// is about one window. `None` on a real clock.
+    pub virtual_pacing: Option<f64>,
 }
 
 impl Default for WindowConfig {
@@ -41,6 +47,7 @@ impl Default for WindowConfig {
             block_s: 0.01,
             align_to_counter: p.align_to_counter,
             counter_poll_s: p.counter_poll_s,
+            virtual_pacing: None,
         }
     }
 }
@@ -55,6 +62,7 @@ impl WindowConfig {
             block_s: 0.0,
             align_to_counter: false,
             counter_poll_s: 0.001,
+            virtual_pacing: None,
         }
     }
 
@@ -219,6 +227,7 @@ impl EnergyBench {
         E: std::error::Error + 'static,
         F: FnMut(u64) -> Result<RunTiming, E>,
     {
+        let pace = self.pace_start();
         let mut seconds = 0.0;
         let mut left = iterations;
         while left > 0 {
@@ -227,6 +236,7 @@ impl EnergyBench {
             seconds += t.device_s.unwrap_or(t.wall_s);
             left -= n;
         }
+        self.pace(pace);
         Ok(Duration::from_secs_f64(seconds.max(0.0)))
     }
 
@@ -244,7 +254,9 @@ impl EnergyBench {
         E: std::error::Error + 'static,
         F: FnMut(u64) -> Result<RunTiming, E>,
     {
+        let pace = self.pace_start();
         let window = self.window(iterations, cal, run)?;
+        self.pace(pace);
         let joules = window.joules_per_iteration() * iterations as f64;
         if window.short {
             self.short_windows += 1;
@@ -324,6 +336,22 @@ impl EnergyBench {
             aligned: opening_aligned && closing_aligned,
             short: seconds < 0.98 * min_trustworthy_window_s(period),
         })
+    }
+
+    fn pace_start(&self) -> (Instant, f64) {
+        (Instant::now(), self.clock.now_s())
+    }
+
+    /// Sleep until `virtual_pacing` real seconds per clock second have passed.
+    fn pace(&self, (real0, clock0): (Instant, f64)) {
+        let Some(ratio) = self.config.virtual_pacing else {
+            return;
+        };
+        let wanted = (self.clock.now_s() - clock0) * ratio;
+        let spent = real0.elapsed().as_secs_f64();
+        if wanted.is_finite() && wanted > spent {
+            std::thread::sleep(Duration::from_secs_f64(wanted - spent));
+        }
     }
 
     /// Poll the meter until its reading changes; give up after three update periods.

@@ -132,3 +132,29 @@ fn a_failing_workload_is_an_error_not_a_panic() {
         other => panic!("expected the workload's error, got {other:?}"),
     }
 }
+
+#[test]
+fn virtual_time_is_paced_in_real_time() {
+    let mut dev = SimDevice::open("sim-h100", 0, 3).unwrap();
+    let cfg = WindowConfig {
+        virtual_pacing: Some(0.02),
+        ..WindowConfig::default()
+    };
+    let mut bench = EnergyBench::new(Box::new(dev.meter), dev.clock.clone(), cfg);
+    let w = shape(4096);
+    let mut k = dev
+        .backend
+        .prepare("sim-vendor", Precision::Bf16, &w, 1)
+        .unwrap();
+    let mut run = |n: u64| k.run(n);
+    let cal = bench.calibrate(&mut run).unwrap();
+    let start = std::time::Instant::now();
+    bench.joules(1, &cal, &mut run).unwrap();
+    let window_s = bench.last_window().unwrap().seconds;
+    // at least 0.02 real seconds per virtual second of the window
+    assert!(
+        start.elapsed().as_secs_f64() >= 0.02 * window_s,
+        "{:?}",
+        start.elapsed()
+    );
+}
