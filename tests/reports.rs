@@ -487,3 +487,27 @@ fn the_readme_settings_example_is_a_valid_settings_file() {
     assert_eq!(parsed.settings.len(), 1);
     assert_eq!(parsed.settings[0].power_cap_w, Some(560.0));
 }
+
+#[test]
+fn merge_and_compare_explain_their_flags() {
+    for (cmd, flags) in [
+        ("merge", &["--out", "--allow-mixed", "--force"][..]),
+        (
+            "compare",
+            &[
+                "--cap",
+                "--price-per-kwh",
+                "--grid-gco2-per-kwh",
+                "--allow-mixed",
+                "--plots",
+            ][..],
+        ),
+    ] {
+        let o = run(&[cmd, "--help"]);
+        assert!(o.status.success());
+        let help = String::from_utf8_lossy(&o.stdout);
+        for f in flags {
+            assert!(help.contains(f), "{cmd} --help lacks {f}:\n{help}");
+        }
+    }
+}

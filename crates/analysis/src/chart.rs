@@ -46,6 +46,35 @@ fn text(size_px: u32) -> TextStyle<'static> {
     (FONT_FAMILY, size_px).into_font().color(&BLACK)
 }
 
+/// Where a chart's numbers come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataKind {
+    Measured,
+    /// All from the simulated device.
+    Simulated,
+    /// Measured and simulated devices side by side.
+    Mixed,
+}
+
+impl DataKind {
+    pub fn of(any_simulated: bool, any_measured: bool) -> DataKind {
+        match (any_simulated, any_measured) {
+            (true, true) => DataKind::Mixed,
+            (true, false) => DataKind::Simulated,
+            _ => DataKind::Measured,
+        }
+    }
+
+    /// What the title starts with, in red.
+    fn tag(self) -> Option<&'static str> {
+        match self {
+            DataKind::Measured => None,
+            DataKind::Simulated => Some("SIMULATED DATA — "),
+            DataKind::Mixed => Some("MIXED: SOME DEVICES SIMULATED — "),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Marker {
     None,
@@ -84,8 +113,8 @@ pub struct XyChart {
     pub title: String,
     /// Second title line: device and workload.
     pub subtitle: String,
-    /// Puts "SIMULATED DATA" in red in front of the title.
-    pub simulated: bool,
+    /// Simulated or mixed data is named in red in front of the title.
+    pub data: DataKind,
     pub x_label: String,
     pub y_label: String,
     pub series: Vec<Series>,
@@ -101,7 +130,7 @@ pub struct XyChart {
 pub struct BarChart {
     pub title: String,
     pub subtitle: String,
-    pub simulated: bool,
+    pub data: DataKind,
     pub y_label: String,
     pub categories: Vec<String>,
     /// (legend label, colour, one value per category).
@@ -124,11 +153,11 @@ pub enum Chart {
 
 impl Chart {
     fn title(&self) -> String {
-        let (t, s, sim) = match self {
-            Chart::Xy(c) => (&c.title, &c.subtitle, c.simulated),
-            Chart::Bars(c) => (&c.title, &c.subtitle, c.simulated),
+        let (t, s, data) = match self {
+            Chart::Xy(c) => (&c.title, &c.subtitle, c.data),
+            Chart::Bars(c) => (&c.title, &c.subtitle, c.data),
         };
-        format!("{}{t}: {s}", if sim { "SIMULATED DATA — " } else { "" })
+        format!("{}{t}: {s}", data.tag().unwrap_or(""))
     }
 }
 
@@ -173,12 +202,12 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(e2s)?;
-    let (title, subtitle, simulated, footnote) = match chart {
-        Chart::Xy(c) => (&c.title, &c.subtitle, c.simulated, &c.footnote),
-        Chart::Bars(c) => (&c.title, &c.subtitle, c.simulated, &c.footnote),
+    let (title, subtitle, data, footnote) = match chart {
+        Chart::Xy(c) => (&c.title, &c.subtitle, c.data, &c.footnote),
+        Chart::Bars(c) => (&c.title, &c.subtitle, c.data, &c.footnote),
     };
     let (head, body) = root.split_vertically(TITLE_HEIGHT_PX);
-    draw_title(&head, title, subtitle, simulated)?;
+    draw_title(&head, title, subtitle, data)?;
     let body = match footnote {
         Some(note) => {
             let (body, foot) = body.split_vertically(HEIGHT_PX - TITLE_HEIGHT_PX - 34);
@@ -198,14 +227,13 @@ fn draw_title<DB: DrawingBackend>(
     head: &Area<DB>,
     title: &str,
     subtitle: &str,
-    simulated: bool,
+    data: DataKind,
 ) -> Result<(), String>
 where
     DB::ErrorType: 'static,
 {
     let mut x = 20;
-    if simulated {
-        let tag = "SIMULATED DATA — ";
+    if let Some(tag) = data.tag() {
         let style = text(26).color(&RGBColor(190, 0, 0));
         head.draw_text(tag, &style, (x, 12)).map_err(e2s)?;
         x += head.estimate_text_size(tag, &style).map_err(e2s)?.0 as i32;
@@ -596,7 +624,7 @@ mod tests {
         let chart = Chart::Xy(XyChart {
             title: "Energy vs power cap".into(),
             subtitle: "GPU A · matmul".into(),
-            simulated: true,
+            data: DataKind::Simulated,
             x_label: "power cap (W)".into(),
             y_label: "energy (pJ/FLOP)".into(),
             series: vec![Series {

@@ -3,8 +3,8 @@
 //! and, for a comparison, devices side by side. Drawing itself is in `chart`.
 
 use crate::chart::{
-    render, slug, BarChart, Chart, LegendEntry, Marker, PlotError, PlotFiles, Series, XyChart,
-    PALETTE,
+    render, slug, BarChart, Chart, DataKind, LegendEntry, Marker, PlotError, PlotFiles, Series,
+    XyChart, PALETTE,
 };
 use crate::compare::{CapChoice, Ranking};
 use crate::recommend::{recommend, Objective, Recommendation, Setting};
@@ -138,7 +138,7 @@ pub fn energy_time_chart(r: &Recommendation, objective: Objective) -> XyChart {
     XyChart {
         title: "Energy vs time per FLOP".into(),
         subtitle: subtitle(r),
-        simulated: r.simulated,
+        data: DataKind::of(r.simulated, !r.simulated),
         x_label: "time (ms per 10¹² FLOP)".into(),
         y_label: ENERGY_AXIS.into(),
         series,
@@ -193,7 +193,7 @@ pub fn cap_chart(r: &Recommendation) -> Option<XyChart> {
     Some(XyChart {
         title: "Energy vs power cap".into(),
         subtitle: subtitle(r),
-        simulated: r.simulated,
+        data: DataKind::of(r.simulated, !r.simulated),
         x_label: "power cap (W)".into(),
         y_label: ENERGY_AXIS.into(),
         series,
@@ -238,7 +238,7 @@ pub fn batch_chart(r: &Recommendation) -> Option<XyChart> {
     Some(XyChart {
         title: "Energy vs batch size".into(),
         subtitle: subtitle(r),
-        simulated: r.simulated,
+        data: DataKind::of(r.simulated, !r.simulated),
         x_label: "batch size".into(),
         y_label: ENERGY_AXIS.into(),
         series,
@@ -313,12 +313,13 @@ pub fn compare_charts(rankings: &[Ranking], cap: CapChoice) -> Vec<(String, BarC
                     )
                 })
                 .collect();
-            let simulated = rs.iter().flat_map(|r| &r.entries).any(|e| e.simulated);
+            let entries = || rs.iter().flat_map(|r| &r.entries);
+            let data = DataKind::of(entries().any(|e| e.simulated), entries().any(|e| !e.simulated));
             let gaps = groups_have_gaps(&groups);
             let chart = BarChart {
                 title: "Devices compared by energy per FLOP".into(),
                 subtitle: workload.to_string(),
-                simulated,
+                data,
                 y_label: format!("{ENERGY_AXIS}, lower is better"),
                 categories: devices,
                 groups,
@@ -412,7 +413,7 @@ mod tests {
         assert_eq!(ring.points.len(), 1);
         assert!((ring.points[0].1 - 0.85).abs() < 1e-9);
         assert!(c.legend.iter().any(|l| l.label == "Pareto front"));
-        assert!(!c.simulated);
+        assert_eq!(c.data, DataKind::Measured);
     }
 
     #[test]
@@ -444,7 +445,9 @@ mod tests {
         assert_eq!(files.len(), 1);
         let svg = std::fs::read_to_string(&files[0].svg).unwrap();
         assert!(
-            svg.contains("GPU A") && svg.contains("sim-b (simulated)") && svg.contains("SIMULATED")
+            svg.contains("GPU A")
+                && svg.contains("sim-b (simulated)")
+                && svg.contains("MIXED: SOME DEVICES SIMULATED")
         );
     }
 }
