@@ -47,6 +47,9 @@ pub fn check_not_mixed(files: &[SourceFile]) -> Result<(), MixedDataError> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Merged {
     pub records: Vec<Record>,
+    /// Where each kept record came from: (index of its file, index in that file), so
+    /// a caller can copy the line as it was written.
+    pub origin: Vec<(usize, usize)>,
     /// Records read, over all files.
     pub read: usize,
     /// Exact duplicates dropped: same point and same `unix_time_s` as a kept record.
@@ -66,9 +69,10 @@ pub fn merge(files: &[SourceFile], allow_mixed: bool) -> Result<Merged, MixedDat
     let mut seen_exact = HashSet::new();
     let mut seen_point = HashSet::new();
     let mut out = Vec::new();
+    let mut origin = Vec::new();
     let (mut read, mut duplicates, mut repeated_points) = (0, 0, 0);
-    for f in files {
-        for r in &f.records {
+    for (fi, f) in files.iter().enumerate() {
+        for (ri, r) in f.records.iter().enumerate() {
             read += 1;
             let key = r.point_key();
             if !seen_exact.insert((key.clone(), r.unix_time_s.to_bits())) {
@@ -79,6 +83,7 @@ pub fn merge(files: &[SourceFile], allow_mixed: bool) -> Result<Merged, MixedDat
                 repeated_points += 1;
             }
             out.push(r.clone());
+            origin.push((fi, ri));
         }
     }
     let simulated = out.iter().filter(|r| r.simulated).count();
@@ -86,6 +91,7 @@ pub fn merge(files: &[SourceFile], allow_mixed: bool) -> Result<Merged, MixedDat
         real: out.len() - simulated,
         simulated,
         records: out,
+        origin,
         read,
         duplicates,
         repeated_points,
@@ -125,6 +131,8 @@ mod tests {
         );
         assert_eq!(m.records[0], a);
         assert_eq!(m.records[1], b);
+        // the later copy of `a` in file 2 is the repeat kept, its exact copy dropped
+        assert_eq!(m.origin, vec![(0, 0), (0, 1), (1, 1)]);
         assert_eq!((m.simulated, m.real), (0, 3));
     }
 

@@ -16,11 +16,28 @@ pub fn run(args: &MergeArgs) -> Result<(), CliError> {
              each record keeps its \"simulated\" field and every table and plot marks simulated rows."
         ))
     })?;
+    // Copy each kept record's line as it was written, so a field this joulebench does
+    // not know survives the merge; read_records has already checked every line.
+    let mut lines: Vec<Vec<String>> = Vec::new();
+    for src in &sources {
+        let text = std::fs::read_to_string(&src.path)
+            .map_err(|e| usage(format!("cannot read {}: {e}", src.path.display())))?;
+        let file_lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(String::from)
+            .collect();
+        if file_lines.len() != src.records.len() {
+            return Err(usage(format!(
+                "{} changed while it was being merged",
+                src.path.display()
+            )));
+        }
+        lines.push(file_lines);
+    }
     let mut text = String::new();
-    for r in &merged.records {
-        let line =
-            serde_json::to_string(r).map_err(|e| usage(format!("cannot encode a record: {e}")))?;
-        text.push_str(&line);
+    for &(file, record) in &merged.origin {
+        text.push_str(&lines[file][record]);
         text.push('\n');
     }
     write_output(&args.out, &text, args.force, "--out")?;
