@@ -62,7 +62,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         sim_index: 0,
         adapter: None,
         cuda_device: 0,
-        meter: MeterMode::Auto,
+        meter: Some(MeterMode::Auto),
         sample_interval: Duration::from_millis(10),
         cold_l2: false,
         seed: 42,

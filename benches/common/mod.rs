@@ -181,7 +181,7 @@ fn open_device(kind: Kind, sel: &Selection, test_mode: bool) -> Result<Device, S
         sim_index: 0,
         adapter: None,
         cuda_device: 0,
-        meter: MeterMode::Auto,
+        meter: Some(MeterMode::Auto),
         sample_interval: Duration::from_millis(10),
         cold_l2: false,
         seed: SEED,
@@ -330,6 +330,9 @@ pub fn run(op: Op, shapes_for: ShapesFor) -> i32 {
             return 1;
         }
     };
+    // criterion's report charts draw with plotters, whose bundled-font renderer (used
+    // by joulebench's own plots in this build) only knows registered fonts
+    joulebench_analysis::chart::register_fonts();
     let mut time = Criterion::default()
         .sample_size(SAMPLES)
         .configure_from_args();

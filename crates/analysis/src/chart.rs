@@ -34,12 +34,24 @@ pub enum PlotError {
 }
 
 fn font() -> Result<(), PlotError> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    if *REGISTERED.get_or_init(|| register_font(FONT_FAMILY, FontStyle::Normal, FONT_TTF).is_ok()) {
+    if register_fonts() {
         Ok(())
     } else {
         Err(PlotError::Font)
     }
+}
+
+/// Register the bundled font with plotters, under joulebench's own family and the
+/// generic families other plotters users in the same program ask for (criterion's
+/// HTML-report charts ask for "sans-serif"): with plotters' `ab_glyph` renderer,
+/// which needs no system font, a family nobody registered fails to draw.
+pub fn register_fonts() -> bool {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        [FONT_FAMILY, "sans-serif", "serif", "monospace"]
+            .iter()
+            .all(|family| register_font(family, FontStyle::Normal, FONT_TTF).is_ok())
+    })
 }
 
 fn text(size_px: u32) -> TextStyle<'static> {

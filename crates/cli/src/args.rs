@@ -151,9 +151,14 @@ pub struct SweepArgs {
     /// Flush the L2 cache before every timed iteration (CUDA; "cold" as nvbench calls it).
     #[arg(long)]
     pub cold_l2: bool,
-    /// NVML energy source: auto (the energy counter, else sampled power), counter,
-    /// sampled, or check (both over the same windows; records their agreement).
-    #[arg(long, default_value = "auto", value_name = "auto|counter|sampled|check")]
+    /// Energy source: auto (NVML's energy counter, else sampled power), counter, sampled,
+    /// check (both over the same windows; records their agreement), or none (time only,
+    /// to measure the meter's own overhead).
+    #[arg(
+        long,
+        default_value = "auto",
+        value_name = "auto|counter|sampled|check|none"
+    )]
     pub meter: String,
     /// Interval of the power-sampling meter, milliseconds.
     #[arg(long, default_value_t = 10, value_name = "MS")]
@@ -338,7 +343,11 @@ pub fn parse_fraction(s: &str, what: &str) -> Result<f64, String> {
 }
 
 /// A comma-separated list parsed item by item.
-pub fn parse_list<T>(s: &str, what: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
+pub fn parse_list<T>(
+    s: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
     let items: Vec<T> = s
         .split(',')
         .map(str::trim)

@@ -24,7 +24,8 @@ pub struct OpenOptions {
     pub sim_index: usize,
     pub adapter: Option<String>,
     pub cuda_device: usize,
-    pub meter: MeterMode,
+    /// The NVML energy source; `None` turns the energy meter off (time only).
+    pub meter: Option<MeterMode>,
     pub sample_interval: Duration,
     /// Flush L2 before every timed iteration (CUDA).
     pub cold_l2: bool,
@@ -137,10 +138,16 @@ fn open_sim(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
         }
         None => None,
     };
+    let meter: Box<dyn EnergyMeter> = match opts.meter {
+        Some(_) => Box::new(dev.meter),
+        None => Box::new(NoMeter {
+            reason: "energy meter turned off with --meter none".into(),
+        }),
+    };
     Ok(OpenDevice {
         clock: dev.clock,
         backend: Box::new(dev.backend),
-        meter: Box::new(dev.meter),
+        meter,
         power: match &nvml {
             Some((d, _)) => Some(Box::new(NvmlPowerControl::new(d.clone()))),
             None => Some(Box::new(dev.power)),
@@ -210,24 +217,33 @@ fn with_nvml(
                 (no_meter(reason), None, None)
             }
             (false, Ok((dev, id))) => {
+                let power: Box<dyn PowerControl> = Box::new(NvmlPowerControl::new(dev.clone()));
                 let sampling = SamplingConfig {
                     interval: opts.sample_interval,
                 };
-                match nvml::open_meter(dev.clone(), opts.meter, sampling) {
-                    Ok(m) => {
-                        notes.push(format!("energy meter: NVML on {}", id.describe()));
-                        notes.extend(m.note);
-                        let power: Box<dyn PowerControl> =
-                            Box::new(NvmlPowerControl::new(dev.clone()));
-                        (m.meter, Some(power), Some((dev, id)))
+                let meter = match opts.meter {
+                    None => {
+                        notes.push(
+                            "energy meter off (--meter none): time is measured, energy is not"
+                                .into(),
+                        );
+                        no_meter("energy meter turned off with --meter none".into())
                     }
-                    Err(e) => {
-                        notes.push(format!(
-                            "no energy meter: {e}; time is measured, energy is not"
-                        ));
-                        (no_meter(e.to_string()), None, None)
-                    }
-                }
+                    Some(mode) => match nvml::open_meter(dev.clone(), mode, sampling) {
+                        Ok(m) => {
+                            notes.push(format!("energy meter: NVML on {}", id.describe()));
+                            notes.extend(m.note);
+                            m.meter
+                        }
+                        Err(e) => {
+                            notes.push(format!(
+                                "no energy meter: {e}; time is measured, energy is not"
+                            ));
+                            no_meter(e.to_string())
+                        }
+                    },
+                };
+                (meter, Some(power), Some((dev, id)))
             }
         };
     Ok(OpenDevice {

@@ -11,7 +11,9 @@ use joulebench_analysis::recommend::Objective;
 use joulebench_analysis::table::TableFormat;
 use joulebench_core::plan::{Preset, SweepConfig};
 use joulebench_core::record::{existing_keys, read_records, JsonlWriter};
-use joulebench_core::sweep::{run_sweep, tool_info, DeviceSession, SweepError, SweepObserver, SweepOptions};
+use joulebench_core::sweep::{
+    run_sweep, tool_info, DeviceSession, SweepError, SweepObserver, SweepOptions,
+};
 use joulebench_core::{PowerCap, Precision};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,7 +33,11 @@ fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
     let precisions = args
         .precisions
         .as_deref()
-        .map(|s| parse_list(s, "precision", |p| p.parse::<Precision>().map_err(|e| e.to_string())))
+        .map(|s| {
+            parse_list(s, "precision", |p| {
+                p.parse::<Precision>().map_err(|e| e.to_string())
+            })
+        })
         .transpose()
         .map_err(usage)?;
     let kernels = args
@@ -51,7 +57,12 @@ fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
         })
         .transpose()
         .map_err(usage)?;
-    let power_caps = args.power_caps.as_deref().map(PowerCap::parse_list).transpose().map_err(usage)?;
+    let power_caps = args
+        .power_caps
+        .as_deref()
+        .map(PowerCap::parse_list)
+        .transpose()
+        .map_err(usage)?;
     let target_spread = args
         .protocol
         .target_spread
@@ -60,10 +71,21 @@ fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
         .transpose()
         .map_err(usage)?;
     let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
-    Ok(Overrides { precisions, kernels, batch_sizes, power_caps, target_spread, max_slowdown })
+    Ok(Overrides {
+        precisions,
+        kernels,
+        batch_sizes,
+        power_caps,
+        target_spread,
+        max_slowdown,
+    })
 }
 
-fn build_config(args: &SweepArgs, ov: &Overrides, dev: &OpenDevice) -> Result<SweepConfig, CliError> {
+fn build_config(
+    args: &SweepArgs,
+    ov: &Overrides,
+    dev: &OpenDevice,
+) -> Result<SweepConfig, CliError> {
     let mut cfg = match &args.config {
         Some(path) => SweepConfig::from_toml_file(path).map_err(usage)?,
         None => {
@@ -94,7 +116,17 @@ fn build_config(args: &SweepArgs, ov: &Overrides, dev: &OpenDevice) -> Result<Sw
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(v) = p.$field { proto.$field = v; } )* };
     }
-    set!(idle_baseline_s, warmup_s, min_window_s, min_counter_updates, blocks_per_window, block_gap_s, min_windows, max_windows, point_budget_s);
+    set!(
+        idle_baseline_s,
+        warmup_s,
+        min_window_s,
+        min_counter_updates,
+        blocks_per_window,
+        block_gap_s,
+        min_windows,
+        max_windows,
+        point_budget_s
+    );
     if let Some(t) = ov.target_spread {
         proto.target_rel_spread = t;
     }
@@ -105,7 +137,13 @@ fn build_config(args: &SweepArgs, ov: &Overrides, dev: &OpenDevice) -> Result<Sw
 fn slug(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     while out.contains("--") {
         out = out.replace("--", "-");
@@ -146,7 +184,9 @@ pub(crate) fn host_name() -> String {
 pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     let ov = parse_overrides(args)?;
     if args.resume && args.out.is_none() {
-        return Err(usage("--resume needs --out FILE: the results file to continue"));
+        return Err(usage(
+            "--resume needs --out FILE: the results file to continue",
+        ));
     }
     if let Some(out) = &args.out {
         check_out_path(out, args.resume)?;
@@ -155,7 +195,13 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         return crate::fleet::run(args, devices, ov.max_slowdown);
     }
     let seed = args.seed.unwrap_or(42);
-    let meter: joulebench_energy::nvml::MeterMode = args.meter.parse().map_err(usage)?;
+    let meter: Option<joulebench_energy::nvml::MeterMode> = match args.meter.trim() {
+        "none" | "off" => None,
+        m => Some(
+            m.parse()
+                .map_err(|e: String| usage(format!("--meter: {e}, none")))?,
+        ),
+    };
     if args.sample_interval_ms == 0 {
         return Err(usage("--sample-interval-ms must be ≥ 1"));
     }
@@ -185,8 +231,15 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     }
     joulebench_core::sweep::check_caps(&points, dev.power_mut()).map_err(usage)?;
 
-    let out = args.out.clone().unwrap_or_else(|| default_out(dev.backend.name(), &device.name));
-    let done = if args.resume { existing_keys(&out).map_err(usage)? } else { Default::default() };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(dev.backend.name(), &device.name));
+    let done = if args.resume {
+        existing_keys(&out).map_err(usage)?
+    } else {
+        Default::default()
+    };
     let existed = out.exists();
     let mut writer = JsonlWriter::append(&out).map_err(usage)?;
 
@@ -219,20 +272,33 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     };
     let mut progress = Progress::new();
     let mut lines = crate::fleet::ProgressLines;
-    let observer: &mut dyn SweepObserver = if args.progress_lines { &mut lines } else { &mut progress };
+    let observer: &mut dyn SweepObserver = if args.progress_lines {
+        &mut lines
+    } else {
+        &mut progress
+    };
     let result = {
-        let power: Option<&mut dyn joulebench_core::PowerControl> = match (&mut dev.guard, &mut dev.power) {
-            (Some(g), _) => Some(g),
-            (None, Some(p)) => Some(p.as_mut()),
-            _ => None,
-        };
+        let power: Option<&mut dyn joulebench_core::PowerControl> =
+            match (&mut dev.guard, &mut dev.power) {
+                (Some(g), _) => Some(g),
+                (None, Some(p)) => Some(p.as_mut()),
+                _ => None,
+            };
         let mut session = DeviceSession {
             backend: dev.backend.as_mut(),
             meter: dev.meter.as_mut(),
             power,
             clock: dev.clock.as_ref(),
         };
-        run_sweep(&mut session, &points, &opts, &done, &mut writer, observer, &stop)
+        run_sweep(
+            &mut session,
+            &points,
+            &opts,
+            &done,
+            &mut writer,
+            observer,
+            &stop,
+        )
     };
     progress.finish();
     drop(writer);
@@ -247,7 +313,11 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         }
         _ => {}
     }
-    if !existed && std::fs::metadata(&out).map(|m| m.len() == 0).unwrap_or(false) {
+    if !existed
+        && std::fs::metadata(&out)
+            .map(|m| m.len() == 0)
+            .unwrap_or(false)
+    {
         let _ = std::fs::remove_file(&out);
     }
 
@@ -265,7 +335,12 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         }
         Err(SweepError::Power(e)) => return Err(usage(e)),
         Err(SweepError::Record(e)) => return Err(usage(e)),
-        Err(e) => return Err(runtime(format!("{e}; finished points are in {}", out.display()))),
+        Err(e) => {
+            return Err(runtime(format!(
+                "{e}; finished points are in {}",
+                out.display()
+            )))
+        }
     };
     eprintln!(
         "done: {} measured, {} invalid, {} skipped, {} failed{} → {}",
@@ -273,7 +348,11 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         outcome.invalid,
         outcome.skipped,
         outcome.failed,
-        if outcome.resumed > 0 { format!(", {} already there", outcome.resumed) } else { String::new() },
+        if outcome.resumed > 0 {
+            format!(", {} already there", outcome.resumed)
+        } else {
+            String::new()
+        },
         out.display()
     );
     if args.progress_lines {
@@ -281,8 +360,17 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     }
     let records = read_records(&out).map_err(usage)?;
     println!();
-    print_recommendation(&records, Objective::WithinSlowdown { max_slowdown: ov.max_slowdown }, TableFormat::Table);
-    println!("Again from the file: joulebench recommend {}", out.display());
+    print_recommendation(
+        &records,
+        Objective::WithinSlowdown {
+            max_slowdown: ov.max_slowdown,
+        },
+        TableFormat::Table,
+    );
+    println!(
+        "Again from the file: joulebench recommend {}",
+        out.display()
+    );
     Ok(())
 }
 
@@ -303,7 +391,10 @@ pub(crate) fn stop_on_signals() -> (Arc<AtomicBool>, Arc<AtomicUsize>) {
 /// before anything is measured.
 pub(crate) fn check_out_path(out: &Path, resume: bool) -> Result<(), CliError> {
     if out.is_dir() {
-        return Err(usage(format!("--out {} is a directory; give a file path", out.display())));
+        return Err(usage(format!(
+            "--out {} is a directory; give a file path",
+            out.display()
+        )));
     }
     if out.exists() && !resume {
         return Err(usage(format!(

@@ -147,12 +147,14 @@ impl EnergyMeter for CheckMeter {
     }
 
     fn take_agreement(&mut self) -> Option<joulebench_core::meter::MeterAgreement> {
-        self.log.take().map(|a| joulebench_core::meter::MeterAgreement {
-            intervals: a.intervals,
-            agreement_pct: a.agreement_pct,
-            median_difference_pct: a.median_difference_pct,
-            worst_difference_pct: a.worst_difference_pct,
-        })
+        self.log
+            .take()
+            .map(|a| joulebench_core::meter::MeterAgreement {
+                intervals: a.intervals,
+                agreement_pct: a.agreement_pct,
+                median_difference_pct: a.median_difference_pct,
+                worst_difference_pct: a.worst_difference_pct,
+            })
     }
 
     fn energy_j(&mut self) -> Result<f64, MeterError> {
