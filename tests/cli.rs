@@ -2,28 +2,13 @@
 //! its report and recommendation, a sweep killed and resumed, and every kind of
 //! bad input (exit code 2, a clear message, nothing already written lost).
 
+mod common;
+use common::{jb, point_key, records, refused, run, text, write};
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn jb() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_joulebench"));
-    c.env_remove("CI");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    jb().args(args).output().expect("run joulebench")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A small sweep: 2 matmul shapes × 2 kernels × 2 precisions × 3 caps, and attention.
 const SMALL: &str = r#"
@@ -46,27 +31,6 @@ causal = true
 idle_baseline_s = 1.0
 "#;
 
-fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, content).unwrap();
-    p
-}
-
-fn lines(p: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn key(r: &serde_json::Value) -> String {
-    format!(
-        "{}|{}|{}|{}",
-        r["kernel"], r["precision"], r["workload"], r["power_cap"]["requested"]
-    )
-}
-
 #[test]
 fn sweep_report_recommend_on_the_simulated_device() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,7 +50,7 @@ fn sweep_report_recommend_on_the_simulated_device() {
     assert!(t.contains("Recommended settings"), "{t}");
     assert!(t.contains("SIMULATED DATA"), "{t}");
 
-    let recs = lines(&out);
+    let recs = records(&out);
     // matmul: 2 shapes × 2 kernels × 2 precisions × 3 caps; attention: 2 kernels × bf16 × 3 caps,
     // and f32 attention is recorded as skipped with its reason
     assert_eq!(recs.len(), 2 * 2 * 2 * 3 + 2 * 2 * 3);
@@ -191,7 +155,7 @@ fn a_killed_sweep_resumes_without_losing_or_repeating_a_point() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = std::fs::read(&out).unwrap();
-    let n_before = lines(&out).len();
+    let n_before = records(&out).len();
     assert!(
         (5..36).contains(&n_before),
         "killed after {n_before} points"
@@ -214,9 +178,9 @@ fn a_killed_sweep_resumes_without_losing_or_repeating_a_point() {
         &before[..],
         "finished records were rewritten"
     );
-    let recs = lines(&out);
+    let recs = records(&out);
     assert_eq!(recs.len(), 36);
-    let mut keys: Vec<String> = recs.iter().map(key).collect();
+    let mut keys: Vec<String> = recs.iter().map(point_key).collect();
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), 36, "a point was measured twice");
@@ -224,20 +188,7 @@ fn a_killed_sweep_resumes_without_losing_or_repeating_a_point() {
     // resuming a finished file measures nothing more
     let o = jb().args(&resumed).output().unwrap();
     assert!(o.status.success());
-    assert_eq!(lines(&out).len(), 36);
-}
-
-/// Run a bad command: exit code 2, a message containing `expect`, no panic.
-fn refused(args: &[&str], expect: &str) -> String {
-    let o = run(args);
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(2), "args {args:?}: {t}");
-    assert!(
-        t.contains(expect),
-        "args {args:?}: expected '{expect}' in: {t}"
-    );
-    assert!(!t.contains("panicked"), "{t}");
-    t
+    assert_eq!(records(&out).len(), 36);
 }
 
 #[test]

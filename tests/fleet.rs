@@ -2,24 +2,13 @@
 //! and one results file per GPU, the merged file, a GPU that fails while the others
 //! finish, a stopped sweep resumed, and the flags refused before anything runs.
 
+mod common;
+use common::{jb, point_key, records, text, uuids};
+
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn jb() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_joulebench"));
-    c.env_remove("CI");
-    c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// 2 kernels × 2 precisions × 2 caps of one matmul: a few seconds for three GPUs.
 const TINY: &str = r#"
@@ -55,31 +44,6 @@ fn config(dir: &Path, body: &str) -> PathBuf {
     let p = dir.join("sweep.toml");
     std::fs::write(&p, body).unwrap();
     p
-}
-
-fn records(p: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn point_key(r: &serde_json::Value) -> String {
-    format!(
-        "{}|{}|{}|{}|{}",
-        r["device"]["uuid"],
-        r["kernel"],
-        r["precision"],
-        r["workload"],
-        r["power_cap"]["requested"]
-    )
-}
-
-fn uuids(recs: &[serde_json::Value]) -> BTreeSet<String> {
-    recs.iter()
-        .map(|r| r["device"]["uuid"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn assert_each_point_once(recs: &[serde_json::Value]) {

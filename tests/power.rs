@@ -5,8 +5,11 @@
 
 #![cfg(unix)]
 
+mod common;
+use common::text;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DEFAULT_MW: u64 = 300_000;
@@ -137,14 +140,6 @@ extern "C" {
 const SIGINT: i32 = 2;
 const SIGKILL: i32 = 9;
 const SIGTERM: i32 = 15;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn interrupted_sweep_restores(sig: i32, code: i32) {
     let f = Fixture::new();

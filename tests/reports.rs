@@ -3,42 +3,11 @@
 //! mixed simulated and real data, existing output), report --format markdown
 //! with plots, and the settings file of recommend --emit read back.
 
+mod common;
+use common::{ok, refused, run, text};
+
 use joulebench_analysis::settings_file::{SettingsFile, SETTINGS_FORMAT, SETTINGS_VERSION};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn run(args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_joulebench"));
-    c.env_remove("CI");
-    c.args(args).output().expect("run joulebench")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(o.status.success(), "args {args:?}: {}", text(&o));
-    text(&o)
-}
-
-/// A bad command: exit code 2, a message containing `expect`, no panic.
-fn refused(args: &[&str], expect: &str) -> String {
-    let o = run(args);
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(2), "args {args:?}: {t}");
-    assert!(
-        t.contains(expect),
-        "args {args:?}: expected '{expect}' in: {t}"
-    );
-    assert!(!t.contains("panicked"), "{t}");
-    t
-}
 
 /// A small sweep with two caps and two batch sizes of a linear layer.
 const CONFIG: &str = r#"

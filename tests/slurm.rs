@@ -7,6 +7,9 @@
 //! Needs root and Debian's slurm-wlm and munge (scripts/setup-test-deps.sh installs
 //! them). Without them the tests say `skipped: <why>`; under CI=true they fail instead.
 
+mod common;
+use common::{records, text, uuids};
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,14 +23,6 @@ fn repo() -> PathBuf {
 
 fn script(name: &str) -> PathBuf {
     repo().join("scripts/slurm").join(name)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A one-node cluster in a temp dir; its daemons are stopped when it is dropped,
@@ -227,14 +222,6 @@ fn cluster_or_skip() -> Option<Cluster> {
     }
 }
 
-fn records(p: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn point_keys(recs: &[serde_json::Value]) -> HashSet<String> {
     recs.iter()
         .map(|r| {
@@ -247,12 +234,6 @@ fn point_keys(recs: &[serde_json::Value]) -> HashSet<String> {
                 r["power_cap"]["requested"]
             )
         })
-        .collect()
-}
-
-fn uuids(recs: &[serde_json::Value]) -> BTreeSet<String> {
-    recs.iter()
-        .map(|r| r["device"]["uuid"].as_str().unwrap_or("").to_string())
         .collect()
 }
 

@@ -1,0 +1,82 @@
+//! What the end-to-end tests share: running the `joulebench` binary, reading what it
+//! printed, and reading the records it wrote.
+
+// Each test file uses its own subset.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The binary under test, with CI's "fail instead of skip" switched off.
+pub fn jb() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_joulebench"));
+    c.env_remove("CI");
+    c
+}
+
+pub fn run(args: &[&str]) -> Output {
+    jb().args(args).output().expect("run joulebench")
+}
+
+/// Stdout and stderr together.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Run a command that must succeed; its output.
+pub fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(o.status.success(), "args {args:?}: {}", text(&o));
+    text(&o)
+}
+
+/// Run a bad command: exit code 2, a message containing `expect`, no panic.
+pub fn refused(args: &[&str], expect: &str) -> String {
+    let o = run(args);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "args {args:?}: {t}");
+    assert!(
+        t.contains(expect),
+        "args {args:?}: expected '{expect}' in: {t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+    t
+}
+
+pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+/// Every record of a JSONL results file.
+pub fn records(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// What makes a point one point: device, kernel, precision, workload, cap.
+pub fn point_key(r: &serde_json::Value) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        r["device"]["uuid"],
+        r["kernel"],
+        r["precision"],
+        r["workload"],
+        r["power_cap"]["requested"]
+    )
+}
+
+pub fn uuids(recs: &[serde_json::Value]) -> BTreeSet<String> {
+    recs.iter()
+        .map(|r| r["device"]["uuid"].as_str().unwrap_or("").to_string())
+        .collect()
+}
