@@ -8,7 +8,7 @@
 //! them). Without them the tests say `skipped: <why>`; under CI=true they fail instead.
 
 mod common;
-use common::{records, text, uuids};
+use common::{point_key, records, text, uuids};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -223,18 +223,7 @@ fn cluster_or_skip() -> Option<Cluster> {
 }
 
 fn point_keys(recs: &[serde_json::Value]) -> HashSet<String> {
-    recs.iter()
-        .map(|r| {
-            format!(
-                "{}|{}|{}|{}|{}",
-                r["device"]["uuid"],
-                r["kernel"],
-                r["precision"],
-                r["workload"],
-                r["power_cap"]["requested"]
-            )
-        })
-        .collect()
+    recs.iter().map(point_key).collect()
 }
 
 fn write_config(dir: &Path, body: &str) -> PathBuf {

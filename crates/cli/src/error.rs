@@ -30,6 +30,18 @@ impl std::fmt::Display for CliError {
     }
 }
 
+/// A sweep stopped by `signal`: what it kept and how to continue.
+pub fn interrupted(out: &std::path::Path, signal: i32) -> CliError {
+    CliError::Interrupted {
+        message: format!(
+            "interrupted; finished points are in {} (continue with --resume --out {})",
+            out.display(),
+            out.display()
+        ),
+        signal,
+    }
+}
+
 pub fn usage(m: impl std::fmt::Display) -> CliError {
     CliError::Usage(m.to_string())
 }

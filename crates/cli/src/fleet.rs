@@ -126,14 +126,10 @@ pub fn run(args: &SweepArgs, devices: &str, max_slowdown: f64) -> Result<(), Cli
     );
 
     if stopped {
-        return Err(CliError::Interrupted {
-            message: format!(
-                "interrupted; finished points are in {} (continue with --resume --out {})",
-                out.display(),
-                out.display()
-            ),
-            signal: stop_signal.load(Ordering::SeqCst) as i32,
-        });
+        return Err(crate::error::interrupted(
+            &out,
+            stop_signal.load(Ordering::SeqCst) as i32,
+        ));
     }
     if out.exists() {
         let records = read_records(&out).map_err(usage)?;

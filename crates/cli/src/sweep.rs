@@ -324,14 +324,10 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     let outcome = match result {
         Ok(o) => o,
         Err(SweepError::Interrupted) => {
-            return Err(CliError::Interrupted {
-                message: format!(
-                    "interrupted; finished points are in {} (continue with --resume --out {})",
-                    out.display(),
-                    out.display()
-                ),
-                signal: stop_signal.load(Ordering::SeqCst) as i32,
-            })
+            return Err(crate::error::interrupted(
+                &out,
+                stop_signal.load(Ordering::SeqCst) as i32,
+            ))
         }
         Err(SweepError::Power(e)) => return Err(usage(e)),
         Err(SweepError::Record(e)) => return Err(usage(e)),
