@@ -13,6 +13,8 @@
 #                matmul     the reference matmul sweep (scripts/gpu/reference-matmul.toml)
 #                attention  the reference attention sweep (scripts/gpu/reference-attention.toml)
 #                report     Markdown report, plots, recommendation, summary tables
+#                speed      kernel speed, meter off: ours against cuBLAS and the unfused
+#                           attention baseline (scripts/gpu/kernel-speed.toml)
 #                all        every part in order
 #   ARCHIVE_DIR  when given, WORK_DIR is also packed into ARCHIVE_DIR/joulebench-validate.tar.gz
 # Each part takes under 10 minutes on an H100-class GPU. STEP_TIMEOUT_S bounds a step.
@@ -89,13 +91,20 @@ part_report() {
   step speed bash -c "python3 '$HERE/gpu/summarize.py' speed ${files[*]} > '$WORK/speed.md'"
 }
 
+part_speed() {
+  step sweep-speed "$JB" sweep --backend cuda --config "$HERE/gpu/kernel-speed.toml" --meter none \
+    --out "$WORK/kernel-speed.jsonl" --resume
+  step speed-summary bash -c "python3 '$HERE/gpu/summarize.py' speed '$WORK/kernel-speed.jsonl' > '$WORK/kernel-speed.md'"
+}
+
 case "$PART" in
   check) part_check ;;
   matmul) part_matmul ;;
   attention) part_attention ;;
   report) part_report ;;
-  all) part_check; part_matmul; part_attention; part_report ;;
-  *) echo "gpu-validate: unknown part '$PART' (check, matmul, attention, report, all)" >&2; exit 2 ;;
+  speed) part_speed ;;
+  all) part_check; part_matmul; part_attention; part_report; part_speed ;;
+  *) echo "gpu-validate: unknown part '$PART' (check, matmul, attention, report, speed, all)" >&2; exit 2 ;;
 esac
 
 if [ -n "$ARCHIVE" ]; then
