@@ -3,6 +3,9 @@
 # the GPU machine): every backend, kernel and meter, and a reference sweep at the power
 # limit as found. It never changes a power limit, clock or any other GPU setting.
 #
+# Build the bundle where Rust is, with the test binaries the validation runs (about 40 MB):
+#   source scripts/test-env.sh && scripts/build-gpu-bundle.sh BUNDLE -p joulebench-cuda -p joulebench-wgpu
+#
 # Usage: scripts/gpu-validate.sh BIN_DIR WORK_DIR PART [ARCHIVE_DIR]
 #   BIN_DIR      the bundle of scripts/build-gpu-bundle.sh (joulebench, tests/, include/)
 #   WORK_DIR     where every log, JSONL, report and plot goes; parts add to it, and a
