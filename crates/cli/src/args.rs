@@ -108,6 +108,9 @@ pub struct SweepArgs {
     /// The simulated device needs no permission.
     #[arg(long)]
     pub allow_power_changes: bool,
+    /// Ops to measure (matmul, attention), comma-separated. Overrides the config.
+    #[arg(long, value_name = "LIST")]
+    pub ops: Option<String>,
     /// Precisions (f32, tf32, f16, bf16, fp8-e4m3), comma-separated. Overrides the config.
     #[arg(long, value_name = "LIST")]
     pub precisions: Option<String>,

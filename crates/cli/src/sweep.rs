@@ -14,13 +14,14 @@ use joulebench_core::record::{existing_keys, read_records, JsonlWriter};
 use joulebench_core::sweep::{
     run_sweep, tool_info, DeviceSession, SweepError, SweepObserver, SweepOptions,
 };
-use joulebench_core::{PowerCap, Precision};
+use joulebench_core::{Op, PowerCap, Precision};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Everything from the flags that can be checked before a device is opened.
 struct Overrides {
+    ops: Option<Vec<Op>>,
     precisions: Option<Vec<Precision>>,
     kernels: Option<Vec<String>>,
     batch_sizes: Option<Vec<u64>>,
@@ -30,6 +31,12 @@ struct Overrides {
 }
 
 fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
+    let ops = args
+        .ops
+        .as_deref()
+        .map(|s| parse_list(s, "op", |o| o.parse::<Op>()))
+        .transpose()
+        .map_err(usage)?;
     let precisions = args
         .precisions
         .as_deref()
@@ -72,6 +79,7 @@ fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
         .map_err(usage)?;
     let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
     Ok(Overrides {
+        ops,
         precisions,
         kernels,
         batch_sizes,
@@ -96,6 +104,9 @@ fn build_config(
             SweepConfig::preset(preset, dev.backend.device())
         }
     };
+    if let Some(o) = &ov.ops {
+        cfg.ops = o.clone();
+    }
     if let Some(p) = &ov.precisions {
         cfg.precisions = p.clone();
     }

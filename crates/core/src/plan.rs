@@ -56,6 +56,9 @@ fn one() -> u64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SweepConfig {
+    /// Ops to measure of the shapes below ("matmul" covers [[matmul]] and [[linear]]).
+    /// Empty: every op that has shapes.
+    pub ops: Vec<Op>,
     /// Empty: every precision the kernels support.
     pub precisions: Vec<Precision>,
     /// Empty: every kernel the backend has.
@@ -74,6 +77,7 @@ pub struct SweepConfig {
 impl Default for SweepConfig {
     fn default() -> Self {
         SweepConfig {
+            ops: Vec::new(),
             precisions: Vec::new(),
             kernels: Vec::new(),
             batch_sizes: Vec::new(),
@@ -310,9 +314,12 @@ impl SweepConfig {
         for p in &out {
             p.workload.validate()?;
         }
+        if !self.ops.is_empty() {
+            out.retain(|p| self.ops.contains(&p.workload.op()));
+        }
         if out.is_empty() {
             return Err(PlanError::Invalid(
-                "no workloads: add [[matmul]], [[linear]] or [[attention]] entries".into(),
+                "no workloads: add [[matmul]], [[linear]] or [[attention]] entries for the chosen ops".into(),
             ));
         }
         Ok(out)
@@ -378,18 +385,6 @@ impl SweepConfig {
             )));
         }
         Ok(points)
-    }
-
-    /// The ops this config asks for.
-    pub fn ops(&self) -> Vec<Op> {
-        let mut ops = Vec::new();
-        if !self.matmul.is_empty() || !self.linear.is_empty() {
-            ops.push(Op::Matmul);
-        }
-        if !self.attention.is_empty() {
-            ops.push(Op::Attention);
-        }
-        ops
     }
 }
 
@@ -458,6 +453,19 @@ mod tests {
         );
         assert_eq!(w[2].batch_size, 8);
         assert_eq!(w[1].group, w[2].group);
+    }
+
+    #[test]
+    fn ops_filter_the_shapes() {
+        let mut cfg = SweepConfig::from_toml_str(
+            "ops = [\"attention\"]\n[[matmul]]\nm = 8\nn = 8\nk = 8\n[[attention]]\nheads = 1\nseq_q = 8\nhead_dim = 64\n",
+        )
+        .unwrap();
+        let w = cfg.workloads().unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].workload.op(), Op::Attention);
+        cfg.attention.clear();
+        assert!(matches!(cfg.workloads(), Err(PlanError::Invalid(_))));
     }
 
     #[test]
