@@ -357,6 +357,9 @@ pub fn measure(
         0.0
     };
     let align = cfg.align_to_counter && period > 0.0;
+    let idle_w = ctx.idle.map(|i| i.watts);
+    // the stop rule's spread over the windows so far: after the loop, the final one
+    let mut spread;
     let mut windows: Vec<Window> = Vec::new();
     let mut gap_counter = 0u64;
     loop {
@@ -413,7 +416,7 @@ pub fn measure(
             telemetry,
         });
 
-        let spread = stop_metric_spread(&windows, flop, ctx.idle.map(|i| i.watts));
+        spread = stop_metric_spread(&windows, flop, idle_w);
         let n = windows.len() as u32;
         let elapsed = ctx.clock.now_s() - point_start;
         let last_window_s = t1 - t0;
@@ -426,7 +429,6 @@ pub fn measure(
         }
     }
 
-    let idle_w = ctx.idle.map(|i| i.watts);
     let summary = summarize(&windows, flop, idle_w);
     let telemetry = TelemetrySummary::of(
         &windows
@@ -438,7 +440,7 @@ pub fn measure(
     if windows.iter().any(|w| w.wall_s < window_target_s * 0.98) {
         flags.push(ValidityFlag::ShortWindow);
     }
-    if stop_metric_spread(&windows, flop, idle_w) > cfg.target_rel_spread {
+    if spread > cfg.target_rel_spread {
         flags.push(ValidityFlag::HighSpread);
     }
     if is_throttled(&windows, ctx.cap_requested) {
@@ -514,13 +516,11 @@ pub fn summarize(windows: &[Window], flop: u64, idle_w: Option<f64>) -> Summary 
     let joules_per_flop = jpo
         .as_deref()
         .map(|v| Stat::of(&v.iter().map(|j| j / flop as f64).collect::<Vec<_>>()));
-    let average_w = jpo.as_ref().map(|_| {
-        let watts: Vec<f64> = windows
+    let average_w = jpo.as_deref().map(|v| {
+        let watts: Vec<f64> = v
             .iter()
-            .filter_map(|w| {
-                w.joules_per_op(idle_w)
-                    .map(|j| j * w.iterations as f64 / w.busy_s)
-            })
+            .zip(windows)
+            .map(|(j, w)| j * w.iterations as f64 / w.busy_s)
             .collect();
         median(&watts)
     });

@@ -6,7 +6,7 @@ use crate::backend::{Gpu, Prepared};
 use crate::kernels::{
     FLASH_ATTENTION, FLASH_BLOCK_M, MATMUL_MMA, MATMUL_SIMT, MMA_TILE, SIMT_TILE,
 };
-use crate::tensor::{device_error, Elem, Placement, Tensor};
+use crate::tensor::{attention_tensors, device_error, Elem, Placement, Tensor};
 use crate::timing::Timer;
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 use joulebench_core::{AttentionShape, BackendError, MatmulShape, Precision};
@@ -166,19 +166,8 @@ pub(crate) fn flash_attention<'a>(
     let (func, threads, smem) = gpu.function(&FLASH_ATTENTION, &kernel)?;
 
     let stream = gpu.stream.clone();
-    let mut tq = Tensor::alloc(&stream, elem, Placement::dense(bh, sq, d))?;
-    let mut tk = Tensor::alloc(&stream, elem, Placement::dense(bh, skv, d))?;
-    let mut tv = Tensor::alloc(&stream, elem, Placement::dense(bh, skv, d))?;
-    let to = Tensor::alloc(&stream, elem, Placement::dense(bh, sq, d))?;
-    tq.upload(&stream, qkv[0])?;
-    tk.upload(&stream, qkv[1])?;
-    tv.upload(&stream, qkv[2])?;
-    let (pq, pk, pv, po) = (
-        tq.ptr(&stream),
-        tk.ptr(&stream),
-        tv.ptr(&stream),
-        to.ptr(&stream),
-    );
+    let (inputs, output, [pq, pk, pv, po]) =
+        attention_tensors(&stream, elem, (bh, sq, skv, d), qkv)?;
     let cfg = LaunchConfig {
         grid_dim: (
             s.seq_q.div_ceil(FLASH_BLOCK_M) as u32,
@@ -210,8 +199,8 @@ pub(crate) fn flash_attention<'a>(
     });
     Ok(Prepared {
         gpu,
-        inputs: vec![tq, tk, tv],
-        output: to,
+        inputs,
+        output,
         launch,
         timer,
         variant: format!(

@@ -194,6 +194,33 @@ pub(crate) fn device_error(
     }
 }
 
+/// Q, K and V uploaded and O allocated, dense `[batch·heads][seq][head_dim]`, as both
+/// attention paths (fused and unfused) need them: the inputs, the output, and their
+/// device addresses in the order Q, K, V, O.
+pub(crate) fn attention_tensors(
+    stream: &Arc<CudaStream>,
+    elem: Elem,
+    (bh, sq, skv, d): (usize, usize, usize, usize),
+    qkv: [&[f32]; 3],
+) -> Result<(Vec<Tensor>, Tensor, [u64; 4]), BackendError> {
+    let mut inputs = vec![
+        Tensor::alloc(stream, elem, Placement::dense(bh, sq, d))?,
+        Tensor::alloc(stream, elem, Placement::dense(bh, skv, d))?,
+        Tensor::alloc(stream, elem, Placement::dense(bh, skv, d))?,
+    ];
+    for (tensor, values) in inputs.iter_mut().zip(qkv) {
+        tensor.upload(stream, values)?;
+    }
+    let output = Tensor::alloc(stream, elem, Placement::dense(bh, sq, d))?;
+    let ptrs = [
+        inputs[0].ptr(stream),
+        inputs[1].ptr(stream),
+        inputs[2].ptr(stream),
+        output.ptr(stream),
+    ];
+    Ok((inputs, output, ptrs))
+}
+
 /// A tensor in device memory, as raw bytes of its element type.
 pub(crate) struct Tensor {
     pub elem: Elem,

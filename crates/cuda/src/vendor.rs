@@ -6,7 +6,7 @@
 use crate::backend::{Gpu, Prepared};
 use crate::kernels::SOFTMAX_ROWS;
 use crate::probe;
-use crate::tensor::{device_error, Elem, Placement, Tensor};
+use crate::tensor::{attention_tensors, device_error, Elem, Placement, Tensor};
 use crate::timing::Timer;
 use cudarc::cublas::{result as blas_result, sys as blas_sys};
 use cudarc::cublaslt::{result as lt_result, sys as lt_sys};
@@ -521,21 +521,9 @@ pub(crate) fn unfused_attention<'a>(
     let (softmax, threads, smem) = gpu.function(&SOFTMAX_ROWS, softmax_kernel)?;
 
     let stream = gpu.stream.clone();
-    let mut tq = Tensor::alloc(&stream, elem, Placement::dense(bh, sq, d))?;
-    let mut tk = Tensor::alloc(&stream, elem, Placement::dense(bh, skv, d))?;
-    let mut tv = Tensor::alloc(&stream, elem, Placement::dense(bh, skv, d))?;
-    let to = Tensor::alloc(&stream, elem, Placement::dense(bh, sq, d))?;
+    let (inputs, to, [pq, pk, pv, po]) = attention_tensors(&stream, elem, (bh, sq, skv, d), qkv)?;
     let ts = Tensor::alloc(&stream, Elem::F32, Placement::dense(bh, sq, skv))?;
     let tp = Tensor::alloc(&stream, elem, Placement::dense(bh, sq, skv))?;
-    tq.upload(&stream, qkv[0])?;
-    tk.upload(&stream, qkv[1])?;
-    tv.upload(&stream, qkv[2])?;
-    let (pq, pk, pv, po) = (
-        tq.ptr(&stream),
-        tk.ptr(&stream),
-        tv.ptr(&stream),
-        to.ptr(&stream),
-    );
     let (ps, pp) = (ts.ptr(&stream), tp.ptr(&stream));
     let (sq_i, skv_i, d_i, bh_i) = (sq as i32, skv as i32, d as i32, bh as i32);
     use blas_sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
@@ -607,7 +595,7 @@ pub(crate) fn unfused_attention<'a>(
     });
     Ok(Prepared {
         gpu,
-        inputs: vec![tq, tk, tv],
+        inputs,
         output: to,
         launch,
         timer,
