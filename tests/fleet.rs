@@ -3,10 +3,10 @@
 //! finish, a stopped sweep resumed, and the flags refused before anything runs.
 
 mod common;
-use common::{jb, point_key, records, text, uuids};
+use common::{jb, point_key, records, text, uuids, write, LONGER_SWEEP};
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,29 +22,6 @@ k = 1024
 idle_baseline_s = 0.5
 "#;
 const TINY_POINTS: usize = 8;
-
-/// Enough points that a sweep can be stopped halfway.
-const LONGER: &str = r#"
-precisions = ["bf16", "f32"]
-power_caps = ["default", "90%", "80%", "70%", "60%"]
-batch_sizes = [1, 2]
-[[matmul]]
-m = 1024
-n = 1024
-k = 1024
-[[linear]]
-in_features = 1024
-out_features = 4096
-seq = 256
-[protocol]
-idle_baseline_s = 0.5
-"#;
-
-fn config(dir: &Path, body: &str) -> PathBuf {
-    let p = dir.join("sweep.toml");
-    std::fs::write(&p, body).unwrap();
-    p
-}
 
 fn assert_each_point_once(recs: &[serde_json::Value]) {
     let keys: HashSet<String> = recs.iter().map(point_key).collect();
@@ -68,7 +45,7 @@ fn sweep<'a>(cfg: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
 #[test]
 fn three_simulated_gpus_one_worker_and_file_each_then_merged() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), TINY);
+    let cfg = write(dir.path(), "sweep.toml", TINY);
     let out = dir.path().join("node.jsonl");
     let args = sweep(
         &cfg,
@@ -131,7 +108,7 @@ fn three_simulated_gpus_one_worker_and_file_each_then_merged() {
 #[test]
 fn a_failing_gpu_does_not_stop_the_others_and_resume_adds_only_it() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), TINY);
+    let cfg = write(dir.path(), "sweep.toml", TINY);
     let out = dir.path().join("node.jsonl");
     let o = jb()
         .args(sweep(
@@ -201,7 +178,7 @@ fn a_failing_gpu_does_not_stop_the_others_and_resume_adds_only_it() {
 #[test]
 fn a_stopped_node_sweep_resumes_with_every_point_once() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), LONGER);
+    let cfg = write(dir.path(), "sweep.toml", LONGER_SWEEP);
     let out = dir.path().join("node.jsonl");
     let args = sweep(&cfg, &out, &["--devices", "0,1", "--sim-devices", "2"]);
     let mut child = jb()
@@ -269,7 +246,7 @@ fn a_stopped_node_sweep_resumes_with_every_point_once() {
 #[test]
 fn device_flags_are_checked_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), TINY);
+    let cfg = write(dir.path(), "sweep.toml", TINY);
     let out = dir.path().join("never.jsonl");
     let refused = |extra: &[&str], expect: &str| {
         let o = jb().args(sweep(&cfg, &out, extra)).output().unwrap();

@@ -8,10 +8,10 @@
 //! them). Without them the tests say `skipped: <why>`; under CI=true they fail instead.
 
 mod common;
-use common::{point_key, records, text, uuids};
+use common::{point_key, records, text, uuids, write, LONGER_SWEEP, LONGER_SWEEP_POINTS};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -226,12 +226,6 @@ fn point_keys(recs: &[serde_json::Value]) -> HashSet<String> {
     recs.iter().map(point_key).collect()
 }
 
-fn write_config(dir: &Path, body: &str) -> PathBuf {
-    let p = dir.join("sweep.toml");
-    std::fs::write(&p, body).unwrap();
-    p
-}
-
 const PROFILES: [&str; 3] = ["sim-h100", "sim-a100", "sim-l40s"];
 
 /// 2 kernels × 2 precisions × 2 caps of one matmul, and bf16 attention: a few seconds.
@@ -256,7 +250,7 @@ fn a_job_array_of_simulated_gpus_is_merged_and_compared() {
         return;
     };
     let started = Instant::now();
-    let cfg = write_config(cluster.dir.path(), TINY);
+    let cfg = write(cluster.dir.path(), "sweep.toml", TINY);
     let results = cluster.results();
     let job = cluster.submit(&[
         "--results",
@@ -349,31 +343,13 @@ fn a_job_array_of_simulated_gpus_is_merged_and_compared() {
     );
 }
 
-/// 60 points per task: long enough to cancel a task halfway.
-const LONGER: &str = r#"
-precisions = ["bf16", "f32"]
-power_caps = ["default", "90%", "80%", "70%", "60%"]
-batch_sizes = [1, 2]
-[[matmul]]
-m = 1024
-n = 1024
-k = 1024
-[[linear]]
-in_features = 1024
-out_features = 4096
-seq = 256
-[protocol]
-idle_baseline_s = 0.5
-"#;
-const LONGER_POINTS: usize = 60;
-
 #[test]
 fn a_cancelled_task_resubmitted_measures_every_point_exactly_once() {
     let Some(cluster) = cluster_or_skip() else {
         return;
     };
     let started = Instant::now();
-    let cfg = write_config(cluster.dir.path(), LONGER);
+    let cfg = write(cluster.dir.path(), "sweep.toml", LONGER_SWEEP);
     let results = cluster.results();
     let run = results.join("fault");
     let submit_args = |array: &'static str| {
@@ -435,7 +411,7 @@ fn a_cancelled_task_resubmitted_measures_every_point_exactly_once() {
     let partial = std::fs::read(&dev_file).unwrap();
     let partial_points = records(&dev_file).len();
     assert!(
-        (3..LONGER_POINTS).contains(&partial_points),
+        (3..LONGER_SWEEP_POINTS).contains(&partial_points),
         "task 1 was cancelled after {partial_points} points\n{}",
         cluster.logs()
     );
@@ -462,17 +438,19 @@ fn a_cancelled_task_resubmitted_measures_every_point_exactly_once() {
     );
     let log = std::fs::read_to_string(run.join(format!("logs/{again}_1.out"))).unwrap_or_default();
     assert!(
-        log.contains(&format!("resuming: {partial_points} of {LONGER_POINTS}")),
+        log.contains(&format!(
+            "resuming: {partial_points} of {LONGER_SWEEP_POINTS}"
+        )),
         "{log}"
     );
 
     for task in 0..3 {
         for file in [format!("{task}.jsonl"), format!("{task}.dev0.jsonl")] {
             let recs = records(&run.join(&file));
-            assert_eq!(recs.len(), LONGER_POINTS, "{file}");
+            assert_eq!(recs.len(), LONGER_SWEEP_POINTS, "{file}");
             assert_eq!(
                 point_keys(&recs).len(),
-                LONGER_POINTS,
+                LONGER_SWEEP_POINTS,
                 "{file}: a point measured twice"
             );
         }
@@ -486,7 +464,7 @@ fn a_cancelled_task_resubmitted_measures_every_point_exactly_once() {
     );
     assert!(o.status.success(), "collect.sh: {}", text(&o));
     let merged = records(&results.join("fault.jsonl"));
-    assert_eq!(merged.len(), 3 * LONGER_POINTS);
+    assert_eq!(merged.len(), 3 * LONGER_SWEEP_POINTS);
     assert_eq!(
         point_keys(&merged).len(),
         merged.len(),

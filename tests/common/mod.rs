@@ -80,3 +80,21 @@ pub fn uuids(recs: &[serde_json::Value]) -> BTreeSet<String> {
         .map(|r| r["device"]["uuid"].as_str().unwrap_or("").to_string())
         .collect()
 }
+
+/// 60 points of the simulated device: long enough to stop or cancel a sweep halfway.
+pub const LONGER_SWEEP: &str = r#"
+precisions = ["bf16", "f32"]
+power_caps = ["default", "90%", "80%", "70%", "60%"]
+batch_sizes = [1, 2]
+[[matmul]]
+m = 1024
+n = 1024
+k = 1024
+[[linear]]
+in_features = 1024
+out_features = 4096
+seq = 256
+[protocol]
+idle_baseline_s = 0.5
+"#;
+pub const LONGER_SWEEP_POINTS: usize = 60;
