@@ -56,7 +56,7 @@ fn sweep_report_recommend_on_the_simulated_device() {
     assert_eq!(recs.len(), 2 * 2 * 2 * 3 + 2 * 2 * 3);
     for r in &recs {
         assert_eq!(r["simulated"], true);
-        assert_eq!(r["schema"], 1);
+        assert_eq!(r["schema"], 2);
         match r["status"].as_str().unwrap() {
             "measured" => {
                 assert!(r["verification"]["passed"].as_bool().unwrap());
@@ -419,7 +419,7 @@ fn corrupt_and_foreign_results_files_name_the_line_and_stay_untouched() {
     let foreign = write(
         dir.path(),
         "v999.jsonl",
-        &format!("{}\n", record.replacen("\"schema\":1", "\"schema\":999", 1)),
+        &format!("{}\n", record.replacen("\"schema\":2", "\"schema\":999", 1)),
     );
     let before = std::fs::read(&foreign).unwrap();
     refused(&["report", foreign.to_str().unwrap()], "schema version 999");

@@ -218,7 +218,7 @@ fn merge_joins_drops_duplicates_and_refuses_what_it_must() {
     assert_eq!(lines(&out).len(), nh);
 
     // another schema version: refused with its file and line
-    let first = lines(&a100)[0].replacen("\"schema\":1", "\"schema\":7", 1);
+    let first = lines(&a100)[0].replacen("\"schema\":2", "\"schema\":7", 1);
     let foreign = d.join("v7.jsonl");
     std::fs::write(&foreign, format!("{}\n{first}\n", lines(&a100)[1])).unwrap();
     refused(

@@ -514,9 +514,9 @@ fn bench_case(
         return Err(e);
     }
     if let Some(win) = bench.last_window() {
-        let jpi = win.joules_per_iteration();
+        let jpi = win.joules_per_op(None).unwrap_or(0.0);
         let mut flags = Vec::new();
-        if win.short {
+        if bench.is_short(win) {
             flags.push(ValidityFlag::ShortWindow.name());
         }
         if simulated {
@@ -527,7 +527,7 @@ fn bench_case(
             win.seconds,
             win.iterations,
             jpi / flop as f64 * 1e12,
-            win.average_watts(),
+            win.average_w(None).unwrap_or(0.0),
             win.seconds / win.iterations.max(1.0),
             if flags.is_empty() {
                 String::new()

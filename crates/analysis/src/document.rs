@@ -6,7 +6,7 @@ use crate::format::{opt, sig};
 use crate::recommend::{device_labels, pareto_table, recommend, recommendation_table, Objective};
 use crate::report::{records_table, status_line};
 use crate::table::{Table, TableFormat};
-use joulebench_core::protocol::ValidityFlag;
+use joulebench_core::protocol::{ValidityFlag, WindowMethod};
 use joulebench_core::record::Record;
 use joulebench_core::ProtocolConfig;
 use std::collections::{BTreeMap, BTreeSet};
@@ -92,55 +92,60 @@ pub fn devices_table(records: &[Record]) -> Table {
     t
 }
 
-/// The measurement protocol of each distinct configuration and the devices it ran on.
+/// The measurement protocol of each distinct configuration and window method, and
+/// the devices it ran on. Records of schema 1 show their gapped windows as such.
 pub fn protocol_table(records: &[Record]) -> Table {
     let mut t = Table::new(
         "Measurement protocol",
         &[
             "devices",
+            "windows",
             "idle baseline (s)",
-            "warm-up (s)",
+            "warm-up (s, min–max)",
+            "settled when (°C/s, power/s)",
             "min window (s)",
             "min counter updates",
-            "blocks per window",
-            "block gap (s)",
+            "phase shift",
+            "stop rule",
             "target spread",
             "windows (min–max)",
             "budget per point (s)",
-            "windows aligned to counter",
         ],
     );
     let labels = device_labels(records);
-    let mut configs: Vec<(&ProtocolConfig, BTreeSet<String>)> = Vec::new();
+    type Config<'a> = (&'a ProtocolConfig, Option<WindowMethod>);
+    let mut configs: Vec<(Config<'_>, BTreeSet<String>)> = Vec::new();
     for r in records {
         let label = labels
             .get(&r.device.key())
             .cloned()
             .unwrap_or_else(|| r.device.name.clone());
-        match configs.iter_mut().find(|(c, _)| *c == &r.protocol) {
+        let key = (&r.protocol, r.window_method());
+        match configs.iter_mut().find(|(c, _)| *c == key) {
             Some((_, devices)) => {
                 devices.insert(label);
             }
-            None => configs.push((&r.protocol, BTreeSet::from([label]))),
+            None => configs.push((key, BTreeSet::from([label]))),
         }
     }
-    for (c, devices) in configs {
+    for ((c, method), devices) in configs {
         t.push(vec![
             join_set(devices),
+            method.map_or("–".into(), |m| m.name().to_string()),
             sig(c.idle_baseline_s, 3),
-            sig(c.warmup_s, 3),
+            format!("{}–{}", sig(c.warmup_s, 3), sig(c.warmup_max_s, 3)),
+            format!(
+                "{}, {}%",
+                sig(c.settle_temp_c_per_s, 3),
+                sig(c.settle_power_per_s * 100.0, 3)
+            ),
             sig(c.min_window_s, 3),
             c.min_counter_updates.to_string(),
-            c.blocks_per_window.to_string(),
-            sig(c.block_gap_s, 3),
+            if c.phase_shift { "yes" } else { "no" }.into(),
+            c.stop_rule.name().into(),
             format!("{}%", sig(c.target_rel_spread * 100.0, 3)),
             format!("{}–{}", c.min_windows, c.max_windows),
             sig(c.point_budget_s, 3),
-            if c.align_to_counter {
-                "yes".into()
-            } else {
-                "no".into()
-            },
         ]);
     }
     t

@@ -3,7 +3,7 @@
 
 use joulebench_core::device::DeviceInfo;
 use joulebench_core::meter::MeterSource;
-use joulebench_core::protocol::{Measurement, Summary, TelemetrySummary};
+use joulebench_core::protocol::{Measurement, Summary, TelemetrySummary, WindowMethod};
 use joulebench_core::record::{MeterInfo, PointStatus, PowerCapRecord, Record, ToolInfo};
 use joulebench_core::stats::Stat;
 use joulebench_core::{MatmulShape, PowerCap, Precision, ProtocolConfig, Workload, SCHEMA_VERSION};
@@ -90,8 +90,10 @@ pub fn rec(
         idle: None,
         verification: None,
         measurement: Some(Measurement {
+            method: WindowMethod::Busy,
             warmup_s: 1.0,
             warmup_iterations: 1,
+            warmup_settled: Some(true),
             window_target_s: 1.0,
             windows: vec![],
             summary: Summary {
@@ -104,8 +106,10 @@ pub fn rec(
             },
             telemetry: TelemetrySummary::default(),
             flags: vec![],
+            stop: None,
         }),
         flags: vec![],
         protocol: ProtocolConfig::default(),
+        repeat: None,
     }
 }

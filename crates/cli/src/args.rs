@@ -169,6 +169,10 @@ pub struct SweepArgs {
     /// Slowdown allowed by the closing recommendation table (10% or 0.1).
     #[arg(long, default_value = "10%", value_name = "PCT")]
     pub max_slowdown: String,
+    /// Measure every point N times, in an order shuffled with the seed, so `report`
+    /// can show the run-to-run spread beside the spread within one run.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub repeat: u32,
     #[command(flatten)]
     pub protocol: ProtocolArgs,
 }
@@ -179,21 +183,37 @@ pub struct ProtocolArgs {
     /// Seconds of idle power measured once per device (0 to skip).
     #[arg(long, value_name = "S")]
     pub idle_baseline_s: Option<f64>,
-    /// Seconds of warm-up per point before measuring.
+    /// Shortest warm-up per point, seconds.
     #[arg(long, value_name = "S")]
     pub warmup_s: Option<f64>,
+    /// Longest warm-up per point, seconds: a point whose power and temperature have
+    /// not settled by then is measured anyway and flagged `unsettled`.
+    #[arg(long, value_name = "S")]
+    pub warmup_max_s: Option<f64>,
+    /// Settled when the temperature changes by at most this many °C per second
+    /// (and power by at most --settle-power-per-s) over the last --settle-window-s.
+    #[arg(long, value_name = "C_PER_S")]
+    pub settle_temp_c_per_s: Option<f64>,
+    /// Settled when power changes by at most this fraction of itself per second.
+    #[arg(long, value_name = "FRACTION")]
+    pub settle_power_per_s: Option<f64>,
+    /// Seconds of telemetry the settling slopes are fitted over.
+    #[arg(long, value_name = "S")]
+    pub settle_window_s: Option<f64>,
     /// Shortest measurement window in seconds.
     #[arg(long, value_name = "S")]
     pub min_window_s: Option<f64>,
     /// A window also spans at least this many energy-counter updates.
     #[arg(long, value_name = "N")]
     pub min_counter_updates: Option<u32>,
-    /// Blocks per window, separated by short phase-shifting sleeps.
-    #[arg(long, value_name = "N")]
-    pub blocks_per_window: Option<u32>,
-    /// Mean sleep between blocks, seconds.
-    #[arg(long, value_name = "S")]
-    pub block_gap_s: Option<f64>,
+    /// Shift the phase of the work between windows (true, the default) or let
+    /// windows follow each other on shared counter updates (false).
+    #[arg(long, value_name = "true|false")]
+    pub phase_shift: Option<bool>,
+    /// When a point has enough windows: rel-spread (until --target-spread, within the
+    /// window counts and budget) or fixed-count (exactly --min-windows).
+    #[arg(long, value_name = "rel-spread|fixed-count")]
+    pub stop_rule: Option<String>,
     /// Stop when the relative spread of J/FLOP across windows is under this (1% or 0.01).
     #[arg(long, value_name = "PCT")]
     pub target_spread: Option<String>,

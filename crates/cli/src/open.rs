@@ -201,7 +201,7 @@ fn with_nvml(
     mut notes: Vec<String>,
 ) -> Result<OpenDevice, CliError> {
     let info = backend.device().clone();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let no_meter = |reason: String| -> Box<dyn EnergyMeter> { Box::new(NoMeter { reason }) };
     let (meter, power, nvml): (Box<dyn EnergyMeter>, Option<Box<dyn PowerControl>>, _) =
         match (info.cpu_emulation, match_nvml(&info)) {

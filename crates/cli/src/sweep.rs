@@ -130,16 +130,22 @@ fn build_config(
     set!(
         idle_baseline_s,
         warmup_s,
+        warmup_max_s,
+        settle_temp_c_per_s,
+        settle_power_per_s,
+        settle_window_s,
         min_window_s,
         min_counter_updates,
-        blocks_per_window,
-        block_gap_s,
+        phase_shift,
         min_windows,
         max_windows,
         point_budget_s
     );
     if let Some(t) = ov.target_spread {
         proto.target_rel_spread = t;
+    }
+    if let Some(r) = &p.stop_rule {
+        proto.stop_rule = r.parse().map_err(usage)?;
     }
     proto.validate().map_err(usage)?;
     Ok(cfg)
@@ -192,8 +198,17 @@ pub(crate) fn host_name() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The most repeats of a point a sweep accepts.
+const MAX_REPEAT: u32 = 100;
+
 pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     let ov = parse_overrides(args)?;
+    if args.repeat == 0 || args.repeat > MAX_REPEAT {
+        return Err(usage(format!(
+            "--repeat {} must be between 1 and {MAX_REPEAT}",
+            args.repeat
+        )));
+    }
     if args.resume && args.out.is_none() {
         return Err(usage(
             "--resume needs --out FILE: the results file to continue",
@@ -280,6 +295,7 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         tool: tool_info(),
         host: host_name(),
         cap_settle_s: if device.simulated { 0.0 } else { 2.0 },
+        repeat: args.repeat,
     };
     let mut progress = Progress::new();
     let mut lines = crate::fleet::ProgressLines;

@@ -14,17 +14,22 @@ pub mod protocol;
 pub mod record;
 pub mod reference;
 pub mod stats;
+pub mod stop;
 pub mod suite;
 pub mod sweep;
 pub mod verify;
+pub mod window;
 pub mod workload;
 
 pub use backend::{Backend, BackendError, KernelInfo, PreparedKernel, RunTiming, Support};
-pub use clock::{Clock, SystemClock};
+pub use clock::{monotonic_s, Clock, SystemClock};
 pub use device::{AdapterInfo, DeviceInfo};
-pub use meter::{EnergyMeter, MeterError, MeterSource, NoMeter, Telemetry};
+pub use meter::{
+    CounterUpdate, EnergyMeter, MeterError, MeterSource, NoMeter, Telemetry, TelemetrySample,
+};
 pub use power::{PowerCap, PowerControl, PowerError, PowerLimits};
 pub use precision::Precision;
-pub use protocol::{ProtocolConfig, ValidityFlag};
+pub use protocol::{ProtocolConfig, ValidityFlag, WindowMethod};
 pub use record::{Record, SCHEMA_VERSION};
+pub use window::{Calibration, Window, WindowEngine, WindowError, WindowRules};
 pub use workload::{AttentionShape, MatmulShape, Op, Workload};

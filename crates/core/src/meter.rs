@@ -1,10 +1,11 @@
 //! Where joules come from. A meter exposes a cumulative energy reading (the NVML
-//! counter, an integrating sampler, or the simulated device's model) and the
-//! telemetry behind it; the protocol takes differences over its windows.
+//! counter, an integrating sampler, or the simulated device's model), the times at
+//! which that reading changed, and telemetry sampled while the work runs; the
+//! window engine (`crate::window`) takes differences between two changes.
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum MeterError {
     #[error("energy meter unavailable: {0}")]
     Unavailable(String),
@@ -36,8 +37,8 @@ impl MeterSource {
     }
 }
 
-/// Device state read once per window (DESIGN.md §4.5). Every field is optional:
-/// a meter reports what its device exposes.
+/// Device state at one moment (DESIGN.md §4.5). Every field is optional: a meter
+/// reports what its device exposes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Telemetry {
     pub sm_clock_mhz: Option<u32>,
@@ -52,13 +53,23 @@ pub struct Telemetry {
     pub power_w: Option<f64>,
 }
 
+/// A throttle reason that means the clock was pulled down by heat, a hardware
+/// slowdown or a power brake: a fault worth a caution, unlike the power limit.
+pub fn is_brake_reason(reason: &str) -> bool {
+    reason.contains("thermal") || reason.contains("power-brake") || reason.contains("hw-slowdown")
+}
+
+/// A throttle reason that means the card sat at its power limit (NVML's
+/// `sw-power-cap`): the normal operating point of heavy work, not a fault.
+pub fn is_power_limit_reason(reason: &str) -> bool {
+    reason == "sw-power-cap"
+}
+
 impl Telemetry {
     /// Throttle reasons that mean the clock was pulled down by heat or a power brake
-    /// (a power cap the user asked for is not one of them).
+    /// (the power limit is not one of them).
     pub fn has_brake_reason(&self) -> bool {
-        self.throttle_reasons.iter().any(|r| {
-            r.contains("thermal") || r.contains("power-brake") || r.contains("hw-slowdown")
-        })
+        self.throttle_reasons.iter().any(|r| is_brake_reason(r))
     }
 }
 
@@ -74,12 +85,42 @@ pub struct MeterAgreement {
     pub worst_difference_pct: f64,
 }
 
+/// The meter's cumulative reading changed to `joules` at `time_s` (on the clock the
+/// meter and the protocol share: [`crate::clock::monotonic_s`] for real devices).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CounterUpdate {
+    pub time_s: f64,
+    pub joules: f64,
+}
+
+/// One telemetry reading and when it was taken.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TelemetrySample {
+    pub time_s: f64,
+    pub telemetry: Telemetry,
+}
+
 pub trait EnergyMeter: Send {
     fn source(&self) -> MeterSource;
     /// Cumulative energy in joules since an arbitrary origin; only differences matter.
     fn energy_j(&mut self) -> Result<f64, MeterError>;
     /// How often the reading changes, in seconds (measured, where the meter can).
     fn update_period_s(&self) -> f64;
+    /// How long after a change of power the reading has fully caught up with it:
+    /// one update period for a counter fed by its own sensor, the averaging window
+    /// for a meter that integrates averaged power. A window opens only after the
+    /// work has run this long, so the first update inside it sees work alone.
+    fn response_s(&self) -> f64 {
+        self.update_period_s()
+    }
+    /// Every change of the reading since the last call, oldest first, each with the
+    /// time it happened (or was first seen, for a meter that polls). A meter without
+    /// energy returns none.
+    fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError>;
+    /// Telemetry sampled while the work ran, since the last call, oldest first.
+    fn take_telemetry(&mut self) -> Result<Vec<TelemetrySample>, MeterError> {
+        Ok(Vec::new())
+    }
     /// Clocks, temperature, throttle reasons, enforced limit, now.
     fn telemetry(&mut self) -> Result<Telemetry, MeterError> {
         Ok(Telemetry::default())
@@ -104,5 +145,8 @@ impl EnergyMeter for NoMeter {
     }
     fn update_period_s(&self) -> f64 {
         0.0
+    }
+    fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
+        Ok(Vec::new())
     }
 }

@@ -183,8 +183,8 @@ impl SweepConfig {
             cfg.protocol = ProtocolConfig {
                 idle_baseline_s: 0.0,
                 warmup_s: 0.2,
+                warmup_max_s: 0.2,
                 min_window_s: 0.25,
-                blocks_per_window: 2,
                 min_windows: 2,
                 max_windows: 4,
                 target_rel_spread: 0.05,

@@ -15,8 +15,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-/// Bumped whenever a field changes meaning or is removed.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped whenever a field changes meaning or is removed. Schema 2: busy windows
+/// between counter updates (`measurement.method`), telemetry sampled during the
+/// windows, `power-limited` apart from `throttled`, repeats.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Schema versions this joulebench reads: 1 (gapped windows) and 2.
+pub const READABLE_SCHEMAS: std::ops::RangeInclusive<u64> = 1..=SCHEMA_VERSION as u64;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToolInfo {
@@ -90,12 +95,42 @@ pub struct Record {
     pub verification: Option<Verification>,
     pub measurement: Option<Measurement>,
     pub flags: Vec<ValidityFlag>,
+    /// The protocol's settings. Settings a later joulebench dropped are ignored
+    /// when reading, so records of every readable schema parse.
+    #[serde(deserialize_with = "lenient_protocol")]
     pub protocol: ProtocolConfig,
+    /// Which run of the point this is, when `--repeat` measured it several times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
+}
+
+/// The protocol settings of a record, keeping the ones this version knows.
+fn lenient_protocol<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ProtocolConfig, D::Error> {
+    let mut value = serde_json::Value::deserialize(d)?;
+    let known =
+        serde_json::to_value(ProtocolConfig::default()).map_err(serde::de::Error::custom)?;
+    if let (Some(map), Some(known)) = (value.as_object_mut(), known.as_object()) {
+        map.retain(|k, _| known.contains_key(k));
+    }
+    serde_json::from_value(value).map_err(serde::de::Error::custom)
 }
 
 impl Record {
-    /// What identifies a point for `--resume`.
+    /// What identifies a point for `--resume` (with its repeat, if any).
     pub fn point_key(&self) -> String {
+        let key = point_key(
+            &self.device,
+            &self.backend,
+            &self.kernel,
+            self.precision,
+            &self.workload,
+            &self.power_cap.requested,
+        );
+        repeat_key(key, self.repeat)
+    }
+
+    /// The point without its repeat: what repeats of one setting share.
+    pub fn setting_key(&self) -> String {
         point_key(
             &self.device,
             &self.backend,
@@ -106,6 +141,11 @@ impl Record {
         )
     }
 
+    /// Which window method produced this record's numbers (`gapped` for schema 1).
+    pub fn window_method(&self) -> Option<crate::protocol::WindowMethod> {
+        self.measurement.as_ref().map(|m| m.method)
+    }
+
     /// Verified, measured, and with an energy figure.
     pub fn has_energy(&self) -> bool {
         self.status == PointStatus::Measured
@@ -113,6 +153,14 @@ impl Record {
                 .measurement
                 .as_ref()
                 .is_some_and(|m| m.summary.joules_per_flop.is_some())
+    }
+}
+
+/// A point key with its repeat appended (`#r2`), unchanged without one.
+pub fn repeat_key(key: String, repeat: Option<u32>) -> String {
+    match repeat {
+        Some(r) => format!("{key}#r{r}"),
+        None => key,
     }
 }
 
@@ -154,7 +202,7 @@ pub enum RecordError {
         line: usize,
         message: String,
     },
-    #[error("{path}:{line}: record has schema version {found}, this joulebench reads version {expected}; use a matching joulebench or write to a new file")]
+    #[error("{path}:{line}: record has schema version {found}, this joulebench reads versions 1 to {expected}; use a newer joulebench or write to a new file")]
     Schema {
         path: PathBuf,
         line: usize,
@@ -190,7 +238,7 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
                 message: format!("not JSON ({e})"),
             })?;
         match value.get("schema").and_then(|v| v.as_u64()) {
-            Some(v) if v == SCHEMA_VERSION as u64 => {}
+            Some(v) if READABLE_SCHEMAS.contains(&v) => {}
             Some(found) => {
                 return Err(RecordError::Schema {
                     path: path.into(),

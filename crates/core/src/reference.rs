@@ -82,12 +82,7 @@ pub fn attention_row(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], row: u
     let i = row % sq;
     let q_row = &q[row * d..(row + 1) * d];
     let kv_base = bh * skv * d;
-    let visible = if s.causal {
-        // bottom-right aligned: keys up to i + (skv - sq); none when that is negative
-        (i + skv + 1).saturating_sub(sq).min(skv)
-    } else {
-        skv
-    };
+    let visible = s.visible_keys(i as u64) as usize;
     let scale = 1.0 / (d as f64).sqrt();
     let scores: Vec<f64> = (0..visible)
         .map(|j| {

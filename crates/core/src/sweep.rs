@@ -14,10 +14,13 @@ use crate::protocol::{
     ValidityFlag,
 };
 use crate::record::{
-    point_key, MeterInfo, PointStatus, PowerCapRecord, Record, RecordError, RecordSink, ToolInfo,
-    SCHEMA_VERSION,
+    point_key, repeat_key, MeterInfo, PointStatus, PowerCapRecord, Record, RecordError, RecordSink,
+    ToolInfo, SCHEMA_VERSION,
 };
 use crate::verify::verify;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -38,6 +41,29 @@ pub struct SweepOptions {
     pub host: String,
     /// Seconds to wait after a cap change once the enforced limit reads back.
     pub cap_settle_s: f64,
+    /// Measure every point this many times, in an order shuffled (within each power
+    /// cap) with the sweep's seed, so run-to-run spread can be told from the spread
+    /// within one run. 1: each point once, in plan order, records without `repeat`.
+    pub repeat: u32,
+}
+
+/// The points in the order they are measured, each with its repeat number (`None`
+/// when `repeat` is 1). Repeats are shuffled within each run of equal power cap,
+/// so the cap still changes as rarely as the plan allows.
+pub fn schedule(points: &[PlanPoint], repeat: u32, seed: u64) -> Vec<(PlanPoint, Option<u32>)> {
+    if repeat <= 1 {
+        return points.iter().map(|p| (p.clone(), None)).collect();
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x007e_9ea7);
+    let mut out = Vec::with_capacity(points.len() * repeat as usize);
+    for group in points.chunk_by(|a, b| a.cap == b.cap) {
+        let mut runs: Vec<(PlanPoint, Option<u32>)> = (0..repeat)
+            .flat_map(|r| group.iter().map(move |p| (p.clone(), Some(r + 1))))
+            .collect();
+        runs.shuffle(&mut rng);
+        out.extend(runs);
+    }
+    out
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,9 +146,10 @@ pub fn run_sweep(
 ) -> Result<SweepOutcome, SweepError> {
     let limits = check_caps(points, session.power.as_deref_mut())?;
     let device = session.backend.device().clone();
-    let keys: Vec<String> = points
+    let scheduled = schedule(points, opts.repeat, opts.seed);
+    let base_keys: Vec<String> = scheduled
         .iter()
-        .map(|p| {
+        .map(|(p, _)| {
             point_key(
                 &device,
                 session.backend.name(),
@@ -133,13 +160,18 @@ pub fn run_sweep(
             )
         })
         .collect();
+    let keys: Vec<String> = base_keys
+        .iter()
+        .zip(&scheduled)
+        .map(|(k, (_, r))| repeat_key(k.clone(), *r))
+        .collect();
     let already = keys.iter().filter(|k| done.contains(*k)).count();
-    observer.started(points.len(), already);
+    observer.started(scheduled.len(), already);
     let mut outcome = SweepOutcome {
         resumed: already,
         ..Default::default()
     };
-    if already == points.len() {
+    if already == scheduled.len() {
         return Ok(outcome);
     }
 
@@ -156,7 +188,7 @@ pub fn run_sweep(
     };
     let mut current_cap = PowerCap::Default;
 
-    for (point, key) in points.iter().zip(&keys) {
+    for (((point, repeat), key), base_key) in scheduled.iter().zip(&keys).zip(&base_keys) {
         if done.contains(key) {
             continue;
         }
@@ -187,7 +219,8 @@ pub fn run_sweep(
             .power
             .as_deref_mut()
             .and_then(|p| p.enforced_limit_w().ok());
-        let seed = point_seed(opts.seed, key);
+        // every repeat of a point sees the same inputs
+        let seed = point_seed(opts.seed, base_key);
         let mut record = Record {
             schema: SCHEMA_VERSION,
             tool: opts.tool.clone(),
@@ -224,6 +257,7 @@ pub fn run_sweep(
             measurement: None,
             flags: Vec::new(),
             protocol: opts.protocol.clone(),
+            repeat: *repeat,
         };
 
         measure_point(session, point, &mut record, idle, &opts.protocol)?;

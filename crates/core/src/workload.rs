@@ -57,6 +57,35 @@ pub struct AttentionShape {
     pub causal: bool,
 }
 
+impl AttentionShape {
+    /// Keys query `query` sees. Without a mask, all of them; causal masks are
+    /// bottom-right aligned (as FlashAttention's): query i sees keys
+    /// j ≤ i + (seq_kv − seq_q), and none when that is negative.
+    pub fn visible_keys(&self, query: u64) -> u64 {
+        if self.causal {
+            (query + self.seq_kv + 1)
+                .saturating_sub(self.seq_q)
+                .min(self.seq_kv)
+        } else {
+            self.seq_kv
+        }
+    }
+
+    /// (query, key) pairs the mask lets through in one (batch, head), counted exactly.
+    pub fn visible_pairs(&self) -> u128 {
+        let (sq, skv) = (self.seq_q as u128, self.seq_kv as u128);
+        if !self.causal {
+            sq * skv
+        } else if skv >= sq {
+            // query i sees i + (skv − sq) + 1 keys
+            sq * (skv - sq + 1) + sq * (sq - 1) / 2
+        } else {
+            // the first sq − skv queries see nothing, the rest 1, 2, …, skv keys
+            skv * (skv + 1) / 2
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
@@ -188,22 +217,20 @@ impl Workload {
     }
 
     /// FLOP by the conventions of DESIGN.md §2: 2·b·m·n·k for matmul;
-    /// 4·b·h·s_q·s_kv·d for attention (softmax not counted), half of it when causal.
+    /// 4·b·h·d per visible (query, key) pair for attention (softmax not counted):
+    /// 4·b·h·s_q·s_kv·d without a mask, and for a causal mask the pairs it lets
+    /// through, counted exactly (about half for square shapes, far fewer when
+    /// seq_kv is much shorter than seq_q).
     pub fn flop(&self) -> Result<u64, WorkloadError> {
         let (op, flop) = match self {
             Workload::Matmul(s) => (
                 "matmul",
                 2u128 * s.batch as u128 * s.m as u128 * s.n as u128 * s.k as u128,
             ),
-            Workload::Attention(s) => {
-                let full = 4u128
-                    * s.batch as u128
-                    * s.heads as u128
-                    * s.seq_q as u128
-                    * s.seq_kv as u128
-                    * s.head_dim as u128;
-                ("attention", if s.causal { full / 2 } else { full })
-            }
+            Workload::Attention(s) => (
+                "attention",
+                4u128 * s.batch as u128 * s.heads as u128 * s.head_dim as u128 * s.visible_pairs(),
+            ),
         };
         u64::try_from(flop).map_err(|_| WorkloadError::FlopOverflow { op })
     }
@@ -292,11 +319,54 @@ mod tests {
         );
     }
 
+    fn causal(seq_q: u64, seq_kv: u64) -> AttentionShape {
+        AttentionShape {
+            batch: 1,
+            heads: 1,
+            seq_q,
+            seq_kv,
+            head_dim: 64,
+            causal: true,
+        }
+    }
+
+    /// Visible pairs by brute force, query by query.
+    fn brute_pairs(s: &AttentionShape) -> u128 {
+        (0..s.seq_q).map(|i| s.visible_keys(i) as u128).sum()
+    }
+
     #[test]
-    fn attention_flop_causal_is_half() {
+    fn causal_pairs_are_counted_exactly_for_every_shape() {
+        for (sq, skv) in [
+            (1, 1),
+            (4, 4),
+            (4, 9),
+            (9, 4),
+            (1, 4096),
+            (4096, 1),
+            (4096, 64),
+            (37, 50),
+        ] {
+            let s = causal(sq, skv);
+            assert_eq!(s.visible_pairs(), brute_pairs(&s), "q{sq} kv{skv}");
+        }
+        // square: n(n+1)/2 pairs, just over half
+        assert_eq!(causal(4, 4).visible_pairs(), 10);
+        // kv much shorter than q: most queries see nothing (bottom-right aligned)
+        assert_eq!(causal(4096, 64).visible_pairs(), 64 * 65 / 2);
+        let w = Workload::Attention(causal(4096, 64));
+        assert_eq!(w.flop().unwrap(), 4 * 64 * 65 / 2 * 64);
+        // "half of the full product" would be 63× too large here
+        assert!(4 * 4096 * 64 * 64 / 2 > 63 * w.flop().unwrap());
+    }
+
+    #[test]
+    fn attention_flop_counts_visible_pairs() {
         let full = attn(false).flop().unwrap();
         assert_eq!(full, 4 * 2 * 8 * 1024 * 2048 * 64);
-        assert_eq!(attn(true).flop().unwrap(), full / 2);
+        // q1024 kv2048 causal: query i sees i + 1025 keys
+        let pairs: u64 = (0..1024).map(|i| i + 1025).sum();
+        assert_eq!(attn(true).flop().unwrap(), 4 * 2 * 8 * 64 * pairs);
         assert_eq!(
             attn(false).min_bytes(Precision::F32),
             4 * 2 * 8 * 64 * (1024 + 2 * 2048) + 4 * 2 * 8 * 64 * 1024

@@ -6,7 +6,8 @@
 //! Why windows: NVML's energy counter updates about every 100 ms, and on A100/H100
 //! the power sensor sees only ~25% of the time, so energy over less than
 //! max(1 s, 10 counter updates) can be wrong by up to 65%. `EnergyBench::joules`
-//! therefore runs at least that long (aligned to counter updates) and returns the
+//! therefore keeps the device busy from before one counter update to after
+//! another at least that long apart (the sweep's window engine) and returns the
 //! energy per iteration scaled to the iterations criterion asked for.
 //!
 //! Time stays criterion's: benchmark the same routine twice, once in a group of a
@@ -42,10 +43,9 @@
 mod measurement;
 mod window;
 
+pub use joulebench_core::window::{Calibration, Window};
 pub use measurement::{Energy, EnergyFormatter};
-pub use window::{
-    min_trustworthy_window_s, BenchError, Calibration, EnergyBench, EnergyWindow, WindowConfig,
-};
+pub use window::{min_trustworthy_window_s, BenchError, EnergyBench, WindowConfig};
 
 /// Whether this bench binary runs in criterion's test mode: `cargo test --benches`
 /// (no `--bench` argument) or `cargo bench -- --test`. Each bench then runs once;

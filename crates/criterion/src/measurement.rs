@@ -218,6 +218,11 @@ mod tests {
         fn update_period_s(&self) -> f64 {
             0.1
         }
+        fn take_updates(
+            &mut self,
+        ) -> Result<Vec<joulebench_core::meter::CounterUpdate>, MeterError> {
+            Ok(Vec::new())
+        }
     }
 
     #[test]

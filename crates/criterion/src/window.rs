@@ -1,10 +1,11 @@
 //! Energy windows sized for the meter, for criterion's `iter_custom`: however few
 //! iterations criterion asks for, the work runs back to back for at least
-//! max(1 s, 10 meter updates) (DESIGN.md §4), starting and ending on an update of
-//! the energy counter, and the energy of the iterations asked for is returned.
-//! All time comes from the device's [`Clock`], so the simulated device's windows
-//! pass in virtual time.
+//! max(1 s, 10 meter updates) (DESIGN.md §4) between two updates of the energy
+//! counter, through the same window engine as `joulebench sweep`, and the energy
+//! of the iterations asked for is returned. All time comes from the device's
+//! [`Clock`], so the simulated device's windows pass in virtual time.
 
+use joulebench_core::window::{Calibration, Window, WindowEngine, WindowError, WindowRules};
 use joulebench_core::{Clock, EnergyMeter, MeterError, MeterSource, ProtocolConfig, RunTiming};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,21 @@ pub enum BenchError<E: std::error::Error + 'static> {
     Meter(#[from] MeterError),
     #[error("the workload failed: {0}")]
     Workload(#[source] E),
+    /// The meter stalled or went backwards while the work ran: the window is rejected.
+    #[error("{0}")]
+    UntrustedMeter(String),
+}
+
+impl<E: std::error::Error + 'static> From<WindowError<E>> for BenchError<E> {
+    fn from(e: WindowError<E>) -> Self {
+        match e {
+            WindowError::Meter(m) => BenchError::Meter(m),
+            WindowError::Work(w) => BenchError::Workload(w),
+            e @ (WindowError::MeterStalled { .. } | WindowError::MeterBackwards { .. }) => {
+                BenchError::UntrustedMeter(e.to_string())
+            }
+        }
+    }
 }
 
 /// How windows are sized. [`WindowConfig::default`] is the measurement protocol's.
@@ -25,11 +41,8 @@ pub struct WindowConfig {
     pub min_window_s: f64,
     pub min_counter_updates: u32,
     /// Device time one call of the workload should take (a block of iterations);
-    /// windows are made of such blocks.
+    /// windows are made of such blocks, run back to back.
     pub block_s: f64,
-    /// Start and end each window on an update of the energy counter.
-    pub align_to_counter: bool,
-    pub counter_poll_s: f64,
     /// For a virtual clock (the simulated device): real seconds to spend per
     /// second of the device clock. criterion sizes its samples by wall time, so
     /// without pacing it takes virtual work for free and asks for windows of
@@ -45,98 +58,55 @@ impl Default for WindowConfig {
             min_window_s: p.min_window_s,
             min_counter_updates: p.min_counter_updates,
             block_s: 0.01,
-            align_to_counter: p.align_to_counter,
-            counter_poll_s: p.counter_poll_s,
             virtual_pacing: None,
         }
     }
 }
 
 impl WindowConfig {
-    /// One block of one iteration, read without alignment: checks that a bench
-    /// runs (criterion's `--test`), not what it costs. Its windows are flagged short.
+    /// Blocks of one iteration and windows of one counter update: checks that a
+    /// bench runs (criterion's `--test`), not what it costs. Its windows are
+    /// flagged short.
     pub fn smoke_test() -> WindowConfig {
         WindowConfig {
             min_window_s: 0.0,
             min_counter_updates: 0,
             block_s: 0.0,
-            align_to_counter: false,
-            counter_poll_s: 0.001,
             virtual_pacing: None,
+        }
+    }
+
+    fn rules(&self) -> WindowRules {
+        WindowRules {
+            min_window_s: self.min_window_s,
+            min_counter_updates: self.min_counter_updates,
         }
     }
 
     /// The window this config asks for on a meter updating every `update_period_s`.
     pub fn window_target_s(&self, update_period_s: f64) -> f64 {
-        self.min_window_s
-            .max(self.min_counter_updates as f64 * update_period_s)
+        self.rules().target_s(update_period_s)
     }
 }
 
 /// The shortest window whose energy can be trusted: max(1 s, 10 meter updates).
 pub fn min_trustworthy_window_s(update_period_s: f64) -> f64 {
-    WindowConfig::default().window_target_s(update_period_s)
-}
-
-/// How many iterations one call of the workload runs, found by
-/// [`EnergyBench::calibrate`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Calibration {
-    pub block_iterations: u64,
-    /// Device-clock seconds per iteration, as the last calibration block took.
-    pub seconds_per_iteration: f64,
-    /// The workload reports device time (timestamps, CUDA events), not only wall time.
-    pub device_timer: bool,
-}
-
-/// One energy window.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EnergyWindow {
-    /// Iterations inside the window (fractional: the closing counter update falls
-    /// inside a block, and half of that block is counted).
-    pub iterations: f64,
-    /// Device-clock seconds from the opening to the closing counter update.
-    pub seconds: f64,
-    pub joules: f64,
-    /// Both ends fell on counter updates. An unaligned window's energy is off by
-    /// up to one update period's worth at each end.
-    pub aligned: bool,
-    /// Shorter than max(1 s, 10 meter updates): not to be trusted.
-    pub short: bool,
-}
-
-impl EnergyWindow {
-    pub fn joules_per_iteration(&self) -> f64 {
-        if self.iterations > 0.0 {
-            self.joules / self.iterations
-        } else {
-            0.0
-        }
-    }
-
-    pub fn average_watts(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.joules / self.seconds
-        } else {
-            0.0
-        }
-    }
+    WindowRules::default().target_s(update_period_s)
 }
 
 /// A device's energy meter and clock, and the window rules, for `iter_custom`
 /// routines. The workload is any `FnMut(iterations) -> Result<RunTiming, E>` that
 /// runs that many iterations back to back and waits for them to finish — a
-/// `PreparedKernel::run`, or your own code.
+/// `PreparedKernel::run`, or your own code. Windows come from the one window
+/// engine of `joulebench_core::window`: busy from before the opening counter
+/// update to after the closing one, the work between them counted exactly.
 pub struct EnergyBench {
     meter: Box<dyn EnergyMeter>,
     clock: Arc<dyn Clock>,
     config: WindowConfig,
-    last_window: Option<EnergyWindow>,
+    last_window: Option<Window>,
     short_windows: u64,
 }
-
-/// Calibration stops doubling here, whatever the workload's speed.
-const MAX_BLOCK_ITERATIONS: u64 = 1 << 32;
 
 impl EnergyBench {
     pub fn new(meter: Box<dyn EnergyMeter>, clock: Arc<dyn Clock>, config: WindowConfig) -> Self {
@@ -172,13 +142,26 @@ impl EnergyBench {
     }
 
     /// The last window measured by [`EnergyBench::joules`].
-    pub fn last_window(&self) -> Option<&EnergyWindow> {
+    pub fn last_window(&self) -> Option<&Window> {
         self.last_window.as_ref()
     }
 
     /// Windows so far that were shorter than max(1 s, 10 meter updates).
     pub fn short_windows(&self) -> u64 {
         self.short_windows
+    }
+
+    /// Shorter than max(1 s, 10 meter updates): not to be trusted.
+    pub fn is_short(&self, window: &Window) -> bool {
+        WindowRules::default().is_short(window.seconds, self.meter.update_period_s())
+    }
+
+    fn engine(&mut self) -> WindowEngine<'_> {
+        WindowEngine::new(
+            self.meter.as_mut(),
+            self.clock.as_ref(),
+            self.config.rules(),
+        )
     }
 
     /// Find how many iterations make one block of about `block_s` of device time
@@ -188,30 +171,8 @@ impl EnergyBench {
         E: std::error::Error + 'static,
         F: FnMut(u64) -> Result<RunTiming, E>,
     {
-        let mut batch = 1u64;
-        loop {
-            let t0 = self.clock.now_s();
-            let timing = run(batch).map_err(BenchError::Workload)?;
-            let elapsed = (self.clock.now_s() - t0).max(0.0);
-            let seconds = timing.device_s.unwrap_or(timing.wall_s).max(elapsed * 0.5);
-            let cal = Calibration {
-                block_iterations: batch,
-                seconds_per_iteration: seconds / batch as f64,
-                device_timer: timing.device_s.is_some(),
-            };
-            if seconds >= self.config.block_s || batch >= MAX_BLOCK_ITERATIONS {
-                return Ok(cal);
-            }
-            // jump towards the target, but at most 16× at once
-            let wanted = if seconds > 0.0 {
-                (batch as f64 * 1.2 * self.config.block_s / seconds).ceil() as u64
-            } else {
-                batch.saturating_mul(16)
-            };
-            batch = wanted
-                .clamp(batch.saturating_mul(2), batch.saturating_mul(16))
-                .min(MAX_BLOCK_ITERATIONS);
-        }
+        let block_s = self.config.block_s;
+        Ok(self.engine().calibrate(run, block_s)?)
     }
 
     /// Time of `iterations` iterations, run in calibrated blocks: device time where
@@ -257,85 +218,31 @@ impl EnergyBench {
         let pace = self.pace_start();
         let window = self.window(iterations, cal, run)?;
         self.pace(pace);
-        let joules = window.joules_per_iteration() * iterations as f64;
-        if window.short {
+        let joules = window.joules_per_op(None).unwrap_or(0.0) * iterations as f64;
+        if self.is_short(&window) {
             self.short_windows += 1;
         }
         self.last_window = Some(window);
         Ok(joules)
     }
 
-    /// Measure one window of at least `min_iterations` iterations.
+    /// Measure one window of at least `min_iterations` iterations. A meter that
+    /// cannot read energy is an error here (time is [`EnergyBench::device_time`]'s).
     pub fn window<E, F>(
         &mut self,
         min_iterations: u64,
         cal: &Calibration,
         run: &mut F,
-    ) -> Result<EnergyWindow, BenchError<E>>
+    ) -> Result<Window, BenchError<E>>
     where
         E: std::error::Error + 'static,
         F: FnMut(u64) -> Result<RunTiming, E>,
     {
-        let period = self.meter.update_period_s();
-        let target_s = self.window_target_s();
-        let align = self.config.align_to_counter && period > 0.0;
-        let block = cal.block_iterations.max(1);
-
-        let (e0, opening_aligned) = if align {
-            self.await_counter_update(period)?
-        } else {
-            (self.meter.energy_j()?, false)
-        };
-        let t0 = self.clock.now_s();
-        let mut iterations = 0u64;
-        loop {
-            run(block).map_err(BenchError::Workload)?;
-            iterations += block;
-            if iterations >= min_iterations && self.clock.now_s() - t0 >= target_s {
-                break;
-            }
-        }
-
-        // Keep the device busy in short blocks until the counter moves: the closing
-        // update then falls inside the last of them, half of which is counted.
-        let mut closing = None;
-        if align {
-            let tail = (block / 8).max(1);
-            let e_before = self.meter.energy_j()?;
-            let deadline = self.clock.now_s() + 3.0 * period;
-            loop {
-                let tb = self.clock.now_s();
-                run(tail).map_err(BenchError::Workload)?;
-                let ta = self.clock.now_s();
-                let e = self.meter.energy_j()?;
-                if e != e_before {
-                    closing = Some((e, iterations as f64 + tail as f64 * 0.5, 0.5 * (tb + ta)));
-                    iterations += tail;
-                    break;
-                }
-                iterations += tail;
-                if ta >= deadline {
-                    break;
-                }
-            }
-        }
-        let (e1, counted, t1, closing_aligned) = match closing {
-            Some((e, n, t)) => (e, n, t, true),
-            None => (
-                self.meter.energy_j()?,
-                iterations as f64,
-                self.clock.now_s(),
-                false,
-            ),
-        };
-        let seconds = t1 - t0;
-        Ok(EnergyWindow {
-            iterations: counted,
-            seconds,
-            joules: e1 - e0,
-            aligned: opening_aligned && closing_aligned,
-            short: seconds < 0.98 * min_trustworthy_window_s(period),
-        })
+        self.check_meter()?;
+        let mut engine = self.engine();
+        let window = engine.window(run, cal.block_iterations, min_iterations as f64)?;
+        engine.pause();
+        Ok(window)
     }
 
     fn pace_start(&self) -> (Instant, f64) {
@@ -351,23 +258,6 @@ impl EnergyBench {
         let spent = real0.elapsed().as_secs_f64();
         if wanted.is_finite() && wanted > spent {
             std::thread::sleep(Duration::from_secs_f64(wanted - spent));
-        }
-    }
-
-    /// Poll the meter until its reading changes; give up after three update periods.
-    fn await_counter_update(&mut self, period_s: f64) -> Result<(f64, bool), MeterError> {
-        let first = self.meter.energy_j()?;
-        let deadline = self.clock.now_s() + 3.0 * period_s;
-        let poll = Duration::from_secs_f64(self.config.counter_poll_s.max(1e-6));
-        loop {
-            self.clock.sleep(poll);
-            let e = self.meter.energy_j()?;
-            if e != first {
-                return Ok((e, true));
-            }
-            if self.clock.now_s() >= deadline {
-                return Ok((e, false));
-            }
         }
     }
 }

@@ -27,7 +27,7 @@ fn model(w: &Workload) -> (f64, f64) {
 }
 
 #[test]
-fn windows_are_long_aligned_and_match_the_model() {
+fn windows_are_long_busy_and_match_the_model() {
     let mut dev = SimDevice::open("sim-h100", 0, 3).unwrap();
     let mut bench = EnergyBench::new(
         Box::new(dev.meter),
@@ -47,22 +47,25 @@ fn windows_are_long_aligned_and_match_the_model() {
     let (j_model, s_model) = model(&w);
     assert_eq!(bench.window_target_s(), 1.0);
     let window = bench.window(1, &cal, &mut run).unwrap();
-    assert!(window.aligned && !window.short, "{window:?}");
-    assert!(window.seconds >= 1.0 && window.seconds < 1.3, "{window:?}");
-    assert!(window.iterations * s_model > 0.95, "{window:?}");
-    let rel = (window.joules_per_iteration() - j_model).abs() / j_model;
-    // model noise is 0.5% on power; the 20 µs queue sync per block adds a little idle
     assert!(
-        rel < 0.02,
-        "J/iter {} vs model {j_model}: {rel}",
-        window.joules_per_iteration()
+        window.counter_updates.is_some() && !bench.is_short(&window),
+        "{window:?}"
     );
+    assert!(
+        window.seconds >= 1.0 - 1e-9 && window.seconds < 1.15,
+        "{window:?}"
+    );
+    assert!(window.iterations * s_model > 0.95, "{window:?}");
+    let jpi = window.joules_per_op(None).unwrap();
+    let rel = (jpi - j_model).abs() / j_model;
+    // the model settles hotter than this fresh device: a few % of leakage apart
+    assert!(rel < 0.03, "J/iter {jpi} vs model {j_model}: {rel}");
 
     // criterion's iterations are scaled from the window's energy per iteration
     let one = bench.joules(1, &cal, &mut run).unwrap();
-    assert!((one - j_model).abs() / j_model < 0.02);
+    assert!((one - j_model).abs() / j_model < 0.03);
     let many = bench.joules(1_000_000, &cal, &mut run).unwrap();
-    assert!((many / 1e6 - j_model).abs() / j_model < 0.02);
+    assert!((many / 1e6 - j_model).abs() / j_model < 0.03);
     let last = bench.last_window().unwrap();
     assert!(last.iterations >= 1e6, "{last:?}");
     assert_eq!(bench.short_windows(), 0);
@@ -88,8 +91,8 @@ fn smoke_test_windows_are_flagged_short() {
     let cal = bench.calibrate(&mut run).unwrap();
     assert_eq!(cal.block_iterations, 1);
     let window = bench.window(1, &cal, &mut run).unwrap();
-    assert!(window.short && !window.aligned, "{window:?}");
-    assert_eq!(window.iterations, 1.0);
+    assert!(bench.is_short(&window), "{window:?}");
+    assert!(window.seconds < 0.15, "{window:?}");
     bench.joules(1, &cal, &mut run).unwrap();
     assert_eq!(bench.short_windows(), 1);
 }

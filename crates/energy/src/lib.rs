@@ -5,4 +5,5 @@
 pub mod guard;
 pub mod monitor;
 pub mod nvml;
+pub mod poller;
 pub mod sim;

@@ -132,10 +132,10 @@ fn options() -> SweepOptions {
         protocol: ProtocolConfig {
             idle_baseline_s: 0.1,
             warmup_s: 0.02,
+            warmup_max_s: 0.5,
+            settle_window_s: 0.25,
             min_window_s: 0.06,
             min_counter_updates: 4,
-            blocks_per_window: 2,
-            block_gap_s: 0.002,
             target_rel_spread: 0.5,
             min_windows: 2,
             max_windows: 3,
@@ -147,6 +147,7 @@ fn options() -> SweepOptions {
         tool: tool_info(),
         host: "test-host".into(),
         cap_settle_s: 0.0,
+        repeat: 1,
     }
 }
 
@@ -173,7 +174,7 @@ fn a_capped_sweep_sets_each_cap_and_restores_the_original() {
     };
     let mut meter = CounterMeter::with_probe(f.clone(), &probe()).unwrap();
     let mut guard = guard_on(&f, dir.path(), true);
-    let clock = SystemClock::default();
+    let clock = SystemClock;
     let mut records = Records::default();
     let outcome = {
         let mut session = DeviceSession {
@@ -226,7 +227,7 @@ fn a_gpu_lost_mid_sweep_stops_it_and_keeps_the_finished_records() {
     };
     let mut meter = CounterMeter::with_probe(f.clone(), &probe()).unwrap();
     let mut guard = guard_on(&f, dir.path(), true);
-    let clock = SystemClock::default();
+    let clock = SystemClock;
     let mut records = Records::default();
     let mut observer = LoseGpuAfter {
         fake: f.clone(),

@@ -1,14 +1,16 @@
-//! Check mode (DESIGN.md §4.7): the counter and the sampling meter run over the same
-//! intervals — every stretch between two energy readings, which includes each
-//! measurement window — and their agreement is kept so a record or the CLI can say
-//! how far the two NVML sources differ on this device. The counter's numbers are
-//! the ones recorded.
+//! Check mode (DESIGN.md §4.7): the counter and the sampling meter run side by
+//! side, and over every stretch of counter updates at least `min_interval_s` long
+//! (windows are made of such stretches) the integrated power is compared with the
+//! counter, interpolated at the same update times. Their agreement is kept so a
+//! record or the CLI can say how far the two NVML sources differ on this device.
+//! The counter's numbers are the ones recorded.
 
 use super::{CounterMeter, NvmlDevice, SamplingConfig, SamplingMeter};
+use joulebench_core::meter::{CounterUpdate, TelemetrySample};
+use joulebench_core::window::energy_between;
 use joulebench_core::{EnergyMeter, MeterError, MeterSource, Telemetry};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 /// One interval both meters saw.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,7 +106,10 @@ pub struct CheckMeter {
     counter: CounterMeter,
     sampled: SamplingMeter,
     log: AgreementHandle,
-    last: Option<(Instant, f64, f64)>,
+    /// Where the current stretch of counter updates began.
+    anchor: Option<CounterUpdate>,
+    /// The sampling meter's integral, kept long enough to interpolate it at counter updates.
+    sampled_line: Vec<CounterUpdate>,
     min_interval_s: f64,
 }
 
@@ -123,7 +128,8 @@ impl CheckMeter {
             counter,
             sampled,
             log: AgreementHandle::default(),
-            last: None,
+            anchor: None,
+            sampled_line: Vec::new(),
             min_interval_s,
         }
     }
@@ -158,25 +164,50 @@ impl EnergyMeter for CheckMeter {
     }
 
     fn energy_j(&mut self) -> Result<f64, MeterError> {
-        let counter_j = self.counter.energy_j()?;
-        let sampled_j = self.sampled.energy_j()?;
-        let now = Instant::now();
-        if let Some((t0, c0, s0)) = self.last {
-            let seconds = now.duration_since(t0).as_secs_f64();
-            if seconds >= self.min_interval_s {
-                self.log.push(AgreementInterval {
-                    seconds,
-                    counter_j: counter_j - c0,
-                    sampled_j: sampled_j - s0,
-                });
-            }
-        }
-        self.last = Some((now, counter_j, sampled_j));
-        Ok(counter_j)
+        self.counter.energy_j()
     }
 
     fn update_period_s(&self) -> f64 {
         self.counter.update_period_s()
+    }
+
+    /// The counter's updates; on the way, every stretch of them at least
+    /// `min_interval_s` long is compared with the sampled integral.
+    fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
+        let updates = self.counter.take_updates()?;
+        self.sampled_line.extend(self.sampled.take_updates()?);
+        for u in &updates {
+            match self.anchor {
+                Some(a) if u.time_s - a.time_s >= self.min_interval_s => {
+                    if let Some(sampled_j) = energy_between(&self.sampled_line, a.time_s, u.time_s)
+                    {
+                        self.log.push(AgreementInterval {
+                            seconds: u.time_s - a.time_s,
+                            counter_j: u.joules - a.joules,
+                            sampled_j,
+                        });
+                    }
+                    self.anchor = Some(*u);
+                }
+                Some(_) => {}
+                None => self.anchor = Some(*u),
+            }
+        }
+        if let Some(a) = self.anchor {
+            // keep the samples from just before the anchor on
+            let keep_from = self
+                .sampled_line
+                .iter()
+                .rposition(|s| s.time_s < a.time_s)
+                .unwrap_or(0);
+            self.sampled_line.drain(..keep_from);
+        }
+        Ok(updates)
+    }
+
+    fn take_telemetry(&mut self) -> Result<Vec<TelemetrySample>, MeterError> {
+        self.sampled.take_telemetry()?;
+        self.counter.take_telemetry()
     }
 
     fn telemetry(&mut self) -> Result<Telemetry, MeterError> {

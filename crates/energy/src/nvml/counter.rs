@@ -3,6 +3,8 @@
 //! the meter opens — it differs between parts and drivers — instead of assumed.
 
 use super::{read_telemetry, NvmlDevice, NvmlError, ReferenceClocksMhz};
+use crate::poller::{PollConfig, PolledSource, Poller};
+use joulebench_core::meter::{CounterUpdate, TelemetrySample};
 use joulebench_core::{EnergyMeter, MeterError, MeterSource, Telemetry};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,11 +72,52 @@ pub fn measure_update_period(
     }
 }
 
+/// The counter as the poller reads it: mJ to J, and a counter that goes
+/// backwards is an error (a driver reload or GPU reset restarts it; any window
+/// across that would be wrong, so the meter stops rather than guess).
+struct CounterSource {
+    device: Arc<dyn NvmlDevice>,
+    reference: ReferenceClocksMhz,
+    last_mj: Option<u64>,
+}
+
+impl CounterSource {
+    fn read_j(&mut self) -> Result<f64, MeterError> {
+        let mj = self
+            .device
+            .total_energy_mj()
+            .map_err(|e| e.into_meter_error("reading the NVML energy counter"))?;
+        if let Some(prev) = self.last_mj {
+            if mj < prev {
+                return Err(MeterError::Read(format!(
+                    "the NVML energy counter went backwards ({prev} mJ → {mj} mJ): the driver was reloaded or the GPU reset"
+                )));
+            }
+        }
+        self.last_mj = Some(mj);
+        Ok(mj as f64 / 1000.0)
+    }
+}
+
+impl PolledSource for CounterSource {
+    fn energy_j(&mut self) -> Result<Option<f64>, MeterError> {
+        self.read_j().map(Some)
+    }
+
+    fn telemetry(&mut self) -> Result<Telemetry, MeterError> {
+        let power_w = current_power_w(self.device.as_ref());
+        read_telemetry(self.device.as_ref(), &self.reference, power_w)
+    }
+}
+
+/// NVML's energy counter, polled in a thread of its own (see `crate::poller`),
+/// with telemetry sampled while the work runs.
 pub struct CounterMeter {
     device: Arc<dyn NvmlDevice>,
     period: UpdatePeriod,
     reference: ReferenceClocksMhz,
-    last_mj: Option<u64>,
+    direct: CounterSource,
+    poller: Poller,
 }
 
 impl CounterMeter {
@@ -88,14 +131,30 @@ impl CounterMeter {
         device: Arc<dyn NvmlDevice>,
         probe: &PeriodProbe,
     ) -> Result<Self, MeterError> {
+        Self::with_polling(device, probe, PollConfig::default())
+    }
+
+    /// As [`CounterMeter::with_probe`], polling the counter and telemetry as `poll` says.
+    pub fn with_polling(
+        device: Arc<dyn NvmlDevice>,
+        probe: &PeriodProbe,
+        poll: PollConfig,
+    ) -> Result<Self, MeterError> {
         let period = measure_update_period(device.as_ref(), probe)
             .map_err(|e| e.into_meter_error("NVML energy counter"))?;
         let reference = device.reference_clocks_mhz().unwrap_or_default();
+        let source = |device: &Arc<dyn NvmlDevice>| CounterSource {
+            device: device.clone(),
+            reference,
+            last_mj: None,
+        };
+        let poller = Poller::start("joulebench-nvml-counter", Box::new(source(&device)), poll)?;
         Ok(CounterMeter {
+            direct: source(&device),
             device,
             period,
             reference,
-            last_mj: None,
+            poller,
         })
     }
 
@@ -110,25 +169,19 @@ impl EnergyMeter for CounterMeter {
     }
 
     fn energy_j(&mut self) -> Result<f64, MeterError> {
-        let mj = self
-            .device
-            .total_energy_mj()
-            .map_err(|e| e.into_meter_error("reading the NVML energy counter"))?;
-        if let Some(prev) = self.last_mj {
-            if mj < prev {
-                // A driver reload or GPU reset restarts the counter; any window across
-                // it would be wrong, so stop rather than guess.
-                return Err(MeterError::Read(format!(
-                    "the NVML energy counter went backwards ({prev} mJ → {mj} mJ): the driver was reloaded or the GPU reset"
-                )));
-            }
-        }
-        self.last_mj = Some(mj);
-        Ok(mj as f64 / 1000.0)
+        self.direct.read_j()
     }
 
     fn update_period_s(&self) -> f64 {
         self.period.seconds
+    }
+
+    fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
+        self.poller.take_updates()
+    }
+
+    fn take_telemetry(&mut self) -> Result<Vec<TelemetrySample>, MeterError> {
+        Ok(self.poller.take_telemetry())
     }
 
     fn telemetry(&mut self) -> Result<Telemetry, MeterError> {

@@ -6,7 +6,10 @@
 
 use super::counter::current_power_w;
 use super::{read_telemetry, NvmlDevice, NvmlError, ReferenceClocksMhz};
+use joulebench_core::clock::monotonic_s;
+use joulebench_core::meter::{CounterUpdate, TelemetrySample};
 use joulebench_core::{EnergyMeter, MeterError, MeterSource, Telemetry};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -102,7 +105,16 @@ struct SamplerState {
     integ: TrapezoidIntegrator,
     last: Option<PowerSample>,
     error: Option<NvmlError>,
+    /// The integral after each sample (the meter's "updates"), and telemetry read
+    /// every 50 ms, until the window engine takes them.
+    updates: VecDeque<CounterUpdate>,
+    telemetry: VecDeque<TelemetrySample>,
 }
+
+/// Samples and readings kept until taken.
+const KEEP: usize = 1 << 15;
+/// Telemetry is read this often by the sampling thread.
+const TELEMETRY_EVERY_S: f64 = 0.05;
 
 struct Shared {
     state: Mutex<SamplerState>,
@@ -134,7 +146,7 @@ impl SamplingMeter {
                 "the sampling interval must be greater than zero".into(),
             ));
         }
-        let first = read_sample(device.as_ref(), 0.0)
+        let first = read_sample(device.as_ref(), monotonic_s())
             .map_err(|e| e.into_meter_error("reading GPU power"))?;
         let kind = if first.instant_w.is_some() {
             PowerReadingKind::Instant
@@ -147,26 +159,28 @@ impl SamplingMeter {
         };
         let mut integ = TrapezoidIntegrator::new();
         if let Some(w) = pick(&first, kind) {
-            integ.add(0.0, w);
+            integ.add(first.time_s, w);
         }
         let shared = Arc::new(Shared {
             state: Mutex::new(SamplerState {
                 integ,
                 last: Some(first),
                 error: None,
+                updates: VecDeque::new(),
+                telemetry: VecDeque::new(),
             }),
             stop: AtomicBool::new(false),
         });
+        let reference = device.reference_clocks_mhz().unwrap_or_default();
         let thread = {
             let (device, shared, interval) = (device.clone(), shared.clone(), config.interval);
             std::thread::Builder::new()
                 .name("joulebench-power-sampler".into())
-                .spawn(move || sample_loop(device.as_ref(), &shared, interval, kind))
+                .spawn(move || sample_loop(device.as_ref(), &shared, interval, kind, &reference))
                 .map_err(|e| {
                     MeterError::Unavailable(format!("cannot start the power-sampling thread: {e}"))
                 })?
         };
-        let reference = device.reference_clocks_mhz().unwrap_or_default();
         Ok(SamplingMeter {
             device,
             shared,
@@ -223,9 +237,11 @@ fn sample_loop(
     shared: &Shared,
     interval: Duration,
     kind: PowerReadingKind,
+    reference: &ReferenceClocksMhz,
 ) {
     let origin = Instant::now();
     let mut tick: u32 = 0;
+    let mut next_telemetry = 0.0;
     while !shared.stop.load(Ordering::Relaxed) {
         // Ticks on a fixed grid, so a slow NVML call does not stretch every later interval.
         tick = tick.saturating_add(1);
@@ -233,12 +249,37 @@ fn sample_loop(
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        let t = origin.elapsed().as_secs_f64();
+        // samples are stamped on the protocol's time line
+        let t = monotonic_s();
+        let telemetry = if t >= next_telemetry {
+            next_telemetry = t + TELEMETRY_EVERY_S;
+            match read_telemetry(device, reference, None) {
+                Ok(tel) => Some(tel),
+                Err(e) => {
+                    shared.state().error = Some(NvmlError::Failed(e.to_string()));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         match read_sample(device, t) {
             Ok(s) => {
                 let mut st = shared.state();
                 if let Some(w) = pick(&s, kind) {
                     st.integ.add(t, w);
+                    let joules = st.integ.energy_j();
+                    push(&mut st.updates, CounterUpdate { time_s: t, joules });
+                }
+                if let Some(mut tel) = telemetry {
+                    tel.power_w = pick(&s, kind);
+                    push(
+                        &mut st.telemetry,
+                        TelemetrySample {
+                            time_s: t,
+                            telemetry: tel,
+                        },
+                    );
                 }
                 st.last = Some(s);
             }
@@ -252,9 +293,37 @@ fn sample_loop(
     }
 }
 
+fn push<T>(q: &mut VecDeque<T>, item: T) {
+    if q.len() >= KEEP {
+        q.pop_front();
+    }
+    q.push_back(item);
+}
+
 impl EnergyMeter for SamplingMeter {
     fn source(&self) -> MeterSource {
         MeterSource::NvmlSampled
+    }
+
+    /// Averaged power lags the work by its averaging window (1 s on Ampere and
+    /// newer); instant power by one sampling interval.
+    fn response_s(&self) -> f64 {
+        match self.kind {
+            PowerReadingKind::Instant => self.interval.as_secs_f64(),
+            PowerReadingKind::Usage => self.interval.as_secs_f64().max(1.0),
+        }
+    }
+
+    fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
+        let mut st = self.shared.state();
+        if let Some(e) = &st.error {
+            return Err(e.clone().into_meter_error("sampling GPU power"));
+        }
+        Ok(st.updates.drain(..).collect())
+    }
+
+    fn take_telemetry(&mut self) -> Result<Vec<TelemetrySample>, MeterError> {
+        Ok(self.shared.state().telemetry.drain(..).collect())
     }
 
     /// The integral up to the latest sample: it lags by up to one interval at both
