@@ -493,3 +493,80 @@ fn help_is_there_for_every_command() {
     assert_eq!(o.status.code(), Some(2));
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn repeats_are_shuffled_resumable_and_reported_with_their_run_to_run_spread() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "r.toml",
+        "kernels = [\"sim-vendor\"]\nprecisions = [\"bf16\", \"f32\"]\n[[matmul]]\nm = 2048\nn = 2048\nk = 2048\n[[matmul]]\nm = 1024\nn = 1024\nk = 1024\n[protocol]\nidle_baseline_s = 0.5\n",
+    );
+    let out = dir.path().join("r.jsonl");
+    let sweep = |extra: &[&str]| {
+        let mut args = vec![
+            "sweep",
+            "--backend",
+            "sim",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--repeat",
+            "3",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let o = sweep(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 4 * 3);
+    let repeats: Vec<u64> = recs.iter().map(|r| r["repeat"].as_u64().unwrap()).collect();
+    assert!(repeats.iter().all(|r| (1..=3).contains(r)));
+    assert_ne!(
+        repeats,
+        [1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3],
+        "shuffled, not in rounds"
+    );
+    // each point three times, with the same inputs each time
+    let mut seeds = std::collections::BTreeMap::new();
+    for r in &recs {
+        seeds
+            .entry(point_key(r))
+            .or_insert_with(Vec::new)
+            .push(r["seed"].as_u64().unwrap());
+    }
+    assert_eq!(seeds.len(), 4);
+    assert!(seeds
+        .values()
+        .all(|s| s.len() == 3 && s.iter().all(|x| *x == s[0])));
+
+    // resuming a finished repeat sweep measures nothing again
+    let o = sweep(&["--resume"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("12 already there"), "{}", text(&o));
+    assert_eq!(records(&out).len(), 12);
+
+    let report = text(&run(&["report", out.to_str().unwrap()]));
+    assert!(report.contains("Run-to-run spread"), "{report}");
+    assert!(report.contains("spread between runs"), "{report}");
+    refused(
+        &["sweep", "--backend", "sim", "--repeat", "0"],
+        "--repeat 0 must be between 1 and 100",
+    );
+}
+
+#[test]
+fn schema_1_records_are_read_and_marked_gapped() {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("results/h200-2026-11-29/h200-energy.jsonl");
+    let o = run(&["report", file.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("16 measured"), "{t}");
+    assert!(t.contains("gapped"), "{t}");
+    let o = run(&["recommend", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("NVIDIA H200"));
+}

@@ -68,8 +68,11 @@ pub fn compare(records: &[Record], cap: CapChoice) -> Vec<Ranking> {
     let labels = device_labels(records);
     // (workload, precision) → device key → best so far
     let mut best: BTreeMap<(String, Precision), BTreeMap<String, Entry>> = BTreeMap::new();
-    for (i, r) in records.iter().enumerate() {
-        let Some(s) = Setting::from_record(r, i) else {
+    for runs in crate::repeats::group_settings(records) {
+        let i = runs[0];
+        let r = &records[i];
+        let rs: Vec<&Record> = runs.iter().map(|&j| &records[j]).collect();
+        let Some(s) = Setting::from_runs(&rs, i) else {
             continue;
         };
         if cap == CapChoice::Default && !s.is_default_cap {

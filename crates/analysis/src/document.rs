@@ -153,10 +153,23 @@ pub fn protocol_table(records: &[Record]) -> Table {
 
 /// What each flag means and how many records carry it.
 pub fn flags_table(records: &[Record]) -> Table {
-    let mut t = Table::new("Validity flags", &["flag", "meaning", "records flagged"]);
+    let mut t = Table::new(
+        "Validity flags",
+        &["flag", "kind", "meaning", "records flagged"],
+    );
     for f in ValidityFlag::ALL {
         let n = records.iter().filter(|r| r.flags.contains(&f)).count();
-        t.push(vec![f.name().into(), f.meaning().into(), n.to_string()]);
+        t.push(vec![
+            f.name().into(),
+            if f.is_caution() {
+                "caution"
+            } else {
+                "information"
+            }
+            .into(),
+            f.meaning().into(),
+            n.to_string(),
+        ]);
     }
     t
 }
@@ -216,9 +229,10 @@ pub fn markdown_report(
     out.push('\n');
     out.push_str(&protocol_table(records).render(md));
     out.push_str(
-        "\nEach point: an idle baseline once per device, a warm-up, then measurement windows of at least the \
-         minimum window and counter updates, split into blocks with short sleeps between them, repeated until \
-         the spread of J/FLOP across windows is under the target or the budget is spent.\n\n",
+        "\nEach point: an idle baseline once per device, a warm-up until power and temperature settle (within its \
+         bound), then measurement windows from one energy-counter update to another at least the minimum window \
+         apart, with the GPU busy throughout and the work between the two updates counted exactly, repeated until \
+         the stop rule is met. Windows \"gapped\" (schema-1 records) had idle gaps inside and read high.\n\n",
     );
 
     out.push_str("## Recommendations\n\n");
@@ -245,6 +259,10 @@ pub fn markdown_report(
 
     out.push_str(&records_table(records).render(md));
     out.push('\n');
+    if let Some(t) = crate::repeats::repeats_table(records) {
+        out.push_str(&t.render(md));
+        out.push('\n');
+    }
 
     out.push_str("## Commands that produced the data\n\n");
     out.push_str(&commands_block(records));
@@ -291,7 +309,7 @@ mod tests {
         // the flag count: one record carries high-spread
         let flags = flags_table(&v);
         let row = flags.rows.iter().find(|r| r[0] == "high-spread").unwrap();
-        assert_eq!(row[2], "1");
+        assert_eq!(row[3], "1");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod format;
 pub mod merge;
 pub mod plots;
 pub mod recommend;
+pub mod repeats;
 pub mod report;
 pub mod settings_file;
 pub mod table;

@@ -373,6 +373,7 @@ mod tests {
             rec("GPU A", false, Precision::Bf16, "default", 650.0, 0.85),
         ];
         v[3].batch_size = 4;
+        v[3].workload = v[3].workload.with_batch(4);
         v
     }
 

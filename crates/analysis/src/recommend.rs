@@ -7,8 +7,11 @@
 //! group spans batch sizes and a bigger batch does more work per op.
 
 use crate::format::{opt, pct, sig};
+use crate::repeats::{group_settings, RunSpread};
 use crate::table::Table;
+use joulebench_core::protocol::ValidityFlag;
 use joulebench_core::record::Record;
+use joulebench_core::stats::median;
 use joulebench_core::Precision;
 use std::collections::BTreeMap;
 
@@ -60,21 +63,46 @@ pub struct Setting {
     pub joules_per_flop: f64,
     pub tflops: f64,
     pub average_w: Option<f64>,
+    /// Flags that ask for caution (every record's, for repeats).
     pub flags: Vec<String>,
+    /// The card sat at its power limit: information, not a caution.
+    pub power_limited: bool,
     pub default_limit_w: Option<f64>,
-    /// Index of the record this setting came from, in the slice given to
+    /// Index of the (first) record this setting came from, in the slice given to
     /// [`recommend`]: how a caller finds its source file and device.
     pub record: usize,
+    /// Runs of this setting (`--repeat`) and how much they agree.
+    pub runs: usize,
+    pub run_to_run_spread: Option<f64>,
 }
 
 impl Setting {
     /// `index`: the record's position in the caller's slice (see [`Setting::record`]).
     pub fn from_record(r: &Record, index: usize) -> Option<Setting> {
-        if !r.has_energy() {
+        Setting::from_runs(&[r], index)
+    }
+
+    /// One setting from its repeats (all records of one setting key): medians of
+    /// their medians, every caution flag any of them carries.
+    pub fn from_runs(runs: &[&Record], first_index: usize) -> Option<Setting> {
+        let r = *runs.first()?;
+        let measured: Vec<&Record> = runs.iter().copied().filter(|r| r.has_energy()).collect();
+        if measured.is_empty() {
             return None;
         }
-        let m = r.measurement.as_ref()?;
-        let jpf = m.summary.joules_per_flop?.median;
+        let med = |f: &dyn Fn(&Record) -> Option<f64>| -> Option<f64> {
+            let v: Vec<f64> = measured.iter().filter_map(|r| f(r)).collect();
+            (!v.is_empty()).then(|| median(&v))
+        };
+        let spread = RunSpread::of(&measured)?;
+        let seconds_per_op = med(&|r| Some(r.measurement.as_ref()?.summary.seconds_per_op.median))?;
+        let mut flags: Vec<ValidityFlag> = measured
+            .iter()
+            .flat_map(|r| r.flags.iter().copied())
+            .filter(|f| f.is_caution())
+            .collect();
+        flags.sort();
+        flags.dedup();
         Some(Setting {
             kernel: r.kernel.clone(),
             precision: r.precision,
@@ -82,13 +110,18 @@ impl Setting {
             cap: r.power_cap.requested.to_string(),
             cap_w: r.power_cap.requested_w.or(r.power_cap.enforced_w),
             is_default_cap: r.power_cap.requested.is_default(),
-            seconds_per_flop: m.summary.seconds_per_op.median / r.flop as f64,
-            joules_per_flop: jpf,
-            tflops: m.summary.tflops,
-            average_w: m.summary.average_w,
-            flags: r.flags.iter().map(|f| f.name().to_string()).collect(),
+            seconds_per_flop: seconds_per_op / r.flop as f64,
+            joules_per_flop: spread.joules_per_flop,
+            tflops: r.flop as f64 / seconds_per_op / 1e12,
+            average_w: med(&|r| r.measurement.as_ref()?.summary.average_w),
+            flags: flags.iter().map(|f| f.name().to_string()).collect(),
+            power_limited: measured
+                .iter()
+                .any(|r| r.flags.contains(&ValidityFlag::PowerLimited)),
             default_limit_w: r.power_cap.default_w,
-            record: index,
+            record: first_index,
+            runs: spread.runs,
+            run_to_run_spread: spread.run_to_run,
         })
     }
 
@@ -224,8 +257,11 @@ pub fn recommend(records: &[Record], objective: Objective) -> Vec<Recommendation
 /// looked for on the chosen setting's own board first, then on any board of the model.
 pub fn recommend_by(records: &[Record], objective: Objective, by: GroupBy) -> Vec<Recommendation> {
     let mut groups: BTreeMap<(String, String), (bool, Vec<Setting>)> = BTreeMap::new();
-    for (i, r) in records.iter().enumerate() {
-        if let Some(s) = Setting::from_record(r, i) {
+    for runs in group_settings(records) {
+        let i = runs[0];
+        let r = &records[i];
+        let rs: Vec<&Record> = runs.iter().map(|&j| &records[j]).collect();
+        if let Some(s) = Setting::from_runs(&rs, i) {
             let device = match by {
                 GroupBy::Device => r.device.key(),
                 GroupBy::Model => r.device.name.clone(),
@@ -316,6 +352,12 @@ pub fn recommendation_table(recs: &[Recommendation], objective: Objective) -> Ta
         "energy saved and slowdown are against the baseline: the same kernel, precision and batch at the default power limit."
             .into(),
     );
+    if recs.iter().any(|r| r.chosen().power_limited) {
+        t.notes.push(
+            "flags list cautions only. Settings that ran at the GPU's power limit (power-limited, with the clock it settled at) are the normal operating point of heavy work, not a caution."
+                .into(),
+        );
+    }
     for r in recs {
         let c = r.chosen();
         t.push(vec![
@@ -406,8 +448,11 @@ mod tests {
             tflops: 1e-12 / t,
             average_w: Some(e / t),
             flags: vec![],
+            power_limited: false,
             default_limit_w: Some(700.0),
             record: 0,
+            runs: 1,
+            run_to_run_spread: None,
         }
     }
 

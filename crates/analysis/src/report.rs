@@ -3,7 +3,7 @@
 
 use crate::format::{opt, pct, sig};
 use crate::table::Table;
-use joulebench_core::protocol::ValidityFlag;
+use joulebench_core::protocol::{ValidityFlag, WindowMethod};
 use joulebench_core::record::{PointStatus, Record};
 
 pub fn records_table(records: &[Record]) -> Table {
@@ -25,6 +25,7 @@ pub fn records_table(records: &[Record]) -> Table {
             "avg power (W)",
             "spread",
             "rel. error",
+            "windows",
             "flags / reason",
         ],
     );
@@ -35,6 +36,15 @@ pub fn records_table(records: &[Record]) -> Table {
         } else {
             "MIXED DATA: rows whose device says (simulated) come from the model device, not from a measurement.".into()
         });
+    }
+    if records
+        .iter()
+        .any(|r| r.window_method() == Some(WindowMethod::Gapped))
+    {
+        t.notes.push(format!(
+            "windows \"gapped\": {}. Their energy and average power read high; measure again to compare them with busy windows.",
+            WindowMethod::Gapped.meaning()
+        ));
     }
     for r in records {
         let m = r.measurement.as_ref().map(|m| &m.summary);
@@ -81,6 +91,9 @@ pub fn records_table(records: &[Record]) -> Table {
                 .as_ref()
                 .map(|v| sig(v.relative_error, 2))
                 .unwrap_or_else(|| "–".into()),
+            r.window_method()
+                .map(|w| w.name().to_string())
+                .unwrap_or_else(|| "–".into()),
             note,
         ]);
     }
@@ -89,9 +102,18 @@ pub fn records_table(records: &[Record]) -> Table {
 
 /// What each validity flag means, for reports.
 pub fn flags_legend() -> Table {
-    let mut t = Table::new("Validity flags", &["flag", "meaning"]);
+    let mut t = Table::new("Validity flags", &["flag", "kind", "meaning"]);
     for f in ValidityFlag::ALL {
-        t.push(vec![f.name().into(), f.meaning().into()]);
+        t.push(vec![
+            f.name().into(),
+            if f.is_caution() {
+                "caution"
+            } else {
+                "information"
+            }
+            .into(),
+            f.meaning().into(),
+        ]);
     }
     t
 }

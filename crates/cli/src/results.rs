@@ -13,6 +13,7 @@ use joulebench_analysis::recommend::{
     pareto_table, recommend as recommend_settings, recommend_by, recommendation_table, GroupBy,
     Objective,
 };
+use joulebench_analysis::repeats::repeats_table;
 use joulebench_analysis::report::{flags_legend, records_table, status_line};
 use joulebench_analysis::settings_file::{
     SettingsFile, SettingsFormat, SETTINGS_FORMAT, SETTINGS_VERSION,
@@ -183,9 +184,12 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
         ),
         TableFormat::Json | TableFormat::Csv => records_table(&records).render(fmt),
         TableFormat::Table => format!(
-            "{}\n\n{}\n{}",
+            "{}\n\n{}\n{}{}",
             status_line(&records),
             records_table(&records).render(fmt),
+            repeats_table(&records)
+                .map(|t| format!("{}\n", t.render(fmt)))
+                .unwrap_or_default(),
             flags_legend().render(fmt)
         ),
     };

@@ -1,0 +1,171 @@
+//! Repeats of one setting (`joulebench sweep --repeat N`): they are one setting to
+//! every table, with the median of their medians, and the spread between them —
+//! the run-to-run spread, which the spread within one run understates — is shown
+//! beside the spread within each run.
+
+use crate::format::{pct, sig};
+use crate::recommend::device_labels;
+use crate::table::Table;
+use joulebench_core::record::Record;
+use joulebench_core::stats::{median, relative_spread};
+use std::collections::BTreeMap;
+
+/// Measured records with energy, grouped by setting (device, backend, kernel,
+/// precision, workload, cap), in the order each setting first appears.
+pub fn group_settings(records: &[Record]) -> Vec<Vec<usize>> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        if !r.has_energy() {
+            continue;
+        }
+        let key = r.setting_key();
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(i);
+    }
+    order
+        .into_iter()
+        .filter_map(|k| groups.remove(&k))
+        .collect()
+}
+
+/// How much repeats of one setting agree.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunSpread {
+    pub runs: usize,
+    /// Median over runs of each run's J/FLOP median, J/FLOP.
+    pub joules_per_flop: f64,
+    /// Median over runs of the relative spread across each run's windows.
+    pub within_run: f64,
+    /// Relative spread (std/mean) of the runs' medians; `None` for one run.
+    pub run_to_run: Option<f64>,
+}
+
+impl RunSpread {
+    pub fn of(records: &[&Record]) -> Option<RunSpread> {
+        let per_run: Vec<(f64, f64)> = records
+            .iter()
+            .filter_map(|r| r.measurement.as_ref()?.summary.joules_per_flop)
+            .map(|s| (s.median, s.rel_spread))
+            .collect();
+        if per_run.is_empty() {
+            return None;
+        }
+        let medians: Vec<f64> = per_run.iter().map(|p| p.0).collect();
+        let spreads: Vec<f64> = per_run.iter().map(|p| p.1).collect();
+        Some(RunSpread {
+            runs: per_run.len(),
+            joules_per_flop: median(&medians),
+            within_run: median(&spreads),
+            run_to_run: (per_run.len() > 1).then(|| relative_spread(&medians)),
+        })
+    }
+}
+
+/// One row per setting measured more than once: within-run against run-to-run spread.
+pub fn repeats_table(records: &[Record]) -> Option<Table> {
+    let groups: Vec<Vec<usize>> = group_settings(records)
+        .into_iter()
+        .filter(|g| g.len() > 1)
+        .collect();
+    if groups.is_empty() {
+        return None;
+    }
+    let mut t = Table::new(
+        "Run-to-run spread (settings measured more than once)",
+        &[
+            "device",
+            "kernel",
+            "precision",
+            "workload",
+            "batch",
+            "power cap",
+            "runs",
+            "energy (pJ/FLOP, median)",
+            "spread within a run",
+            "spread between runs",
+            "temperature (°C, per run)",
+        ],
+    );
+    t.notes.push(
+        "The spread within a run is across one run's windows; the spread between runs is across the runs' medians, measured in shuffled order. The second is the uncertainty to quote."
+            .into(),
+    );
+    let labels = device_labels(records);
+    for g in groups {
+        let rs: Vec<&Record> = g.iter().map(|&i| &records[i]).collect();
+        let Some(spread) = RunSpread::of(&rs) else {
+            continue;
+        };
+        let r = rs[0];
+        let temps: Vec<String> = rs
+            .iter()
+            .filter_map(|r| {
+                let t = &r.measurement.as_ref()?.telemetry;
+                Some(match (t.temperature_start_c, t.temperature_end_c) {
+                    (Some(a), Some(b)) => format!("{a:.0}→{b:.0}"),
+                    _ => "–".into(),
+                })
+            })
+            .collect();
+        t.push(vec![
+            labels
+                .get(&r.device.key())
+                .cloned()
+                .unwrap_or_else(|| r.device.name.clone()),
+            r.kernel.clone(),
+            r.precision.to_string(),
+            r.group.clone(),
+            r.batch_size.to_string(),
+            r.power_cap.requested.to_string(),
+            spread.runs.to_string(),
+            sig(spread.joules_per_flop * 1e12, 4),
+            pct(spread.within_run).trim_start_matches('+').to_string(),
+            spread
+                .run_to_run
+                .map(|s| pct(s).trim_start_matches('+').to_string())
+                .unwrap_or_else(|| "–".into()),
+            temps.join(", "),
+        ]);
+    }
+    Some(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recommend::{recommend, Objective};
+    use crate::testutil::rec;
+    use joulebench_core::protocol::ValidityFlag;
+    use joulebench_core::Precision;
+
+    #[test]
+    fn repeats_are_one_setting_with_their_median_and_run_to_run_spread() {
+        let mut v = vec![
+            rec("GPU A", false, Precision::Bf16, "default", 600.0, 1.0),
+            rec("GPU A", false, Precision::Bf16, "default", 600.0, 1.2),
+            rec("GPU A", false, Precision::Bf16, "default", 600.0, 1.1),
+        ];
+        for (i, r) in v.iter_mut().enumerate() {
+            r.repeat = Some(i as u32 + 1);
+            r.flags = vec![ValidityFlag::PowerLimited];
+        }
+        v[1].flags.push(ValidityFlag::Unsettled);
+        assert_eq!(group_settings(&v), vec![vec![0, 1, 2]]);
+        let recs = recommend(&v, Objective::LeastEnergy);
+        assert_eq!(recs.len(), 1);
+        let s = recs[0].chosen();
+        assert_eq!((s.runs, recs[0].settings.len()), (3, 1));
+        assert!((s.picojoules_per_flop() - 1.1).abs() < 1e-9);
+        assert!((s.run_to_run_spread.unwrap() - 0.1 / 1.1).abs() < 1e-9);
+        // power-limited is information; a caution from any run is kept
+        assert!(s.power_limited);
+        assert_eq!(s.flags, vec!["unsettled".to_string()]);
+        let t = repeats_table(&v).unwrap();
+        assert_eq!(t.rows.len(), 1);
+        assert_eq!(t.rows[0][6], "3");
+        assert!(repeats_table(&v[..1]).is_none());
+    }
+}
