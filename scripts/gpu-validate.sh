@@ -10,7 +10,11 @@
 #   BIN_DIR      the bundle of scripts/build-gpu-bundle.sh (joulebench, tests/, include/)
 #   WORK_DIR     where every log, JSONL, report and plot goes; parts add to it, and a
 #                part run again resumes its sweeps (--resume)
-#   PART         check      devices (CUDA, NVML and wgpu matched by UUID / PCI id), the
+#   PART         truth      the measurement-truth check: the main points of the first H200
+#                           run with busy windows, --repeat 3, against two uninterrupted
+#                           10 s windows per GEMM (J/FLOP within 1%, average power at or
+#                           under the enforced limit, run-to-run spread)
+#                check      devices (CUDA, NVML and wgpu matched by UUID / PCI id), the
 #                           test binaries twice (a race shows as an error that changes),
 #                           NVML check mode, the tool's overhead, a wgpu sweep
 #                matmul     the reference matmul sweep (scripts/gpu/reference-matmul.toml)
@@ -76,6 +80,15 @@ part_check() {
   step sweep-wgpu "$JB" sweep --backend wgpu --preset quick --out "$WORK/wgpu-quick.jsonl" --resume
 }
 
+part_truth() {
+  step truth-points "$JB" sweep --backend cuda --config "$HERE/gpu/truth.toml" --repeat 3 \
+    --out "$WORK/truth-points.jsonl" --resume
+  step truth-long "$JB" sweep --backend cuda --config "$HERE/gpu/truth.toml" --ops matmul \
+    --min-window-s 10 --min-windows 2 --stop-rule fixed-count --point-budget-s 120 \
+    --out "$WORK/truth-long.jsonl" --resume
+  step truth-summary bash -c "python3 '$HERE/gpu/summarize.py' truth '$WORK/truth-points.jsonl' '$WORK/truth-long.jsonl' > '$WORK/truth.md'"
+}
+
 part_matmul() {
   step sweep-matmul "$JB" sweep --backend cuda --config "$HERE/gpu/reference-matmul.toml" \
     --out "$WORK/reference-matmul.jsonl" --resume
@@ -101,13 +114,14 @@ part_speed() {
 }
 
 case "$PART" in
+  truth) part_truth ;;
   check) part_check ;;
   matmul) part_matmul ;;
   attention) part_attention ;;
   report) part_report ;;
   speed) part_speed ;;
-  all) part_check; part_matmul; part_attention; part_report; part_speed ;;
-  *) echo "gpu-validate: unknown part '$PART' (check, matmul, attention, report, speed, all)" >&2; exit 2 ;;
+  all) part_truth; part_check; part_matmul; part_attention; part_report; part_speed ;;
+  *) echo "gpu-validate: unknown part '$PART' (truth, check, matmul, attention, report, speed, all)" >&2; exit 2 ;;
 esac
 
 if [ -n "$ARCHIVE" ]; then

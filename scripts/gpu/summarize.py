@@ -5,6 +5,9 @@
   summarize.py meter CHECK.jsonl         counter vs integrated power, update period, idle W, CV
   summarize.py overhead ON.jsonl OFF.jsonl   throughput with the meter running vs off
   summarize.py speed FILE.jsonl...       TFLOP/s and pJ/FLOP per kernel; ours as % of the vendor's
+  summarize.py truth POINTS.jsonl LONG.jsonl   busy windows against 10 s reference windows:
+                                         J/FLOP difference, average power against the
+                                         enforced limit, run-to-run and within-run spread
 """
 import json
 import re
@@ -104,7 +107,45 @@ def speed(paths):
     return 0 if rs else 1
 
 
+def truth(points_path, long_path):
+    def setting(r):
+        return (r["kernel"], r["precision"], json.dumps(r["workload"], sort_keys=True))
+
+    def measured(path):
+        return [r for r in records(path) if r["status"] == "measured"
+                and r["measurement"]["summary"].get("joules_per_flop")]
+
+    runs = {}
+    for r in measured(points_path):
+        runs.setdefault(setting(r), []).append(r)
+    long = {setting(r): r for r in measured(long_path)}
+    print("| kernel | precision | workload | runs | pJ/FLOP (median of runs) | spread within a run | "
+          "spread between runs | 10 s window pJ/FLOP | difference | avg W | limit W | avg ≤ limit | flags |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    bad = 0
+    for k, rs in sorted(runs.items()):
+        jpf = sorted(r["measurement"]["summary"]["joules_per_flop"]["median"] for r in rs)
+        med = jpf[len(jpf) // 2]
+        within = sorted(r["measurement"]["summary"]["joules_per_flop"]["rel_spread"] for r in rs)
+        mean = sum(jpf) / len(jpf)
+        between = (sum((x - mean) ** 2 for x in jpf) / (len(jpf) - 1)) ** 0.5 / mean if len(jpf) > 1 else 0.0
+        watts = max(r["measurement"]["summary"]["average_w"] or 0.0 for r in rs)
+        limit = min((r["power_cap"]["enforced_w"] or float("inf")) for r in rs)
+        ref = long.get(k)
+        ref_pj = ref["measurement"]["summary"]["joules_per_flop"]["median"] * 1e12 if ref else None
+        diff = f"{100 * (med * 1e12 / ref_pj - 1):+.2f}%" if ref_pj else "–"
+        under = watts <= limit
+        bad += (not under) + (ref_pj is not None and abs(med * 1e12 / ref_pj - 1) > 0.01)
+        flags = sorted({f for r in rs for f in r["flags"]})
+        print(f"| {k[0]} | {k[1]} | {rs[0]['group']} | {len(rs)} | {med * 1e12:.4f} | "
+              f"{100 * within[len(within) // 2]:.2f}% | {100 * between:.2f}% | "
+              f"{f'{ref_pj:.4f}' if ref_pj else '–'} | {diff} | {watts:.1f} | {limit:.0f} | "
+              f"{'yes' if under else 'NO'} | {' '.join(flags)} |")
+    return 1 if bad or not runs else 0
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     sys.exit({"match": lambda: match(*args), "meter": lambda: meter(*args),
-              "overhead": lambda: overhead(*args), "speed": lambda: speed(args)}[cmd]())
+              "overhead": lambda: overhead(*args), "speed": lambda: speed(args),
+              "truth": lambda: truth(*args)}[cmd]())
