@@ -9,26 +9,19 @@
 //! One step is far shorter than max(1 s, 10 meter updates), so its window is
 //! flagged `short-window`: measure many steps in one window and divide instead.
 
-use joulebench_cli::open::{open, OpenOptions};
-use joulebench_cli::BackendChoice;
 use joulebench_core::{MatmulShape, Op, Precision, Workload};
+use joulebench_device::{open, BackendKind, OpenOptions};
 use joulebench_energy::monitor::{EnergyMonitor, Measurement};
-use joulebench_energy::nvml::MeterMode;
 use std::error::Error;
-use std::time::Duration;
 
 const STEPS: u32 = 40;
 /// Device time of one step, seconds: the loop lasts about 2 s.
 const STEP_S: f64 = 0.05;
 
-fn backend_choice() -> Result<BackendChoice, String> {
-    match std::env::args().nth(1).as_deref() {
-        None | Some("auto") => Ok(BackendChoice::Auto),
-        Some("sim") => Ok(BackendChoice::Sim),
-        Some("wgpu") => Ok(BackendChoice::Wgpu),
-        Some("cuda") => Ok(BackendChoice::Cuda),
-        Some(other) => Err(format!("'{other}' is not one of auto, sim, wgpu, cuda")),
-    }
+fn backend_kind() -> Result<BackendKind, String> {
+    std::env::args()
+        .nth(1)
+        .map_or(Ok(BackendKind::Auto), |a| a.parse())
 }
 
 fn print(m: &Measurement) {
@@ -56,18 +49,7 @@ fn print(m: &Measurement) {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let dev = open(&OpenOptions {
-        backend: backend_choice()?,
-        sim_profile: "sim-h100".into(),
-        sim_index: 0,
-        adapter: None,
-        cuda_device: 0,
-        meter: Some(MeterMode::Auto),
-        sample_interval: Duration::from_millis(10),
-        cold_l2: false,
-        seed: 42,
-    })
-    .map_err(|e| e.to_string())?;
+    let dev = open(&OpenOptions::new(backend_kind()?))?;
     let mut backend = dev.backend;
     let info = backend.device().clone();
     println!("device: {}", info.name);

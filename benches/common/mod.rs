@@ -6,14 +6,12 @@
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use joulebench_cli::open::{open, OpenOptions};
-use joulebench_cli::BackendChoice;
 use joulebench_core::verify::verify;
 use joulebench_core::{
     Backend, DeviceInfo, MeterSource, Op, Precision, Support, ValidityFlag, Workload,
 };
 use joulebench_criterion::{criterion_test_mode, Energy, EnergyBench, WindowConfig};
-use joulebench_energy::nvml::MeterMode;
+use joulebench_device::{open, BackendKind, OpenOptions};
 use std::time::Duration;
 
 const SEED: u64 = 42;
@@ -44,11 +42,11 @@ impl Kind {
         }
     }
 
-    fn choice(self) -> BackendChoice {
+    fn backend(self) -> BackendKind {
         match self {
-            Kind::Sim => BackendChoice::Sim,
-            Kind::Wgpu => BackendChoice::Wgpu,
-            Kind::Cuda => BackendChoice::Cuda,
+            Kind::Sim => BackendKind::Sim,
+            Kind::Wgpu => BackendKind::Wgpu,
+            Kind::Cuda => BackendKind::Cuda,
         }
     }
 }
@@ -176,15 +174,9 @@ fn window_config(sel: &Selection, info: &DeviceInfo, test_mode: bool) -> WindowC
 
 fn open_device(kind: Kind, sel: &Selection, test_mode: bool) -> Result<Device, String> {
     let dev = open(&OpenOptions {
-        backend: kind.choice(),
         sim_profile: sel.sim_profile.clone(),
-        sim_index: 0,
-        adapter: None,
-        cuda_device: 0,
-        meter: Some(MeterMode::Auto),
-        sample_interval: Duration::from_millis(10),
-        cold_l2: false,
         seed: SEED,
+        ..OpenOptions::new(kind.backend())
     })
     .map_err(|e| e.to_string())?;
     let info = dev.backend.device().clone();

@@ -12,6 +12,9 @@ use std::path::PathBuf;
 pub struct SourceFile {
     pub path: PathBuf,
     pub records: Vec<Record>,
+    /// Each record's line as written, where the reader kept them (a merge copies
+    /// these, so fields this version does not know survive).
+    pub lines: Vec<String>,
 }
 
 /// Simulated and real records in one set of files.
@@ -106,6 +109,7 @@ mod tests {
 
     fn file(name: &str, records: Vec<Record>) -> SourceFile {
         SourceFile {
+            lines: Vec::new(),
             path: name.into(),
             records,
         }

@@ -74,6 +74,30 @@ pub enum BackendChoice {
     Auto,
 }
 
+impl From<BackendChoice> for joulebench_device::BackendKind {
+    fn from(c: BackendChoice) -> Self {
+        use joulebench_device::BackendKind as K;
+        match c {
+            BackendChoice::Sim => K::Sim,
+            BackendChoice::Wgpu => K::Wgpu,
+            BackendChoice::Cuda => K::Cuda,
+            BackendChoice::Auto => K::Auto,
+        }
+    }
+}
+
+impl From<joulebench_device::BackendKind> for BackendChoice {
+    fn from(k: joulebench_device::BackendKind) -> Self {
+        use joulebench_device::BackendKind as K;
+        match k {
+            K::Sim => BackendChoice::Sim,
+            K::Wgpu => BackendChoice::Wgpu,
+            K::Cuda => BackendChoice::Cuda,
+            K::Auto => BackendChoice::Auto,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PresetChoice {
     /// Minutes on a GPU (seconds on the simulated device).

@@ -6,22 +6,24 @@ mod args;
 mod compare;
 mod devices;
 mod error;
-mod fleet;
 mod merge;
-pub mod open;
+mod paths;
 mod power;
 mod progress;
 mod results;
 mod sweep;
 
 pub use args::BackendChoice;
-pub use error::CliError;
+pub use error::{
+    CliError, ErrorKind, EXIT_FAILURE, EXIT_IO, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE,
+};
 
 use args::{Cli, Command};
 use clap::Parser;
 
 /// Run the CLI and return the process exit code: 0 success, 1 a device or run
-/// failure, 2 bad input, 130 interrupted.
+/// failure, 2 bad input, 3 a file that could not be read or written, 128 + N
+/// stopped by signal N (130 for SIGINT, 143 for SIGTERM).
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,

@@ -4,7 +4,8 @@
 
 use crate::args::MergeArgs;
 use crate::error::{usage, CliError};
-use crate::results::{check_new_output, read_sources, write_output};
+use crate::paths::{check_new_output, write_output};
+use crate::results::read_sources;
 use joulebench_analysis::merge::merge;
 
 pub fn run(args: &MergeArgs) -> Result<(), CliError> {
@@ -17,27 +18,10 @@ pub fn run(args: &MergeArgs) -> Result<(), CliError> {
         ))
     })?;
     // Copy each kept record's line as it was written, so a field this joulebench does
-    // not know survives the merge; read_records has already checked every line.
-    let mut lines: Vec<Vec<String>> = Vec::new();
-    for src in &sources {
-        let text = std::fs::read_to_string(&src.path)
-            .map_err(|e| usage(format!("cannot read {}: {e}", src.path.display())))?;
-        let file_lines: Vec<String> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(String::from)
-            .collect();
-        if file_lines.len() != src.records.len() {
-            return Err(usage(format!(
-                "{} changed while it was being merged",
-                src.path.display()
-            )));
-        }
-        lines.push(file_lines);
-    }
+    // not know survives the merge; the reader has already checked every line.
     let mut text = String::new();
     for &(file, record) in &merged.origin {
-        text.push_str(&lines[file][record]);
+        text.push_str(&sources[file].lines[record]);
         text.push('\n');
     }
     write_output(&args.out, &text, args.force, "--out")?;

@@ -5,6 +5,7 @@
 
 use crate::args::{parse_fraction, parse_list, ObjectiveChoice, RecommendArgs, ReportArgs};
 use crate::error::{runtime, usage, CliError};
+use crate::paths::{check_new_output, write_output};
 use joulebench_analysis::chart::{PlotError, PlotFiles};
 use joulebench_analysis::document::{markdown_report, PlotLink, SourceSummary};
 use joulebench_analysis::merge::SourceFile;
@@ -19,7 +20,7 @@ use joulebench_analysis::settings_file::{
     SettingsFile, SettingsFormat, SETTINGS_FORMAT, SETTINGS_VERSION,
 };
 use joulebench_analysis::table::TableFormat;
-use joulebench_core::record::{read_records, Record, RecordError};
+use joulebench_core::record::{read_record_lines, Record, RecordError};
 use joulebench_core::Precision;
 use std::path::{Component, Path, PathBuf};
 
@@ -32,13 +33,15 @@ pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, CliError> {
     paths
         .iter()
         .map(|p| {
-            let records = read_records(p).map_err(usage)?;
-            if records.is_empty() {
-                return Err(usage(RecordError::Empty { path: p.clone() }));
+            let lines = read_record_lines(p)?;
+            if lines.is_empty() {
+                return Err(RecordError::Empty { path: p.clone() }.into());
             }
+            let (records, lines) = lines.into_iter().map(|l| (l.record, l.text)).unzip();
             Ok(SourceFile {
                 path: p.clone(),
                 records,
+                lines,
             })
         })
         .collect()
@@ -54,47 +57,6 @@ fn flatten(sources: Vec<SourceFile>) -> (Vec<Record>, Vec<String>) {
         records.extend(s.records);
     }
     (records, from)
-}
-
-/// Refuse an output path that exists (unless `force`) or is a directory, before any
-/// work is done.
-pub fn check_new_output(path: &Path, force: bool, flag: &str) -> Result<(), CliError> {
-    if path.is_dir() {
-        return Err(usage(format!(
-            "{flag} {} is a directory; give a file name",
-            path.display()
-        )));
-    }
-    if path.exists() && !force {
-        return Err(usage(format!(
-            "{flag} {} already exists; joulebench never overwrites a file silently: choose a new name or pass --force",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Write `text` to `path` through a temporary file in the same directory, so the
-/// file is whole or absent, even when it was also one of the inputs.
-pub fn write_output(path: &Path, text: &str, force: bool, flag: &str) -> Result<(), CliError> {
-    check_new_output(path, force, flag)?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let werr = |e: std::io::Error| usage(format!("cannot write {}: {e}", path.display()));
-    std::fs::write(&tmp, text).map_err(werr)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        werr(e)
-    })
 }
 
 fn plot_error(e: PlotError) -> CliError {

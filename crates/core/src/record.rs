@@ -213,9 +213,26 @@ pub enum RecordError {
     Empty { path: PathBuf },
 }
 
+/// One record of a results file, with its line as written (so a tool that copies
+/// records keeps fields this version does not know) and its line number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordLine {
+    pub line_no: usize,
+    pub text: String,
+    pub record: Record,
+}
+
 /// Read every record of a JSONL file; blank lines are allowed, anything else that
-/// is not a record of this schema is an error naming its line.
+/// is not a record of a readable schema is an error naming its line.
 pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
+    Ok(read_record_lines(path)?
+        .into_iter()
+        .map(|l| l.record)
+        .collect())
+}
+
+/// [`read_records`], keeping each record's line.
+pub fn read_record_lines(path: &Path) -> Result<Vec<RecordLine>, RecordError> {
     let file = File::open(path).map_err(|source| RecordError::Read {
         path: path.into(),
         source,
@@ -231,38 +248,53 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| RecordError::Corrupt {
-                path: path.into(),
-                line: line_no,
-                message: format!("not JSON ({e})"),
-            })?;
-        match value.get("schema").and_then(|v| v.as_u64()) {
-            Some(v) if READABLE_SCHEMAS.contains(&v) => {}
-            Some(found) => {
-                return Err(RecordError::Schema {
-                    path: path.into(),
-                    line: line_no,
-                    found,
-                    expected: SCHEMA_VERSION,
-                })
-            }
-            None => {
-                return Err(RecordError::Corrupt {
-                    path: path.into(),
-                    line: line_no,
-                    message: "not a joulebench record (no \"schema\" field)".into(),
-                })
-            }
-        }
-        let record: Record = serde_json::from_value(value).map_err(|e| RecordError::Corrupt {
-            path: path.into(),
-            line: line_no,
-            message: e.to_string(),
-        })?;
-        records.push(record);
+        let record = parse_record(&line).map_err(|e| e.at(path, line_no))?;
+        records.push(RecordLine {
+            line_no,
+            text: line,
+            record,
+        });
     }
     Ok(records)
+}
+
+/// Why one line is not a record, before its file and line are known.
+enum LineError {
+    Corrupt(String),
+    Schema(u64),
+}
+
+impl LineError {
+    fn at(self, path: &Path, line: usize) -> RecordError {
+        match self {
+            LineError::Corrupt(message) => RecordError::Corrupt {
+                path: path.into(),
+                line,
+                message,
+            },
+            LineError::Schema(found) => RecordError::Schema {
+                path: path.into(),
+                line,
+                found,
+                expected: SCHEMA_VERSION,
+            },
+        }
+    }
+}
+
+fn parse_record(line: &str) -> Result<Record, LineError> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| LineError::Corrupt(format!("not JSON ({e})")))?;
+    match value.get("schema").and_then(|v| v.as_u64()) {
+        Some(v) if READABLE_SCHEMAS.contains(&v) => {}
+        Some(found) => return Err(LineError::Schema(found)),
+        None => {
+            return Err(LineError::Corrupt(
+                "not a joulebench record (no \"schema\" field)".into(),
+            ))
+        }
+    }
+    serde_json::from_value(value).map_err(|e| LineError::Corrupt(e.to_string()))
 }
 
 /// Read several files; each must hold at least one record.

@@ -1,10 +1,13 @@
-//! How a `--devices` worker talks to its parent: progress as one JSON line per event
-//! on stderr (so the parent can draw the worker's bar and keep its other lines), and
-//! a stop request as the worker's stdin closing (so a signal is never delivered twice).
+//! How a `--devices` worker and its parent talk, typed in both directions: the
+//! worker sends one JSON [`Event`] per line on stderr (its device, progress, and how
+//! it ended), so the parent draws its bar and reports its end; the parent sends
+//! [`ParentMessage`] lines on the worker's stdin (a stop request), and a closed
+//! stdin means the same, so a worker never outlives its parent by more than a point.
 
+use crate::error::CliError;
 use joulebench_core::plan::PlanPoint;
 use joulebench_core::record::{PointStatus, Record};
-use joulebench_core::sweep::SweepObserver;
+use joulebench_core::sweep::{SweepObserver, SweepOutcome};
 use joulebench_core::DeviceInfo;
 use serde::{Deserialize, Serialize};
 use std::io::BufRead;
@@ -12,9 +15,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Every progress line starts with this; any other stderr line is the worker's message.
+/// Every worker line starts with this; any other stderr line is a driver's message.
 pub const PREFIX: &str = "joulebench-progress ";
+/// Every parent line starts with this.
+pub const PARENT_PREFIX: &str = "joulebench-parent ";
 
+/// Worker → parent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -40,6 +46,28 @@ pub enum Event {
     Note {
         message: String,
     },
+    /// The sweep ended: its counts.
+    Done {
+        measured: usize,
+        invalid: usize,
+        skipped: usize,
+        failed: usize,
+        resumed: usize,
+        out: String,
+    },
+    /// The worker failed (or was stopped): its message and the exit code it ends with.
+    Error {
+        message: String,
+        exit_code: i32,
+    },
+}
+
+/// Parent → worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "message", rename_all = "snake_case")]
+pub enum ParentMessage {
+    /// Finish the point being measured, then stop.
+    Stop,
 }
 
 impl Event {
@@ -50,13 +78,26 @@ impl Event {
         )
     }
 
-    /// The event of a progress line; `None` for any other line.
+    /// The event of a worker line; `None` for any other line.
     pub fn parse(line: &str) -> Option<Event> {
         serde_json::from_str(line.strip_prefix(PREFIX)?).ok()
     }
 
     fn emit(&self) {
         eprintln!("{}", self.line());
+    }
+}
+
+impl ParentMessage {
+    pub fn line(&self) -> String {
+        format!(
+            "{PARENT_PREFIX}{}",
+            serde_json::to_string(self).unwrap_or_default()
+        )
+    }
+
+    pub fn parse(line: &str) -> Option<ParentMessage> {
+        serde_json::from_str(line.trim_end().strip_prefix(PARENT_PREFIX)?).ok()
     }
 }
 
@@ -67,6 +108,25 @@ pub fn announce(device: &DeviceInfo, backend: &str, out: &Path) {
         uuid: device.uuid.clone().or_else(|| device.pci_bus_id.clone()),
         backend: backend.to_string(),
         out: out.display().to_string(),
+    }
+    .emit();
+}
+
+/// Tell the parent how the sweep ended.
+pub fn report_end(result: &Result<(SweepOutcome, std::path::PathBuf), CliError>) {
+    match result {
+        Ok((o, out)) => Event::Done {
+            measured: o.measured,
+            invalid: o.invalid,
+            skipped: o.skipped,
+            failed: o.failed,
+            resumed: o.resumed,
+            out: out.display().to_string(),
+        },
+        Err(e) => Event::Error {
+            message: e.to_string(),
+            exit_code: e.exit_code(),
+        },
     }
     .emit();
 }
@@ -123,9 +183,9 @@ impl SweepObserver for ProgressLines {
     }
 }
 
-/// Stop the sweep after its current point once stdin closes (the parent asks for a
-/// stop, or died): a worker never outlives its parent by more than one point.
-pub fn stop_when_stdin_closes(stop: Arc<AtomicBool>, stop_signal: Arc<AtomicUsize>) {
+/// Stop the sweep after its current point once the parent says so, or once stdin
+/// closes (the parent died).
+pub fn stop_when_parent_asks(stop: Arc<AtomicBool>, stop_signal: Arc<AtomicUsize>) {
     std::thread::spawn(move || {
         let mut line = String::new();
         let stdin = std::io::stdin();
@@ -134,7 +194,7 @@ pub fn stop_when_stdin_closes(stop: Arc<AtomicBool>, stop_signal: Arc<AtomicUsiz
             line.clear();
             match lock.read_line(&mut line) {
                 Ok(0) | Err(_) => break,
-                Ok(_) if line.trim() == "stop" => break,
+                Ok(_) if ParentMessage::parse(&line) == Some(ParentMessage::Stop) => break,
                 Ok(_) => {}
             }
         }
@@ -153,7 +213,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn events_survive_a_round_trip_and_other_lines_are_not_events() {
+    fn messages_survive_a_round_trip_and_other_lines_are_not_messages() {
         let events = [
             Event::Device {
                 name: "sim-h100 (simulated)".into(),
@@ -173,6 +233,18 @@ mod tests {
             Event::Note {
                 message: "idle baseline".into(),
             },
+            Event::Done {
+                measured: 3,
+                invalid: 0,
+                skipped: 1,
+                failed: 0,
+                resumed: 2,
+                out: "r.dev0.jsonl".into(),
+            },
+            Event::Error {
+                message: "unknown simulated device profile 'sim-z9'".into(),
+                exit_code: 2,
+            },
         ];
         for e in events {
             assert_eq!(Event::parse(&e.line()), Some(e));
@@ -182,5 +254,11 @@ mod tests {
             None
         );
         assert_eq!(Event::parse("joulebench-progress {not json"), None);
+        let stop = ParentMessage::Stop.line();
+        assert_eq!(
+            ParentMessage::parse(&format!("{stop}\n")),
+            Some(ParentMessage::Stop)
+        );
+        assert_eq!(ParentMessage::parse("stop"), None);
     }
 }

@@ -116,8 +116,6 @@ fn profile_names(list: &str) -> Vec<String> {
         .collect()
 }
 
-pub use crate::open::resolve_backend;
-
 pub fn backend_name(b: BackendChoice) -> String {
     b.to_possible_value()
         .map(|v| v.get_name().to_string())

@@ -1,12 +1,21 @@
-//! Opens the device a sweep runs on: its backend, energy meter, power control and
-//! clock. This is the one place that knows which crate provides which part, and
-//! where NVML is matched to a CUDA or wgpu device — by UUID or PCI bus id, never
-//! by index.
+//! Opens the device a sweep, a bench or your own code runs on: its backend, energy
+//! meter, power control and clock, from plain options. This is the one place that
+//! knows which crate provides which part, and where NVML is matched to a CUDA or
+//! wgpu device — by UUID or PCI bus id, never by index. The `joulebench` command
+//! line, the criterion benches and the examples all open devices through it.
+//!
+//! ```
+//! use joulebench_device::{open, BackendKind, OpenOptions};
+//!
+//! let dev = open(&OpenOptions::new(BackendKind::Sim)).map_err(|e| e.to_string())?;
+//! assert!(dev.backend.device().simulated);
+//! # Ok::<(), String>(())
+//! ```
 
-use crate::args::BackendChoice;
-use crate::error::{runtime, usage, CliError};
 use joulebench_core::meter::NoMeter;
-use joulebench_core::{Backend, Clock, DeviceInfo, EnergyMeter, PowerControl, SystemClock};
+use joulebench_core::{
+    Backend, Clock, DeviceInfo, EnergyMeter, PowerControl, PowerError, SystemClock,
+};
 use joulebench_energy::guard::{default_state_dir, GuardConfig, PowerGuard};
 use joulebench_energy::nvml::{
     self, DeviceIdentity, DeviceMatch, MeterMode, NvmlDevice, NvmlPowerControl, SamplingConfig,
@@ -15,10 +24,81 @@ use joulebench_energy::sim::{self, SimDevice};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What to open, from the command line.
+/// Which backend to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// The simulated device: runs anywhere, records say simulated.
+    Sim,
+    /// Our WGSL kernels through wgpu (Vulkan, Metal, DX12).
+    Wgpu,
+    /// Our CUDA kernels and cuBLAS/cuBLASLt on NVIDIA GPUs.
+    Cuda,
+    /// CUDA if present, else a wgpu GPU adapter, else the simulated device.
+    Auto,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Sim => "sim",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
+            BackendKind::Auto => "auto",
+        }
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sim" => Ok(BackendKind::Sim),
+            "wgpu" => Ok(BackendKind::Wgpu),
+            "cuda" => Ok(BackendKind::Cuda),
+            "auto" => Ok(BackendKind::Auto),
+            other => Err(format!("'{other}' is not one of sim, wgpu, cuda, auto")),
+        }
+    }
+}
+
+/// Why a device could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// A bad option: an unknown simulated profile and the like.
+    #[error("{0}")]
+    BadOption(String),
+    /// The backend's driver, library or device is missing or failed.
+    #[error("{backend}: {message}")]
+    Unavailable {
+        backend: &'static str,
+        message: String,
+    },
+    /// NVML (or its fake) could not be opened to control the device's power.
+    #[error("{0}")]
+    PowerControl(String),
+    /// The power guard could not be put in place (bad state directory or file, a
+    /// pending restore, a change that was not allowed).
+    #[error(transparent)]
+    Guard(#[from] PowerError),
+    #[error("no directory for the power state file: set JOULEBENCH_STATE_DIR or HOME")]
+    NoStateDir,
+}
+
+impl OpenError {
+    /// Bad input (a wrong option, or a state a user must fix), as opposed to a
+    /// missing driver or a failing device.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            OpenError::BadOption(_) | OpenError::Guard(_) | OpenError::NoStateDir
+        )
+    }
+}
+
+/// What to open.
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
-    pub backend: BackendChoice,
+    pub backend: BackendKind,
     pub sim_profile: String,
     /// Which simulated GPU of a node this is (each gets its own UUID).
     pub sim_index: usize,
@@ -30,6 +110,24 @@ pub struct OpenOptions {
     /// Flush L2 before every timed iteration (CUDA).
     pub cold_l2: bool,
     pub seed: u64,
+}
+
+impl OpenOptions {
+    /// The defaults of `joulebench sweep`: sim-h100, the first adapter or CUDA
+    /// device, NVML's meter chosen automatically, 10 ms power sampling, seed 42.
+    pub fn new(backend: BackendKind) -> OpenOptions {
+        OpenOptions {
+            backend,
+            sim_profile: "sim-h100".into(),
+            sim_index: 0,
+            adapter: None,
+            cuda_device: 0,
+            meter: Some(MeterMode::Auto),
+            sample_interval: Duration::from_millis(10),
+            cold_l2: false,
+            seed: 42,
+        }
+    }
 }
 
 pub struct OpenDevice {
@@ -62,30 +160,27 @@ impl OpenDevice {
     }
 
     /// Put the power-limit guard in place before a capped sweep.
-    pub fn arm_power_guard(&mut self, allow_changes: bool) -> Result<(), CliError> {
+    pub fn arm_power_guard(&mut self, allow_changes: bool) -> Result<(), OpenError> {
         let Some((dev, id)) = &self.nvml else {
             return Ok(());
         };
-        let dir = default_state_dir().ok_or_else(|| {
-            usage("no directory for the power state file: set JOULEBENCH_STATE_DIR or HOME")
-        })?;
+        let dir = default_state_dir().ok_or(OpenError::NoStateDir)?;
         let cfg = GuardConfig::new(id.to_device_info(), id.device_kind(), &dir, allow_changes);
-        let guard =
-            PowerGuard::new(Box::new(NvmlPowerControl::new(dev.clone())), cfg).map_err(usage)?;
+        let guard = PowerGuard::new(Box::new(NvmlPowerControl::new(dev.clone())), cfg)?;
         self.power = None;
         self.guard = Some(guard);
         Ok(())
     }
 }
 
-pub fn open(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
+pub fn open(opts: &OpenOptions) -> Result<OpenDevice, OpenError> {
     match opts.backend {
-        BackendChoice::Sim => open_sim(opts),
-        BackendChoice::Wgpu => open_wgpu(opts),
-        BackendChoice::Cuda => open_cuda(opts),
-        BackendChoice::Auto => match resolve_backend(BackendChoice::Auto) {
-            BackendChoice::Cuda => open_cuda(opts),
-            BackendChoice::Wgpu => open_wgpu(opts),
+        BackendKind::Sim => open_sim(opts),
+        BackendKind::Wgpu => open_wgpu(opts),
+        BackendKind::Cuda => open_cuda(opts),
+        BackendKind::Auto => match resolve_backend(BackendKind::Auto) {
+            BackendKind::Cuda => open_cuda(opts),
+            BackendKind::Wgpu => open_wgpu(opts),
             _ => {
                 let mut dev = open_sim(opts)?;
                 dev.notes.push(
@@ -100,26 +195,27 @@ pub fn open(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
 
 /// What `auto` means on this machine: CUDA when a CUDA device and NVRTC are there,
 /// else wgpu when it has a GPU (not a CPU emulation), else the simulated device.
-pub fn resolve_backend(choice: BackendChoice) -> BackendChoice {
-    if choice != BackendChoice::Auto {
+pub fn resolve_backend(choice: BackendKind) -> BackendKind {
+    if choice != BackendKind::Auto {
         return choice;
     }
     let cuda = joulebench_cuda::probe();
     if cuda.driver.is_ok() && cuda.nvrtc.is_ok() && !cuda.devices.is_empty() {
-        return BackendChoice::Cuda;
+        return BackendKind::Cuda;
     }
     let gpu_adapter = joulebench_wgpu::list_adapters()
         .map(|a| a.iter().any(|r| !r.cpu_emulation))
         .unwrap_or(false);
     if gpu_adapter {
-        BackendChoice::Wgpu
+        BackendKind::Wgpu
     } else {
-        BackendChoice::Sim
+        BackendKind::Sim
     }
 }
 
-fn open_sim(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
-    let dev = SimDevice::open(&opts.sim_profile, opts.sim_index, opts.seed).map_err(usage)?;
+fn open_sim(opts: &OpenOptions) -> Result<OpenDevice, OpenError> {
+    let dev = SimDevice::open(&opts.sim_profile, opts.sim_index, opts.seed)
+        .map_err(|e| OpenError::BadOption(e.to_string()))?;
     let mut notes = vec![format!(
         "simulated device {}: {}",
         opts.sim_profile,
@@ -132,7 +228,7 @@ fn open_sim(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
     // the simulated device then keeps its own meter and clock.
     let nvml = match nvml::open_fake_from_env() {
         Some(_) => {
-            let (dev_nvml, id) = match_nvml(&info).map_err(runtime)?;
+            let (dev_nvml, id) = match_nvml(&info).map_err(OpenError::PowerControl)?;
             notes.push(format!("power control: fake NVML device {}", id.describe()));
             Some((dev_nvml, id))
         }
@@ -158,9 +254,12 @@ fn open_sim(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
     })
 }
 
-fn open_wgpu(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
-    let backend = joulebench_wgpu::open(opts.adapter.as_deref())
-        .map_err(|e| runtime(format!("wgpu: {e}")))?;
+fn open_wgpu(opts: &OpenOptions) -> Result<OpenDevice, OpenError> {
+    let backend =
+        joulebench_wgpu::open(opts.adapter.as_deref()).map_err(|e| OpenError::Unavailable {
+            backend: "wgpu",
+            message: e.to_string(),
+        })?;
     let mut notes = Vec::new();
     let info = backend.device().clone();
     if info.cpu_emulation {
@@ -172,14 +271,17 @@ fn open_wgpu(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
     with_nvml(Box::new(backend), opts, notes)
 }
 
-fn open_cuda(opts: &OpenOptions) -> Result<OpenDevice, CliError> {
-    let mut backend =
-        joulebench_cuda::open(opts.cuda_device).map_err(|e| runtime(format!("CUDA: {e}")))?;
+fn open_cuda(opts: &OpenOptions) -> Result<OpenDevice, OpenError> {
+    let cuda_error = |e: joulebench_core::BackendError| OpenError::Unavailable {
+        backend: "CUDA",
+        message: e.to_string(),
+    };
+    let mut backend = joulebench_cuda::open(opts.cuda_device).map_err(cuda_error)?;
     let mut notes = Vec::new();
     if opts.cold_l2 {
         backend
             .set_l2_mode(joulebench_cuda::L2Mode::Cold)
-            .map_err(|e| runtime(format!("CUDA: {e}")))?;
+            .map_err(cuda_error)?;
         notes.push("L2 flushed before every timed iteration (cold)".into());
     }
     with_nvml(Box::new(backend), opts, notes)
@@ -199,7 +301,7 @@ fn with_nvml(
     backend: Box<dyn Backend>,
     opts: &OpenOptions,
     mut notes: Vec<String>,
-) -> Result<OpenDevice, CliError> {
+) -> Result<OpenDevice, OpenError> {
     let info = backend.device().clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let no_meter = |reason: String| -> Box<dyn EnergyMeter> { Box::new(NoMeter { reason }) };

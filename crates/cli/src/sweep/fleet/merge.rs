@@ -2,7 +2,7 @@
 //! is appended as the worker wrote it, never re-encoded, and a line `--out` already
 //! holds (a resumed sweep merges its device files again) is not appended twice.
 
-use joulebench_core::record::{read_records, RecordError};
+use joulebench_core::record::{read_record_lines, RecordError};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -19,18 +19,10 @@ pub struct MergeOutcome {
 /// The record lines of a results file, each checked as a record (schema version,
 /// file:line of anything corrupt).
 fn record_lines(path: &Path) -> Result<Vec<String>, RecordError> {
-    let records = read_records(path)?;
-    let text = std::fs::read_to_string(path).map_err(|source| RecordError::Read {
-        path: path.into(),
-        source,
-    })?;
-    let lines: Vec<String> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(String::from)
-        .collect();
-    debug_assert_eq!(records.len(), lines.len());
-    Ok(lines)
+    Ok(read_record_lines(path)?
+        .into_iter()
+        .map(|l| l.text)
+        .collect())
 }
 
 /// Append to `out` every record line of `parts` it does not hold yet. Lines, not point

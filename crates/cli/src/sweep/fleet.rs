@@ -4,25 +4,20 @@
 //! workers' progress lines, reports each device's end, and merges the files.
 
 mod merge;
-mod protocol;
 mod slots;
 
-pub use protocol::{announce, stop_when_stdin_closes, ProgressLines};
 pub use slots::single_profile;
 
+use super::setup::{default_out, host_name, stop_on_signals, Overrides};
+use super::worker::{Event, ParentMessage};
 use crate::args::{BackendChoice, SweepArgs};
-use crate::error::{runtime, usage, CliError};
-use crate::results::print_recommendation;
-use crate::sweep::{check_out_path, default_out, host_name, stop_on_signals};
+use crate::error::{interrupted, runtime, usage, CliError, EXIT_USAGE};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use joulebench_analysis::recommend::Objective;
-use joulebench_analysis::table::TableFormat;
 use joulebench_core::plan::SweepConfig;
-use joulebench_core::record::{read_records, PointStatus};
-use protocol::Event;
-use slots::{inherited_args, parse_device_list, resolve_backend, worker_args, Slot};
+use joulebench_core::record::PointStatus;
+use slots::{inherited_args, parse_device_list, worker_args, Slot};
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,11 +29,12 @@ use std::time::Duration;
 #[derive(Default)]
 struct WorkerLog {
     device: Option<String>,
-    /// The worker's closing "done: …" line.
+    /// The worker's `Done` event, as a line for the user.
     done: Option<String>,
-    /// Its "error: …" lines, for the report of a failed device.
-    errors: Vec<String>,
-    /// Its last other lines, where it failed without an "error:" line.
+    /// Its `Error` event: message and exit code.
+    error: Option<(String, i32)>,
+    /// Its last lines that are not events (a driver's messages), where it failed
+    /// without saying why.
     tail: Vec<String>,
 }
 
@@ -66,22 +62,22 @@ fn say(multi: &MultiProgress, line: impl AsRef<str>) {
 
 /// The sweep of `args` on every device of `devices`; `sweep::run` has checked the
 /// flags, and `--out` where given.
-pub fn run(args: &SweepArgs, devices: &str, max_slowdown: f64) -> Result<(), CliError> {
+pub fn run(args: &SweepArgs, devices: &str, ov: &Overrides) -> Result<(), CliError> {
     let list = parse_device_list(devices).map_err(usage)?;
     // a bad config: one message now, not one per device
     if let Some(path) = &args.config {
-        SweepConfig::from_toml_file(path).map_err(usage)?;
+        SweepConfig::from_toml_file(path)?;
     }
-    let backend = resolve_backend(args.backend);
+    let backend: BackendChoice = joulebench_device::resolve_backend(args.backend.into()).into();
     let backend_name = slots::backend_name(backend);
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| default_out(&backend_name, &host_name()));
-    check_out_path(&out, args.resume)?;
+    super::check_results_path(&out, args.resume)?;
     let slots = slots::slots(args, backend, &list, &out)?;
     for s in &slots {
-        check_out_path(&s.out, args.resume)?;
+        super::check_results_path(&s.out, args.resume)?;
     }
     if args.backend == BackendChoice::Auto && backend == BackendChoice::Sim {
         eprintln!("no CUDA device and no GPU wgpu adapter found (see `joulebench devices`): using simulated devices; records say simulated");
@@ -114,7 +110,7 @@ pub fn run(args: &SweepArgs, devices: &str, max_slowdown: f64) -> Result<(), Cli
     // whatever was measured is merged, also after a failure or a stop
     let parts: Vec<PathBuf> = workers.iter().map(|w| w.slot.out.clone()).collect();
     let merged = merge::append_new_records(&out, &parts)
-        .map_err(|e| runtime(format!("merging the device files: {e}")))?;
+        .map_err(|e| CliError::from(e).context("merging the device files"))?;
     let already = match merged.already_there {
         0 => String::new(),
         k => format!(" ({k} already there)"),
@@ -126,24 +122,9 @@ pub fn run(args: &SweepArgs, devices: &str, max_slowdown: f64) -> Result<(), Cli
     );
 
     if stopped {
-        return Err(crate::error::interrupted(
-            &out,
-            stop_signal.load(Ordering::SeqCst) as i32,
-        ));
+        return Err(interrupted(&out, stop_signal.load(Ordering::SeqCst) as i32));
     }
-    if out.exists() {
-        let records = read_records(&out).map_err(usage)?;
-        println!();
-        print_recommendation(
-            &records,
-            Objective::WithinSlowdown { max_slowdown },
-            TableFormat::Table,
-        );
-        println!(
-            "Again from the file: joulebench recommend {}",
-            out.display()
-        );
-    }
+    super::recommend_from(&out, ov.max_slowdown)?;
     if failures.is_empty() {
         return Ok(());
     }
@@ -156,7 +137,7 @@ pub fn run(args: &SweepArgs, devices: &str, max_slowdown: f64) -> Result<(), Cli
     );
     // every device refused the same bad input: exit 2, as a single sweep would
     Err(
-        if failures.len() == n && failures.iter().all(|f| f.code == Some(2)) {
+        if failures.len() == n && failures.iter().all(|f| f.code == Some(EXIT_USAGE)) {
             usage(message)
         } else {
             runtime(message)
@@ -218,8 +199,8 @@ impl Worker {
     }
 }
 
-/// Wait for every worker; on SIGINT/SIGTERM close their stdin, which asks each to
-/// stop after its point. Whether the sweep was stopped.
+/// Wait for every worker; on SIGINT/SIGTERM tell each to stop after its point (and
+/// close its stdin, which means the same). Whether the sweep was stopped.
 fn wait_all(workers: &mut [Worker], stop: &AtomicBool, multi: &MultiProgress) -> bool {
     let mut stopping = false;
     while workers.iter().any(Worker::running) {
@@ -239,7 +220,9 @@ fn wait_all(workers: &mut [Worker], stop: &AtomicBool, multi: &MultiProgress) ->
                 "stopping: each device finishes the point it is measuring",
             );
             for w in workers.iter_mut() {
-                drop(w.stdin.take());
+                if let Some(mut stdin) = w.stdin.take() {
+                    let _ = writeln!(stdin, "{}", ParentMessage::Stop.line());
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -308,19 +291,18 @@ fn describe_failure(status: Option<ExitStatus>, log: &WorkerLog) -> String {
         Some((None, Some(sig))) => format!("killed by signal {sig}"),
         _ => "ended".into(),
     };
-    // joulebench's own error is its last "error:" line (drivers print theirs earlier)
-    let lines = match log.errors.last() {
-        Some(last) => std::slice::from_ref(last),
-        None => log.tail.as_slice(),
-    };
-    let said: Vec<&str> = lines
-        .iter()
-        .map(|l| l.trim_start_matches("error: "))
-        .collect();
-    if said.is_empty() {
-        how
-    } else {
-        format!("{} ({how})", said.join(" / "))
+    // the worker's own Error event; else the last lines it printed (a driver's)
+    match &log.error {
+        Some((message, _)) => format!("{message} ({how})"),
+        None if log.tail.is_empty() => how,
+        None => format!(
+            "{} ({how})",
+            log.tail
+                .iter()
+                .map(|l| l.trim_start_matches("error: "))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        ),
     }
 }
 
@@ -389,21 +371,34 @@ fn read_worker(
                     }
                     last_tenth = tenth;
                 }
+                Some(Event::Done {
+                    measured,
+                    invalid,
+                    skipped,
+                    failed,
+                    resumed,
+                    out,
+                }) => {
+                    let resumed = match resumed {
+                        0 => String::new(),
+                        k => format!(", {k} already there"),
+                    };
+                    log.done = Some(format!(
+                        "done: {measured} measured, {invalid} invalid, {skipped} skipped, {failed} failed{resumed} → {out}"
+                    ));
+                }
+                Some(Event::Error { message, exit_code }) => {
+                    log.error = Some((message, exit_code));
+                }
                 None => {
-                    if line.starts_with("done:") {
-                        log.done = Some(line.clone());
-                    } else if line.starts_with("error:") {
-                        log.errors.push(line.clone());
-                    } else {
+                    // what the worker prints for a person is said by its events;
+                    // keep and show the rest (a driver's messages)
+                    let own = ["done:", "sweep:", "error:"];
+                    if !own.iter().any(|q| line.starts_with(q)) {
                         log.tail.push(line.clone());
                         if log.tail.len() > 5 {
                             log.tail.remove(0);
                         }
-                    }
-                    // its "sweep: …" line says less than the device line above, and
-                    // how to continue is said once, for the merged file
-                    let quiet = ["done:", "sweep:", "error: interrupted;"];
-                    if !quiet.iter().any(|q| line.starts_with(q)) {
                         say(&multi, format!("dev{index}: {line}"));
                     }
                 }

@@ -1,0 +1,72 @@
+//! `joulebench sweep`: the flags checked before anything opens, then one device
+//! (`single`) or every GPU of a node, one worker process each (`fleet`, whose
+//! workers are single sweeps talking the `worker` protocol). `setup` holds what
+//! both share; nothing here imports back up.
+
+mod fleet;
+mod setup;
+mod single;
+mod worker;
+
+use crate::args::SweepArgs;
+use crate::error::{usage, CliError};
+use crate::paths::{check_output, Existing};
+use crate::results::print_recommendation;
+use joulebench_analysis::recommend::Objective;
+use joulebench_analysis::table::TableFormat;
+use joulebench_core::record::read_records;
+use std::path::Path;
+
+pub fn run(args: &SweepArgs) -> Result<(), CliError> {
+    let ov = setup::parse_overrides(args)?;
+    if args.resume && args.out.is_none() {
+        return Err(usage(
+            "--resume needs --out FILE: the results file to continue",
+        ));
+    }
+    if let Some(out) = &args.out {
+        check_results_path(out, args.resume)?;
+    }
+    if let Some(devices) = &args.devices {
+        return fleet::run(args, devices, &ov);
+    }
+    let result = single::run(args, &ov);
+    if args.progress_lines {
+        // a worker of a --devices sweep: its parent reports and recommends
+        worker::report_end(&result);
+        return result.map(|_| ());
+    }
+    let (_, out) = result?;
+    recommend_from(&out, ov.max_slowdown)
+}
+
+/// A results file is continued only with --resume, never overwritten.
+fn check_results_path(out: &Path, resume: bool) -> Result<(), CliError> {
+    let existing = if resume {
+        Existing::Continue
+    } else {
+        Existing::Refuse {
+            hint: "pass --resume to continue it (points already there are skipped), or choose another --out",
+        }
+    };
+    check_output(out, "--out", existing)
+}
+
+/// The closing recommendation table of a sweep, from its results file.
+fn recommend_from(out: &Path, max_slowdown: f64) -> Result<(), CliError> {
+    if !out.exists() {
+        return Ok(());
+    }
+    let records = read_records(out)?;
+    println!();
+    print_recommendation(
+        &records,
+        Objective::WithinSlowdown { max_slowdown },
+        TableFormat::Table,
+    );
+    println!(
+        "Again from the file: joulebench recommend {}",
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! What a single-device sweep and a sweep of every GPU of a node share: the flags
+//! checked before anything opens, the sweep config built from a preset or a TOML
+//! file and the flags, where results go by default, the command line and host
+//! recorded, and how signals stop a sweep.
+
+use crate::args::{parse_fraction, parse_list, PresetChoice, SweepArgs};
+use crate::error::{usage, CliError};
+use joulebench_core::plan::{Preset, SweepConfig};
+use joulebench_core::{DeviceInfo, Op, PowerCap, Precision};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
+/// The most repeats of a point a sweep accepts.
+pub const MAX_REPEAT: u32 = 100;
+
+/// Everything from the flags that can be checked before a device is opened.
+pub struct Overrides {
+    pub ops: Option<Vec<Op>>,
+    pub precisions: Option<Vec<Precision>>,
+    pub kernels: Option<Vec<String>>,
+    pub batch_sizes: Option<Vec<u64>>,
+    pub power_caps: Option<Vec<PowerCap>>,
+    pub target_spread: Option<f64>,
+    pub max_slowdown: f64,
+}
+
+pub fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
+    if args.repeat == 0 || args.repeat > MAX_REPEAT {
+        return Err(usage(format!(
+            "--repeat {} must be between 1 and {MAX_REPEAT}",
+            args.repeat
+        )));
+    }
+    let ops = args
+        .ops
+        .as_deref()
+        .map(|s| parse_list(s, "op", |o| o.parse::<Op>()))
+        .transpose()
+        .map_err(usage)?;
+    let precisions = args
+        .precisions
+        .as_deref()
+        .map(|s| {
+            parse_list(s, "precision", |p| {
+                p.parse::<Precision>().map_err(|e| e.to_string())
+            })
+        })
+        .transpose()
+        .map_err(usage)?;
+    let kernels = args
+        .kernels
+        .as_deref()
+        .map(|s| parse_list(s, "kernel", |k| Ok(k.to_string())))
+        .transpose()
+        .map_err(usage)?;
+    let batch_sizes = args
+        .batch_sizes
+        .as_deref()
+        .map(|s| {
+            parse_list(s, "batch size", |b| match b.parse::<u64>() {
+                Ok(0) | Err(_) => Err(format!("batch size '{b}' must be a whole number ≥ 1")),
+                Ok(v) => Ok(v),
+            })
+        })
+        .transpose()
+        .map_err(usage)?;
+    let power_caps = args
+        .power_caps
+        .as_deref()
+        .map(PowerCap::parse_list)
+        .transpose()
+        .map_err(usage)?;
+    let target_spread = args
+        .protocol
+        .target_spread
+        .as_deref()
+        .map(|s| parse_fraction(s, "--target-spread"))
+        .transpose()
+        .map_err(usage)?;
+    let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
+    Ok(Overrides {
+        ops,
+        precisions,
+        kernels,
+        batch_sizes,
+        power_caps,
+        target_spread,
+        max_slowdown,
+    })
+}
+
+/// The sweep config for `device`: the preset or `--config`, then every flag.
+pub fn build_config(
+    args: &SweepArgs,
+    ov: &Overrides,
+    device: &DeviceInfo,
+) -> Result<SweepConfig, CliError> {
+    let mut cfg = match &args.config {
+        Some(path) => SweepConfig::from_toml_file(path)?,
+        None => {
+            let preset = match args.preset.unwrap_or(PresetChoice::Quick) {
+                PresetChoice::Quick => Preset::Quick,
+                PresetChoice::Standard => Preset::Standard,
+            };
+            SweepConfig::preset(preset, device)
+        }
+    };
+    if let Some(o) = &ov.ops {
+        cfg.ops = o.clone();
+    }
+    if let Some(p) = &ov.precisions {
+        cfg.precisions = p.clone();
+    }
+    if let Some(k) = &ov.kernels {
+        cfg.kernels = k.clone();
+    }
+    if let Some(b) = &ov.batch_sizes {
+        cfg.batch_sizes = b.clone();
+    }
+    if let Some(c) = &ov.power_caps {
+        cfg.power_caps = c.clone();
+    }
+    if let Some(s) = args.seed {
+        cfg.seed = s;
+    }
+    let p = &args.protocol;
+    let proto = &mut cfg.protocol;
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = p.$field { proto.$field = v; } )* };
+    }
+    set!(
+        idle_baseline_s,
+        warmup_s,
+        warmup_max_s,
+        settle_temp_c_per_s,
+        settle_power_per_s,
+        settle_window_s,
+        min_window_s,
+        min_counter_updates,
+        phase_shift,
+        min_windows,
+        max_windows,
+        point_budget_s
+    );
+    if let Some(t) = ov.target_spread {
+        proto.target_rel_spread = t;
+    }
+    if let Some(r) = &p.stop_rule {
+        proto.stop_rule = r.parse().map_err(usage)?;
+    }
+    proto.validate().map_err(usage)?;
+    Ok(cfg)
+}
+
+/// `results/<backend>-<device>-<time>.jsonl`.
+pub fn default_out(backend: &str, device: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace([':', 'T'], "-")
+        .trim_end_matches('Z')
+        .to_string();
+    PathBuf::from("results").join(format!(
+        "{backend}-{}-{stamp}.jsonl",
+        joulebench_analysis::chart::slug(device)
+    ))
+}
+
+/// The command line as typed, for records and reports.
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "\"'$`\\".contains(c)) {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// SIGINT and SIGTERM set the stop flag (and the signal's number) so the sweep ends
+/// after its point; a second signal ends the process at once.
+pub fn stop_on_signals() -> (Arc<AtomicBool>, Arc<AtomicUsize>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_signal = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop));
+        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+        let _ = signal_hook::flag::register_usize(sig, Arc::clone(&stop_signal), sig as usize);
+    }
+    (stop, stop_signal)
+}

@@ -1,0 +1,179 @@
+//! A sweep on one device: open it, plan, check every cap and the output file
+//! before anything runs, measure with a progress bar (or progress lines for a
+//! `--devices` parent), restore the power limit, and say where the records are.
+
+use super::fleet::single_profile;
+use super::setup::{
+    build_config, command_line, default_out, host_name, stop_on_signals, Overrides,
+};
+use super::worker::{announce, stop_when_parent_asks, ProgressLines};
+use crate::args::SweepArgs;
+use crate::error::{interrupted, runtime, usage, CliError};
+use crate::progress::Progress;
+use joulebench_core::record::{existing_keys, JsonlWriter};
+use joulebench_core::sweep::{
+    run_sweep, tool_info, DeviceSession, SweepError, SweepObserver, SweepOptions, SweepOutcome,
+};
+use joulebench_device::{open, OpenOptions};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Measure the sweep; its outcome and the results file.
+pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<(SweepOutcome, PathBuf), CliError> {
+    let seed = args.seed.unwrap_or(42);
+    let meter: Option<joulebench_energy::nvml::MeterMode> = match args.meter.trim() {
+        "none" | "off" => None,
+        m => Some(
+            m.parse()
+                .map_err(|e: String| usage(format!("--meter: {e}, none")))?,
+        ),
+    };
+    if args.sample_interval_ms == 0 {
+        return Err(usage("--sample-interval-ms must be ≥ 1"));
+    }
+    let mut dev = open(&OpenOptions {
+        backend: args.backend.into(),
+        sim_profile: single_profile(&args.sim_profile).map_err(usage)?,
+        sim_index: args.sim_index,
+        adapter: args.adapter.clone(),
+        cuda_device: args.cuda_device,
+        meter,
+        sample_interval: std::time::Duration::from_millis(args.sample_interval_ms),
+        cold_l2: args.cold_l2,
+        seed,
+    })?;
+    let device = dev.backend.device().clone();
+    let cfg = build_config(args, ov, &device)?;
+    let points = cfg.plan(dev.backend.as_ref())?;
+
+    let wants_caps = points.iter().any(|p| !p.cap.is_default());
+    if wants_caps {
+        if dev.power_needs_permission() && !args.allow_power_changes {
+            return Err(usage(
+                "changing a GPU's power limit needs --allow-power-changes (the original limit is restored on exit)",
+            ));
+        }
+        dev.arm_power_guard(args.allow_power_changes)?;
+    }
+    joulebench_core::sweep::check_caps(&points, dev.power_mut())?;
+
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(dev.backend.name(), &device.name));
+    let done = if args.resume {
+        existing_keys(&out)?
+    } else {
+        Default::default()
+    };
+    let existed = out.exists();
+    // a path that cannot be opened for writing is refused before anything runs
+    let mut writer = JsonlWriter::append(&out).map_err(usage)?;
+
+    for n in &dev.notes {
+        eprintln!("{n}");
+    }
+    eprintln!(
+        "sweep: {} points on {} ({} backend) → {}",
+        points.len() * args.repeat as usize,
+        device.name,
+        dev.backend.name(),
+        out.display()
+    );
+    if args.progress_lines {
+        announce(&device, dev.backend.name(), &out);
+    }
+
+    let (stop, stop_signal) = stop_on_signals();
+    if args.progress_lines {
+        stop_when_parent_asks(Arc::clone(&stop), Arc::clone(&stop_signal));
+    }
+
+    let opts = SweepOptions {
+        protocol: cfg.protocol.clone(),
+        seed: cfg.seed,
+        command: command_line(),
+        tool: tool_info(),
+        host: host_name(),
+        cap_settle_s: if device.simulated { 0.0 } else { 2.0 },
+        repeat: args.repeat,
+    };
+    let mut progress = Progress::new();
+    let mut lines = ProgressLines;
+    let observer: &mut dyn SweepObserver = if args.progress_lines {
+        &mut lines
+    } else {
+        &mut progress
+    };
+    let result = {
+        let power: Option<&mut dyn joulebench_core::PowerControl> =
+            match (&mut dev.guard, &mut dev.power) {
+                (Some(g), _) => Some(g),
+                (None, Some(p)) => Some(p.as_mut()),
+                _ => None,
+            };
+        let mut session = DeviceSession {
+            backend: dev.backend.as_mut(),
+            meter: dev.meter.as_mut(),
+            power,
+            clock: dev.clock.as_ref(),
+        };
+        run_sweep(
+            &mut session,
+            &points,
+            &opts,
+            &done,
+            &mut writer,
+            observer,
+            &stop,
+        )
+    };
+    progress.finish();
+    drop(writer);
+    let kept = format!("finished points are in {}", out.display());
+    let restored = dev.guard.take().map(|g| g.finish());
+    match restored {
+        Some(Ok(Some(r))) => eprintln!(
+            "power limit of {} restored to {:.0} W",
+            r.device, r.restored_w
+        ),
+        Some(Err(e)) => {
+            return Err(runtime(format!(
+                "could not restore the power limit: {e}; run `joulebench power restore`"
+            ))
+            .hint(&kept))
+        }
+        _ => {}
+    }
+    if !existed
+        && std::fs::metadata(&out)
+            .map(|m| m.len() == 0)
+            .unwrap_or(false)
+    {
+        let _ = std::fs::remove_file(&out);
+    }
+
+    let outcome = match result {
+        Ok(o) => o,
+        Err(SweepError::Interrupted) => {
+            return Err(interrupted(&out, stop_signal.load(Ordering::SeqCst) as i32))
+        }
+        // every failure after the first record was written says where they are
+        Err(e) => return Err(CliError::from(e).hint(&kept)),
+    };
+    eprintln!(
+        "done: {} measured, {} invalid, {} skipped, {} failed{} → {}",
+        outcome.measured,
+        outcome.invalid,
+        outcome.skipped,
+        outcome.failed,
+        if outcome.resumed > 0 {
+            format!(", {} already there", outcome.resumed)
+        } else {
+            String::new()
+        },
+        out.display()
+    );
+    Ok((outcome, out))
+}
