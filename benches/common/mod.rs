@@ -284,23 +284,6 @@ fn energy_group_times(scale: f64, window_s: f64, period_s: f64) -> GroupTimes {
     }
 }
 
-/// A compact, path-safe label for a shape.
-pub fn shape_label(w: &Workload) -> String {
-    match w {
-        Workload::Matmul(s) if s.batch == 1 => format!("{}x{}x{}", s.m, s.n, s.k),
-        Workload::Matmul(s) => format!("{}x{}x{}x{}", s.batch, s.m, s.n, s.k),
-        Workload::Attention(s) => format!(
-            "b{}h{}q{}kv{}d{}{}",
-            s.batch,
-            s.heads,
-            s.seq_q,
-            s.seq_kv,
-            s.head_dim,
-            if s.causal { "-causal" } else { "" }
-        ),
-    }
-}
-
 /// Shapes for one device: from `JOULEBENCH_BENCH_SIZES` if set, else the bench's defaults.
 pub type ShapesFor = fn(&DeviceInfo, Option<&[u64]>) -> Vec<Workload>;
 
@@ -403,7 +386,7 @@ impl Case<'_> {
             kind.name(),
             self.kernel,
             self.precision,
-            shape_label(&self.workload)
+            self.workload.compact_label()
         )
     }
 }
@@ -451,7 +434,7 @@ fn bench_case(
     let mut run = |n: u64| kernel.run(n);
     let cal = bench.calibrate(&mut run).map_err(|e| e.to_string())?;
     let function = format!("{}/{}", case.kernel, case.precision);
-    let parameter = shape_label(&w);
+    let parameter = w.compact_label();
     let mut failure: Option<String> = None;
 
     let t = time_group_times(scale);

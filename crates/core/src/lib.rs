@@ -15,6 +15,7 @@ pub mod record;
 pub mod reference;
 pub mod stats;
 pub mod stop;
+#[cfg(feature = "test-suite")]
 pub mod suite;
 pub mod sweep;
 pub mod verify;

@@ -262,6 +262,24 @@ impl Workload {
         }
     }
 
+    /// A compact, path-safe label with the batch, for bench ids and file names:
+    /// "4096x4096x4096", "2x64x64x64", "b1h16q2048kv2048d128-causal".
+    pub fn compact_label(&self) -> String {
+        match self {
+            Workload::Matmul(s) if s.batch == 1 => format!("{}x{}x{}", s.m, s.n, s.k),
+            Workload::Matmul(s) => format!("{}x{}x{}x{}", s.batch, s.m, s.n, s.k),
+            Workload::Attention(s) => format!(
+                "b{}h{}q{}kv{}d{}{}",
+                s.batch,
+                s.heads,
+                s.seq_q,
+                s.seq_kv,
+                s.head_dim,
+                if s.causal { "-causal" } else { "" }
+            ),
+        }
+    }
+
     /// The shape without its batch: what a recommendation groups settings by.
     pub fn shape_label(&self) -> String {
         match self {

@@ -2,24 +2,16 @@
 //! this device and its libraries can run, at which precisions and shapes, and prepared
 //! kernels that are checked once and then run back-to-back under CUDA-event timing.
 
-use crate::kernels::KernelFile;
-use crate::nvrtc::{self, Arch, Target};
+use crate::gpu::Gpu;
 use crate::probe::{self, CudaDeviceSummary};
-use crate::tensor::{device_error, Tensor};
+use crate::tensor::device_error;
 use crate::timing::{L2Flush, L2Mode, Timer};
-use crate::vendor::{Blas, BlasLt};
 use crate::{ours, vendor};
-use cudarc::driver::{
-    sys as drv_sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream,
-};
-use cudarc::nvrtc::Ptx;
+use cudarc::driver::{sys as drv_sys, CudaContext, CudaSlice};
 use joulebench_core::reference::CheckInputs;
 use joulebench_core::{
-    Backend, BackendError, DeviceInfo, KernelInfo, Op, Precision, PreparedKernel, RunTiming,
-    Support, Workload,
+    Backend, BackendError, DeviceInfo, KernelInfo, Op, Precision, PreparedKernel, Support, Workload,
 };
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
 
 /// The kernels this backend offers. Names are stable: they appear on the command line
 /// and in records.
@@ -133,131 +125,9 @@ impl KernelId {
     }
 }
 
-/// Everything a prepared kernel borrows from the backend: the context and stream, the
-/// loaded modules and the vendor library handles.
-pub(crate) struct Gpu {
-    // Fields drop in order: library handles (and the cuBLASLt workspace) go before the
-    // stream they are bound to.
-    blas: OnceLock<Result<Blas, String>>,
-    blas_lt: OnceLock<Result<BlasLt, String>>,
-    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
-    pub stream: Arc<CudaStream>,
-    pub ctx: Arc<CudaContext>,
-    pub cc: (u32, u32),
-    pub max_smem_per_block_optin_bytes: u32,
-    pub l2_bytes: usize,
-}
-
-impl Gpu {
-    /// cudarc binds the context in its own calls; cuBLAS calls rely on the thread's
-    /// current context, so bind before any work in case the backend moved threads.
-    pub(crate) fn bind(&self) -> Result<(), BackendError> {
-        self.ctx
-            .bind_to_thread()
-            .map_err(device_error("make the CUDA context current"))
-    }
-
-    /// A kernel from one of our files, compiled (or cached) for this device, with its
-    /// launch configuration; dynamic shared memory above 48 KiB is opted into here.
-    pub(crate) fn function(
-        &self,
-        file: &'static KernelFile,
-        kernel: &str,
-    ) -> Result<(CudaFunction, u32, u32), BackendError> {
-        let spec = file.kernel(kernel).ok_or_else(|| {
-            BackendError::Compile(format!("{kernel} is not a kernel of {}.cu", file.name))
-        })?;
-        let module = self.module(file)?;
-        let f = module
-            .load_function(kernel)
-            .map_err(device_error("find the kernel in its module"))?;
-        let static_smem = f
-            .shared_size_bytes()
-            .map_err(device_error("query the kernel's shared memory"))?
-            .max(0) as u32;
-        let total = static_smem + spec.dynamic_smem_bytes;
-        if total > self.max_smem_per_block_optin_bytes {
-            return Err(BackendError::DoesNotFit(format!(
-                "{kernel} needs {total} bytes of shared memory per block, this GPU offers {}",
-                self.max_smem_per_block_optin_bytes
-            )));
-        }
-        if spec.dynamic_smem_bytes > 0 {
-            f.set_attribute(
-                drv_sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                spec.dynamic_smem_bytes as i32,
-            )
-            .map_err(device_error("allow the kernel's dynamic shared memory"))?;
-        }
-        Ok((f, spec.threads_per_block, spec.dynamic_smem_bytes))
-    }
-
-    fn module(&self, file: &'static KernelFile) -> Result<Arc<CudaModule>, BackendError> {
-        let mut modules = self
-            .modules
-            .lock()
-            .map_err(|_| BackendError::Device("module cache poisoned by a panic".into()))?;
-        if let Some(m) = modules.get(file.name) {
-            return Ok(m.clone());
-        }
-        let (arch, target) = nvrtc::target_for_device(Arch::new(self.cc.0, self.cc.1))
-            .map_err(BackendError::Unavailable)?;
-        let compiled = nvrtc::compile(file, arch, target).map_err(|e| match e {
-            nvrtc::CompileError::Unavailable(why) => BackendError::Unavailable(why),
-            other => BackendError::Compile(other.to_string()),
-        })?;
-        let image = match target {
-            Target::Cubin => Ptx::from_binary(compiled.image.clone()),
-            Target::Ptx => Ptx::from_src(String::from_utf8_lossy(&compiled.image).into_owned()),
-        };
-        let module = self
-            .ctx
-            .load_module(image)
-            .map_err(device_error("load the compiled module"))?;
-        modules.insert(file.name, module.clone());
-        Ok(module)
-    }
-
-    pub(crate) fn blas(&self) -> Result<&Blas, BackendError> {
-        self.blas
-            .get_or_init(|| Blas::new(&self.stream))
-            .as_ref()
-            .map_err(|e| BackendError::Unavailable(e.clone()))
-    }
-
-    pub(crate) fn blas_lt(&self) -> Result<&BlasLt, BackendError> {
-        self.blas_lt
-            .get_or_init(|| BlasLt::new(&self.stream))
-            .as_ref()
-            .map_err(|e| BackendError::Unavailable(e.clone()))
-    }
-
-    /// Fail with DoesNotFit before allocating what the device cannot hold.
-    pub(crate) fn ensure_free(&self, bytes: u64, what: &str) -> Result<(), BackendError> {
-        let (free, _total) = self
-            .ctx
-            .mem_get_info()
-            .map_err(device_error("query free device memory"))?;
-        // Leave room for cuBLAS workspaces and the allocator's rounding.
-        let usable = (free as u64).saturating_sub(256 << 20);
-        if bytes > usable {
-            return Err(BackendError::DoesNotFit(format!(
-                "{what} needs {:.2} GiB of device memory, {:.2} GiB is free",
-                bytes as f64 / (1u64 << 30) as f64,
-                free as f64 / (1u64 << 30) as f64
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// Device memory a prepared point allocates: inputs, output and intermediates.
 fn device_bytes(k: KernelId, precision: Precision, workload: &Workload) -> u64 {
-    let elem = match precision {
-        Precision::F32 | Precision::Tf32 => 4u128,
-        Precision::F16 | Precision::Bf16 => 2,
-        Precision::Fp8E4m3 => 1,
-    };
+    let elem = precision.input_bytes() as u128;
     let bytes: u128 = match (k, workload) {
         (KernelId::CublasLtFp8, Workload::Matmul(s)) => {
             let pad = |x: u64| x.next_multiple_of(16) as u128;
@@ -283,56 +153,6 @@ fn device_bytes(k: KernelId, precision: Precision, workload: &Workload) -> u64 {
         }
     };
     u64::try_from(bytes).unwrap_or(u64::MAX)
-}
-
-/// One iteration of a prepared kernel, enqueued on the stream.
-pub(crate) type Launch<'a> = Box<dyn FnMut() -> Result<(), BackendError> + 'a>;
-
-/// A kernel with its buffers allocated and its inputs uploaded.
-pub(crate) struct Prepared<'a> {
-    pub gpu: &'a Gpu,
-    /// In [`CheckInputs`] order: a, b or q, k, v.
-    pub inputs: Vec<Tensor>,
-    pub output: Tensor,
-    pub launch: Launch<'a>,
-    pub timer: Timer,
-    pub variant: String,
-    /// Intermediate buffers the launch addresses (kept alive, never read back).
-    pub _scratch: Vec<Tensor>,
-}
-
-impl PreparedKernel for Prepared<'_> {
-    fn run_for_check(&mut self, inputs: &CheckInputs) -> Result<Vec<f32>, BackendError> {
-        self.gpu.bind()?;
-        let values: Vec<&[f32]> = match inputs {
-            CheckInputs::Matmul { a, b } => vec![a, b],
-            CheckInputs::Attention { q, k, v } => vec![q, k, v],
-        };
-        if values.len() != self.inputs.len() {
-            return Err(BackendError::Device(
-                "check inputs do not match the prepared operation".into(),
-            ));
-        }
-        let stream = self.gpu.stream.clone();
-        for (tensor, v) in self.inputs.iter_mut().zip(values) {
-            tensor.upload(&stream, v)?;
-        }
-        self.output.poison(&stream)?;
-        (self.launch)()?;
-        stream
-            .synchronize()
-            .map_err(device_error("run the kernel"))?;
-        self.output.download(&stream)
-    }
-
-    fn run(&mut self, iterations: u64) -> Result<RunTiming, BackendError> {
-        self.gpu.bind()?;
-        self.timer.run(iterations, &mut self.launch)
-    }
-
-    fn variant(&self) -> Option<String> {
-        Some(self.variant.clone())
-    }
 }
 
 /// joulebench's CUDA backend on one device.
@@ -390,16 +210,7 @@ pub fn open(ordinal: usize) -> Result<CudaBackend, BackendError> {
     };
     Ok(CudaBackend {
         flush: None,
-        gpu: Gpu {
-            ctx,
-            stream,
-            cc,
-            max_smem_per_block_optin_bytes: max_smem,
-            l2_bytes,
-            modules: Mutex::new(HashMap::new()),
-            blas: OnceLock::new(),
-            blas_lt: OnceLock::new(),
-        },
+        gpu: Gpu::new(ctx, stream, cc, max_smem, l2_bytes),
         info,
         summary,
         l2_mode: L2Mode::Hot,

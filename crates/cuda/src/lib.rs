@@ -18,6 +18,7 @@
 //! ```
 
 mod backend;
+mod gpu;
 pub mod kernels;
 pub mod nvrtc;
 mod ours;

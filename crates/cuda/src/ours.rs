@@ -2,7 +2,7 @@
 //! kernel's element type, the fast or the ragged-shape instance chosen from the shape,
 //! and a launch closure the timer calls back-to-back.
 
-use crate::backend::{Gpu, Prepared};
+use crate::gpu::{Gpu, Prepared};
 use crate::kernels::{
     FLASH_ATTENTION, FLASH_BLOCK_M, MATMUL_MMA, MATMUL_SIMT, MMA_TILE, SIMT_TILE,
 };

@@ -3,7 +3,7 @@
 //! GEMMs around our softmax kernel. cuBLAS is column-major; every call below computes
 //! the row-major product of the joulebench contract as its column-major transpose.
 
-use crate::backend::{Gpu, Prepared};
+use crate::gpu::{Gpu, Prepared};
 use crate::kernels::SOFTMAX_ROWS;
 use crate::probe;
 use crate::tensor::{attention_tensors, device_error, Elem, Placement, Tensor};

@@ -226,13 +226,13 @@ fn open_sim(opts: &OpenOptions) -> Result<OpenDevice, OpenError> {
     let info = dev.backend.device().clone();
     // Tests drive the guarded NVML power path with a fake device in a state file;
     // the simulated device then keeps its own meter and clock.
-    let nvml = match nvml::open_fake_from_env() {
-        Some(_) => {
+    let nvml = match nvml::fake_in_use() {
+        true => {
             let (dev_nvml, id) = match_nvml(&info).map_err(OpenError::PowerControl)?;
             notes.push(format!("power control: fake NVML device {}", id.describe()));
             Some((dev_nvml, id))
         }
-        None => None,
+        false => None,
     };
     let meter: Box<dyn EnergyMeter> = match opts.meter {
         Some(_) => Box::new(dev.meter),

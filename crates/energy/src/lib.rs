@@ -3,6 +3,7 @@
 //! (backend, meter and power control from one model). It knows no kernels.
 
 pub mod guard;
+pub mod identity;
 pub mod monitor;
 pub mod nvml;
 pub mod poller;

@@ -75,12 +75,12 @@ pub fn state_file_for(dir: &Path, device: &DeviceInfo) -> PathBuf {
     let key = device
         .uuid
         .as_deref()
-        .map(crate::nvml::normalize_uuid)
+        .map(crate::identity::normalize_uuid)
         .or_else(|| {
             device
                 .pci_bus_id
                 .as_deref()
-                .map(|p| crate::nvml::normalize_pci_bus_id(p).unwrap_or_else(|| p.to_string()))
+                .map(|p| crate::identity::normalize_pci_bus_id(p).unwrap_or_else(|| p.to_string()))
         })
         .unwrap_or_else(|| device.name.clone());
     let safe: String = key

@@ -3,6 +3,7 @@
 //! device is matched by UUID or PCI bus id, never by index, and both are normalised
 //! first: "00000000:65:00.0" (NVML) and "0000:65:00.0" (CUDA, sysfs) are one device.
 
+use crate::identity::{normalize_pci_bus_id, normalize_uuid, PciBusId};
 use joulebench_core::DeviceInfo;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -62,76 +63,6 @@ impl DeviceIdentity {
             super::DEVICE_KIND_NVML
         }
     }
-}
-
-/// A PCI address: domain, bus, device, function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PciBusId {
-    pub domain: u32,
-    pub bus: u8,
-    pub device: u8,
-    pub function: u8,
-}
-
-impl PciBusId {
-    /// Accepts "00000000:65:00.0", "0000:65:00.0" and "65:00.0" (domain 0), any case.
-    pub fn parse(s: &str) -> Option<PciBusId> {
-        let s = s.trim();
-        let (head, function) = s.rsplit_once('.')?;
-        let parts: Vec<&str> = head.split(':').collect();
-        let (domain, bus, device) = match parts.as_slice() {
-            [d, b, dev] => (*d, *b, *dev),
-            [b, dev] => ("0", *b, *dev),
-            _ => return None,
-        };
-        let hex = |x: &str, max_len: usize| -> Option<u32> {
-            if x.is_empty() || x.len() > max_len {
-                return None;
-            }
-            u32::from_str_radix(x, 16).ok()
-        };
-        let device = hex(device, 2)?;
-        let function = hex(function, 1)?;
-        if device > 0x1f || function > 7 {
-            return None;
-        }
-        Some(PciBusId {
-            domain: hex(domain, 8)?,
-            bus: u8::try_from(hex(bus, 2)?).ok()?,
-            device: device as u8,
-            function: function as u8,
-        })
-    }
-}
-
-impl fmt::Display for PciBusId {
-    /// The sysfs form, "0000:65:00.0" (a wider domain where it needs one).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.domain, self.bus, self.device, self.function
-        )
-    }
-}
-
-/// One spelling for every PCI bus id: "0000:65:00.0". `None` if it is not one.
-pub fn normalize_pci_bus_id(s: &str) -> Option<String> {
-    PciBusId::parse(s).map(|p| p.to_string())
-}
-
-/// One spelling for a GPU UUID: lower-case hex digits, without the "GPU-" prefix or
-/// dashes, so "GPU-8ba3…" (NVML, nvidia-smi) equals the bare form CUDA's 16 bytes print
-/// as. MIG UUIDs keep their "mig-" prefix: a MIG instance is not its parent GPU.
-pub fn normalize_uuid(s: &str) -> String {
-    let t = s.trim().to_ascii_lowercase();
-    let (prefix, rest) = if let Some(r) = t.strip_prefix("mig-") {
-        ("mig-", r)
-    } else {
-        ("", t.strip_prefix("gpu-").unwrap_or(&t))
-    };
-    let digits: String = rest.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    format!("{prefix}{digits}")
 }
 
 /// What is known about a CUDA or wgpu device that the NVML device must share.
@@ -196,45 +127,6 @@ impl fmt::Display for DeviceMatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pci_bus_ids_in_every_spelling_are_one_device() {
-        let nvml = PciBusId::parse("00000000:65:00.0").unwrap();
-        let cuda = PciBusId::parse("0000:65:00.0").unwrap();
-        let short = PciBusId::parse("65:00.0").unwrap();
-        let upper = PciBusId::parse("0000:B3:00.0").unwrap();
-        assert_eq!(nvml, cuda);
-        assert_eq!(cuda, short);
-        assert_eq!(upper.bus, 0xb3);
-        assert_eq!(nvml.to_string(), "0000:65:00.0");
-        assert_eq!(
-            normalize_pci_bus_id("00000001:65:1f.7").as_deref(),
-            Some("0001:65:1f.7")
-        );
-        for bad in [
-            "",
-            "65",
-            "0000:65:00",
-            "zz:00.0",
-            "0000:165:00.0",
-            "0000:65:20.0",
-            "0000:65:00.8",
-        ] {
-            assert!(PciBusId::parse(bad).is_none(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn uuids_compare_without_prefix_case_or_dashes() {
-        assert_eq!(
-            normalize_uuid("GPU-8BA3C2E1-0a1b-2c3d-4e5f-60718293a4b5"),
-            normalize_uuid("8ba3c2e10a1b2c3d4e5f60718293a4b5")
-        );
-        assert_ne!(
-            normalize_uuid("MIG-8ba3c2e1-0a1b-2c3d-4e5f-60718293a4b5"),
-            normalize_uuid("GPU-8ba3c2e1-0a1b-2c3d-4e5f-60718293a4b5")
-        );
-    }
 
     #[test]
     fn matching_prefers_uuid_and_never_falls_back_past_a_uuid_mismatch() {

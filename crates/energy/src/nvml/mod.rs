@@ -5,6 +5,7 @@
 
 mod check;
 mod counter;
+#[cfg(feature = "fake-nvml")]
 mod fake;
 mod identity;
 mod power;
@@ -13,10 +14,12 @@ mod sampling;
 mod telemetry;
 mod throttle;
 
+pub use crate::identity::{normalize_pci_bus_id, normalize_uuid, PciBusId};
 pub use check::{Agreement, AgreementHandle, AgreementInterval, CheckMeter};
 pub use counter::{measure_update_period, CounterMeter, PeriodProbe, UpdatePeriod};
+#[cfg(feature = "fake-nvml")]
 pub use fake::{FakeDevice, FakeState};
-pub use identity::{normalize_pci_bus_id, normalize_uuid, DeviceIdentity, DeviceMatch, PciBusId};
+pub use identity::{DeviceIdentity, DeviceMatch};
 pub use power::{NvmlPowerControl, PERMISSION_HINT};
 pub use real::{nvml_unavailable_reason, RealDevice};
 pub use sampling::{
@@ -28,13 +31,13 @@ pub use throttle::{decode_throttle_reasons, throttle_reason_name, THROTTLE_REASO
 
 use crate::guard::PowerStateFile;
 use joulebench_core::{EnergyMeter, MeterError, PowerControl, PowerError};
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
 /// Set to the path of a fake device's JSON state file, and every `open_*` function
-/// here opens that fake instead of the driver. For tests only: records made on it
-/// carry the fake's name, "… (fake NVML)".
+/// here opens that fake instead of the driver. For tests only: the fake exists in
+/// builds with the `fake-nvml` feature (every `cargo test` of the workspace), not in
+/// a release binary, and records made on it carry the fake's name, "… (fake NVML)".
 pub const FAKE_NVML_ENV: &str = "JOULEBENCH_FAKE_NVML";
 
 /// `device_kind` written into a power state file, so a restore opens the same kind.
@@ -171,17 +174,27 @@ pub(crate) fn optional<T>(r: Result<T, NvmlError>) -> Result<Option<T>, NvmlErro
     }
 }
 
-/// The fake device named by `JOULEBENCH_FAKE_NVML`, if that variable is set.
+/// The fake device named by `JOULEBENCH_FAKE_NVML`, if that variable is set (and
+/// this build has the fake: the `fake-nvml` feature).
+#[cfg(feature = "fake-nvml")]
 pub fn open_fake_from_env() -> Option<Result<Arc<FakeDevice>, NvmlError>> {
     let path = std::env::var_os(FAKE_NVML_ENV)?;
     if path.is_empty() {
         return None;
     }
-    Some(FakeDevice::from_state_file(PathBuf::from(path)).map(Arc::new))
+    Some(FakeDevice::from_state_file(std::path::PathBuf::from(path)).map(Arc::new))
+}
+
+/// Whether the fake device stands in for the driver: `JOULEBENCH_FAKE_NVML` is set
+/// and this build has the fake (without the `fake-nvml` feature the variable is
+/// ignored).
+pub fn fake_in_use() -> bool {
+    cfg!(feature = "fake-nvml") && std::env::var_os(FAKE_NVML_ENV).is_some_and(|p| !p.is_empty())
 }
 
 /// Every NVML device: the fake one when `JOULEBENCH_FAKE_NVML` is set, else the driver's.
 pub fn list_devices() -> Result<Vec<Arc<dyn NvmlDevice>>, NvmlError> {
+    #[cfg(feature = "fake-nvml")]
     if let Some(fake) = open_fake_from_env() {
         return Ok(vec![fake? as Arc<dyn NvmlDevice>]);
     }
@@ -195,6 +208,7 @@ pub fn list_devices() -> Result<Vec<Arc<dyn NvmlDevice>>, NvmlError> {
 /// (never by index: NVML and CUDA can number devices differently). Honours
 /// `JOULEBENCH_FAKE_NVML`.
 pub fn open_device(wanted: &DeviceMatch) -> Result<Arc<dyn NvmlDevice>, NvmlError> {
+    #[cfg(feature = "fake-nvml")]
     if let Some(fake) = open_fake_from_env() {
         let fake = fake?;
         let id = fake.identity()?;
@@ -317,6 +331,7 @@ pub fn open_power_control_for_state(
         pci_bus_id: state.device.pci_bus_id.clone(),
     };
     let device: Arc<dyn NvmlDevice> = match state.device_kind.as_str() {
+        #[cfg(feature = "fake-nvml")]
         DEVICE_KIND_FAKE => {
             let fake = open_fake_from_env()
                 .ok_or_else(|| {
@@ -340,6 +355,12 @@ pub fn open_power_control_for_state(
             real::open_real_device(&wanted)
                 .map_err(|e| e.into_power_error("opening the recorded GPU"))?,
         ),
+        #[cfg(not(feature = "fake-nvml"))]
+        DEVICE_KIND_FAKE => {
+            return Err(PowerError::Unavailable(
+                "this state file was written on the fake NVML device of a test build; restore it with a test build (the fake-nvml feature)".into(),
+            ))
+        }
         other => {
             return Err(PowerError::Unavailable(format!(
                 "this state file was written for a '{other}' device, which NVML cannot restore"
