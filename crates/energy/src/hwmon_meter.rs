@@ -100,7 +100,9 @@ impl PolledSource for EnergySource {
         let power_w = self
             .last
             .filter(|(t, _)| now.0 > *t)
-            .map(|(t, j)| (now.1 - j) / (now.0 - t));
+            .map(|(t, j)| (now.1 - j) / (now.0 - t))
+            // across a drop the rate means nothing
+            .filter(|w| *w >= 0.0);
         self.last = Some(now);
         Ok(self.telemetry.read(power_w))
     }

@@ -63,7 +63,9 @@ impl PolledSource for CounterSource {
         let derived = self
             .last
             .filter(|(t, _)| now.0 > *t)
-            .map(|(t, j)| (now.1 - j) / (now.0 - t));
+            .map(|(t, j)| (now.1 - j) / (now.0 - t))
+            // across a drop the rate means nothing
+            .filter(|w| *w >= 0.0);
         self.last = Some(now);
         telemetry_of(self.device.as_ref(), derived)
     }

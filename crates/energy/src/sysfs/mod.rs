@@ -159,22 +159,31 @@ impl Sysfs {
     }
 }
 
-/// "hwmon10" after "hwmon9", "intel-rapl:10" after "intel-rapl:9".
-fn natural_key(p: &Path) -> (String, u64) {
+/// "hwmon10" after "hwmon9", "intel-rapl:0:0" before "intel-rapl:1": numbers
+/// compare as numbers, the rest as text.
+fn natural_key(p: &Path) -> Vec<(String, u64)> {
     let name = p
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let digits: String = name
-        .chars()
-        .rev()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    let head = name[..name.len() - digits.len()].to_string();
-    (head, digits.parse().unwrap_or(0))
+    let mut key = Vec::new();
+    let (mut text, mut digits) = (String::new(), String::new());
+    for c in name.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            if !digits.is_empty() {
+                key.push((
+                    std::mem::take(&mut text),
+                    digits.parse().unwrap_or(u64::MAX),
+                ));
+                digits.clear();
+            }
+            text.push(c);
+        }
+    }
+    key.push((text, digits.parse().unwrap_or(0)));
+    key
 }
 
 #[cfg(test)]
@@ -200,7 +209,7 @@ mod tests {
     #[test]
     fn directories_list_in_natural_order() {
         let dir = tempfile::tempdir().unwrap();
-        for n in ["hwmon10", "hwmon9", "hwmon1", "other"] {
+        for n in ["hwmon10", "hwmon9", "hwmon1", "other", "hwmon1:0"] {
             std::fs::create_dir(dir.path().join(n)).unwrap();
         }
         let names: Vec<String> = Sysfs::at(dir.path())
@@ -209,6 +218,6 @@ mod tests {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["hwmon1", "hwmon9", "hwmon10"]);
+        assert_eq!(names, ["hwmon1", "hwmon1:0", "hwmon9", "hwmon10"]);
     }
 }
