@@ -7,6 +7,53 @@ use joulebench_core::protocol::{ValidityFlag, WindowMethod};
 use joulebench_core::record::{PointStatus, Record};
 
 pub fn records_table(records: &[Record]) -> Table {
+    let mut t = records_table_gpu(records);
+    add_host_columns(&mut t, records);
+    t
+}
+
+/// Where any record read the host's CPU and DRAM energy beside the GPU's: that
+/// energy per FLOP, and the GPU's and the host's together.
+fn add_host_columns(t: &mut Table, records: &[Record]) {
+    let host = |r: &Record| {
+        r.measurement
+            .as_ref()
+            .and_then(|m| m.summary.host.as_ref())
+            .cloned()
+    };
+    if !records.iter().any(|r| host(r).is_some()) {
+        return;
+    }
+    let at = t.headers.len() - 1;
+    t.headers.insert(at, "host CPU+DRAM (pJ/FLOP)".into());
+    t.headers.insert(at + 1, "GPU + host (pJ/FLOP)".into());
+    for (row, r) in t.rows.iter_mut().zip(records) {
+        let h = host(r);
+        row.insert(
+            at,
+            opt(h.as_ref().map(|h| h.host_joules_per_flop.median * 1e12), 3),
+        );
+        row.insert(
+            at + 1,
+            opt(
+                h.and_then(|h| h.gpu_and_host_joules_per_flop)
+                    .map(|s| s.median * 1e12),
+                3,
+            ),
+        );
+    }
+    let sources: std::collections::BTreeSet<String> = records
+        .iter()
+        .filter_map(|r| r.meter.host.as_ref())
+        .map(|h| format!("{} ({})", h.source.name(), h.domains.join(", ")))
+        .collect();
+    t.notes.push(format!(
+        "Host energy: {}; energy (pJ/FLOP) is the GPU's alone, GPU + host adds the host's CPU packages and DRAM over the same windows.",
+        sources.into_iter().collect::<Vec<_>>().join("; ")
+    ));
+}
+
+fn records_table_gpu(records: &[Record]) -> Table {
     let mut t = Table::new(
         "Results",
         &[
@@ -129,4 +176,56 @@ pub fn status_line(records: &[Record]) -> String {
         count(PointStatus::Skipped),
         count(PointStatus::Failed)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::TableFormat;
+    use crate::testutil::rec;
+    use joulebench_core::protocol::HostSummary;
+    use joulebench_core::stats::Stat;
+    use joulebench_core::{HostMeterInfo, MeterSource, Precision};
+
+    #[test]
+    fn host_energy_gets_its_columns_only_where_a_record_has_it() {
+        let plain = rec("a", false, Precision::Bf16, "default", 100.0, 2.0);
+        let t = records_table(std::slice::from_ref(&plain));
+        assert!(
+            !t.headers.iter().any(|h| h.contains("host")),
+            "{:?}",
+            t.headers
+        );
+
+        let mut with_host = rec("b", false, Precision::Bf16, "default", 100.0, 2.0);
+        let stat = |x: f64| Stat {
+            median: x,
+            rel_spread: 0.0,
+            min: x,
+            max: x,
+        };
+        if let Some(m) = with_host.measurement.as_mut() {
+            m.summary.host = Some(HostSummary {
+                host_joules_per_flop: stat(0.5e-12),
+                gpu_and_host_joules_per_flop: Some(stat(2.5e-12)),
+                host_average_w: 60.0,
+            });
+        }
+        with_host.meter.host = Some(HostMeterInfo {
+            source: MeterSource::Rapl,
+            domains: vec!["package-0".into(), "dram".into()],
+            update_period_s: 0.002,
+        });
+        let t = records_table(&[plain, with_host]);
+        let col = |name: &str| t.headers.iter().position(|h| h == name).unwrap();
+        let (h, both) = (col("host CPU+DRAM (pJ/FLOP)"), col("GPU + host (pJ/FLOP)"));
+        assert_eq!(
+            (t.rows[1][h].as_str(), t.rows[1][both].as_str()),
+            ("0.500", "2.50")
+        );
+        assert_eq!(t.rows[0][h], "–");
+        assert_eq!(t.headers.last().unwrap(), "flags / reason");
+        let md = t.render(TableFormat::Markdown);
+        assert!(md.contains("Host energy: rapl (package-0, dram)"), "{md}");
+    }
 }

@@ -1,5 +1,5 @@
-//! `joulebench devices`: every backend, device, energy meter and power control
-//! found, and for each one not found, why.
+//! `joulebench devices`: every backend, device, energy meter (NVML, amdsmi, hwmon,
+//! RAPL) and power control found, and for each one not found, why.
 
 use crate::args::DevicesArgs;
 use crate::error::{runtime, CliError};
@@ -267,13 +267,32 @@ fn nvml_section() -> Section {
     }
 }
 
+/// amdsmi, the AMD and Intel hwmon files, and RAPL, as the energy crate surveys them.
+fn vendor_sections() -> Vec<Section> {
+    joulebench_energy::attach::survey()
+        .into_iter()
+        .map(|m| Section {
+            name: m.name,
+            available: m.available,
+            reason: m.reason,
+            entries: m
+                .entries
+                .into_iter()
+                .map(|e| Entry {
+                    id: e.id,
+                    name: e.name,
+                    details: e.details,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 pub fn sections() -> Vec<Section> {
-    vec![
-        cuda_section(),
-        nvml_section(),
-        wgpu_section(),
-        sim_section(),
-    ]
+    let mut s = vec![cuda_section(), nvml_section()];
+    s.extend(vendor_sections());
+    s.extend([wgpu_section(), sim_section()]);
+    s
 }
 
 pub fn run(args: &DevicesArgs) -> Result<(), CliError> {

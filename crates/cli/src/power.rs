@@ -76,7 +76,7 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                 match restore_from_state_file_with(
                     &path,
                     RestoreOptions { force: *force },
-                    nvml::open_power_control_for_state,
+                    joulebench_energy::restore::open_power_control_for_state,
                 ) {
                     Ok(r) => println!(
                         "restored {} to {:.0} W{}",

@@ -26,7 +26,8 @@ pub use backend::{Backend, BackendError, KernelInfo, PreparedKernel, RunTiming, 
 pub use clock::{monotonic_s, Clock, SystemClock};
 pub use device::{AdapterInfo, DeviceInfo};
 pub use meter::{
-    CounterUpdate, EnergyMeter, MeterError, MeterSource, NoMeter, Telemetry, TelemetrySample,
+    CounterUpdate, EnergyMeter, HostMeterInfo, MeterError, MeterSource, NoMeter, Telemetry,
+    TelemetrySample,
 };
 pub use power::{PowerCap, PowerControl, PowerError, PowerLimits};
 pub use precision::Precision;

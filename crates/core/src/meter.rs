@@ -24,6 +24,15 @@ pub enum MeterSource {
     Simulated,
     /// No meter for this device: time is measured, energy is not.
     None,
+    /// amdsmi's energy accumulator (AMD GPUs; ticks of its reported resolution).
+    AmdsmiCounter,
+    /// A hwmon `energy1_input` counter (µJ): Intel GPUs under `xe` or `i915`.
+    HwmonEnergy,
+    /// A hwmon `power1_average` / `power1_input` reading (µW) integrated by a
+    /// sampling thread: AMD GPUs under `amdgpu` without amdsmi.
+    HwmonSampled,
+    /// Linux powercap RAPL counters (`energy_uj`): the host's CPU packages and DRAM.
+    Rapl,
 }
 
 impl MeterSource {
@@ -33,6 +42,10 @@ impl MeterSource {
             MeterSource::NvmlSampled => "nvml-sampled",
             MeterSource::Simulated => "simulated",
             MeterSource::None => "none",
+            MeterSource::AmdsmiCounter => "amdsmi-counter",
+            MeterSource::HwmonEnergy => "hwmon-energy",
+            MeterSource::HwmonSampled => "hwmon-sampled",
+            MeterSource::Rapl => "rapl",
         }
     }
 }
@@ -93,6 +106,15 @@ pub struct CounterUpdate {
     pub joules: f64,
 }
 
+/// The host (CPU and DRAM) meter a GPU meter carries beside it, as records name it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostMeterInfo {
+    pub source: MeterSource,
+    /// What it adds up, e.g. `["package-0", "package-1", "dram"]`.
+    pub domains: Vec<String>,
+    pub update_period_s: f64,
+}
+
 /// One telemetry reading and when it was taken.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TelemetrySample {
@@ -127,6 +149,22 @@ pub trait EnergyMeter: Send {
     }
     /// In check mode, the agreement of the two meters since the last call.
     fn take_agreement(&mut self) -> Option<MeterAgreement> {
+        None
+    }
+    /// Host (CPU and DRAM) energy between two moments on the meter's time line, in
+    /// joules, for a meter that carries a host meter beside the device's. `None`:
+    /// no host meter, or no host readings around both moments.
+    fn host_energy_between(&mut self, _from_s: f64, _to_s: f64) -> Option<f64> {
+        None
+    }
+    /// The host meter whose energy [`EnergyMeter::host_energy_between`] reports.
+    fn host_meter(&self) -> Option<HostMeterInfo> {
+        None
+    }
+    /// The meter's own account of why its reading misbehaved (a counter that went
+    /// backwards without wrapping, one that stood still), for the message that
+    /// rejects the window. `None` when it has nothing to add.
+    fn fault_detail(&mut self) -> Option<String> {
         None
     }
 }

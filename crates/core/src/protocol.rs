@@ -319,6 +319,21 @@ pub struct Summary {
     pub above_idle_joules_per_op: Option<f64>,
     /// Median over windows of each window's energy over its own duration.
     pub average_w: Option<f64>,
+    /// The host's CPU and DRAM energy over the same windows, where a host meter
+    /// (RAPL) read it for every window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostSummary>,
+}
+
+/// The host beside the GPU: what a node costs per FLOP, not only its GPU board.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostSummary {
+    /// Host (CPU packages and DRAM) energy per FLOP.
+    pub host_joules_per_flop: Stat,
+    /// GPU and host together per FLOP; `None` where the GPU has no energy meter.
+    pub gpu_and_host_joules_per_flop: Option<Stat>,
+    /// Median over windows of the host's energy over the window's duration.
+    pub host_average_w: f64,
 }
 
 impl Summary {
@@ -755,7 +770,48 @@ pub fn summarize(windows: &[Window], flop: u64, idle_w: Option<f64>) -> Summary 
         joules_per_flop,
         above_idle_joules_per_op: above_idle,
         average_w,
+        host: summarize_host(windows, flop, idle_w),
     }
+}
+
+/// Host energy per FLOP, alone and with the GPU's, when every window has it.
+fn summarize_host(windows: &[Window], flop: u64, idle_w: Option<f64>) -> Option<HostSummary> {
+    let host: Vec<f64> = windows
+        .iter()
+        .map(|w| w.host_joules.filter(|j| j.is_finite()))
+        .collect::<Option<_>>()?;
+    if host.is_empty() || flop == 0 {
+        return None;
+    }
+    let per_flop = |j: f64, w: &Window| j / w.iterations / flop as f64;
+    let host_jpf: Vec<f64> = host
+        .iter()
+        .zip(windows)
+        .map(|(j, w)| per_flop(*j, w))
+        .collect();
+    let both: Option<Vec<f64>> = host
+        .iter()
+        .zip(windows)
+        .map(|(h, w)| {
+            w.joules_per_op(idle_w)
+                .map(|g| g / flop as f64 + per_flop(*h, w))
+        })
+        .collect();
+    let watts: Vec<f64> = host
+        .iter()
+        .zip(windows)
+        .filter(|(_, w)| w.seconds > 0.0)
+        .map(|(h, w)| h / w.seconds)
+        .collect();
+    Some(HostSummary {
+        host_joules_per_flop: Stat::of(&host_jpf),
+        gpu_and_host_joules_per_flop: both.as_deref().map(Stat::of),
+        host_average_w: if watts.is_empty() {
+            0.0
+        } else {
+            median(&watts)
+        },
+    })
 }
 
 #[cfg(test)]
@@ -1083,6 +1139,31 @@ mod tests {
         let flags = clock_flags(&over, &summarize(&over, 1, None), false);
         assert!(flags.contains(&ValidityFlag::AboveLimit), "{flags:?}");
         assert!(!ValidityFlag::PowerLimited.is_caution() && ValidityFlag::Throttled.is_caution());
+    }
+
+    #[test]
+    fn host_energy_is_summarised_alone_and_with_the_gpus_only_when_every_window_has_it() {
+        let w = |host: Option<f64>| Window {
+            iterations: 10.0,
+            seconds: 2.0,
+            joules: Some(600.0),
+            host_joules: host,
+            ..Window::default()
+        };
+        let s = summarize(&[w(Some(200.0)), w(Some(200.0))], 1000, None);
+        let h = s.host.unwrap();
+        // 200 J over 10 ops of 1000 FLOP; the GPU adds 600 J
+        assert!((h.host_joules_per_flop.median - 0.02).abs() < 1e-12);
+        assert!((h.gpu_and_host_joules_per_flop.unwrap().median - 0.08).abs() < 1e-12);
+        assert!((h.host_average_w - 100.0).abs() < 1e-9);
+        assert!(summarize(&[w(Some(200.0)), w(None)], 1000, None)
+            .host
+            .is_none());
+        // an old record without host energy still reads, and writes no `host`
+        let json = serde_json::to_value(summarize(&[w(None)], 1000, None)).unwrap();
+        assert!(json.get("host").is_none(), "{json}");
+        let back: Summary = serde_json::from_value(json).unwrap();
+        assert!(back.host.is_none());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! loses nothing it finished. Readers name the file and line of anything corrupt.
 
 use crate::device::DeviceInfo;
-use crate::meter::{MeterAgreement, MeterSource};
+use crate::meter::{HostMeterInfo, MeterAgreement, MeterSource};
 use crate::power::PowerCap;
 use crate::precision::Precision;
 use crate::protocol::{IdleBaseline, Measurement, ProtocolConfig, ValidityFlag};
@@ -60,6 +60,9 @@ pub struct MeterInfo {
     /// Check mode: how the energy counter and integrated power agreed on this point.
     #[serde(default)]
     pub check: Option<MeterAgreement>,
+    /// The host (CPU and DRAM) meter read beside the device's, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostMeterInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -185,6 +185,7 @@ pub fn run_sweep(
         source: session.meter.source(),
         update_period_s: session.meter.update_period_s(),
         check: None,
+        host: session.meter.host_meter(),
     };
     let mut current_cap = PowerCap::Default;
 

@@ -148,6 +148,10 @@ pub struct Window {
     /// Schema 1 only: one reading taken after the window's work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<Telemetry>,
+    /// The host's CPU and DRAM energy over the same interval, where the meter
+    /// carries a host meter (RAPL) beside the device's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_joules: Option<f64>,
 }
 
 impl Window {
@@ -185,11 +189,27 @@ pub enum WindowError<E: std::error::Error + 'static> {
     Work(#[source] E),
     /// The meter's reading did not change for many update periods while the device
     /// worked: a stuck counter, whose windows would read zero energy.
-    #[error("the energy meter did not update for {waited_s:.2} s while the GPU worked (it updates every {period_s:.3} s): its readings cannot be trusted")]
-    MeterStalled { waited_s: f64, period_s: f64 },
+    /// `detail` is the meter's own account ([`EnergyMeter::fault_detail`]).
+    #[error("the energy meter did not update for {waited_s:.2} s while the GPU worked (it updates every {period_s:.3} s): its readings cannot be trusted{}", suffix(.detail))]
+    MeterStalled {
+        waited_s: f64,
+        period_s: f64,
+        detail: Option<String>,
+    },
     /// The reading went down while the device worked.
-    #[error("the energy meter went backwards ({from_j:.3} J → {to_j:.3} J): the counter was reset or wrapped unnoticed")]
-    MeterBackwards { from_j: f64, to_j: f64 },
+    #[error("the energy meter went backwards ({from_j:.3} J → {to_j:.3} J): {}", .detail.as_deref().unwrap_or("the counter was reset or wrapped unnoticed"))]
+    MeterBackwards {
+        from_j: f64,
+        to_j: f64,
+        detail: Option<String>,
+    },
+}
+
+fn suffix(detail: &Option<String>) -> String {
+    detail
+        .as_deref()
+        .map(|d| format!("; {d}"))
+        .unwrap_or_default()
 }
 
 /// One `run` of the work, as the host saw it.
@@ -435,30 +455,47 @@ impl<'a> WindowEngine<'a> {
         let mut last_change_s = open_after_s;
         let mut seen = self.span.as_ref().map(|s| s.updates.len()).unwrap_or(0);
         loop {
+            // checked before a window is cut, so none ever spans a drop
+            self.check_not_backwards()?;
             if let Some((open, close)) =
                 self.find_window(open_after_s, response_s, target_s, min_iterations)
             {
                 return Ok(self.close_window(open, close));
             }
             self.run_block(run, block)?;
+            self.check_not_backwards()?;
             let span = self.span.as_ref().expect("run_block starts a span");
-            if let Some(w) = span.updates.windows(2).find(|w| w[1].joules < w[0].joules) {
-                return Err(WindowError::MeterBackwards {
-                    from_j: w[0].joules,
-                    to_j: w[1].joules,
-                });
-            }
             let now = self.clock.now_s();
             if span.updates.len() > seen {
                 seen = span.updates.len();
                 last_change_s = now;
             } else if now - last_change_s > stall_s {
+                let waited_s = now - last_change_s;
                 return Err(WindowError::MeterStalled {
-                    waited_s: now - last_change_s,
+                    waited_s,
                     period_s: period,
+                    detail: self.meter.fault_detail(),
                 });
             }
         }
+    }
+
+    /// A reading that went down inside the busy span rejects the window.
+    fn check_not_backwards<E: std::error::Error + 'static>(
+        &mut self,
+    ) -> Result<(), WindowError<E>> {
+        let Some(span) = self.span.as_ref() else {
+            return Ok(());
+        };
+        if let Some(w) = span.updates.windows(2).find(|w| w[1].joules < w[0].joules) {
+            let (from_j, to_j) = (w[0].joules, w[1].joules);
+            return Err(WindowError::MeterBackwards {
+                from_j,
+                to_j,
+                detail: self.meter.fault_detail(),
+            });
+        }
+        Ok(())
     }
 
     /// The opening and closing updates of a window in the busy span so far, if the
@@ -523,6 +560,7 @@ impl<'a> WindowEngine<'a> {
             lead_in_s: Some(lead_in_s),
             counter_updates: Some(updates),
             during: Some(during),
+            host_joules: self.meter.host_energy_between(open.time_s, close.time_s),
             ..Window::default()
         }
     }
@@ -571,6 +609,7 @@ impl<'a> WindowEngine<'a> {
             lead_in_s: Some(lead_in_s),
             counter_updates: None,
             during: (during.samples > 0).then_some(during),
+            host_joules: self.meter.host_energy_between(t0, t1),
             ..Window::default()
         })
     }
@@ -784,6 +823,58 @@ mod tests {
         let err = engine.window(&mut run, 10, 0.0).unwrap_err();
         assert!(matches!(err, WindowError::MeterStalled { .. }), "{err}");
         assert!(err.to_string().contains("did not update"), "{err}");
+    }
+
+    /// The world's meter with a host beside it that draws 80 W, and a counter
+    /// that drops by 100 J once, at `drop_at_s`.
+    struct HostAndDrop(Shared, f64);
+    unsafe impl Send for HostAndDrop {}
+    impl EnergyMeter for HostAndDrop {
+        fn source(&self) -> MeterSource {
+            MeterSource::Simulated
+        }
+        fn energy_j(&mut self) -> Result<f64, MeterError> {
+            Ok(0.0)
+        }
+        fn update_period_s(&self) -> f64 {
+            0.1
+        }
+        fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
+            let drop_at = self.1;
+            let mut ups = std::mem::take(&mut self.0 .0.borrow_mut().updates);
+            for u in ups.iter_mut().filter(|u| u.time_s >= drop_at) {
+                u.joules -= 100.0;
+            }
+            Ok(ups)
+        }
+        fn host_energy_between(&mut self, a: f64, b: f64) -> Option<f64> {
+            Some(80.0 * (b - a))
+        }
+        fn fault_detail(&mut self) -> Option<String> {
+            Some("the test counter dropped by 100 J".into())
+        }
+    }
+
+    #[test]
+    fn windows_carry_host_energy_and_a_drop_is_rejected_with_the_meters_reason() {
+        let w = world(0.1);
+        let clock = FakeClock(Mutex::new(w.clone()));
+        let mut meter = HostAndDrop(w.clone(), 1e9);
+        let mut engine = WindowEngine::new(&mut meter, &clock, WindowRules::default());
+        let mut run = work(&w);
+        let win = engine.window(&mut run, 7, 0.0).unwrap();
+        let host = win.host_joules.unwrap();
+        assert!((host - 80.0 * win.seconds).abs() < 1e-9, "{win:?}");
+        drop(engine);
+
+        let w = world(0.1);
+        let clock = FakeClock(Mutex::new(w.clone()));
+        let mut meter = HostAndDrop(w.clone(), 0.55);
+        let mut engine = WindowEngine::new(&mut meter, &clock, WindowRules::default());
+        let mut run = work(&w);
+        let err = engine.window(&mut run, 7, 0.0).unwrap_err();
+        assert!(matches!(err, WindowError::MeterBackwards { .. }), "{err}");
+        assert!(err.to_string().contains("dropped by 100 J"), "{err}");
     }
 
     #[test]

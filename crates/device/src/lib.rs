@@ -1,8 +1,9 @@
 //! Opens the device a sweep, a bench or your own code runs on: its backend, energy
 //! meter, power control and clock, from plain options. This is the one place that
-//! knows which crate provides which part, and where NVML is matched to a CUDA or
-//! wgpu device — by UUID or PCI bus id, never by index. The `joulebench` command
-//! line, the criterion benches and the examples all open devices through it.
+//! knows which crate provides which part, and where a meter is matched to a CUDA or
+//! wgpu device — NVML by UUID or PCI bus id, amdsmi and hwmon by PCI address, never
+//! by index — with the host's RAPL beside it. The `joulebench` command line, the
+//! criterion benches and the examples all open devices through it.
 //!
 //! ```
 //! use joulebench_device::{open, BackendKind, OpenOptions};
@@ -16,6 +17,7 @@ use joulebench_core::meter::NoMeter;
 use joulebench_core::{
     Backend, Clock, DeviceInfo, EnergyMeter, PowerControl, PowerError, SystemClock,
 };
+use joulebench_energy::attach::{self, AttachOptions, GuardTarget};
 use joulebench_energy::guard::{default_state_dir, GuardConfig, PowerGuard};
 use joulebench_energy::nvml::{
     self, DeviceIdentity, DeviceMatch, MeterMode, NvmlDevice, NvmlPowerControl, SamplingConfig,
@@ -142,6 +144,8 @@ pub struct OpenDevice {
     /// Lines worth telling the user before the sweep (which meter, and why).
     pub notes: Vec<String>,
     nvml: Option<(Arc<dyn NvmlDevice>, DeviceIdentity)>,
+    /// An AMD GPU's power cap (amdsmi or hwmon), for the guard.
+    vendor_guard: Option<GuardTarget>,
 }
 
 impl OpenDevice {
@@ -156,15 +160,21 @@ impl OpenDevice {
     /// Whether changing this device's limit changes a real (or NVML-faked) GPU and
     /// so needs `--allow-power-changes`.
     pub fn power_needs_permission(&self) -> bool {
-        self.nvml.is_some()
+        self.nvml.is_some() || self.vendor_guard.is_some()
     }
 
     /// Put the power-limit guard in place before a capped sweep.
     pub fn arm_power_guard(&mut self, allow_changes: bool) -> Result<(), OpenError> {
+        let dir = default_state_dir().ok_or(OpenError::NoStateDir);
         let Some((dev, id)) = &self.nvml else {
+            if let Some(t) = self.vendor_guard.take() {
+                let cfg = GuardConfig::new(t.device, t.device_kind, &dir?, allow_changes);
+                self.guard = Some(PowerGuard::new(t.control, cfg)?);
+                self.power = None;
+            }
             return Ok(());
         };
-        let dir = default_state_dir().ok_or(OpenError::NoStateDir)?;
+        let dir = dir?;
         let cfg = GuardConfig::new(id.to_device_info(), id.device_kind(), &dir, allow_changes);
         let guard = PowerGuard::new(Box::new(NvmlPowerControl::new(dev.clone())), cfg)?;
         self.power = None;
@@ -251,6 +261,7 @@ fn open_sim(opts: &OpenOptions) -> Result<OpenDevice, OpenError> {
         guard: None,
         notes,
         nvml,
+        vendor_guard: None,
     })
 }
 
@@ -305,18 +316,35 @@ fn with_nvml(
     let info = backend.device().clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let no_meter = |reason: String| -> Box<dyn EnergyMeter> { Box::new(NoMeter { reason }) };
+    let mut vendor_guard = None;
+    // a test may pair a CPU emulation with a fixture GPU (JOULEBENCH_TEST_DEVICE_PCI)
+    let emulated = info.cpu_emulation && attach::test_device_pci().is_none();
     let (meter, power, nvml): (Box<dyn EnergyMeter>, Option<Box<dyn PowerControl>>, _) =
-        match (info.cpu_emulation, match_nvml(&info)) {
+        match (emulated, match_nvml(&info)) {
             (true, _) => (
                 no_meter("a CPU emulation has no energy meter".into()),
                 None,
                 None,
             ),
-            (false, Err(reason)) => {
-                notes.push(format!(
-                    "no energy meter: {reason}; time is measured, energy is not"
-                ));
-                (no_meter(reason), None, None)
+            (false, Err(nvml_reason)) => {
+                let how = AttachOptions {
+                    meter: opts.meter.is_some(),
+                    sample_interval: opts.sample_interval,
+                };
+                match attach::attach_vendor_meter(&info, how) {
+                    Ok(a) => {
+                        notes.extend(a.notes);
+                        vendor_guard = a.guard_target;
+                        (a.meter, a.power, None)
+                    }
+                    Err(reasons) => {
+                        let reason = format!("{nvml_reason}; {}", reasons.join("; "));
+                        notes.push(format!(
+                            "no energy meter: {reason}; time is measured, energy is not"
+                        ));
+                        (no_meter(reason), None, None)
+                    }
+                }
             }
             (false, Ok((dev, id))) => {
                 let power: Box<dyn PowerControl> = Box::new(NvmlPowerControl::new(dev.clone()));
@@ -348,6 +376,13 @@ fn with_nvml(
                 (meter, Some(power), Some((dev, id)))
             }
         };
+    let meter = if opts.meter.is_some() && !emulated {
+        let (meter, note) = attach::attach_host(meter);
+        notes.push(note);
+        meter
+    } else {
+        meter
+    };
     Ok(OpenDevice {
         backend,
         meter,
@@ -356,5 +391,6 @@ fn with_nvml(
         clock,
         notes,
         nvml,
+        vendor_guard,
     })
 }

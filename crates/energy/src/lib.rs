@@ -1,10 +1,21 @@
-//! Where joules come from and the one place a machine's state changes: the NVML
-//! meters, power-cap control with guaranteed restore, and the simulated device
-//! (backend, meter and power control from one model). It knows no kernels.
+//! Where joules come from and the one place a machine's state changes: the NVML,
+//! amdsmi, hwmon (AMD and Intel GPUs) and RAPL (host CPU and DRAM) meters, power-cap
+//! control with guaranteed restore, and the simulated device (backend, meter and
+//! power control from one model). It knows no kernels.
 
+pub mod amd;
+pub mod attach;
 pub mod guard;
+pub mod host;
+pub mod hwmon_meter;
+pub mod hwmon_power;
 pub mod identity;
+pub mod intel;
 pub mod monitor;
 pub mod nvml;
 pub mod poller;
+pub mod rapl;
+pub mod restore;
 pub mod sim;
+pub mod sysfs;
+pub mod wrapping_counter;

@@ -5,7 +5,7 @@
 
 mod check;
 mod counter;
-#[cfg(feature = "fake-nvml")]
+#[cfg(feature = "test-fakes")]
 mod fake;
 mod identity;
 mod power;
@@ -17,7 +17,7 @@ mod throttle;
 pub use crate::identity::{normalize_pci_bus_id, normalize_uuid, PciBusId};
 pub use check::{Agreement, AgreementHandle, AgreementInterval, CheckMeter};
 pub use counter::{measure_update_period, CounterMeter, PeriodProbe, UpdatePeriod};
-#[cfg(feature = "fake-nvml")]
+#[cfg(feature = "test-fakes")]
 pub use fake::{FakeDevice, FakeState};
 pub use identity::{DeviceIdentity, DeviceMatch};
 pub use power::{NvmlPowerControl, PERMISSION_HINT};
@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 /// Set to the path of a fake device's JSON state file, and every `open_*` function
 /// here opens that fake instead of the driver. For tests only: the fake exists in
-/// builds with the `fake-nvml` feature (every `cargo test` of the workspace), not in
+/// builds with the `test-fakes` feature (every `cargo test` of the workspace), not in
 /// a release binary, and records made on it carry the fake's name, "… (fake NVML)".
 pub const FAKE_NVML_ENV: &str = "JOULEBENCH_FAKE_NVML";
 
@@ -175,8 +175,8 @@ pub(crate) fn optional<T>(r: Result<T, NvmlError>) -> Result<Option<T>, NvmlErro
 }
 
 /// The fake device named by `JOULEBENCH_FAKE_NVML`, if that variable is set (and
-/// this build has the fake: the `fake-nvml` feature).
-#[cfg(feature = "fake-nvml")]
+/// this build has the fake: the `test-fakes` feature).
+#[cfg(feature = "test-fakes")]
 pub fn open_fake_from_env() -> Option<Result<Arc<FakeDevice>, NvmlError>> {
     let path = std::env::var_os(FAKE_NVML_ENV)?;
     if path.is_empty() {
@@ -186,15 +186,15 @@ pub fn open_fake_from_env() -> Option<Result<Arc<FakeDevice>, NvmlError>> {
 }
 
 /// Whether the fake device stands in for the driver: `JOULEBENCH_FAKE_NVML` is set
-/// and this build has the fake (without the `fake-nvml` feature the variable is
+/// and this build has the fake (without the `test-fakes` feature the variable is
 /// ignored).
 pub fn fake_in_use() -> bool {
-    cfg!(feature = "fake-nvml") && std::env::var_os(FAKE_NVML_ENV).is_some_and(|p| !p.is_empty())
+    cfg!(feature = "test-fakes") && std::env::var_os(FAKE_NVML_ENV).is_some_and(|p| !p.is_empty())
 }
 
 /// Every NVML device: the fake one when `JOULEBENCH_FAKE_NVML` is set, else the driver's.
 pub fn list_devices() -> Result<Vec<Arc<dyn NvmlDevice>>, NvmlError> {
-    #[cfg(feature = "fake-nvml")]
+    #[cfg(feature = "test-fakes")]
     if let Some(fake) = open_fake_from_env() {
         return Ok(vec![fake? as Arc<dyn NvmlDevice>]);
     }
@@ -208,7 +208,7 @@ pub fn list_devices() -> Result<Vec<Arc<dyn NvmlDevice>>, NvmlError> {
 /// (never by index: NVML and CUDA can number devices differently). Honours
 /// `JOULEBENCH_FAKE_NVML`.
 pub fn open_device(wanted: &DeviceMatch) -> Result<Arc<dyn NvmlDevice>, NvmlError> {
-    #[cfg(feature = "fake-nvml")]
+    #[cfg(feature = "test-fakes")]
     if let Some(fake) = open_fake_from_env() {
         let fake = fake?;
         let id = fake.identity()?;
@@ -331,7 +331,7 @@ pub fn open_power_control_for_state(
         pci_bus_id: state.device.pci_bus_id.clone(),
     };
     let device: Arc<dyn NvmlDevice> = match state.device_kind.as_str() {
-        #[cfg(feature = "fake-nvml")]
+        #[cfg(feature = "test-fakes")]
         DEVICE_KIND_FAKE => {
             let fake = open_fake_from_env()
                 .ok_or_else(|| {
@@ -355,10 +355,10 @@ pub fn open_power_control_for_state(
             real::open_real_device(&wanted)
                 .map_err(|e| e.into_power_error("opening the recorded GPU"))?,
         ),
-        #[cfg(not(feature = "fake-nvml"))]
+        #[cfg(not(feature = "test-fakes"))]
         DEVICE_KIND_FAKE => {
             return Err(PowerError::Unavailable(
-                "this state file was written on the fake NVML device of a test build; restore it with a test build (the fake-nvml feature)".into(),
+                "this state file was written on the fake NVML device of a test build; restore it with a test build (the test-fakes feature)".into(),
             ))
         }
         other => {

@@ -26,3 +26,6 @@ pub fn guard_on(fake: &Arc<FakeDevice>, state_dir: &Path, allow: bool) -> PowerG
 pub fn limit_w(fake: &FakeDevice) -> f64 {
     fake.power_limits_mw().unwrap().current_mw as f64 / 1000.0
 }
+
+#[cfg(unix)]
+pub mod sysfs_fixture;
