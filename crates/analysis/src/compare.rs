@@ -68,6 +68,7 @@ pub fn compare(records: &[Record], cap: CapChoice) -> Vec<Ranking> {
     let labels = device_labels(records);
     // (workload, precision) → device key → best so far
     let mut best: BTreeMap<(String, Precision), BTreeMap<String, Entry>> = BTreeMap::new();
+    let physical = crate::recommend::physical_keys(records);
     for runs in crate::repeats::group_settings(records) {
         let i = runs[0];
         let r = &records[i];
@@ -78,7 +79,7 @@ pub fn compare(records: &[Record], cap: CapChoice) -> Vec<Ranking> {
         if cap == CapChoice::Default && !s.is_default_cap {
             continue;
         }
-        let key = r.device.key();
+        let key = physical[i].clone();
         let device = labels.get(&key).cloned().unwrap_or_else(|| key.clone());
         let slot = best.entry((r.group.clone(), r.precision)).or_default();
         let better = |old: &Entry| {

@@ -3,7 +3,10 @@
 //! validity flags explained, and the exact commands that produced the data.
 
 use crate::format::{opt, sig};
-use crate::recommend::{device_labels, pareto_table, recommend, recommendation_table, Objective};
+use crate::recommend::{
+    device_labels, pareto_table, recommend_with, recommendation_table_with, BaselineSpec, GroupBy,
+    Objective,
+};
 use crate::report::{records_table, status_line};
 use crate::table::{Table, TableFormat};
 use joulebench_core::protocol::{ValidityFlag, WindowMethod};
@@ -57,12 +60,28 @@ pub fn devices_table(records: &[Record]) -> Table {
         ],
     );
     let labels = device_labels(records);
+    let physical = crate::recommend::physical_keys(records);
     let mut by_device: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
-    for r in records {
-        by_device.entry(r.device.key()).or_default().push(r);
+    for (r, key) in records.iter().zip(physical) {
+        by_device.entry(key).or_default().push(r);
     }
     for (key, rs) in by_device {
-        let d = &rs[0].device;
+        // the fullest description of the device among its records (CUDA's, where
+        // a wgpu record of the same GPU lacks the architecture and memory)
+        let d = &rs
+            .iter()
+            .max_by_key(|r| {
+                [
+                    r.device.uuid.is_some(),
+                    r.device.architecture.is_some(),
+                    r.device.memory_bytes.is_some(),
+                ]
+                .iter()
+                .filter(|x| **x)
+                .count()
+            })
+            .unwrap_or(&rs[0])
+            .device;
         let data = if rs.iter().any(|r| r.simulated) {
             "SIMULATED"
         } else if d.cpu_emulation {
@@ -158,7 +177,10 @@ pub fn flags_table(records: &[Record]) -> Table {
         &["flag", "kind", "meaning", "records flagged"],
     );
     for f in ValidityFlag::ALL {
-        let n = records.iter().filter(|r| r.flags.contains(&f)).count();
+        let n = records
+            .iter()
+            .filter(|r| r.flags_now().contains(&f))
+            .count();
         t.push(vec![
             f.name().into(),
             if f.is_caution() {
@@ -204,6 +226,7 @@ pub fn markdown_report(
     records: &[Record],
     sources: &[SourceSummary],
     objective: Objective,
+    baseline: &BaselineSpec,
     plots: &[PlotLink],
 ) -> String {
     let md = TableFormat::Markdown;
@@ -236,11 +259,11 @@ pub fn markdown_report(
     );
 
     out.push_str("## Recommendations\n\n");
-    let recs = recommend(records, objective);
+    let recs = recommend_with(records, objective, GroupBy::Device, baseline);
     if recs.is_empty() {
         out.push_str("No recommendation: no measured point with an energy figure.\n\n");
     } else {
-        out.push_str(&recommendation_table(&recs, objective).render(md));
+        out.push_str(&recommendation_table_with(&recs, objective, baseline).render(md));
         out.push('\n');
         out.push_str(&pareto_table(&recs).render(md));
         out.push('\n');
@@ -291,7 +314,13 @@ mod tests {
             path: "a.jsonl".into(),
             records: 2,
         }];
-        let doc = markdown_report(&v, &sources, Objective::LeastEnergy, &plots);
+        let doc = markdown_report(
+            &v,
+            &sources,
+            Objective::LeastEnergy,
+            &BaselineSpec::default(),
+            &plots,
+        );
         for s in [
             "## Devices and protocol",
             "### Measurement protocol",
@@ -322,12 +351,23 @@ mod tests {
             600.0,
             1.0,
         )];
-        assert!(
-            markdown_report(&sim, &[], Objective::LeastEnergy, &[]).contains("**SIMULATED DATA**")
-        );
+        assert!(markdown_report(
+            &sim,
+            &[],
+            Objective::LeastEnergy,
+            &BaselineSpec::default(),
+            &[]
+        )
+        .contains("**SIMULATED DATA**"));
         let mut mixed = sim.clone();
         mixed.push(rec("GPU A", false, Precision::Bf16, "default", 600.0, 1.0));
-        let doc = markdown_report(&mixed, &[], Objective::LeastEnergy, &[]);
+        let doc = markdown_report(
+            &mixed,
+            &[],
+            Objective::LeastEnergy,
+            &BaselineSpec::default(),
+            &[],
+        );
         assert!(doc.contains("**MIXED DATA**: 1 of 2 records"), "{doc}");
         let devices = devices_table(&mixed);
         let data: Vec<&str> = devices.rows.iter().map(|r| r[1].as_str()).collect();

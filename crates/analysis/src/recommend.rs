@@ -1,7 +1,9 @@
 //! Recommendations (DESIGN.md §7): for each device and workload, the Pareto front
-//! over (time, energy) of every valid setting, and the setting an objective picks,
-//! with energy saved and slowdown against a stated baseline — the same kernel,
-//! precision and batch at the default power limit.
+//! over (time, energy) of every valid setting, the setting an objective picks, and
+//! the best setting of each precision beside it (precision is a numerics decision,
+//! not only an energy one) — each with energy saved and slowdown against a baseline
+//! the user names: what they run today (by default the vendor kernel at bf16 at
+//! the default power limit).
 //!
 //! Settings are compared per FLOP (seconds/FLOP, joules/FLOP), because a workload
 //! group spans batch sizes and a bigger batch does more work per op.
@@ -9,6 +11,7 @@
 use crate::format::{opt, pct, sig};
 use crate::repeats::{group_settings, RunSpread};
 use crate::table::Table;
+use joulebench_core::identity::same_physical_device;
 use joulebench_core::protocol::ValidityFlag;
 use joulebench_core::record::Record;
 use joulebench_core::stats::median;
@@ -52,6 +55,9 @@ impl Objective {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Setting {
     pub kernel: String,
+    /// A vendor library's kernel (cuBLAS, cuBLASLt), not one of ours.
+    pub vendor: bool,
+    pub backend: String,
     pub precision: Precision,
     pub batch_size: u64,
     /// "default", "80%", "300W" as requested.
@@ -98,13 +104,15 @@ impl Setting {
         let seconds_per_op = med(&|r| Some(r.measurement.as_ref()?.summary.seconds_per_op.median))?;
         let mut flags: Vec<ValidityFlag> = measured
             .iter()
-            .flat_map(|r| r.flags.iter().copied())
+            .flat_map(|r| r.flags_now())
             .filter(|f| f.is_caution())
             .collect();
         flags.sort();
         flags.dedup();
         Some(Setting {
             kernel: r.kernel.clone(),
+            vendor: r.vendor_kernel,
+            backend: r.backend.clone(),
             precision: r.precision,
             batch_size: r.batch_size,
             cap: r.power_cap.requested.to_string(),
@@ -117,7 +125,7 @@ impl Setting {
             flags: flags.iter().map(|f| f.name().to_string()).collect(),
             power_limited: measured
                 .iter()
-                .any(|r| r.flags.contains(&ValidityFlag::PowerLimited)),
+                .any(|r| r.flags_now().contains(&ValidityFlag::PowerLimited)),
             default_limit_w: r.power_cap.default_w,
             record: first_index,
             runs: spread.runs,
@@ -137,11 +145,113 @@ impl Setting {
         }
     }
 
-    fn same_config_at_default(&self, other: &Setting) -> bool {
-        other.is_default_cap
-            && other.kernel == self.kernel
-            && other.precision == self.precision
-            && other.batch_size == self.batch_size
+    /// "cublas bf16", "cublas bf16 b4" (the batch where it is not 1).
+    pub fn label(&self) -> String {
+        if self.batch_size == 1 {
+            format!("{} {}", self.kernel, self.precision)
+        } else {
+            format!("{} {} b{}", self.kernel, self.precision, self.batch_size)
+        }
+    }
+}
+
+/// What every row is compared with: the setting the user runs today. Unset parts
+/// are free; the baseline always runs at the default power limit.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BaselineSpec {
+    pub kernel: Option<String>,
+    pub precision: Option<Precision>,
+    pub batch_size: Option<u64>,
+}
+
+impl BaselineSpec {
+    /// "kernel=cublas,precision=bf16" (keys kernel, precision, batch).
+    pub fn parse(s: &str) -> Result<BaselineSpec, String> {
+        let mut spec = BaselineSpec::default();
+        for item in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            let (key, value) = item.split_once('=').ok_or_else(|| {
+                format!("baseline '{item}' is not key=value (kernel=…, precision=…, batch=…)")
+            })?;
+            let value = value.trim();
+            match key.trim() {
+                "kernel" => spec.kernel = Some(value.to_string()),
+                "precision" => {
+                    spec.precision = Some(value.parse().map_err(|e| format!("baseline: {e}"))?)
+                }
+                "batch" | "batch_size" => {
+                    spec.batch_size =
+                        Some(value.parse().map_err(|_| {
+                            format!("baseline batch '{value}' is not a whole number")
+                        })?)
+                }
+                other => {
+                    return Err(format!(
+                        "unknown baseline key '{other}': expected kernel, precision or batch"
+                    ))
+                }
+            }
+        }
+        Ok(spec)
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == BaselineSpec::default()
+    }
+
+    /// How tables and settings files name it.
+    pub fn describe(&self) -> String {
+        if self.is_default() {
+            return "the vendor kernel at bf16 at the default power limit (else the first valid setting)".into();
+        }
+        let mut parts = Vec::new();
+        if let Some(k) = &self.kernel {
+            parts.push(k.clone());
+        }
+        if let Some(p) = self.precision {
+            parts.push(p.to_string());
+        }
+        if let Some(b) = self.batch_size {
+            parts.push(format!("batch {b}"));
+        }
+        format!("{} at the default power limit", parts.join(" "))
+    }
+
+    fn matches(&self, s: &Setting) -> bool {
+        s.is_default_cap
+            && self.kernel.as_ref().is_none_or(|k| *k == s.kernel)
+            && self.precision.is_none_or(|p| p == s.precision)
+            && self.batch_size.is_none_or(|b| b == s.batch_size)
+    }
+
+    /// The baseline among `settings`: the named one at the default limit (the same
+    /// batch as `near` where measured, else the smallest); with nothing named, the
+    /// vendor kernel at bf16, else the first valid setting at the default limit.
+    /// `None` when no setting at the default limit matches.
+    fn find(&self, settings: &[Setting], near: &Setting) -> Option<usize> {
+        let pick = |candidates: Vec<usize>| -> Option<usize> {
+            candidates
+                .iter()
+                .copied()
+                .find(|&i| settings[i].batch_size == near.batch_size)
+                .or_else(|| {
+                    candidates
+                        .iter()
+                        .copied()
+                        .min_by_key(|&i| settings[i].batch_size)
+                })
+        };
+        let named: Vec<usize> = (0..settings.len())
+            .filter(|&i| self.matches(&settings[i]))
+            .collect();
+        if !self.is_default() {
+            return pick(named);
+        }
+        let vendor_bf16: Vec<usize> = named
+            .iter()
+            .copied()
+            .filter(|&i| settings[i].vendor && settings[i].precision == Precision::Bf16)
+            .collect();
+        pick(vendor_bf16).or_else(|| named.first().copied())
     }
 }
 
@@ -212,8 +322,10 @@ pub struct Recommendation {
     pub settings: Vec<Setting>,
     pub chosen: usize,
     pub front: Vec<usize>,
-    /// The same kernel, precision and batch at the default limit, if measured.
+    /// What the user runs today (see [`BaselineSpec`]), if measured.
     pub baseline: Option<usize>,
+    /// The objective's choice within each precision measured, in precision order.
+    pub per_precision: Vec<usize>,
 }
 
 impl Recommendation {
@@ -227,14 +339,24 @@ impl Recommendation {
 
     /// 1 − E_chosen / E_baseline.
     pub fn energy_saved(&self) -> Option<f64> {
-        self.baseline()
-            .map(|b| 1.0 - self.chosen().joules_per_flop / b.joules_per_flop)
+        self.energy_saved_of(self.chosen)
     }
 
     /// T_chosen / T_baseline − 1.
     pub fn slowdown(&self) -> Option<f64> {
+        self.slowdown_of(self.chosen)
+    }
+
+    /// 1 − E / E_baseline for setting `i`.
+    pub fn energy_saved_of(&self, i: usize) -> Option<f64> {
         self.baseline()
-            .map(|b| self.chosen().seconds_per_flop / b.seconds_per_flop - 1.0)
+            .map(|b| 1.0 - self.settings[i].joules_per_flop / b.joules_per_flop)
+    }
+
+    /// T / T_baseline − 1 for setting `i`.
+    pub fn slowdown_of(&self, i: usize) -> Option<f64> {
+        self.baseline()
+            .map(|b| self.settings[i].seconds_per_flop / b.seconds_per_flop - 1.0)
     }
 }
 
@@ -248,22 +370,35 @@ pub enum GroupBy {
     Model,
 }
 
-/// Group valid records by device and workload and pick a setting in each.
+/// Group valid records by device and workload and pick a setting in each, against
+/// the default baseline.
 pub fn recommend(records: &[Record], objective: Objective) -> Vec<Recommendation> {
     recommend_by(records, objective, GroupBy::Device)
 }
 
-/// [`recommend`] with a choice of grouping. With [`GroupBy::Model`] the baseline is
-/// looked for on the chosen setting's own board first, then on any board of the model.
+/// [`recommend`] with a choice of grouping, against the default baseline.
 pub fn recommend_by(records: &[Record], objective: Objective, by: GroupBy) -> Vec<Recommendation> {
+    recommend_with(records, objective, by, &BaselineSpec::default())
+}
+
+/// [`recommend`] with a choice of grouping and baseline. With [`GroupBy::Model`]
+/// the baseline is looked for on the chosen setting's own board first, then on
+/// any board of the model.
+pub fn recommend_with(
+    records: &[Record],
+    objective: Objective,
+    by: GroupBy,
+    baseline: &BaselineSpec,
+) -> Vec<Recommendation> {
     let mut groups: BTreeMap<(String, String), (bool, Vec<Setting>)> = BTreeMap::new();
+    let physical = physical_keys(records);
     for runs in group_settings(records) {
         let i = runs[0];
         let r = &records[i];
         let rs: Vec<&Record> = runs.iter().map(|&j| &records[j]).collect();
         if let Some(s) = Setting::from_runs(&rs, i) {
             let device = match by {
-                GroupBy::Device => r.device.key(),
+                GroupBy::Device => physical[i].clone(),
                 GroupBy::Model => r.device.name.clone(),
             };
             let e = groups
@@ -284,12 +419,16 @@ pub fn recommend_by(records: &[Record], objective: Objective, by: GroupBy) -> Ve
             let chosen = choose(&settings, objective)?;
             let front = pareto_front(&settings);
             let c = &settings[chosen];
-            let same_board =
-                |s: &Setting| records[s.record].device.key() == records[c.record].device.key();
-            let baseline = settings
+            let on_board: Vec<Setting> = settings
                 .iter()
-                .position(|s| c.same_config_at_default(s) && same_board(s))
-                .or_else(|| settings.iter().position(|s| c.same_config_at_default(s)));
+                .filter(|s| same_device(&records[s.record], &records[c.record]))
+                .cloned()
+                .collect();
+            let baseline = baseline
+                .find(&on_board, c)
+                .and_then(|i| settings.iter().position(|s| s.record == on_board[i].record))
+                .or_else(|| baseline.find(&settings, c));
+            let per_precision = per_precision(&settings, objective);
             Some(Recommendation {
                 device,
                 simulated,
@@ -298,19 +437,68 @@ pub fn recommend_by(records: &[Record], objective: Objective, by: GroupBy) -> Ve
                 chosen,
                 front,
                 baseline,
+                per_precision,
             })
         })
         .collect()
 }
 
-/// How tables name a device: its name, or name and UUID where two devices share a name.
-pub fn device_labels(records: &[Record]) -> BTreeMap<String, String> {
-    let mut by_name: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+/// The objective's choice within each precision, in precision order.
+fn per_precision(settings: &[Setting], objective: Objective) -> Vec<usize> {
+    let mut precisions: Vec<Precision> = settings.iter().map(|s| s.precision).collect();
+    precisions.sort();
+    precisions.dedup();
+    precisions
+        .into_iter()
+        .filter_map(|p| {
+            let idx: Vec<usize> = (0..settings.len())
+                .filter(|&i| settings[i].precision == p)
+                .collect();
+            let subset: Vec<Setting> = idx.iter().map(|&i| settings[i].clone()).collect();
+            choose(&subset, objective).map(|j| idx[j])
+        })
+        .collect()
+}
+
+fn same_device(a: &Record, b: &Record) -> bool {
+    same_physical_device(&a.device, &b.device)
+}
+
+/// One key per physical GPU for every record: records of one GPU made through
+/// several backends (CUDA names it by UUID, Vulkan by PCI address) share it; the
+/// key chosen is the one with a UUID where any record has it.
+pub fn physical_keys(records: &[Record]) -> Vec<String> {
+    let mut devices: Vec<&joulebench_core::DeviceInfo> = Vec::new();
     for r in records {
+        if !devices.iter().any(|d| d.key() == r.device.key()) {
+            devices.push(&r.device);
+        }
+    }
+    // devices with a UUID first, so they name their group
+    devices.sort_by_key(|d| d.uuid.is_none());
+    records
+        .iter()
+        .map(|r| {
+            devices
+                .iter()
+                .find(|d| same_physical_device(d, &r.device))
+                .map(|d| d.key())
+                .unwrap_or_else(|| r.device.key())
+        })
+        .collect()
+}
+
+/// How tables name a device: its name, or name and UUID where two physical devices
+/// share a name. Every record's own key and its physical device's key map to the
+/// label, so one GPU seen through two backends has one label.
+pub fn device_labels(records: &[Record]) -> BTreeMap<String, String> {
+    let physical = physical_keys(records);
+    let mut by_name: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for (r, key) in records.iter().zip(&physical) {
         by_name
             .entry(r.device.name.clone())
             .or_default()
-            .insert(r.device.key());
+            .insert(key.clone());
     }
     let mut labels = BTreeMap::new();
     for (name, keys) in by_name {
@@ -319,21 +507,40 @@ pub fn device_labels(records: &[Record]) -> BTreeMap<String, String> {
             labels.insert(key.clone(), if unique { name.clone() } else { key });
         }
     }
+    for (r, key) in records.iter().zip(&physical) {
+        if let Some(label) = labels.get(key).cloned() {
+            labels.insert(r.device.key(), label);
+        }
+    }
     labels
 }
 
 const SIMULATED_NOTE: &str =
     "SIMULATED DATA: these figures come from joulebench's model device, not from a measurement.";
 
-/// The recommendation table: one row per device and workload.
+/// The recommendation table: per device and workload, the best setting of each
+/// precision (the objective's overall choice marked `*`), each against the
+/// baseline. Columns that would say the same on every row (no power caps swept,
+/// one batch size, no flags, no repeats) are left out, and a note says what they
+/// would have said.
 pub fn recommendation_table(recs: &[Recommendation], objective: Objective) -> Table {
+    recommendation_table_with(recs, objective, &BaselineSpec::default())
+}
+
+/// [`recommendation_table`], naming `baseline` in its notes.
+pub fn recommendation_table_with(
+    recs: &[Recommendation],
+    objective: Objective,
+    baseline: &BaselineSpec,
+) -> Table {
     let mut t = Table::new(
         format!("Recommended settings ({})", objective.describe()),
         &[
             "device",
             "workload",
-            "kernel",
+            "",
             "precision",
+            "kernel",
             "batch",
             "power cap",
             "energy (pJ/FLOP)",
@@ -341,53 +548,73 @@ pub fn recommendation_table(recs: &[Recommendation], objective: Objective) -> Ta
             "avg power (W)",
             "energy saved",
             "slowdown",
-            "baseline (default cap)",
+            "baseline",
+            "runs",
+            "run-to-run spread",
             "flags",
         ],
     );
     if recs.iter().any(|r| r.simulated) {
         t.notes.push(SIMULATED_NOTE.into());
     }
-    t.notes.push(
-        "energy saved and slowdown are against the baseline: the same kernel, precision and batch at the default power limit."
-            .into(),
-    );
-    if recs.iter().any(|r| r.chosen().power_limited) {
+    t.notes.push(format!(
+        "One row per precision: its best setting by the objective; * marks the objective's choice over every precision. Energy saved and slowdown are against the baseline, {}.",
+        baseline.describe()
+    ));
+    if recs
+        .iter()
+        .any(|r| r.per_precision.iter().any(|&i| r.settings[i].power_limited))
+    {
         t.notes.push(
             "flags list cautions only. Settings that ran at the GPU's power limit (power-limited, with the clock it settled at) are the normal operating point of heavy work, not a caution."
                 .into(),
         );
     }
     for r in recs {
-        let c = r.chosen();
-        t.push(vec![
-            r.device.clone(),
-            r.workload.clone(),
-            c.kernel.clone(),
-            c.precision.to_string(),
-            c.batch_size.to_string(),
-            c.cap_label(),
-            sig(c.picojoules_per_flop(), 3),
-            sig(c.tflops, 3),
-            opt(c.average_w, 3),
-            r.energy_saved().map(pct).unwrap_or_else(|| "–".into()),
-            r.slowdown().map(pct).unwrap_or_else(|| "–".into()),
-            r.baseline()
-                .map(|b| {
-                    format!(
-                        "{} pJ/FLOP, {} TFLOP/s",
-                        sig(b.picojoules_per_flop(), 3),
-                        sig(b.tflops, 3)
-                    )
-                })
-                .unwrap_or_else(|| "not measured".into()),
-            if c.flags.is_empty() {
-                "".into()
-            } else {
-                c.flags.join(" ")
-            },
-        ]);
+        let base = r.baseline().map(|b| {
+            format!(
+                "{}: {} pJ/FLOP, {} TFLOP/s",
+                b.label(),
+                sig(b.picojoules_per_flop(), 3),
+                sig(b.tflops, 3)
+            )
+        });
+        for &i in &r.per_precision {
+            let c = &r.settings[i];
+            t.push(vec![
+                r.device.clone(),
+                r.workload.clone(),
+                if i == r.chosen { "*".into() } else { "".into() },
+                c.precision.to_string(),
+                c.kernel.clone(),
+                c.batch_size.to_string(),
+                c.cap_label(),
+                sig(c.picojoules_per_flop(), 3),
+                sig(c.tflops, 3),
+                opt(c.average_w, 3),
+                r.energy_saved_of(i).map(pct).unwrap_or_else(|| "–".into()),
+                r.slowdown_of(i).map(pct).unwrap_or_else(|| "–".into()),
+                if r.baseline == Some(i) {
+                    "(this is the baseline)".into()
+                } else {
+                    base.clone().unwrap_or_else(|| "not measured".into())
+                },
+                c.runs.to_string(),
+                c.run_to_run_spread
+                    .map(|s| pct(s).trim_start_matches('+').to_string())
+                    .unwrap_or_else(|| "–".into()),
+                c.flags.join(" "),
+            ]);
+        }
     }
+    t.drop_uninformative_columns(&[
+        "batch",
+        "power cap",
+        "runs",
+        "run-to-run spread",
+        "flags",
+        "",
+    ]);
     t
 }
 
@@ -451,6 +678,8 @@ mod tests {
             power_limited: false,
             default_limit_w: Some(700.0),
             record: 0,
+            vendor: false,
+            backend: "test".into(),
             runs: 1,
             run_to_run_spread: None,
         }

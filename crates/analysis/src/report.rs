@@ -110,7 +110,7 @@ fn records_table_gpu(records: &[Record]) -> Table {
         };
         let note = match r.status {
             PointStatus::Measured => r
-                .flags
+                .flags_now()
                 .iter()
                 .map(|f| f.name())
                 .collect::<Vec<_>>()

@@ -12,6 +12,7 @@
 //! | `version` | integer | `1`; bumped when a field changes meaning or is removed (new fields may be added within a version, so readers should ignore keys they do not know) |
 //! | `generated_by` | string | the joulebench that wrote it, e.g. `"joulebench 0.1.0"` |
 //! | `objective` | string | how the setting was chosen, e.g. `"least energy within 10% of the fastest"` |
+//! | `baseline` | string | what energy saved and slowdown are measured against, e.g. `"cublas bf16 at the default power limit"` |
 //! | `simulated` | bool | true if any setting comes from the simulated device |
 //! | `setting` | array of tables | one per device model and workload, below |
 //!
@@ -31,15 +32,18 @@
 //! | `energy_pj_per_flop` | float | picojoules per FLOP of the chosen setting (median) |
 //! | `throughput_tflops` | float | TFLOP/s of the chosen setting |
 //! | `average_power_w` | float, optional | average board power while it ran |
-//! | `energy_saved_fraction` | float, optional | 1 − E/E_baseline, the baseline being the same kernel, precision and batch at the default limit; absent if that was not measured |
+//! | `energy_saved_fraction` | float, optional | 1 − E/E_baseline against the file's `baseline`; absent if that was not measured |
 //! | `slowdown_fraction` | float, optional | T/T_baseline − 1 against the same baseline |
+//! | `baseline_setting` | string, optional | the baseline as measured for this workload, e.g. `"cublas bf16"` |
+//! | `baseline_energy_pj_per_flop` | float, optional | its picojoules per FLOP |
+//! | `baseline_throughput_tflops` | float, optional | its TFLOP/s |
 //! | `flags` | array of strings | validity flags of the chosen point (`high-spread`, `throttled`, …) |
 //! | `source` | string | the results file the chosen point came from |
 //! | `shape` | table | the chosen point's full shape, `op` (`matmul` or `attention`) and its dimensions, batch included |
 //!
 //! Figures are rounded to 4 significant digits (fractions to 4 decimals).
 
-use crate::recommend::{Objective, Recommendation};
+use crate::recommend::{BaselineSpec, Objective, Recommendation};
 use joulebench_core::record::Record;
 use joulebench_core::{Precision, Workload};
 use serde::{Deserialize, Serialize};
@@ -54,6 +58,9 @@ pub struct SettingsFile {
     pub version: u32,
     pub generated_by: String,
     pub objective: String,
+    /// What energy saved and slowdown are against (absent in files of older joulebench).
+    #[serde(default)]
+    pub baseline: String,
     pub simulated: bool,
     #[serde(rename = "setting", default)]
     pub settings: Vec<ChosenSetting>,
@@ -81,6 +88,12 @@ pub struct ChosenSetting {
     pub energy_saved_fraction: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slowdown_fraction: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_setting: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_energy_pj_per_flop: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_throughput_tflops: Option<f64>,
     #[serde(default)]
     pub flags: Vec<String>,
     pub source: String,
@@ -144,13 +157,14 @@ fn round_fraction(x: f64) -> f64 {
 
 impl SettingsFile {
     /// One entry per recommendation. `recs` should come from
-    /// `recommend_by(records, objective, GroupBy::Model)`; `sources[i]` names the file
-    /// of `records[i]`.
+    /// `recommend_with(records, objective, GroupBy::Model, baseline)`; `sources[i]`
+    /// names the file of `records[i]`.
     pub fn from_recommendations(
         recs: &[Recommendation],
         records: &[Record],
         sources: &[String],
         objective: Objective,
+        baseline: &BaselineSpec,
     ) -> SettingsFile {
         let settings: Vec<ChosenSetting> = recs
             .iter()
@@ -173,6 +187,11 @@ impl SettingsFile {
                     average_power_w: c.average_w.map(|w| round_sig(w, 4)),
                     energy_saved_fraction: r.energy_saved().map(round_fraction),
                     slowdown_fraction: r.slowdown().map(round_fraction),
+                    baseline_setting: r.baseline().map(|b| b.label()),
+                    baseline_energy_pj_per_flop: r
+                        .baseline()
+                        .map(|b| round_sig(b.picojoules_per_flop(), 4)),
+                    baseline_throughput_tflops: r.baseline().map(|b| round_sig(b.tflops, 4)),
                     flags: c.flags.clone(),
                     source: sources.get(c.record).cloned().unwrap_or_default(),
                     shape: record.workload,
@@ -184,6 +203,7 @@ impl SettingsFile {
             version: SETTINGS_VERSION,
             generated_by: format!("joulebench {}", env!("CARGO_PKG_VERSION")),
             objective: objective.describe(),
+            baseline: baseline.describe(),
             simulated: settings.iter().any(|s| s.simulated),
             settings,
         }
@@ -312,7 +332,13 @@ mod tests {
             .collect();
         let objective = Objective::WithinSlowdown { max_slowdown: 0.10 };
         let recs = recommend_by(&records, objective, GroupBy::Model);
-        SettingsFile::from_recommendations(&recs, &records, &sources, objective)
+        SettingsFile::from_recommendations(
+            &recs,
+            &records,
+            &sources,
+            objective,
+            &BaselineSpec::default(),
+        )
     }
 
     #[test]

@@ -52,6 +52,36 @@ impl Table {
         self.rows.push(row);
     }
 
+    /// Remove each named column whose every row says the same thing, and say what
+    /// that was in a note (unless it was nothing): a column that carries no
+    /// information for these rows is noise.
+    pub fn drop_uninformative_columns(&mut self, names: &[&str]) {
+        for name in names {
+            let Some(col) = self.headers.iter().position(|h| h == name) else {
+                continue;
+            };
+            let mut values = self
+                .rows
+                .iter()
+                .map(|r| r.get(col).cloned().unwrap_or_default());
+            let Some(first) = values.next() else {
+                continue;
+            };
+            if !values.all(|v| v == first) {
+                continue;
+            }
+            if !first.is_empty() && first != "–" && !name.is_empty() {
+                self.notes.push(format!("{name}: {first} on every row."));
+            }
+            self.headers.remove(col);
+            for r in &mut self.rows {
+                if col < r.len() {
+                    r.remove(col);
+                }
+            }
+        }
+    }
+
     pub fn render(&self, format: TableFormat) -> String {
         match format {
             TableFormat::Table => self.terminal(),

@@ -193,6 +193,9 @@ pub struct SweepArgs {
     /// Slowdown allowed by the closing recommendation table (10% or 0.1).
     #[arg(long, default_value = "10%", value_name = "PCT")]
     pub max_slowdown: String,
+    /// The closing recommendation's baseline, as `recommend --baseline`.
+    #[arg(long, value_name = "kernel=K,precision=P")]
+    pub baseline: Option<String>,
     /// Measure every point N times, in an order shuffled with the seed, so `report`
     /// can show the run-to-run spread beside the spread within one run.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -271,6 +274,9 @@ pub struct ReportArgs {
     /// Slowdown allowed by the report's recommendation (10% or 0.1).
     #[arg(long, default_value = "10%", value_name = "PCT")]
     pub max_slowdown: String,
+    /// The report's recommendation baseline, as `recommend --baseline`.
+    #[arg(long, value_name = "kernel=K,precision=P")]
+    pub baseline: Option<String>,
     /// Replace an existing --out file.
     #[arg(long)]
     pub force: bool,
@@ -363,6 +369,11 @@ pub struct RecommendArgs {
     /// Consider only these precisions (comma-separated), e.g. to keep a training run's precision.
     #[arg(long, value_name = "LIST")]
     pub precisions: Option<String>,
+    /// What energy saved and slowdown are measured against: what you run today, as
+    /// "kernel=NAME,precision=P[,batch=N]" at the default power limit. Default: the
+    /// vendor kernel at bf16 where measured, else the first valid setting.
+    #[arg(long, value_name = "kernel=K,precision=P")]
+    pub baseline: Option<String>,
     /// Also write the chosen settings per device model and workload to FILE, as TOML or
     /// JSON, for a training launcher (format `joulebench-settings` v1, see the README).
     #[arg(long, num_args = 2, value_names = ["toml|json", "FILE"])]

@@ -11,8 +11,7 @@ use joulebench_analysis::document::{markdown_report, PlotLink, SourceSummary};
 use joulebench_analysis::merge::SourceFile;
 use joulebench_analysis::plots::report_plots;
 use joulebench_analysis::recommend::{
-    pareto_table, recommend as recommend_settings, recommend_by, recommendation_table, GroupBy,
-    Objective,
+    pareto_table, recommend_with, recommendation_table_with, BaselineSpec, GroupBy, Objective,
 };
 use joulebench_analysis::repeats::repeats_table;
 use joulebench_analysis::report::{flags_legend, records_table, status_line};
@@ -118,6 +117,7 @@ fn links(plots: &[PlotFiles], out: Option<&Path>) -> Vec<PlotLink> {
 
 pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     let fmt = format(&args.format)?;
+    let baseline = baseline_spec(args.baseline.as_deref())?;
     let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
     let objective = Objective::WithinSlowdown { max_slowdown };
     if let Some(out) = &args.out {
@@ -142,6 +142,7 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
             &records,
             &summaries,
             objective,
+            &baseline,
             &links(&plots, args.out.as_deref()),
         ),
         TableFormat::Json | TableFormat::Csv => records_table(&records).render(fmt),
@@ -172,8 +173,21 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn print_recommendation(records: &[Record], objective: Objective, fmt: TableFormat) {
-    let recs = recommend_settings(records, objective);
+/// `--baseline` parsed; unset is the default baseline.
+pub fn baseline_spec(arg: Option<&str>) -> Result<BaselineSpec, CliError> {
+    arg.map(BaselineSpec::parse)
+        .transpose()
+        .map(Option::unwrap_or_default)
+        .map_err(|e| usage(format!("--baseline: {e}")))
+}
+
+pub fn print_recommendation(
+    records: &[Record],
+    objective: Objective,
+    fmt: TableFormat,
+    baseline: &BaselineSpec,
+) {
+    let recs = recommend_with(records, objective, GroupBy::Device, baseline);
     if recs.is_empty() {
         println!(
             "No recommendation: no measured point with an energy figure ({}).",
@@ -181,7 +195,7 @@ pub fn print_recommendation(records: &[Record], objective: Objective, fmt: Table
         );
         return;
     }
-    let main = recommendation_table(&recs, objective);
+    let main = recommendation_table_with(&recs, objective, baseline);
     let front = pareto_table(&recs);
     match fmt {
         TableFormat::Json => {
@@ -204,6 +218,7 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
     if !(0.0..=1.0).contains(&args.eta) {
         return Err(usage(format!("--eta {} must be between 0 and 1", args.eta)));
     }
+    let baseline = baseline_spec(args.baseline.as_deref())?;
     let objective = match args.objective {
         ObjectiveChoice::WithinSlowdown => Objective::WithinSlowdown { max_slowdown },
         ObjectiveChoice::LeastEnergy => Objective::LeastEnergy,
@@ -236,16 +251,16 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
             .collect();
         (records, from) = kept.into_iter().unzip();
     }
-    print_recommendation(&records, objective, fmt);
+    print_recommendation(&records, objective, fmt, &baseline);
     if let Some((format, path)) = emit {
-        let recs = recommend_by(&records, objective, GroupBy::Model);
+        let recs = recommend_with(&records, objective, GroupBy::Model, &baseline);
         if recs.is_empty() {
             return Err(usage(format!(
                 "--emit: nothing to write, no measured point with an energy figure ({})",
                 status_line(&records)
             )));
         }
-        let file = SettingsFile::from_recommendations(&recs, &records, &from, objective);
+        let file = SettingsFile::from_recommendations(&recs, &records, &from, objective, &baseline);
         let text = file.to_string(format).map_err(runtime)?;
         write_output(&path, &text, args.force, "--emit")?;
         eprintln!(

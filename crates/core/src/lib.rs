@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod clock;
 pub mod device;
+pub mod identity;
 pub mod meter;
 pub mod plan;
 pub mod power;

@@ -2,13 +2,13 @@
 //! list of points the runner measures, in an order that changes the power cap as
 //! rarely as possible.
 
-use crate::backend::{Backend, KernelInfo};
-use crate::device::DeviceInfo;
+use crate::backend::{Backend, KernelInfo, Support};
 use crate::power::PowerCap;
 use crate::precision::Precision;
 use crate::protocol::ProtocolConfig;
 use crate::workload::{AttentionShape, MatmulShape, Op, Workload, WorkloadError};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// An explicit matmul shape; `batch` independent products (not on the batch axis).
@@ -63,6 +63,10 @@ pub struct SweepConfig {
     pub precisions: Vec<Precision>,
     /// Empty: every kernel the backend has.
     pub kernels: Vec<String>,
+    /// Precisions per kernel, for the kernels named here (`[kernel_precisions]`,
+    /// `cublas = ["f32", "bf16"]`): instead of every kernel × every precision, each
+    /// named kernel runs only its own list.
+    pub kernel_precisions: BTreeMap<String, Vec<Precision>>,
     /// Empty: [1]. Applies to linear layers (tokens = batch × seq) and attention.
     pub batch_sizes: Vec<u64>,
     /// Empty: ["default"].
@@ -80,6 +84,7 @@ impl Default for SweepConfig {
             ops: Vec::new(),
             precisions: Vec::new(),
             kernels: Vec::new(),
+            kernel_precisions: BTreeMap::new(),
             batch_sizes: Vec::new(),
             power_caps: Vec::new(),
             seed: 42,
@@ -110,7 +115,8 @@ pub enum PlanError {
 /// Built-in sweeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preset {
-    /// A few minutes on a GPU, seconds on the simulated device.
+    /// About a minute on an H100/H200-class GPU: the vendor GEMM at each precision
+    /// the device has, our GEMM beside it, fused against unfused attention.
     Quick,
     /// The reference sweep: squares 1024–8192, a transformer's linear layers at
     /// several token counts, attention at seq 1k–16k.
@@ -144,10 +150,12 @@ impl SweepConfig {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// A built-in sweep for this device. CPU emulations get small shapes, because
-    /// they run a thousand times slower than a GPU; only the simulated device's
-    /// presets sweep power caps (a real device's cap changes only when asked).
-    pub fn preset(preset: Preset, device: &DeviceInfo) -> SweepConfig {
+    /// A built-in sweep for this backend and device. CPU emulations get small
+    /// shapes, because they run a thousand times slower than a GPU; only the
+    /// simulated device's presets sweep power caps (a real device's cap changes
+    /// only when asked).
+    pub fn preset(preset: Preset, backend: &dyn Backend) -> SweepConfig {
+        let device = backend.device();
         let mut cfg = SweepConfig::default();
         let caps = if device.simulated {
             vec![
@@ -179,6 +187,7 @@ impl SweepConfig {
             cfg.matmul = vec![sq(256), sq(512)];
             cfg.attention = vec![attn(256, 64, false), attn(256, 64, true)];
             cfg.precisions = vec![Precision::F32, Precision::F16];
+            cfg.kernels = quick_kernels(backend, &[]);
             cfg.batch_sizes = vec![1];
             cfg.protocol = ProtocolConfig {
                 idle_baseline_s: 0.0,
@@ -196,21 +205,14 @@ impl SweepConfig {
         }
         match preset {
             Preset::Quick => {
-                cfg.matmul = vec![sq(2048), sq(4096)];
-                cfg.linear = vec![LinearSpec {
-                    in_features: 4096,
-                    out_features: 14336,
-                    seq: 512,
-                    name: Some("mlp-up".into()),
-                }];
-                cfg.attention = vec![attn(2048, 128, false), attn(2048, 128, true)];
-                cfg.batch_sizes = vec![1, 4];
-                cfg.protocol = ProtocolConfig {
-                    idle_baseline_s: 2.0,
-                    max_windows: 6,
-                    point_budget_s: 15.0,
-                    ..ProtocolConfig::default()
-                };
+                // one large GEMM and one attention shape, the kernels that matter at
+                // the precisions each has: about eight measured points
+                cfg.matmul = vec![sq(8192)];
+                cfg.attention = vec![attn(4096, 128, false)];
+                cfg.kernel_precisions = quick_kernel_precisions(backend);
+                cfg.kernels = cfg.kernel_precisions.keys().cloned().collect();
+                cfg.batch_sizes = vec![1];
+                cfg.protocol = quick_protocol();
             }
             Preset::Standard => {
                 cfg.matmul = [1024, 2048, 4096, 8192].into_iter().map(sq).collect();
@@ -345,6 +347,19 @@ impl SweepConfig {
                 });
             }
         }
+        for name in self.kernel_precisions.keys() {
+            if !kernels.iter().any(|k| &k.name == name) {
+                return Err(PlanError::UnknownKernel {
+                    kernel: name.clone(),
+                    backend: backend.name().to_string(),
+                    available: kernels
+                        .iter()
+                        .map(|k| k.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
         let chosen: Vec<&KernelInfo> = kernels
             .iter()
             .filter(|k| self.kernels.is_empty() || self.kernels.contains(&k.name))
@@ -359,10 +374,10 @@ impl SweepConfig {
         for cap in &caps {
             for pw in &workloads {
                 for k in chosen.iter().filter(|k| k.op == pw.workload.op()) {
-                    let precisions: Vec<Precision> = if self.precisions.is_empty() {
-                        k.precisions.clone()
-                    } else {
-                        self.precisions.clone()
+                    let precisions: Vec<Precision> = match self.kernel_precisions.get(&k.name) {
+                        Some(own) => own.clone(),
+                        None if self.precisions.is_empty() => k.precisions.clone(),
+                        None => self.precisions.clone(),
                     };
                     for precision in precisions {
                         points.push(PlanPoint {
@@ -385,6 +400,118 @@ impl SweepConfig {
             )));
         }
         Ok(points)
+    }
+}
+
+/// The quick preset's protocol: a short settling warm-up and two or three
+/// one-second windows per point (about 8 s per point at most).
+fn quick_protocol() -> ProtocolConfig {
+    ProtocolConfig {
+        idle_baseline_s: 2.0,
+        warmup_s: 1.0,
+        warmup_max_s: 4.0,
+        min_windows: 2,
+        max_windows: 3,
+        point_budget_s: 8.0,
+        ..ProtocolConfig::default()
+    }
+}
+
+/// The quick preset's kernels and precisions on this backend: the vendor GEMM at
+/// every precision the device has, our GEMM at its main precision beside it, and
+/// every attention kernel (fused and unfused) at bf16 (f16 where bf16 is absent).
+/// Baseline kernels kept only for comparison (a naive matmul) are left out.
+fn quick_kernel_precisions(backend: &dyn Backend) -> BTreeMap<String, Vec<Precision>> {
+    let mut out = BTreeMap::new();
+    let has = |k: &KernelInfo, p: Precision| k.precisions.contains(&p);
+    for k in backend.kernels() {
+        if k.name.contains("naive") {
+            continue;
+        }
+        let precisions: Vec<Precision> = match (k.op, k.vendor) {
+            (Op::Matmul, true) => k
+                .precisions
+                .iter()
+                .copied()
+                .filter(|p| *p != Precision::F16 || !has(&k, Precision::Bf16))
+                .collect(),
+            (Op::Matmul, false) => {
+                // ours: its tensor-core precision and f32, where it has them
+                [Precision::Bf16, Precision::F16, Precision::F32]
+                    .into_iter()
+                    .filter(|p| has(&k, *p))
+                    .filter(|p| *p != Precision::F16 || !has(&k, Precision::Bf16))
+                    .collect()
+            }
+            (Op::Attention, _) => [Precision::Bf16, Precision::F16]
+                .into_iter()
+                .find(|p| has(&k, *p))
+                .into_iter()
+                .collect(),
+        };
+        if !precisions.is_empty() {
+            out.insert(k.name.clone(), precisions);
+        }
+    }
+    out
+}
+
+/// Every kernel but the naive baselines, for the small shapes of a CPU emulation.
+fn quick_kernels(backend: &dyn Backend, _: &[&str]) -> Vec<String> {
+    backend
+        .kernels()
+        .into_iter()
+        .map(|k| k.name)
+        .filter(|n| !n.contains("naive"))
+        .collect()
+}
+
+/// What a plan will cost before it runs: how many points it has, how many the
+/// backend can run (the rest are recorded as skipped at once), and their device
+/// time by the protocol's settings — typical (shortest warm-up, fewest windows)
+/// and at most (longest warm-up, every window the budget allows).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlanEstimate {
+    pub points: usize,
+    pub runnable: usize,
+    pub skipped: usize,
+    pub typical_s: f64,
+    pub bound_s: f64,
+}
+
+/// Preparing and checking one point (inputs, compilation, the correctness run),
+/// seconds: what the estimate adds per runnable point.
+pub const POINT_OVERHEAD_S: f64 = 1.0;
+
+impl PlanEstimate {
+    /// Estimate `points` run `repeat` times on `backend` under `protocol`, with a
+    /// meter updating every `update_period_s` (0 without a meter).
+    pub fn of(
+        points: &[PlanPoint],
+        backend: &dyn Backend,
+        protocol: &ProtocolConfig,
+        update_period_s: f64,
+        repeat: u32,
+    ) -> PlanEstimate {
+        let runnable = points
+            .iter()
+            .filter(|p| backend.support(&p.kernel, p.precision, &p.workload) == Support::Supported)
+            .count()
+            * repeat.max(1) as usize;
+        let total = points.len() * repeat.max(1) as usize;
+        let idle = if update_period_s > 0.0 {
+            protocol.idle_baseline_s
+        } else {
+            0.0
+        };
+        let per = |point_s: f64| point_s + POINT_OVERHEAD_S;
+        PlanEstimate {
+            points: total,
+            runnable,
+            skipped: total - runnable,
+            typical_s: idle + runnable as f64 * per(protocol.point_typical_s(update_period_s)),
+            bound_s: idle + runnable as f64 * per(protocol.point_bound_s(update_period_s)),
+        }
     }
 }
 
@@ -466,6 +593,18 @@ mod tests {
         assert_eq!(w[0].workload.op(), Op::Attention);
         cfg.attention.clear();
         assert!(matches!(cfg.workloads(), Err(PlanError::Invalid(_))));
+    }
+
+    #[test]
+    fn kernel_precisions_replace_the_cross_product_for_the_kernels_they_name() {
+        let cfg = SweepConfig::from_toml_str(
+            "precisions = [\"f32\"]\n[kernel_precisions]\nk1 = [\"bf16\", \"fp8-e4m3\"]\n[[matmul]]\nm = 8\nn = 8\nk = 8\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.kernel_precisions.get("k1"),
+            Some(&vec![Precision::Bf16, Precision::Fp8E4m3])
+        );
     }
 
     #[test]

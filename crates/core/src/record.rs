@@ -105,6 +105,24 @@ pub struct Record {
     /// Which run of the point this is, when `--repeat` measured it several times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat: Option<u32>,
+    /// Host time spent on the point besides warm-up and windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overhead: Option<PointOverhead>,
+}
+
+/// What a point costs besides its measurement: preparing the kernel (inputs
+/// generated and uploaded, buffers allocated, compiled where not cached) and the
+/// correctness check (one run, the output read back, the reference computed).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PointOverhead {
+    pub prepare_s: f64,
+    pub verify_s: f64,
+}
+
+impl PointOverhead {
+    pub fn total_s(&self) -> f64 {
+        self.prepare_s + self.verify_s
+    }
 }
 
 /// The protocol settings of a record, keeping the ones this version knows.
@@ -142,6 +160,37 @@ impl Record {
             &self.workload,
             &self.power_cap.requested,
         )
+    }
+
+    /// The record's flags as this version defines them. Schema-1 records flagged a
+    /// card at its power limit `throttled`: where NVML's `sw-power-cap` was the only
+    /// reason, that reads as `power-limited` (information) now.
+    pub fn flags_now(&self) -> Vec<ValidityFlag> {
+        let Some(m) = self.measurement.as_ref() else {
+            return self.flags.clone();
+        };
+        if m.method != crate::protocol::WindowMethod::Gapped {
+            return self.flags.clone();
+        }
+        let reasons = &m.telemetry.throttle_reasons;
+        let power_only = !reasons.is_empty()
+            && reasons
+                .iter()
+                .all(|r| crate::meter::is_power_limit_reason(r));
+        let mut flags: Vec<ValidityFlag> = self
+            .flags
+            .iter()
+            .map(|&f| match f {
+                ValidityFlag::Throttled if power_only => ValidityFlag::PowerLimited,
+                f => f,
+            })
+            .collect();
+        if power_only && !flags.contains(&ValidityFlag::PowerLimited) {
+            flags.push(ValidityFlag::PowerLimited);
+        }
+        flags.sort();
+        flags.dedup();
+        flags
     }
 
     /// Which window method produced this record's numbers (`gapped` for schema 1).

@@ -10,17 +10,41 @@
 
 use crate::precision::Precision;
 use crate::workload::{AttentionShape, MatmulShape, Workload};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use rand_distr::StandardNormal;
+use rayon::prelude::*;
 
-/// Random normal values, rounded to `precision`, reproducible from `seed`.
-/// Never zeros: GEMM power depends on the values (DESIGN.md §3).
+/// SplitMix64's finaliser: a fast, well-mixed hash of a 64-bit counter.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Element `index` of the standard normal stream `seed`: a counter-based generator
+/// (a hash of seed and index, then Box–Muller), so any element is computed on its
+/// own and a large tensor is filled in parallel, the same on every machine.
+pub fn normal_at(seed: u64, index: u64) -> f32 {
+    let h = mix(seed ^ mix(index));
+    // two uniforms in (0, 1]: 32 bits each, never 0 (log(0) is -inf)
+    let u1 = ((h >> 32) as f64 + 1.0) / 4_294_967_296.0;
+    let u2 = ((h & 0xffff_ffff) as f64) / 4_294_967_296.0;
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+}
+
+/// Random normal values, rounded to `precision`, reproducible from `seed`, filled
+/// in parallel. Never zeros: GEMM power depends on the values (DESIGN.md §3).
 pub fn random_normal(len: usize, precision: Precision, seed: u64) -> Vec<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..len)
-        .map(|_| precision.round(rng.sample::<f32, _>(StandardNormal)))
-        .collect()
+    let mut out = vec![0f32; len];
+    const CHUNK: usize = 1 << 16;
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let base = (c * CHUNK) as u64;
+            for (i, x) in chunk.iter_mut().enumerate() {
+                *x = precision.round(normal_at(seed, base + i as u64));
+            }
+        });
+    out
 }
 
 /// The inputs of one correctness check, already rounded to the kernel's precision.
@@ -172,6 +196,23 @@ pub fn relative_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_normal_stream_is_standard_and_the_same_however_it_is_filled() {
+        let xs = random_normal(200_000, Precision::F32, 9);
+        let mean = xs.iter().map(|&x| x as f64).sum::<f64>() / xs.len() as f64;
+        let var = xs.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+        assert!(
+            mean.abs() < 0.01 && (var - 1.0).abs() < 0.02,
+            "{mean} {var}"
+        );
+        assert!(xs.iter().all(|x| x.is_finite() && *x != 0.0));
+        assert_eq!(xs[123_456], normal_at(9, 123_456));
+        assert_ne!(
+            random_normal(4, Precision::F32, 9),
+            random_normal(4, Precision::F32, 10)
+        );
+    }
 
     #[test]
     fn inputs_are_seeded_normal_and_rounded() {

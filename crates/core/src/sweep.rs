@@ -14,8 +14,8 @@ use crate::protocol::{
     ValidityFlag,
 };
 use crate::record::{
-    point_key, repeat_key, MeterInfo, PointStatus, PowerCapRecord, Record, RecordError, RecordSink,
-    ToolInfo, SCHEMA_VERSION,
+    point_key, repeat_key, MeterInfo, PointOverhead, PointStatus, PowerCapRecord, Record,
+    RecordError, RecordSink, ToolInfo, SCHEMA_VERSION,
 };
 use crate::verify::verify;
 use rand::seq::SliceRandom;
@@ -220,8 +220,17 @@ pub fn run_sweep(
             .power
             .as_deref_mut()
             .and_then(|p| p.enforced_limit_w().ok());
-        // every repeat of a point sees the same inputs
-        let seed = point_seed(opts.seed, base_key);
+        // every kernel and every repeat of one shape and precision sees the same
+        // inputs: kernels are compared on equal data
+        let _ = base_key;
+        let seed = point_seed(
+            opts.seed,
+            &format!(
+                "{}|{}",
+                serde_json::to_string(&point.workload).unwrap_or_default(),
+                point.precision
+            ),
+        );
         let mut record = Record {
             schema: SCHEMA_VERSION,
             tool: opts.tool.clone(),
@@ -259,6 +268,7 @@ pub fn run_sweep(
             flags: Vec::new(),
             protocol: opts.protocol.clone(),
             repeat: *repeat,
+            overhead: None,
         };
 
         measure_point(session, point, &mut record, idle, &opts.protocol)?;
@@ -300,6 +310,7 @@ fn measure_point(
         record.reason = Some(reason);
         return Ok(());
     }
+    let started = std::time::Instant::now();
     let mut kernel =
         match session
             .backend
@@ -318,11 +329,13 @@ fn measure_point(
             }
         };
     record.kernel_variant = kernel.variant();
+    let prepare_s = started.elapsed().as_secs_f64();
+    // the check's inputs are the prepared ones (same seed): generated, not new data
     let check = match verify(
         kernel.as_mut(),
         &point.workload,
         point.precision,
-        record.seed ^ 0xc0ffee,
+        record.seed,
     ) {
         Ok(v) => v,
         Err(e) => {
@@ -346,6 +359,10 @@ fn measure_point(
         });
     }
     record.verification = Some(check);
+    record.overhead = Some(PointOverhead {
+        prepare_s,
+        verify_s: started.elapsed().as_secs_f64() - prepare_s,
+    });
     if !passed {
         record.status = PointStatus::Invalid;
         return Ok(());

@@ -228,10 +228,21 @@ fn driver_cuda_version() -> Result<(i32, i32), String> {
 /// The kernel module's version ("580.65.06") where Linux exposes it; NVML is not needed.
 fn kernel_module_version() -> Option<String> {
     let text = std::fs::read_to_string("/proc/driver/nvidia/version").ok()?;
+    module_version_of(&text)
+}
+
+/// The driver version in /proc/driver/nvidia/version's "Kernel Module" line, e.g.
+/// "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release
+/// Build …": the first word that is a dotted number.
+fn module_version_of(text: &str) -> Option<String> {
     let line = text.lines().find(|l| l.contains("Kernel Module"))?;
-    let mut words = line.split_whitespace();
-    words.find(|w| *w == "Module")?;
-    words.next().map(str::to_string)
+    line.split_whitespace()
+        .find(|w| {
+            w.contains('.')
+                && w.split('.')
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        })
+        .map(str::to_string)
 }
 
 /// "580.65.06 (CUDA 13.0)", or just "CUDA 13.0" where the module version is unreadable.
@@ -344,6 +355,15 @@ pub(crate) fn architecture_name(cc: (u32, u32)) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_module_version_is_the_dotted_number_of_its_line() {
+        let open = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (dvs-builder@U22-I3-AF03-09-1)  Tue Aug 26 2025\nGCC version:  gcc version 13.3.0\n";
+        assert_eq!(module_version_of(open).as_deref(), Some("580.159.04"));
+        let closed = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n";
+        assert_eq!(module_version_of(closed).as_deref(), Some("535.104.05"));
+        assert_eq!(module_version_of("no such line"), None);
+    }
 
     #[test]
     fn uuid_is_formatted_like_nvml() {

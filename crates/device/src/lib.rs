@@ -383,6 +383,14 @@ fn with_nvml(
     } else {
         meter
     };
+    // one GPU, one identity: records from every backend name it as NVML does
+    let backend: Box<dyn Backend> = match &nvml {
+        Some((_, id)) if !id.fake => Box::new(Identified {
+            device: merged_identity(&info, id.to_device_info()),
+            inner: backend,
+        }),
+        _ => backend,
+    };
     Ok(OpenDevice {
         backend,
         meter,
@@ -393,4 +401,99 @@ fn with_nvml(
         nvml,
         vendor_guard,
     })
+}
+
+/// The device as its meter's library identifies it (NVML: name, UUID, architecture,
+/// memory, driver version), with what only the backend knows kept (the wgpu
+/// adapter, CUDA's compute capability where NVML lacks it): the records of one GPU
+/// from every backend then carry one identity, and reports group them as one device.
+pub fn merged_identity(backend: &DeviceInfo, meter: DeviceInfo) -> DeviceInfo {
+    DeviceInfo {
+        name: meter.name,
+        uuid: meter.uuid.or_else(|| backend.uuid.clone()),
+        pci_bus_id: meter.pci_bus_id.or_else(|| backend.pci_bus_id.clone()),
+        architecture: meter.architecture.or_else(|| backend.architecture.clone()),
+        compute_capability: backend
+            .compute_capability
+            .clone()
+            .or(meter.compute_capability),
+        driver: meter.driver.or_else(|| backend.driver.clone()),
+        memory_bytes: meter.memory_bytes.or(backend.memory_bytes),
+        adapter: backend.adapter.clone(),
+        cpu_emulation: backend.cpu_emulation,
+        simulated: backend.simulated,
+    }
+}
+
+/// A backend named by its meter's identity (see [`merged_identity`]); everything
+/// else is the backend's own.
+struct Identified {
+    inner: Box<dyn Backend>,
+    device: DeviceInfo,
+}
+
+impl Backend for Identified {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn device(&self) -> &DeviceInfo {
+        &self.device
+    }
+    fn kernels(&self) -> Vec<joulebench_core::KernelInfo> {
+        self.inner.kernels()
+    }
+    fn support(
+        &self,
+        kernel: &str,
+        precision: joulebench_core::Precision,
+        workload: &joulebench_core::Workload,
+    ) -> joulebench_core::Support {
+        self.inner.support(kernel, precision, workload)
+    }
+    fn prepare(
+        &mut self,
+        kernel: &str,
+        precision: joulebench_core::Precision,
+        workload: &joulebench_core::Workload,
+        seed: u64,
+    ) -> Result<Box<dyn joulebench_core::PreparedKernel + '_>, joulebench_core::BackendError> {
+        self.inner.prepare(kernel, precision, workload, seed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use joulebench_core::device::AdapterInfo;
+
+    #[test]
+    fn a_wgpu_adapter_takes_the_identity_nvml_gives_its_gpu() {
+        let vulkan = DeviceInfo {
+            name: "NVIDIA H200".into(),
+            pci_bus_id: Some("0000:00:06.0".into()),
+            adapter: Some(AdapterInfo {
+                backend: "Vulkan".into(),
+                ..AdapterInfo::default()
+            }),
+            ..DeviceInfo::default()
+        };
+        let nvml = DeviceInfo {
+            name: "NVIDIA H200".into(),
+            uuid: Some("GPU-a2b35a93-d69a-efca-a462-a1638a3ba7df".into()),
+            pci_bus_id: Some("0000:00:06.0".into()),
+            architecture: Some("Hopper".into()),
+            compute_capability: Some("9.0".into()),
+            driver: Some("580.159.04".into()),
+            memory_bytes: Some(150_109_880_320),
+            ..DeviceInfo::default()
+        };
+        let m = merged_identity(&vulkan, nvml.clone());
+        assert_eq!(m.uuid, nvml.uuid);
+        assert_eq!(m.architecture.as_deref(), Some("Hopper"));
+        assert_eq!(m.memory_bytes, nvml.memory_bytes);
+        assert_eq!(m.driver.as_deref(), Some("580.159.04"));
+        assert_eq!(m.adapter.map(|a| a.backend).as_deref(), Some("Vulkan"));
+        // and so the record's device key is the CUDA record's
+        assert_eq!(merged_identity(&vulkan, nvml.clone()).key(), nvml.key());
+    }
 }

@@ -124,7 +124,7 @@ pub fn run(args: &SweepArgs, devices: &str, ov: &Overrides) -> Result<(), CliErr
     if stopped {
         return Err(interrupted(&out, stop_signal.load(Ordering::SeqCst) as i32));
     }
-    super::recommend_from(&out, ov.max_slowdown)?;
+    super::recommend_from(&out, ov.max_slowdown, &ov.baseline)?;
     if failures.is_empty() {
         return Ok(());
     }

@@ -12,7 +12,7 @@ use crate::args::SweepArgs;
 use crate::error::{usage, CliError};
 use crate::paths::{check_output, Existing};
 use crate::results::print_recommendation;
-use joulebench_analysis::recommend::Objective;
+use joulebench_analysis::recommend::{BaselineSpec, Objective};
 use joulebench_analysis::table::TableFormat;
 use joulebench_core::record::read_records;
 use std::path::Path;
@@ -37,7 +37,7 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         return result.map(|_| ());
     }
     let (_, out) = result?;
-    recommend_from(&out, ov.max_slowdown)
+    recommend_from(&out, ov.max_slowdown, &ov.baseline)
 }
 
 /// A results file is continued only with --resume, never overwritten.
@@ -53,7 +53,7 @@ fn check_results_path(out: &Path, resume: bool) -> Result<(), CliError> {
 }
 
 /// The closing recommendation table of a sweep, from its results file.
-fn recommend_from(out: &Path, max_slowdown: f64) -> Result<(), CliError> {
+fn recommend_from(out: &Path, max_slowdown: f64, baseline: &BaselineSpec) -> Result<(), CliError> {
     if !out.exists() {
         return Ok(());
     }
@@ -63,6 +63,7 @@ fn recommend_from(out: &Path, max_slowdown: f64) -> Result<(), CliError> {
         &records,
         Objective::WithinSlowdown { max_slowdown },
         TableFormat::Table,
+        baseline,
     );
     println!(
         "Again from the file: joulebench recommend {}",

@@ -6,7 +6,7 @@
 use crate::args::{parse_fraction, parse_list, PresetChoice, SweepArgs};
 use crate::error::{usage, CliError};
 use joulebench_core::plan::{Preset, SweepConfig};
-use joulebench_core::{DeviceInfo, Op, PowerCap, Precision};
+use joulebench_core::{Backend, Op, PowerCap, Precision};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
@@ -23,6 +23,7 @@ pub struct Overrides {
     pub power_caps: Option<Vec<PowerCap>>,
     pub target_spread: Option<f64>,
     pub max_slowdown: f64,
+    pub baseline: joulebench_analysis::recommend::BaselineSpec,
 }
 
 pub fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
@@ -79,6 +80,7 @@ pub fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
         .transpose()
         .map_err(usage)?;
     let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
+    let baseline = crate::results::baseline_spec(args.baseline.as_deref())?;
     Ok(Overrides {
         ops,
         precisions,
@@ -87,14 +89,15 @@ pub fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
         power_caps,
         target_spread,
         max_slowdown,
+        baseline,
     })
 }
 
-/// The sweep config for `device`: the preset or `--config`, then every flag.
+/// The sweep config for `backend`: the preset or `--config`, then every flag.
 pub fn build_config(
     args: &SweepArgs,
     ov: &Overrides,
-    device: &DeviceInfo,
+    backend: &dyn Backend,
 ) -> Result<SweepConfig, CliError> {
     let mut cfg = match &args.config {
         Some(path) => SweepConfig::from_toml_file(path)?,
@@ -103,7 +106,7 @@ pub fn build_config(
                 PresetChoice::Quick => Preset::Quick,
                 PresetChoice::Standard => Preset::Standard,
             };
-            SweepConfig::preset(preset, device)
+            SweepConfig::preset(preset, backend)
         }
     };
     if let Some(o) = &ov.ops {
@@ -114,6 +117,23 @@ pub fn build_config(
     }
     if let Some(k) = &ov.kernels {
         cfg.kernels = k.clone();
+        // named kernels keep their own precision lists only where the preset had one
+        cfg.kernel_precisions.retain(|name, _| k.contains(name));
+    }
+    if ov.precisions.is_some() {
+        // --precisions narrows every kernel, the preset's own lists included
+        let keep = ov.precisions.clone().unwrap_or_default();
+        for list in cfg.kernel_precisions.values_mut() {
+            list.retain(|p| keep.contains(p));
+        }
+        let emptied: Vec<String> = cfg
+            .kernel_precisions
+            .iter()
+            .filter(|(_, list)| list.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        cfg.kernels.retain(|k| !emptied.contains(k));
+        cfg.kernel_precisions.retain(|_, list| !list.is_empty());
     }
     if let Some(b) = &ov.batch_sizes {
         cfg.batch_sizes = b.clone();

@@ -10,6 +10,7 @@ use super::worker::{announce, stop_when_parent_asks, ProgressLines};
 use crate::args::SweepArgs;
 use crate::error::{interrupted, runtime, usage, CliError};
 use crate::progress::Progress;
+use joulebench_core::plan::PlanEstimate;
 use joulebench_core::record::{existing_keys, JsonlWriter};
 use joulebench_core::sweep::{
     run_sweep, tool_info, DeviceSession, SweepError, SweepObserver, SweepOptions, SweepOutcome,
@@ -44,7 +45,7 @@ pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<(SweepOutcome, PathBuf), 
         seed,
     })?;
     let device = dev.backend.device().clone();
-    let cfg = build_config(args, ov, &device)?;
+    let cfg = build_config(args, ov, dev.backend.as_ref())?;
     let points = cfg.plan(dev.backend.as_ref())?;
 
     let wants_caps = points.iter().any(|p| !p.cap.is_default());
@@ -74,9 +75,20 @@ pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<(SweepOutcome, PathBuf), 
     for n in &dev.notes {
         eprintln!("{n}");
     }
+    let period = match dev.meter.source() {
+        joulebench_core::MeterSource::None => 0.0,
+        _ => dev.meter.update_period_s(),
+    };
+    let estimate = PlanEstimate::of(
+        &points,
+        dev.backend.as_ref(),
+        &cfg.protocol,
+        period,
+        args.repeat,
+    );
     eprintln!(
-        "sweep: {} points on {} ({} backend) → {}",
-        points.len() * args.repeat as usize,
+        "sweep: {} on {} ({} backend) → {}",
+        describe_plan(&estimate, device.simulated),
         device.name,
         dev.backend.name(),
         out.display()
@@ -99,7 +111,12 @@ pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<(SweepOutcome, PathBuf), 
         cap_settle_s: if device.simulated { 0.0 } else { 2.0 },
         repeat: args.repeat,
     };
-    let mut progress = Progress::new();
+    let per_point = if estimate.runnable > 0 {
+        (estimate.typical_s - cfg.protocol.idle_baseline_s) / estimate.runnable as f64
+    } else {
+        0.0
+    };
+    let mut progress = Progress::new(estimate.runnable, per_point, !device.simulated);
     let mut lines = ProgressLines;
     let observer: &mut dyn SweepObserver = if args.progress_lines {
         &mut lines
@@ -176,4 +193,27 @@ pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<(SweepOutcome, PathBuf), 
         out.display()
     );
     Ok((outcome, out))
+}
+
+/// "24 points (16 measured, 8 skipped as unsupported), about 2m 10s (at most 3m
+/// 40s) of device time".
+pub fn describe_plan(e: &PlanEstimate, simulated: bool) -> String {
+    let d = |s: f64| humantime::format_duration(std::time::Duration::from_secs(s.round() as u64));
+    let skipped = if e.skipped > 0 {
+        format!(", {} skipped as unsupported", e.skipped)
+    } else {
+        String::new()
+    };
+    format!(
+        "{} points ({} measured{skipped}), about {} (at most {}) of device time{}",
+        e.points,
+        e.runnable,
+        d(e.typical_s),
+        d(e.bound_s),
+        if simulated {
+            ", in the simulated device's virtual time"
+        } else {
+            ""
+        }
+    )
 }
