@@ -4,7 +4,7 @@
 
 use crate::adapter::{self, AdapterReport, Selection};
 use crate::attention::{self, FlashVariant};
-use crate::gpu::{device_bytes, Gpu};
+use crate::gpu::{device_bytes, Checks, Gpu};
 use crate::matmul::{self, TiledVariant, NAIVE_WG};
 use crate::shader::{self, Element};
 use joulebench_core::reference::CheckInputs;
@@ -88,8 +88,8 @@ impl Kernel {
 struct Build {
     key: String,
     wgsl: String,
-    /// Created without runtime bounds checks: only for shapes that fill whole tiles.
-    trusted: bool,
+    /// Runtime checks: bounds checks are off only for shapes that fill whole tiles.
+    checks: Checks,
     workgroups: [u32; 3],
     variant: String,
 }
@@ -129,10 +129,7 @@ impl WgpuBackend {
             Some(Kernel::Flash) => attention::HEAD_DIMS
                 .iter()
                 .flat_map(|&d| attention::variants(d as u32))
-                .filter(|v| {
-                    v.workgroup_bytes() <= self.report.max_workgroup_storage_bytes
-                        && v.invocations() <= self.report.max_invocations_per_workgroup
-                })
+                .filter(|v| v.runs_on(&self.report))
                 .map(|v| v.name())
                 .collect(),
             Some(Kernel::Naive) | None => Vec::new(),
@@ -154,11 +151,12 @@ impl WgpuBackend {
         }
         let build = self.build(kernel, precision, workload, variant)?;
         if !self.pipelines.contains_key(&build.key) {
-            // SAFETY: `build` sets `trusted` only for the FIT build, chosen only when the
-            // shape is a whole number of tiles and the grid is exactly the tile count,
-            // so every index the shader forms is inside its buffer; its loops are
-            // bounded by the shape.
-            let pipeline = unsafe { self.gpu.pipeline(&build.key, &build.wgsl, build.trusted)? };
+            // SAFETY: `build` sets `Checks::Trusted` only for the FIT build, chosen only
+            // when the shape is a whole number of tiles and the grid is exactly the tile
+            // count, so every index the shader forms is inside its buffer; its loops are
+            // bounded by the shape. `Checks::LoopsTrusted` only for kernels whose loops
+            // are bounded by constants and the shape, and that divide only by constants.
+            let pipeline = unsafe { self.gpu.pipeline(&build.key, &build.wgsl, build.checks)? };
             self.pipelines.insert(build.key.clone(), pipeline);
         }
         let pipeline = self
@@ -207,7 +205,7 @@ impl WgpuBackend {
                 Ok(Build {
                     key: format!("{kernel}-{precision}"),
                     wgsl,
-                    trusted: false,
+                    checks: Checks::Full,
                     workgroups: grid([
                         s.n.div_ceil(u64::from(NAIVE_WG)),
                         s.m.div_ceil(u64::from(NAIVE_WG)),
@@ -238,7 +236,7 @@ impl WgpuBackend {
                 Ok(Build {
                     key: format!("{kernel}-{precision}-{}-{mode}", v.name()),
                     wgsl,
-                    trusted: fit,
+                    checks: if fit { Checks::Trusted } else { Checks::Full },
                     workgroups: grid(v.workgroups(s)),
                     variant: format!("{}-{mode}", v.name()),
                 })
@@ -249,16 +247,16 @@ impl WgpuBackend {
                     Some(name) => attention::variants(head_dim)
                         .into_iter()
                         .find(|v| v.name() == name)
-                        .filter(|v| self.variants(kernel).contains(&v.name()))
+                        .filter(|v| v.runs_on(&self.report))
                         .ok_or_else(|| unknown_variant(name))?,
                     None => self.flash_variant(head_dim)?,
                 };
-                let wgsl = shader::specialise(shader::ATTENTION, element, &v.consts(), &[])
-                    .map_err(wgsl_err)?;
+                let wgsl =
+                    shader::specialise(v.source(), element, &v.consts(), &[]).map_err(wgsl_err)?;
                 Ok(Build {
                     key: format!("{kernel}-{precision}-{}", v.name()),
                     wgsl,
-                    trusted: false,
+                    checks: v.checks(),
                     workgroups: grid(v.workgroups(s)),
                     variant: v.name(),
                 })

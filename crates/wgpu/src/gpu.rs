@@ -16,6 +16,18 @@ const MAX_TIMED_PASSES: u64 = 64;
 /// (copies move multiples of 4 bytes) and bound as vec4 arrays.
 const BUFFER_ALIGN_BYTES: u64 = 16;
 
+/// How much a shader module is checked at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Checks {
+    /// Bounds checks, loop bounding and integer-division guards: any shader is safe.
+    Full,
+    /// Bounds checks only: for kernels whose loops all terminate and whose integer
+    /// divisions are by non-zero constants.
+    LoopsTrusted,
+    /// Nothing checked: for kernels proven in bounds for the dispatch they get.
+    Trusted,
+}
+
 pub(crate) struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -89,33 +101,41 @@ impl Gpu {
         self.check("queue")
     }
 
-    /// Compile `wgsl` into a pipeline with entry point `main`. With `trusted`, the
-    /// module is created without runtime bounds checks and loop bounding.
+    /// Compile `wgsl` into a pipeline with entry point `main`, with the runtime checks
+    /// `checks` asks for.
     ///
     /// # Safety
-    /// With `trusted`, every index the shader computes must be in bounds for every
-    /// dispatch it will ever run, and every loop must terminate.
+    /// With [`Checks::LoopsTrusted`], every loop of the shader must terminate and no
+    /// integer division may divide by zero or overflow. With [`Checks::Trusted`], in
+    /// addition every index the shader computes must be in bounds for every dispatch
+    /// it will ever run.
     pub unsafe fn pipeline(
         &self,
         label: &str,
         wgsl: &str,
-        trusted: bool,
+        checks: Checks,
     ) -> Result<wgpu::ComputePipeline, BackendError> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(label),
             source: wgpu::ShaderSource::Wgsl(wgsl.into()),
         };
-        let module = if trusted {
-            let checks = wgpu::ShaderRuntimeChecks {
-                bounds_checks: false,
-                force_loop_bounding: false,
-                ..wgpu::ShaderRuntimeChecks::checked()
-            };
-            // SAFETY: the caller guarantees in-bounds indexing and terminating loops.
-            unsafe { self.device.create_shader_module_trusted(desc, checks) }
-        } else {
-            self.device.create_shader_module(desc)
+        let module = match checks {
+            Checks::Full => self.device.create_shader_module(desc),
+            Checks::LoopsTrusted | Checks::Trusted => {
+                // The loop counter naga adds to every loop (so that a driver cannot
+                // assume an infinite loop away) also hides the trip count from the
+                // driver's compiler, which then cannot unroll the loops that keep a
+                // kernel's register blocks in registers.
+                let runtime = wgpu::ShaderRuntimeChecks {
+                    bounds_checks: checks == Checks::LoopsTrusted,
+                    force_loop_bounding: false,
+                    int_div_checks: false,
+                    ..wgpu::ShaderRuntimeChecks::checked()
+                };
+                // SAFETY: the caller guarantees what `checks` leaves unchecked.
+                unsafe { self.device.create_shader_module_trusted(desc, runtime) }
+            }
         };
         let pipeline = self
             .device
