@@ -86,8 +86,8 @@ fn every_tiled_variant_is_correct_on_exact_and_ragged_shapes() {
     let Some(mut b) = backend() else { return };
     let variants = b.variants(KERNEL_TILED);
     assert!(!variants.is_empty());
-    // 128 is a multiple of every tile; 2 × 136 × 72 × 40 of none.
-    let shapes = [matmul(1, 128, 128, 64), matmul(2, 136, 72, 40)];
+    // 128 × 256 × 64 is a multiple of every tile; 2 × 136 × 72 × 40 of none.
+    let shapes = [matmul(1, 128, 256, 64), matmul(2, 136, 72, 40)];
     for precision in precisions(&b) {
         for variant in &variants {
             for w in &shapes {
