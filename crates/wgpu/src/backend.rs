@@ -6,10 +6,11 @@ use crate::adapter::{self, AdapterReport, Selection};
 use crate::attention::{self, FlashVariant};
 use crate::gpu::{device_bytes, Checks, Gpu};
 use crate::matmul::{self, TiledVariant, NAIVE_WG};
+use crate::prepared::{Prepared, Tensors};
 use crate::shader::{self, Element};
-use joulebench_core::reference::CheckInputs;
+use crate::tune::{self, SearchKey, SearchRecord, VariantSearch};
 use joulebench_core::{
-    Backend, BackendError, DeviceInfo, KernelInfo, Op, Precision, PreparedKernel, RunTiming,
+    Backend, BackendError, DeviceInfo, KernelInfo, MatmulShape, Op, Precision, PreparedKernel,
     Support, Workload,
 };
 use std::collections::HashMap;
@@ -25,6 +26,9 @@ pub struct WgpuBackend {
     info: DeviceInfo,
     /// Compiled pipelines by their build (kernel, precision, variant, checked or not).
     pipelines: HashMap<String, wgpu::ComputePipeline>,
+    /// How wgsl-tiled chooses its variant, and what it chose per shape so far.
+    search: VariantSearch,
+    tiled_choices: HashMap<(MatmulShape, Precision), TiledVariant>,
 }
 
 /// Open the adapter `selector` names: an index into [`adapter::list_adapters`], a
@@ -100,12 +104,27 @@ impl WgpuBackend {
         report.timestamp_period_ns = Some(gpu.timestamp_period_ns);
         report.timestamps = gpu.timestamps;
         let info = report.device_info();
+        let search = VariantSearch::from_env(&report);
         Ok(WgpuBackend {
             gpu,
             report,
             info,
             pipelines: HashMap::new(),
+            search,
+            tiled_choices: HashMap::new(),
         })
+    }
+
+    /// How `wgsl-tiled` chooses its variant when none is forced. The default comes
+    /// from [`tune::SEARCH_ENV`]: timed on a GPU, fixed on a CPU emulation.
+    pub fn variant_search(&self) -> &VariantSearch {
+        &self.search
+    }
+
+    /// Change how `wgsl-tiled` chooses its variant; choices made so far are forgotten.
+    pub fn set_variant_search(&mut self, search: VariantSearch) {
+        self.search = search;
+        self.tiled_choices.clear();
     }
 
     /// The adapter this backend runs on, with its capabilities.
@@ -149,31 +168,123 @@ impl WgpuBackend {
         if let Support::Unsupported(why) = self.support(kernel, precision, workload) {
             return Err(BackendError::Unsupported(why));
         }
-        let build = self.build(kernel, precision, workload, variant)?;
-        if !self.pipelines.contains_key(&build.key) {
-            // SAFETY: `build` sets `Checks::Trusted` only for the FIT build, chosen only
-            // when the shape is a whole number of tiles and the grid is exactly the tile
-            // count, so every index the shader forms is inside its buffer; its loops are
-            // bounded by the shape. `Checks::LoopsTrusted` only for kernels whose loops
-            // are bounded by constants and the shape, and that divide only by constants.
-            let pipeline = unsafe { self.gpu.pipeline(&build.key, &build.wgsl, build.checks)? };
-            self.pipelines.insert(build.key.clone(), pipeline);
-        }
-        let pipeline = self
-            .pipelines
-            .get(&build.key)
-            .cloned()
-            .ok_or_else(|| BackendError::Device("pipeline cache lost an entry".into()))?;
+        let searched = match (Kernel::parse(kernel), workload, variant) {
+            (Some(Kernel::Tiled), Workload::Matmul(s), None) => {
+                self.searched_tiled(s, precision)?.map(|v| v.name())
+            }
+            _ => None,
+        };
+        let build = self.build(kernel, precision, workload, variant.or(searched.as_deref()))?;
+        let pipeline = self.pipeline(&build)?;
+        let tensors = Tensors::new(&self.gpu, precision, workload, seed)?;
         Prepared::new(
             &self.gpu,
             pipeline,
-            precision,
-            workload,
-            seed,
+            tensors,
             build.workgroups,
             build.variant,
         )
         .map(|p| Box::new(p) as Box<dyn PreparedKernel + '_>)
+    }
+
+    /// The pipeline of `build`, compiled on first use.
+    fn pipeline(&mut self, build: &Build) -> Result<wgpu::ComputePipeline, BackendError> {
+        if let Some(p) = self.pipelines.get(&build.key) {
+            return Ok(p.clone());
+        }
+        // SAFETY: `build` sets `Checks::Trusted` only for the FIT build, chosen only
+        // when the shape is a whole number of tiles and the grid is exactly the tile
+        // count, so every index the shader forms is inside its buffer; its loops are
+        // bounded by the shape. `Checks::LoopsTrusted` only for kernels whose loops
+        // are bounded by constants and the shape, and that divide only by constants.
+        let pipeline = unsafe { self.gpu.pipeline(&build.key, &build.wgsl, build.checks)? };
+        self.pipelines.insert(build.key.clone(), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// The wgsl-tiled variant the timed search chose for `s` (searching now if this
+    /// shape was never seen), or `None` under [`VariantSearch::Fixed`] or where there
+    /// is nothing to choose from.
+    fn searched_tiled(
+        &mut self,
+        s: &MatmulShape,
+        precision: Precision,
+    ) -> Result<Option<TiledVariant>, BackendError> {
+        let VariantSearch::Timed { cache_dir } = self.search.clone() else {
+            return Ok(None);
+        };
+        if let Some(v) = self.tiled_choices.get(&(*s, precision)) {
+            return Ok(Some(*v));
+        }
+        let max_groups = u64::from(self.report.max_workgroups_per_dimension);
+        let candidates: Vec<TiledVariant> = matmul::TILED_VARIANTS
+            .into_iter()
+            .filter(|v| v.runs_on(&self.report))
+            .filter(|v| v.workgroups(s).iter().all(|&g| g <= max_groups))
+            .collect();
+        if candidates.len() < 2 {
+            return Ok(None);
+        }
+        let key = SearchKey::new(&self.report, s, precision, &tiled_kernel_identity());
+        let stored = cache_dir
+            .as_deref()
+            .and_then(|dir| key.load(dir))
+            .and_then(|r| TiledVariant::parse(&r.chosen))
+            .filter(|v| candidates.contains(v));
+        let chosen = match stored {
+            Some(v) => v,
+            None => {
+                let Some(record) = self.time_tiled(s, precision, &candidates, &key)? else {
+                    return Ok(None);
+                };
+                if let Some(dir) = &cache_dir {
+                    key.store(dir, &record);
+                }
+                match TiledVariant::parse(&record.chosen) {
+                    Some(v) => v,
+                    None => return Ok(None),
+                }
+            }
+        };
+        self.tiled_choices.insert((*s, precision), chosen);
+        Ok(Some(chosen))
+    }
+
+    /// Time every candidate on one set of buffers (see [`tune::time_variant`]); a
+    /// variant that fails to compile or run is left out. `None` if none ran.
+    fn time_tiled(
+        &mut self,
+        s: &MatmulShape,
+        precision: Precision,
+        candidates: &[TiledVariant],
+        key: &SearchKey,
+    ) -> Result<Option<SearchRecord>, BackendError> {
+        let w = Workload::Matmul(*s);
+        let tensors = Tensors::new(&self.gpu, precision, &w, SEARCH_SEED)?;
+        let mut timings: Vec<(String, f64)> = Vec::new();
+        let mut best: Option<f64> = None;
+        for v in candidates {
+            let timed = self
+                .build(KERNEL_TILED, precision, &w, Some(&v.name()))
+                .and_then(|build| {
+                    let pipeline = self.pipeline(&build)?;
+                    let bind_group = tensors.bind(&self.gpu, &pipeline)?;
+                    let run = |n| {
+                        self.gpu
+                            .run(&pipeline, &bind_group, build.workgroups, n)
+                            .map(|t| t.device_s.unwrap_or(t.wall_s))
+                            .map_err(|e| e.to_string())
+                    };
+                    tune::time_variant(run, best).map_err(BackendError::Device)
+                });
+            // A variant this driver cannot build or run is simply not a candidate.
+            if let Ok(per_op) = timed {
+                best = Some(best.map_or(per_op, |b: f64| b.min(per_op)));
+                timings.push((v.name(), per_op));
+            }
+        }
+        timings.sort_by(|a, b| a.1.total_cmp(&b.1));
+        Ok(key.record(timings))
     }
 
     fn build(
@@ -345,6 +456,18 @@ impl WgpuBackend {
     }
 }
 
+/// Inputs of the search's timing runs (random normal, as every measured point's).
+const SEARCH_SEED: u64 = 0x5ea7c4;
+
+/// What makes a stored search result stale: the tiled kernel's source and variants.
+fn tiled_kernel_identity() -> String {
+    let names: Vec<String> = matmul::TILED_VARIANTS
+        .iter()
+        .map(TiledVariant::name)
+        .collect();
+    format!("{}\n{}", shader::MATMUL_TILED, names.join(","))
+}
+
 /// Workgroup counts as u32; `support` has already checked them against the limit.
 fn grid(groups: [u64; 3]) -> [u32; 3] {
     groups.map(|g| u32::try_from(g).unwrap_or(u32::MAX))
@@ -455,130 +578,5 @@ impl Backend for WgpuBackend {
         seed: u64,
     ) -> Result<Box<dyn PreparedKernel + '_>, BackendError> {
         self.prepare_variant(kernel, precision, workload, seed, None)
-    }
-}
-
-/// One point ready to run: its pipeline, buffers (inputs filled from the seed) and
-/// bind group.
-struct Prepared<'a> {
-    gpu: &'a Gpu,
-    pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
-    precision: Precision,
-    /// Input tensors in binding order (A, B or Q, K, V) with their element counts.
-    inputs: Vec<(wgpu::Buffer, usize)>,
-    output: wgpu::Buffer,
-    output_len: usize,
-    workgroups: [u32; 3],
-    variant: String,
-}
-
-impl<'a> Prepared<'a> {
-    fn new(
-        gpu: &'a Gpu,
-        pipeline: wgpu::ComputePipeline,
-        precision: Precision,
-        workload: &Workload,
-        seed: u64,
-        workgroups: [u32; 3],
-        variant: String,
-    ) -> Result<Self, BackendError> {
-        let (params, tensors, names): (Vec<u8>, Vec<Vec<f32>>, &[&str]) =
-            match (workload, CheckInputs::generate(workload, precision, seed)) {
-                (Workload::Matmul(s), CheckInputs::Matmul { a, b }) => {
-                    let words = [s.batch, s.m, s.n, s.k].map(|x| x as u32);
-                    (
-                        words.iter().flat_map(|w| w.to_le_bytes()).collect(),
-                        vec![a, b],
-                        &["A", "B"],
-                    )
-                }
-                (Workload::Attention(s), CheckInputs::Attention { q, k, v }) => {
-                    (attention::params_bytes(s), vec![q, k, v], &["Q", "K", "V"])
-                }
-                _ => return Err(BackendError::Device("inputs do not match the op".into())),
-            };
-        let uniform = gpu.uniform("params", &params)?;
-        let mut inputs = Vec::with_capacity(tensors.len());
-        for (values, name) in tensors.iter().zip(names) {
-            let buffer = gpu.storage(name, device_bytes(values.len() as u64, precision))?;
-            gpu.upload(&buffer, values, precision);
-            inputs.push((buffer, values.len()));
-        }
-        let output_len = workload.output_len();
-        let output = gpu.storage("output", device_bytes(output_len as u64, precision))?;
-        let layout = pipeline.get_bind_group_layout(0);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
-        for (i, (buffer, _)) in inputs.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: buffer.as_entire_binding(),
-            });
-        }
-        entries.push(wgpu::BindGroupEntry {
-            binding: inputs.len() as u32 + 1,
-            resource: output.as_entire_binding(),
-        });
-        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("kernel bindings"),
-            layout: &layout,
-            entries: &entries,
-        });
-        gpu.check("binding buffers")?;
-        Ok(Prepared {
-            gpu,
-            pipeline,
-            bind_group,
-            precision,
-            inputs,
-            output,
-            output_len,
-            workgroups,
-            variant,
-        })
-    }
-}
-
-impl PreparedKernel for Prepared<'_> {
-    fn run_for_check(&mut self, inputs: &CheckInputs) -> Result<Vec<f32>, BackendError> {
-        let tensors: Vec<&[f32]> = match inputs {
-            CheckInputs::Matmul { a, b } => vec![a, b],
-            CheckInputs::Attention { q, k, v } => vec![q, k, v],
-        };
-        if tensors.len() != self.inputs.len()
-            || tensors
-                .iter()
-                .zip(&self.inputs)
-                .any(|(t, (_, len))| t.len() != *len)
-        {
-            return Err(BackendError::Device(
-                "check inputs do not match the prepared shape".into(),
-            ));
-        }
-        for (values, (buffer, _)) in tensors.iter().zip(&self.inputs) {
-            self.gpu.upload(buffer, values, self.precision);
-        }
-        self.gpu
-            .poison(&self.output, self.output_len, self.precision);
-        self.gpu
-            .run(&self.pipeline, &self.bind_group, self.workgroups, 1)?;
-        self.gpu
-            .download(&self.output, self.output_len, self.precision)
-    }
-
-    fn run(&mut self, iterations: u64) -> Result<RunTiming, BackendError> {
-        self.gpu.run(
-            &self.pipeline,
-            &self.bind_group,
-            self.workgroups,
-            iterations,
-        )
-    }
-
-    fn variant(&self) -> Option<String> {
-        Some(self.variant.clone())
     }
 }

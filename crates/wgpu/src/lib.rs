@@ -13,7 +13,10 @@ mod attention;
 mod backend;
 mod gpu;
 mod matmul;
+mod prepared;
 mod shader;
+mod tune;
 
 pub use adapter::{backends_from_env, list_adapters, AdapterReport};
 pub use backend::{open, WgpuBackend, KERNEL_FLASH, KERNEL_NAIVE, KERNEL_TILED};
+pub use tune::{cache_dir, VariantSearch, SEARCH_ENV};

@@ -1,15 +1,22 @@
 //! The wgpu backend beyond the shared suite: adapter identity, every forced tile
-//! variant on exact and ragged shapes, timing, and the reasons given for points it
-//! cannot run. Skips without an adapter, except under CI=true.
+//! variant on exact and ragged shapes, the timed variant search and its cache, timing,
+//! and the reasons given for points it cannot run. Skips without an adapter, except
+//! under CI=true.
 
 use joulebench_core::suite::required;
 use joulebench_core::verify::verify;
 use joulebench_core::{AttentionShape, Backend, MatmulShape, Precision, Support, Workload};
-use joulebench_wgpu::{WgpuBackend, KERNEL_FLASH, KERNEL_NAIVE, KERNEL_TILED};
+use joulebench_wgpu::{VariantSearch, WgpuBackend, KERNEL_FLASH, KERNEL_NAIVE, KERNEL_TILED};
+use std::path::PathBuf;
 
+/// The default adapter with the fixed variant rule, so that tests do not depend on
+/// timings (the search has its own test).
 fn backend() -> Option<WgpuBackend> {
     match joulebench_wgpu::open(None) {
-        Ok(b) => Some(b),
+        Ok(mut b) => {
+            b.set_variant_search(VariantSearch::Fixed);
+            Some(b)
+        }
         Err(e) if required(true) => panic!("wgpu adapter required under CI=true: {e}"),
         Err(e) => {
             eprintln!("skipped: {e}");
@@ -212,4 +219,62 @@ fn f16_follows_the_adapter() {
         .iter()
         .all(|k| k.precisions.contains(&Precision::F16));
     assert_eq!(offers_f16, b.adapter().f16);
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::env::temp_dir().join(format!(
+        "joulebench-wgpu-{name}-{}-{nanos}",
+        std::process::id()
+    ))
+}
+
+#[test]
+fn the_timed_search_keeps_its_choice_on_disk_and_a_forced_variant_wins() {
+    let Some(mut b) = backend() else { return };
+    let dir = temp_dir("search");
+    let timed = VariantSearch::Timed {
+        cache_dir: Some(dir.clone()),
+    };
+    b.set_variant_search(timed.clone());
+    let w = matmul(1, 128, 256, 64);
+    let chosen = b
+        .prepare(KERNEL_TILED, Precision::F32, &w, 1)
+        .unwrap()
+        .variant()
+        .unwrap_or_default();
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    let name = record["chosen"].as_str().unwrap().to_owned();
+    assert!(chosen.starts_with(&name), "{chosen} vs {name}");
+    // Every variant that runs here was timed, the chosen one fastest.
+    let timed_variants = record["seconds_per_op"].as_array().unwrap().clone();
+    assert_eq!(timed_variants.len(), b.variants(KERNEL_TILED).len());
+    assert_eq!(timed_variants[0][0].as_str(), Some(name.as_str()));
+
+    // A second backend reads the choice instead of searching: seeded with the
+    // variant that is last in every order, it takes that one.
+    let last = b.variants(KERNEL_TILED).pop().unwrap();
+    record["chosen"] = serde_json::Value::String(last.clone());
+    std::fs::write(&files[0], record.to_string()).unwrap();
+    let Some(mut again) = backend() else { return };
+    again.set_variant_search(timed);
+    let mut k = again.prepare(KERNEL_TILED, Precision::F32, &w, 1).unwrap();
+    assert!(k.variant().unwrap_or_default().starts_with(&last));
+    assert!(verify(k.as_mut(), &w, Precision::F32, 3).unwrap().passed);
+    drop(k);
+    // A forced variant overrides the choice.
+    let first = again.variants(KERNEL_TILED)[0].clone();
+    let k = again
+        .prepare_variant(KERNEL_TILED, Precision::F32, &w, 1, Some(&first))
+        .unwrap();
+    assert!(k.variant().unwrap_or_default().starts_with(&first));
+    let _ = std::fs::remove_dir_all(&dir);
 }
