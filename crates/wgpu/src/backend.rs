@@ -4,6 +4,7 @@
 
 use crate::adapter::{self, AdapterReport, Selection};
 use crate::attention::{self, FlashVariant};
+use crate::coop::{self, CoopVariant};
 use crate::gpu::{device_bytes, Checks, Gpu};
 use crate::matmul::{self, TiledVariant, NAIVE_WG};
 use crate::prepared::{Prepared, Tensors};
@@ -18,10 +19,14 @@ use std::collections::HashMap;
 pub const KERNEL_NAIVE: &str = "wgsl-naive";
 pub const KERNEL_TILED: &str = "wgsl-tiled";
 pub const KERNEL_FLASH: &str = "wgsl-flash";
+pub const KERNEL_COOP: &str = "wgsl-coop";
 
 /// One wgpu device and the pipelines compiled on it so far.
 pub struct WgpuBackend {
+    adapter: wgpu::Adapter,
     gpu: Gpu,
+    /// A second device, with cooperative matrices, opened for wgsl-coop on first use.
+    coop_gpu: Option<Gpu>,
     report: AdapterReport,
     info: DeviceInfo,
     /// Compiled pipelines by their build (kernel, precision, variant, checked or not).
@@ -68,6 +73,7 @@ enum Kernel {
     Naive,
     Tiled,
     Flash,
+    Coop,
 }
 
 impl Kernel {
@@ -76,13 +82,14 @@ impl Kernel {
             KERNEL_NAIVE => Some(Kernel::Naive),
             KERNEL_TILED => Some(Kernel::Tiled),
             KERNEL_FLASH => Some(Kernel::Flash),
+            KERNEL_COOP => Some(Kernel::Coop),
             _ => None,
         }
     }
 
     fn op(self) -> Op {
         match self {
-            Kernel::Naive | Kernel::Tiled => Op::Matmul,
+            Kernel::Naive | Kernel::Tiled | Kernel::Coop => Op::Matmul,
             Kernel::Flash => Op::Attention,
         }
     }
@@ -96,17 +103,21 @@ struct Build {
     checks: Checks,
     workgroups: [u32; 3],
     variant: String,
+    /// Built for (and run on) the device with cooperative matrices.
+    matrix_units: bool,
 }
 
 impl WgpuBackend {
     fn new(adapter: &wgpu::Adapter, mut report: AdapterReport) -> Result<Self, BackendError> {
-        let gpu = Gpu::open(adapter)?;
+        let gpu = Gpu::open(adapter, false)?;
         report.timestamp_period_ns = Some(gpu.timestamp_period_ns);
         report.timestamps = gpu.timestamps;
         let info = report.device_info();
         let search = VariantSearch::from_env(&report);
         Ok(WgpuBackend {
+            adapter: adapter.clone(),
             gpu,
+            coop_gpu: None,
             report,
             info,
             pipelines: HashMap::new(),
@@ -151,6 +162,14 @@ impl WgpuBackend {
                 .filter(|v| v.runs_on(&self.report))
                 .map(|v| v.name())
                 .collect(),
+            Some(Kernel::Coop) => match coop::fragment_for(&self.report) {
+                Ok(fragment) => coop::variants(fragment, self.report.subgroup_max_size)
+                    .iter()
+                    .filter(|v| v.runs_on(&self.report))
+                    .map(CoopVariant::name)
+                    .collect(),
+                Err(_) => Vec::new(),
+            },
             Some(Kernel::Naive) | None => Vec::new(),
         }
     }
@@ -176,15 +195,21 @@ impl WgpuBackend {
         };
         let build = self.build(kernel, precision, workload, variant.or(searched.as_deref()))?;
         let pipeline = self.pipeline(&build)?;
-        let tensors = Tensors::new(&self.gpu, precision, workload, seed)?;
-        Prepared::new(
-            &self.gpu,
-            pipeline,
-            tensors,
-            build.workgroups,
-            build.variant,
-        )
-        .map(|p| Box::new(p) as Box<dyn PreparedKernel + '_>)
+        let gpu = self.gpu_for(build.matrix_units)?;
+        let tensors = Tensors::new(gpu, precision, workload, seed)?;
+        Prepared::new(gpu, pipeline, tensors, build.workgroups, build.variant)
+            .map(|p| Box::new(p) as Box<dyn PreparedKernel + '_>)
+    }
+
+    /// The device a build runs on: the one with cooperative matrices for wgsl-coop
+    /// (opened once, on first use), the plain one for every other kernel.
+    fn gpu_for(&self, matrix_units: bool) -> Result<&Gpu, BackendError> {
+        if !matrix_units {
+            return Ok(&self.gpu);
+        }
+        self.coop_gpu
+            .as_ref()
+            .ok_or_else(|| BackendError::Device("the cooperative-matrix device is not open".into()))
     }
 
     /// The pipeline of `build`, compiled on first use.
@@ -192,12 +217,16 @@ impl WgpuBackend {
         if let Some(p) = self.pipelines.get(&build.key) {
             return Ok(p.clone());
         }
+        if build.matrix_units && self.coop_gpu.is_none() {
+            self.coop_gpu = Some(Gpu::open(&self.adapter, true)?);
+        }
         // SAFETY: `build` sets `Checks::Trusted` only for the FIT build, chosen only
         // when the shape is a whole number of tiles and the grid is exactly the tile
         // count, so every index the shader forms is inside its buffer; its loops are
         // bounded by the shape. `Checks::LoopsTrusted` only for kernels whose loops
         // are bounded by constants and the shape, and that divide only by constants.
-        let pipeline = unsafe { self.gpu.pipeline(&build.key, &build.wgsl, build.checks)? };
+        let gpu = self.gpu_for(build.matrix_units)?;
+        let pipeline = unsafe { gpu.pipeline(&build.key, &build.wgsl, build.checks)? };
         self.pipelines.insert(build.key.clone(), pipeline.clone());
         Ok(pipeline)
     }
@@ -323,6 +352,7 @@ impl WgpuBackend {
                         s.batch,
                     ]),
                     variant: format!("wg{NAIVE_WG}x{NAIVE_WG}-thread1x1"),
+                    matrix_units: false,
                 })
             }
             (Some(Kernel::Tiled), Workload::Matmul(s)) => {
@@ -359,6 +389,7 @@ impl WgpuBackend {
                     },
                     workgroups: grid(v.workgroups(s)),
                     variant: format!("{}-{mode}", v.name()),
+                    matrix_units: false,
                 })
             }
             (Some(Kernel::Flash), Workload::Attention(s)) => {
@@ -379,6 +410,45 @@ impl WgpuBackend {
                     checks: v.checks(),
                     workgroups: grid(v.workgroups(s)),
                     variant: v.name(),
+                    matrix_units: false,
+                })
+            }
+            (Some(Kernel::Coop), Workload::Matmul(s)) => {
+                let v = match forced {
+                    Some(name) => coop::fragment_for(&self.report)
+                        .ok()
+                        .and_then(|f| {
+                            coop::variants(f, self.report.subgroup_max_size)
+                                .into_iter()
+                                .find(|v| v.name() == name)
+                        })
+                        .filter(|v| v.runs_on(&self.report))
+                        .ok_or_else(|| unknown_variant(name))?,
+                    None => coop::choose(&self.report).map_err(BackendError::Unsupported)?,
+                };
+                let fit = v.fits(s);
+                let wgsl = shader::specialise_with(
+                    shader::MATMUL_COOP,
+                    Element::F16,
+                    &["wgpu_cooperative_matrix"],
+                    &v.aliases(),
+                    &v.consts(),
+                    &v.flags(s),
+                )
+                .map_err(wgsl_err)?;
+                let mode = if fit { "vec4-unchecked" } else { "checked" };
+                Ok(Build {
+                    key: format!("{kernel}-{}-{mode}", v.name()),
+                    wgsl,
+                    // As wgsl-tiled: unchecked only when the shape fills whole blocks.
+                    checks: if fit {
+                        Checks::Trusted
+                    } else {
+                        Checks::LoopsTrusted
+                    },
+                    workgroups: grid(v.workgroups(s)),
+                    variant: format!("{}-{mode}", v.name()),
+                    matrix_units: true,
                 })
             }
             _ => Err(BackendError::Unsupported(format!(
@@ -444,6 +514,7 @@ impl WgpuBackend {
             (Kernel::Flash, Workload::Attention(s)) => {
                 attention::choose(&self.report, s.head_dim as u32)?.workgroups(s)
             }
+            (Kernel::Coop, Workload::Matmul(s)) => coop::choose(&self.report).ok()?.workgroups(s),
             _ => return None,
         };
         let max = u64::from(limits.max_workgroups_per_dimension);
@@ -510,6 +581,17 @@ impl Backend for WgpuBackend {
                 Op::Attention,
                 "WGSL fused attention forward, online softmax, head_dim 64 and 128",
             ),
+            KernelInfo {
+                // Listed on every adapter so that a sweep records where it cannot run,
+                // and why (`support`).
+                precisions: vec![Precision::F16],
+                ..kernel(
+                    KERNEL_COOP,
+                    Op::Matmul,
+                    "WGSL matmul on the matrix units (cooperative matrices), f16 in, f32 \
+                     accumulation; where the adapter offers them",
+                )
+            },
         ]
     }
 
@@ -517,7 +599,7 @@ impl Backend for WgpuBackend {
         let Some(k) = Kernel::parse(kernel) else {
             return Support::Unsupported(format!(
                 "unknown kernel '{kernel}'; the wgpu backend has {KERNEL_NAIVE}, \
-                 {KERNEL_TILED} (matmul) and {KERNEL_FLASH} (attention)"
+                 {KERNEL_TILED}, {KERNEL_COOP} (matmul) and {KERNEL_FLASH} (attention)"
             ));
         };
         if k.op() != workload.op() {
@@ -545,6 +627,17 @@ impl Backend for WgpuBackend {
         }
         if let Err(e) = workload.validate() {
             return Support::Unsupported(e.to_string());
+        }
+        if k == Kernel::Coop {
+            if precision != Precision::F16 {
+                return Support::Unsupported(format!(
+                    "{KERNEL_COOP} multiplies f16 inputs with f32 accumulation, not \
+                     {precision} ({KERNEL_TILED} runs f32)"
+                ));
+            }
+            if let Err(why) = coop::choose(&self.report) {
+                return Support::Unsupported(why);
+            }
         }
         if let Workload::Attention(s) = workload {
             if !attention::HEAD_DIMS.contains(&s.head_dim) {

@@ -43,11 +43,18 @@ fn lock(errors: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
 }
 
 impl Gpu {
-    pub fn open(adapter: &wgpu::Adapter) -> Result<Gpu, BackendError> {
-        let wanted = wgpu::Features::SHADER_F16
+    /// Open a device on `adapter`. With `matrix_units`, the device also gets
+    /// subgroups and wgpu's experimental cooperative matrices (for wgsl-coop only:
+    /// experimental features stay off the device the other kernels run on, so that
+    /// their builds do not change with them).
+    pub fn open(adapter: &wgpu::Adapter, matrix_units: bool) -> Result<Gpu, BackendError> {
+        let mut wanted = wgpu::Features::SHADER_F16
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        if matrix_units {
+            wanted |= wgpu::Features::SUBGROUP | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
         let features = adapter.features() & wanted;
         let desc = wgpu::DeviceDescriptor {
             label: Some("joulebench"),
@@ -55,6 +62,15 @@ impl Gpu {
             // The adapter's own limits, not WebGPU's defaults: bigger buffers and more
             // workgroup memory decide which shapes and tile variants fit.
             required_limits: adapter.limits(),
+            experimental_features: if matrix_units {
+                // SAFETY: wgpu asks users of experimental features to accept that
+                // their implementation may have bugs; wgsl-coop is the only kernel
+                // built on this device, and every point is checked against the
+                // reference before it is measured.
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            },
             ..Default::default()
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {

@@ -6,7 +6,9 @@
 use joulebench_core::suite::required;
 use joulebench_core::verify::verify;
 use joulebench_core::{AttentionShape, Backend, MatmulShape, Precision, Support, Workload};
-use joulebench_wgpu::{VariantSearch, WgpuBackend, KERNEL_FLASH, KERNEL_NAIVE, KERNEL_TILED};
+use joulebench_wgpu::{
+    VariantSearch, WgpuBackend, KERNEL_COOP, KERNEL_FLASH, KERNEL_NAIVE, KERNEL_TILED,
+};
 use std::path::PathBuf;
 
 /// The default adapter with the fixed variant rule, so that tests do not depend on
@@ -277,4 +279,37 @@ fn the_timed_search_keeps_its_choice_on_disk_and_a_forced_variant_wins() {
         .unwrap();
     assert!(k.variant().unwrap_or_default().starts_with(&first));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn wgsl_coop_runs_where_there_are_matrix_units_and_says_why_not_elsewhere() {
+    let Some(mut b) = backend() else { return };
+    let w = matmul(1, 128, 128, 64);
+    match b.support(KERNEL_COOP, Precision::F16, &w) {
+        Support::Unsupported(why) => {
+            assert!(b.variants(KERNEL_COOP).is_empty());
+            if b.adapter().cooperative_matrix_shapes.is_empty() {
+                assert_eq!(why, "adapter offers no cooperative-matrix shapes");
+            }
+            assert!(b.prepare(KERNEL_COOP, Precision::F16, &w, 1).is_err());
+            eprintln!("skipped: {KERNEL_COOP}: {why}");
+        }
+        Support::Supported => {
+            // 128 × 256 × 64 fills every block; 2 × 136 × 72 × 40 none.
+            let shapes = [matmul(1, 128, 256, 64), matmul(2, 136, 72, 40)];
+            for variant in b.variants(KERNEL_COOP) {
+                for w in &shapes {
+                    let mut k = b
+                        .prepare_variant(KERNEL_COOP, Precision::F16, w, 1, Some(&variant))
+                        .unwrap_or_else(|e| panic!("{variant} {w}: {e}"));
+                    let v = verify(k.as_mut(), w, Precision::F16, 5).unwrap();
+                    assert!(v.passed, "{variant} {w}: {v:?}");
+                }
+            }
+        }
+    }
+    match b.support(KERNEL_COOP, Precision::F32, &w) {
+        Support::Unsupported(why) => assert!(why.contains("f16"), "{why}"),
+        Support::Supported => panic!("{KERNEL_COOP} claims f32"),
+    }
 }
