@@ -222,10 +222,10 @@ fn main() {
         let flop = p.workload.flop().ok()? as f64;
         (seconds > 0.0).then(|| flop * iters as f64 / seconds)
     };
-    let pairs = if test_mode { 1 } else { PAIRS };
+    let (pairs, pair_seconds) = if test_mode { (1, 0.01) } else { (PAIRS, 0.3) };
     eprintln!(
         "\nwgsl-flash TFLOP/s as a fraction of wgsl-tiled TFLOP/s ({clock}, on {adapter}); \
-         paired: median of {pairs} alternating pairs of about {PAIR_SECONDS} s per kernel"
+         paired: median of {pairs} alternating pairs of about {pair_seconds} s per kernel"
     );
     for &precision in &precisions {
         let Some(tiled) = kept
@@ -249,7 +249,7 @@ fn main() {
             .filter(|p| p.kernel == KERNEL_FLASH && p.precision == precision)
         {
             let Some(flash_rate) = rate(p) else { continue };
-            let paired = match paired_ratio(&mut backend, tiled, p, &totals, pairs) {
+            let paired = match paired_ratio(&mut backend, tiled, p, &totals, pairs, pair_seconds) {
                 Ok((median, low, high)) => {
                     format!("paired {median:.3} ({low:.3}–{high:.3})")
                 }
@@ -268,16 +268,16 @@ fn main() {
 }
 
 const PAIRS: usize = 5;
-const PAIR_SECONDS: f64 = 0.3;
 
 /// Median, lowest and highest of `pairs` ratios (attention FLOP/s over matmul FLOP/s),
-/// each from back-to-back runs of about `PAIR_SECONDS` of the two kernels.
+/// each from back-to-back runs of about `pair_seconds` of the two kernels.
 fn paired_ratio(
     backend: &mut WgpuBackend,
     tiled: &Point,
     flash: &Point,
     totals: &BTreeMap<String, (f64, u64)>,
     pairs: usize,
+    pair_seconds: f64,
 ) -> Result<(f64, f64, f64), String> {
     let mut rate_of = |p: &Point| -> Result<f64, String> {
         let mut k = backend
@@ -285,7 +285,7 @@ fn paired_ratio(
             .map_err(|e| e.to_string())?;
         let iterations = totals
             .get(&p.key())
-            .map(|&(s, i)| (PAIR_SECONDS / (s / i.max(1) as f64)).ceil().max(1.0) as u64)
+            .map(|&(s, i)| (pair_seconds / (s / i.max(1) as f64)).ceil().max(1.0) as u64)
             .unwrap_or(1);
         let t = k.run(iterations).map_err(|e| e.to_string())?;
         let seconds = t.device_s.unwrap_or(t.wall_s);

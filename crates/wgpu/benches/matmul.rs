@@ -7,11 +7,13 @@
 //!
 //! JOULEBENCH_BENCH_SIZES=256,512 picks the square sizes; JOULEBENCH_BENCH_VARIANTS=1
 //! also times every tiled variant the adapter can run (for tuning the choice).
-//! Criterion's "elem/s" throughput is FLOP/s here.
+//! Criterion's "elem/s" throughput is FLOP/s here. In criterion's test mode
+//! (`cargo test --benches`) only a 64³ matmul runs, and the paired runs are short.
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use joulebench_core::verify::verify;
 use joulebench_core::{Backend, MatmulShape, Precision, Workload};
+use joulebench_criterion::criterion_test_mode;
 use joulebench_wgpu::{KERNEL_NAIVE, KERNEL_TILED};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -21,6 +23,9 @@ use std::time::Duration;
 type Totals = BTreeMap<(String, u64, &'static str), (f64, u64)>;
 
 fn sizes() -> Vec<u64> {
+    if criterion_test_mode() {
+        return vec![64];
+    }
     std::env::var("JOULEBENCH_BENCH_SIZES")
         .ok()
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
@@ -172,8 +177,19 @@ fn main() {
 
 const PAIRS: usize = 5;
 
+/// Seconds each kernel runs per pair: long enough to average over the clock, short
+/// in test mode.
+fn pair_seconds() -> f64 {
+    if criterion_test_mode() {
+        0.01
+    } else {
+        0.3
+    }
+}
+
 /// Median, lowest and highest of `PAIRS` ratios naive time / tiled time, each from
-/// back-to-back runs of about 0.3 s (from criterion's means) of the two kernels.
+/// back-to-back runs of about `pair_seconds()` (from criterion's means) of the two
+/// kernels.
 fn paired_speedup(
     backend: &mut joulebench_wgpu::WgpuBackend,
     precision: Precision,
@@ -186,7 +202,11 @@ fn paired_speedup(
     let iterations = |kernel| {
         totals
             .get(&(precision.to_string(), s.n, kernel))
-            .map(|&(secs, iters)| (0.3 / (secs / iters.max(1) as f64)).ceil().max(1.0) as u64)
+            .map(|&(secs, iters)| {
+                (pair_seconds() / (secs / iters.max(1) as f64))
+                    .ceil()
+                    .max(1.0) as u64
+            })
             .unwrap_or(1)
     };
     let mut time_one = |kernel: &'static str| -> Result<f64, String> {
