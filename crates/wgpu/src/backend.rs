@@ -280,7 +280,9 @@ impl WgpuBackend {
     }
 
     /// Time every candidate on one set of buffers (see [`tune::time_variant`]); a
-    /// variant that fails to compile or run is left out. `None` if none ran.
+    /// variant that fails to compile or run is left out. The first candidate is timed
+    /// again at the end and keeps its faster time: it ran first, while the device may
+    /// still have been raising its clocks. `None` if none ran.
     fn time_tiled(
         &mut self,
         s: &MatmulShape,
@@ -292,24 +294,34 @@ impl WgpuBackend {
         let tensors = Tensors::new(&self.gpu, precision, &w, SEARCH_SEED)?;
         let mut timings: Vec<(String, f64)> = Vec::new();
         let mut best: Option<f64> = None;
-        for v in candidates {
-            let timed = self
+        let time = |backend: &mut Self, v: &TiledVariant, best: Option<f64>| {
+            backend
                 .build(KERNEL_TILED, precision, &w, Some(&v.name()))
                 .and_then(|build| {
-                    let pipeline = self.pipeline(&build)?;
-                    let bind_group = tensors.bind(&self.gpu, &pipeline)?;
+                    let pipeline = backend.pipeline(&build)?;
+                    let bind_group = tensors.bind(&backend.gpu, &pipeline)?;
                     let run = |n| {
-                        self.gpu
+                        backend
+                            .gpu
                             .run(&pipeline, &bind_group, build.workgroups, n)
                             .map(|t| t.device_s.unwrap_or(t.wall_s))
                             .map_err(|e| e.to_string())
                     };
                     tune::time_variant(run, best).map_err(BackendError::Device)
-                });
+                })
+        };
+        for v in candidates {
             // A variant this driver cannot build or run is simply not a candidate.
-            if let Ok(per_op) = timed {
+            if let Ok(per_op) = time(self, v, best) {
                 best = Some(best.map_or(per_op, |b: f64| b.min(per_op)));
                 timings.push((v.name(), per_op));
+            }
+        }
+        if let (Some(first), Some(entry)) = (candidates.first(), timings.first_mut()) {
+            if entry.0 == first.name() {
+                if let Ok(again) = time(self, first, None) {
+                    entry.1 = entry.1.min(again);
+                }
             }
         }
         timings.sort_by(|a, b| a.1.total_cmp(&b.1));
