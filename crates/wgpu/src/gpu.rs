@@ -16,6 +16,10 @@ const MAX_TIMED_PASSES: u64 = 64;
 /// (copies move multiples of 4 bytes) and bound as vec4 arrays.
 const BUFFER_ALIGN_BYTES: u64 = 16;
 
+/// `JOULEBENCH_WGPU_CHECKS=full` builds every kernel with all of wgpu's runtime checks,
+/// to measure what leaving some out gains.
+pub const FULL_CHECKS_ENV: &str = "JOULEBENCH_WGPU_CHECKS";
+
 /// How much a shader module is checked at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Checks {
@@ -135,6 +139,11 @@ impl Gpu {
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(label),
             source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+        };
+        let checks = if std::env::var(FULL_CHECKS_ENV).as_deref() == Ok("full") {
+            Checks::Full
+        } else {
+            checks
         };
         let module = match checks {
             Checks::Full => self.device.create_shader_module(desc),

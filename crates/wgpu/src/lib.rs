@@ -21,4 +21,5 @@ mod tune;
 
 pub use adapter::{backends_from_env, list_adapters, AdapterReport, CooperativeMatrixShape};
 pub use backend::{open, WgpuBackend, KERNEL_COOP, KERNEL_FLASH, KERNEL_NAIVE, KERNEL_TILED};
+pub use gpu::FULL_CHECKS_ENV;
 pub use tune::{cache_dir, VariantSearch, SEARCH_ENV};

@@ -147,9 +147,10 @@ pub(crate) fn choose_tiled(adapter: &AdapterReport, s: &MatmulShape) -> Option<T
     let usable: Vec<TiledVariant> = TILED_VARIANTS
         .into_iter()
         .filter(|v| v.runs_on(adapter))
-        // On lavapipe the single-buffered 8 × 8 build measured fastest: a CPU gains
-        // nothing from hiding memory latency behind a second buffer, and pays for
-        // the copies (crates/wgpu/benches/results/lavapipe-matmul.txt).
+        // A CPU gains nothing from hiding memory latency behind a second buffer: on
+        // lavapipe the double-buffered builds measured no faster (results in
+        // crates/wgpu/benches/results/lavapipe-matmul.txt), so the fixed rule keeps
+        // the single-buffered choice earlier lavapipe records used.
         .filter(|v| !(adapter.cpu_emulation && v.double_buffer))
         .collect();
     // A CPU emulation runs one workgroup per core at a time (on lavapipe the biggest
