@@ -15,13 +15,17 @@
 //! emulation, 4096 on a GPU); attention batch 1, `JOULEBENCH_BENCH_HEADS` heads (4 / 16)
 //! × `JOULEBENCH_BENCH_SEQ` (512 / 2048), head_dim 64 and 128, causal and not.
 //! `JOULEBENCH_BENCH_VARIANTS=1` times every attention variant, not one per family.
+//! `JOULEBENCH_BENCH_CHECKS=1` ends with each default kernel built twice — as the
+//! backend builds it, and with all of wgpu's runtime checks (`JOULEBENCH_WGPU_CHECKS`) —
+//! and timed in turn, to show what the checks the backend leaves out cost.
 //! In criterion's test mode (`cargo test --benches`) every shape is a token one.
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use joulebench_core::verify::verify;
+use joulebench_core::PreparedKernel;
 use joulebench_core::{AttentionShape, MatmulShape, Precision, Workload};
 use joulebench_criterion::criterion_test_mode;
-use joulebench_wgpu::{WgpuBackend, KERNEL_FLASH, KERNEL_TILED};
+use joulebench_wgpu::{WgpuBackend, FULL_CHECKS_ENV, KERNEL_FLASH, KERNEL_TILED};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -265,9 +269,74 @@ fn main() {
             );
         }
     }
+    if std::env::var_os("JOULEBENCH_BENCH_CHECKS").is_some() {
+        drop(backend);
+        checks_rounds(&kept, &totals, pairs);
+    }
 }
 
 const PAIRS: usize = 5;
+
+/// Each default point (the matmul and the non-causal attention points) prepared on
+/// one backend as usual and on another with every runtime check, then timed in
+/// turn for `rounds` rounds: median GFLOP/s of each build and of their ratio.
+fn checks_rounds(kept: &[Point], totals: &BTreeMap<String, (f64, u64)>, rounds: usize) {
+    eprintln!(
+        "\nbuilt as usual against built with every runtime check (median of {rounds} rounds):"
+    );
+    // Two devices, so that each compiles its own pipelines; the checks are chosen
+    // when a pipeline is created, from FULL_CHECKS_ENV (nothing else runs meanwhile).
+    let (Ok(mut usual), Ok(mut checked)) =
+        (joulebench_wgpu::open(None), joulebench_wgpu::open(None))
+    else {
+        return;
+    };
+    for p in kept.iter().filter(|p| p.forced.is_none()) {
+        if matches!(p.workload, Workload::Attention(s) if s.causal) {
+            continue;
+        }
+        let Some(&(secs, iters)) = totals.get(&p.key()) else {
+            continue;
+        };
+        let iterations = (0.3 / (secs / iters.max(1) as f64)).ceil().max(1.0) as u64;
+        std::env::remove_var(FULL_CHECKS_ENV);
+        let a = usual.prepare_variant(p.kernel, p.precision, &p.workload, 42, None);
+        std::env::set_var(FULL_CHECKS_ENV, "full");
+        let b = checked.prepare_variant(p.kernel, p.precision, &p.workload, 42, None);
+        std::env::remove_var(FULL_CHECKS_ENV);
+        let (Ok(mut a), Ok(mut b)) = (a, b) else {
+            continue;
+        };
+        let flop = p.workload.flop().unwrap_or(0) as f64;
+        let rate = |k: &mut Box<dyn PreparedKernel + '_>| -> Option<f64> {
+            k.run(1).ok()?;
+            let t = k.run(iterations).ok()?;
+            Some(flop * iterations as f64 / t.device_s.unwrap_or(t.wall_s) / 1e9)
+        };
+        let (mut usual_rates, mut checked_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            if let (Some(x), Some(y)) = (rate(&mut a), rate(&mut b)) {
+                usual_rates.push(x);
+                checked_rates.push(y);
+                ratios.push(x / y);
+            }
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        eprintln!(
+            "  {} {} {} {}: {:.2} GFLOP/s as built, {:.2} with every check: {:.2}x",
+            p.precision,
+            p.kernel,
+            p.workload,
+            p.variant,
+            median(usual_rates),
+            median(checked_rates),
+            median(ratios)
+        );
+    }
+}
 
 /// Median, lowest and highest of `pairs` ratios (attention FLOP/s over matmul FLOP/s),
 /// each from back-to-back runs of about `pair_seconds` of the two kernels.
