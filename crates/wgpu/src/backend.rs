@@ -9,12 +9,14 @@ use crate::gpu::{device_bytes, Checks, Gpu};
 use crate::matmul::{self, TiledVariant, NAIVE_WG};
 use crate::prepared::{Prepared, Tensors};
 use crate::shader::{self, Element};
-use crate::tune::{self, SearchKey, SearchRecord, VariantSearch};
+use crate::tune::VariantSearch;
 use joulebench_core::{
     Backend, BackendError, DeviceInfo, KernelInfo, MatmulShape, Op, Precision, PreparedKernel,
     Support, Workload,
 };
 use std::collections::HashMap;
+
+mod search;
 
 pub const KERNEL_NAIVE: &str = "wgsl-naive";
 pub const KERNEL_TILED: &str = "wgsl-tiled";
@@ -127,7 +129,7 @@ impl WgpuBackend {
     }
 
     /// How `wgsl-tiled` chooses its variant when none is forced. The default comes
-    /// from [`tune::SEARCH_ENV`]: timed on a GPU, fixed on a CPU emulation.
+    /// from [`crate::tune::SEARCH_ENV`]: timed on a GPU, fixed on a CPU emulation.
     pub fn variant_search(&self) -> &VariantSearch {
         &self.search
     }
@@ -229,103 +231,6 @@ impl WgpuBackend {
         let pipeline = unsafe { gpu.pipeline(&build.key, &build.wgsl, build.checks)? };
         self.pipelines.insert(build.key.clone(), pipeline.clone());
         Ok(pipeline)
-    }
-
-    /// The wgsl-tiled variant the timed search chose for `s` (searching now if this
-    /// shape was never seen), or `None` under [`VariantSearch::Fixed`] or where there
-    /// is nothing to choose from.
-    fn searched_tiled(
-        &mut self,
-        s: &MatmulShape,
-        precision: Precision,
-    ) -> Result<Option<TiledVariant>, BackendError> {
-        let VariantSearch::Timed { cache_dir } = self.search.clone() else {
-            return Ok(None);
-        };
-        if let Some(v) = self.tiled_choices.get(&(*s, precision)) {
-            return Ok(Some(*v));
-        }
-        let max_groups = u64::from(self.report.max_workgroups_per_dimension);
-        let candidates: Vec<TiledVariant> = matmul::TILED_VARIANTS
-            .into_iter()
-            .filter(|v| v.runs_on(&self.report))
-            .filter(|v| v.workgroups(s).iter().all(|&g| g <= max_groups))
-            .collect();
-        if candidates.len() < 2 {
-            return Ok(None);
-        }
-        let key = SearchKey::new(&self.report, s, precision, &tiled_kernel_identity());
-        let stored = cache_dir
-            .as_deref()
-            .and_then(|dir| key.load(dir))
-            .and_then(|r| TiledVariant::parse(&r.chosen))
-            .filter(|v| candidates.contains(v));
-        let chosen = match stored {
-            Some(v) => v,
-            None => {
-                let Some(record) = self.time_tiled(s, precision, &candidates, &key)? else {
-                    return Ok(None);
-                };
-                if let Some(dir) = &cache_dir {
-                    key.store(dir, &record);
-                }
-                match TiledVariant::parse(&record.chosen) {
-                    Some(v) => v,
-                    None => return Ok(None),
-                }
-            }
-        };
-        self.tiled_choices.insert((*s, precision), chosen);
-        Ok(Some(chosen))
-    }
-
-    /// Time every candidate on one set of buffers (see [`tune::time_variant`]); a
-    /// variant that fails to compile or run is left out. The first candidate is timed
-    /// again at the end and keeps its faster time: it ran first, while the device may
-    /// still have been raising its clocks. `None` if none ran.
-    fn time_tiled(
-        &mut self,
-        s: &MatmulShape,
-        precision: Precision,
-        candidates: &[TiledVariant],
-        key: &SearchKey,
-    ) -> Result<Option<SearchRecord>, BackendError> {
-        let w = Workload::Matmul(*s);
-        let tensors = Tensors::new(&self.gpu, precision, &w, SEARCH_SEED)?;
-        let mut timings: Vec<(String, f64)> = Vec::new();
-        let mut best: Option<f64> = None;
-        let time = |backend: &mut Self, v: &TiledVariant, best: Option<f64>| {
-            backend
-                .build(KERNEL_TILED, precision, &w, Some(&v.name()))
-                .and_then(|build| {
-                    let pipeline = backend.pipeline(&build)?;
-                    let bind_group = tensors.bind(&backend.gpu, &pipeline)?;
-                    let run = |n| {
-                        backend
-                            .gpu
-                            .run(&pipeline, &bind_group, build.workgroups, n)
-                            .map(|t| t.device_s.unwrap_or(t.wall_s))
-                            .map_err(|e| e.to_string())
-                    };
-                    tune::time_variant(run, best).map_err(BackendError::Device)
-                })
-        };
-        for v in candidates {
-            // A variant this driver cannot build or run is simply not a candidate.
-            if let Ok(per_op) = time(self, v, best) {
-                best = Some(best.map_or(per_op, |b: f64| b.min(per_op)));
-                timings.push((v.name(), per_op));
-            }
-        }
-        if let (Some(first), Some(entry)) = (candidates.first(), timings.first_mut()) {
-            if entry.0 == first.name() {
-                if let Ok(again) = time(self, first, None) {
-                    entry.1 = entry.1.min(again);
-                }
-            }
-        }
-        timings.sort_by(|a, b| a.1.total_cmp(&b.1));
-        Ok(key.record(timings))
     }
 
     fn build(
@@ -537,18 +442,6 @@ impl WgpuBackend {
         }
         None
     }
-}
-
-/// Inputs of the search's timing runs (random normal, as every measured point's).
-const SEARCH_SEED: u64 = 0x5ea7c4;
-
-/// What makes a stored search result stale: the tiled kernel's source and variants.
-fn tiled_kernel_identity() -> String {
-    let names: Vec<String> = matmul::TILED_VARIANTS
-        .iter()
-        .map(TiledVariant::name)
-        .collect();
-    format!("{}\n{}", shader::MATMUL_TILED, names.join(","))
 }
 
 /// Workgroup counts as u32; `support` has already checked them against the limit.
