@@ -11,8 +11,12 @@
 // - otherwise: scalar storage, every load and store tested against m, n, k (zeros
 //   outside), so any shape is correct.
 //
+// With DOUBLE_BUFFER, two buffers of each tile alternate (see the k loop); without,
+// one.
+//
 // The host prepends: `enable f16;` for f16, `alias elem = f32|f16;` (storage type;
-// arithmetic is f32), and the constants TILE_K, TM, TN4, WG_X, WG_Y.
+// arithmetic is f32), and the constants TILE_K, TM, TN4, WG_X, WG_Y and BUFFERS (1,
+// or 2 with DOUBLE_BUFFER).
 // Layout (row-major): A [batch][m][k], B [batch][k][n], C [batch][m][n].
 
 struct Params {
@@ -30,6 +34,8 @@ const TILE_N4: u32 = TILE_N / 4u;
 // vec4 loads each invocation makes per tile; the variants make these whole numbers.
 const A_LOADS: u32 = TILE_M * TILE_K4 / THREADS;
 const B_LOADS: u32 = TILE_K * TILE_N4 / THREADS;
+const A_TILE4: u32 = TILE_M * TILE_K4;
+const B_TILE4: u32 = TILE_K * TILE_N4;
 
 @group(0) @binding(0) var<uniform> params: Params;
 
@@ -91,10 +97,10 @@ fn store_c(base: u32, row: u32, col: u32, value: vec4<f32>) {
 }
 #endif
 
-// A tile row-major with k in vec4s: a_tile[r * TILE_K4 + k4].
-var<workgroup> a_tile: array<vec4<f32>, TILE_M * TILE_K4>;
-// B tile row-major with n in vec4s: b_tile[k * TILE_N4 + n4].
-var<workgroup> b_tile: array<vec4<f32>, TILE_K * TILE_N4>;
+// A tile row-major with k in vec4s: a_tile[buffer * A_TILE4 + r * TILE_K4 + k4].
+var<workgroup> a_tile: array<vec4<f32>, BUFFERS * A_TILE4>;
+// B tile row-major with n in vec4s: b_tile[buffer * B_TILE4 + k * TILE_N4 + n4].
+var<workgroup> b_tile: array<vec4<f32>, BUFFERS * B_TILE4>;
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn main(
@@ -116,7 +122,40 @@ fn main(
     var b_reg: array<vec4<f32>, 4u * TN4>;
 
     let k_tiles = (params.k + TILE_K - 1u) / TILE_K;
+#if DOUBLE_BUFFER
+    // Double buffering: the next k-tile is read from global memory into registers
+    // before the current one is multiplied, and stored into the other buffer after,
+    // so its latency overlaps the arithmetic and one barrier per tile suffices (the
+    // buffer written in step t was last read in step t - 1, before its barrier).
+    var a_next: array<vec4<f32>, A_LOADS>;
+    var b_next: array<vec4<f32>, B_LOADS>;
+    for (var i = 0u; i < A_LOADS; i++) {
+        let e = lidx + i * THREADS;
+        a_tile[e] = load_a(a_base, row0 + e / TILE_K4, (e % TILE_K4) * 4u);
+    }
+    for (var i = 0u; i < B_LOADS; i++) {
+        let e = lidx + i * THREADS;
+        b_tile[e] = load_b(b_base, e / TILE_N4, col0 + (e % TILE_N4) * 4u);
+    }
+    workgroupBarrier();
+#endif
     for (var t = 0u; t < k_tiles; t++) {
+#if DOUBLE_BUFFER
+        let buffer = t % 2u;
+        let has_next = t + 1u < k_tiles;
+        if has_next {
+            let k0 = (t + 1u) * TILE_K;
+            for (var i = 0u; i < A_LOADS; i++) {
+                let e = lidx + i * THREADS;
+                a_next[i] = load_a(a_base, row0 + e / TILE_K4, k0 + (e % TILE_K4) * 4u);
+            }
+            for (var i = 0u; i < B_LOADS; i++) {
+                let e = lidx + i * THREADS;
+                b_next[i] = load_b(b_base, k0 + e / TILE_N4, col0 + (e % TILE_N4) * 4u);
+            }
+        }
+#else
+        let buffer = 0u;
         let k0 = t * TILE_K;
         for (var i = 0u; i < A_LOADS; i++) {
             let e = lidx + i * THREADS;
@@ -127,15 +166,18 @@ fn main(
             b_tile[e] = load_b(b_base, k0 + e / TILE_N4, col0 + (e % TILE_N4) * 4u);
         }
         workgroupBarrier();
+#endif
+        let a_off = buffer * A_TILE4;
+        let b_off = buffer * B_TILE4;
 
         for (var k4 = 0u; k4 < TILE_K4; k4++) {
             for (var j = 0u; j < TN4; j++) {
                 for (var s = 0u; s < 4u; s++) {
-                    b_reg[j * 4u + s] = b_tile[(k4 * 4u + s) * TILE_N4 + j * WG_X + lid.x];
+                    b_reg[j * 4u + s] = b_tile[b_off + (k4 * 4u + s) * TILE_N4 + j * WG_X + lid.x];
                 }
             }
             for (var i = 0u; i < TM; i++) {
-                let av = a_tile[(i * WG_Y + lid.y) * TILE_K4 + k4];
+                let av = a_tile[a_off + (i * WG_Y + lid.y) * TILE_K4 + k4];
                 for (var j = 0u; j < TN4; j++) {
                     var sum = acc[i * TN4 + j];
                     sum = fma(vec4<f32>(av.x), b_reg[j * 4u], sum);
@@ -146,7 +188,18 @@ fn main(
                 }
             }
         }
-        // The next tile overwrites a_tile and b_tile: everyone must be done reading.
+#if DOUBLE_BUFFER
+        if has_next {
+            let next = (1u - buffer);
+            for (var i = 0u; i < A_LOADS; i++) {
+                a_tile[next * A_TILE4 + lidx + i * THREADS] = a_next[i];
+            }
+            for (var i = 0u; i < B_LOADS; i++) {
+                b_tile[next * B_TILE4 + lidx + i * THREADS] = b_next[i];
+            }
+        }
+#endif
+        // The next tile overwrites a tile buffer: everyone must be done with it.
         workgroupBarrier();
     }
 

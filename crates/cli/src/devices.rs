@@ -98,6 +98,7 @@ fn wgpu_section() -> Section {
                                 "no".into()
                             },
                         ),
+                        ("cooperative matrices".into(), cooperative_matrices(a)),
                         (
                             "limits".into(),
                             format!(
@@ -114,6 +115,25 @@ fn wgpu_section() -> Section {
                 .collect(),
         },
     }
+}
+
+/// The matrix-unit shapes an adapter offers wgpu (what wgsl-coop can use), or that
+/// there are none.
+fn cooperative_matrices(a: &joulebench_wgpu::AdapterReport) -> String {
+    if a.cooperative_matrix_shapes.is_empty() {
+        return "none (wgsl-coop points are skipped on this adapter)".into();
+    }
+    let shapes: Vec<String> = a
+        .cooperative_matrix_shapes
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let enabled = if a.cooperative_matrix {
+        ""
+    } else {
+        " (listed, but wgpu does not enable the feature)"
+    };
+    format!("{}{enabled}", shapes.join(", "))
 }
 
 /// The kernels an adapter runs, from the backend itself (opening it takes a moment).

@@ -6,12 +6,17 @@
 //!     source scripts/test-env.sh && cargo bench -p joulebench-wgpu --bench matmul
 //!
 //! JOULEBENCH_BENCH_SIZES=256,512 picks the square sizes; JOULEBENCH_BENCH_VARIANTS=1
-//! also times every tiled variant the adapter can run (for tuning the choice).
-//! Criterion's "elem/s" throughput is FLOP/s here.
+//! also times every tiled variant the adapter can run (for tuning the choice), by
+//! criterion and then in rounds (each variant in turn, median of the rounds), which
+//! is what to compare them by on a shared machine; JOULEBENCH_BENCH_NAIVE=0 leaves the
+//! naive kernel (and the speed-ups) out.
+//! Criterion's "elem/s" throughput is FLOP/s here. In criterion's test mode
+//! (`cargo test --benches`) only a 64³ matmul runs, and the paired runs are short.
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use joulebench_core::verify::verify;
 use joulebench_core::{Backend, MatmulShape, Precision, Workload};
+use joulebench_criterion::criterion_test_mode;
 use joulebench_wgpu::{KERNEL_NAIVE, KERNEL_TILED};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -21,6 +26,9 @@ use std::time::Duration;
 type Totals = BTreeMap<(String, u64, &'static str), (f64, u64)>;
 
 fn sizes() -> Vec<u64> {
+    if criterion_test_mode() {
+        return vec![64];
+    }
     std::env::var("JOULEBENCH_BENCH_SIZES")
         .ok()
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
@@ -67,7 +75,10 @@ fn main() {
             group.throughput(Throughput::Elements(w.flop().unwrap_or(0)));
             let mut runs: Vec<(&'static str, Option<String>)> =
                 vec![(KERNEL_NAIVE, None), (KERNEL_TILED, None)];
-            if std::env::var_os("JOULEBENCH_BENCH_VARIANTS").is_some() {
+            if !with_naive() {
+                runs.remove(0);
+            }
+            if every_variant() {
                 for v in backend.variants(KERNEL_TILED) {
                     runs.push((KERNEL_TILED, Some(v)));
                 }
@@ -125,6 +136,12 @@ fn main() {
     c.final_summary();
 
     let totals = totals.into_inner();
+    if every_variant() {
+        variant_rounds(&mut backend, &precisions, &totals);
+    }
+    if !with_naive() {
+        return;
+    }
     eprintln!("\nspeed-up of {KERNEL_TILED} over {KERNEL_NAIVE} ({clock}, on {adapter}):");
     for precision in &precisions {
         for &n in &sizes() {
@@ -172,8 +189,92 @@ fn main() {
 
 const PAIRS: usize = 5;
 
+fn every_variant() -> bool {
+    std::env::var_os("JOULEBENCH_BENCH_VARIANTS").is_some()
+}
+
+fn with_naive() -> bool {
+    std::env::var("JOULEBENCH_BENCH_NAIVE").as_deref() != Ok("0")
+}
+
+/// Every tiled variant timed in turn for about `pair_seconds()` each, `PAIRS` rounds;
+/// per variant the median GFLOP/s and the median of its per-round ratio to the
+/// variant the backend picks by itself.
+fn variant_rounds(
+    backend: &mut joulebench_wgpu::WgpuBackend,
+    precisions: &[Precision],
+    totals: &Totals,
+) {
+    let rounds = if criterion_test_mode() { 1 } else { PAIRS };
+    eprintln!("\n{KERNEL_TILED} variants in turn (median of {rounds} rounds):");
+    for &precision in precisions {
+        for &n in &sizes() {
+            let w = Workload::Matmul(MatmulShape {
+                batch: 1,
+                m: n,
+                n,
+                k: n,
+            });
+            let Some(&(secs, iters)) = totals.get(&(precision.to_string(), n, KERNEL_TILED)) else {
+                continue;
+            };
+            let iterations = (pair_seconds() / (secs / iters.max(1) as f64))
+                .ceil()
+                .max(1.0) as u64;
+            let mut names = vec![None];
+            names.extend(backend.variants(KERNEL_TILED).into_iter().map(Some));
+            // seconds per matmul, per round, per variant (index 0: the default)
+            let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+            let mut labels: Vec<String> = vec![String::new(); names.len()];
+            for _ in 0..rounds {
+                for (i, name) in names.iter().enumerate() {
+                    let Ok(mut k) =
+                        backend.prepare_variant(KERNEL_TILED, precision, &w, 42, name.as_deref())
+                    else {
+                        continue;
+                    };
+                    labels[i] = k.variant().unwrap_or_default();
+                    if k.run(1).is_err() {
+                        continue;
+                    }
+                    if let Ok(t) = k.run(iterations) {
+                        times[i].push(t.device_s.unwrap_or(t.wall_s) / iterations as f64);
+                    }
+                }
+            }
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v.get(v.len() / 2).copied()
+            };
+            let gflops = |s: f64| 2.0 * (n as f64).powi(3) / s / 1e9;
+            for (i, t) in times.iter().enumerate() {
+                let ratios: Vec<f64> = t.iter().zip(&times[0]).map(|(v, d)| d / v).collect();
+                if let (Some(s), Some(r)) = (median(t.clone()), median(ratios)) {
+                    let mark = if i == 0 { " (default)" } else { "" };
+                    eprintln!(
+                        "  {precision} {n}x{n}x{n} {}{mark}: {:.2} GFLOP/s, {r:.2}x the default",
+                        labels[i],
+                        gflops(s)
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Seconds each kernel runs per pair: long enough to average over the clock, short
+/// in test mode.
+fn pair_seconds() -> f64 {
+    if criterion_test_mode() {
+        0.01
+    } else {
+        0.3
+    }
+}
+
 /// Median, lowest and highest of `PAIRS` ratios naive time / tiled time, each from
-/// back-to-back runs of about 0.3 s (from criterion's means) of the two kernels.
+/// back-to-back runs of about `pair_seconds()` (from criterion's means) of the two
+/// kernels.
 fn paired_speedup(
     backend: &mut joulebench_wgpu::WgpuBackend,
     precision: Precision,
@@ -186,7 +287,11 @@ fn paired_speedup(
     let iterations = |kernel| {
         totals
             .get(&(precision.to_string(), s.n, kernel))
-            .map(|&(secs, iters)| (0.3 / (secs / iters.max(1) as f64)).ceil().max(1.0) as u64)
+            .map(|&(secs, iters)| {
+                (pair_seconds() / (secs / iters.max(1) as f64))
+                    .ceil()
+                    .max(1.0) as u64
+            })
             .unwrap_or(1)
     };
     let mut time_one = |kernel: &'static str| -> Result<f64, String> {

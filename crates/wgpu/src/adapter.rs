@@ -1,9 +1,58 @@
 //! Finding and describing adapters: which ones this machine offers (under the
 //! backends `WGPU_BACKEND` allows), what each can do that matters to a kernel (f16,
-//! timestamps, subgroups, limits), and the identity a record needs to tell two GPUs
+//! timestamps, subgroups, cooperative matrices, limits), and the identity a record needs to tell two GPUs
 //! apart and to match one with NVML (PCI bus id).
 
 use joulebench_core::{AdapterInfo, DeviceInfo};
+
+/// One multiply-accumulate shape of an adapter's matrix units: C (m × n) += A (m × k)
+/// · B (k × n), with A and B of one scalar type and C of another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CooperativeMatrixShape {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    /// Scalar type of A and B: "f16", "f32", "i32" or "u32".
+    pub ab_type: String,
+    /// Scalar type of C and the result.
+    pub c_type: String,
+    /// Whether integer accumulation can saturate instead of wrapping.
+    pub saturating: bool,
+}
+
+impl CooperativeMatrixShape {
+    fn from_wgpu(p: &wgpu::CooperativeMatrixProperties) -> Self {
+        let name = |t: wgpu::CooperativeScalarType| match t {
+            wgpu::CooperativeScalarType::F16 => "f16",
+            wgpu::CooperativeScalarType::F32 => "f32",
+            wgpu::CooperativeScalarType::I32 => "i32",
+            wgpu::CooperativeScalarType::U32 => "u32",
+        };
+        CooperativeMatrixShape {
+            m: p.m_size,
+            n: p.n_size,
+            k: p.k_size,
+            ab_type: name(p.ab_type).to_owned(),
+            c_type: name(p.cr_type).to_owned(),
+            saturating: p.saturating_accumulation,
+        }
+    }
+}
+
+impl std::fmt::Display for CooperativeMatrixShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}x{}x{} {}->{}{}",
+            self.m,
+            self.n,
+            self.k,
+            self.ab_type,
+            self.c_type,
+            if self.saturating { " (saturating)" } else { "" }
+        )
+    }
+}
 
 /// One adapter as the CLI lists it: identity and the capabilities that decide which
 /// kernels and precisions can run and whether device time is measured.
@@ -29,6 +78,11 @@ pub struct AdapterReport {
     /// Subgroup (warp / wave) size range; 0 where the adapter does not say.
     pub subgroup_min_size: u32,
     pub subgroup_max_size: u32,
+    /// `EXPERIMENTAL_COOPERATIVE_MATRIX`: cooperative matrices (matrix units) in WGSL.
+    pub cooperative_matrix: bool,
+    /// The cooperative-matrix shapes the adapter offers (empty on most CPU emulations
+    /// and on GPUs without matrix units).
+    pub cooperative_matrix_shapes: Vec<CooperativeMatrixShape>,
     /// Nanoseconds per timestamp tick as the queue reports it; 0 without timestamps.
     /// Known only once a device is open, so `None` in [`list_adapters`].
     pub timestamp_period_ns: Option<f32>,
@@ -58,6 +112,12 @@ impl AdapterReport {
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             subgroup_min_size: info.subgroup_min_size,
             subgroup_max_size: info.subgroup_max_size,
+            cooperative_matrix: features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
+            cooperative_matrix_shapes: adapter
+                .cooperative_matrix_properties()
+                .iter()
+                .map(CooperativeMatrixShape::from_wgpu)
+                .collect(),
             timestamp_period_ns: None,
             max_buffer_bytes: limits.max_buffer_size,
             max_storage_buffer_binding_bytes: limits.max_storage_buffer_binding_size,
@@ -115,6 +175,9 @@ impl AdapterReport {
         }
         if self.subgroups {
             caps.push("subgroups");
+        }
+        if self.cooperative_matrix && !self.cooperative_matrix_shapes.is_empty() {
+            caps.push("cooperative matrices");
         }
         format!(
             "[{}] {} ({}, {}, {}){}{}",
@@ -313,6 +376,8 @@ pub(crate) fn test_report(
         subgroups: false,
         subgroup_min_size: 0,
         subgroup_max_size: 0,
+        cooperative_matrix: false,
+        cooperative_matrix_shapes: Vec::new(),
         timestamp_period_ns: None,
         max_buffer_bytes: 1 << 30,
         max_storage_buffer_binding_bytes: 1 << 27,

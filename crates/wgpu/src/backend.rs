@@ -4,27 +4,38 @@
 
 use crate::adapter::{self, AdapterReport, Selection};
 use crate::attention::{self, FlashVariant};
-use crate::gpu::{device_bytes, Gpu};
+use crate::coop::{self, CoopVariant};
+use crate::gpu::{device_bytes, Checks, Gpu};
 use crate::matmul::{self, TiledVariant, NAIVE_WG};
+use crate::prepared::{Prepared, Tensors};
 use crate::shader::{self, Element};
-use joulebench_core::reference::CheckInputs;
+use crate::tune::VariantSearch;
 use joulebench_core::{
-    Backend, BackendError, DeviceInfo, KernelInfo, Op, Precision, PreparedKernel, RunTiming,
+    Backend, BackendError, DeviceInfo, KernelInfo, MatmulShape, Op, Precision, PreparedKernel,
     Support, Workload,
 };
 use std::collections::HashMap;
 
+mod search;
+
 pub const KERNEL_NAIVE: &str = "wgsl-naive";
 pub const KERNEL_TILED: &str = "wgsl-tiled";
 pub const KERNEL_FLASH: &str = "wgsl-flash";
+pub const KERNEL_COOP: &str = "wgsl-coop";
 
 /// One wgpu device and the pipelines compiled on it so far.
 pub struct WgpuBackend {
+    adapter: wgpu::Adapter,
     gpu: Gpu,
+    /// A second device, with cooperative matrices, opened for wgsl-coop on first use.
+    coop_gpu: Option<Gpu>,
     report: AdapterReport,
     info: DeviceInfo,
     /// Compiled pipelines by their build (kernel, precision, variant, checked or not).
     pipelines: HashMap<String, wgpu::ComputePipeline>,
+    /// How wgsl-tiled chooses its variant, and what it chose per shape so far.
+    search: VariantSearch,
+    tiled_choices: HashMap<(MatmulShape, Precision), TiledVariant>,
 }
 
 /// Open the adapter `selector` names: an index into [`adapter::list_adapters`], a
@@ -64,6 +75,7 @@ enum Kernel {
     Naive,
     Tiled,
     Flash,
+    Coop,
 }
 
 impl Kernel {
@@ -72,13 +84,14 @@ impl Kernel {
             KERNEL_NAIVE => Some(Kernel::Naive),
             KERNEL_TILED => Some(Kernel::Tiled),
             KERNEL_FLASH => Some(Kernel::Flash),
+            KERNEL_COOP => Some(Kernel::Coop),
             _ => None,
         }
     }
 
     fn op(self) -> Op {
         match self {
-            Kernel::Naive | Kernel::Tiled => Op::Matmul,
+            Kernel::Naive | Kernel::Tiled | Kernel::Coop => Op::Matmul,
             Kernel::Flash => Op::Attention,
         }
     }
@@ -88,24 +101,43 @@ impl Kernel {
 struct Build {
     key: String,
     wgsl: String,
-    /// Created without runtime bounds checks: only for shapes that fill whole tiles.
-    trusted: bool,
+    /// Runtime checks: bounds checks are off only for shapes that fill whole tiles.
+    checks: Checks,
     workgroups: [u32; 3],
     variant: String,
+    /// Built for (and run on) the device with cooperative matrices.
+    matrix_units: bool,
 }
 
 impl WgpuBackend {
     fn new(adapter: &wgpu::Adapter, mut report: AdapterReport) -> Result<Self, BackendError> {
-        let gpu = Gpu::open(adapter)?;
+        let gpu = Gpu::open(adapter, false)?;
         report.timestamp_period_ns = Some(gpu.timestamp_period_ns);
         report.timestamps = gpu.timestamps;
         let info = report.device_info();
+        let search = VariantSearch::from_env(&report);
         Ok(WgpuBackend {
+            adapter: adapter.clone(),
             gpu,
+            coop_gpu: None,
             report,
             info,
             pipelines: HashMap::new(),
+            search,
+            tiled_choices: HashMap::new(),
         })
+    }
+
+    /// How `wgsl-tiled` chooses its variant when none is forced. The default comes
+    /// from [`crate::tune::SEARCH_ENV`]: timed on a GPU, fixed on a CPU emulation.
+    pub fn variant_search(&self) -> &VariantSearch {
+        &self.search
+    }
+
+    /// Change how `wgsl-tiled` chooses its variant; choices made so far are forgotten.
+    pub fn set_variant_search(&mut self, search: VariantSearch) {
+        self.search = search;
+        self.tiled_choices.clear();
     }
 
     /// The adapter this backend runs on, with its capabilities.
@@ -129,12 +161,17 @@ impl WgpuBackend {
             Some(Kernel::Flash) => attention::HEAD_DIMS
                 .iter()
                 .flat_map(|&d| attention::variants(d as u32))
-                .filter(|v| {
-                    v.workgroup_bytes() <= self.report.max_workgroup_storage_bytes
-                        && v.invocations() <= self.report.max_invocations_per_workgroup
-                })
+                .filter(|v| v.runs_on(&self.report))
                 .map(|v| v.name())
                 .collect(),
+            Some(Kernel::Coop) => match coop::fragment_for(&self.report) {
+                Ok(fragment) => coop::variants(fragment, self.report.subgroup_max_size)
+                    .iter()
+                    .filter(|v| v.runs_on(&self.report))
+                    .map(CoopVariant::name)
+                    .collect(),
+                Err(_) => Vec::new(),
+            },
             Some(Kernel::Naive) | None => Vec::new(),
         }
     }
@@ -152,30 +189,48 @@ impl WgpuBackend {
         if let Support::Unsupported(why) = self.support(kernel, precision, workload) {
             return Err(BackendError::Unsupported(why));
         }
-        let build = self.build(kernel, precision, workload, variant)?;
-        if !self.pipelines.contains_key(&build.key) {
-            // SAFETY: `build` sets `trusted` only for the FIT build, chosen only when the
-            // shape is a whole number of tiles and the grid is exactly the tile count,
-            // so every index the shader forms is inside its buffer; its loops are
-            // bounded by the shape.
-            let pipeline = unsafe { self.gpu.pipeline(&build.key, &build.wgsl, build.trusted)? };
-            self.pipelines.insert(build.key.clone(), pipeline);
+        let searched = match (Kernel::parse(kernel), workload, variant) {
+            (Some(Kernel::Tiled), Workload::Matmul(s), None) => {
+                self.searched_tiled(s, precision)?.map(|v| v.name())
+            }
+            _ => None,
+        };
+        let build = self.build(kernel, precision, workload, variant.or(searched.as_deref()))?;
+        let pipeline = self.pipeline(&build)?;
+        let gpu = self.gpu_for(build.matrix_units)?;
+        let tensors = Tensors::new(gpu, precision, workload, seed)?;
+        Prepared::new(gpu, pipeline, tensors, build.workgroups, build.variant)
+            .map(|p| Box::new(p) as Box<dyn PreparedKernel + '_>)
+    }
+
+    /// The device a build runs on: the one with cooperative matrices for wgsl-coop
+    /// (opened once, on first use), the plain one for every other kernel.
+    fn gpu_for(&self, matrix_units: bool) -> Result<&Gpu, BackendError> {
+        if !matrix_units {
+            return Ok(&self.gpu);
         }
-        let pipeline = self
-            .pipelines
-            .get(&build.key)
-            .cloned()
-            .ok_or_else(|| BackendError::Device("pipeline cache lost an entry".into()))?;
-        Prepared::new(
-            &self.gpu,
-            pipeline,
-            precision,
-            workload,
-            seed,
-            build.workgroups,
-            build.variant,
-        )
-        .map(|p| Box::new(p) as Box<dyn PreparedKernel + '_>)
+        self.coop_gpu
+            .as_ref()
+            .ok_or_else(|| BackendError::Device("the cooperative-matrix device is not open".into()))
+    }
+
+    /// The pipeline of `build`, compiled on first use.
+    fn pipeline(&mut self, build: &Build) -> Result<wgpu::ComputePipeline, BackendError> {
+        if let Some(p) = self.pipelines.get(&build.key) {
+            return Ok(p.clone());
+        }
+        if build.matrix_units && self.coop_gpu.is_none() {
+            self.coop_gpu = Some(Gpu::open(&self.adapter, true)?);
+        }
+        // SAFETY: `build` sets `Checks::Trusted` only for the FIT build, chosen only
+        // when the shape is a whole number of tiles and the grid is exactly the tile
+        // count, so every index the shader forms is inside its buffer; its loops are
+        // bounded by the shape. `Checks::LoopsTrusted` only for kernels whose loops
+        // are bounded by constants and the shape, and that divide only by constants.
+        let gpu = self.gpu_for(build.matrix_units)?;
+        let pipeline = unsafe { gpu.pipeline(&build.key, &build.wgsl, build.checks)? };
+        self.pipelines.insert(build.key.clone(), pipeline.clone());
+        Ok(pipeline)
     }
 
     fn build(
@@ -207,13 +262,14 @@ impl WgpuBackend {
                 Ok(Build {
                     key: format!("{kernel}-{precision}"),
                     wgsl,
-                    trusted: false,
+                    checks: Checks::Full,
                     workgroups: grid([
                         s.n.div_ceil(u64::from(NAIVE_WG)),
                         s.m.div_ceil(u64::from(NAIVE_WG)),
                         s.batch,
                     ]),
                     variant: format!("wg{NAIVE_WG}x{NAIVE_WG}-thread1x1"),
+                    matrix_units: false,
                 })
             }
             (Some(Kernel::Tiled), Workload::Matmul(s)) => {
@@ -231,16 +287,26 @@ impl WgpuBackend {
                     })?,
                 };
                 let fit = v.fits(s);
-                let flags: &[&str] = if fit { &["FIT"] } else { &[] };
-                let wgsl = shader::specialise(shader::MATMUL_TILED, element, &v.consts(), flags)
+                let mut flags = v.flags().to_vec();
+                if fit {
+                    flags.push("FIT");
+                }
+                let wgsl = shader::specialise(shader::MATMUL_TILED, element, &v.consts(), &flags)
                     .map_err(wgsl_err)?;
                 let mode = if fit { "vec4-unchecked" } else { "checked" };
                 Ok(Build {
                     key: format!("{kernel}-{precision}-{}-{mode}", v.name()),
                     wgsl,
-                    trusted: fit,
+                    // The checked build's loops are bounded by the shape and its
+                    // divisions are by constants.
+                    checks: if fit {
+                        Checks::Trusted
+                    } else {
+                        Checks::LoopsTrusted
+                    },
                     workgroups: grid(v.workgroups(s)),
                     variant: format!("{}-{mode}", v.name()),
+                    matrix_units: false,
                 })
             }
             (Some(Kernel::Flash), Workload::Attention(s)) => {
@@ -249,18 +315,57 @@ impl WgpuBackend {
                     Some(name) => attention::variants(head_dim)
                         .into_iter()
                         .find(|v| v.name() == name)
-                        .filter(|v| self.variants(kernel).contains(&v.name()))
+                        .filter(|v| v.runs_on(&self.report))
                         .ok_or_else(|| unknown_variant(name))?,
                     None => self.flash_variant(head_dim)?,
                 };
-                let wgsl = shader::specialise(shader::ATTENTION, element, &v.consts(), &[])
-                    .map_err(wgsl_err)?;
+                let wgsl =
+                    shader::specialise(v.source(), element, &v.consts(), &[]).map_err(wgsl_err)?;
                 Ok(Build {
                     key: format!("{kernel}-{precision}-{}", v.name()),
                     wgsl,
-                    trusted: false,
+                    checks: v.checks(),
                     workgroups: grid(v.workgroups(s)),
                     variant: v.name(),
+                    matrix_units: false,
+                })
+            }
+            (Some(Kernel::Coop), Workload::Matmul(s)) => {
+                let v = match forced {
+                    Some(name) => coop::fragment_for(&self.report)
+                        .ok()
+                        .and_then(|f| {
+                            coop::variants(f, self.report.subgroup_max_size)
+                                .into_iter()
+                                .find(|v| v.name() == name)
+                        })
+                        .filter(|v| v.runs_on(&self.report))
+                        .ok_or_else(|| unknown_variant(name))?,
+                    None => coop::choose(&self.report).map_err(BackendError::Unsupported)?,
+                };
+                let fit = v.fits(s);
+                let wgsl = shader::specialise_with(
+                    shader::MATMUL_COOP,
+                    Element::F16,
+                    &["wgpu_cooperative_matrix"],
+                    &v.aliases(),
+                    &v.consts(),
+                    &v.flags(s),
+                )
+                .map_err(wgsl_err)?;
+                let mode = if fit { "vec4-unchecked" } else { "checked" };
+                Ok(Build {
+                    key: format!("{kernel}-{}-{mode}", v.name()),
+                    wgsl,
+                    // As wgsl-tiled: unchecked only when the shape fills whole blocks.
+                    checks: if fit {
+                        Checks::Trusted
+                    } else {
+                        Checks::LoopsTrusted
+                    },
+                    workgroups: grid(v.workgroups(s)),
+                    variant: format!("{}-{mode}", v.name()),
+                    matrix_units: true,
                 })
             }
             _ => Err(BackendError::Unsupported(format!(
@@ -326,6 +431,7 @@ impl WgpuBackend {
             (Kernel::Flash, Workload::Attention(s)) => {
                 attention::choose(&self.report, s.head_dim as u32)?.workgroups(s)
             }
+            (Kernel::Coop, Workload::Matmul(s)) => coop::choose(&self.report).ok()?.workgroups(s),
             _ => return None,
         };
         let max = u64::from(limits.max_workgroups_per_dimension);
@@ -380,6 +486,17 @@ impl Backend for WgpuBackend {
                 Op::Attention,
                 "WGSL fused attention forward, online softmax, head_dim 64 and 128",
             ),
+            KernelInfo {
+                // Listed on every adapter so that a sweep records where it cannot run,
+                // and why (`support`).
+                precisions: vec![Precision::F16],
+                ..kernel(
+                    KERNEL_COOP,
+                    Op::Matmul,
+                    "WGSL matmul on the matrix units (cooperative matrices), f16 in, f32 \
+                     accumulation; where the adapter offers them",
+                )
+            },
         ]
     }
 
@@ -387,7 +504,7 @@ impl Backend for WgpuBackend {
         let Some(k) = Kernel::parse(kernel) else {
             return Support::Unsupported(format!(
                 "unknown kernel '{kernel}'; the wgpu backend has {KERNEL_NAIVE}, \
-                 {KERNEL_TILED} (matmul) and {KERNEL_FLASH} (attention)"
+                 {KERNEL_TILED}, {KERNEL_COOP} (matmul) and {KERNEL_FLASH} (attention)"
             ));
         };
         if k.op() != workload.op() {
@@ -415,6 +532,17 @@ impl Backend for WgpuBackend {
         }
         if let Err(e) = workload.validate() {
             return Support::Unsupported(e.to_string());
+        }
+        if k == Kernel::Coop {
+            if precision != Precision::F16 {
+                return Support::Unsupported(format!(
+                    "{KERNEL_COOP} multiplies f16 inputs with f32 accumulation, not \
+                     {precision} ({KERNEL_TILED} runs f32)"
+                ));
+            }
+            if let Err(why) = coop::choose(&self.report) {
+                return Support::Unsupported(why);
+            }
         }
         if let Workload::Attention(s) = workload {
             if !attention::HEAD_DIMS.contains(&s.head_dim) {
@@ -448,130 +576,5 @@ impl Backend for WgpuBackend {
         seed: u64,
     ) -> Result<Box<dyn PreparedKernel + '_>, BackendError> {
         self.prepare_variant(kernel, precision, workload, seed, None)
-    }
-}
-
-/// One point ready to run: its pipeline, buffers (inputs filled from the seed) and
-/// bind group.
-struct Prepared<'a> {
-    gpu: &'a Gpu,
-    pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
-    precision: Precision,
-    /// Input tensors in binding order (A, B or Q, K, V) with their element counts.
-    inputs: Vec<(wgpu::Buffer, usize)>,
-    output: wgpu::Buffer,
-    output_len: usize,
-    workgroups: [u32; 3],
-    variant: String,
-}
-
-impl<'a> Prepared<'a> {
-    fn new(
-        gpu: &'a Gpu,
-        pipeline: wgpu::ComputePipeline,
-        precision: Precision,
-        workload: &Workload,
-        seed: u64,
-        workgroups: [u32; 3],
-        variant: String,
-    ) -> Result<Self, BackendError> {
-        let (params, tensors, names): (Vec<u8>, Vec<Vec<f32>>, &[&str]) =
-            match (workload, CheckInputs::generate(workload, precision, seed)) {
-                (Workload::Matmul(s), CheckInputs::Matmul { a, b }) => {
-                    let words = [s.batch, s.m, s.n, s.k].map(|x| x as u32);
-                    (
-                        words.iter().flat_map(|w| w.to_le_bytes()).collect(),
-                        vec![a, b],
-                        &["A", "B"],
-                    )
-                }
-                (Workload::Attention(s), CheckInputs::Attention { q, k, v }) => {
-                    (attention::params_bytes(s), vec![q, k, v], &["Q", "K", "V"])
-                }
-                _ => return Err(BackendError::Device("inputs do not match the op".into())),
-            };
-        let uniform = gpu.uniform("params", &params)?;
-        let mut inputs = Vec::with_capacity(tensors.len());
-        for (values, name) in tensors.iter().zip(names) {
-            let buffer = gpu.storage(name, device_bytes(values.len() as u64, precision))?;
-            gpu.upload(&buffer, values, precision);
-            inputs.push((buffer, values.len()));
-        }
-        let output_len = workload.output_len();
-        let output = gpu.storage("output", device_bytes(output_len as u64, precision))?;
-        let layout = pipeline.get_bind_group_layout(0);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
-        for (i, (buffer, _)) in inputs.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: buffer.as_entire_binding(),
-            });
-        }
-        entries.push(wgpu::BindGroupEntry {
-            binding: inputs.len() as u32 + 1,
-            resource: output.as_entire_binding(),
-        });
-        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("kernel bindings"),
-            layout: &layout,
-            entries: &entries,
-        });
-        gpu.check("binding buffers")?;
-        Ok(Prepared {
-            gpu,
-            pipeline,
-            bind_group,
-            precision,
-            inputs,
-            output,
-            output_len,
-            workgroups,
-            variant,
-        })
-    }
-}
-
-impl PreparedKernel for Prepared<'_> {
-    fn run_for_check(&mut self, inputs: &CheckInputs) -> Result<Vec<f32>, BackendError> {
-        let tensors: Vec<&[f32]> = match inputs {
-            CheckInputs::Matmul { a, b } => vec![a, b],
-            CheckInputs::Attention { q, k, v } => vec![q, k, v],
-        };
-        if tensors.len() != self.inputs.len()
-            || tensors
-                .iter()
-                .zip(&self.inputs)
-                .any(|(t, (_, len))| t.len() != *len)
-        {
-            return Err(BackendError::Device(
-                "check inputs do not match the prepared shape".into(),
-            ));
-        }
-        for (values, (buffer, _)) in tensors.iter().zip(&self.inputs) {
-            self.gpu.upload(buffer, values, self.precision);
-        }
-        self.gpu
-            .poison(&self.output, self.output_len, self.precision);
-        self.gpu
-            .run(&self.pipeline, &self.bind_group, self.workgroups, 1)?;
-        self.gpu
-            .download(&self.output, self.output_len, self.precision)
-    }
-
-    fn run(&mut self, iterations: u64) -> Result<RunTiming, BackendError> {
-        self.gpu.run(
-            &self.pipeline,
-            &self.bind_group,
-            self.workgroups,
-            iterations,
-        )
-    }
-
-    fn variant(&self) -> Option<String> {
-        Some(self.variant.clone())
     }
 }

@@ -16,6 +16,22 @@ const MAX_TIMED_PASSES: u64 = 64;
 /// (copies move multiples of 4 bytes) and bound as vec4 arrays.
 const BUFFER_ALIGN_BYTES: u64 = 16;
 
+/// `JOULEBENCH_WGPU_CHECKS=full` builds every kernel with all of wgpu's runtime checks,
+/// to measure what leaving some out gains.
+pub const FULL_CHECKS_ENV: &str = "JOULEBENCH_WGPU_CHECKS";
+
+/// How much a shader module is checked at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Checks {
+    /// Bounds checks, loop bounding and integer-division guards: any shader is safe.
+    Full,
+    /// Bounds checks only: for kernels whose loops all terminate and whose integer
+    /// divisions are by non-zero constants.
+    LoopsTrusted,
+    /// Nothing checked: for kernels proven in bounds for the dispatch they get.
+    Trusted,
+}
+
 pub(crate) struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -31,11 +47,18 @@ fn lock(errors: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
 }
 
 impl Gpu {
-    pub fn open(adapter: &wgpu::Adapter) -> Result<Gpu, BackendError> {
-        let wanted = wgpu::Features::SHADER_F16
+    /// Open a device on `adapter`. With `matrix_units`, the device also gets
+    /// subgroups and wgpu's experimental cooperative matrices (for wgsl-coop only:
+    /// experimental features stay off the device the other kernels run on, so that
+    /// their builds do not change with them).
+    pub fn open(adapter: &wgpu::Adapter, matrix_units: bool) -> Result<Gpu, BackendError> {
+        let mut wanted = wgpu::Features::SHADER_F16
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        if matrix_units {
+            wanted |= wgpu::Features::SUBGROUP | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
         let features = adapter.features() & wanted;
         let desc = wgpu::DeviceDescriptor {
             label: Some("joulebench"),
@@ -43,6 +66,15 @@ impl Gpu {
             // The adapter's own limits, not WebGPU's defaults: bigger buffers and more
             // workgroup memory decide which shapes and tile variants fit.
             required_limits: adapter.limits(),
+            experimental_features: if matrix_units {
+                // SAFETY: wgpu asks users of experimental features to accept that
+                // their implementation may have bugs; wgsl-coop is the only kernel
+                // built on this device, and every point is checked against the
+                // reference before it is measured.
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            },
             ..Default::default()
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
@@ -89,33 +121,46 @@ impl Gpu {
         self.check("queue")
     }
 
-    /// Compile `wgsl` into a pipeline with entry point `main`. With `trusted`, the
-    /// module is created without runtime bounds checks and loop bounding.
+    /// Compile `wgsl` into a pipeline with entry point `main`, with the runtime checks
+    /// `checks` asks for.
     ///
     /// # Safety
-    /// With `trusted`, every index the shader computes must be in bounds for every
-    /// dispatch it will ever run, and every loop must terminate.
+    /// With [`Checks::LoopsTrusted`], every loop of the shader must terminate and no
+    /// integer division may divide by zero or overflow. With [`Checks::Trusted`], in
+    /// addition every index the shader computes must be in bounds for every dispatch
+    /// it will ever run.
     pub unsafe fn pipeline(
         &self,
         label: &str,
         wgsl: &str,
-        trusted: bool,
+        checks: Checks,
     ) -> Result<wgpu::ComputePipeline, BackendError> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(label),
             source: wgpu::ShaderSource::Wgsl(wgsl.into()),
         };
-        let module = if trusted {
-            let checks = wgpu::ShaderRuntimeChecks {
-                bounds_checks: false,
-                force_loop_bounding: false,
-                ..wgpu::ShaderRuntimeChecks::checked()
-            };
-            // SAFETY: the caller guarantees in-bounds indexing and terminating loops.
-            unsafe { self.device.create_shader_module_trusted(desc, checks) }
+        let checks = if std::env::var(FULL_CHECKS_ENV).as_deref() == Ok("full") {
+            Checks::Full
         } else {
-            self.device.create_shader_module(desc)
+            checks
+        };
+        let module = match checks {
+            Checks::Full => self.device.create_shader_module(desc),
+            Checks::LoopsTrusted | Checks::Trusted => {
+                // The loop counter naga adds to every loop (so that a driver cannot
+                // assume an infinite loop away) also hides the trip count from the
+                // driver's compiler, which then cannot unroll the loops that keep a
+                // kernel's register blocks in registers.
+                let runtime = wgpu::ShaderRuntimeChecks {
+                    bounds_checks: checks == Checks::LoopsTrusted,
+                    force_loop_bounding: false,
+                    int_div_checks: false,
+                    ..wgpu::ShaderRuntimeChecks::checked()
+                };
+                // SAFETY: the caller guarantees what `checks` leaves unchecked.
+                unsafe { self.device.create_shader_module_trusted(desc, runtime) }
+            }
         };
         let pipeline = self
             .device

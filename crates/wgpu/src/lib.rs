@@ -1,6 +1,7 @@
-//! joulebench's wgpu backend: our WGSL kernels (naive and tiled matmul, fused
-//! attention) on any adapter wgpu can open — Vulkan, Metal, DX12, or lavapipe on a
-//! machine without a GPU — timed with timestamp queries where the adapter has them.
+//! joulebench's wgpu backend: our WGSL kernels (naive and tiled matmul, matmul on the
+//! matrix units through cooperative matrices, fused attention) on any adapter wgpu can
+//! open — Vulkan, Metal, DX12, or lavapipe on a machine without a GPU — timed with
+//! timestamp queries where the adapter has them.
 //!
 //! ```no_run
 //! let adapters = joulebench_wgpu::list_adapters()?;
@@ -11,9 +12,14 @@
 mod adapter;
 mod attention;
 mod backend;
+mod coop;
 mod gpu;
 mod matmul;
+mod prepared;
 mod shader;
+mod tune;
 
-pub use adapter::{backends_from_env, list_adapters, AdapterReport};
-pub use backend::{open, WgpuBackend, KERNEL_FLASH, KERNEL_NAIVE, KERNEL_TILED};
+pub use adapter::{backends_from_env, list_adapters, AdapterReport, CooperativeMatrixShape};
+pub use backend::{open, WgpuBackend, KERNEL_COOP, KERNEL_FLASH, KERNEL_NAIVE, KERNEL_TILED};
+pub use gpu::FULL_CHECKS_ENV;
+pub use tune::{cache_dir, VariantSearch, SEARCH_ENV};

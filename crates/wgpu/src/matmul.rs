@@ -10,6 +10,7 @@ pub(crate) const NAIVE_WG: u32 = 16;
 
 /// One tile shape of `matmul_tiled.wgsl`. A workgroup of `wg_x × wg_y` invocations
 /// computes a `tile_m × tile_n` block of C; each invocation `tm` rows × `4·tn4` columns.
+/// Double-buffered variants keep two copies of the workgroup tiles (see the shader).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct TiledVariant {
     pub tile_k: u32,
@@ -17,31 +18,40 @@ pub(crate) struct TiledVariant {
     pub tn4: u32,
     pub wg_x: u32,
     pub wg_y: u32,
+    pub double_buffer: bool,
 }
 
-/// Largest first. Each keeps the loads per invocation whole (see the shader).
-pub(crate) const TILED_VARIANTS: [TiledVariant; 3] = [
+const fn tiled(
+    tile_k: u32,
+    tm: u32,
+    tn4: u32,
+    wg_x: u32,
+    wg_y: u32,
+    double_buffer: bool,
+) -> TiledVariant {
     TiledVariant {
-        tile_k: 16,
-        tm: 8,
-        tn4: 2,
-        wg_x: 16,
-        wg_y: 16,
-    },
-    TiledVariant {
-        tile_k: 16,
-        tm: 4,
-        tn4: 1,
-        wg_x: 16,
-        wg_y: 16,
-    },
-    TiledVariant {
-        tile_k: 16,
-        tm: 4,
-        tn4: 1,
-        wg_x: 8,
-        wg_y: 8,
-    },
+        tile_k,
+        tm,
+        tn4,
+        wg_x,
+        wg_y,
+        double_buffer,
+    }
+}
+
+/// In order of preference when nothing was measured (the timed search, see
+/// `tune.rs`, measures them all); each keeps the loads per invocation whole (see the
+/// shader).
+pub(crate) const TILED_VARIANTS: [TiledVariant; 6] = [
+    tiled(16, 8, 2, 16, 16, true),
+    // 8 × 16 outputs per invocation (128 accumulators): the largest register block;
+    // k-depth 8 keeps its two buffers at 24 KB.
+    tiled(8, 8, 4, 16, 16, true),
+    tiled(16, 8, 2, 16, 16, false),
+    // Half the columns per workgroup: twice the workgroups for mid-sized shapes.
+    tiled(16, 8, 2, 8, 16, true),
+    tiled(16, 4, 1, 16, 16, false),
+    tiled(16, 4, 1, 8, 8, false),
 ];
 
 impl TiledVariant {
@@ -57,9 +67,17 @@ impl TiledVariant {
         self.wg_x * self.wg_y
     }
 
-    /// Bytes of workgroup memory: the A and B tiles, in f32.
+    /// Bytes of workgroup memory: the A and B tiles (twice if double-buffered), f32.
     pub fn workgroup_bytes(&self) -> u32 {
-        4 * self.tile_k * (self.tile_m() + self.tile_n())
+        4 * self.buffers() * self.tile_k * (self.tile_m() + self.tile_n())
+    }
+
+    fn buffers(&self) -> u32 {
+        if self.double_buffer {
+            2
+        } else {
+            1
+        }
     }
 
     /// Whether `shape` is a whole number of tiles, so the unchecked vec4 build is safe.
@@ -71,14 +89,15 @@ impl TiledVariant {
 
     pub fn name(&self) -> String {
         format!(
-            "tile{}x{}x{}-thread{}x{}-wg{}x{}",
+            "tile{}x{}x{}-thread{}x{}-wg{}x{}{}",
             self.tile_m(),
             self.tile_n(),
             self.tile_k,
             self.tm,
             4 * self.tn4,
             self.wg_x,
-            self.wg_y
+            self.wg_y,
+            if self.double_buffer { "-db" } else { "" }
         )
     }
 
@@ -86,14 +105,24 @@ impl TiledVariant {
         TILED_VARIANTS.into_iter().find(|v| v.name() == name)
     }
 
-    pub fn consts(&self) -> [(&'static str, u32); 5] {
+    pub fn consts(&self) -> [(&'static str, u32); 6] {
         [
             ("TILE_K", self.tile_k),
             ("TM", self.tm),
             ("TN4", self.tn4),
             ("WG_X", self.wg_x),
             ("WG_Y", self.wg_y),
+            ("BUFFERS", self.buffers()),
         ]
+    }
+
+    /// The `#if` blocks of the shader this variant selects, besides FIT.
+    pub fn flags(&self) -> &'static [&'static str] {
+        if self.double_buffer {
+            &["DOUBLE_BUFFER"]
+        } else {
+            &[]
+        }
     }
 
     /// Whether the adapter can run this variant at all.
@@ -111,13 +140,18 @@ impl TiledVariant {
     }
 }
 
-/// The tiled variant for `shape` on `adapter`: the largest that tiles the shape
-/// exactly (so the unchecked vec4 build runs) while still giving the device enough
-/// workgroups to stay busy; otherwise the largest whose tile is not mostly padding.
+/// The tiled variant for `shape` on `adapter` when none was measured: the first that
+/// tiles the shape exactly (so the unchecked vec4 build runs) while still giving the device enough
+/// workgroups to stay busy; otherwise the first whose tile is not mostly padding.
 pub(crate) fn choose_tiled(adapter: &AdapterReport, s: &MatmulShape) -> Option<TiledVariant> {
     let usable: Vec<TiledVariant> = TILED_VARIANTS
         .into_iter()
         .filter(|v| v.runs_on(adapter))
+        // A CPU gains nothing from hiding memory latency behind a second buffer: on
+        // lavapipe the double-buffered builds measured no faster (results in
+        // crates/wgpu/benches/results/lavapipe-matmul.txt), so the fixed rule keeps
+        // the single-buffered choice earlier lavapipe records used.
+        .filter(|v| !(adapter.cpu_emulation && v.double_buffer))
         .collect();
     // A CPU emulation runs one workgroup per core at a time (on lavapipe the biggest
     // tile wins from 4 workgroups on); a GPU wants hundreds to fill its cores.

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 pub(crate) const MATMUL_NAIVE: &str = include_str!("../../../kernels/wgsl/matmul_naive.wgsl");
 pub(crate) const MATMUL_TILED: &str = include_str!("../../../kernels/wgsl/matmul_tiled.wgsl");
-pub(crate) const ATTENTION: &str = include_str!("../../../kernels/wgsl/attention.wgsl");
+pub(crate) const ATTENTION_SPLIT: &str = include_str!("../../../kernels/wgsl/attention_split.wgsl");
+pub(crate) const ATTENTION_TILED: &str = include_str!("../../../kernels/wgsl/attention_tiled.wgsl");
+pub(crate) const MATMUL_COOP: &str = include_str!("../../../kernels/wgsl/matmul_coop.wgsl");
 
 /// Storage type of a kernel's tensors; arithmetic is f32 in every kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -23,14 +25,35 @@ pub(crate) fn specialise(
     consts: &[(&str, u32)],
     flags: &[&str],
 ) -> Result<String, String> {
+    specialise_with(source, element, &[], &[], consts, flags)
+}
+
+/// [`specialise`] with further `enable` extensions and type aliases in the prelude.
+pub(crate) fn specialise_with(
+    source: &str,
+    element: Element,
+    enables: &[&str],
+    aliases: &[(&str, String)],
+    consts: &[(&str, u32)],
+    flags: &[&str],
+) -> Result<String, String> {
     let mut out = String::with_capacity(source.len() + 256);
-    // `enable` must precede every other declaration of the module.
+    // `enable` must precede every other declaration of the module. Writing to a
+    // String cannot fail.
+    if element == Element::F16 {
+        out.push_str("enable f16;\n");
+    }
+    for extension in enables {
+        let _ = writeln!(out, "enable {extension};");
+    }
     match element {
         Element::F32 => out.push_str("alias elem = f32;\n"),
-        Element::F16 => out.push_str("enable f16;\nalias elem = f16;\n"),
+        Element::F16 => out.push_str("alias elem = f16;\n"),
+    }
+    for (name, ty) in aliases {
+        let _ = writeln!(out, "alias {name} = {ty};");
     }
     for (name, value) in consts {
-        // Writing to a String cannot fail.
         let _ = writeln!(out, "const {name}: u32 = {value}u;");
     }
     out.push_str(&select_blocks(source, flags)?);
@@ -135,8 +158,14 @@ mod tests {
 
     #[test]
     fn kernel_files_are_balanced() {
-        for src in [MATMUL_NAIVE, MATMUL_TILED, ATTENTION] {
-            select_blocks(src, &["FIT"]).unwrap();
+        for src in [
+            MATMUL_NAIVE,
+            MATMUL_TILED,
+            MATMUL_COOP,
+            ATTENTION_SPLIT,
+            ATTENTION_TILED,
+        ] {
+            select_blocks(src, &["FIT", "DOUBLE_BUFFER"]).unwrap();
             select_blocks(src, &[]).unwrap();
         }
     }

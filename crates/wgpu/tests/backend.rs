@@ -1,15 +1,24 @@
 //! The wgpu backend beyond the shared suite: adapter identity, every forced tile
-//! variant on exact and ragged shapes, timing, and the reasons given for points it
-//! cannot run. Skips without an adapter, except under CI=true.
+//! variant on exact and ragged shapes, the timed variant search and its cache, timing,
+//! and the reasons given for points it cannot run. Skips without an adapter, except
+//! under CI=true.
 
 use joulebench_core::suite::required;
 use joulebench_core::verify::verify;
 use joulebench_core::{AttentionShape, Backend, MatmulShape, Precision, Support, Workload};
-use joulebench_wgpu::{WgpuBackend, KERNEL_FLASH, KERNEL_NAIVE, KERNEL_TILED};
+use joulebench_wgpu::{
+    VariantSearch, WgpuBackend, KERNEL_COOP, KERNEL_FLASH, KERNEL_NAIVE, KERNEL_TILED,
+};
+use std::path::PathBuf;
 
+/// The default adapter with the fixed variant rule, so that tests do not depend on
+/// timings (the search has its own test).
 fn backend() -> Option<WgpuBackend> {
     match joulebench_wgpu::open(None) {
-        Ok(b) => Some(b),
+        Ok(mut b) => {
+            b.set_variant_search(VariantSearch::Fixed);
+            Some(b)
+        }
         Err(e) if required(true) => panic!("wgpu adapter required under CI=true: {e}"),
         Err(e) => {
             eprintln!("skipped: {e}");
@@ -86,8 +95,8 @@ fn every_tiled_variant_is_correct_on_exact_and_ragged_shapes() {
     let Some(mut b) = backend() else { return };
     let variants = b.variants(KERNEL_TILED);
     assert!(!variants.is_empty());
-    // 128 is a multiple of every tile; 2 × 136 × 72 × 40 of none.
-    let shapes = [matmul(1, 128, 128, 64), matmul(2, 136, 72, 40)];
+    // 128 × 256 × 64 is a multiple of every tile; 2 × 136 × 72 × 40 of none.
+    let shapes = [matmul(1, 128, 256, 64), matmul(2, 136, 72, 40)];
     for precision in precisions(&b) {
         for variant in &variants {
             for w in &shapes {
@@ -212,4 +221,95 @@ fn f16_follows_the_adapter() {
         .iter()
         .all(|k| k.precisions.contains(&Precision::F16));
     assert_eq!(offers_f16, b.adapter().f16);
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::env::temp_dir().join(format!(
+        "joulebench-wgpu-{name}-{}-{nanos}",
+        std::process::id()
+    ))
+}
+
+#[test]
+fn the_timed_search_keeps_its_choice_on_disk_and_a_forced_variant_wins() {
+    let Some(mut b) = backend() else { return };
+    let dir = temp_dir("search");
+    let timed = VariantSearch::Timed {
+        cache_dir: Some(dir.clone()),
+    };
+    b.set_variant_search(timed.clone());
+    let w = matmul(1, 128, 256, 64);
+    let chosen = b
+        .prepare(KERNEL_TILED, Precision::F32, &w, 1)
+        .unwrap()
+        .variant()
+        .unwrap_or_default();
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    let name = record["chosen"].as_str().unwrap().to_owned();
+    assert!(chosen.starts_with(&name), "{chosen} vs {name}");
+    // Every variant that runs here was timed, the chosen one fastest.
+    let timed_variants = record["seconds_per_op"].as_array().unwrap().clone();
+    assert_eq!(timed_variants.len(), b.variants(KERNEL_TILED).len());
+    assert_eq!(timed_variants[0][0].as_str(), Some(name.as_str()));
+
+    // A second backend reads the choice instead of searching: seeded with the
+    // variant that is last in every order, it takes that one.
+    let last = b.variants(KERNEL_TILED).pop().unwrap();
+    record["chosen"] = serde_json::Value::String(last.clone());
+    std::fs::write(&files[0], record.to_string()).unwrap();
+    let Some(mut again) = backend() else { return };
+    again.set_variant_search(timed);
+    let mut k = again.prepare(KERNEL_TILED, Precision::F32, &w, 1).unwrap();
+    assert!(k.variant().unwrap_or_default().starts_with(&last));
+    assert!(verify(k.as_mut(), &w, Precision::F32, 3).unwrap().passed);
+    drop(k);
+    // A forced variant overrides the choice.
+    let first = again.variants(KERNEL_TILED)[0].clone();
+    let k = again
+        .prepare_variant(KERNEL_TILED, Precision::F32, &w, 1, Some(&first))
+        .unwrap();
+    assert!(k.variant().unwrap_or_default().starts_with(&first));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn wgsl_coop_runs_where_there_are_matrix_units_and_says_why_not_elsewhere() {
+    let Some(mut b) = backend() else { return };
+    let w = matmul(1, 128, 128, 64);
+    match b.support(KERNEL_COOP, Precision::F16, &w) {
+        Support::Unsupported(why) => {
+            assert!(b.variants(KERNEL_COOP).is_empty());
+            if b.adapter().cooperative_matrix_shapes.is_empty() {
+                assert_eq!(why, "adapter offers no cooperative-matrix shapes");
+            }
+            assert!(b.prepare(KERNEL_COOP, Precision::F16, &w, 1).is_err());
+            eprintln!("skipped: {KERNEL_COOP}: {why}");
+        }
+        Support::Supported => {
+            // 128 × 256 × 64 fills every block; 2 × 136 × 72 × 40 none.
+            let shapes = [matmul(1, 128, 256, 64), matmul(2, 136, 72, 40)];
+            for variant in b.variants(KERNEL_COOP) {
+                for w in &shapes {
+                    let mut k = b
+                        .prepare_variant(KERNEL_COOP, Precision::F16, w, 1, Some(&variant))
+                        .unwrap_or_else(|e| panic!("{variant} {w}: {e}"));
+                    let v = verify(k.as_mut(), w, Precision::F16, 5).unwrap();
+                    assert!(v.passed, "{variant} {w}: {v:?}");
+                }
+            }
+        }
+    }
+    match b.support(KERNEL_COOP, Precision::F32, &w) {
+        Support::Unsupported(why) => assert!(why.contains("f16"), "{why}"),
+        Support::Supported => panic!("{KERNEL_COOP} claims f32"),
+    }
 }

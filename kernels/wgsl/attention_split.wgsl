@@ -1,6 +1,9 @@
 // Fused attention forward, FlashAttention-style: one pass over K and V with an
 // online softmax (running max and running sum), so the seq_q × seq_kv score matrix
 // is never written anywhere; only one BKV-key tile of it exists, in workgroup memory.
+// This is the first, query-split build; attention_tiled.wgsl organises the same work
+// as a matmul and is preferred where it fits. This one needs the least workgroup
+// memory and stays selectable (variants `d*-q*-kv*-split*`).
 //
 // A workgroup owns BQ consecutive queries of one (batch, head). Each query is served
 // by TD invocations, each holding a HEAD_DIM / TD slice of q and of the output
