@@ -570,3 +570,19 @@ fn schema_1_records_are_read_and_marked_gapped() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("NVIDIA H200"));
 }
+
+#[test]
+fn exit_codes_follow_the_kind_of_failure_and_help_lists_them() {
+    // a device that is not there: 1, with the reason (no driver, or no such GPU)
+    let o = run(&["sweep", "--backend", "cuda", "--cuda-device", "99"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("CUDA"), "{}", text(&o));
+    // bad input: 2
+    let o = run(&["sweep", "--backend", "sim", "--baseline", "kernel"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--baseline"), "{}", text(&o));
+    let help = text(&run(&["--help"]));
+    for code in ["Exit codes", "2 bad input", "3 a file", "128+N"] {
+        assert!(help.contains(code), "{code} missing from --help: {help}");
+    }
+}

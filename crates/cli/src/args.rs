@@ -12,7 +12,11 @@ use std::path::PathBuf;
              precision, batch size and power cap that cost the fewest joules per FLOP.",
     long_about = None,
     after_help = "Start with `joulebench devices`, then `joulebench sweep --preset quick`.\n\
-                  Without a GPU, `--backend sim` runs the whole pipeline on a simulated device."
+                  Without a GPU, `--backend sim` runs the whole pipeline on a simulated device.\n\n\
+                  Exit codes: 0 success; 1 a device, driver, meter or run failure; 2 bad input \
+                  (flags, configs, shapes, results files, output paths); 3 a file that could not \
+                  be read or written (a full disk); 128+N stopped by signal N (130 Ctrl-C, \
+                  143 SIGTERM). A sweep that stops keeps every finished point and says where."
 )]
 pub struct Cli {
     #[command(subcommand)]
