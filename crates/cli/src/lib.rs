@@ -25,6 +25,9 @@ use clap::Parser;
 /// failure, 2 bad input, 3 a file that could not be read or written, 128 + N
 /// stopped by signal N (130 for SIGINT, 143 for SIGTERM).
 pub fn main() -> i32 {
+    if let Some(commit) = option_env!("JOULEBENCH_GIT_COMMIT") {
+        joulebench_core::sweep::set_build_commit(commit);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

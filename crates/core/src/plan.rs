@@ -607,6 +607,81 @@ mod tests {
         );
     }
 
+    /// A backend with the CUDA backend's kernels, for planning only.
+    struct CudaLike(crate::device::DeviceInfo);
+
+    impl Backend for CudaLike {
+        fn name(&self) -> &str {
+            "cuda"
+        }
+        fn device(&self) -> &crate::device::DeviceInfo {
+            &self.0
+        }
+        fn kernels(&self) -> Vec<KernelInfo> {
+            use Precision::*;
+            let k = |name: &str, op, precisions: &[Precision], vendor| KernelInfo {
+                name: name.into(),
+                op,
+                precisions: precisions.to_vec(),
+                vendor,
+                description: String::new(),
+            };
+            vec![
+                k("cuda-simt", Op::Matmul, &[F32], false),
+                k("cuda-mma", Op::Matmul, &[F16, Bf16], false),
+                k("cublas", Op::Matmul, &[F32, Tf32, F16, Bf16], true),
+                k("cublaslt-fp8", Op::Matmul, &[Fp8E4m3], true),
+                k("cuda-flash", Op::Attention, &[F16, Bf16], false),
+                k("cublas-unfused", Op::Attention, &[F16, Bf16], true),
+            ]
+        }
+        fn support(&self, kernel: &str, precision: Precision, w: &Workload) -> Support {
+            match self.kernels().iter().find(|k| k.name == kernel) {
+                Some(k) if k.op == w.op() && k.precisions.contains(&precision) => {
+                    Support::Supported
+                }
+                _ => Support::Unsupported("no".into()),
+            }
+        }
+        fn prepare(
+            &mut self,
+            _: &str,
+            _: Precision,
+            _: &Workload,
+            _: u64,
+        ) -> Result<Box<dyn crate::backend::PreparedKernel + '_>, crate::backend::BackendError>
+        {
+            Err(crate::backend::BackendError::Unavailable(
+                "planning only".into(),
+            ))
+        }
+    }
+
+    #[test]
+    fn the_quick_preset_fits_ninety_seconds_on_a_gpu_by_its_own_estimate() {
+        let gpu = CudaLike(crate::device::DeviceInfo {
+            name: "an H200".into(),
+            ..Default::default()
+        });
+        let cfg = SweepConfig::preset(Preset::Quick, &gpu);
+        let points = cfg.plan(&gpu).unwrap();
+        let e = PlanEstimate::of(&points, &gpu, &cfg.protocol, 0.1, 1);
+        // cuBLAS f32, tf32, bf16; cuBLASLt fp8; ours bf16 and f32; fused and unfused attention
+        assert_eq!((e.points, e.runnable, e.skipped), (8, 8, 0), "{points:#?}");
+        assert!(e.bound_s <= 90.0, "{e:?}");
+        assert!(e.typical_s < e.bound_s && e.typical_s > 20.0, "{e:?}");
+        let kernels: Vec<(&str, Precision)> = points
+            .iter()
+            .map(|p| (p.kernel.as_str(), p.precision))
+            .collect();
+        assert!(kernels.contains(&("cublaslt-fp8", Precision::Fp8E4m3)));
+        assert!(kernels.contains(&("cuda-mma", Precision::Bf16)));
+        assert!(
+            !kernels.contains(&("cublas", Precision::F16)),
+            "bf16 stands for f16"
+        );
+    }
+
     #[test]
     fn rejects_unknown_keys_and_bad_shapes() {
         assert!(SweepConfig::from_toml_str("precisons = [\"f32\"]").is_err());

@@ -419,11 +419,21 @@ fn settle_cap(
     Ok(())
 }
 
-/// The tool's identity for records: version and, when built from git, the commit.
+static BUILD_COMMIT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The git commit the running program was built from, for [`tool_info`]: the
+/// `joulebench` binary sets it at start (its build script reads it), so a commit
+/// rebuilds only the binary's crate.
+pub fn set_build_commit(commit: &str) {
+    let _ = BUILD_COMMIT.set(commit.to_string());
+}
+
+/// The tool's identity for records: version and, when the program said which, the
+/// commit it was built from.
 pub fn tool_info() -> ToolInfo {
     ToolInfo {
         name: "joulebench".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        git_commit: option_env!("JOULEBENCH_GIT_COMMIT").map(str::to_string),
+        git_commit: BUILD_COMMIT.get().cloned(),
     }
 }
