@@ -70,6 +70,9 @@ fn once(
 }
 
 fn main() {
+    // criterion's report charts draw with plotters, whose bundled-font renderer only
+    // knows registered fonts
+    joulebench_analysis::chart::register_fonts();
     let test_mode = criterion_test_mode();
     let mut c = Criterion::default()
         .sample_size(10)
