@@ -292,7 +292,7 @@ impl WgpuBackend {
                 ("B", s.batch * s.k * s.n),
                 ("C", s.batch * s.m * s.n),
             ],
-            Workload::Attention(s) => vec![
+            Workload::Attention(s) | Workload::AttentionBackward(s) => vec![
                 ("Q", s.batch * s.heads * s.seq_q * s.head_dim),
                 ("K", s.batch * s.heads * s.seq_kv * s.head_dim),
                 ("V", s.batch * s.heads * s.seq_kv * s.head_dim),
@@ -384,6 +384,12 @@ impl Backend for WgpuBackend {
     }
 
     fn support(&self, kernel: &str, precision: Precision, workload: &Workload) -> Support {
+        if workload.op() == Op::AttentionBackward {
+            return Support::Unsupported(format!(
+                "the wgpu backend has no attention-backward kernel ({KERNEL_FLASH} runs \
+                 the forward pass only)"
+            ));
+        }
         let Some(k) = Kernel::parse(kernel) else {
             return Support::Unsupported(format!(
                 "unknown kernel '{kernel}'; the wgpu backend has {KERNEL_NAIVE}, \
@@ -537,10 +543,7 @@ impl<'a> Prepared<'a> {
 
 impl PreparedKernel for Prepared<'_> {
     fn run_for_check(&mut self, inputs: &CheckInputs) -> Result<Vec<f32>, BackendError> {
-        let tensors: Vec<&[f32]> = match inputs {
-            CheckInputs::Matmul { a, b } => vec![a, b],
-            CheckInputs::Attention { q, k, v } => vec![q, k, v],
-        };
+        let tensors = inputs.tensors();
         if tensors.len() != self.inputs.len()
             || tensors
                 .iter()
