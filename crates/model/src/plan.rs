@@ -22,6 +22,8 @@ pub struct KernelChoice {
     /// Where the backend has no backward kernel, the forward kernel's name: its points
     /// are recorded as skipped with the backend's reason.
     pub attention_backward: String,
+    /// Every kernel of the choice is a vendor library's (the default baseline).
+    pub vendor: bool,
 }
 
 impl KernelChoice {
@@ -205,16 +207,17 @@ impl ModelPlan {
         let mut choices = Vec::new();
         for m in &matmul {
             for a in &attention {
-                let backwards: Vec<&str> = if backward.is_empty() {
-                    vec![a.name.as_str()]
+                let backwards: Vec<&KernelInfo> = if backward.is_empty() {
+                    vec![a]
                 } else {
-                    backward.iter().map(|b| b.name.as_str()).collect()
+                    backward.clone()
                 };
                 for b in backwards {
                     choices.push(KernelChoice {
                         matmul: m.name.clone(),
                         attention: a.name.clone(),
-                        attention_backward: b.to_string(),
+                        attention_backward: b.name.clone(),
+                        vendor: m.vendor && a.vendor && b.vendor,
                     });
                 }
             }
