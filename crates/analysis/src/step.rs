@@ -100,22 +100,29 @@ impl Baseline {
         })
     }
 
-    /// What was asked for, defaults named.
-    pub fn describe(&self) -> String {
-        format!(
-            "{}, micro-batch {}, cap {}, kernels {}",
+    /// What was asked for, defaults named as they resolve among `figures`.
+    pub fn describe(&self, figures: &[StepFigures]) -> String {
+        let default_kernels = if figures.iter().any(|f| f.setting.kernels.vendor) {
+            "the vendor kernels"
+        } else {
+            "the first kernel choice"
+        };
+        [
             self.precision
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "bf16".into()),
             self.micro_batch
-                .map(|m| m.to_string())
-                .unwrap_or_else(|| "the largest".into()),
-            self.cap.unwrap_or(PowerCap::Default),
+                .map(|m| format!("micro-batch {m}"))
+                .unwrap_or_else(|| "the largest micro-batch".into()),
+            self.cap
+                .map(|c| format!("cap {c}"))
+                .unwrap_or_else(|| "the default cap".into()),
             self.kernels
                 .as_ref()
-                .map(|k| k.join(" + "))
-                .unwrap_or_else(|| "vendor".into())
-        )
+                .map(|k| format!("kernels {}", k.join(" + ")))
+                .unwrap_or_else(|| default_kernels.into()),
+        ]
+        .join(", ")
     }
 }
 
@@ -230,7 +237,7 @@ pub fn recommend_steps(
                 simulated: complete.iter().any(|f| f.simulated),
                 front: pareto_front(&complete),
                 baseline: baseline.find(&complete),
-                baseline_asked: baseline.describe(),
+                baseline_asked: baseline.describe(&complete),
                 chosen,
                 figures: complete,
                 incomplete,

@@ -125,7 +125,7 @@ impl ModelConfig {
                 head_dim: None,
                 mlp_size: 512,
                 gated_mlp: false,
-                vocab_size: 512,
+                vocab_size: 1000,
                 seq_len: 64,
             },
             _ => {
@@ -261,6 +261,18 @@ mod tests {
         assert_eq!(toml::from_str::<ModelConfig>(&text).unwrap(), gpt2);
         let typo = text.replace("mlp_size", "mlp_sise");
         assert!(toml::from_str::<ModelConfig>(&typo).is_err());
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/model.toml");
+        let m = ModelConfig::from_toml_file(&path).unwrap();
+        assert_eq!(m.name, "gpt2-medium");
+        // per layer 1024·3072 + 1024·1024 + 1024·4096 + 4096·1024, × 24, + the head
+        assert_eq!(
+            crate::step::matmul_parameters(&m),
+            24 * 12_582_912 + 1024 * 50_257
+        );
     }
 
     #[test]
