@@ -13,7 +13,7 @@
 //! | `generated_by` | string | the joulebench that wrote it, e.g. `"joulebench 0.1.0"` |
 //! | `objective` | string | how the setting was chosen, e.g. `"least energy within 10% of the fastest"` |
 //! | `simulated` | bool | true if any setting comes from the simulated device |
-//! | `setting` | array of tables | one per device model and workload, below |
+//! | `setting` | array of tables | one per device model and workload, below (absent when a file has only `model` entries) |
 //! | `model` | table of arrays of tables, optional | per model name (`[[model.llama3-8b]]`), one per device model: the chosen setting of a whole training step, below (`joulebench model --emit`) |
 //!
 //! Each `[[setting]]`:
@@ -76,7 +76,7 @@ pub struct SettingsFile {
     pub generated_by: String,
     pub objective: String,
     pub simulated: bool,
-    #[serde(rename = "setting", default)]
+    #[serde(rename = "setting", default, skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<ChosenSetting>,
     /// The chosen training-step setting per model name, one per device model.
     #[serde(rename = "model", default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -221,10 +221,18 @@ impl SettingsFile {
                     format: "TOML",
                     message: e.to_string(),
                 })?;
-                let mut head = format!(
-                    "# joulebench settings (format {SETTINGS_FORMAT}, version {SETTINGS_VERSION}): the chosen\n\
-                     # power cap, precision, batch size and kernel per device model and workload.\n"
-                );
+                let mut head = if self.settings.is_empty() && !self.models.is_empty() {
+                    format!(
+                        "# joulebench settings (format {SETTINGS_FORMAT}, version {SETTINGS_VERSION}): the chosen\n\
+                         # precision, micro-batch, power cap and kernels of a training step, per model\n\
+                         # and device model.\n"
+                    )
+                } else {
+                    format!(
+                        "# joulebench settings (format {SETTINGS_FORMAT}, version {SETTINGS_VERSION}): the chosen\n\
+                         # power cap, precision, batch size and kernel per device model and workload.\n"
+                    )
+                };
                 if self.simulated {
                     head.push_str("# SIMULATED: some settings come from joulebench's model device, not a measurement.\n");
                 }

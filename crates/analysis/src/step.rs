@@ -537,9 +537,34 @@ pub fn step_chart(rec: &StepRecommendation, objective: Objective) -> XyChart {
         })
         .collect();
     if choices.len() > 1 {
+        // only the ops whose kernel differs between choices, so labels fit the legend
+        let all: Vec<&KernelChoice> = rec.figures.iter().map(|f| &f.setting.kernels).collect();
+        let parts = |k: &KernelChoice| {
+            [
+                k.matmul.clone(),
+                k.attention.clone(),
+                k.attention_backward.clone(),
+            ]
+        };
+        let varies: Vec<bool> = (0..3)
+            .map(|i| all.iter().any(|k| parts(k)[i] != parts(all[0])[i]))
+            .collect();
         for k in &choices {
+            let short = all
+                .iter()
+                .find(|c| &c.label() == k)
+                .map(|c| {
+                    parts(c)
+                        .into_iter()
+                        .zip(&varies)
+                        .filter(|(_, v)| **v)
+                        .map(|(p, _)| p)
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                })
+                .unwrap_or_else(|| k.clone());
             legend.push(LegendEntry {
-                label: k.clone(),
+                label: short,
                 color: plotters::style::RGBColor(90, 90, 90),
                 marker: marker_of(k),
                 line: false,

@@ -112,12 +112,12 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
             },
         )
         .map_err(plan_error)?;
+        let points = plan.points();
         eprintln!(
             "{} settings (precision × micro-batch × power cap × kernels) from {} distinct op points",
             plan.settings.len(),
-            plan.points().len()
+            points.len()
         );
-        let points = plan.points();
         planned = Some(plan);
         Ok(points)
     })?;
