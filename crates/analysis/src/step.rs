@@ -84,11 +84,9 @@ impl Baseline {
         let first_kernels = figures.first().map(|f| f.setting.kernels.clone());
         let kernels_match = |k: &KernelChoice| match &self.kernels {
             Some(names) if names.len() == 1 && names[0] == "vendor" => k.vendor,
-            Some(names) => names.iter().all(|n| {
-                [&k.matmul, &k.attention, &k.attention_backward]
-                    .iter()
-                    .any(|x| *x == n)
-            }),
+            Some(names) => names
+                .iter()
+                .all(|n| [&k.matmul, &k.attention, &k.attention_backward].contains(&n)),
             None if any_vendor => k.vendor,
             None => Some(k) == first_kernels.as_ref(),
         };
