@@ -262,10 +262,11 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 0.5, value_name = "ETA")]
     pub eta: f64,
     /// The setting energy saved and slowdown are measured against, as KEY=VALUE pairs:
-    /// precision, micro-batch, cap, kernels ("vendor", or names joined by '+').
-    /// Unset keys: bf16, the largest micro-batch, the default cap, the vendor kernels.
-    #[arg(long, value_name = "SPEC", default_value = "")]
-    pub baseline: String,
+    /// precision, micro-batch, cap, kernels ("vendor", or names joined by '+'), e.g.
+    /// "precision=bf16,micro-batch=4". Unset keys: bf16, the largest micro-batch, the
+    /// default cap, the vendor kernels (else the first kernel choice).
+    #[arg(long, value_name = "SPEC")]
+    pub baseline: Option<String>,
     /// Output format of the tables.
     #[arg(long, default_value = "table", value_name = "table|markdown|csv|json")]
     pub format: String,

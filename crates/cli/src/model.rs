@@ -65,7 +65,7 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
     if !(0.0..=1.0).contains(&args.eta) {
         return Err(usage(format!("--eta {} must be between 0 and 1", args.eta)));
     }
-    let baseline = Baseline::parse(&args.baseline).map_err(usage)?;
+    let baseline = Baseline::parse(args.baseline.as_deref().unwrap_or("")).map_err(usage)?;
     let emit = match args.emit.as_deref() {
         Some([f, path]) => {
             let format: SettingsFormat = f.parse().map_err(|e| usage(format!("--emit: {e}")))?;
