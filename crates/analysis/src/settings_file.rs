@@ -14,7 +14,8 @@
 //! | `objective` | string | how the setting was chosen, e.g. `"least energy within 10% of the fastest"` |
 //! | `baseline` | string | what energy saved and slowdown are measured against, e.g. `"cublas bf16 at the default power limit"` |
 //! | `simulated` | bool | true if any setting comes from the simulated device |
-//! | `setting` | array of tables | one per device model and workload, below |
+//! | `setting` | array of tables | one per device model and workload, below (absent when a file has only `model` entries) |
+//! | `model` | table of arrays of tables, optional | per model name (`[[model.llama3-8b]]`), one per device model: the chosen setting of a whole training step, below (`joulebench model --emit`) |
 //!
 //! Each `[[setting]]`:
 //!
@@ -41,12 +42,32 @@
 //! | `source` | string | the results file the chosen point came from |
 //! | `shape` | table | the chosen point's full shape, `op` (`matmul` or `attention`) and its dimensions, batch included |
 //!
+//! Each `[[model.<name>]]` (written by `joulebench model --emit`):
+//!
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `device_model`, `simulated`, `backend` | | as in `[[setting]]` |
+//! | `precision` | string | the matmuls' precision |
+//! | `attention_precision` | string | attention's (bf16 when the matmuls run FP8) |
+//! | `micro_batch` | integer | sequences per step |
+//! | `tokens_per_step` | integer | micro_batch × sequence length |
+//! | `power_cap`, `power_cap_w`, `default_power_limit_w` | | as in `[[setting]]` |
+//! | `energy_j_per_token` | float | joules per token of the step (GEMMs and attention, forward and backward) |
+//! | `tokens_per_second` | float | tokens per second of the step |
+//! | `average_power_w` | float, optional | the step's energy over its time |
+//! | `energy_saved_fraction`, `slowdown_fraction` | float, optional | per token, against `baseline` |
+//! | `baseline` | string, optional | the baseline setting, as named (`joulebench model --baseline`) |
+//! | `flags`, `source` | | as in `[[setting]]` |
+//! | `kernels` | table | `matmul`, `attention`, `attention_backward`: the kernel of each op; `vendor`: all of them vendor libraries' |
+//!
 //! Figures are rounded to 4 significant digits (fractions to 4 decimals).
 
 use crate::recommend::{BaselineSpec, Objective, Recommendation};
+use crate::step::ModelSetting;
 use joulebench_core::record::Record;
 use joulebench_core::{Precision, Workload};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const SETTINGS_FORMAT: &str = "joulebench-settings";
@@ -62,8 +83,11 @@ pub struct SettingsFile {
     #[serde(default)]
     pub baseline: String,
     pub simulated: bool,
-    #[serde(rename = "setting", default)]
+    #[serde(rename = "setting", default, skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<ChosenSetting>,
+    /// The chosen training-step setting per model name, one per device model.
+    #[serde(rename = "model", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, Vec<ModelSetting>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -142,7 +166,7 @@ pub enum SettingsError {
 
 /// Round to `digits` significant digits through decimal text, so the value a file
 /// shows is exactly the value a reader parses back.
-fn round_sig(x: f64, digits: usize) -> f64 {
+pub(crate) fn round_sig(x: f64, digits: usize) -> f64 {
     if !x.is_finite() || x == 0.0 {
         return x;
     }
@@ -151,7 +175,7 @@ fn round_sig(x: f64, digits: usize) -> f64 {
         .unwrap_or(x)
 }
 
-fn round_fraction(x: f64) -> f64 {
+pub(crate) fn round_fraction(x: f64) -> f64 {
     format!("{x:.4}").parse().unwrap_or(x)
 }
 
@@ -206,6 +230,7 @@ impl SettingsFile {
             baseline: baseline.describe(),
             simulated: settings.iter().any(|s| s.simulated),
             settings,
+            models: BTreeMap::new(),
         }
     }
 
@@ -216,10 +241,18 @@ impl SettingsFile {
                     format: "TOML",
                     message: e.to_string(),
                 })?;
-                let mut head = format!(
-                    "# joulebench settings (format {SETTINGS_FORMAT}, version {SETTINGS_VERSION}): the chosen\n\
-                     # power cap, precision, batch size and kernel per device model and workload.\n"
-                );
+                let mut head = if self.settings.is_empty() && !self.models.is_empty() {
+                    format!(
+                        "# joulebench settings (format {SETTINGS_FORMAT}, version {SETTINGS_VERSION}): the chosen\n\
+                         # precision, micro-batch, power cap and kernels of a training step, per model\n\
+                         # and device model.\n"
+                    )
+                } else {
+                    format!(
+                        "# joulebench settings (format {SETTINGS_FORMAT}, version {SETTINGS_VERSION}): the chosen\n\
+                         # power cap, precision, batch size and kernel per device model and workload.\n"
+                    )
+                };
                 if self.simulated {
                     head.push_str("# SIMULATED: some settings come from joulebench's model device, not a measurement.\n");
                 }

@@ -29,6 +29,10 @@ pub enum Command {
     Devices(DevicesArgs),
     /// Measure a sweep of kernels × precisions × shapes × batch sizes × power caps.
     Sweep(Box<SweepArgs>),
+    /// Measure a transformer's training step (its GEMMs and attention, forward and
+    /// backward) and report joules per token for each precision, micro-batch, power
+    /// cap and kernel choice.
+    Model(Box<ModelArgs>),
     /// Print every record of one or more results files.
     Report(ReportArgs),
     /// Recommend, per device and workload, the setting with the fewest joules per FLOP.
@@ -113,49 +117,19 @@ pub enum PresetChoice {
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
-    /// Which backend measures.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub backend: BackendChoice,
     /// A built-in sweep. Used when no --config is given (default: quick).
     #[arg(long, value_enum, conflicts_with = "config")]
     pub preset: Option<PresetChoice>,
     /// A sweep config (TOML): every axis and protocol parameter. See examples/sweep.toml.
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
-    /// Results file (JSONL, one record per point). Default: results/<backend>-<device>-<time>.jsonl.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-    /// Continue the --out file: skip points already in it, append the rest.
-    #[arg(long)]
-    pub resume: bool,
-    /// Power caps to sweep: "default", watts ("300"), % of the default limit ("80%"),
-    /// or a range min:max:step in watts; comma-separated. Overrides the config.
-    #[arg(long, value_name = "LIST")]
-    pub power_caps: Option<String>,
-    /// Allow joulebench to change a real GPU's power limit (it is restored on exit).
-    /// The simulated device needs no permission.
-    #[arg(long)]
-    pub allow_power_changes: bool,
-    /// Ops to measure (matmul, attention), comma-separated. Overrides the config.
+    /// Ops to measure (matmul, attention, attention-backward), comma-separated.
+    /// Overrides the config.
     #[arg(long, value_name = "LIST")]
     pub ops: Option<String>,
-    /// Precisions (f32, tf32, f16, bf16, fp8-e4m3), comma-separated. Overrides the config.
-    #[arg(long, value_name = "LIST")]
-    pub precisions: Option<String>,
-    /// Kernels by name (see `joulebench devices`), comma-separated. Default: all.
-    #[arg(long, value_name = "LIST")]
-    pub kernels: Option<String>,
     /// Batch sizes (linear-layer token multiples and attention batches), comma-separated.
     #[arg(long, value_name = "LIST")]
     pub batch_sizes: Option<String>,
-    /// Seed of the random inputs (recorded).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Simulated device profile (sim-h100, sim-a100, sim-l40s). With --devices, a comma
-    /// list gives each simulated GPU its own profile ("sim-h100,sim-a100"); one name is
-    /// used for all.
-    #[arg(long, default_value = "sim-h100", value_name = "NAME[,NAME…]")]
-    pub sim_profile: String,
     /// Measure several GPUs of this node at once: "all", or device indices ("0,2" or
     /// "0-3"; see `joulebench devices`). One worker process per GPU, each with its own
     /// energy meter and results file <out-stem>.dev<N>.jsonl; the files are merged into
@@ -173,6 +147,75 @@ pub struct SweepArgs {
     /// (how --devices runs its workers).
     #[arg(long, hide = true)]
     pub progress_lines: bool,
+    /// The closing recommendation's baseline, as `recommend --baseline`.
+    #[arg(long, value_name = "kernel=K,precision=P")]
+    pub baseline: Option<String>,
+    #[command(flatten)]
+    pub measure: MeasureArgs,
+}
+
+/// The sweep code reads the flags it shares with `model` as its own.
+impl std::ops::Deref for SweepArgs {
+    type Target = MeasureArgs;
+    fn deref(&self) -> &MeasureArgs {
+        &self.measure
+    }
+}
+
+impl SweepArgs {
+    /// A single-device sweep of `measure`'s device with no sweep config of its own
+    /// (`model` plans its points itself).
+    pub fn single(measure: MeasureArgs) -> SweepArgs {
+        SweepArgs {
+            preset: None,
+            config: None,
+            ops: None,
+            batch_sizes: None,
+            devices: None,
+            sim_devices: None,
+            sim_index: 0,
+            progress_lines: false,
+            baseline: None,
+            measure,
+        }
+    }
+}
+
+/// What `sweep` and `model` share: which device measures and how, where the records
+/// go, and the axes and protocol both have.
+#[derive(Args, Debug, Clone)]
+pub struct MeasureArgs {
+    /// Which backend measures.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Results file (JSONL, one record per point). Default: results/<backend>-<device>-<time>.jsonl.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Continue the --out file: skip points already in it, append the rest.
+    #[arg(long)]
+    pub resume: bool,
+    /// Power caps to sweep: "default", watts ("300"), % of the default limit ("80%"),
+    /// or a range min:max:step in watts; comma-separated. Overrides the config.
+    #[arg(long, value_name = "LIST")]
+    pub power_caps: Option<String>,
+    /// Allow joulebench to change a real GPU's power limit (it is restored on exit).
+    /// The simulated device needs no permission.
+    #[arg(long)]
+    pub allow_power_changes: bool,
+    /// Precisions (f32, tf32, f16, bf16, fp8-e4m3), comma-separated. Overrides the config.
+    #[arg(long, value_name = "LIST")]
+    pub precisions: Option<String>,
+    /// Kernels by name (see `joulebench devices`), comma-separated. Default: all.
+    #[arg(long, value_name = "LIST")]
+    pub kernels: Option<String>,
+    /// Seed of the random inputs (recorded).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Simulated device profile (sim-h100, sim-a100, sim-l40s). With --devices, a comma
+    /// list gives each simulated GPU its own profile ("sim-h100,sim-a100"); one name is
+    /// used for all.
+    #[arg(long, default_value = "sim-h100", value_name = "NAME[,NAME…]")]
+    pub sim_profile: String,
     /// wgpu adapter: index or part of its name (see `joulebench devices`).
     #[arg(long, value_name = "INDEX|NAME")]
     pub adapter: Option<String>,
@@ -197,9 +240,6 @@ pub struct SweepArgs {
     /// Slowdown allowed by the closing recommendation table (10% or 0.1).
     #[arg(long, default_value = "10%", value_name = "PCT")]
     pub max_slowdown: String,
-    /// The closing recommendation's baseline, as `recommend --baseline`.
-    #[arg(long, value_name = "kernel=K,precision=P")]
-    pub baseline: Option<String>,
     /// Measure every point N times, in an order shuffled with the seed, so `report`
     /// can show the run-to-run spread beside the spread within one run.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -208,8 +248,53 @@ pub struct SweepArgs {
     pub protocol: ProtocolArgs,
 }
 
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("model_source").required(true).args(["preset", "config"])))]
+pub struct ModelArgs {
+    /// A built-in model: llama3-8b, llama3-70b, gpt2, or tiny (two small layers, for a
+    /// CPU emulation).
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// A model file (TOML): name, hidden_size, layers, attention_heads, kv_heads,
+    /// head_dim, mlp_size, gated_mlp, vocab_size, seq_len. See examples/model.toml.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// Micro-batches to compare, in sequences per step (tokens per step = micro-batch ×
+    /// the model's sequence length), comma-separated.
+    #[arg(long, default_value = "1,2,4", value_name = "LIST")]
+    pub micro_batches: String,
+    /// What "best" means, per token.
+    #[arg(long, value_enum, default_value = "within-slowdown")]
+    pub objective: ObjectiveChoice,
+    /// η of the Zeus objective: 1 = least energy, 0 = least time.
+    #[arg(long, default_value_t = 0.5, value_name = "ETA")]
+    pub eta: f64,
+    /// The setting energy saved and slowdown are measured against, as KEY=VALUE pairs:
+    /// precision, micro-batch, cap, kernels ("vendor", or names joined by '+'), e.g.
+    /// "precision=bf16,micro-batch=4". Unset keys: bf16, the largest micro-batch, the
+    /// default cap, the vendor kernels (else the first kernel choice).
+    #[arg(long, value_name = "SPEC")]
+    pub baseline: Option<String>,
+    /// Output format of the tables.
+    #[arg(long, default_value = "table", value_name = "table|markdown|csv|json")]
+    pub format: String,
+    /// Also draw energy per token against tokens per second, Pareto front and choice
+    /// ringed (SVG and PNG), into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+    /// Also write the chosen setting, keyed by model name, to FILE as TOML or JSON
+    /// (format `joulebench-settings` v1, `[[model.<name>]]`; see the README).
+    #[arg(long, num_args = 2, value_names = ["toml|json", "FILE"])]
+    pub emit: Option<Vec<String>>,
+    /// Replace an existing --emit file.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub measure: MeasureArgs,
+}
+
 /// Measurement-protocol overrides (DESIGN.md §4); unset flags keep the config's values.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone)]
 pub struct ProtocolArgs {
     /// Seconds of idle power measured once per device (0 to skip).
     #[arg(long, value_name = "S")]

@@ -7,6 +7,7 @@ mod compare;
 mod devices;
 mod error;
 mod merge;
+mod model;
 mod paths;
 mod power;
 mod progress;
@@ -39,6 +40,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Devices(a) => devices::run(&a),
         Command::Sweep(a) => sweep::run(&a),
+        Command::Model(a) => model::run(&a),
         Command::Report(a) => results::report(&a),
         Command::Recommend(a) => results::recommend(&a),
         Command::Merge(a) => merge::run(&a),

@@ -56,8 +56,9 @@ fn one() -> u64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SweepConfig {
-    /// Ops to measure of the shapes below ("matmul" covers [[matmul]] and [[linear]]).
-    /// Empty: every op that has shapes.
+    /// Ops to measure of the shapes below ("matmul" covers [[matmul]] and [[linear]],
+    /// "attention" and "attention-backward" the [[attention]] shapes). Empty: matmul
+    /// and attention forward, for every op that has shapes.
     pub ops: Vec<Op>,
     /// Empty: every precision the kernels support.
     pub precisions: Vec<Precision>,
@@ -296,21 +297,29 @@ impl SweepConfig {
                 });
             }
         }
+        // the backward of each attention shape only when asked for by name
+        let backward = self.ops.contains(&Op::AttentionBackward);
         for a in &self.attention {
             for &b in &batches {
-                let w = Workload::Attention(AttentionShape {
+                let s = AttentionShape {
                     batch: b,
                     heads: a.heads,
                     seq_q: a.seq_q,
                     seq_kv: a.seq_kv.unwrap_or(a.seq_q),
                     head_dim: a.head_dim,
                     causal: a.causal,
-                });
-                out.push(PlannedWorkload {
-                    group: w.shape_label(),
-                    batch_size: b,
-                    workload: w,
-                });
+                };
+                let mut shapes = vec![Workload::Attention(s)];
+                if backward {
+                    shapes.push(Workload::AttentionBackward(s));
+                }
+                for w in shapes {
+                    out.push(PlannedWorkload {
+                        group: w.shape_label(),
+                        batch_size: b,
+                        workload: w,
+                    });
+                }
             }
         }
         for p in &out {
@@ -448,6 +457,8 @@ fn quick_kernel_precisions(backend: &dyn Backend) -> BTreeMap<String, Vec<Precis
                 .find(|p| has(&k, *p))
                 .into_iter()
                 .collect(),
+            // measured by `joulebench model`, not by a first look at a GPU
+            (Op::AttentionBackward, _) => Vec::new(),
         };
         if !precisions.is_empty() {
             out.insert(k.name.clone(), precisions);
@@ -591,6 +602,14 @@ mod tests {
         let w = cfg.workloads().unwrap();
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].workload.op(), Op::Attention);
+        cfg.ops = vec![Op::Attention, Op::AttentionBackward];
+        let w = cfg.workloads().unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[1].workload.op(), Op::AttentionBackward);
+        assert_eq!(
+            w[0].workload.attention_shape(),
+            w[1].workload.attention_shape()
+        );
         cfg.attention.clear();
         assert!(matches!(cfg.workloads(), Err(PlanError::Invalid(_))));
     }

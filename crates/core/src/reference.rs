@@ -7,6 +7,9 @@
 //!   `[batch][heads][seq_kv][head_dim]`; scores are scaled by 1/√head_dim; with
 //!   `causal`, query i sees keys j ≤ i + (seq_kv − seq_q) (bottom-right aligned,
 //!   as FlashAttention-2 does).
+//! - attention backward: inputs Q, K, V as attention's and dO shaped like O; the
+//!   output is dQ `[batch][heads][seq_q][head_dim]`, then dK and dV
+//!   `[batch][heads][seq_kv][head_dim]` each, one after the other in one buffer.
 
 use crate::precision::Precision;
 use crate::workload::{AttentionShape, MatmulShape, Workload};
@@ -59,6 +62,13 @@ pub enum CheckInputs {
         k: Vec<f32>,
         v: Vec<f32>,
     },
+    AttentionBackward {
+        q: Vec<f32>,
+        k: Vec<f32>,
+        v: Vec<f32>,
+        /// The gradient of the loss with respect to attention's output.
+        d_o: Vec<f32>,
+    },
 }
 
 impl CheckInputs {
@@ -82,6 +92,29 @@ impl CheckInputs {
                     v: random_normal(kv_len, precision, seed ^ 0x7f4a_7c15),
                 }
             }
+            Workload::AttentionBackward(s) => {
+                let q_len = (s.batch * s.heads * s.seq_q * s.head_dim) as usize;
+                let CheckInputs::Attention { q, k, v } =
+                    CheckInputs::generate(&Workload::Attention(*s), precision, seed)
+                else {
+                    unreachable!("attention inputs are generated as attention inputs")
+                };
+                CheckInputs::AttentionBackward {
+                    q,
+                    k,
+                    v,
+                    d_o: random_normal(q_len, precision, seed ^ 0x3c6e_f372),
+                }
+            }
+        }
+    }
+
+    /// The tensors in the order a backend binds them: A, B; Q, K, V; Q, K, V, dO.
+    pub fn tensors(&self) -> Vec<&[f32]> {
+        match self {
+            CheckInputs::Matmul { a, b } => vec![a, b],
+            CheckInputs::Attention { q, k, v } => vec![q, k, v],
+            CheckInputs::AttentionBackward { q, k, v, d_o } => vec![q, k, v, d_o],
         }
     }
 }
@@ -135,6 +168,152 @@ pub fn attention_row(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], row: u
     out
 }
 
+/// The softmax probabilities of one query row (as [`attention_row`] weighs V), in
+/// f64: `visible` values, scaled by 1/√head_dim and max-subtracted.
+fn probabilities(s: &AttentionShape, q: &[f32], k: &[f32], row: usize) -> Vec<f64> {
+    let (sq, skv, d) = (s.seq_q as usize, s.seq_kv as usize, s.head_dim as usize);
+    let (bh, i) = (row / sq, row % sq);
+    let q_row = &q[row * d..(row + 1) * d];
+    let kv_base = bh * skv * d;
+    let scale = 1.0 / (d as f64).sqrt();
+    let scores: Vec<f64> = (0..s.visible_keys(i as u64) as usize)
+        .map(|j| dot(q_row, &k[kv_base + j * d..kv_base + (j + 1) * d]) * scale)
+        .collect();
+    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    weights.into_iter().map(|w| w / total).collect()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+/// dS of one query row: P ∘ (dP − D) / √head_dim with dP_j = dO·V_j and
+/// D = Σ_j P_j·dP_j, over the keys the row sees; and P itself.
+fn score_gradient_row(
+    s: &AttentionShape,
+    (q, k, v, d_o): (&[f32], &[f32], &[f32], &[f32]),
+    row: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let (sq, skv, d) = (s.seq_q as usize, s.seq_kv as usize, s.head_dim as usize);
+    let kv_base = (row / sq) * skv * d;
+    let p = probabilities(s, q, k, row);
+    let do_row = &d_o[row * d..(row + 1) * d];
+    let dp: Vec<f64> = (0..p.len())
+        .map(|j| dot(do_row, &v[kv_base + j * d..kv_base + (j + 1) * d]))
+        .collect();
+    let delta: f64 = p.iter().zip(&dp).map(|(a, b)| a * b).sum();
+    let scale = 1.0 / (d as f64).sqrt();
+    let ds = p
+        .iter()
+        .zip(&dp)
+        .map(|(p, dp)| p * (dp - delta) * scale)
+        .collect();
+    (ds, p)
+}
+
+/// One row of dQ (all head_dim values of one query) in f64: Σ_j dS_j·K_j.
+pub fn attention_backward_dq_row(
+    s: &AttentionShape,
+    tensors: (&[f32], &[f32], &[f32], &[f32]),
+    row: usize,
+) -> Vec<f64> {
+    let (sq, skv, d) = (s.seq_q as usize, s.seq_kv as usize, s.head_dim as usize);
+    let kv_base = (row / sq) * skv * d;
+    let (ds, _) = score_gradient_row(s, tensors, row);
+    let k = tensors.1;
+    let mut out = vec![0.0f64; d];
+    for (j, g) in ds.iter().enumerate() {
+        for (o, &x) in out
+            .iter_mut()
+            .zip(&k[kv_base + j * d..kv_base + (j + 1) * d])
+        {
+            *o += g * x as f64;
+        }
+    }
+    out
+}
+
+/// dK and dV of one (batch, head) in f64, `[seq_kv][head_dim]` each: every query
+/// row contributes dSᵀ·Q and Pᵀ·dO. Costs seq_q·seq_kv·head_dim per block, so a
+/// check samples these from one block only (see [`crate::verify`]).
+pub fn attention_backward_dkdv_block(
+    s: &AttentionShape,
+    tensors: (&[f32], &[f32], &[f32], &[f32]),
+    bh: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let (sq, skv, d) = (s.seq_q as usize, s.seq_kv as usize, s.head_dim as usize);
+    let (q, _, _, d_o) = tensors;
+    let (mut dk, mut dv) = (vec![0.0f64; skv * d], vec![0.0f64; skv * d]);
+    for i in 0..sq {
+        let row = bh * sq + i;
+        let (ds, p) = score_gradient_row(s, tensors, row);
+        let q_row = &q[row * d..(row + 1) * d];
+        let do_row = &d_o[row * d..(row + 1) * d];
+        for j in 0..ds.len() {
+            let (dk_j, dv_j) = (&mut dk[j * d..(j + 1) * d], &mut dv[j * d..(j + 1) * d]);
+            for x in 0..d {
+                dk_j[x] += ds[j] * q_row[x] as f64;
+                dv_j[x] += p[j] * do_row[x] as f64;
+            }
+        }
+    }
+    (dk, dv)
+}
+
+/// Where element `index` of attention backward's output lies: which tensor (0 dQ,
+/// 1 dK, 2 dV), which (batch, head) block, which row within it, which column.
+pub fn attention_backward_position(
+    s: &AttentionShape,
+    index: usize,
+) -> (usize, usize, usize, usize) {
+    let bh = (s.batch * s.heads) as usize;
+    let (sq, skv, d) = (s.seq_q as usize, s.seq_kv as usize, s.head_dim as usize);
+    let dq_len = bh * sq * d;
+    let kv_len = bh * skv * d;
+    let (tensor, rest, rows) = if index < dq_len {
+        (0, index, sq)
+    } else if index < dq_len + kv_len {
+        (1, index - dq_len, skv)
+    } else {
+        (2, index - dq_len - kv_len, skv)
+    };
+    (tensor, rest / (rows * d), (rest / d) % rows, rest % d)
+}
+
+fn backward_at(
+    s: &AttentionShape,
+    tensors: (&[f32], &[f32], &[f32], &[f32]),
+    indices: &[usize],
+) -> Vec<f64> {
+    let d = s.head_dim as usize;
+    let sq = s.seq_q as usize;
+    let mut dq_rows: std::collections::HashMap<usize, Vec<f64>> = Default::default();
+    let mut blocks: std::collections::HashMap<usize, (Vec<f64>, Vec<f64>)> = Default::default();
+    indices
+        .iter()
+        .map(|&i| {
+            let (tensor, bh, row, col) = attention_backward_position(s, i);
+            match tensor {
+                0 => dq_rows
+                    .entry(bh * sq + row)
+                    .or_insert_with(|| attention_backward_dq_row(s, tensors, bh * sq + row))[col],
+                t => {
+                    let (dk, dv) = blocks
+                        .entry(bh)
+                        .or_insert_with(|| attention_backward_dkdv_block(s, tensors, bh));
+                    if t == 1 {
+                        dk[row * d + col]
+                    } else {
+                        dv[row * d + col]
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
 /// The whole f64 reference output (for small shapes and tests).
 pub fn reference_output(workload: &Workload, inputs: &CheckInputs) -> Vec<f64> {
     match (workload, inputs) {
@@ -146,6 +325,13 @@ pub fn reference_output(workload: &Workload, inputs: &CheckInputs) -> Vec<f64> {
             (0..rows)
                 .flat_map(|r| attention_row(s, q, k, v, r))
                 .collect()
+        }
+        (Workload::AttentionBackward(s), CheckInputs::AttentionBackward { q, k, v, d_o }) => {
+            backward_at(
+                s,
+                (q, k, v, d_o),
+                &(0..workload.output_len()).collect::<Vec<_>>(),
+            )
         }
         _ => panic!("inputs do not match the workload's op"),
     }
@@ -171,6 +357,9 @@ pub fn reference_at(workload: &Workload, inputs: &CheckInputs, indices: &[usize]
                     cache.as_ref().map(|c| c.1[i % d]).unwrap_or(f64::NAN)
                 })
                 .collect()
+        }
+        (Workload::AttentionBackward(s), CheckInputs::AttentionBackward { q, k, v, d_o }) => {
+            backward_at(s, (q, k, v, d_o), indices)
         }
         _ => panic!("inputs do not match the workload's op"),
     }
@@ -298,6 +487,65 @@ mod tests {
         let at = reference_at(&w, &inputs, &idx);
         for (i, v) in idx.iter().zip(at) {
             assert_eq!(full[*i], v);
+        }
+    }
+
+    /// The loss L = Σ dO ∘ attention(Q, K, V), differentiated numerically.
+    fn loss(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], d_o: &[f32]) -> f64 {
+        let rows = (s.batch * s.heads * s.seq_q) as usize;
+        let d = s.head_dim as usize;
+        (0..rows)
+            .flat_map(|r| {
+                attention_row(s, q, k, v, r)
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(x, o)| (r * d + x, o))
+            })
+            .map(|(i, o)| o * d_o[i] as f64)
+            .sum()
+    }
+
+    #[test]
+    fn attention_backward_matches_finite_differences() {
+        for (causal, seq_q, seq_kv) in [(false, 5, 7), (true, 6, 4), (true, 4, 6)] {
+            let s = AttentionShape {
+                batch: 1,
+                heads: 2,
+                seq_q,
+                seq_kv,
+                head_dim: 3,
+                causal,
+            };
+            let w = Workload::AttentionBackward(s);
+            let inputs = CheckInputs::generate(&w, Precision::F32, 11);
+            let CheckInputs::AttentionBackward { q, k, v, d_o } = &inputs else {
+                unreachable!()
+            };
+            let grad = reference_output(&w, &inputs);
+            assert_eq!(grad.len(), w.output_len());
+            // central differences in f64 around the f32 inputs, one input at a time
+            let h = 1e-3f32;
+            let mut numeric = Vec::new();
+            for tensor in 0..3 {
+                let base = [q.clone(), k.clone(), v.clone()];
+                for i in 0..base[tensor].len() {
+                    let mut plus = base.clone();
+                    let mut minus = base.clone();
+                    plus[tensor][i] += h;
+                    minus[tensor][i] -= h;
+                    let lp = loss(&s, &plus[0], &plus[1], &plus[2], d_o);
+                    let lm = loss(&s, &minus[0], &minus[1], &minus[2], d_o);
+                    let step = plus[tensor][i] as f64 - minus[tensor][i] as f64;
+                    numeric.push((lp - lm) / step);
+                }
+            }
+            let err = relative_error(grad.iter().copied(), numeric.iter().copied());
+            assert!(err < 1e-4, "causal {causal} q{seq_q} kv{seq_kv}: {err}");
+            // sampled elements agree with the whole reference
+            let idx = [0, 7, grad.len() / 2, grad.len() - 1];
+            for (i, x) in idx.iter().zip(reference_at(&w, &inputs, &idx)) {
+                assert_eq!(grad[*i], x);
+            }
         }
     }
 

@@ -25,7 +25,7 @@ pub fn cases(op: Op) -> Vec<Workload> {
         .into_iter()
         .map(|(batch, m, n, k)| Workload::Matmul(MatmulShape { batch, m, n, k }))
         .collect(),
-        Op::Attention => [
+        Op::Attention | Op::AttentionBackward => [
             (1, 2, 64, 64, 64, false),
             (1, 2, 64, 64, 64, true),
             (2, 3, 128, 128, 128, false),
@@ -37,14 +37,19 @@ pub fn cases(op: Op) -> Vec<Workload> {
         ]
         .into_iter()
         .map(|(batch, heads, seq_q, seq_kv, head_dim, causal)| {
-            Workload::Attention(AttentionShape {
+            let s = AttentionShape {
                 batch,
                 heads,
                 seq_q,
                 seq_kv,
                 head_dim,
                 causal,
-            })
+            };
+            if op == Op::Attention {
+                Workload::Attention(s)
+            } else {
+                Workload::AttentionBackward(s)
+            }
         })
         .collect(),
     }
@@ -183,6 +188,9 @@ macro_rules! correctness_suite {
         $crate::correctness_suite!(@one $open, $req, attention_f32, Attention, F32);
         $crate::correctness_suite!(@one $open, $req, attention_f16, Attention, F16);
         $crate::correctness_suite!(@one $open, $req, attention_bf16, Attention, Bf16);
+        $crate::correctness_suite!(@one $open, $req, attention_backward_f32, AttentionBackward, F32);
+        $crate::correctness_suite!(@one $open, $req, attention_backward_f16, AttentionBackward, F16);
+        $crate::correctness_suite!(@one $open, $req, attention_backward_bf16, AttentionBackward, Bf16);
     };
     (@one $open:expr, $req:expr, $name:ident, $op:ident, $prec:ident) => {
         #[test]

@@ -46,6 +46,36 @@ pub fn check_indices(output_len: usize, seed: u64) -> Vec<usize> {
     idx
 }
 
+/// Indices compared for `workload`: [`check_indices`] of its output, except for a
+/// large attention backward, whose dK and dV are sampled from its last (batch,
+/// head) block only: each of their elements needs the softmax of every query row of
+/// its block (seq_q·seq_kv·head_dim work), where a dQ element needs only its own row.
+pub fn check_indices_for(workload: &Workload, seed: u64) -> Vec<usize> {
+    let len = workload.output_len();
+    let Workload::AttentionBackward(s) = workload else {
+        return check_indices(len, seed);
+    };
+    if len <= FULL_CHECK_ELEMENTS {
+        return (0..len).collect();
+    }
+    let bh = (s.batch * s.heads) as usize;
+    let (sq, skv, d) = (s.seq_q as usize, s.seq_kv as usize, s.head_dim as usize);
+    let (dq_len, kv_len, block) = (bh * sq * d, bh * skv * d, skv * d);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c4ec);
+    let mut idx: Vec<usize> = (0..SAMPLED_ELEMENTS / 2)
+        .map(|_| rng.random_range(0..dq_len))
+        .collect();
+    for tensor_start in [dq_len, dq_len + kv_len] {
+        let start = tensor_start + (bh - 1) * block;
+        idx.extend((0..SAMPLED_ELEMENTS / 4 - 1).map(|_| rng.random_range(start..start + block)));
+    }
+    idx.push(0);
+    idx.push(len - 1);
+    idx.sort_unstable();
+    idx.dedup();
+    idx
+}
+
 /// Compare a backend's output with the reference.
 pub fn compare(
     workload: &Workload,
@@ -56,7 +86,7 @@ pub fn compare(
 ) -> Verification {
     let expected_len = workload.output_len();
     let non_finite = output.iter().filter(|x| !x.is_finite()).count();
-    let indices = check_indices(expected_len, seed);
+    let indices = check_indices_for(workload, seed);
     let tolerance = precision.tolerance();
     if output.len() != expected_len {
         return Verification {
@@ -144,6 +174,39 @@ mod tests {
             .collect();
         let v = compare(&w(), Precision::F16, &inputs, &out, 1);
         assert!(!v.passed && (v.relative_error - 0.02).abs() < 1e-3, "{v:?}");
+    }
+
+    #[test]
+    fn attention_backward_samples_dk_and_dv_from_one_block() {
+        let s = crate::workload::AttentionShape {
+            batch: 2,
+            heads: 4,
+            seq_q: 512,
+            seq_kv: 512,
+            head_dim: 64,
+            causal: true,
+        };
+        let w = Workload::AttentionBackward(s);
+        let idx = check_indices_for(&w, 9);
+        assert!(idx.len() <= SAMPLED_ELEMENTS && idx.len() > SAMPLED_ELEMENTS - 50);
+        let blocks: std::collections::BTreeSet<(usize, usize)> = idx
+            .iter()
+            .map(|&i| crate::reference::attention_backward_position(&s, i))
+            .filter(|p| p.0 > 0)
+            .map(|p| (p.0, p.1))
+            .collect();
+        assert_eq!(
+            blocks.into_iter().collect::<Vec<_>>(),
+            vec![(1, 7), (2, 7)],
+            "dK and dV from the last of 8 blocks"
+        );
+        let dq_blocks: std::collections::BTreeSet<usize> = idx
+            .iter()
+            .map(|&i| crate::reference::attention_backward_position(&s, i))
+            .filter(|p| p.0 == 0)
+            .map(|p| p.1)
+            .collect();
+        assert_eq!(dq_blocks.len(), 8, "dQ rows from every block");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The two operations joulebench measures, their shapes, and the FLOP and
-//! minimum-byte counts of DESIGN.md §2 — checked, because a FLOP count that
-//! silently wraps would make every J/FLOP figure wrong.
+//! The operations joulebench measures (matmul, attention forward and attention
+//! backward), their shapes, and the FLOP and minimum-byte counts of DESIGN.md §2 —
+//! checked, because a FLOP count that silently wraps would make every J/FLOP figure
+//! wrong.
 
 use crate::precision::Precision;
 use serde::{Deserialize, Serialize};
@@ -91,6 +92,10 @@ impl AttentionShape {
 pub enum Op {
     Matmul,
     Attention,
+    /// The gradients of attention (dQ, dK, dV) from Q, K, V and dO: a training
+    /// step's backward pass through the attention core.
+    #[serde(rename = "attention-backward")]
+    AttentionBackward,
 }
 
 impl Op {
@@ -98,6 +103,7 @@ impl Op {
         match self {
             Op::Matmul => "matmul",
             Op::Attention => "attention",
+            Op::AttentionBackward => "attention-backward",
         }
     }
 }
@@ -114,8 +120,9 @@ impl std::str::FromStr for Op {
         match s.trim().to_ascii_lowercase().as_str() {
             "matmul" | "gemm" => Ok(Op::Matmul),
             "attention" | "attn" => Ok(Op::Attention),
+            "attention-backward" | "attention-bwd" | "attn-bwd" => Ok(Op::AttentionBackward),
             other => Err(format!(
-                "unknown op '{other}': expected matmul or attention"
+                "unknown op '{other}': expected matmul, attention or attention-backward"
             )),
         }
     }
@@ -127,6 +134,10 @@ impl std::str::FromStr for Op {
 pub enum Workload {
     Matmul(MatmulShape),
     Attention(AttentionShape),
+    /// Attention backward over the forward pass of the same shape: reads Q, K, V and
+    /// dO, writes dQ, dK and dV (see [`crate::reference`] for the layout).
+    #[serde(rename = "attention-backward")]
+    AttentionBackward(AttentionShape),
 }
 
 fn check_dim(op: &'static str, name: &'static str, value: u64) -> Result<(), WorkloadError> {
@@ -168,13 +179,22 @@ impl Workload {
         match self {
             Workload::Matmul(_) => Op::Matmul,
             Workload::Attention(_) => Op::Attention,
+            Workload::AttentionBackward(_) => Op::AttentionBackward,
         }
     }
 
     pub fn batch(&self) -> u64 {
         match self {
             Workload::Matmul(s) => s.batch,
-            Workload::Attention(s) => s.batch,
+            Workload::Attention(s) | Workload::AttentionBackward(s) => s.batch,
+        }
+    }
+
+    /// The attention shape of an attention op, forward or backward.
+    pub fn attention_shape(&self) -> Option<&AttentionShape> {
+        match self {
+            Workload::Matmul(_) => None,
+            Workload::Attention(s) | Workload::AttentionBackward(s) => Some(s),
         }
     }
 
@@ -183,6 +203,9 @@ impl Workload {
         match *self {
             Workload::Matmul(s) => Workload::Matmul(MatmulShape { batch, ..s }),
             Workload::Attention(s) => Workload::Attention(AttentionShape { batch, ..s }),
+            Workload::AttentionBackward(s) => {
+                Workload::AttentionBackward(AttentionShape { batch, ..s })
+            }
         }
     }
 
@@ -198,8 +221,8 @@ impl Workload {
                 check_tensor(op, "B", &[s.batch, s.k, s.n])?;
                 check_tensor(op, "C", &[s.batch, s.m, s.n])?;
             }
-            Workload::Attention(s) => {
-                let op = "attention";
+            Workload::Attention(s) | Workload::AttentionBackward(s) => {
+                let op = self.op().name();
                 for (name, v) in [
                     ("batch", s.batch),
                     ("heads", s.heads),
@@ -221,18 +244,29 @@ impl Workload {
     /// 4·b·h·s_q·s_kv·d without a mask, and for a causal mask the pairs it lets
     /// through, counted exactly (about half for square shapes, far fewer when
     /// seq_kv is much shorter than seq_q).
+    ///
+    /// Attention backward by FlashAttention-2's convention, 2.5× the forward:
+    /// 10·b·h·d per visible pair, five matmuls of 2·d each — the scores recomputed
+    /// (S = Q·Kᵀ), dV = Pᵀ·dO, dP = dO·Vᵀ, dQ = dS·K and dK = dSᵀ·Q — with the
+    /// softmax backward not counted.
     pub fn flop(&self) -> Result<u64, WorkloadError> {
-        let (op, flop) = match self {
-            Workload::Matmul(s) => (
-                "matmul",
-                2u128 * s.batch as u128 * s.m as u128 * s.n as u128 * s.k as u128,
-            ),
-            Workload::Attention(s) => (
-                "attention",
-                4u128 * s.batch as u128 * s.heads as u128 * s.head_dim as u128 * s.visible_pairs(),
-            ),
+        let per_pair = |s: &AttentionShape, flop_per_pair_and_dim: u128| {
+            flop_per_pair_and_dim
+                * s.batch as u128
+                * s.heads as u128
+                * s.head_dim as u128
+                * s.visible_pairs()
         };
-        u64::try_from(flop).map_err(|_| WorkloadError::FlopOverflow { op })
+        let flop = match self {
+            Workload::Matmul(s) => {
+                2u128 * s.batch as u128 * s.m as u128 * s.n as u128 * s.k as u128
+            }
+            Workload::Attention(s) => per_pair(s, 4),
+            Workload::AttentionBackward(s) => per_pair(s, 10),
+        };
+        u64::try_from(flop).map_err(|_| WorkloadError::FlopOverflow {
+            op: self.op().name(),
+        })
     }
 
     /// The minimum bytes moved: each input read once, each output written once.
@@ -250,6 +284,13 @@ impl Workload {
                 inp * bh * d * (s.seq_q as u128 + 2 * s.seq_kv as u128)
                     + out * bh * d * s.seq_q as u128
             }
+            // reads Q, dO (seq_q rows) and K, V (seq_kv rows); writes dQ, dK, dV
+            Workload::AttentionBackward(s) => {
+                let bh = s.batch as u128 * s.heads as u128;
+                let d = s.head_dim as u128;
+                let (sq, skv) = (s.seq_q as u128, s.seq_kv as u128);
+                inp * bh * d * (2 * sq + 2 * skv) + out * bh * d * (sq + 2 * skv)
+            }
         };
         u64::try_from(bytes).unwrap_or(u64::MAX)
     }
@@ -259,16 +300,18 @@ impl Workload {
         match self {
             Workload::Matmul(s) => (s.batch * s.m * s.n) as usize,
             Workload::Attention(s) => (s.batch * s.heads * s.seq_q * s.head_dim) as usize,
+            Workload::AttentionBackward(s) => {
+                (s.batch * s.heads * (s.seq_q + 2 * s.seq_kv) * s.head_dim) as usize
+            }
         }
     }
 
     /// A compact, path-safe label with the batch, for bench ids and file names:
-    /// "4096x4096x4096", "2x64x64x64", "b1h16q2048kv2048d128-causal".
+    /// "4096x4096x4096", "2x64x64x64", "b1h16q2048kv2048d128-causal", and
+    /// "bwd-b1h16q2048kv2048d128-causal" for attention backward.
     pub fn compact_label(&self) -> String {
-        match self {
-            Workload::Matmul(s) if s.batch == 1 => format!("{}x{}x{}", s.m, s.n, s.k),
-            Workload::Matmul(s) => format!("{}x{}x{}x{}", s.batch, s.m, s.n, s.k),
-            Workload::Attention(s) => format!(
+        let attention = |s: &AttentionShape| {
+            format!(
                 "b{}h{}q{}kv{}d{}{}",
                 s.batch,
                 s.heads,
@@ -276,7 +319,13 @@ impl Workload {
                 s.seq_kv,
                 s.head_dim,
                 if s.causal { "-causal" } else { "" }
-            ),
+            )
+        };
+        match self {
+            Workload::Matmul(s) if s.batch == 1 => format!("{}x{}x{}", s.m, s.n, s.k),
+            Workload::Matmul(s) => format!("{}x{}x{}x{}", s.batch, s.m, s.n, s.k),
+            Workload::Attention(s) => attention(s),
+            Workload::AttentionBackward(s) => format!("bwd-{}", attention(s)),
         }
     }
 
@@ -284,8 +333,9 @@ impl Workload {
     pub fn shape_label(&self) -> String {
         match self {
             Workload::Matmul(s) => format!("matmul {}x{}x{}", s.m, s.n, s.k),
-            Workload::Attention(s) => format!(
-                "attention h{} q{} kv{} d{}{}",
+            Workload::Attention(s) | Workload::AttentionBackward(s) => format!(
+                "{} h{} q{} kv{} d{}{}",
+                self.op(),
                 s.heads,
                 s.seq_q,
                 s.seq_kv,
@@ -433,6 +483,45 @@ mod tests {
         );
         let w = mm(1, 1 << 22, 1 << 22, 1 << 22);
         assert_eq!(w.flop(), Err(WorkloadError::FlopOverflow { op: "matmul" }));
+    }
+
+    #[test]
+    fn attention_backward_is_five_matmuls_per_visible_pair() {
+        for causal in [false, true] {
+            let Workload::Attention(s) = attn(causal) else {
+                unreachable!()
+            };
+            let bwd = Workload::AttentionBackward(s);
+            // FlashAttention-2's convention: backward = 2.5 × forward
+            assert_eq!(2 * bwd.flop().unwrap(), 5 * attn(causal).flop().unwrap());
+            assert_eq!(bwd.op(), Op::AttentionBackward);
+            assert_eq!(bwd.with_batch(7).batch(), 7);
+        }
+        let Workload::Attention(s) = attn(false) else {
+            unreachable!()
+        };
+        let bwd = Workload::AttentionBackward(s);
+        // dQ (seq_q rows), dK and dV (seq_kv rows each)
+        assert_eq!(bwd.output_len(), 2 * 8 * (1024 + 2 * 2048) * 64);
+        // f16: Q, K, V, dO read, dQ, dK, dV written, 2 bytes each
+        assert_eq!(
+            bwd.min_bytes(Precision::F16),
+            2 * 2 * 8 * 64 * (2 * 1024 + 2 * 2048) + 2 * 2 * 8 * 64 * (1024 + 2 * 2048)
+        );
+        assert_eq!(bwd.shape_label(), "attention-backward h8 q1024 kv2048 d64");
+        assert_eq!(bwd.compact_label(), "bwd-b2h8q1024kv2048d64");
+        let json = serde_json::to_string(&bwd).unwrap();
+        assert!(json.contains("\"op\":\"attention-backward\""), "{json}");
+        assert_eq!(serde_json::from_str::<Workload>(&json).unwrap(), bwd);
+        assert_eq!("attn-bwd".parse::<Op>(), Ok(Op::AttentionBackward));
+        let zero = Workload::AttentionBackward(AttentionShape { head_dim: 0, ..s });
+        assert_eq!(
+            zero.validate(),
+            Err(WorkloadError::ZeroDimension {
+                op: "attention-backward",
+                name: "head_dim"
+            })
+        );
     }
 
     #[test]

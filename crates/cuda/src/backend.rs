@@ -23,16 +23,18 @@ pub(crate) enum KernelId {
     CublasLtFp8,
     Flash,
     CublasUnfused,
+    CublasUnfusedBwd,
 }
 
 impl KernelId {
-    pub(crate) const ALL: [KernelId; 6] = [
+    pub(crate) const ALL: [KernelId; 7] = [
         KernelId::Simt,
         KernelId::Mma,
         KernelId::Cublas,
         KernelId::CublasLtFp8,
         KernelId::Flash,
         KernelId::CublasUnfused,
+        KernelId::CublasUnfusedBwd,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -43,6 +45,7 @@ impl KernelId {
             KernelId::CublasLtFp8 => "cublaslt-fp8",
             KernelId::Flash => "cuda-flash",
             KernelId::CublasUnfused => "cublas-unfused",
+            KernelId::CublasUnfusedBwd => "cublas-unfused-bwd",
         }
     }
 
@@ -53,25 +56,30 @@ impl KernelId {
     fn op(self) -> Op {
         match self {
             KernelId::Flash | KernelId::CublasUnfused => Op::Attention,
+            KernelId::CublasUnfusedBwd => Op::AttentionBackward,
             _ => Op::Matmul,
         }
     }
 
     /// A vendor baseline. The unfused attention counts as one: every FLOP it is credited
-    /// with runs in cuBLAS; our part is only the softmax between the two GEMMs.
+    /// with runs in cuBLAS; our part is only the softmax (and its backward) between GEMMs.
     fn vendor(self) -> bool {
         matches!(
             self,
-            KernelId::Cublas | KernelId::CublasLtFp8 | KernelId::CublasUnfused
+            KernelId::Cublas
+                | KernelId::CublasLtFp8
+                | KernelId::CublasUnfused
+                | KernelId::CublasUnfusedBwd
         )
     }
 
     fn precisions(self) -> &'static [Precision] {
         match self {
             KernelId::Simt => &[Precision::F32],
-            KernelId::Mma | KernelId::Flash | KernelId::CublasUnfused => {
-                &[Precision::F16, Precision::Bf16]
-            }
+            KernelId::Mma
+            | KernelId::Flash
+            | KernelId::CublasUnfused
+            | KernelId::CublasUnfusedBwd => &[Precision::F16, Precision::Bf16],
             KernelId::Cublas => &[
                 Precision::F32,
                 Precision::Tf32,
@@ -93,7 +101,9 @@ impl KernelId {
             (KernelId::CublasLtFp8, _) => ((8, 9), "FP8 tensor cores arrived with sm_89"),
             (_, Precision::Tf32) => ((8, 0), "TF32 tensor cores arrived with sm_80"),
             (_, Precision::Bf16) => ((8, 0), "bf16 tensor cores arrived with sm_80"),
-            (KernelId::CublasUnfused, _) => ((8, 0), "its softmax kernel targets sm_80+"),
+            (KernelId::CublasUnfused | KernelId::CublasUnfusedBwd, _) => {
+                ((8, 0), "its softmax kernels target sm_80+")
+            }
             _ => ((5, 0), ""),
         }
     }
@@ -114,13 +124,21 @@ impl KernelId {
             KernelId::CublasUnfused => {
                 "unfused attention: cuBLAS Q·Kᵀ (f32 scores), softmax kernel, cuBLAS P·V"
             }
+            KernelId::CublasUnfusedBwd => {
+                "unfused attention backward: cuBLAS S = Q·Kᵀ, softmax, cuBLAS dV and dP, \
+                 softmax-backward kernel, cuBLAS dQ and dK"
+            }
         }
     }
 
     fn needs_nvrtc(self) -> bool {
         matches!(
             self,
-            KernelId::Simt | KernelId::Mma | KernelId::Flash | KernelId::CublasUnfused
+            KernelId::Simt
+                | KernelId::Mma
+                | KernelId::Flash
+                | KernelId::CublasUnfused
+                | KernelId::CublasUnfusedBwd
         )
     }
 }
@@ -150,6 +168,12 @@ fn device_bytes(k: KernelId, precision: Precision, workload: &Workload) -> u64 {
                 0
             };
             io + scores
+        }
+        // Q, K, V, dO in; dQ, dK, dV out; S then dP (f32) and P then dS
+        (_, Workload::AttentionBackward(s)) => {
+            let bh = s.batch as u128 * s.heads as u128;
+            let (sq, skv, d) = (s.seq_q as u128, s.seq_kv as u128, s.head_dim as u128);
+            bh * d * (3 * sq + 4 * skv) * elem + bh * sq * skv * (4 + elem)
         }
     };
     u64::try_from(bytes).unwrap_or(u64::MAX)
@@ -270,7 +294,10 @@ impl CudaBackend {
         if k.needs_nvrtc() {
             probe::nvrtc_library()?;
         }
-        if matches!(k, KernelId::Cublas | KernelId::CublasUnfused) {
+        if matches!(
+            k,
+            KernelId::Cublas | KernelId::CublasUnfused | KernelId::CublasUnfusedBwd
+        ) {
             probe::cublas_library()?;
         }
         if k == KernelId::CublasLtFp8 {
@@ -345,7 +372,10 @@ impl CudaBackend {
             (KernelId::Cublas, Workload::Matmul(s)) => vendor::check_cublas(s),
             (KernelId::CublasLtFp8, Workload::Matmul(s)) => vendor::check_fp8(s),
             (KernelId::Flash, Workload::Attention(s)) => ours::check_flash(s),
-            (KernelId::CublasUnfused, Workload::Attention(s)) => vendor::check_unfused(s),
+            (KernelId::CublasUnfused, Workload::Attention(s))
+            | (KernelId::CublasUnfusedBwd, Workload::AttentionBackward(s)) => {
+                vendor::check_unfused(s)
+            }
             _ => Err(format!("{kernel} cannot run {workload}")),
         }?;
         Ok(k)
@@ -420,6 +450,13 @@ impl Backend for CudaBackend {
                 Workload::Attention(s),
                 CheckInputs::Attention { q, k, v },
             ) => vendor::unfused_attention(&self.gpu, precision, s, [q, k, v], timer)?,
+            (
+                KernelId::CublasUnfusedBwd,
+                Workload::AttentionBackward(s),
+                CheckInputs::AttentionBackward { q, k, v, d_o },
+            ) => {
+                vendor::unfused_attention_backward(&self.gpu, precision, s, [q, k, v, d_o], timer)?
+            }
             _ => {
                 return Err(BackendError::Unsupported(format!(
                     "{kernel} cannot run {workload}"
@@ -470,7 +507,8 @@ mod tests {
                 "cublas",
                 "cublaslt-fp8",
                 "cuda-flash",
-                "cublas-unfused"
+                "cublas-unfused",
+                "cublas-unfused-bwd"
             ]
         );
         for k in KernelId::ALL {
@@ -481,6 +519,7 @@ mod tests {
             );
         }
         assert!(KernelId::CublasUnfused.vendor() && !KernelId::Flash.vendor());
+        assert_eq!(KernelId::CublasUnfusedBwd.op(), Op::AttentionBackward);
         assert_eq!(
             KernelId::CublasLtFp8
                 .min_compute_capability(Precision::Fp8E4m3)
@@ -519,6 +558,18 @@ mod tests {
         assert_eq!(
             device_bytes(KernelId::CublasUnfused, Precision::F16, &attn),
             io + 2 * 64 * 128 * 6
+        );
+        let Workload::Attention(s) = attn else {
+            unreachable!()
+        };
+        // Q, dO, dQ (64 rows); K, V, dK, dV (128 rows); S/dP f32 and P/dS f16
+        assert_eq!(
+            device_bytes(
+                KernelId::CublasUnfusedBwd,
+                Precision::F16,
+                &Workload::AttentionBackward(s)
+            ),
+            2 * 64 * (3 * 64 + 4 * 128) * 2 + 2 * 64 * 128 * 6
         );
     }
 }

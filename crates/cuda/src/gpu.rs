@@ -158,7 +158,7 @@ pub(crate) type Launch<'a> = Box<dyn FnMut() -> Result<(), BackendError> + 'a>;
 /// A kernel with its buffers allocated and its inputs uploaded.
 pub(crate) struct Prepared<'a> {
     pub gpu: &'a Gpu,
-    /// In [`CheckInputs`] order: a, b or q, k, v.
+    /// In [`CheckInputs::tensors`] order: a, b; q, k, v; or q, k, v, dO.
     pub inputs: Vec<Tensor>,
     pub output: Tensor,
     pub launch: Launch<'a>,
@@ -171,10 +171,7 @@ pub(crate) struct Prepared<'a> {
 impl PreparedKernel for Prepared<'_> {
     fn run_for_check(&mut self, inputs: &CheckInputs) -> Result<Vec<f32>, BackendError> {
         self.gpu.bind()?;
-        let values: Vec<&[f32]> = match inputs {
-            CheckInputs::Matmul { a, b } => vec![a, b],
-            CheckInputs::Attention { q, k, v } => vec![q, k, v],
-        };
+        let values = inputs.tensors();
         if values.len() != self.inputs.len() {
             return Err(BackendError::Device(
                 "check inputs do not match the prepared operation".into(),

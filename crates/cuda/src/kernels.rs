@@ -159,8 +159,33 @@ pub const SOFTMAX_ROWS: KernelFile = KernelFile {
     ],
 };
 
+pub const ATTENTION_BACKWARD: KernelFile = KernelFile {
+    name: "attention_backward",
+    source: include_str!("../../../kernels/cuda/attention_backward.cu"),
+    // bf16 conversions need sm_80, as for softmax_rows.
+    min_compute_capability: (8, 0),
+    kernels: &[
+        LaunchSpec {
+            kernel: "softmax_backward_rows_f16",
+            threads_per_block: SOFTMAX_THREADS,
+            dynamic_smem_bytes: 0,
+        },
+        LaunchSpec {
+            kernel: "softmax_backward_rows_bf16",
+            threads_per_block: SOFTMAX_THREADS,
+            dynamic_smem_bytes: 0,
+        },
+    ],
+};
+
 /// Every kernel file, for the compile test and for lookups by kernel name.
-pub const FILES: &[KernelFile] = &[MATMUL_SIMT, MATMUL_MMA, FLASH_ATTENTION, SOFTMAX_ROWS];
+pub const FILES: &[KernelFile] = &[
+    MATMUL_SIMT,
+    MATMUL_MMA,
+    FLASH_ATTENTION,
+    SOFTMAX_ROWS,
+    ATTENTION_BACKWARD,
+];
 
 /// Largest shared memory one block may use (static + dynamic, after opting in) by
 /// architecture, from the CUDA C++ Programming Guide's compute-capability table. The

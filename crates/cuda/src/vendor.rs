@@ -1,7 +1,8 @@
 //! The vendor baselines our kernels are judged against: cuBLAS GEMMs (f32, tf32, f16,
 //! bf16, strided-batched), cuBLASLt FP8, and unfused attention built from two cuBLAS
-//! GEMMs around our softmax kernel. cuBLAS is column-major; every call below computes
-//! the row-major product of the joulebench contract as its column-major transpose.
+//! GEMMs around our softmax kernel (its backward from five: `attention_backward`).
+//! cuBLAS is column-major; every call below computes the row-major product of the
+//! joulebench contract as its column-major transpose.
 
 use crate::gpu::{Gpu, Prepared};
 use crate::kernels::SOFTMAX_ROWS;
@@ -14,6 +15,9 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelA
 use joulebench_core::{AttentionShape, BackendError, MatmulShape, Precision};
 use std::ffi::c_void;
 use std::sync::Arc;
+
+mod attention_backward;
+pub(crate) use attention_backward::unfused_attention_backward;
 
 /// A cuBLAS handle bound to the backend's stream. Owned here rather than through
 /// cudarc's `CudaBlas`, whose destructor panics if destruction fails.

@@ -6,13 +6,14 @@
 use joulebench_core::{Backend, MatmulShape, Op, Precision, Support, Workload};
 use joulebench_cuda::{open, probe, CudaBackend, L2Mode};
 
-const STABLE_NAMES: [&str; 6] = [
+const STABLE_NAMES: [&str; 7] = [
     "cuda-simt",
     "cuda-mma",
     "cublas",
     "cublaslt-fp8",
     "cuda-flash",
     "cublas-unfused",
+    "cublas-unfused-bwd",
 ];
 
 fn gpu() -> Option<CudaBackend> {
@@ -73,9 +74,10 @@ fn kernels_use_the_stable_names_and_tf32_is_cublas_only() {
             assert_eq!(k.name, "cublas");
         }
         assert_eq!(
-            k.op == Op::Attention,
+            k.op != Op::Matmul,
             k.name.contains("flash") || k.name.contains("unfused")
         );
+        assert_eq!(k.op == Op::AttentionBackward, k.name.ends_with("-bwd"));
     }
     for (name, why) in b.unavailable_kernels() {
         eprintln!("unavailable here: {name}: {why}");

@@ -397,7 +397,7 @@ impl WgpuBackend {
                 ("B", s.batch * s.k * s.n),
                 ("C", s.batch * s.m * s.n),
             ],
-            Workload::Attention(s) => vec![
+            Workload::Attention(s) | Workload::AttentionBackward(s) => vec![
                 ("Q", s.batch * s.heads * s.seq_q * s.head_dim),
                 ("K", s.batch * s.heads * s.seq_kv * s.head_dim),
                 ("V", s.batch * s.heads * s.seq_kv * s.head_dim),
@@ -501,6 +501,12 @@ impl Backend for WgpuBackend {
     }
 
     fn support(&self, kernel: &str, precision: Precision, workload: &Workload) -> Support {
+        if workload.op() == Op::AttentionBackward {
+            return Support::Unsupported(format!(
+                "the wgpu backend has no attention-backward kernel ({KERNEL_FLASH} runs \
+                 the forward pass only)"
+            ));
+        }
         let Some(k) = Kernel::parse(kernel) else {
             return Support::Unsupported(format!(
                 "unknown kernel '{kernel}'; the wgpu backend has {KERNEL_NAIVE}, \

@@ -124,10 +124,7 @@ impl<'a> Prepared<'a> {
 impl PreparedKernel for Prepared<'_> {
     fn run_for_check(&mut self, inputs: &CheckInputs) -> Result<Vec<f32>, BackendError> {
         let t = &self.tensors;
-        let values: Vec<&[f32]> = match inputs {
-            CheckInputs::Matmul { a, b } => vec![a, b],
-            CheckInputs::Attention { q, k, v } => vec![q, k, v],
-        };
+        let values: Vec<&[f32]> = inputs.tensors();
         if values.len() != t.inputs.len()
             || values
                 .iter()

@@ -1,12 +1,16 @@
 //! `joulebench sweep`: the flags checked before anything opens, then one device
 //! (`single`) or every GPU of a node, one worker process each (`fleet`, whose
 //! workers are single sweeps talking the `worker` protocol). `setup` holds what
-//! both share; nothing here imports back up.
+//! both share; nothing here imports back up. `model` measures a training step's
+//! ops through `single::run_with`.
 
 mod fleet;
 mod setup;
 mod single;
 mod worker;
+
+pub(crate) use setup::parse_overrides;
+pub(crate) use single::run_with;
 
 use crate::args::SweepArgs;
 use crate::error::{usage, CliError};
@@ -41,7 +45,7 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
 }
 
 /// A results file is continued only with --resume, never overwritten.
-fn check_results_path(out: &Path, resume: bool) -> Result<(), CliError> {
+pub(crate) fn check_results_path(out: &Path, resume: bool) -> Result<(), CliError> {
     let existing = if resume {
         Existing::Continue
     } else {

@@ -10,11 +10,12 @@ use super::worker::{announce, stop_when_parent_asks, ProgressLines};
 use crate::args::SweepArgs;
 use crate::error::{interrupted, runtime, usage, CliError};
 use crate::progress::Progress;
-use joulebench_core::plan::PlanEstimate;
+use joulebench_core::plan::{PlanEstimate, PlanPoint, SweepConfig};
 use joulebench_core::record::{existing_keys, JsonlWriter};
 use joulebench_core::sweep::{
     run_sweep, tool_info, DeviceSession, SweepError, SweepObserver, SweepOptions, SweepOutcome,
 };
+use joulebench_core::Backend;
 use joulebench_device::{open, OpenOptions};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -22,6 +23,16 @@ use std::sync::Arc;
 
 /// Measure the sweep; its outcome and the results file.
 pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<(SweepOutcome, PathBuf), CliError> {
+    run_with(args, ov, |cfg, backend| Ok(cfg.plan(backend)?))
+}
+
+/// [`run`], with the points planned by `plan` from the sweep config (preset or file,
+/// then the flags) and the opened backend: how `model` measures a step's ops.
+pub fn run_with(
+    args: &SweepArgs,
+    ov: &Overrides,
+    plan: impl FnOnce(&SweepConfig, &dyn Backend) -> Result<Vec<PlanPoint>, CliError>,
+) -> Result<(SweepOutcome, PathBuf), CliError> {
     let seed = args.seed.unwrap_or(42);
     let meter: Option<joulebench_energy::nvml::MeterMode> = match args.meter.trim() {
         "none" | "off" => None,
@@ -46,7 +57,7 @@ pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<(SweepOutcome, PathBuf), 
     })?;
     let device = dev.backend.device().clone();
     let cfg = build_config(args, ov, dev.backend.as_ref())?;
-    let points = cfg.plan(dev.backend.as_ref())?;
+    let points = plan(&cfg, dev.backend.as_ref())?;
 
     let wants_caps = points.iter().any(|p| !p.cap.is_default());
     if wants_caps {

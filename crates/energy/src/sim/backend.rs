@@ -74,7 +74,7 @@ impl Backend for SimBackend {
         if profile.peak_tflops(precision).is_none() {
             return Support::Unsupported(format!("{} has no {precision} units", profile.name));
         }
-        if k.op == Op::Attention && !matches!(precision, Precision::F16 | Precision::Bf16) {
+        if k.op != Op::Matmul && !matches!(precision, Precision::F16 | Precision::Bf16) {
             return Support::Unsupported(format!("{kernel_name} runs f16 and bf16 only"));
         }
         let bytes = kernel_bytes(k, precision, workload);
@@ -128,13 +128,8 @@ impl PreparedKernel for SimPrepared {
                 n: s.n.min(40),
                 k: s.k.min(256),
             }),
-            Workload::Attention(s) => Workload::Attention(AttentionShape {
-                batch: 1,
-                heads: s.heads.min(2),
-                seq_q: s.seq_q.min(32),
-                seq_kv: s.seq_kv.min(64),
-                ..s
-            }),
+            Workload::Attention(s) => Workload::Attention(reduced_attention(s)),
+            Workload::AttentionBackward(s) => Workload::AttentionBackward(reduced_attention(s)),
         }
     }
 
@@ -145,6 +140,9 @@ impl PreparedKernel for SimPrepared {
             (Workload::Matmul(s), CheckInputs::Matmul { a, b }) => matmul_f32(&s, a, b, p),
             (Workload::Attention(s), CheckInputs::Attention { q, k, v }) => {
                 attention_f32(&s, q, k, v, p)
+            }
+            (Workload::AttentionBackward(s), CheckInputs::AttentionBackward { q, k, v, d_o }) => {
+                attention_backward_f32(&s, [q, k, v, d_o], p)
             }
             _ => {
                 return Err(BackendError::Device(
@@ -163,6 +161,16 @@ impl PreparedKernel for SimPrepared {
             wall_s: seconds + SYNC_S,
             device_s: Some(seconds),
         })
+    }
+}
+
+fn reduced_attention(s: AttentionShape) -> AttentionShape {
+    AttentionShape {
+        batch: 1,
+        heads: s.heads.min(2),
+        seq_q: s.seq_q.min(32),
+        seq_kv: s.seq_kv.min(64),
+        ..s
     }
 }
 
@@ -214,6 +222,52 @@ fn attention_f32(s: &AttentionShape, q: &[f32], k: &[f32], v: &[f32], p: Precisi
         }
     }
     out
+}
+
+/// Attention backward in f32, as the unfused path computes it: P recomputed from
+/// Q·Kᵀ, dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P ∘ (dP − rowsum(P ∘ dP)) / √d, dQ = dS·K,
+/// dK = dSᵀ·Q; stored at the output precision as dQ, then dK, then dV.
+fn attention_backward_f32(
+    s: &AttentionShape,
+    [q, k, v, d_o]: [&[f32]; 4],
+    p: Precision,
+) -> Vec<f32> {
+    let (sq, skv, d) = (s.seq_q as usize, s.seq_kv as usize, s.head_dim as usize);
+    let bh = (s.batch * s.heads) as usize;
+    let scale = 1.0 / (d as f32).sqrt();
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let mut dq = vec![0.0f32; bh * sq * d];
+    let (mut dk, mut dv) = (vec![0.0f32; bh * skv * d], vec![0.0f32; bh * skv * d]);
+    for row in 0..bh * sq {
+        let (b, i) = (row / sq, row % sq);
+        let visible = s.visible_keys(i as u64) as usize;
+        let kv = |j: usize| (b * skv + j) * d..(b * skv + j + 1) * d;
+        let q_row = &q[row * d..(row + 1) * d];
+        let do_row = &d_o[row * d..(row + 1) * d];
+        let scores: Vec<f32> = (0..visible)
+            .map(|j| dot(q_row, &k[kv(j)]) * scale)
+            .collect();
+        let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let weights: Vec<f32> = scores.iter().map(|x| (x - max).exp()).collect();
+        let total: f32 = weights.iter().sum();
+        let probs: Vec<f32> = weights.iter().map(|w| w / total).collect();
+        let dp: Vec<f32> = (0..visible).map(|j| dot(do_row, &v[kv(j)])).collect();
+        let delta: f32 = probs.iter().zip(&dp).map(|(a, b)| a * b).sum();
+        for j in 0..visible {
+            let ds = probs[j] * (dp[j] - delta) * scale;
+            let r = kv(j);
+            for x in 0..d {
+                dq[row * d + x] += ds * k[r.start + x];
+                dk[r.start + x] += ds * q_row[x];
+                dv[r.start + x] += probs[j] * do_row[x];
+            }
+        }
+    }
+    dq.into_iter()
+        .chain(dk)
+        .chain(dv)
+        .map(|x| p.round_output(x))
+        .collect()
 }
 
 #[cfg(test)]

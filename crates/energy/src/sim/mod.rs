@@ -189,6 +189,38 @@ mod tests {
     }
 
     #[test]
+    fn attention_backward_costs_more_than_its_forward_and_unfused_costs_memory() {
+        use joulebench_core::workload::AttentionShape;
+        let p = profile("sim-h100").unwrap();
+        let s = AttentionShape {
+            batch: 1,
+            heads: 32,
+            seq_q: 4096,
+            seq_kv: 4096,
+            head_dim: 128,
+            causal: true,
+        };
+        let at = |k: &str, w: Workload| {
+            p.operating_point(kernel(k).unwrap(), Precision::Bf16, &w, 700.0)
+        };
+        let fwd = at("sim-fused", Workload::Attention(s));
+        let bwd = at("sim-fused-bwd", Workload::AttentionBackward(s));
+        // 2.5× the FLOP at a lower efficiency: more than 2.5× the time
+        assert!(
+            bwd.seconds_per_op > 2.5 * fwd.seconds_per_op,
+            "{bwd:?} vs {fwd:?}"
+        );
+        // the unfused backward moves 10 score-sized matrices: memory time of its own
+        let unfused = at("sim-unfused-bwd", Workload::AttentionBackward(s));
+        assert!(
+            unfused.memory_utilisation > unfused.compute_utilisation,
+            "{unfused:?}"
+        );
+        assert!(bwd.memory_utilisation < 0.2, "{bwd:?}");
+        assert!(unfused.seconds_per_op > bwd.seconds_per_op);
+    }
+
+    #[test]
     fn memory_bound_work_barely_notices_the_cap() {
         let p = profile("sim-h100").unwrap();
         let w = Workload::Matmul(MatmulShape {

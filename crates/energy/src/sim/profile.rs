@@ -280,6 +280,24 @@ pub const KERNELS: &[SimKernel] = &[
         unfused: true,
         description: "a model of attention from vendor GEMMs and a softmax pass over a materialised score matrix",
     },
+    // Backward kernels reach less of the peak than forward ones (FlashAttention-2
+    // reports its backward well below its forward): more matmuls per tile, more state.
+    SimKernel {
+        name: "sim-fused-bwd",
+        op: Op::AttentionBackward,
+        vendor: false,
+        efficiency: 0.45,
+        unfused: false,
+        description: "a model of a fused FlashAttention-2-style backward that recomputes the scores (45% of peak)",
+    },
+    SimKernel {
+        name: "sim-unfused-bwd",
+        op: Op::AttentionBackward,
+        vendor: true,
+        efficiency: 0.75,
+        unfused: true,
+        description: "a model of attention backward from vendor GEMMs and a softmax-backward pass over materialised score matrices",
+    },
 ];
 
 pub fn kernel(name: &str) -> Option<&'static SimKernel> {
@@ -296,13 +314,21 @@ pub fn activity(p: Precision) -> f64 {
     }
 }
 
-/// Bytes a kernel moves: the minimum, plus the score matrix written and read
-/// twice (scores, then probabilities) by the unfused baseline.
+/// Bytes a kernel moves: the minimum, plus what the unfused baselines move through
+/// score-sized matrices. Forward: the scores written and read, then the
+/// probabilities written and read (4 passes). Backward: S written and read, P
+/// written and read twice (dV, softmax backward), dP written and read, dS written
+/// and read twice (dQ, dK): 10 passes.
 pub fn kernel_bytes(k: &SimKernel, precision: Precision, w: &Workload) -> f64 {
     let mut bytes = w.min_bytes(precision) as f64;
-    if let (true, Workload::Attention(s)) = (k.unfused, w) {
+    let passes = match w {
+        Workload::Matmul(_) => 0.0,
+        Workload::Attention(_) => 4.0,
+        Workload::AttentionBackward(_) => 10.0,
+    };
+    if let (true, Some(s)) = (k.unfused, w.attention_shape()) {
         let scores = (s.batch * s.heads * s.seq_q * s.seq_kv) as f64;
-        bytes += 4.0 * scores * precision.output_bytes() as f64;
+        bytes += passes * scores * precision.output_bytes() as f64;
     }
     bytes
 }

@@ -1,0 +1,856 @@
+//! A model's training step across its settings (precision, micro-batch, power cap,
+//! kernels): the table of joules per token and where they go, the Pareto front over
+//! time and energy per token, the setting an objective picks with energy saved and
+//! slowdown against a baseline the user names, its plot, and its entry in the
+//! settings file a training launcher reads.
+
+use crate::chart::{DataKind, LegendEntry, Marker, Series, XyChart};
+use crate::format::{opt, pct};
+use crate::plots::precision_color;
+use crate::recommend::Objective;
+use crate::settings_file::{round_fraction, round_sig, SettingsFile};
+use crate::table::Table;
+use joulebench_core::{PowerCap, Precision};
+use joulebench_model::compose::StepFigures;
+use joulebench_model::plan::KernelChoice;
+use joulebench_model::step::{Category, Pass};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The setting energy saved and slowdown are measured against. Unset parts take
+/// the defaults: bf16 (else the first precision measured), the largest micro-batch,
+/// the default power limit, and the vendor libraries' kernels (else the first
+/// kernel choice).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Baseline {
+    pub precision: Option<Precision>,
+    pub micro_batch: Option<u64>,
+    pub cap: Option<PowerCap>,
+    /// Kernel names the choice must use (`vendor`: the vendor libraries' choice).
+    pub kernels: Option<Vec<String>>,
+}
+
+impl Baseline {
+    /// `precision=bf16,micro-batch=4,cap=default,kernels=vendor`, any subset; kernel
+    /// names are joined by `+` (`kernels=cublas+cuda-flash`).
+    pub fn parse(s: &str) -> Result<Baseline, String> {
+        let mut b = Baseline::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').ok_or_else(|| {
+                format!("baseline '{part}' is not KEY=VALUE (keys: precision, micro-batch, cap, kernels)")
+            })?;
+            let value = value.trim();
+            match key.trim() {
+                "precision" => b.precision = Some(value.parse().map_err(|e| format!("baseline: {e}"))?),
+                "micro-batch" | "micro_batch" => {
+                    b.micro_batch = Some(match value.parse::<u64>() {
+                        Ok(v) if v > 0 => v,
+                        _ => return Err(format!("baseline micro-batch '{value}' must be a whole number ≥ 1")),
+                    })
+                }
+                "cap" | "power-cap" => {
+                    b.cap = Some(
+                        PowerCap::parse_list(value)
+                            .ok()
+                            .filter(|c| c.len() == 1)
+                            .map(|c| c[0])
+                            .ok_or_else(|| format!("baseline cap '{value}' is not one power cap (default, 80%, 300W)"))?,
+                    )
+                }
+                "kernels" => b.kernels = Some(value.split('+').map(|k| k.trim().to_string()).collect()),
+                other => {
+                    return Err(format!(
+                        "unknown baseline key '{other}': expected precision, micro-batch, cap or kernels"
+                    ))
+                }
+            }
+        }
+        Ok(b)
+    }
+
+    /// The baseline among `figures`, with its defaults resolved against them.
+    fn find(&self, figures: &[StepFigures]) -> Option<usize> {
+        let precision = self.precision.or_else(|| {
+            let all: BTreeSet<Precision> = figures.iter().map(|f| f.setting.precision).collect();
+            all.contains(&Precision::Bf16)
+                .then_some(Precision::Bf16)
+                .or_else(|| all.first().copied())
+        })?;
+        let micro_batch = self
+            .micro_batch
+            .or_else(|| figures.iter().map(|f| f.setting.micro_batch).max())?;
+        let cap = self.cap.unwrap_or(PowerCap::Default);
+        let any_vendor = figures.iter().any(|f| f.setting.kernels.vendor);
+        let first_kernels = figures.first().map(|f| f.setting.kernels.clone());
+        let kernels_match = |k: &KernelChoice| match &self.kernels {
+            Some(names) if names.len() == 1 && names[0] == "vendor" => k.vendor,
+            Some(names) => names
+                .iter()
+                .all(|n| [&k.matmul, &k.attention, &k.attention_backward].contains(&n)),
+            None if any_vendor => k.vendor,
+            None => Some(k) == first_kernels.as_ref(),
+        };
+        figures.iter().position(|f| {
+            f.setting.precision == precision
+                && f.setting.micro_batch == micro_batch
+                && f.setting.cap == cap
+                && kernels_match(&f.setting.kernels)
+        })
+    }
+
+    /// What was asked for, defaults named as they resolve among `figures`.
+    pub fn describe(&self, figures: &[StepFigures]) -> String {
+        let default_kernels = if figures.iter().any(|f| f.setting.kernels.vendor) {
+            "the vendor kernels"
+        } else {
+            "the first kernel choice"
+        };
+        [
+            self.precision
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "bf16".into()),
+            self.micro_batch
+                .map(|m| format!("micro-batch {m}"))
+                .unwrap_or_else(|| "the largest micro-batch".into()),
+            self.cap
+                .map(|c| format!("cap {c}"))
+                .unwrap_or_else(|| "the default cap".into()),
+            self.kernels
+                .as_ref()
+                .map(|k| format!("kernels {}", k.join(" + ")))
+                .unwrap_or_else(|| default_kernels.into()),
+        ]
+        .join(", ")
+    }
+}
+
+/// The settings of one model on one device, and the one an objective picks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepRecommendation {
+    pub model: String,
+    pub device: String,
+    pub backend: String,
+    pub simulated: bool,
+    /// Settings with every op measured, energy included.
+    pub figures: Vec<StepFigures>,
+    /// Settings with an op missing (or no energy): shown, never chosen.
+    pub incomplete: Vec<StepFigures>,
+    /// Indices into `figures` of the Pareto front, fastest first.
+    pub front: Vec<usize>,
+    pub chosen: usize,
+    pub baseline: Option<usize>,
+    pub baseline_asked: String,
+}
+
+impl StepRecommendation {
+    pub fn chosen(&self) -> &StepFigures {
+        &self.figures[self.chosen]
+    }
+
+    pub fn baseline(&self) -> Option<&StepFigures> {
+        self.baseline.map(|i| &self.figures[i])
+    }
+
+    /// 1 − E_chosen / E_baseline, per token.
+    pub fn energy_saved(&self) -> Option<f64> {
+        Some(1.0 - self.chosen().joules_per_token()? / self.baseline()?.joules_per_token()?)
+    }
+
+    /// T_chosen / T_baseline − 1, per token.
+    pub fn slowdown(&self) -> Option<f64> {
+        Some(self.chosen().seconds_per_token()? / self.baseline()?.seconds_per_token()? - 1.0)
+    }
+}
+
+fn time_energy(f: &StepFigures) -> (f64, f64) {
+    (
+        f.seconds_per_token().unwrap_or(f64::INFINITY),
+        f.joules_per_token().unwrap_or(f64::INFINITY),
+    )
+}
+
+/// Indices of the settings no other setting beats on both time and energy per token.
+pub fn pareto_front(figures: &[StepFigures]) -> Vec<usize> {
+    let te: Vec<(f64, f64)> = figures.iter().map(time_energy).collect();
+    let dominated = |i: usize| {
+        let (t, e) = te[i];
+        te.iter()
+            .any(|&(ot, oe)| ot <= t && oe <= e && (ot < t || oe < e))
+    };
+    let mut idx: Vec<usize> = (0..figures.len()).filter(|&i| !dominated(i)).collect();
+    idx.sort_by(|&a, &b| te[a].0.total_cmp(&te[b].0));
+    idx
+}
+
+/// The index `objective` prefers among complete settings; ties go to the faster one.
+pub fn choose(figures: &[StepFigures], objective: Objective) -> Option<usize> {
+    let te: Vec<(f64, f64)> = figures.iter().map(time_energy).collect();
+    let fastest = te.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+    let score = |i: usize| -> Option<f64> {
+        let (t, e) = te[i];
+        match objective {
+            Objective::LeastEnergy => Some(e),
+            Objective::WithinSlowdown { max_slowdown } => {
+                (t <= fastest * (1.0 + max_slowdown) * (1.0 + 1e-12)).then_some(e)
+            }
+            Objective::EnergyDelay => Some(e * t),
+            Objective::ZeusCost { eta, max_power_w } => {
+                let p_max = max_power_w
+                    .or(figures[i].default_limit_w)
+                    .or(figures[i].average_w())
+                    .unwrap_or(0.0);
+                Some(eta * e + (1.0 - eta) * p_max * t)
+            }
+        }
+    };
+    (0..figures.len())
+        .filter_map(|i| score(i).map(|s| (i, s)))
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(te[a.0].0.total_cmp(&te[b.0].0)))
+        .map(|(i, _)| i)
+}
+
+/// One recommendation per model and device; none where no setting is complete.
+pub fn recommend_steps(
+    figures: &[StepFigures],
+    objective: Objective,
+    baseline: &Baseline,
+) -> Vec<StepRecommendation> {
+    let mut groups: BTreeMap<(String, String), Vec<&StepFigures>> = BTreeMap::new();
+    for f in figures {
+        groups
+            .entry((f.model.clone(), f.device.clone()))
+            .or_default()
+            .push(f);
+    }
+    groups
+        .into_iter()
+        .filter_map(|((model, device), all)| {
+            let (complete, incomplete): (Vec<StepFigures>, Vec<StepFigures>) =
+                all.into_iter().cloned().partition(|f| f.is_complete());
+            let chosen = choose(&complete, objective)?;
+            Some(StepRecommendation {
+                model,
+                device,
+                backend: complete[chosen].backend.clone(),
+                simulated: complete.iter().any(|f| f.simulated),
+                front: pareto_front(&complete),
+                baseline: baseline.find(&complete),
+                baseline_asked: baseline.describe(&complete),
+                chosen,
+                figures: complete,
+                incomplete,
+            })
+        })
+        .collect()
+}
+
+fn mj(x: Option<f64>) -> String {
+    opt(x.map(|j| j * 1e3), 4)
+}
+
+fn share(x: Option<f64>) -> String {
+    x.map(|s| format!("{:.0}%", s * 100.0))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn setting_cells(f: &StepFigures) -> Vec<String> {
+    let s = &f.setting;
+    let cap = match f.cap_w {
+        Some(w) if !s.cap.is_default() => format!("{} ({w:.0} W)", s.cap),
+        _ => s.cap.to_string(),
+    };
+    vec![
+        s.precision_label(),
+        format!("{} ({})", s.micro_batch, f.tokens_per_step),
+        cap,
+        s.kernels.label(),
+    ]
+}
+
+const SETTING_HEADERS: [&str; 4] = [
+    "precision",
+    "micro-batch (tokens)",
+    "power cap",
+    "kernels (matmul + attention / backward)",
+];
+
+fn simulated_note(simulated: bool) -> Option<String> {
+    simulated
+        .then(|| "SIMULATED DATA: from joulebench's model device, not a measurement.".to_string())
+}
+
+/// What the figures cover, for every table's notes.
+pub const STEP_SCOPE: &str = "A step is the GEMMs (forward, input and weight gradients) \
+    and attention (forward and backward) of one training step, each measured back to \
+    back; norms, activations, the loss, the optimizer and communication are not in it. \
+    Energy is the GPU board's.";
+
+/// Every setting of every model and device: energy and time per token and where the
+/// energy goes, by op and by pass. Settings with a missing op show why instead.
+pub fn settings_table(recs: &[StepRecommendation], incomplete_only: &[StepFigures]) -> Table {
+    let mut headers: Vec<&str> = vec![""];
+    headers.extend(SETTING_HEADERS);
+    headers.extend([
+        "energy (mJ/token)",
+        "throughput (tokens/s)",
+        "avg power (W)",
+        "MLP",
+        "attention",
+        "projections",
+        "head",
+        "backward",
+        "flags",
+    ]);
+    let simulated = recs.iter().any(|r| r.simulated) || incomplete_only.iter().any(|f| f.simulated);
+    let mut t = Table::new("Training step: energy per token by setting", &headers);
+    t.notes.extend(simulated_note(simulated));
+    t.notes.push(STEP_SCOPE.into());
+    t.notes.push(
+        "MLP … head: shares of the step's energy by op (both passes); backward: the share of the backward pass."
+            .into(),
+    );
+    let row = |mark: &str, f: &StepFigures| {
+        let mut cells = vec![mark.to_string()];
+        cells.extend(setting_cells(f));
+        cells.push(mj(f.joules_per_token()));
+        cells.push(opt(f.tokens_per_second(), 4));
+        cells.push(opt(f.average_w(), 4));
+        for c in Category::ALL {
+            cells.push(share(f.energy_share(c)));
+        }
+        cells.push(share(f.pass_share(Pass::Backward)));
+        let mut flags = f.flags.clone();
+        if !f.missing.is_empty() {
+            flags.push(format!("missing {} op(s)", f.missing.len()));
+        } else if f.ops_without_energy > 0 {
+            flags.push(format!("no energy for {} op(s)", f.ops_without_energy));
+        }
+        cells.push(flags.join(", "));
+        cells
+    };
+    for r in recs {
+        for (i, f) in r.figures.iter().enumerate() {
+            let mark = if i == r.chosen {
+                "chosen"
+            } else if Some(i) == r.baseline {
+                "baseline"
+            } else {
+                ""
+            };
+            t.push(row(mark, f));
+        }
+        for f in &r.incomplete {
+            t.push(row("", f));
+        }
+    }
+    for f in incomplete_only {
+        t.push(row("", f));
+    }
+    t
+}
+
+/// One line per missing op (and why), with how many settings it leaves without a
+/// per-token figure.
+pub fn missing_notes(figures: &[StepFigures]) -> Vec<String> {
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for f in figures {
+        for m in &f.missing {
+            *count
+                .entry(format!(
+                    "{} with {} at {}: {}",
+                    m.op, m.kernel, m.precision, m.reason
+                ))
+                .or_default() += 1;
+        }
+    }
+    count
+        .into_iter()
+        .map(|(what, n)| {
+            format!(
+                "{what} ({n} setting{} without a per-token figure)",
+                if n == 1 { "" } else { "s" }
+            )
+        })
+        .collect()
+}
+
+/// The chosen setting beside its baseline, and the Pareto front.
+pub fn recommendation_tables(rec: &StepRecommendation, objective: Objective) -> [Table; 2] {
+    let mut headers: Vec<&str> = vec![""];
+    headers.extend(SETTING_HEADERS);
+    headers.extend([
+        "energy (mJ/token)",
+        "throughput (tokens/s)",
+        "avg power (W)",
+        "energy saved",
+        "slowdown",
+    ]);
+    let mut t = Table::new(
+        format!(
+            "Recommended setting for {} on {} ({})",
+            rec.model,
+            rec.device,
+            objective.describe()
+        ),
+        &headers,
+    );
+    t.notes.extend(simulated_note(rec.simulated));
+    let row = |mark: &str, f: &StepFigures, saved: Option<f64>, slower: Option<f64>| {
+        let mut cells = vec![mark.to_string()];
+        cells.extend(setting_cells(f));
+        cells.push(mj(f.joules_per_token()));
+        cells.push(opt(f.tokens_per_second(), 4));
+        cells.push(opt(f.average_w(), 4));
+        cells.push(saved.map(pct).unwrap_or_else(|| "–".into()));
+        cells.push(slower.map(pct).unwrap_or_else(|| "–".into()));
+        cells
+    };
+    t.push(row(
+        "chosen",
+        rec.chosen(),
+        rec.energy_saved(),
+        rec.slowdown(),
+    ));
+    match rec.baseline() {
+        Some(b) => {
+            t.push(row("baseline", b, None, None));
+            t.notes.push(format!(
+                "Energy saved and slowdown per token against the baseline ({}).",
+                rec.baseline_asked
+            ));
+        }
+        None => t.notes.push(format!(
+            "No baseline: {} was not measured with every op.",
+            rec.baseline_asked
+        )),
+    }
+    if rec.chosen().power_limited {
+        t.notes.push(
+            "power-limited: some ops ran at the GPU's power limit (information, not a caution)."
+                .into(),
+        );
+    }
+
+    let mut headers: Vec<&str> = vec![""];
+    headers.extend(SETTING_HEADERS);
+    headers.extend([
+        "energy (mJ/token)",
+        "throughput (tokens/s)",
+        "avg power (W)",
+    ]);
+    let mut front = Table::new(
+        format!(
+            "Pareto front for {} on {}: no other setting is both faster and cheaper per token",
+            rec.model, rec.device
+        ),
+        &headers,
+    );
+    for &i in &rec.front {
+        let f = &rec.figures[i];
+        let mut cells = vec![if i == rec.chosen { "*" } else { "" }.to_string()];
+        cells.extend(setting_cells(f));
+        cells.push(mj(f.joules_per_token()));
+        cells.push(opt(f.tokens_per_second(), 4));
+        cells.push(opt(f.average_w(), 4));
+        front.push(cells);
+    }
+    [t, front]
+}
+
+const KERNEL_MARKERS: [Marker; 4] = [
+    Marker::Circle,
+    Marker::Triangle,
+    Marker::Square,
+    Marker::Cross,
+];
+
+/// Energy per token against tokens per second, every complete setting: colour by
+/// precision, marker by kernel choice, the Pareto front joined, the choice ringed.
+pub fn step_chart(rec: &StepRecommendation, objective: Objective) -> XyChart {
+    let point = |f: &StepFigures| {
+        (
+            f.tokens_per_second().unwrap_or(0.0),
+            f.joules_per_token().unwrap_or(0.0) * 1e3,
+        )
+    };
+    let choices: Vec<String> = rec
+        .figures
+        .iter()
+        .map(|f| f.setting.kernels.label())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let marker_of = |k: &str| {
+        KERNEL_MARKERS[choices.iter().position(|x| x == k).unwrap_or(0) % KERNEL_MARKERS.len()]
+    };
+    let precisions: Vec<Precision> = rec
+        .figures
+        .iter()
+        .map(|f| f.setting.precision)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut series = Vec::new();
+    for (i, &p) in precisions.iter().enumerate() {
+        for k in &choices {
+            let points: Vec<(f64, f64)> = rec
+                .figures
+                .iter()
+                .filter(|f| f.setting.precision == p && &f.setting.kernels.label() == k)
+                .map(point)
+                .collect();
+            if !points.is_empty() {
+                series.push(Series {
+                    points,
+                    color: precision_color(p),
+                    marker: marker_of(k),
+                    marker_px: 5 + 2 * (precisions.len() - i - 1) as i32,
+                    line: false,
+                });
+            }
+        }
+    }
+    let black = plotters::style::RGBColor(0, 0, 0);
+    series.push(Series {
+        points: rec.front.iter().map(|&i| point(&rec.figures[i])).collect(),
+        color: black,
+        marker: Marker::None,
+        marker_px: 0,
+        line: true,
+    });
+    series.push(Series {
+        points: vec![point(rec.chosen())],
+        color: black,
+        marker: Marker::Ring,
+        marker_px: 13,
+        line: false,
+    });
+    let mut legend: Vec<LegendEntry> = precisions
+        .iter()
+        .map(|&p| LegendEntry {
+            label: p.to_string(),
+            color: precision_color(p),
+            marker: Marker::Circle,
+            line: false,
+        })
+        .collect();
+    if choices.len() > 1 {
+        // only the ops whose kernel differs between choices, so labels fit the legend
+        let all: Vec<&KernelChoice> = rec.figures.iter().map(|f| &f.setting.kernels).collect();
+        let parts = |k: &KernelChoice| {
+            [
+                k.matmul.clone(),
+                k.attention.clone(),
+                k.attention_backward.clone(),
+            ]
+        };
+        let varies: Vec<bool> = (0..3)
+            .map(|i| all.iter().any(|k| parts(k)[i] != parts(all[0])[i]))
+            .collect();
+        for k in &choices {
+            let short = all
+                .iter()
+                .find(|c| &c.label() == k)
+                .map(|c| {
+                    parts(c)
+                        .into_iter()
+                        .zip(&varies)
+                        .filter(|(_, v)| **v)
+                        .map(|(p, _)| p)
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                })
+                .unwrap_or_else(|| k.clone());
+            legend.push(LegendEntry {
+                label: short,
+                color: plotters::style::RGBColor(90, 90, 90),
+                marker: marker_of(k),
+                line: false,
+            });
+        }
+    }
+    legend.push(LegendEntry {
+        label: "Pareto front".into(),
+        color: black,
+        marker: Marker::None,
+        line: true,
+    });
+    legend.push(LegendEntry {
+        label: "recommended".into(),
+        color: black,
+        marker: Marker::Ring,
+        line: false,
+    });
+    XyChart {
+        title: "Energy per token vs throughput of a training step".into(),
+        subtitle: format!("{} · {}", rec.model, rec.device),
+        data: DataKind::of(rec.simulated, !rec.simulated),
+        x_label: "throughput (tokens/s)".into(),
+        y_label: "energy (mJ/token)".into(),
+        series,
+        legend,
+        x_categories: None,
+        footnote: Some(format!(
+            "Every complete setting (precision, micro-batch, power cap, kernels); lower right is better. Ringed: {}.",
+            objective.describe()
+        )),
+    }
+}
+
+/// The chosen step setting of one model on one device model, as a launcher reads it
+/// (`[[model.<name>]]` in a `joulebench-settings` file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSetting {
+    pub device_model: String,
+    pub simulated: bool,
+    pub backend: String,
+    /// The matmuls' precision.
+    pub precision: Precision,
+    pub attention_precision: Precision,
+    /// Sequences per step.
+    pub micro_batch: u64,
+    pub tokens_per_step: u64,
+    pub power_cap: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_cap_w: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_power_limit_w: Option<f64>,
+    pub energy_j_per_token: f64,
+    pub tokens_per_second: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_power_w: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_saved_fraction: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slowdown_fraction: Option<f64>,
+    /// The baseline the two fractions are measured against, as asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    pub source: String,
+    /// Last: TOML writes tables after plain keys.
+    pub kernels: KernelChoice,
+}
+
+/// A settings file with the chosen step setting per model and device model.
+pub fn step_settings_file(
+    recs: &[StepRecommendation],
+    source: &str,
+    objective: Objective,
+) -> SettingsFile {
+    let mut models: BTreeMap<String, Vec<ModelSetting>> = BTreeMap::new();
+    for r in recs {
+        let c = r.chosen();
+        let (Some(j), Some(tps)) = (c.joules_per_token(), c.tokens_per_second()) else {
+            continue;
+        };
+        let has_baseline = r.baseline.is_some();
+        models
+            .entry(r.model.clone())
+            .or_default()
+            .push(ModelSetting {
+                device_model: r.device.clone(),
+                simulated: c.simulated,
+                backend: c.backend.clone(),
+                precision: c.setting.precision,
+                attention_precision: c.setting.attention_precision,
+                micro_batch: c.setting.micro_batch,
+                tokens_per_step: c.tokens_per_step,
+                power_cap: c.setting.cap.to_string(),
+                power_cap_w: c.cap_w.map(|w| round_sig(w, 4)),
+                default_power_limit_w: c.default_limit_w.map(|w| round_sig(w, 4)),
+                energy_j_per_token: round_sig(j, 4),
+                tokens_per_second: round_sig(tps, 4),
+                average_power_w: c.average_w().map(|w| round_sig(w, 4)),
+                energy_saved_fraction: r.energy_saved().map(round_fraction),
+                slowdown_fraction: r.slowdown().map(round_fraction),
+                baseline: has_baseline.then(|| r.baseline_asked.clone()),
+                flags: c.flags.clone(),
+                source: source.to_string(),
+                kernels: c.setting.kernels.clone(),
+            });
+    }
+    let mut file = SettingsFile::from_recommendations(
+        &[],
+        &[],
+        &[],
+        objective,
+        &crate::recommend::BaselineSpec::default(),
+    );
+    file.objective = format!("{}, per token", objective.describe());
+    // the per-model entries name their own baselines
+    file.baseline = String::new();
+    file.simulated = models.values().flatten().any(|m| m.simulated);
+    file.models = models;
+    file
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings_file::SettingsFormat;
+    use joulebench_model::compose::Share;
+    use joulebench_model::plan::StepSetting;
+
+    fn kernels(matmul: &str, vendor: bool) -> KernelChoice {
+        KernelChoice {
+            matmul: matmul.into(),
+            attention: "attn".into(),
+            attention_backward: "attn-bwd".into(),
+            vendor,
+        }
+    }
+
+    /// One setting: `seconds` and `joules` per step of 1000 tokens.
+    fn fig(
+        precision: Precision,
+        mb: u64,
+        cap: PowerCap,
+        vendor: bool,
+        seconds: f64,
+        joules: f64,
+    ) -> StepFigures {
+        StepFigures {
+            model: "gpt2".into(),
+            device: "GPU A".into(),
+            backend: "sim".into(),
+            simulated: true,
+            setting: StepSetting {
+                precision,
+                attention_precision: precision,
+                micro_batch: mb,
+                cap,
+                kernels: kernels(if vendor { "vendor-mm" } else { "our-mm" }, vendor),
+            },
+            tokens_per_step: 1000,
+            flop_per_step: 1e12,
+            seconds_per_step: Some(seconds),
+            joules_per_step: Some(joules),
+            shares: vec![Share {
+                category: Category::Mlp,
+                pass: Pass::Forward,
+                seconds_per_step: seconds,
+                joules_per_step: Some(joules),
+            }],
+            missing: Vec::new(),
+            ops_without_energy: 0,
+            flags: Vec::new(),
+            power_limited: false,
+            cap_w: None,
+            default_limit_w: Some(700.0),
+            records: Vec::new(),
+        }
+    }
+
+    fn figures() -> Vec<StepFigures> {
+        let pct = PowerCap::PercentOfDefault;
+        vec![
+            fig(Precision::Bf16, 4, PowerCap::Default, true, 1.00, 500.0),
+            fig(Precision::Bf16, 4, pct(80.0), true, 1.08, 460.0),
+            fig(Precision::Bf16, 4, pct(60.0), true, 1.40, 440.0),
+            fig(Precision::Bf16, 1, PowerCap::Default, true, 1.30, 620.0),
+            // dominated by the first: slower and dearer
+            fig(Precision::Bf16, 4, PowerCap::Default, false, 1.10, 540.0),
+        ]
+    }
+
+    #[test]
+    fn the_cheapest_setting_within_the_slowdown_is_chosen_against_the_named_baseline() {
+        let all = figures();
+        let objective = Objective::WithinSlowdown { max_slowdown: 0.1 };
+        let recs = recommend_steps(&all, objective, &Baseline::default());
+        assert_eq!(recs.len(), 1);
+        let r = &recs[0];
+        // 80% is within 10% of the fastest; 60% is not
+        assert_eq!(r.chosen().setting.cap, PowerCap::PercentOfDefault(80.0));
+        // default baseline: bf16, the largest micro-batch, default cap, vendor kernels
+        assert_eq!(r.baseline, Some(0));
+        assert!((r.energy_saved().unwrap() - 0.08).abs() < 1e-12);
+        assert!((r.slowdown().unwrap() - 0.08).abs() < 1e-12);
+        assert_eq!(r.front, vec![0, 1, 2]);
+        // a named baseline: micro-batch 1
+        let b = Baseline::parse("micro-batch=1, cap=default, kernels=vendor").unwrap();
+        let r = &recommend_steps(&all, objective, &b)[0];
+        assert_eq!(r.baseline, Some(3));
+        assert!((r.energy_saved().unwrap() - (1.0 - 460.0 / 620.0)).abs() < 1e-12);
+        // least energy ignores time
+        let r = &recommend_steps(&all, Objective::LeastEnergy, &b)[0];
+        assert_eq!(r.chosen().setting.cap, PowerCap::PercentOfDefault(60.0));
+        // a baseline that was not measured is absent, not invented
+        let b = Baseline::parse("precision=fp8-e4m3").unwrap();
+        let r = &recommend_steps(&all, objective, &b)[0];
+        assert_eq!((r.baseline, r.energy_saved()), (None, None));
+    }
+
+    #[test]
+    fn incomplete_settings_are_shown_never_chosen() {
+        let mut all = figures();
+        all[2].joules_per_step = None;
+        all[2].missing.push(joulebench_model::compose::MissingOp {
+            op: "attention backward (x)".into(),
+            kernel: "attn".into(),
+            precision: Precision::Bf16,
+            reason: "skipped: no backward kernel".into(),
+        });
+        let r = &recommend_steps(&all, Objective::LeastEnergy, &Baseline::default())[0];
+        assert_eq!(r.incomplete.len(), 1);
+        assert_eq!(r.chosen().setting.cap, PowerCap::PercentOfDefault(80.0));
+        let t = settings_table(&recs_of(r), &[]).render(crate::TableFormat::Csv);
+        assert!(t.contains("missing 1 op(s)"), "{t}");
+        let notes = missing_notes(&all);
+        assert_eq!(
+            notes,
+            vec!["attention backward (x) with attn at bf16: skipped: no backward kernel (1 setting without a per-token figure)"]
+        );
+    }
+
+    fn recs_of(r: &StepRecommendation) -> Vec<StepRecommendation> {
+        vec![r.clone()]
+    }
+
+    #[test]
+    fn baselines_are_parsed_or_refused_with_the_key() {
+        let b = Baseline::parse("precision=bf16,micro-batch=8,cap=80%,kernels=cublas+cuda-flash")
+            .unwrap();
+        assert_eq!(b.precision, Some(Precision::Bf16));
+        assert_eq!(b.micro_batch, Some(8));
+        assert_eq!(b.cap, Some(PowerCap::PercentOfDefault(80.0)));
+        assert_eq!(
+            b.kernels,
+            Some(vec!["cublas".to_string(), "cuda-flash".to_string()])
+        );
+        assert!(Baseline::parse("batch=2")
+            .unwrap_err()
+            .contains("unknown baseline key 'batch'"));
+        assert!(Baseline::parse("micro-batch=0")
+            .unwrap_err()
+            .contains("≥ 1"));
+        assert!(Baseline::parse("bf16").unwrap_err().contains("KEY=VALUE"));
+    }
+
+    #[test]
+    fn the_settings_file_keys_the_step_setting_by_model_name() {
+        let objective = Objective::WithinSlowdown { max_slowdown: 0.1 };
+        let recs = recommend_steps(&figures(), objective, &Baseline::default());
+        let file = step_settings_file(&recs, "results/x.jsonl", objective);
+        assert!(file.simulated && file.settings.is_empty());
+        let gpt2 = &file.models["gpt2"];
+        assert_eq!(gpt2.len(), 1);
+        assert_eq!(gpt2[0].power_cap, "80%");
+        assert_eq!(gpt2[0].energy_j_per_token, 0.46);
+        assert_eq!(gpt2[0].energy_saved_fraction, Some(0.08));
+        for format in [SettingsFormat::Toml, SettingsFormat::Json] {
+            let text = file.to_string(format).unwrap();
+            if format == SettingsFormat::Toml {
+                assert!(
+                    text.contains("[[model.gpt2]]") && text.contains("[model.gpt2.kernels]"),
+                    "{text}"
+                );
+                assert!(!text.contains("[[setting]]"), "{text}");
+            }
+            let back = SettingsFile::parse(&text, format, std::path::Path::new("s")).unwrap();
+            assert_eq!(back, file);
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Measured ops composed into a training step. For each setting, every op of the
+//! step is looked up among the records (same device, backend, kernel, precision,
+//! shape and power cap); its median time and energy per run, times the runs a step
+//! makes, add up to the step's. An op without a measurement is listed with the
+//! reason its record gives, and the step then has no per-token figure: a missing
+//! op is never filled in.
+
+use crate::plan::{ModelPlan, StepSetting};
+use crate::step::{step_flop, step_ops, Category, Pass, StepOp};
+use joulebench_core::precision::Precision;
+use joulebench_core::protocol::ValidityFlag;
+use joulebench_core::record::{point_key, PointStatus, Record};
+use joulebench_core::stats::median;
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+
+/// An op of the step that has no measurement, and why.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MissingOp {
+    /// e.g. "attention backward (attention-backward h2 q64 kv64 d64 causal b1)".
+    pub op: String,
+    pub kernel: String,
+    pub precision: Precision,
+    /// From the record: "skipped: …", "invalid: …", "failed: …"; or "not measured".
+    pub reason: String,
+}
+
+/// The cost of one part of the step (a category in one pass), measured ops only.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Share {
+    pub category: Category,
+    pub pass: Pass,
+    pub seconds_per_step: f64,
+    /// None if an op of this part was measured without energy.
+    pub joules_per_step: Option<f64>,
+}
+
+/// One setting of a step, composed from its ops' records.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepFigures {
+    pub model: String,
+    pub device: String,
+    pub backend: String,
+    pub simulated: bool,
+    pub setting: StepSetting,
+    pub tokens_per_step: u64,
+    pub flop_per_step: f64,
+    /// None while an op has no time.
+    pub seconds_per_step: Option<f64>,
+    /// None while an op has no energy (not measured, or no energy meter).
+    pub joules_per_step: Option<f64>,
+    pub shares: Vec<Share>,
+    pub missing: Vec<MissingOp>,
+    /// Ops measured for time without an energy figure (no meter on this device).
+    pub ops_without_energy: usize,
+    /// Caution flags any op's record carries (`high-spread`, `cpu-emulation`, …).
+    pub flags: Vec<String>,
+    /// Some op ran at the GPU's power limit: information, not a caution.
+    pub power_limited: bool,
+    pub cap_w: Option<f64>,
+    pub default_limit_w: Option<f64>,
+    /// Indices (into the records given to [`compose`]) of the records used.
+    pub records: Vec<usize>,
+}
+
+impl StepFigures {
+    pub fn joules_per_token(&self) -> Option<f64> {
+        self.joules_per_step
+            .map(|j| j / self.tokens_per_step as f64)
+    }
+
+    pub fn tokens_per_second(&self) -> Option<f64> {
+        self.seconds_per_step
+            .map(|s| self.tokens_per_step as f64 / s)
+    }
+
+    pub fn seconds_per_token(&self) -> Option<f64> {
+        self.seconds_per_step
+            .map(|s| s / self.tokens_per_step as f64)
+    }
+
+    /// The step's energy over its time.
+    pub fn average_w(&self) -> Option<f64> {
+        Some(self.joules_per_step? / self.seconds_per_step?)
+    }
+
+    /// Every op measured, with energy.
+    pub fn is_complete(&self) -> bool {
+        self.joules_per_step.is_some() && self.seconds_per_step.is_some()
+    }
+
+    /// Fraction of the step's energy spent in `category` (both passes).
+    pub fn energy_share(&self, category: Category) -> Option<f64> {
+        self.share_where(|s| s.category == category)
+    }
+
+    /// Fraction of the step's energy spent in `pass` (every category).
+    pub fn pass_share(&self, pass: Pass) -> Option<f64> {
+        self.share_where(|s| s.pass == pass)
+    }
+
+    fn share_where(&self, keep: impl Fn(&Share) -> bool) -> Option<f64> {
+        let total = self.joules_per_step?;
+        let part: f64 = self
+            .shares
+            .iter()
+            .filter(|s| keep(s))
+            .map(|s| s.joules_per_step.unwrap_or(0.0))
+            .sum();
+        (total > 0.0).then(|| part / total)
+    }
+}
+
+fn status_name(s: PointStatus) -> &'static str {
+    match s {
+        PointStatus::Measured => "measured",
+        PointStatus::Invalid => "invalid",
+        PointStatus::Skipped => "skipped",
+        PointStatus::Failed => "failed",
+    }
+}
+
+fn op_label(op: &StepOp) -> String {
+    match op.layer {
+        "attention" => format!("attention {} ({})", op.role.name(), op.workload),
+        layer => format!("{layer} {} ({})", op.role.name(), op.workload),
+    }
+}
+
+/// Every setting of `plan` composed from `records` (a results file's, in order).
+pub fn compose(plan: &ModelPlan, records: &[Record]) -> Vec<StepFigures> {
+    let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        by_key.entry(r.setting_key()).or_default().push(i);
+    }
+    plan.settings
+        .iter()
+        .filter_map(|setting| {
+            let ops = step_ops(&plan.model, setting.micro_batch).ok()?;
+            Some(compose_one(plan, setting, &ops, records, &by_key))
+        })
+        .collect()
+}
+
+fn compose_one(
+    plan: &ModelPlan,
+    setting: &StepSetting,
+    ops: &[StepOp],
+    records: &[Record],
+    by_key: &HashMap<String, Vec<usize>>,
+) -> StepFigures {
+    let mut seconds = Some(0.0);
+    let mut joules = Some(0.0);
+    let mut shares: Vec<Share> = Vec::new();
+    let mut missing: Vec<MissingOp> = Vec::new();
+    let mut flags: BTreeSet<String> = BTreeSet::new();
+    let mut used: BTreeSet<usize> = BTreeSet::new();
+    let (mut power_limited, mut cap_w, mut default_limit_w) = (false, None, None);
+    let mut ops_without_energy = 0;
+    for op in ops {
+        let kernel = setting.kernels.kernel_for(op.workload.op());
+        let precision = setting.precision_for(op.workload.op());
+        let key = point_key(
+            &plan.device,
+            &plan.backend,
+            kernel,
+            precision,
+            &op.workload,
+            &setting.cap,
+        );
+        let found: Vec<usize> = by_key.get(&key).cloned().unwrap_or_default();
+        let measured: Vec<usize> = found
+            .iter()
+            .copied()
+            .filter(|&i| records[i].status == PointStatus::Measured)
+            .collect();
+        if measured.is_empty() {
+            let reason = match found.first().map(|&i| &records[i]) {
+                Some(r) => format!(
+                    "{}: {}",
+                    status_name(r.status),
+                    r.reason.as_deref().unwrap_or("no reason recorded")
+                ),
+                None => "not measured".into(),
+            };
+            let label = op_label(op);
+            if !missing.iter().any(|m| m.op == label) {
+                missing.push(MissingOp {
+                    op: label,
+                    kernel: kernel.to_string(),
+                    precision,
+                    reason,
+                });
+            }
+            seconds = None;
+            joules = None;
+            continue;
+        }
+        // the median over repeats of each run's median
+        let of = |f: &dyn Fn(&Record) -> Option<f64>| -> Option<f64> {
+            let v: Vec<f64> = measured.iter().filter_map(|&i| f(&records[i])).collect();
+            (!v.is_empty()).then(|| median(&v))
+        };
+        let op_s = of(&|r| Some(r.measurement.as_ref()?.summary.seconds_per_op.median));
+        let op_j = of(&|r| {
+            Some(
+                r.measurement
+                    .as_ref()?
+                    .summary
+                    .joules_per_op
+                    .as_ref()?
+                    .median,
+            )
+        });
+        for &i in &measured {
+            let r = &records[i];
+            used.insert(i);
+            flags.extend(
+                r.flags
+                    .iter()
+                    .filter(|f| f.is_caution())
+                    .map(|f| f.name().to_string()),
+            );
+            power_limited |= r.flags.contains(&ValidityFlag::PowerLimited);
+            cap_w = cap_w.or(r.power_cap.requested_w.or(r.power_cap.enforced_w));
+            default_limit_w = default_limit_w.or(r.power_cap.default_w);
+        }
+        let n = op.count as f64;
+        let Some(op_s) = op_s else {
+            seconds = None;
+            joules = None;
+            continue;
+        };
+        if op_j.is_none() {
+            ops_without_energy += 1;
+        }
+        seconds = seconds.map(|s| s + n * op_s);
+        joules = joules.and_then(|j| Some(j + n * op_j?));
+        let at = match shares
+            .iter()
+            .position(|s| s.category == op.category && s.pass == op.pass())
+        {
+            Some(i) => i,
+            None => {
+                shares.push(Share {
+                    category: op.category,
+                    pass: op.pass(),
+                    seconds_per_step: 0.0,
+                    joules_per_step: Some(0.0),
+                });
+                shares.len() - 1
+            }
+        };
+        let part = &mut shares[at];
+        part.seconds_per_step += n * op_s;
+        part.joules_per_step = part.joules_per_step.and_then(|j| Some(j + n * op_j?));
+    }
+    shares.sort_by_key(|s| (s.category, s.pass));
+    StepFigures {
+        model: plan.model.name.clone(),
+        device: plan.device.name.clone(),
+        backend: plan.backend.clone(),
+        simulated: plan.device.simulated,
+        setting: setting.clone(),
+        tokens_per_step: setting.micro_batch * plan.model.seq_len,
+        flop_per_step: step_flop(ops).0 as f64,
+        seconds_per_step: seconds,
+        joules_per_step: joules,
+        shares,
+        missing,
+        ops_without_energy,
+        flags: flags.into_iter().collect(),
+        power_limited,
+        cap_w,
+        default_limit_w,
+        records: used.into_iter().collect(),
+    }
+}
