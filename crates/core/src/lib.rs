@@ -13,6 +13,7 @@ pub mod precision;
 pub mod protocol;
 pub mod record;
 pub mod reference;
+mod results_lock;
 pub mod stats;
 pub mod stop;
 #[cfg(feature = "test-suite")]
