@@ -109,7 +109,11 @@ impl Setting {
             batch_size: r.batch_size,
             cap: r.power_cap.requested.to_string(),
             cap_w: r.power_cap.requested_w.or(r.power_cap.enforced_w),
-            is_default_cap: r.power_cap.requested.is_default(),
+            // a "default" point run at a limit that was not the default is no baseline
+            is_default_cap: r.power_cap.requested.is_default()
+                && !measured
+                    .iter()
+                    .any(|r| r.flags.contains(&ValidityFlag::CapNotDefault)),
             seconds_per_flop: seconds_per_op / r.flop as f64,
             joules_per_flop: spread.joules_per_flop,
             tflops: r.flop as f64 / seconds_per_op / 1e12,

@@ -247,6 +247,49 @@ impl SweepConfig {
         cfg
     }
 
+    /// Remove repeated values from every axis (a list that names a precision, a
+    /// batch size, a cap or a shape twice would measure it twice), keeping the
+    /// first; one note per axis that had any.
+    pub fn dedup_axes(&mut self) -> Vec<String> {
+        fn dedup<T: PartialEq>(v: &mut Vec<T>) {
+            let mut kept: Vec<T> = Vec::with_capacity(v.len());
+            for x in v.drain(..) {
+                if !kept.contains(&x) {
+                    kept.push(x);
+                }
+            }
+            *v = kept;
+        }
+        let mut notes = Vec::new();
+        let mut note = |name: &str, before: usize, after: usize| {
+            if before > after {
+                notes.push(format!(
+                    "{name}: {} repeated value{} removed (each is measured once)",
+                    before - after,
+                    if before - after == 1 { "" } else { "s" }
+                ));
+            }
+        };
+        macro_rules! axis {
+            ($($field:ident),*) => {$(
+                let before = self.$field.len();
+                dedup(&mut self.$field);
+                note(stringify!($field), before, self.$field.len());
+            )*};
+        }
+        axis!(
+            ops,
+            precisions,
+            kernels,
+            batch_sizes,
+            power_caps,
+            matmul,
+            linear,
+            attention
+        );
+        notes
+    }
+
     /// The workloads of this config with their group labels and batch sizes.
     pub fn workloads(&self) -> Result<Vec<PlannedWorkload>, PlanError> {
         let batches = if self.batch_sizes.is_empty() {
@@ -378,6 +421,14 @@ impl SweepConfig {
                 }
             }
         }
+        // two shapes of the config can make the same workload: measure it once
+        let mut seen = std::collections::HashSet::new();
+        points.retain(|p| {
+            seen.insert(format!(
+                "{}|{}|{:?}|{}",
+                p.kernel, p.precision, p.workload, p.cap
+            ))
+        });
         if points.is_empty() {
             return Err(PlanError::Invalid(format!(
                 "no kernel of backend {} runs the requested ops",
@@ -466,6 +517,29 @@ mod tests {
         assert_eq!(w[0].workload.op(), Op::Attention);
         cfg.attention.clear();
         assert!(matches!(cfg.workloads(), Err(PlanError::Invalid(_))));
+    }
+
+    #[test]
+    fn repeated_axis_values_are_measured_once_with_a_note() {
+        let mut cfg = SweepConfig::from_toml_str(
+            "precisions = [\"bf16\", \"bf16\", \"f32\"]\nbatch_sizes = [1, 1, 1]\npower_caps = [\"80%\", \"default\", \"80%\"]\n\
+             [[matmul]]\nm = 8\nn = 8\nk = 8\n[[matmul]]\nm = 8\nn = 8\nk = 8\n",
+        )
+        .unwrap();
+        let notes = cfg.dedup_axes();
+        assert_eq!(cfg.precisions, [Precision::Bf16, Precision::F32]);
+        assert_eq!(cfg.batch_sizes, [1]);
+        assert_eq!(
+            cfg.power_caps,
+            [PowerCap::PercentOfDefault(80.0), PowerCap::Default]
+        );
+        assert_eq!(cfg.matmul.len(), 1);
+        assert_eq!(notes.len(), 4, "{notes:?}");
+        assert!(
+            notes[0].starts_with("precisions: 1 repeated value removed"),
+            "{notes:?}"
+        );
+        assert!(cfg.dedup_axes().is_empty());
     }
 
     #[test]

@@ -127,8 +127,9 @@ pub fn check_caps(
     Ok(Some(limits))
 }
 
-/// A stable per-point seed, the same on every run and on resume.
-fn point_seed(seed: u64, key: &str) -> u64 {
+/// A stable per-point seed, the same on every run and on resume: `--resume` uses
+/// it to tell whether a file's records were measured with the same sweep seed.
+pub fn point_seed(seed: u64, key: &str) -> u64 {
     // FNV-1a
     key.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ seed, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
@@ -177,10 +178,18 @@ pub fn run_sweep(
 
     let idle = if opts.protocol.idle_baseline_s > 0.0 {
         observer.note("measuring idle power");
-        measure_idle(session.meter, session.clock, opts.protocol.idle_baseline_s)?
+        measure_idle(
+            session.meter,
+            session.clock,
+            opts.protocol.idle_baseline_s,
+            Some(stop),
+        )?
     } else {
         None
     };
+    if stop.load(Ordering::SeqCst) {
+        return Err(SweepError::Interrupted);
+    }
     let meter = MeterInfo {
         source: session.meter.source(),
         update_period_s: session.meter.update_period_s(),
@@ -261,9 +270,18 @@ pub fn run_sweep(
             repeat: *repeat,
         };
 
-        measure_point(session, point, &mut record, idle, &opts.protocol)?;
+        measure_point(session, point, &mut record, idle, &opts.protocol, stop)?;
         if device.cpu_emulation && record.status == PointStatus::Measured {
             record.flags.push(ValidityFlag::CpuEmulation);
+        }
+        // "default" means the limit as found: where that is not the default limit,
+        // the point must not pass for the default-limit baseline
+        if point.cap.is_default()
+            && record.status == PointStatus::Measured
+            && limit_differs_from_default(session.power.as_deref_mut()) == Some(true)
+        {
+            record.flags.push(ValidityFlag::CapNotDefault);
+            record.flags.sort();
         }
         if let (Some(req), Some(enf)) = (record.power_cap.requested_w, record.power_cap.enforced_w)
         {
@@ -283,6 +301,18 @@ pub fn run_sweep(
     Ok(outcome)
 }
 
+/// Whether a device's power limit now differs from its default (`None`: no control,
+/// or it cannot say). Drivers round limits, so half a watt or 0.5% is the same.
+pub fn limit_differs_from_default(power: Option<&mut (dyn PowerControl + '_)>) -> Option<bool> {
+    let l = power?.limits().ok()?;
+    Some(!same_limit_w(l.current_w, l.default_w))
+}
+
+/// Two power limits that differ by less than a driver's rounding.
+pub fn same_limit_w(a: f64, b: f64) -> bool {
+    (a - b).abs() <= (0.005 * b.abs()).max(0.5)
+}
+
 /// Fill `record` with the outcome of one point: skipped, invalid, failed or measured.
 fn measure_point(
     session: &mut DeviceSession<'_>,
@@ -290,6 +320,7 @@ fn measure_point(
     record: &mut Record,
     idle: Option<IdleBaseline>,
     protocol: &ProtocolConfig,
+    stop: &AtomicBool,
 ) -> Result<(), SweepError> {
     if let Support::Unsupported(reason) =
         session
@@ -356,6 +387,7 @@ fn measure_point(
         config: protocol,
         idle,
         cap_requested: !point.cap.is_default(),
+        stop: Some(stop),
     };
     ctx.meter.take_agreement(); // only this point's windows count
     let measured = measure(kernel.as_mut(), record.flop, &mut ctx);
@@ -370,6 +402,8 @@ fn measure_point(
             record.status = PointStatus::Measured;
         }
         Err(ProtocolError::Meter(e)) => return Err(SweepError::Meter(e)),
+        // abandoned half-way: not a measurement, and not recorded
+        Err(ProtocolError::Interrupted) => return Err(SweepError::Interrupted),
         Err(e) => {
             record.status = PointStatus::Failed;
             record.reason = Some(e.to_string());
