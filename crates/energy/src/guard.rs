@@ -6,18 +6,21 @@
 //! state file is what `joulebench power restore` reads ([`restore_from_state_file`]).
 
 mod hooks;
+mod lock;
 mod restore;
+mod secure;
 mod state;
 
 pub use hooks::install_restore_hooks;
+pub use lock::{default_lock_dir, lock_file_for, DeviceLock, LOCK_DIR_ENV};
 pub use restore::{
     power_status, restore_from_state_file, restore_from_state_file_with, PendingRestore,
     PowerStatus, RestoreOptions, RestoreReport,
 };
 pub use state::{
-    default_state_dir, owner_status, pending_restores, read_state_file, remove_state_file,
-    state_file_for, write_state_file, OwnerStatus, PowerStateFile, StateDevice, STATE_DIR_ENV,
-    STATE_FILE_SCHEMA,
+    check_state_dir, default_state_dir, owner_status, pending_restores, read_state_file,
+    remove_state_file, state_file_for, write_state_file, OwnerStatus, PowerStateFile, StateDevice,
+    STATE_DIR_ENV, STATE_FILE_SCHEMA,
 };
 
 use joulebench_core::{DeviceInfo, PowerCap, PowerControl, PowerError, PowerLimits};
@@ -42,12 +45,15 @@ pub struct GuardConfig {
     /// `nvml::DEVICE_KIND_FAKE`, or another control's name.
     pub device_kind: String,
     pub state_path: PathBuf,
+    /// Where the per-GPU lock is taken: the same for every state directory.
+    pub lock_dir: PathBuf,
     /// Without it every change is refused with `PowerError::NotPermitted`.
     pub allow_changes: bool,
 }
 
 impl GuardConfig {
-    /// The state file goes to `state_file_for(state_dir, &device)`.
+    /// The state file goes to `state_file_for(state_dir, &device)`, the lock to
+    /// [`default_lock_dir`].
     pub fn new(
         device: DeviceInfo,
         device_kind: impl Into<String>,
@@ -59,8 +65,15 @@ impl GuardConfig {
             device,
             device_kind: device_kind.into(),
             state_path,
+            lock_dir: default_lock_dir(),
             allow_changes,
         }
+    }
+
+    /// The same, with the per-GPU lock taken in `dir`.
+    pub fn with_lock_dir(mut self, dir: &Path) -> Self {
+        self.lock_dir = dir.to_path_buf();
+        self
     }
 }
 
@@ -96,6 +109,8 @@ impl GuardShared {
 pub(crate) struct GuardInner {
     control: Box<dyn PowerControl>,
     config: GuardConfig,
+    /// Held from the guard's creation to its end: no other process changes this GPU.
+    _lock: DeviceLock,
     armed: Option<Armed>,
     /// Set once a signal or panic restored the limit: no change after that.
     closed: Option<String>,
@@ -108,15 +123,27 @@ struct Armed {
 }
 
 impl PowerGuard {
-    /// Refuses at once when a state file for this device already exists: either
-    /// another joulebench is changing its limit now, or one was killed before it
-    /// could restore, and the limit "as found" would be that run's cap.
+    /// Takes the GPU's lock (refused while another process holds it, whatever its
+    /// state directory), then refuses at once when a state file for this device
+    /// already exists: one was killed before it could restore, and the limit "as
+    /// found" would be that run's cap.
     pub fn new(control: Box<dyn PowerControl>, config: GuardConfig) -> Result<Self, PowerError> {
+        // a state directory others could plant links or files in is refused now,
+        // before the sweep starts, not at its first change
+        if let Some(dir) = config
+            .state_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            secure::private_dir(dir, "state directory", STATE_DIR_ENV)?;
+        }
+        let lock = DeviceLock::acquire(&config.lock_dir, &config.device)?;
         check_no_pending(&config)?;
         let shared = Arc::new(GuardShared {
             inner: Mutex::new(GuardInner {
                 control,
                 config,
+                _lock: lock,
                 armed: None,
                 closed: None,
             }),
