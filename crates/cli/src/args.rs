@@ -121,9 +121,15 @@ pub struct SweepArgs {
     /// Results file (JSONL, one record per point). Default: results/<backend>-<device>-<time>.jsonl.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Continue the --out file: skip points already in it, append the rest.
+    /// Continue the --out file: skip points already in it, append the rest. An
+    /// incomplete last record (a crash or a full disk while writing) is cut off first,
+    /// after a copy is kept beside the file.
     #[arg(long)]
     pub resume: bool,
+    /// With --resume, add to a file whose records were measured with other protocol
+    /// settings, another --seed or another --repeat (refused otherwise).
+    #[arg(long, requires = "resume")]
+    pub allow_config_mismatch: bool,
     /// Power caps to sweep: "default", watts ("300"), % of the default limit ("80%"),
     /// or a range min:max:step in watts; comma-separated. Overrides the config.
     #[arg(long, value_name = "LIST")]

@@ -4,6 +4,7 @@
 //! both share; nothing here imports back up.
 
 mod fleet;
+mod resume;
 mod setup;
 mod single;
 mod worker;
@@ -11,10 +12,9 @@ mod worker;
 use crate::args::SweepArgs;
 use crate::error::{usage, CliError};
 use crate::paths::{check_output, Existing};
-use crate::results::print_recommendation;
+use crate::results::{print_recommendation, read_results_warn};
 use joulebench_analysis::recommend::Objective;
 use joulebench_analysis::table::TableFormat;
-use joulebench_core::record::read_records;
 use std::path::Path;
 
 pub fn run(args: &SweepArgs) -> Result<(), CliError> {
@@ -57,7 +57,11 @@ fn recommend_from(out: &Path, max_slowdown: f64) -> Result<(), CliError> {
     if !out.exists() {
         return Ok(());
     }
-    let records = read_records(out)?;
+    let records: Vec<_> = read_results_warn(out)?
+        .lines
+        .into_iter()
+        .map(|l| l.record)
+        .collect();
     println!();
     print_recommendation(
         &records,

@@ -150,6 +150,9 @@ pub fn build_config(
         proto.stop_rule = r.parse().map_err(usage)?;
     }
     proto.validate().map_err(usage)?;
+    for note in cfg.dedup_axes() {
+        eprintln!("note: {note}");
+    }
     Ok(cfg)
 }
 
@@ -160,9 +163,13 @@ pub fn default_out(backend: &str, device: &str) -> PathBuf {
         .replace([':', 'T'], "-")
         .trim_end_matches('Z')
         .to_string();
-    PathBuf::from("results").join(format!(
-        "{backend}-{}-{stamp}.jsonl",
+    let stem = format!(
+        "{backend}-{}-{stamp}",
         joulebench_analysis::chart::slug(device)
+    );
+    PathBuf::from("results").join(format!(
+        "{}.jsonl",
+        joulebench_analysis::chart::short_file_stem(&stem)
     ))
 }
 

@@ -3,6 +3,7 @@
 //! `--devices` parent), restore the power limit, and say where the records are.
 
 use super::fleet::single_profile;
+use super::resume::{open_results, points_done};
 use super::setup::{
     build_config, command_line, default_out, host_name, stop_on_signals, Overrides,
 };
@@ -10,7 +11,6 @@ use super::worker::{announce, stop_when_parent_asks, ProgressLines};
 use crate::args::SweepArgs;
 use crate::error::{interrupted, runtime, usage, CliError};
 use crate::progress::Progress;
-use joulebench_core::record::{existing_keys, JsonlWriter};
 use joulebench_core::sweep::{
     run_sweep, tool_info, DeviceSession, SweepError, SweepObserver, SweepOptions, SweepOutcome,
 };
@@ -56,20 +56,39 @@ pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<(SweepOutcome, PathBuf), 
         }
         dev.arm_power_guard(args.allow_power_changes)?;
     }
-    joulebench_core::sweep::check_caps(&points, dev.power_mut())?;
+    let limits = joulebench_core::sweep::check_caps(&points, dev.power_mut())?;
+    if let Some(l) =
+        limits.filter(|l| !joulebench_core::sweep::same_limit_w(l.current_w, l.default_w))
+    {
+        eprintln!(
+            "warning: the power limit of {} is {:.0} W, not its default {:.0} W (a killed sweep \
+             or another tool left it changed? see `joulebench power status`); points at the cap \
+             \"default\" run at {:.0} W and are flagged cap-not-default, never used as the \
+             default-limit baseline",
+            device.name, l.current_w, l.default_w, l.current_w
+        );
+    }
 
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| default_out(dev.backend.name(), &device.name));
+    let existed = out.exists();
+    // held until the sweep ends: no other joulebench appends to this file meanwhile
+    let (mut writer, existing) = open_results(&out, args.resume)?;
     let done = if args.resume {
-        existing_keys(&out)?
+        points_done(
+            &existing,
+            &out,
+            &device,
+            dev.backend.name(),
+            &cfg,
+            args.repeat,
+            args.allow_config_mismatch,
+        )?
     } else {
         Default::default()
     };
-    let existed = out.exists();
-    // a path that cannot be opened for writing is refused before anything runs
-    let mut writer = JsonlWriter::append(&out).map_err(usage)?;
 
     for n in &dev.notes {
         eprintln!("{n}");
