@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod clock;
+pub mod clocks;
 pub mod device;
 pub mod meter;
 pub mod plan;
@@ -25,6 +26,7 @@ pub mod workload;
 
 pub use backend::{Backend, BackendError, KernelInfo, PreparedKernel, RunTiming, Support};
 pub use clock::{monotonic_s, Clock, SystemClock};
+pub use clocks::{ClockControl, ClockRecord, ClockSpec};
 pub use device::{AdapterInfo, DeviceInfo};
 pub use meter::{
     CounterUpdate, EnergyMeter, HostMeterInfo, MeterError, MeterSource, NoMeter, Telemetry,

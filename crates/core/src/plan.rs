@@ -3,6 +3,7 @@
 //! rarely as possible.
 
 use crate::backend::{Backend, KernelInfo};
+use crate::clocks::ClockSpec;
 use crate::device::DeviceInfo;
 use crate::power::PowerCap;
 use crate::precision::Precision;
@@ -67,6 +68,13 @@ pub struct SweepConfig {
     pub batch_sizes: Vec<u64>,
     /// Empty: ["default"].
     pub power_caps: Vec<PowerCap>,
+    /// Locked SM clocks (MHz, "default", or "min:max:step"); empty: the default
+    /// clocks only. Resolved against the GPU's supported clocks before planning.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sm_clocks: Vec<ClockSpec>,
+    /// Locked memory clocks, as `sm_clocks`, where the GPU offers more than one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mem_clocks: Vec<ClockSpec>,
     pub seed: u64,
     pub matmul: Vec<MatmulSpec>,
     pub linear: Vec<LinearSpec>,
@@ -82,6 +90,8 @@ impl Default for SweepConfig {
             kernels: Vec::new(),
             batch_sizes: Vec::new(),
             power_caps: Vec::new(),
+            sm_clocks: Vec::new(),
+            mem_clocks: Vec::new(),
             seed: 42,
             matmul: Vec::new(),
             linear: Vec::new(),
@@ -283,6 +293,8 @@ impl SweepConfig {
             kernels,
             batch_sizes,
             power_caps,
+            sm_clocks,
+            mem_clocks,
             matmul,
             linear,
             attention
@@ -397,26 +409,51 @@ impl SweepConfig {
         } else {
             self.power_caps.clone()
         };
+        let clocks = |specs: &[ClockSpec], what: &str| -> Result<Vec<Option<u32>>, PlanError> {
+            if specs.is_empty() {
+                return Ok(vec![None]);
+            }
+            specs
+                .iter()
+                .map(|s| match s {
+                    ClockSpec::Default => Ok(None),
+                    ClockSpec::Mhz(m) => Ok(Some(*m)),
+                    ClockSpec::Range { .. } => Err(PlanError::Invalid(format!(
+                        "{what} clock range {s} must be resolved against the GPU's supported clocks first"
+                    ))),
+                })
+                .collect()
+        };
+        let sm_clocks = clocks(&self.sm_clocks, "SM")?;
+        let mem_clocks = clocks(&self.mem_clocks, "memory")?;
+        let clock_pairs: Vec<(Option<u32>, Option<u32>)> = sm_clocks
+            .iter()
+            .flat_map(|&sm| mem_clocks.iter().map(move |&mem| (sm, mem)))
+            .collect();
         let workloads = self.workloads()?;
         let mut points = Vec::new();
         for cap in &caps {
-            for pw in &workloads {
-                for k in chosen.iter().filter(|k| k.op == pw.workload.op()) {
-                    let precisions: Vec<Precision> = if self.precisions.is_empty() {
-                        k.precisions.clone()
-                    } else {
-                        self.precisions.clone()
-                    };
-                    for precision in precisions {
-                        points.push(PlanPoint {
-                            kernel: k.name.clone(),
-                            vendor: k.vendor,
-                            precision,
-                            workload: pw.workload,
-                            group: pw.group.clone(),
-                            batch_size: pw.batch_size,
-                            cap: *cap,
-                        });
+            for &(sm_clock_mhz, mem_clock_mhz) in &clock_pairs {
+                for pw in &workloads {
+                    for k in chosen.iter().filter(|k| k.op == pw.workload.op()) {
+                        let precisions: Vec<Precision> = if self.precisions.is_empty() {
+                            k.precisions.clone()
+                        } else {
+                            self.precisions.clone()
+                        };
+                        for precision in precisions {
+                            points.push(PlanPoint {
+                                kernel: k.name.clone(),
+                                vendor: k.vendor,
+                                precision,
+                                workload: pw.workload,
+                                group: pw.group.clone(),
+                                batch_size: pw.batch_size,
+                                cap: *cap,
+                                sm_clock_mhz,
+                                mem_clock_mhz,
+                            });
+                        }
                     }
                 }
             }
@@ -425,8 +462,8 @@ impl SweepConfig {
         let mut seen = std::collections::HashSet::new();
         points.retain(|p| {
             seen.insert(format!(
-                "{}|{}|{:?}|{}",
-                p.kernel, p.precision, p.workload, p.cap
+                "{}|{}|{:?}|{}|{:?}|{:?}",
+                p.kernel, p.precision, p.workload, p.cap, p.sm_clock_mhz, p.mem_clock_mhz
             ))
         });
         if points.is_empty() {
@@ -457,6 +494,17 @@ pub struct PlanPoint {
     pub group: String,
     pub batch_size: u64,
     pub cap: PowerCap,
+    /// The locked SM clock, MHz; `None`: the default clocks.
+    pub sm_clock_mhz: Option<u32>,
+    /// The locked memory clock, MHz; `None`: the default.
+    pub mem_clock_mhz: Option<u32>,
+}
+
+impl PlanPoint {
+    /// Asks for a change of the GPU's state: a power cap or a locked clock.
+    pub fn changes_device(&self) -> bool {
+        !self.cap.is_default() || self.sm_clock_mhz.is_some() || self.mem_clock_mhz.is_some()
+    }
 }
 
 #[cfg(test)]

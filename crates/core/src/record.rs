@@ -2,6 +2,7 @@
 //! skipped, or failed) point, appended and flushed one at a time so a killed sweep
 //! loses nothing it finished. Readers name the file and line of anything corrupt.
 
+use crate::clocks::{clock_key, ClockRecord};
 use crate::device::DeviceInfo;
 use crate::meter::{HostMeterInfo, MeterAgreement, MeterSource};
 use crate::power::PowerCap;
@@ -105,6 +106,10 @@ pub struct Record {
     /// Which run of the point this is, when `--repeat` measured it several times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat: Option<u32>,
+    /// The clocks the point asked for and those seen during its windows (records
+    /// made before clocks could be locked read as the default clocks).
+    #[serde(default)]
+    pub clocks: ClockRecord,
 }
 
 /// The protocol settings of a record, keeping the ones this version knows.
@@ -121,6 +126,11 @@ fn lenient_protocol<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ProtocolCo
 impl Record {
     /// What identifies a point for `--resume` (with its repeat, if any).
     pub fn point_key(&self) -> String {
+        repeat_key(self.setting_key(), self.repeat)
+    }
+
+    /// The point without its repeat: what repeats of one setting share.
+    pub fn setting_key(&self) -> String {
         let key = point_key(
             &self.device,
             &self.backend,
@@ -129,19 +139,7 @@ impl Record {
             &self.workload,
             &self.power_cap.requested,
         );
-        repeat_key(key, self.repeat)
-    }
-
-    /// The point without its repeat: what repeats of one setting share.
-    pub fn setting_key(&self) -> String {
-        point_key(
-            &self.device,
-            &self.backend,
-            &self.kernel,
-            self.precision,
-            &self.workload,
-            &self.power_cap.requested,
-        )
+        key + &clock_key(self.clocks.sm_requested_mhz, self.clocks.mem_requested_mhz)
     }
 
     /// Which window method produced this record's numbers (`gapped` for schema 1).
@@ -668,6 +666,7 @@ mod tests {
             flags: Vec::new(),
             protocol: ProtocolConfig::default(),
             repeat: None,
+            clocks: ClockRecord::default(),
         }
     }
 
