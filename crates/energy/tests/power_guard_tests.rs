@@ -219,6 +219,7 @@ fn stale_state(f: &FakeDevice, pid: u32, original_w: f64) -> PowerStateFile {
         boot_id: None,
         host: None,
         written_unix_s: 1.7e9,
+        locked_clocks: Default::default(),
     }
 }
 

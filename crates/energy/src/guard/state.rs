@@ -13,7 +13,22 @@ use std::path::{Path, PathBuf};
 /// Overrides where state files live (tests, shared machines with odd homes).
 pub const STATE_DIR_ENV: &str = "JOULEBENCH_STATE_DIR";
 
-pub const STATE_FILE_SCHEMA: u32 = 1;
+/// Schema 2 adds `locked_clocks`; files of schema 1 (power limits only) are read.
+pub const STATE_FILE_SCHEMA: u32 = 2;
+
+/// Which of a device's clocks a sweep locked: each is reset to the device's
+/// default on restore.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedClocks {
+    pub sm: bool,
+    pub mem: bool,
+}
+
+impl LockedClocks {
+    pub fn any(&self) -> bool {
+        self.sm || self.mem
+    }
+}
 
 /// Which device a state file is about: enough to find it again.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +66,9 @@ pub struct PowerStateFile {
     pub boot_id: Option<String>,
     pub host: Option<String>,
     pub written_unix_s: f64,
+    /// Clocks locked since the file was written (schema 2; none in schema 1).
+    #[serde(default)]
+    pub locked_clocks: LockedClocks,
 }
 
 /// `$JOULEBENCH_STATE_DIR`, else `$XDG_STATE_HOME/joulebench`, else
@@ -130,9 +148,9 @@ pub fn read_state_file(path: &Path) -> Result<PowerStateFile, PowerError> {
             path.display()
         ))
     })?;
-    if state.schema != STATE_FILE_SCHEMA {
+    if !(1..=STATE_FILE_SCHEMA).contains(&state.schema) {
         return Err(PowerError::Failed(format!(
-            "power state file {} has schema {}, this joulebench reads {STATE_FILE_SCHEMA}",
+            "power state file {} has schema {}, this joulebench reads 1 to {STATE_FILE_SCHEMA}",
             path.display(),
             state.schema
         )));
