@@ -113,5 +113,6 @@ pub fn rec(
         flags: vec![],
         protocol: ProtocolConfig::default(),
         repeat: None,
+        clocks: Default::default(),
     }
 }
