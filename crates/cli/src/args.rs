@@ -46,8 +46,8 @@ pub enum PowerCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Restore the power limits recorded in the state files of sweeps that were killed
-    /// (SIGKILL, power loss) before they could restore them.
+    /// Restore the power limits (and reset the locked clocks) recorded in the state files
+    /// of sweeps that were killed (SIGKILL, power loss) before they could restore them.
     Restore {
         /// Restore even if the process that wrote the state file still seems to run.
         #[arg(long)]
@@ -138,6 +138,20 @@ pub struct SweepArgs {
     /// The simulated device needs no permission.
     #[arg(long)]
     pub allow_power_changes: bool,
+    /// Locked SM clocks to sweep: "default" (not locked), MHz ("1410"), or a range
+    /// min:max:step in MHz snapped to the clocks the GPU supports; comma-separated.
+    /// Overrides the config. A clock the GPU does not support is refused before
+    /// anything changes.
+    #[arg(long, value_name = "LIST")]
+    pub sm_clocks: Option<String>,
+    /// Locked memory clocks to sweep, as --sm-clocks, where the GPU offers more than one.
+    #[arg(long, value_name = "LIST")]
+    pub mem_clocks: Option<String>,
+    /// Allow joulebench to lock a real GPU's clocks (they are reset to the default on
+    /// exit, and by `joulebench power restore` after a kill). Needs root. The
+    /// simulated device needs no permission.
+    #[arg(long)]
+    pub allow_clock_changes: bool,
     /// Ops to measure (matmul, attention), comma-separated. Overrides the config.
     #[arg(long, value_name = "LIST")]
     pub ops: Option<String>,

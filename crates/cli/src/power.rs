@@ -6,7 +6,7 @@ use crate::error::{runtime, usage, CliError};
 use joulebench_core::PowerControl;
 use joulebench_energy::guard::{
     check_state_dir, default_lock_dir, default_state_dir, pending_restores, power_status,
-    restore_from_state_file_with, DeviceLock, RestoreOptions,
+    restore_from_state_file_full, DeviceLock, RestoreOptions,
 };
 use joulebench_energy::nvml::{self, NvmlPowerControl};
 
@@ -55,8 +55,14 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                 );
                 match (&s.pending_restore, &s.pending_restore_error) {
                     (Some(p), _) => println!(
-                        "  pending restore to {:.0} W ({}; writer {:?}): run `joulebench power restore`",
+                        "  pending restore to {:.0} W{} ({}; writer {:?}): run `joulebench power restore`",
                         p.state.original_limit_w,
+                        match (p.state.locked_clocks.sm, p.state.locked_clocks.mem) {
+                            (true, true) => " and locked SM and memory clocks to reset",
+                            (true, false) => " and a locked SM clock to reset",
+                            (false, true) => " and a locked memory clock to reset",
+                            _ => "",
+                        },
                         p.path.display(),
                         p.owner
                     ),
@@ -96,18 +102,27 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                     failures.push(format!("{}: {e}", path.display()));
                     continue;
                 }
-                match restore_from_state_file_with(
+                match restore_from_state_file_full(
                     &path,
                     RestoreOptions { force: *force },
                     joulebench_energy::restore::open_power_control_for_state,
+                    joulebench_energy::restore::open_clock_control_for_state,
                 ) {
                     Ok(r) => println!(
-                        "restored {} to {:.0} W{}",
+                        "restored {} to {:.0} W{}{}",
                         r.device,
                         r.restored_w,
                         r.was_w
                             .map(|w| format!(" (was {w:.0} W)"))
-                            .unwrap_or_default()
+                            .unwrap_or_default(),
+                        if r.clocks_reset.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; {} clocks reset to the default",
+                                r.clocks_reset.join(" and ")
+                            )
+                        }
                     ),
                     Err(e) => failures.push(format!("{}: {e}", path.display())),
                 }

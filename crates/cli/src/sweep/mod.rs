@@ -3,6 +3,7 @@
 //! workers are single sweeps talking the `worker` protocol). `setup` holds what
 //! both share; nothing here imports back up.
 
+mod clocks;
 mod fleet;
 mod resume;
 mod setup;

@@ -44,17 +44,26 @@ pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<(SweepOutcome, PathBuf), 
         seed,
     })?;
     let device = dev.backend.device().clone();
-    let cfg = build_config(args, ov, &device)?;
+    let mut cfg = build_config(args, ov, &device)?;
+    super::clocks::resolve(&mut cfg, &mut dev, &device.name)?;
     let points = cfg.plan(dev.backend.as_ref())?;
 
     let wants_caps = points.iter().any(|p| !p.cap.is_default());
-    if wants_caps {
-        if dev.power_needs_permission() && !args.allow_power_changes {
-            return Err(usage(
-                "changing a GPU's power limit needs --allow-power-changes (the original limit is restored on exit)",
-            ));
-        }
-        dev.arm_power_guard(args.allow_power_changes)?;
+    let wants_clocks = points
+        .iter()
+        .any(|p| p.sm_clock_mhz.is_some() || p.mem_clock_mhz.is_some());
+    if wants_caps && dev.power_needs_permission() && !args.allow_power_changes {
+        return Err(usage(
+            "changing a GPU's power limit needs --allow-power-changes (the original limit is restored on exit)",
+        ));
+    }
+    if wants_clocks && dev.power_needs_permission() && !args.allow_clock_changes {
+        return Err(usage(
+            "locking a GPU's clocks needs --allow-clock-changes (the default clocks are restored on exit)",
+        ));
+    }
+    if wants_caps || wants_clocks {
+        dev.arm_guard(args.allow_power_changes, args.allow_clock_changes)?;
     }
     let limits = joulebench_core::sweep::check_caps(&points, dev.power_mut())?;
     if let Some(l) =
@@ -125,6 +134,11 @@ pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<(SweepOutcome, PathBuf), 
     } else {
         &mut progress
     };
+    // the guard's clocks, where it took them over (an NVML device)
+    let mut guard_clocks = match (&dev.guard, &dev.clocks) {
+        (Some(g), None) => Some(g.clock_handle()),
+        _ => None,
+    };
     let result = {
         let power: Option<&mut dyn joulebench_core::PowerControl> =
             match (&mut dev.guard, &mut dev.power) {
@@ -132,10 +146,17 @@ pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<(SweepOutcome, PathBuf), 
                 (None, Some(p)) => Some(p.as_mut()),
                 _ => None,
             };
+        let clocks: Option<&mut dyn joulebench_core::ClockControl> =
+            match (&mut dev.clocks, &mut guard_clocks) {
+                (Some(c), _) => Some(c.as_mut()),
+                (None, Some(g)) => Some(g),
+                _ => None,
+            };
         let mut session = DeviceSession {
             backend: dev.backend.as_mut(),
             meter: dev.meter.as_mut(),
             power,
+            clocks,
             clock: dev.clock.as_ref(),
         };
         run_sweep(
@@ -154,12 +175,21 @@ pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<(SweepOutcome, PathBuf), 
     let restored = dev.guard.take().map(|g| g.finish());
     match restored {
         Some(Ok(Some(r))) => eprintln!(
-            "power limit of {} restored to {:.0} W",
-            r.device, r.restored_w
+            "power limit of {} restored to {:.0} W{}",
+            r.device,
+            r.restored_w,
+            if r.clocks_reset.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} clocks reset to the default",
+                    r.clocks_reset.join(" and ")
+                )
+            }
         ),
         Some(Err(e)) => {
             return Err(runtime(format!(
-                "could not restore the power limit: {e}; run `joulebench power restore`"
+                "could not restore the power limit or clocks: {e}; run `joulebench power restore`"
             ))
             .hint(&kept))
         }
