@@ -70,6 +70,7 @@ impl Fixture {
         c.args(args)
             .env("JOULEBENCH_FAKE_NVML", self.fake())
             .env("JOULEBENCH_STATE_DIR", self.state_dir())
+            .env("JOULEBENCH_LOCK_DIR", self.dir.path().join("locks"))
             .env_remove("CI");
         c
     }

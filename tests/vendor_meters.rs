@@ -200,6 +200,7 @@ fn sweep(
         .env("JOULEBENCH_SYSFS_ROOT", fx.root())
         .env("JOULEBENCH_TEST_DEVICE_PCI", pci)
         .env("JOULEBENCH_STATE_DIR", dir.join("state"))
+        .env("JOULEBENCH_LOCK_DIR", dir.join("locks"))
         .env_remove("JOULEBENCH_FAKE_NVML")
         .env_remove("JOULEBENCH_FAKE_AMDSMI");
     for (k, v) in envs {

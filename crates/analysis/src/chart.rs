@@ -180,6 +180,7 @@ pub fn render(chart: &Chart, dir: &Path, stem: &str) -> Result<PlotFiles, PlotEr
         path: dir.into(),
         source,
     })?;
+    let stem = short_file_stem(stem);
     let svg = dir.join(format!("{stem}.svg"));
     let png = dir.join(format!("{stem}.png"));
     let draw_err = |path: &Path, message: String| PlotError::Draw {
@@ -617,9 +618,43 @@ pub fn slug(s: &str) -> String {
     out.trim_end_matches('-').to_string()
 }
 
+/// The longest file stem joulebench makes from names (a file system allows 255
+/// bytes; a suffix and an extension still have to fit).
+pub const MAX_FILE_STEM: usize = 96;
+
+/// `stem`, or for a longer one its first part and a hash of the whole, so names
+/// that differ only at their end still get different files.
+pub fn short_file_stem(stem: &str) -> String {
+    if stem.len() <= MAX_FILE_STEM {
+        return stem.to_string();
+    }
+    let hash = stem.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut cut = MAX_FILE_STEM - 17;
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{hash:016x}", stem[..cut].trim_end_matches('-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_names_are_shortened_with_a_hash_that_keeps_them_apart() {
+        let a = format!("energy-time_{}", "x".repeat(400));
+        let b = format!("{a}y");
+        let (sa, sb) = (short_file_stem(&a), short_file_stem(&b));
+        assert!(
+            sa.len() <= MAX_FILE_STEM && sb.len() <= MAX_FILE_STEM,
+            "{sa}"
+        );
+        assert!(sa.starts_with("energy-time_xxx"));
+        assert_ne!(sa, sb);
+        assert_eq!(short_file_stem("short"), "short");
+    }
 
     #[test]
     fn slugs_are_file_names() {

@@ -76,7 +76,9 @@ pub fn compare(records: &[Record], cap: CapChoice) -> Vec<Ranking> {
         let Some(s) = Setting::from_runs(&rs, i) else {
             continue;
         };
-        if cap == CapChoice::Default && !s.is_default_cap {
+        // "as it ships": the default limit and the default (unlocked) clocks
+        let as_shipped = s.is_default_cap && s.sm_clock_mhz.is_none() && s.mem_clock_mhz.is_none();
+        if cap == CapChoice::Default && !as_shipped {
             continue;
         }
         let key = physical[i].clone();

@@ -212,12 +212,68 @@ fn commands_block(records: &[Record]) -> String {
             None => seen.push((r.command.clone(), r.host.clone(), tool, 1)),
         }
     }
-    let mut out = String::from("```sh\n");
+    let mut body = String::new();
     for (command, host, tool, n) in seen {
-        let _ = writeln!(out, "# on {host}, {tool}: {n} records");
-        let _ = writeln!(out, "{command}");
+        let one_line = |s: &str| s.replace(['\n', '\r'], " ");
+        let _ = writeln!(
+            body,
+            "# on {}, {}: {n} records",
+            one_line(&host),
+            one_line(&tool)
+        );
+        let _ = writeln!(body, "{command}");
     }
-    out.push_str("```\n");
+    // a fence longer than any run of backticks inside: no command can end the block
+    let fence = "`".repeat(longest_run(&body, '`').max(2) + 1);
+    format!("{fence}sh\n{body}{fence}\n")
+}
+
+/// The longest run of `c` in `s`.
+fn longest_run(s: &str, c: char) -> usize {
+    s.split(|x| x != c).map(str::len).max().unwrap_or(0)
+}
+
+/// `s` as inline code that nothing in it can end: delimited by more backticks
+/// than it holds in a row, on one line.
+fn inline_code(s: &str) -> String {
+    let s = s.replace(['\n', '\r'], " ");
+    let ticks = "`".repeat(longest_run(&s, '`') + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{ticks}{pad}{s}{pad}{ticks}")
+}
+
+/// Text inside a Markdown link's brackets, or a link target: brackets,
+/// parentheses, angle brackets and line breaks escaped.
+fn link_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '[' | ']' | '(' | ')' | '<' | '>' | '*' | '_' | '`' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A link target as a URL path: spaces and anything that could end it percent-encoded.
+fn link_target(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
     out
 }
 
@@ -243,7 +299,7 @@ pub fn markdown_report(
     let _ = writeln!(out, "{}.\n", status_line(records));
     out.push_str("Results files:\n\n");
     for s in sources {
-        let _ = writeln!(out, "- `{}` ({} records)", s.path, s.records);
+        let _ = writeln!(out, "- {} ({} records)", inline_code(&s.path), s.records);
     }
     out.push('\n');
 
@@ -272,7 +328,13 @@ pub fn markdown_report(
     if !plots.is_empty() {
         out.push_str("## Plots\n\n");
         for p in plots {
-            let _ = writeln!(out, "![{}]({})\n\n[SVG]({})\n", p.title, p.png, p.svg);
+            let _ = writeln!(
+                out,
+                "![{}]({})\n\n[SVG]({})\n",
+                link_text(&p.title),
+                link_target(&p.png),
+                link_target(&p.svg)
+            );
         }
     }
 
@@ -339,6 +401,51 @@ mod tests {
         let flags = flags_table(&v);
         let row = flags.rows.iter().find(|r| r[0] == "high-spread").unwrap();
         assert_eq!(row[3], "1");
+    }
+
+    #[test]
+    fn nothing_in_a_record_or_a_path_breaks_out_of_the_document() {
+        let mut v = vec![rec(
+            "GPU | A\n# injected heading",
+            false,
+            Precision::Bf16,
+            "default",
+            600.0,
+            1.0,
+        )];
+        v[0].command = "joulebench sweep --out 'x\n```\n# escaped heading\n```'".into();
+        v[0].host = "h\n## injected".into();
+        let sources = [SourceSummary {
+            path: "weird`name`.jsonl".into(),
+            records: 1,
+        }];
+        let plots = [PlotLink {
+            title: "t](javascript:alert(1))".into(),
+            png: "plots/a b.png".into(),
+            svg: "plots/a).svg".into(),
+        }];
+        let doc = markdown_report(
+            &v,
+            &sources,
+            Objective::LeastEnergy,
+            &BaselineSpec::default(),
+            &plots,
+        );
+        for bad in ["\n# injected", "\n## injected"] {
+            assert!(!doc.contains(bad), "{bad:?} broke out in:\n{doc}");
+        }
+        // the commands block opens with a fence longer than the command's own, and
+        // the command's heading stays inside it
+        let open = doc.find("````sh\n").expect("a longer fence");
+        let close = open + 7 + doc[open + 7..].find("\n````\n").expect("closed");
+        let heading = doc.find("\n# escaped heading").unwrap();
+        assert!(open < heading && heading < close, "{doc}");
+        assert!(doc.contains("- ``weird`name`.jsonl`` (1 records)"), "{doc}");
+        assert!(
+            doc.contains("(plots/a%20b.png)") && doc.contains("(plots/a%29.svg)"),
+            "{doc}"
+        );
+        assert!(!doc.contains("](javascript"), "{doc}");
     }
 
     #[test]

@@ -172,7 +172,7 @@ fn best_by<K: Ord + Copy>(
 /// Energy per FLOP against the power cap in watts, one line per precision; None
 /// where fewer than two caps were measured.
 pub fn cap_chart(r: &Recommendation) -> Option<XyChart> {
-    let all: Vec<&Setting> = r.settings.iter().collect();
+    let all: Vec<&Setting> = r.settings.iter().filter(|s| at_default_clocks(s)).collect();
     // watts as integer milliwatts: a map key that sorts
     let best = best_by(&all, |s| s.cap_w.map(|w| (w * 1000.0).round() as i64));
     let caps: BTreeSet<i64> = best.values().flat_map(|m| m.keys().copied()).collect();
@@ -212,7 +212,11 @@ pub fn cap_chart(r: &Recommendation) -> Option<XyChart> {
 /// Energy per FLOP against batch size at the default power limit, one line per
 /// precision; None where fewer than two batch sizes were measured.
 pub fn batch_chart(r: &Recommendation) -> Option<XyChart> {
-    let at_default: Vec<&Setting> = r.settings.iter().filter(|s| s.is_default_cap).collect();
+    let at_default: Vec<&Setting> = r
+        .settings
+        .iter()
+        .filter(|s| s.is_default_cap && at_default_clocks(s))
+        .collect();
     let best = best_by(&at_default, |s| Some(s.batch_size));
     let batches: Vec<u64> = best
         .values()
@@ -254,8 +258,82 @@ pub fn batch_chart(r: &Recommendation) -> Option<XyChart> {
     })
 }
 
+/// Not locked: the power-cap and batch plots compare settings at the default clocks.
+fn at_default_clocks(s: &Setting) -> bool {
+    s.sm_clock_mhz.is_none() && s.mem_clock_mhz.is_none()
+}
+
+/// The least-energy setting per precision at each SM clock, at the default power
+/// limit: the clock is the one telemetry saw (a locked clock's, or where the default
+/// clocks settled).
+fn best_by_clock(r: &Recommendation) -> BTreeMap<Precision, BTreeMap<u32, &Setting>> {
+    let mut out: BTreeMap<Precision, BTreeMap<u32, &Setting>> = BTreeMap::new();
+    for s in r.settings.iter().filter(|s| s.is_default_cap) {
+        let Some(mhz) = s
+            .sm_clock_seen_mhz
+            .map(|m| m.round() as u32)
+            .or(s.sm_clock_mhz)
+        else {
+            continue;
+        };
+        let e = out.entry(s.precision).or_default().entry(mhz).or_insert(s);
+        if s.joules_per_flop < e.joules_per_flop {
+            *e = s;
+        }
+    }
+    out
+}
+
+/// Energy per FLOP and throughput against the SM clock, one line per precision;
+/// None unless the sweep locked clocks and saw at least two.
+pub fn clock_charts(r: &Recommendation) -> Option<(XyChart, XyChart)> {
+    if !r.settings.iter().any(|s| s.sm_clock_mhz.is_some()) {
+        return None;
+    }
+    let best = best_by_clock(r);
+    let clocks: BTreeSet<u32> = best.values().flat_map(|m| m.keys().copied()).collect();
+    if clocks.len() < 2 {
+        return None;
+    }
+    let chart = |title: &str, y_label: &str, y: &dyn Fn(&Setting) -> f64| {
+        XyChart {
+        title: title.into(),
+        subtitle: subtitle(r),
+        data: DataKind::of(r.simulated, !r.simulated),
+        x_label: "SM clock during the windows (MHz)".into(),
+        y_label: y_label.into(),
+        series: best
+            .iter()
+            .enumerate()
+            .map(|(i, (&p, m))| Series {
+                points: m.iter().map(|(&mhz, s)| (mhz as f64, y(s))).collect(),
+                color: precision_color(p),
+                marker: Marker::Circle,
+                marker_px: rim_px(i, best.len()),
+                line: true,
+            })
+            .collect(),
+        legend: precision_legend(&best.keys().copied().collect::<Vec<_>>(), Marker::Circle, true),
+        x_categories: None,
+        footnote: Some(
+            "Each point: the least energy over kernels and batch sizes at that clock, at the default power limit."
+                .into(),
+        ),
+    }
+    };
+    Some((
+        chart("Energy vs SM clock", ENERGY_AXIS, &|s| {
+            s.picojoules_per_flop()
+        }),
+        chart("Throughput vs SM clock", "throughput (TFLOP/s)", &|s| {
+            s.tflops
+        }),
+    ))
+}
+
 /// Write every report plot under `dir`: for each device and workload, energy vs
-/// time, and where the sweep varied them, energy vs power cap and vs batch size.
+/// time, and where the sweep varied them, energy vs power cap, vs batch size, and
+/// energy and throughput vs the SM clock.
 pub fn report_plots(
     records: &[Record],
     objective: Objective,
@@ -274,6 +352,18 @@ pub fn report_plots(
         }
         if let Some(c) = batch_chart(&r) {
             files.push(render(&Chart::Xy(c), dir, &format!("energy-batch_{base}"))?);
+        }
+        if let Some((energy, throughput)) = clock_charts(&r) {
+            files.push(render(
+                &Chart::Xy(energy),
+                dir,
+                &format!("energy-clock_{base}"),
+            )?);
+            files.push(render(
+                &Chart::Xy(throughput),
+                dir,
+                &format!("throughput-clock_{base}"),
+            )?);
         }
     }
     Ok(files)

@@ -65,6 +65,14 @@ pub struct Setting {
     /// Watts the cap meant (requested, else enforced).
     pub cap_w: Option<f64>,
     pub is_default_cap: bool,
+    /// The locked SM clock, MHz; `None`: the default clocks.
+    pub sm_clock_mhz: Option<u32>,
+    /// The locked memory clock, MHz; `None`: the default.
+    pub mem_clock_mhz: Option<u32>,
+    /// The SM clock seen while it ran (median), MHz.
+    pub sm_clock_seen_mhz: Option<f64>,
+    /// The device's highest SM clock, MHz, where the records say.
+    pub sm_clock_max_mhz: Option<u32>,
     pub seconds_per_flop: f64,
     pub joules_per_flop: f64,
     pub tflops: f64,
@@ -117,7 +125,15 @@ impl Setting {
             batch_size: r.batch_size,
             cap: r.power_cap.requested.to_string(),
             cap_w: r.power_cap.requested_w.or(r.power_cap.enforced_w),
-            is_default_cap: r.power_cap.requested.is_default(),
+            // a "default" point run at a limit that was not the default is no baseline
+            is_default_cap: r.power_cap.requested.is_default()
+                && !measured
+                    .iter()
+                    .any(|r| r.flags.contains(&ValidityFlag::CapNotDefault)),
+            sm_clock_mhz: r.clocks.sm_requested_mhz,
+            mem_clock_mhz: r.clocks.mem_requested_mhz,
+            sm_clock_seen_mhz: med(&|r| r.clocks.sm_seen_mhz_median),
+            sm_clock_max_mhz: r.clocks.sm_max_mhz,
             seconds_per_flop: seconds_per_op / r.flop as f64,
             joules_per_flop: spread.joules_per_flop,
             tflops: r.flop as f64 / seconds_per_op / 1e12,
@@ -153,10 +169,20 @@ impl Setting {
             format!("{} {} b{}", self.kernel, self.precision, self.batch_size)
         }
     }
+
+    /// "default" or "1410 MHz" (with the memory clock where it was locked).
+    pub fn clock_label(&self) -> String {
+        match (self.sm_clock_mhz, self.mem_clock_mhz) {
+            (None, None) => "default".into(),
+            (Some(sm), None) => format!("{sm} MHz"),
+            (None, Some(mem)) => format!("default, mem {mem} MHz"),
+            (Some(sm), Some(mem)) => format!("{sm} MHz, mem {mem} MHz"),
+        }
+    }
 }
 
 /// What every row is compared with: the setting the user runs today. Unset parts
-/// are free; the baseline always runs at the default power limit.
+/// are free; the baseline always runs at the default power limit and clocks.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BaselineSpec {
     pub kernel: Option<String>,
@@ -201,7 +227,7 @@ impl BaselineSpec {
     /// How tables and settings files name it.
     pub fn describe(&self) -> String {
         if self.is_default() {
-            return "the vendor kernel at bf16 at the default power limit (else the first valid setting)".into();
+            return "the vendor kernel at bf16 at the default power limit and clocks (else the first valid setting)".into();
         }
         let mut parts = Vec::new();
         if let Some(k) = &self.kernel {
@@ -213,11 +239,13 @@ impl BaselineSpec {
         if let Some(b) = self.batch_size {
             parts.push(format!("batch {b}"));
         }
-        format!("{} at the default power limit", parts.join(" "))
+        format!("{} at the default power limit and clocks", parts.join(" "))
     }
 
     fn matches(&self, s: &Setting) -> bool {
         s.is_default_cap
+            && s.sm_clock_mhz.is_none()
+            && s.mem_clock_mhz.is_none()
             && self.kernel.as_ref().is_none_or(|k| *k == s.kernel)
             && self.precision.is_none_or(|p| p == s.precision)
             && self.batch_size.is_none_or(|b| b == s.batch_size)
@@ -561,6 +589,14 @@ pub fn recommendation_table_with(
         "One row per precision: its best setting by the objective; * marks the objective's choice over every precision. Energy saved and slowdown are against the baseline, {}.",
         baseline.describe()
     ));
+    let clock_notes: Vec<String> = recs.iter().filter_map(clock_note).collect();
+    if !clock_notes.is_empty() {
+        t.notes.extend(clock_notes);
+        t.notes.push(
+            "Why a lower clock: dynamic power grows as f·V², and above the voltage knee V rises with f, so energy per FLOP falls as the clock comes down, until the fixed (idle and static) power of the longer run outweighs it."
+                .into(),
+        );
+    }
     if recs
         .iter()
         .any(|r| r.per_precision.iter().any(|&i| r.settings[i].power_limited))
@@ -607,6 +643,11 @@ pub fn recommendation_table_with(
             ]);
         }
     }
+    let clock_rows: Vec<&Setting> = recs
+        .iter()
+        .flat_map(|r| r.per_precision.iter().map(move |&i| &r.settings[i]))
+        .collect();
+    add_clock_column(&mut t, 7, clock_rows.into_iter());
     t.drop_uninformative_columns(&[
         "batch",
         "power cap",
@@ -616,6 +657,43 @@ pub fn recommendation_table_with(
         "",
     ]);
     t
+}
+
+/// Where any setting locked a clock, an "SM clock" column at `at` (after the power
+/// cap), `settings` giving each row's.
+fn add_clock_column<'a>(t: &mut Table, at: usize, settings: impl Iterator<Item = &'a Setting>) {
+    let settings: Vec<&Setting> = settings.collect();
+    if !settings
+        .iter()
+        .any(|s| s.sm_clock_mhz.is_some() || s.mem_clock_mhz.is_some())
+    {
+        return;
+    }
+    t.headers.insert(at, "SM clock".into());
+    for (row, s) in t.rows.iter_mut().zip(settings) {
+        row.insert(at, s.clock_label());
+    }
+}
+
+/// Why a locked clock below the maximum was chosen: what it saves and costs.
+fn clock_note(r: &Recommendation) -> Option<String> {
+    let c = r.chosen();
+    let locked = c.sm_clock_mhz?;
+    let max = c.sm_clock_max_mhz.filter(|&m| locked < m)?;
+    let against = r
+        .baseline()
+        .map(|b| {
+            format!(
+                " ({} energy saved, {} slowdown against the default clocks)",
+                pct(1.0 - c.joules_per_flop / b.joules_per_flop),
+                pct(c.seconds_per_flop / b.seconds_per_flop - 1.0)
+            )
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "{} on {}: the SM clock locked at {locked} MHz, below the maximum {max} MHz{against}.",
+        r.workload, r.device
+    ))
 }
 
 /// The Pareto front of each device and workload, fastest first; `*` marks the choice.
@@ -655,6 +733,10 @@ pub fn pareto_table(recs: &[Recommendation]) -> Table {
             ]);
         }
     }
+    let rows = recs
+        .iter()
+        .flat_map(|r| r.front.iter().map(move |&i| &r.settings[i]));
+    add_clock_column(&mut t, 7, rows);
     t
 }
 
@@ -670,6 +752,10 @@ mod tests {
             cap: cap.into(),
             cap_w: None,
             is_default_cap: cap == "default",
+            sm_clock_mhz: None,
+            mem_clock_mhz: None,
+            sm_clock_seen_mhz: None,
+            sm_clock_max_mhz: None,
             seconds_per_flop: t,
             joules_per_flop: e,
             tflops: 1e-12 / t,
@@ -789,6 +875,47 @@ mod tests {
             per_model[0].baseline().map(|b| b.cap.as_str()),
             Some("default")
         );
+    }
+
+    #[test]
+    fn a_locked_clock_is_a_column_and_an_explained_choice_and_never_the_baseline() {
+        let mut v = records();
+        // the same kernel at the default cap, its SM clock locked at 1200 of 1980 MHz
+        let mut locked =
+            crate::testutil::rec("GPU A", false, Precision::Bf16, "default", 580.0, 0.85);
+        locked.clocks.sm_requested_mhz = Some(1200);
+        locked.clocks.sm_max_mhz = Some(1980);
+        v.push(locked);
+        let recs = recommend(&v, Objective::WithinSlowdown { max_slowdown: 0.10 });
+        let r = &recs[0];
+        assert_eq!(r.chosen().sm_clock_mhz, Some(1200));
+        // the baseline is the default cap at the default clocks, not the locked point
+        let b = r.baseline().unwrap();
+        assert_eq!((b.cap.as_str(), b.sm_clock_mhz), ("default", None));
+        let t = recommendation_table(&recs, Objective::LeastEnergy);
+        let col = t.headers.iter().position(|h| h == "SM clock").unwrap();
+        let chosen_row = match t.headers.iter().position(|h| h.is_empty()) {
+            Some(star) => t.rows.iter().find(|row| row[star] == "*").unwrap(),
+            None => &t.rows[0],
+        };
+        assert_eq!(chosen_row[col], "1200 MHz");
+        let note = t
+            .notes
+            .iter()
+            .find(|n| n.contains("locked at 1200 MHz"))
+            .unwrap();
+        assert!(
+            note.contains("below the maximum 1980 MHz") && note.contains("+15.0% energy saved"),
+            "{note}"
+        );
+        let p = pareto_table(&recs);
+        assert_eq!(p.headers[7], "SM clock");
+        // without locked clocks the tables keep their columns
+        let plain = recommendation_table(
+            &recommend(&records(), Objective::LeastEnergy),
+            Objective::LeastEnergy,
+        );
+        assert!(!plain.headers.contains(&"SM clock".to_string()));
     }
 
     #[test]

@@ -30,6 +30,8 @@
 //! | `power_cap` | string | as swept: `"default"`, `"80%"` (of the default limit) or `"300W"` |
 //! | `power_cap_w` | float, optional | the cap in watts |
 //! | `default_power_limit_w` | float, optional | the board's default limit in watts |
+//! | `sm_clock_mhz` | integer, optional | the SM clock to lock (`nvidia-smi -lgc N,N`); absent: leave the clocks at their default |
+//! | `mem_clock_mhz` | integer, optional | the memory clock to lock (`nvidia-smi -lmc N,N`); absent: the default |
 //! | `energy_pj_per_flop` | float | picojoules per FLOP of the chosen setting (median) |
 //! | `throughput_tflops` | float | TFLOP/s of the chosen setting |
 //! | `average_power_w` | float, optional | average board power while it ran |
@@ -104,6 +106,10 @@ pub struct ChosenSetting {
     pub power_cap_w: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_power_limit_w: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm_clock_mhz: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_clock_mhz: Option<u32>,
     pub energy_pj_per_flop: f64,
     pub throughput_tflops: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,6 +212,8 @@ impl SettingsFile {
                     power_cap: c.cap.clone(),
                     power_cap_w: c.cap_w.map(|w| round_sig(w, 4)),
                     default_power_limit_w: c.default_limit_w.map(|w| round_sig(w, 4)),
+                    sm_clock_mhz: c.sm_clock_mhz,
+                    mem_clock_mhz: c.mem_clock_mhz,
                     energy_pj_per_flop: round_sig(c.picojoules_per_flop(), 4),
                     throughput_tflops: round_sig(c.tflops, 4),
                     average_power_w: c.average_w.map(|w| round_sig(w, 4)),

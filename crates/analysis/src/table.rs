@@ -93,21 +93,23 @@ impl Table {
         }
     }
 
-    fn builder(&self) -> Builder {
+    /// Every cell passed through `cell`: names come from records, which anyone can
+    /// write, so each format escapes what would break out of its cell.
+    fn builder(&self, cell: fn(&str) -> String) -> Builder {
         let mut b = Builder::default();
-        b.push_record(self.headers.clone());
+        b.push_record(self.headers.iter().map(|h| cell(h)));
         for r in &self.rows {
-            b.push_record(r.clone());
+            b.push_record(r.iter().map(|c| cell(c)));
         }
         b
     }
 
     fn terminal(&self) -> String {
-        let mut out = format!("{}\n", self.title);
+        let mut out = format!("{}\n", terminal_cell(&self.title));
         for n in &self.notes {
-            out.push_str(&format!("{n}\n"));
+            out.push_str(&format!("{}\n", terminal_cell(n)));
         }
-        let mut t = self.builder().build();
+        let mut t = self.builder(terminal_cell).build();
         t.with(Style::rounded());
         out.push_str(&t.to_string());
         out.push('\n');
@@ -117,12 +119,16 @@ impl Table {
     fn markdown(&self) -> String {
         let mut out = format!("### {}\n\n", self.title);
         // one quoted paragraph per note: consecutive "> " lines would run together
-        let quoted: Vec<String> = self.notes.iter().map(|n| format!("> {n}\n")).collect();
+        let quoted: Vec<String> = self
+            .notes
+            .iter()
+            .map(|n| format!("> {}\n", markdown_cell(n)))
+            .collect();
         out.push_str(&quoted.join(">\n"));
         if !self.notes.is_empty() {
             out.push('\n');
         }
-        let mut t = self.builder().build();
+        let mut t = self.builder(markdown_cell).build();
         t.with(Style::markdown());
         out.push_str(&t.to_string());
         out.push('\n');
@@ -130,16 +136,14 @@ impl Table {
     }
 
     fn csv(&self) -> String {
-        let esc = |s: &str| {
-            if s.contains([',', '"', '\n']) {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            } else {
-                s.to_string()
-            }
-        };
         let mut out = String::new();
         for row in std::iter::once(&self.headers).chain(&self.rows) {
-            out.push_str(&row.iter().map(|c| esc(c)).collect::<Vec<_>>().join(","));
+            out.push_str(
+                &row.iter()
+                    .map(|c| csv_cell(c))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
             out.push('\n');
         }
         out
@@ -161,6 +165,54 @@ impl Table {
             .collect();
         serde_json::json!({ "title": self.title, "notes": self.notes, "rows": rows })
     }
+}
+
+/// A cell in a Markdown table: a pipe, a newline or HTML would end the cell, the
+/// row or the table (or inject markup), so they are escaped; a backslash too, or it
+/// would escape the escaping.
+pub fn markdown_cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' | '\r' => out.push_str("<br>"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A CSV field: quoted where it holds a separator, a quote or a line break, and
+/// kept from being read as a spreadsheet formula.
+pub fn csv_cell(s: &str) -> String {
+    let formula = s.starts_with(['=', '@', '\t', '\r'])
+        || (s.starts_with(['+', '-'])
+            && !s[1..].starts_with(|c: char| c.is_ascii_digit() || c == '.'));
+    let s = if formula {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// A cell on a terminal: control characters (newlines, escape sequences that could
+/// rewrite the screen) become spaces.
+fn terminal_cell(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -185,5 +237,32 @@ mod tests {
         );
         let j: serde_json::Value = serde_json::from_str(&t().render(TableFormat::Json)).unwrap();
         assert_eq!(j["rows"][0]["energy (pJ/FLOP)"], "1.5");
+    }
+
+    #[test]
+    fn hostile_names_stay_inside_their_cell() {
+        let mut t = Table::new("T", &["name", "x"]);
+        t.push(vec![
+            "GPU | x\n| injected | row |\n<script>alert(1)</script>\\|".into(),
+            "=HYPERLINK(\"http://e\")".into(),
+        ]);
+        let md = t.render(TableFormat::Markdown);
+        // header, separator and one row: the newlines did not make rows
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(rows.len(), 3, "{md}");
+        assert!(!md.contains("<script>"), "{md}");
+        // every pipe inside the cell is escaped: the row still has three columns
+        let unescaped = rows[2].replace("\\\\", "").replace("\\|", "");
+        assert_eq!(unescaped.matches('|').count(), 3, "{}", rows[2]);
+        let csv = t.render(TableFormat::Csv);
+        assert_eq!(csv.lines().count(), 4, "{csv}"); // header, then a row over three lines
+        assert!(csv.contains("\"'=HYPERLINK(\"\"http://e\"\")\""), "{csv}");
+        assert_eq!(csv_cell("-5.3%"), "-5.3%");
+        let term = t.render(TableFormat::Table);
+        assert!(
+            term.lines()
+                .any(|l| l.contains("GPU") && l.contains("injected")),
+            "{term}"
+        );
     }
 }

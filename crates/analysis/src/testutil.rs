@@ -114,5 +114,6 @@ pub fn rec(
         protocol: ProtocolConfig::default(),
         repeat: None,
         overhead: None,
+        clocks: Default::default(),
     }
 }

@@ -54,8 +54,8 @@ pub enum PowerCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Restore the power limits recorded in the state files of sweeps that were killed
-    /// (SIGKILL, power loss) before they could restore them.
+    /// Restore the power limits (and reset the locked clocks) recorded in the state files
+    /// of sweeps that were killed (SIGKILL, power loss) before they could restore them.
     Restore {
         /// Restore even if the process that wrote the state file still seems to run.
         #[arg(long)]
@@ -123,6 +123,20 @@ pub struct SweepArgs {
     /// A sweep config (TOML): every axis and protocol parameter. See examples/sweep.toml.
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
+    /// Locked SM clocks to sweep: "default" (not locked), MHz ("1410"), or a range
+    /// min:max:step in MHz snapped to the clocks the GPU supports; comma-separated.
+    /// Overrides the config. A clock the GPU does not support is refused before
+    /// anything changes.
+    #[arg(long, value_name = "LIST")]
+    pub sm_clocks: Option<String>,
+    /// Locked memory clocks to sweep, as --sm-clocks, where the GPU offers more than one.
+    #[arg(long, value_name = "LIST")]
+    pub mem_clocks: Option<String>,
+    /// Allow joulebench to lock a real GPU's clocks (they are reset to the default on
+    /// exit, and by `joulebench power restore` after a kill). Needs root. The
+    /// simulated device needs no permission.
+    #[arg(long)]
+    pub allow_clock_changes: bool,
     /// Ops to measure (matmul, attention, attention-backward), comma-separated.
     /// Overrides the config.
     #[arg(long, value_name = "LIST")]
@@ -169,6 +183,9 @@ impl SweepArgs {
         SweepArgs {
             preset: None,
             config: None,
+            sm_clocks: None,
+            mem_clocks: None,
+            allow_clock_changes: false,
             ops: None,
             batch_sizes: None,
             devices: None,
@@ -191,9 +208,15 @@ pub struct MeasureArgs {
     /// Results file (JSONL, one record per point). Default: results/<backend>-<device>-<time>.jsonl.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Continue the --out file: skip points already in it, append the rest.
+    /// Continue the --out file: skip points already in it, append the rest. An
+    /// incomplete last record (a crash or a full disk while writing) is cut off first,
+    /// after a copy is kept beside the file.
     #[arg(long)]
     pub resume: bool,
+    /// With --resume, add to a file whose records were measured with other protocol
+    /// settings, another --seed or another --repeat (refused otherwise).
+    #[arg(long, requires = "resume")]
+    pub allow_config_mismatch: bool,
     /// Power caps to sweep: "default", watts ("300"), % of the default limit ("80%"),
     /// or a range min:max:step in watts; comma-separated. Overrides the config.
     #[arg(long, value_name = "LIST")]

@@ -4,7 +4,7 @@
 //! absent.
 
 use crate::error::{io, usage, CliError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What an existing output file may become.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +33,38 @@ pub fn check_output(path: &Path, flag: &str, existing: Existing) -> Result<(), C
         )));
     }
     Ok(())
+}
+
+/// An output that is one of the inputs is refused, even with `--force`: writing it
+/// would replace what is being read (a merge over its own source loses records).
+pub fn refuse_input_as_output(out: &Path, inputs: &[PathBuf], flag: &str) -> Result<(), CliError> {
+    match inputs.iter().find(|input| same_file(out, input)) {
+        Some(input) => Err(usage(format!(
+            "{flag} {} is also an input ({}); joulebench never writes over a file it reads, \
+             even with --force: choose another name",
+            out.display(),
+            input.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Whether two paths name one file (links and `..` included); a missing path is no
+/// input's file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// [`check_output`] for a report, plot document or settings file: `--force` replaces.

@@ -2,22 +2,30 @@
 //! restore path after a sweep was killed before it could restore the limit itself.
 
 use crate::args::PowerCommand;
-use crate::error::{runtime, CliError};
+use crate::error::{runtime, usage, CliError};
 use joulebench_core::PowerControl;
 use joulebench_energy::guard::{
-    default_state_dir, pending_restores, power_status, restore_from_state_file_with, RestoreOptions,
+    check_state_dir, default_lock_dir, default_state_dir, pending_restores, power_status,
+    restore_from_state_file_full, DeviceLock, RestoreOptions,
 };
 use joulebench_energy::nvml::{self, NvmlPowerControl};
 
 pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
     let dir = default_state_dir()
         .ok_or_else(|| runtime("no state directory: set JOULEBENCH_STATE_DIR or HOME"))?;
+    // a state file in a directory others can write may be planted: trust none there
+    check_state_dir(&dir).map_err(usage)?;
     match cmd {
         PowerCommand::Status { json } => {
             let devices = nvml::list_devices().map_err(|e| runtime(format!("NVML: {e}")))?;
             let mut statuses = Vec::new();
+            let mut holders = Vec::new();
             for dev in devices {
                 let id = dev.identity().map_err(|e| runtime(format!("NVML: {e}")))?;
+                holders.push(DeviceLock::holder(
+                    &default_lock_dir(),
+                    &id.to_device_info(),
+                ));
                 let mut control = NvmlPowerControl::new(dev.clone());
                 let status = power_status(
                     &mut control as &mut dyn PowerControl,
@@ -34,7 +42,7 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                 );
                 return Ok(());
             }
-            for s in &statuses {
+            for (s, holder) in statuses.iter().zip(&holders) {
                 let l = &s.limits;
                 println!("{}", s.device);
                 println!(
@@ -47,13 +55,34 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                 );
                 match (&s.pending_restore, &s.pending_restore_error) {
                     (Some(p), _) => println!(
-                        "  pending restore to {:.0} W ({}; writer {:?}): run `joulebench power restore`",
+                        "  pending restore to {:.0} W{} ({}; writer {:?}): run `joulebench power restore`",
                         p.state.original_limit_w,
+                        match (p.state.locked_clocks.sm, p.state.locked_clocks.mem) {
+                            (true, true) => " and locked SM and memory clocks to reset",
+                            (true, false) => " and a locked SM clock to reset",
+                            (false, true) => " and a locked memory clock to reset",
+                            _ => "",
+                        },
                         p.path.display(),
                         p.owner
                     ),
                     (None, Some(e)) => println!("  unreadable state file: {e}"),
                     _ => println!("  no pending restore"),
+                }
+                if let Some(h) = holder {
+                    println!("  being changed now by {h}");
+                }
+                if s.pending_restore.is_none()
+                    && !joulebench_core::sweep::same_limit_w(l.current_w, l.default_w)
+                {
+                    println!(
+                        "  the limit is not the default and no restore in {} is owed for it: another \
+                         tool, or a sweep with another state directory, changed it; sweeps at the cap \
+                         \"default\" flag their points cap-not-default (`nvidia-smi -pl {:.0}` sets the \
+                         default back)",
+                        dir.display(),
+                        l.default_w
+                    );
                 }
             }
             Ok(())
@@ -73,18 +102,27 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                     failures.push(format!("{}: {e}", path.display()));
                     continue;
                 }
-                match restore_from_state_file_with(
+                match restore_from_state_file_full(
                     &path,
                     RestoreOptions { force: *force },
                     joulebench_energy::restore::open_power_control_for_state,
+                    joulebench_energy::restore::open_clock_control_for_state,
                 ) {
                     Ok(r) => println!(
-                        "restored {} to {:.0} W{}",
+                        "restored {} to {:.0} W{}{}",
                         r.device,
                         r.restored_w,
                         r.was_w
                             .map(|w| format!(" (was {w:.0} W)"))
-                            .unwrap_or_default()
+                            .unwrap_or_default(),
+                        if r.clocks_reset.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; {} clocks reset to the default",
+                                r.clocks_reset.join(" and ")
+                            )
+                        }
                     ),
                     Err(e) => failures.push(format!("{}: {e}", path.display())),
                 }

@@ -5,7 +5,7 @@
 
 use crate::args::{parse_fraction, parse_list, ObjectiveChoice, RecommendArgs, ReportArgs};
 use crate::error::{runtime, usage, CliError};
-use crate::paths::{check_new_output, write_output};
+use crate::paths::{check_new_output, refuse_input_as_output, write_output};
 use joulebench_analysis::chart::{PlotError, PlotFiles};
 use joulebench_analysis::document::{markdown_report, PlotLink, SourceSummary};
 use joulebench_analysis::merge::SourceFile;
@@ -19,7 +19,7 @@ use joulebench_analysis::settings_file::{
     SettingsFile, SettingsFormat, SETTINGS_FORMAT, SETTINGS_VERSION,
 };
 use joulebench_analysis::table::TableFormat;
-use joulebench_core::record::{read_record_lines, Record, RecordError};
+use joulebench_core::record::{read_results_file, Record, RecordError, ResultsFile};
 use joulebench_core::Precision;
 use std::path::{Component, Path, PathBuf};
 
@@ -27,12 +27,22 @@ fn format(s: &str) -> Result<TableFormat, CliError> {
     s.parse().map_err(usage)
 }
 
+/// Read a results file; an incomplete last record (a crash, a full disk, a power
+/// loss while writing) is skipped with a warning that says where it starts.
+pub fn read_results_warn(path: &Path) -> Result<ResultsFile, CliError> {
+    let file = read_results_file(path)?;
+    if let Some(tail) = &file.tail {
+        eprintln!("warning: {}", tail.describe(path));
+    }
+    Ok(file)
+}
+
 /// Read each file whole; a file without records is refused like a corrupt one.
 pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, CliError> {
     paths
         .iter()
         .map(|p| {
-            let lines = read_record_lines(p)?;
+            let lines = read_results_warn(p)?.lines;
             if lines.is_empty() {
                 return Err(RecordError::Empty { path: p.clone() }.into());
             }
@@ -122,6 +132,7 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     let objective = Objective::WithinSlowdown { max_slowdown };
     if let Some(out) = &args.out {
         check_new_output(out, args.force, "--out")?;
+        refuse_input_as_output(out, &args.files, "--out")?;
     }
     let sources = read_sources(&args.files)?;
     let summaries: Vec<SourceSummary> = sources
@@ -233,6 +244,7 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
             let format: SettingsFormat = f.parse().map_err(|e| usage(format!("--emit: {e}")))?;
             let path = PathBuf::from(path);
             check_new_output(&path, args.force, "--emit")?;
+            refuse_input_as_output(&path, &args.files, "--emit")?;
             Some((format, path))
         }
         Some(_) => return Err(usage("--emit takes a format and a file: --emit toml FILE")),

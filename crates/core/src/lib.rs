@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod clock;
+pub mod clocks;
 pub mod device;
 pub mod identity;
 pub mod meter;
@@ -14,6 +15,7 @@ pub mod precision;
 pub mod protocol;
 pub mod record;
 pub mod reference;
+mod results_lock;
 pub mod stats;
 pub mod stop;
 #[cfg(feature = "test-suite")]
@@ -25,6 +27,7 @@ pub mod workload;
 
 pub use backend::{Backend, BackendError, KernelInfo, PreparedKernel, RunTiming, Support};
 pub use clock::{monotonic_s, Clock, SystemClock};
+pub use clocks::{ClockControl, ClockRecord, ClockSpec};
 pub use device::{AdapterInfo, DeviceInfo};
 pub use meter::{
     CounterUpdate, EnergyMeter, HostMeterInfo, MeterError, MeterSource, NoMeter, Telemetry,

@@ -3,6 +3,7 @@
 //! rarely as possible.
 
 use crate::backend::{Backend, KernelInfo, Support};
+use crate::clocks::ClockSpec;
 use crate::power::PowerCap;
 use crate::precision::Precision;
 use crate::protocol::ProtocolConfig;
@@ -72,6 +73,13 @@ pub struct SweepConfig {
     pub batch_sizes: Vec<u64>,
     /// Empty: ["default"].
     pub power_caps: Vec<PowerCap>,
+    /// Locked SM clocks (MHz, "default", or "min:max:step"); empty: the default
+    /// clocks only. Resolved against the GPU's supported clocks before planning.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sm_clocks: Vec<ClockSpec>,
+    /// Locked memory clocks, as `sm_clocks`, where the GPU offers more than one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mem_clocks: Vec<ClockSpec>,
     pub seed: u64,
     pub matmul: Vec<MatmulSpec>,
     pub linear: Vec<LinearSpec>,
@@ -88,6 +96,8 @@ impl Default for SweepConfig {
             kernel_precisions: BTreeMap::new(),
             batch_sizes: Vec::new(),
             power_caps: Vec::new(),
+            sm_clocks: Vec::new(),
+            mem_clocks: Vec::new(),
             seed: 42,
             matmul: Vec::new(),
             linear: Vec::new(),
@@ -250,6 +260,51 @@ impl SweepConfig {
         cfg
     }
 
+    /// Remove repeated values from every axis (a list that names a precision, a
+    /// batch size, a cap or a shape twice would measure it twice), keeping the
+    /// first; one note per axis that had any.
+    pub fn dedup_axes(&mut self) -> Vec<String> {
+        fn dedup<T: PartialEq>(v: &mut Vec<T>) {
+            let mut kept: Vec<T> = Vec::with_capacity(v.len());
+            for x in v.drain(..) {
+                if !kept.contains(&x) {
+                    kept.push(x);
+                }
+            }
+            *v = kept;
+        }
+        let mut notes = Vec::new();
+        let mut note = |name: &str, before: usize, after: usize| {
+            if before > after {
+                notes.push(format!(
+                    "{name}: {} repeated value{} removed (each is measured once)",
+                    before - after,
+                    if before - after == 1 { "" } else { "s" }
+                ));
+            }
+        };
+        macro_rules! axis {
+            ($($field:ident),*) => {$(
+                let before = self.$field.len();
+                dedup(&mut self.$field);
+                note(stringify!($field), before, self.$field.len());
+            )*};
+        }
+        axis!(
+            ops,
+            precisions,
+            kernels,
+            batch_sizes,
+            power_caps,
+            sm_clocks,
+            mem_clocks,
+            matmul,
+            linear,
+            attention
+        );
+        notes
+    }
+
     /// The workloads of this config with their group labels and batch sizes.
     pub fn workloads(&self) -> Result<Vec<PlannedWorkload>, PlanError> {
         let batches = if self.batch_sizes.is_empty() {
@@ -378,30 +433,63 @@ impl SweepConfig {
         } else {
             self.power_caps.clone()
         };
+        let clocks = |specs: &[ClockSpec], what: &str| -> Result<Vec<Option<u32>>, PlanError> {
+            if specs.is_empty() {
+                return Ok(vec![None]);
+            }
+            specs
+                .iter()
+                .map(|s| match s {
+                    ClockSpec::Default => Ok(None),
+                    ClockSpec::Mhz(m) => Ok(Some(*m)),
+                    ClockSpec::Range { .. } => Err(PlanError::Invalid(format!(
+                        "{what} clock range {s} must be resolved against the GPU's supported clocks first"
+                    ))),
+                })
+                .collect()
+        };
+        let sm_clocks = clocks(&self.sm_clocks, "SM")?;
+        let mem_clocks = clocks(&self.mem_clocks, "memory")?;
+        let clock_pairs: Vec<(Option<u32>, Option<u32>)> = sm_clocks
+            .iter()
+            .flat_map(|&sm| mem_clocks.iter().map(move |&mem| (sm, mem)))
+            .collect();
         let workloads = self.workloads()?;
         let mut points = Vec::new();
         for cap in &caps {
-            for pw in &workloads {
-                for k in chosen.iter().filter(|k| k.op == pw.workload.op()) {
-                    let precisions: Vec<Precision> = match self.kernel_precisions.get(&k.name) {
-                        Some(own) => own.clone(),
-                        None if self.precisions.is_empty() => k.precisions.clone(),
-                        None => self.precisions.clone(),
-                    };
-                    for precision in precisions {
-                        points.push(PlanPoint {
-                            kernel: k.name.clone(),
-                            vendor: k.vendor,
-                            precision,
-                            workload: pw.workload,
-                            group: pw.group.clone(),
-                            batch_size: pw.batch_size,
-                            cap: *cap,
-                        });
+            for &(sm_clock_mhz, mem_clock_mhz) in &clock_pairs {
+                for pw in &workloads {
+                    for k in chosen.iter().filter(|k| k.op == pw.workload.op()) {
+                        let precisions: Vec<Precision> = match self.kernel_precisions.get(&k.name) {
+                            Some(own) => own.clone(),
+                            None if self.precisions.is_empty() => k.precisions.clone(),
+                            None => self.precisions.clone(),
+                        };
+                        for precision in precisions {
+                            points.push(PlanPoint {
+                                kernel: k.name.clone(),
+                                vendor: k.vendor,
+                                precision,
+                                workload: pw.workload,
+                                group: pw.group.clone(),
+                                batch_size: pw.batch_size,
+                                cap: *cap,
+                                sm_clock_mhz,
+                                mem_clock_mhz,
+                            });
+                        }
                     }
                 }
             }
         }
+        // two shapes of the config can make the same workload: measure it once
+        let mut seen = std::collections::HashSet::new();
+        points.retain(|p| {
+            seen.insert(format!(
+                "{}|{}|{:?}|{}|{:?}|{:?}",
+                p.kernel, p.precision, p.workload, p.cap, p.sm_clock_mhz, p.mem_clock_mhz
+            ))
+        });
         if points.is_empty() {
             return Err(PlanError::Invalid(format!(
                 "no kernel of backend {} runs the requested ops",
@@ -544,6 +632,17 @@ pub struct PlanPoint {
     pub group: String,
     pub batch_size: u64,
     pub cap: PowerCap,
+    /// The locked SM clock, MHz; `None`: the default clocks.
+    pub sm_clock_mhz: Option<u32>,
+    /// The locked memory clock, MHz; `None`: the default.
+    pub mem_clock_mhz: Option<u32>,
+}
+
+impl PlanPoint {
+    /// Asks for a change of the GPU's state: a power cap or a locked clock.
+    pub fn changes_device(&self) -> bool {
+        !self.cap.is_default() || self.sm_clock_mhz.is_some() || self.mem_clock_mhz.is_some()
+    }
 }
 
 #[cfg(test)]
@@ -699,6 +798,29 @@ mod tests {
             !kernels.contains(&("cublas", Precision::F16)),
             "bf16 stands for f16"
         );
+    }
+
+    #[test]
+    fn repeated_axis_values_are_measured_once_with_a_note() {
+        let mut cfg = SweepConfig::from_toml_str(
+            "precisions = [\"bf16\", \"bf16\", \"f32\"]\nbatch_sizes = [1, 1, 1]\npower_caps = [\"80%\", \"default\", \"80%\"]\n\
+             [[matmul]]\nm = 8\nn = 8\nk = 8\n[[matmul]]\nm = 8\nn = 8\nk = 8\n",
+        )
+        .unwrap();
+        let notes = cfg.dedup_axes();
+        assert_eq!(cfg.precisions, [Precision::Bf16, Precision::F32]);
+        assert_eq!(cfg.batch_sizes, [1]);
+        assert_eq!(
+            cfg.power_caps,
+            [PowerCap::PercentOfDefault(80.0), PowerCap::Default]
+        );
+        assert_eq!(cfg.matmul.len(), 1);
+        assert_eq!(notes.len(), 4, "{notes:?}");
+        assert!(
+            notes[0].starts_with("precisions: 1 repeated value removed"),
+            "{notes:?}"
+        );
+        assert!(cfg.dedup_axes().is_empty());
     }
 
     #[test]

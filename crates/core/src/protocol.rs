@@ -11,6 +11,8 @@ use crate::stats::{median, relative_spread, Stat};
 use crate::stop::{FixedCount, RelativeSpread, StopProgress, StopReason, StopRule, StopRuleKind};
 use crate::window::{WindowEngine, WindowError, WindowRules, WindowTelemetry};
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use crate::window::{Range, Window};
@@ -89,6 +91,10 @@ pub enum ProtocolError {
     /// windows are rejected, and the point is recorded as failed with the reason.
     #[error("{0}")]
     UntrustedMeter(String),
+    /// The stop flag was raised (Ctrl-C): the point was abandoned between two blocks
+    /// of work, and is not a measurement.
+    #[error("interrupted before the point was measured")]
+    Interrupted,
 }
 
 impl From<WindowError<BackendError>> for ProtocolError {
@@ -254,6 +260,9 @@ pub enum ValidityFlag {
     /// Information, not a caution: the card ran at its power limit (the normal
     /// operating point of heavy work), at the clock the telemetry shows.
     PowerLimited,
+    /// The point asked for the default power limit, but the GPU's limit was not its
+    /// default (a killed sweep or another tool left it capped): not a baseline.
+    CapNotDefault,
     /// The average power exceeded the enforced limit by more than 3%: a
     /// self-check of the measurement that failed.
     AboveLimit,
@@ -271,6 +280,7 @@ impl ValidityFlag {
             ValidityFlag::CpuEmulation => "cpu-emulation",
             ValidityFlag::CapNotEnforced => "cap-not-enforced",
             ValidityFlag::PowerLimited => "power-limited",
+            ValidityFlag::CapNotDefault => "cap-not-default",
             ValidityFlag::AboveLimit => "above-limit",
             ValidityFlag::Unsettled => "unsettled",
         }
@@ -285,6 +295,7 @@ impl ValidityFlag {
             ValidityFlag::CpuEmulation => "measured on a CPU emulation of a GPU (e.g. lavapipe): not a GPU's numbers",
             ValidityFlag::CapNotEnforced => "the enforced power limit differed from the requested cap",
             ValidityFlag::PowerLimited => "information, not a caution: the GPU ran at its power limit and lowered its clock to stay under it (NVML's sw-power-cap), the normal operating point of heavy work",
+            ValidityFlag::CapNotDefault => "the point asked for the default power limit, but the GPU's limit differed from its default (a killed sweep or another tool left it capped); it is never used as the default-limit baseline",
             ValidityFlag::AboveLimit => "the average power was more than 3% above the enforced power limit: the energy or the time of this point is wrong",
             ValidityFlag::Unsettled => "the warm-up ended at its time bound before power and temperature settled; the numbers may drift with the GPU's temperature",
         }
@@ -295,7 +306,7 @@ impl ValidityFlag {
         !matches!(self, ValidityFlag::PowerLimited)
     }
 
-    pub const ALL: [ValidityFlag; 9] = [
+    pub const ALL: [ValidityFlag; 10] = [
         ValidityFlag::ShortWindow,
         ValidityFlag::HighSpread,
         ValidityFlag::Throttled,
@@ -303,6 +314,7 @@ impl ValidityFlag {
         ValidityFlag::CpuEmulation,
         ValidityFlag::CapNotEnforced,
         ValidityFlag::PowerLimited,
+        ValidityFlag::CapNotDefault,
         ValidityFlag::AboveLimit,
         ValidityFlag::Unsettled,
     ];
@@ -454,20 +466,26 @@ pub struct IdleBaseline {
 
 /// Idle power between the meter's updates over `seconds` of rest. The first
 /// quarter (at least half a second) is let pass first, since a board stays above
-/// idle for a while after work stops.
+/// idle for a while after work stops. A raised `stop` flag ends the rest early,
+/// with no baseline.
 pub fn measure_idle(
     meter: &mut dyn EnergyMeter,
     clock: &dyn Clock,
     seconds: f64,
+    stop: Option<&AtomicBool>,
 ) -> Result<Option<IdleBaseline>, MeterError> {
     if meter.source() == MeterSource::None || seconds <= 0.0 || meter.update_period_s() <= 0.0 {
         return Ok(None);
     }
     let settle = (0.25 * seconds).max(0.5).min(seconds);
-    clock.sleep(Duration::from_secs_f64(settle));
+    if !sleep_unless_stopped(clock, settle, stop) {
+        return Ok(None);
+    }
     meter.take_updates()?;
     meter.take_telemetry()?;
-    clock.sleep(Duration::from_secs_f64((seconds - settle).max(0.0)));
+    if !sleep_unless_stopped(clock, (seconds - settle).max(0.0), stop) {
+        return Ok(None);
+    }
     let updates = meter.take_updates()?;
     meter.take_telemetry()?;
     Ok(match (updates.first(), updates.last()) {
@@ -479,6 +497,20 @@ pub fn measure_idle(
     })
 }
 
+/// Sleep `seconds` in slices of at most 100 ms; false as soon as `stop` is raised.
+fn sleep_unless_stopped(clock: &dyn Clock, seconds: f64, stop: Option<&AtomicBool>) -> bool {
+    let mut left = seconds;
+    while left > 0.0 {
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return false;
+        }
+        let slice = left.min(0.1);
+        clock.sleep(Duration::from_secs_f64(slice));
+        left -= slice;
+    }
+    !stop.is_some_and(|s| s.load(Ordering::SeqCst))
+}
+
 /// Where the protocol gets its time and energy.
 pub struct MeasureContext<'a> {
     pub meter: &'a mut dyn EnergyMeter,
@@ -488,6 +520,9 @@ pub struct MeasureContext<'a> {
     /// A power cap (or a locked clock) was requested for this point: a lower
     /// clock is then its purpose, not a sign of throttling.
     pub cap_requested: bool,
+    /// Checked before every block of work: once raised (the first Ctrl-C), the
+    /// point ends with [`ProtocolError::Interrupted`] within one block.
+    pub stop: Option<&'a AtomicBool>,
 }
 
 /// A low-discrepancy fraction in [0, 1): successive gaps land at well-spread phases.
@@ -525,6 +560,30 @@ pub fn measure(
     flop: u64,
     ctx: &mut MeasureContext<'_>,
 ) -> Result<Measurement, ProtocolError> {
+    let stop = ctx.stop;
+    let interrupted = Cell::new(false);
+    let mut run = |n: u64| {
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            interrupted.set(true);
+            return Err(BackendError::Device("interrupted".into()));
+        }
+        kernel.run(n)
+    };
+    let measured = measure_runs(&mut run, flop, ctx);
+    if interrupted.get() {
+        return Err(ProtocolError::Interrupted);
+    }
+    measured
+}
+
+fn measure_runs<F>(
+    run: &mut F,
+    flop: u64,
+    ctx: &mut MeasureContext<'_>,
+) -> Result<Measurement, ProtocolError>
+where
+    F: FnMut(u64) -> Result<crate::backend::RunTiming, BackendError>,
+{
     let cfg = ctx.config;
     cfg.validate()?;
     let idle_w = ctx.idle.map(|i| i.watts);
@@ -538,25 +597,18 @@ pub fn measure(
         0.0
     };
     let window_target_s = engine.target_s();
-    let mut run = |n: u64| kernel.run(n);
     // stale readings from before this point do not belong to it
     engine.meter().take_updates()?;
     engine.meter().take_telemetry()?;
 
-    let cal = engine.calibrate(&mut run, block_seconds(period, window_target_s))?;
-    let warm = warm_up(
-        &mut engine,
-        &mut run,
-        cal.block_iterations,
-        point_start,
-        cfg,
-    )?;
+    let cal = engine.calibrate(run, block_seconds(period, window_target_s))?;
+    let warm = warm_up(&mut engine, run, cal.block_iterations, point_start, cfg)?;
 
     let rule = cfg.stop_rule();
     let mut windows: Vec<Window> = Vec::new();
     let mut values: Vec<f64> = Vec::new();
     let reason = loop {
-        let w = engine.window(&mut run, cal.block_iterations, 0.0)?;
+        let w = engine.window(run, cal.block_iterations, 0.0)?;
         values.push(match w.joules_per_op(None) {
             Some(j) if has_energy => j / flop as f64,
             _ => w.seconds_per_op(),
@@ -972,6 +1024,7 @@ mod tests {
                 seconds: 1.0,
             }),
             cap_requested: false,
+            stop: None,
         };
         measure(&mut kernel, FLOP, &mut ctx).unwrap()
     }
@@ -1086,6 +1139,7 @@ mod tests {
             config: &cfg,
             idle: None,
             cap_requested: false,
+            stop: None,
         };
         let m = measure(&mut kernel, FLOP, &mut ctx).unwrap();
         assert!(m.summary.joules_per_flop.is_none());

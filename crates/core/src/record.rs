@@ -2,6 +2,7 @@
 //! skipped, or failed) point, appended and flushed one at a time so a killed sweep
 //! loses nothing it finished. Readers name the file and line of anything corrupt.
 
+use crate::clocks::{clock_key, ClockRecord};
 use crate::device::DeviceInfo;
 use crate::meter::{HostMeterInfo, MeterAgreement, MeterSource};
 use crate::power::PowerCap;
@@ -12,7 +13,7 @@ use crate::workload::Workload;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever a field changes meaning or is removed. Schema 2: busy windows
@@ -108,6 +109,10 @@ pub struct Record {
     /// Host time spent on the point besides warm-up and windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overhead: Option<PointOverhead>,
+    /// The clocks the point asked for and those seen during its windows (records
+    /// made before clocks could be locked read as the default clocks).
+    #[serde(default)]
+    pub clocks: ClockRecord,
 }
 
 /// What a point costs besides its measurement: preparing the kernel (inputs
@@ -139,6 +144,11 @@ fn lenient_protocol<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ProtocolCo
 impl Record {
     /// What identifies a point for `--resume` (with its repeat, if any).
     pub fn point_key(&self) -> String {
+        repeat_key(self.setting_key(), self.repeat)
+    }
+
+    /// The point without its repeat: what repeats of one setting share.
+    pub fn setting_key(&self) -> String {
         let key = point_key(
             &self.device,
             &self.backend,
@@ -147,19 +157,7 @@ impl Record {
             &self.workload,
             &self.power_cap.requested,
         );
-        repeat_key(key, self.repeat)
-    }
-
-    /// The point without its repeat: what repeats of one setting share.
-    pub fn setting_key(&self) -> String {
-        point_key(
-            &self.device,
-            &self.backend,
-            &self.kernel,
-            self.precision,
-            &self.workload,
-            &self.power_cap.requested,
-        )
+        key + &clock_key(self.clocks.sm_requested_mhz, self.clocks.mem_requested_mhz)
     }
 
     /// The record's flags as this version defines them. Schema-1 records flagged a
@@ -196,6 +194,53 @@ impl Record {
     /// Which window method produced this record's numbers (`gapped` for schema 1).
     pub fn window_method(&self) -> Option<crate::protocol::WindowMethod> {
         self.measurement.as_ref().map(|m| m.method)
+    }
+
+    /// Refuses numbers no measurement produces — energy, time or power that is
+    /// negative or not finite, a measured point of 0 FLOP — so a damaged or forged
+    /// record is an error naming its line, not the first row of a ranking.
+    pub fn check_numbers(&self) -> Result<(), String> {
+        fn check(what: &str, v: f64, zero_ok: bool) -> Result<(), String> {
+            if v.is_finite() && (v > 0.0 || (zero_ok && v == 0.0)) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what} = {v} cannot come from a measurement (it must be finite and {})",
+                    if zero_ok { "≥ 0" } else { "> 0" }
+                ))
+            }
+        }
+        if self.status == PointStatus::Measured && self.flop == 0 {
+            return Err("a measured point of 0 FLOP cannot have an energy per FLOP".into());
+        }
+        let cap = &self.power_cap;
+        for (what, v) in [
+            ("power_cap.requested_w", cap.requested_w),
+            ("power_cap.enforced_w", cap.enforced_w),
+            ("power_cap.default_w", cap.default_w),
+        ] {
+            if let Some(v) = v {
+                check(what, v, false)?;
+            }
+        }
+        if let Some(idle) = &self.idle {
+            check("idle.watts", idle.watts, true)?;
+        }
+        if let Some(m) = &self.measurement {
+            let s = &m.summary;
+            check("summary.seconds_per_op", s.seconds_per_op.median, false)?;
+            check("summary.tflops", s.tflops, true)?;
+            if let Some(j) = &s.joules_per_op {
+                check("summary.joules_per_op", j.median, false)?;
+            }
+            if let Some(j) = &s.joules_per_flop {
+                check("summary.joules_per_flop", j.median, false)?;
+            }
+            if let Some(w) = s.average_w {
+                check("summary.average_w", w, true)?;
+            }
+        }
+        Ok(())
     }
 
     /// Verified, measured, and with an energy figure.
@@ -263,6 +308,8 @@ pub enum RecordError {
     },
     #[error("{path}: no records")]
     Empty { path: PathBuf },
+    #[error("{path} is being written by another joulebench{}; two writers would interleave their records: wait for it to finish, or choose another file", holder.map(|p| format!(" (process {p})")).unwrap_or_default())]
+    Locked { path: PathBuf, holder: Option<u32> },
 }
 
 /// One record of a results file, with its line as written (so a tool that copies
@@ -274,8 +321,57 @@ pub struct RecordLine {
     pub record: Record,
 }
 
+/// The longest line a results file may hold. A record with the most windows the
+/// protocol allows (10 000) takes a few MB; a longer line is not a record, and
+/// reading it whole could exhaust memory.
+pub const MAX_RECORD_LINE_BYTES: usize = 16 << 20;
+
+/// The end of a results file that is not a whole record: a line without its
+/// newline (a crash or a full disk in the middle of a write) and NUL bytes (blocks
+/// a power loss left unwritten). Records are written one whole line at a time, so
+/// nothing finished can be in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartialTail {
+    /// Byte offset where the tail starts: the length of the file's whole records.
+    pub offset: u64,
+    pub bytes: u64,
+    /// The line the tail starts on.
+    pub line_no: usize,
+    pub nul_padded: bool,
+}
+
+impl PartialTail {
+    /// What a reader tells the user when it skips the tail.
+    pub fn describe(&self, path: &Path) -> String {
+        format!(
+            "{}: skipped an incomplete last record: {} bytes from byte offset {} (line {}){}, \
+             left by a write that did not finish (a crash, a full disk or a power loss); \
+             every complete record before it was read",
+            path.display(),
+            self.bytes,
+            self.offset,
+            self.line_no,
+            if self.nul_padded { ", NUL-padded" } else { "" }
+        )
+    }
+}
+
+/// A results file as read: its records, and the incomplete tail it ended with, if any.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResultsFile {
+    pub lines: Vec<RecordLine>,
+    pub tail: Option<PartialTail>,
+}
+
+impl ResultsFile {
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.lines.iter().map(|l| &l.record)
+    }
+}
+
 /// Read every record of a JSONL file; blank lines are allowed, anything else that
-/// is not a record of a readable schema is an error naming its line.
+/// is not a record of a readable schema is an error naming its line. An incomplete
+/// tail is skipped (see [`read_results_file`] to learn of it).
 pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
     Ok(read_record_lines(path)?
         .into_iter()
@@ -285,29 +381,83 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
 
 /// [`read_records`], keeping each record's line.
 pub fn read_record_lines(path: &Path) -> Result<Vec<RecordLine>, RecordError> {
+    Ok(read_results_file(path)?.lines)
+}
+
+/// Every record of a results file, and its incomplete tail (which readers skip
+/// with a warning and `--resume` cuts off). A line longer than
+/// [`MAX_RECORD_LINE_BYTES`], a record whose numbers cannot be true, and NUL bytes
+/// followed by more records are errors naming their line.
+pub fn read_results_file(path: &Path) -> Result<ResultsFile, RecordError> {
     let file = File::open(path).map_err(|source| RecordError::Read {
         path: path.into(),
         source,
     })?;
-    let mut records = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line_no = i + 1;
-        let line = line.map_err(|e| RecordError::Corrupt {
-            path: path.into(),
-            line: line_no,
-            message: e.to_string(),
-        })?;
-        if line.trim().is_empty() {
+    let corrupt = |line: usize, message: String| RecordError::Corrupt {
+        path: path.into(),
+        line,
+        message,
+    };
+    let mut reader = BufReader::new(file);
+    let mut out = ResultsFile::default();
+    let mut buf = Vec::new();
+    let (mut offset, mut line_no) = (0u64, 0usize);
+    // Where lines that are not whole records began; a tail if nothing follows them.
+    let mut suspect: Option<(u64, usize)> = None;
+    let mut nul_padded = false;
+    loop {
+        buf.clear();
+        let n = (&mut reader)
+            .take(MAX_RECORD_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| corrupt(line_no + 1, e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let start = offset;
+        offset += n as u64;
+        let complete = buf.last() == Some(&b'\n');
+        if !complete && buf.len() > MAX_RECORD_LINE_BYTES {
+            return Err(corrupt(
+                line_no,
+                format!(
+                    "line is longer than {MAX_RECORD_LINE_BYTES} bytes: not a joulebench record"
+                ),
+            ));
+        }
+        let content = if complete { &buf[..n - 1] } else { &buf[..] };
+        if content.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let record = parse_record(&line).map_err(|e| e.at(path, line_no))?;
-        records.push(RecordLine {
+        let has_nul = content.contains(&0);
+        if !complete || has_nul {
+            nul_padded |= has_nul;
+            suspect.get_or_insert((start, line_no));
+            continue;
+        }
+        if let Some((_, first)) = suspect {
+            return Err(corrupt(
+                first,
+                "an incomplete record or NUL bytes, followed by more records".into(),
+            ));
+        }
+        let text =
+            std::str::from_utf8(content).map_err(|_| corrupt(line_no, "not UTF-8 text".into()))?;
+        let record = parse_record(text).map_err(|e| e.at(path, line_no))?;
+        out.lines.push(RecordLine {
             line_no,
-            text: line,
+            text: text.to_string(),
             record,
         });
     }
-    Ok(records)
+    out.tail = suspect.map(|(start, line)| PartialTail {
+        offset: start,
+        bytes: offset - start,
+        line_no: line,
+        nul_padded,
+    });
+    Ok(out)
 }
 
 /// Why one line is not a record, before its file and line are known.
@@ -346,7 +496,10 @@ fn parse_record(line: &str) -> Result<Record, LineError> {
             ))
         }
     }
-    serde_json::from_value(value).map_err(|e| LineError::Corrupt(e.to_string()))
+    let record: Record =
+        serde_json::from_value(value).map_err(|e| LineError::Corrupt(e.to_string()))?;
+    record.check_numbers().map_err(LineError::Corrupt)?;
+    Ok(record)
 }
 
 /// Read several files; each must hold at least one record.
@@ -394,8 +547,97 @@ impl JsonlWriter {
         })
     }
 
+    /// [`JsonlWriter::append`], holding the advisory lock every joulebench writer
+    /// takes for as long as the writer lives: a second writer of the same file is
+    /// refused with [`RecordError::Locked`], naming the first one's process.
+    pub fn append_exclusive(path: &Path) -> Result<Self, RecordError> {
+        let w = Self::append(path)?;
+        match crate::results_lock::try_lock(&w.file) {
+            Ok(()) => Ok(w),
+            Err(holder) => Err(RecordError::Locked {
+                path: path.into(),
+                holder,
+            }),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Cut an incomplete tail off the file, after copying it to a file beside it
+    /// (`<name>.incomplete-<offset>`), whose path is returned. Only the tail goes:
+    /// the file keeps its first `tail.offset` bytes, every complete record.
+    pub fn cut_partial_tail(&mut self, tail: &PartialTail) -> Result<PathBuf, RecordError> {
+        let werr = |source| RecordError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut copy_path = self
+            .path
+            .with_file_name(format!("{name}.incomplete-{}", tail.offset));
+        let mut copy = None;
+        for n in 1..100 {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&copy_path)
+            {
+                Ok(f) => {
+                    copy = Some(f);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    copy_path = self
+                        .path
+                        .with_file_name(format!("{name}.incomplete-{}.{n}", tail.offset));
+                }
+                Err(e) => return Err(werr(e)),
+            }
+        }
+        let mut copy = copy.ok_or_else(|| werr(std::io::ErrorKind::AlreadyExists.into()))?;
+        let mut from = File::open(&self.path).map_err(werr)?;
+        from.seek(std::io::SeekFrom::Start(tail.offset))
+            .map_err(werr)?;
+        std::io::copy(&mut from.take(tail.bytes), &mut copy).map_err(werr)?;
+        copy.sync_all().map_err(werr)?;
+        self.file.set_len(tail.offset).map_err(werr)?;
+        self.file.sync_all().map_err(werr)?;
+        Ok(copy_path)
+    }
+
+    /// Append one line (a record as another writer wrote it), flushed to disk.
+    pub fn write_line(&mut self, line: &str) -> Result<(), RecordError> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        self.write_whole(&bytes)
+    }
+
+    /// One write call per line, synced. A write that fails half-way (a full disk)
+    /// is cut back off, so the file keeps whole lines; where even that fails,
+    /// readers skip the incomplete tail.
+    fn write_whole(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
+        let before = self.file.metadata().map(|m| m.len()).ok();
+        let written = self
+            .file
+            .write_all(bytes)
+            .and_then(|_| self.file.sync_data());
+        if let Err(source) = written {
+            if let Some(len) = before {
+                let _ = self.file.set_len(len);
+            }
+            return Err(RecordError::Write {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -406,14 +648,7 @@ impl RecordSink for JsonlWriter {
             source: std::io::Error::other(e),
         })?;
         line.push(b'\n');
-        // One write call per record: a killed process leaves whole lines behind.
-        self.file
-            .write_all(&line)
-            .and_then(|_| self.file.sync_data())
-            .map_err(|source| RecordError::Write {
-                path: self.path.clone(),
-                source,
-            })
+        self.write_whole(&line)
     }
 }
 
@@ -423,4 +658,170 @@ pub fn existing_keys(path: &Path) -> Result<HashSet<String>, RecordError> {
         return Ok(HashSet::new());
     }
     Ok(read_records(path)?.iter().map(Record::point_key).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meter::MeterSource;
+    use crate::workload::MatmulShape;
+
+    fn skipped() -> Record {
+        let workload = Workload::Matmul(MatmulShape {
+            batch: 1,
+            m: 64,
+            n: 64,
+            k: 64,
+        });
+        Record {
+            schema: SCHEMA_VERSION,
+            tool: crate::sweep::tool_info(),
+            host: "h".into(),
+            unix_time_s: 1.7e9,
+            command: "joulebench sweep".into(),
+            simulated: true,
+            status: PointStatus::Skipped,
+            reason: Some("test".into()),
+            device: DeviceInfo {
+                name: "d".into(),
+                ..DeviceInfo::default()
+            },
+            backend: "sim".into(),
+            kernel: "k".into(),
+            kernel_variant: None,
+            vendor_kernel: false,
+            precision: Precision::F32,
+            workload,
+            group: workload.shape_label(),
+            batch_size: 1,
+            seed: 1,
+            flop: workload.flop().unwrap_or(0),
+            min_bytes: 1,
+            power_cap: PowerCapRecord {
+                requested: PowerCap::Default,
+                requested_w: None,
+                enforced_w: None,
+                default_w: None,
+            },
+            meter: MeterInfo {
+                source: MeterSource::Simulated,
+                update_period_s: 0.1,
+                check: None,
+                host: None,
+            },
+            idle: None,
+            verification: None,
+            measurement: None,
+            flags: Vec::new(),
+            protocol: ProtocolConfig::default(),
+            repeat: None,
+            overhead: None,
+            clocks: ClockRecord::default(),
+        }
+    }
+
+    fn line() -> String {
+        serde_json::to_string(&skipped()).unwrap()
+    }
+
+    fn file_with(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.jsonl");
+        std::fs::write(&p, bytes).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn an_incomplete_last_line_is_a_tail_at_the_end_of_the_whole_records() {
+        let whole = format!("{}\n{}\n", line(), line());
+        let partial = &line()[..40];
+        let (_d, p) = file_with(format!("{whole}{partial}").as_bytes());
+        let f = read_results_file(&p).unwrap();
+        assert_eq!(f.lines.len(), 2);
+        let tail = f.tail.unwrap();
+        assert_eq!(tail.offset, whole.len() as u64);
+        assert_eq!(tail.bytes, 40);
+        assert_eq!(tail.line_no, 3);
+        assert!(!tail.nul_padded);
+        assert!(tail
+            .describe(&p)
+            .contains(&format!("byte offset {}", whole.len())));
+        // a file of whole records has no tail
+        let (_d, p) = file_with(whole.as_bytes());
+        assert_eq!(read_results_file(&p).unwrap().tail, None);
+    }
+
+    #[test]
+    fn nul_padding_after_a_power_loss_is_a_tail_but_nul_bytes_before_records_are_not() {
+        let whole = format!("{}\n", line());
+        for tail in [
+            vec![0u8; 4096],
+            [&line().as_bytes()[..100], &[0u8; 300][..]].concat(),
+            [&[0u8; 10][..], b"\n", &[0u8; 10][..]].concat(),
+        ] {
+            let (_d, p) = file_with(&[whole.as_bytes(), &tail].concat());
+            let f = read_results_file(&p).unwrap();
+            assert_eq!(f.lines.len(), 1);
+            let t = f.tail.unwrap();
+            assert_eq!((t.offset, t.bytes), (whole.len() as u64, tail.len() as u64));
+            assert!(t.nul_padded);
+        }
+        let (_d, p) = file_with(format!("{whole}\0\0\0\n{whole}").as_bytes());
+        let e = read_results_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("r.jsonl:2") && e.contains("followed by more records"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_refused_without_reading_it_whole() {
+        let mut bytes = format!("{}\n{{\"schema\": 2, \"host\": \"", line()).into_bytes();
+        bytes.resize(bytes.len() + MAX_RECORD_LINE_BYTES + 10, b'x');
+        bytes.extend_from_slice(b"\"}\n");
+        let (_d, p) = file_with(&bytes);
+        let e = read_results_file(&p).unwrap_err().to_string();
+        assert!(e.contains("r.jsonl:2") && e.contains("longer than"), "{e}");
+    }
+
+    #[test]
+    fn numbers_no_measurement_produces_are_refused_with_their_line() {
+        let mut measured = skipped();
+        measured.status = PointStatus::Measured;
+        measured.flop = 0;
+        assert!(measured.check_numbers().unwrap_err().contains("0 FLOP"));
+        let mut r = skipped();
+        r.power_cap.enforced_w = Some(-5.0);
+        assert!(r.check_numbers().unwrap_err().contains("enforced_w = -5"));
+        let text = format!("{}\n{}\n", line(), serde_json::to_string(&r).unwrap());
+        let (_d, p) = file_with(text.as_bytes());
+        let e = read_results_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("r.jsonl:2") && e.contains("cannot come from a measurement"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cutting_a_tail_keeps_every_whole_record_and_a_copy_of_the_tail() {
+        let whole = format!("{}\n{}\n", line(), line());
+        let (d, p) = file_with(format!("{whole}{{\"schema\":2,\"ho").as_bytes());
+        let f = read_results_file(&p).unwrap();
+        let mut w = JsonlWriter::append_exclusive(&p).unwrap();
+        let copy = w.cut_partial_tail(f.tail.as_ref().unwrap()).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), whole);
+        assert_eq!(
+            std::fs::read_to_string(&copy).unwrap(),
+            "{\"schema\":2,\"ho"
+        );
+        assert_eq!(copy.parent(), Some(d.path()));
+        w.write(&skipped()).unwrap();
+        assert_eq!(read_results_file(&p).unwrap().lines.len(), 3);
+        // a second writer of the same file is refused while the first holds it
+        #[cfg(target_os = "linux")]
+        match JsonlWriter::append_exclusive(&p) {
+            Err(RecordError::Locked { holder, .. }) => assert_eq!(holder, Some(std::process::id())),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
 }

@@ -6,9 +6,11 @@
 
 use crate::backend::{Backend, BackendError, Support};
 use crate::clock::Clock;
+use crate::clocks::{clock_key, ClockControl, ClockRecord};
 use crate::meter::{EnergyMeter, MeterError};
 use crate::plan::PlanPoint;
 use crate::power::{PowerCap, PowerControl, PowerError, PowerLimits};
+use crate::precision::Precision;
 use crate::protocol::{
     measure, measure_idle, IdleBaseline, MeasureContext, ProtocolConfig, ProtocolError,
     ValidityFlag,
@@ -18,6 +20,7 @@ use crate::record::{
     RecordError, RecordSink, ToolInfo, SCHEMA_VERSION,
 };
 use crate::verify::verify;
+use crate::workload::Workload;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -25,11 +28,13 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// One device's backend, meter, power control and clock.
+/// One device's backend, meter, power control, clock control and clock.
 pub struct DeviceSession<'a> {
     pub backend: &'a mut dyn Backend,
     pub meter: &'a mut dyn EnergyMeter,
     pub power: Option<&'a mut dyn PowerControl>,
+    /// Locks the GPU's clocks, for points that ask for a locked clock.
+    pub clocks: Option<&'a mut dyn ClockControl>,
     pub clock: &'a dyn Clock,
 }
 
@@ -48,15 +53,17 @@ pub struct SweepOptions {
 }
 
 /// The points in the order they are measured, each with its repeat number (`None`
-/// when `repeat` is 1). Repeats are shuffled within each run of equal power cap,
-/// so the cap still changes as rarely as the plan allows.
+/// when `repeat` is 1). Repeats are shuffled within each run of equal power cap and
+/// clocks, so the cap and clocks still change as rarely as the plan allows.
 pub fn schedule(points: &[PlanPoint], repeat: u32, seed: u64) -> Vec<(PlanPoint, Option<u32>)> {
     if repeat <= 1 {
         return points.iter().map(|p| (p.clone(), None)).collect();
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x007e_9ea7);
     let mut out = Vec::with_capacity(points.len() * repeat as usize);
-    for group in points.chunk_by(|a, b| a.cap == b.cap) {
+    for group in points.chunk_by(|a, b| {
+        (a.cap, a.sm_clock_mhz, a.mem_clock_mhz) == (b.cap, b.sm_clock_mhz, b.mem_clock_mhz)
+    }) {
         let mut runs: Vec<(PlanPoint, Option<u32>)> = (0..repeat)
             .flat_map(|r| group.iter().map(move |p| (p.clone(), Some(r + 1))))
             .collect();
@@ -127,12 +134,102 @@ pub fn check_caps(
     Ok(Some(limits))
 }
 
-/// A stable per-point seed, the same on every run and on resume.
-fn point_seed(seed: u64, key: &str) -> u64 {
+/// Every locked clock the plan asks for, checked against the clocks the device
+/// supports before anything changes; the device's highest SM clock, where it says.
+pub fn check_clocks(
+    points: &[PlanPoint],
+    clocks: Option<&mut (dyn ClockControl + '_)>,
+) -> Result<Option<u32>, PowerError> {
+    let wants = |f: fn(&PlanPoint) -> Option<u32>| -> Vec<u32> {
+        let mut v: Vec<u32> = points.iter().filter_map(f).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let (sm, mem) = (wants(|p| p.sm_clock_mhz), wants(|p| p.mem_clock_mhz));
+    let Some(control) = clocks else {
+        if sm.is_empty() && mem.is_empty() {
+            return Ok(None);
+        }
+        return Err(PowerError::Unavailable(
+            "this device has no clock control: its clocks cannot be locked".into(),
+        ));
+    };
+    let supported_sm = match control.supported_sm_clocks_mhz() {
+        Ok(v) => v,
+        // read only to record the maximum: a device that cannot say is fine
+        Err(_) if sm.is_empty() && mem.is_empty() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for c in &sm {
+        if !supported_sm.contains(c) {
+            return Err(PowerError::Failed(format!(
+                "{c} MHz is not an SM clock this device supports"
+            )));
+        }
+    }
+    if !mem.is_empty() {
+        let supported_mem = control.supported_mem_clocks_mhz()?;
+        if let Some(c) = mem.iter().find(|c| !supported_mem.contains(c)) {
+            return Err(PowerError::Failed(format!(
+                "{c} MHz is not a memory clock this device supports"
+            )));
+        }
+    }
+    Ok(supported_sm.iter().copied().max())
+}
+
+/// Move the clocks from `from` to `to` (SM, memory): lock what is locked, reset
+/// what goes back to the default.
+fn set_clocks(
+    control: &mut dyn ClockControl,
+    from: (Option<u32>, Option<u32>),
+    to: (Option<u32>, Option<u32>),
+    observer: &mut dyn SweepObserver,
+) -> Result<(), PowerError> {
+    if from.0 != to.0 {
+        match to.0 {
+            Some(mhz) => {
+                observer.note(&format!("locking the SM clock at {mhz} MHz"));
+                control.lock_sm_clocks_mhz(mhz, mhz)?;
+            }
+            None => control.reset_sm_clocks()?,
+        }
+    }
+    if from.1 != to.1 {
+        match to.1 {
+            Some(mhz) => {
+                observer.note(&format!("locking the memory clock at {mhz} MHz"));
+                control.lock_mem_clocks_mhz(mhz, mhz)?;
+            }
+            None => control.reset_mem_clocks()?,
+        }
+    }
+    Ok(())
+}
+
+/// A stable per-point seed, the same on every run and on resume: `--resume` uses
+/// it to tell whether a file's records were measured with the same sweep seed.
+pub fn point_seed(seed: u64, key: &str) -> u64 {
     // FNV-1a
     key.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ seed, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     })
+}
+
+/// The seed of a point's random inputs: every kernel and every repeat of one shape
+/// and precision sees the same inputs, so kernels are compared on equal data. Stable
+/// across runs, so `--resume` can tell whether a file was measured with the same
+/// sweep seed.
+pub fn input_seed(seed: u64, workload: &Workload, precision: Precision) -> u64 {
+    point_seed(
+        seed,
+        &format!(
+            "{}|{}",
+            serde_json::to_string(workload).unwrap_or_default(),
+            precision
+        ),
+    )
 }
 
 pub fn run_sweep(
@@ -145,6 +242,7 @@ pub fn run_sweep(
     stop: &AtomicBool,
 ) -> Result<SweepOutcome, SweepError> {
     let limits = check_caps(points, session.power.as_deref_mut())?;
+    let sm_max_mhz = check_clocks(points, session.clocks.as_deref_mut())?;
     let device = session.backend.device().clone();
     let scheduled = schedule(points, opts.repeat, opts.seed);
     let base_keys: Vec<String> = scheduled
@@ -157,7 +255,7 @@ pub fn run_sweep(
                 p.precision,
                 &p.workload,
                 &p.cap,
-            )
+            ) + &clock_key(p.sm_clock_mhz, p.mem_clock_mhz)
         })
         .collect();
     let keys: Vec<String> = base_keys
@@ -177,10 +275,18 @@ pub fn run_sweep(
 
     let idle = if opts.protocol.idle_baseline_s > 0.0 {
         observer.note("measuring idle power");
-        measure_idle(session.meter, session.clock, opts.protocol.idle_baseline_s)?
+        measure_idle(
+            session.meter,
+            session.clock,
+            opts.protocol.idle_baseline_s,
+            Some(stop),
+        )?
     } else {
         None
     };
+    if stop.load(Ordering::SeqCst) {
+        return Err(SweepError::Interrupted);
+    }
     let meter = MeterInfo {
         source: session.meter.source(),
         update_period_s: session.meter.update_period_s(),
@@ -188,8 +294,9 @@ pub fn run_sweep(
         host: session.meter.host_meter(),
     };
     let mut current_cap = PowerCap::Default;
+    let mut current_clocks: (Option<u32>, Option<u32>) = (None, None);
 
-    for (((point, repeat), key), base_key) in scheduled.iter().zip(&keys).zip(&base_keys) {
+    for ((point, repeat), key) in scheduled.iter().zip(&keys) {
         if done.contains(key) {
             continue;
         }
@@ -211,6 +318,16 @@ pub fn run_sweep(
             }
             current_cap = point.cap;
         }
+        let clocks_wanted = (point.sm_clock_mhz, point.mem_clock_mhz);
+        if clocks_wanted != current_clocks {
+            if let Some(control) = session.clocks.as_deref_mut() {
+                set_clocks(control, current_clocks, clocks_wanted, observer)?;
+                session
+                    .clock
+                    .sleep(Duration::from_secs_f64(opts.cap_settle_s));
+            }
+            current_clocks = clocks_wanted;
+        }
 
         let requested_w = match (&limits, point.cap.is_default()) {
             (Some(l), false) => Some(point.cap.resolve_w(l)),
@@ -220,17 +337,7 @@ pub fn run_sweep(
             .power
             .as_deref_mut()
             .and_then(|p| p.enforced_limit_w().ok());
-        // every kernel and every repeat of one shape and precision sees the same
-        // inputs: kernels are compared on equal data
-        let _ = base_key;
-        let seed = point_seed(
-            opts.seed,
-            &format!(
-                "{}|{}",
-                serde_json::to_string(&point.workload).unwrap_or_default(),
-                point.precision
-            ),
-        );
+        let seed = input_seed(opts.seed, &point.workload, point.precision);
         let mut record = Record {
             schema: SCHEMA_VERSION,
             tool: opts.tool.clone(),
@@ -269,11 +376,26 @@ pub fn run_sweep(
             protocol: opts.protocol.clone(),
             repeat: *repeat,
             overhead: None,
+            clocks: ClockRecord {
+                sm_requested_mhz: point.sm_clock_mhz,
+                mem_requested_mhz: point.mem_clock_mhz,
+                sm_max_mhz,
+                ..ClockRecord::default()
+            },
         };
 
-        measure_point(session, point, &mut record, idle, &opts.protocol)?;
+        measure_point(session, point, &mut record, idle, &opts.protocol, stop)?;
         if device.cpu_emulation && record.status == PointStatus::Measured {
             record.flags.push(ValidityFlag::CpuEmulation);
+        }
+        // "default" means the limit as found: where that is not the default limit,
+        // the point must not pass for the default-limit baseline
+        if point.cap.is_default()
+            && record.status == PointStatus::Measured
+            && limit_differs_from_default(session.power.as_deref_mut()) == Some(true)
+        {
+            record.flags.push(ValidityFlag::CapNotDefault);
+            record.flags.sort();
         }
         if let (Some(req), Some(enf)) = (record.power_cap.requested_w, record.power_cap.enforced_w)
         {
@@ -293,6 +415,18 @@ pub fn run_sweep(
     Ok(outcome)
 }
 
+/// Whether a device's power limit now differs from its default (`None`: no control,
+/// or it cannot say). Drivers round limits, so half a watt or 0.5% is the same.
+pub fn limit_differs_from_default(power: Option<&mut (dyn PowerControl + '_)>) -> Option<bool> {
+    let l = power?.limits().ok()?;
+    Some(!same_limit_w(l.current_w, l.default_w))
+}
+
+/// Two power limits that differ by less than a driver's rounding.
+pub fn same_limit_w(a: f64, b: f64) -> bool {
+    (a - b).abs() <= (0.005 * b.abs()).max(0.5)
+}
+
 /// Fill `record` with the outcome of one point: skipped, invalid, failed or measured.
 fn measure_point(
     session: &mut DeviceSession<'_>,
@@ -300,6 +434,7 @@ fn measure_point(
     record: &mut Record,
     idle: Option<IdleBaseline>,
     protocol: &ProtocolConfig,
+    stop: &AtomicBool,
 ) -> Result<(), SweepError> {
     if let Support::Unsupported(reason) =
         session
@@ -372,7 +507,8 @@ fn measure_point(
         clock: session.clock,
         config: protocol,
         idle,
-        cap_requested: !point.cap.is_default(),
+        cap_requested: point.changes_device(),
+        stop: Some(stop),
     };
     ctx.meter.take_agreement(); // only this point's windows count
     let measured = measure(kernel.as_mut(), record.flop, &mut ctx);
@@ -383,10 +519,21 @@ fn measure_point(
             if record.power_cap.enforced_w.is_none() {
                 record.power_cap.enforced_w = m.telemetry.enforced_power_limit_w;
             }
+            let sm: Vec<crate::window::Range> = m
+                .windows
+                .iter()
+                .filter_map(|w| w.during.as_ref()?.sm_clock_mhz)
+                .collect();
+            record.clocks.sm_seen_mhz_median = m.telemetry.sm_clock_mhz_median;
+            record.clocks.sm_seen_mhz_min = sm.iter().map(|r| r.min).reduce(f64::min);
+            record.clocks.sm_seen_mhz_max = sm.iter().map(|r| r.max).reduce(f64::max);
+            record.clocks.mem_seen_mhz_median = m.telemetry.mem_clock_mhz_median;
             record.measurement = Some(m);
             record.status = PointStatus::Measured;
         }
         Err(ProtocolError::Meter(e)) => return Err(SweepError::Meter(e)),
+        // abandoned half-way: not a measurement, and not recorded
+        Err(ProtocolError::Interrupted) => return Err(SweepError::Interrupted),
         Err(e) => {
             record.status = PointStatus::Failed;
             record.reason = Some(e.to_string());

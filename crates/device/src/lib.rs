@@ -15,12 +15,13 @@
 
 use joulebench_core::meter::NoMeter;
 use joulebench_core::{
-    Backend, Clock, DeviceInfo, EnergyMeter, PowerControl, PowerError, SystemClock,
+    Backend, Clock, ClockControl, DeviceInfo, EnergyMeter, PowerControl, PowerError, SystemClock,
 };
 use joulebench_energy::attach::{self, AttachOptions, GuardTarget};
 use joulebench_energy::guard::{default_state_dir, GuardConfig, PowerGuard};
 use joulebench_energy::nvml::{
-    self, DeviceIdentity, DeviceMatch, MeterMode, NvmlDevice, NvmlPowerControl, SamplingConfig,
+    self, DeviceIdentity, DeviceMatch, MeterMode, NvmlClockControl, NvmlDevice, NvmlPowerControl,
+    SamplingConfig,
 };
 use joulebench_energy::sim::{self, SimDevice};
 use std::sync::Arc;
@@ -137,8 +138,11 @@ pub struct OpenDevice {
     pub meter: Box<dyn EnergyMeter>,
     /// The power control for reads and, on the simulated device, changes.
     pub power: Option<Box<dyn PowerControl>>,
-    /// Replaces `power` once a sweep asks for caps on an NVML device: it writes the
-    /// state file before the first change and restores on every exit path.
+    /// Locks the GPU's clocks (NVML, the simulated device); `None` where it cannot.
+    pub clocks: Option<Box<dyn ClockControl>>,
+    /// Replaces `power` (and `clocks`) once a sweep asks for caps or locked clocks
+    /// on an NVML device: it writes the state file before the first change and
+    /// restores on every exit path.
     pub guard: Option<PowerGuard>,
     pub clock: Arc<dyn Clock>,
     /// Lines worth telling the user before the sweep (which meter, and why).
@@ -157,6 +161,15 @@ impl OpenDevice {
         }
     }
 
+    /// The clock control: the guard once armed, else the device's own.
+    pub fn clocks_mut(&mut self) -> Option<&mut dyn ClockControl> {
+        match (&mut self.guard, &mut self.clocks) {
+            (Some(g), _) if self.nvml.is_some() => Some(g as &mut dyn ClockControl),
+            (_, Some(c)) => Some(c.as_mut()),
+            _ => None,
+        }
+    }
+
     /// Whether changing this device's limit changes a real (or NVML-faked) GPU and
     /// so needs `--allow-power-changes`.
     pub fn power_needs_permission(&self) -> bool {
@@ -165,6 +178,16 @@ impl OpenDevice {
 
     /// Put the power-limit guard in place before a capped sweep.
     pub fn arm_power_guard(&mut self, allow_changes: bool) -> Result<(), OpenError> {
+        self.arm_guard(allow_changes, false)
+    }
+
+    /// Put the guard in place before a sweep that caps the power or locks clocks;
+    /// on an NVML device it takes over the clock control too.
+    pub fn arm_guard(
+        &mut self,
+        allow_changes: bool,
+        allow_clock_changes: bool,
+    ) -> Result<(), OpenError> {
         let dir = default_state_dir().ok_or(OpenError::NoStateDir);
         let Some((dev, id)) = &self.nvml else {
             if let Some(t) = self.vendor_guard.take() {
@@ -175,9 +198,15 @@ impl OpenDevice {
             return Ok(());
         };
         let dir = dir?;
-        let cfg = GuardConfig::new(id.to_device_info(), id.device_kind(), &dir, allow_changes);
-        let guard = PowerGuard::new(Box::new(NvmlPowerControl::new(dev.clone())), cfg)?;
+        let cfg = GuardConfig::new(id.to_device_info(), id.device_kind(), &dir, allow_changes)
+            .with_clock_changes(allow_clock_changes);
+        let guard = PowerGuard::new_with_clocks(
+            Box::new(NvmlPowerControl::new(dev.clone())),
+            Some(Box::new(NvmlClockControl::new(dev.clone()))),
+            cfg,
+        )?;
         self.power = None;
+        self.clocks = None;
         self.guard = Some(guard);
         Ok(())
     }
@@ -258,6 +287,10 @@ fn open_sim(opts: &OpenOptions) -> Result<OpenDevice, OpenError> {
             Some((d, _)) => Some(Box::new(NvmlPowerControl::new(d.clone()))),
             None => Some(Box::new(dev.power)),
         },
+        clocks: match &nvml {
+            Some((d, _)) => Some(Box::new(NvmlClockControl::new(d.clone()))),
+            None => Some(Box::new(dev.clocks)),
+        },
         guard: None,
         notes,
         nvml,
@@ -317,6 +350,7 @@ fn with_nvml(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let no_meter = |reason: String| -> Box<dyn EnergyMeter> { Box::new(NoMeter { reason }) };
     let mut vendor_guard = None;
+    let mut clocks: Option<Box<dyn ClockControl>> = None;
     // a test may pair a CPU emulation with a fixture GPU (JOULEBENCH_TEST_DEVICE_PCI)
     let emulated = info.cpu_emulation && attach::test_device_pci().is_none();
     let (meter, power, nvml): (Box<dyn EnergyMeter>, Option<Box<dyn PowerControl>>, _) =
@@ -347,6 +381,7 @@ fn with_nvml(
                 }
             }
             (false, Ok((dev, id))) => {
+                clocks = Some(Box::new(NvmlClockControl::new(dev.clone())));
                 let power: Box<dyn PowerControl> = Box::new(NvmlPowerControl::new(dev.clone()));
                 let sampling = SamplingConfig {
                     interval: opts.sample_interval,
@@ -395,6 +430,7 @@ fn with_nvml(
         backend,
         meter,
         power,
+        clocks,
         guard: None,
         clock,
         notes,

@@ -5,22 +5,28 @@
 //! panic hook, and SIGINT / SIGTERM / SIGHUP. After a SIGKILL or a power loss, the
 //! state file is what `joulebench power restore` reads ([`restore_from_state_file`]).
 
+mod clocks;
 mod hooks;
+mod lock;
 mod restore;
+mod secure;
 mod state;
 
+pub use clocks::{GuardedClocks, CLOCK_CHANGES_NOT_ALLOWED};
 pub use hooks::install_restore_hooks;
+pub use lock::{default_lock_dir, lock_file_for, DeviceLock, LOCK_DIR_ENV};
+pub use restore::restore_from_state_file_full;
 pub use restore::{
     power_status, restore_from_state_file, restore_from_state_file_with, PendingRestore,
     PowerStatus, RestoreOptions, RestoreReport,
 };
 pub use state::{
-    default_state_dir, owner_status, pending_restores, read_state_file, remove_state_file,
-    state_file_for, write_state_file, OwnerStatus, PowerStateFile, StateDevice, STATE_DIR_ENV,
-    STATE_FILE_SCHEMA,
+    check_state_dir, default_state_dir, owner_status, pending_restores, read_state_file,
+    remove_state_file, state_file_for, write_state_file, LockedClocks, OwnerStatus, PowerStateFile,
+    StateDevice, STATE_DIR_ENV, STATE_FILE_SCHEMA,
 };
 
-use joulebench_core::{DeviceInfo, PowerCap, PowerControl, PowerError, PowerLimits};
+use joulebench_core::{ClockControl, DeviceInfo, PowerCap, PowerControl, PowerError, PowerLimits};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
@@ -42,12 +48,17 @@ pub struct GuardConfig {
     /// `nvml::DEVICE_KIND_FAKE`, or another control's name.
     pub device_kind: String,
     pub state_path: PathBuf,
+    /// Where the per-GPU lock is taken: the same for every state directory.
+    pub lock_dir: PathBuf,
     /// Without it every change is refused with `PowerError::NotPermitted`.
     pub allow_changes: bool,
+    /// The same for locking clocks (`--allow-clock-changes`).
+    pub allow_clock_changes: bool,
 }
 
 impl GuardConfig {
-    /// The state file goes to `state_file_for(state_dir, &device)`.
+    /// The state file goes to `state_file_for(state_dir, &device)`, the lock to
+    /// [`default_lock_dir`].
     pub fn new(
         device: DeviceInfo,
         device_kind: impl Into<String>,
@@ -59,8 +70,22 @@ impl GuardConfig {
             device,
             device_kind: device_kind.into(),
             state_path,
+            lock_dir: default_lock_dir(),
             allow_changes,
+            allow_clock_changes: false,
         }
+    }
+
+    /// The same, allowing (or not) locked clocks.
+    pub fn with_clock_changes(mut self, allow: bool) -> Self {
+        self.allow_clock_changes = allow;
+        self
+    }
+
+    /// The same, with the per-GPU lock taken in `dir`.
+    pub fn with_lock_dir(mut self, dir: &Path) -> Self {
+        self.lock_dir = dir.to_path_buf();
+        self
     }
 }
 
@@ -95,7 +120,12 @@ impl GuardShared {
 
 pub(crate) struct GuardInner {
     control: Box<dyn PowerControl>,
+    /// The device's clock control, where it has one: locked clocks are reset with
+    /// the limit.
+    clocks: Option<Box<dyn ClockControl>>,
     config: GuardConfig,
+    /// Held from the guard's creation to its end: no other process changes this GPU.
+    _lock: DeviceLock,
     armed: Option<Armed>,
     /// Set once a signal or panic restored the limit: no change after that.
     closed: Option<String>,
@@ -105,18 +135,43 @@ struct Armed {
     original_w: f64,
     /// The thread that made the first change; a panic there restores.
     owner: ThreadId,
+    /// What the state file on disk says (rewritten when a clock is first locked).
+    state: PowerStateFile,
 }
 
 impl PowerGuard {
-    /// Refuses at once when a state file for this device already exists: either
-    /// another joulebench is changing its limit now, or one was killed before it
-    /// could restore, and the limit "as found" would be that run's cap.
+    /// Takes the GPU's lock (refused while another process holds it, whatever its
+    /// state directory), then refuses at once when a state file for this device
+    /// already exists: one was killed before it could restore, and the limit "as
+    /// found" would be that run's cap.
     pub fn new(control: Box<dyn PowerControl>, config: GuardConfig) -> Result<Self, PowerError> {
+        Self::new_with_clocks(control, None, config)
+    }
+
+    /// [`PowerGuard::new`] for a device whose clocks may be locked too: the guard is
+    /// then also its `ClockControl`, and every restore resets the clocks it locked.
+    pub fn new_with_clocks(
+        control: Box<dyn PowerControl>,
+        clocks: Option<Box<dyn ClockControl>>,
+        config: GuardConfig,
+    ) -> Result<Self, PowerError> {
+        // a state directory others could plant links or files in is refused now,
+        // before the sweep starts, not at its first change
+        if let Some(dir) = config
+            .state_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            secure::private_dir(dir, "state directory", STATE_DIR_ENV)?;
+        }
+        let lock = DeviceLock::acquire(&config.lock_dir, &config.device)?;
         check_no_pending(&config)?;
         let shared = Arc::new(GuardShared {
             inner: Mutex::new(GuardInner {
                 control,
+                clocks,
                 config,
+                _lock: lock,
                 armed: None,
                 closed: None,
             }),
@@ -259,20 +314,27 @@ impl GuardInner {
             boot_id: state::boot_id(),
             host: state::hostname(),
             written_unix_s: state::now_unix_s(),
+            locked_clocks: LockedClocks::default(),
         };
         write_state_file(&self.config.state_path, &state)?;
         self.armed = Some(Armed {
             original_w: limits.current_w,
             owner: std::thread::current().id(),
+            state,
         });
         Ok(())
     }
 
+    /// Locked clocks back to the default, then the original limit; the state file
+    /// goes only when both are back.
     fn restore(&mut self) -> Result<Option<RestoreReport>, PowerError> {
         let Some(armed) = &self.armed else {
             return Ok(None);
         };
         let original_w = armed.original_w;
+        let locked = armed.state.locked_clocks;
+        // the clocks first, and the limit even if they fail: each is owed on its own
+        let clocks = self.reset_locked_clocks(locked);
         let was_w = self.control.limits().ok().map(|l| l.current_w);
         if was_w.is_none_or(|w| (w - original_w).abs() >= SAME_LIMIT_W) {
             self.control.set_limit_w(original_w)?;
@@ -283,6 +345,7 @@ impl GuardInner {
                 "asked to restore {original_w:.0} W but the limit reads {now_w:.0} W"
             )));
         }
+        let clocks_reset = clocks?;
         remove_state_file(&self.config.state_path)?;
         self.armed = None;
         Ok(Some(RestoreReport {
@@ -290,6 +353,7 @@ impl GuardInner {
             restored_w: original_w,
             was_w,
             state_file: self.config.state_path.clone(),
+            clocks_reset,
         }))
     }
 }

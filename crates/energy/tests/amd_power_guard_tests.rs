@@ -149,7 +149,8 @@ struct GuardConfigParts {
 
 fn guard(kind: Kind, env: &Env, state_dir: &Path) -> PowerGuard {
     let (control, parts) = open_guarded(kind, env);
-    let cfg = GuardConfig::new(parts.device, parts.kind, state_dir, true);
+    let cfg = GuardConfig::new(parts.device, parts.kind, state_dir, true)
+        .with_lock_dir(&state_dir.join(".locks"));
     PowerGuard::new(control, cfg).unwrap()
 }
 
@@ -206,6 +207,7 @@ fn spawn_child(s: &Setup, mode: &str) -> Child {
         .env(FAKE_AMDSMI_ENV, s.fake_path())
         .env(SYSFS_ROOT_ENV, &s.sysfs_root)
         .env(STATE_DIR_ENV, s.state_dir())
+        .env("JOULEBENCH_LOCK_DIR", s.state_dir().join(".locks"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

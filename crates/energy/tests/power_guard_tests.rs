@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fake, fake_info, guard_on, limit_w};
+use common::{fake, fake_info, guard_on, limit_w, lock_dir};
 use joulebench_core::{PowerCap, PowerControl, PowerError, PowerLimits};
 use joulebench_energy::guard::{
     power_status, read_state_file, resolve_caps, restore_from_state_file,
@@ -219,6 +219,7 @@ fn stale_state(f: &FakeDevice, pid: u32, original_w: f64) -> PowerStateFile {
         boot_id: None,
         host: None,
         written_unix_s: 1.7e9,
+        locked_clocks: Default::default(),
     }
 }
 
@@ -243,7 +244,8 @@ fn after_a_kill_the_state_file_restores_the_original_limit() {
     write_state_file(&path, &stale_state(&f, DEAD_PID, 700.0)).unwrap();
 
     // A new run refuses to start from the capped limit "as found".
-    let config = GuardConfig::new(fake_info(&f), DEVICE_KIND_FAKE, dir.path(), true);
+    let config = GuardConfig::new(fake_info(&f), DEVICE_KIND_FAKE, dir.path(), true)
+        .with_lock_dir(&lock_dir(dir.path()));
     let e = PowerGuard::new(Box::new(NvmlPowerControl::new(f.clone())), config)
         .err()
         .unwrap();
@@ -302,7 +304,8 @@ fn restore_refuses_while_the_writer_runs_unless_forced() {
     let e = restore_from_state_file(&path, open_fake(&f)).unwrap_err();
     assert!(e.to_string().contains("still runs"), "{e}");
     assert_eq!(limit_w(&f), 300.0);
-    let config = GuardConfig::new(fake_info(&f), DEVICE_KIND_FAKE, dir.path(), true);
+    let config = GuardConfig::new(fake_info(&f), DEVICE_KIND_FAKE, dir.path(), true)
+        .with_lock_dir(&lock_dir(dir.path()));
     assert!(PowerGuard::new(Box::new(NvmlPowerControl::new(f.clone())), config).is_err());
 
     restore_from_state_file_with(&path, RestoreOptions { force: true }, open_fake(&f)).unwrap();
@@ -362,10 +365,13 @@ fn two_guards_on_one_device_in_one_process_are_refused() {
     let f = fake(FakeState::default());
     let mut g1 = guard_on(&f, dir.path(), true);
     g1.set_limit_w(300.0).unwrap();
-    let config = GuardConfig::new(fake_info(&f), DEVICE_KIND_FAKE, dir.path(), true);
+    let config = GuardConfig::new(fake_info(&f), DEVICE_KIND_FAKE, dir.path(), true)
+        .with_lock_dir(&lock_dir(dir.path()));
     let e = PowerGuard::new(Box::new(NvmlPowerControl::new(f.clone())), config)
         .err()
         .unwrap();
-    assert!(e.to_string().contains("already changes"), "{e}");
+    // the GPU's lock is held: the second guard names the process that holds it
+    let me = format!("joulebench process {}", std::process::id());
+    assert!(e.to_string().contains(&me), "{e}");
     g1.finish().unwrap();
 }

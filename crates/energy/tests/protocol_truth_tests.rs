@@ -64,6 +64,7 @@ fn busy_protocol(kernel: &str, precision: Precision, w: Workload) -> (Outcome, V
             seconds: 3.0,
         }),
         cap_requested: false,
+        stop: None,
     };
     let m = measure(k.as_mut(), flop, &mut ctx).unwrap();
     let after = truth.snapshot();
@@ -203,6 +204,7 @@ fn warm_up_waits_for_the_die_to_settle_from_cold() {
         config: &cfg,
         idle: None,
         cap_requested: false,
+        stop: None,
     };
     let m = measure(k.as_mut(), w.flop().unwrap(), &mut ctx).unwrap();
     let t = &m.telemetry;

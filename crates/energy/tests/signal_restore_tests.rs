@@ -78,6 +78,7 @@ fn spawn_child(s: &Setup, mode: &str) -> Child {
         .env(MODE_ENV, mode)
         .env(FAKE_NVML_ENV, &s.fake_path)
         .env("JOULEBENCH_STATE_DIR", &s.state_dir)
+        .env("JOULEBENCH_LOCK_DIR", s.state_dir.join(".locks"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -123,6 +123,8 @@ fn points(caps: &[&str]) -> Vec<PlanPoint> {
             group: "matmul 8x8x8".into(),
             batch_size: 1,
             cap: c.parse::<PowerCap>().unwrap(),
+            sm_clock_mhz: None,
+            mem_clock_mhz: None,
         })
         .collect()
 }
@@ -181,6 +183,7 @@ fn a_capped_sweep_sets_each_cap_and_restores_the_original() {
             backend: &mut backend,
             meter: &mut meter,
             power: Some(&mut guard),
+            clocks: None,
             clock: &clock,
         };
         run_sweep(
@@ -239,6 +242,7 @@ fn a_gpu_lost_mid_sweep_stops_it_and_keeps_the_finished_records() {
             backend: &mut backend,
             meter: &mut meter,
             power: Some(&mut guard),
+            clocks: None,
             clock: &clock,
         };
         run_sweep(

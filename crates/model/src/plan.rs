@@ -268,6 +268,9 @@ impl ModelPlan {
                     group: workload.shape_label(),
                     batch_size: s.micro_batch,
                     cap: s.cap,
+                    // a training step runs at the default clocks
+                    sm_clock_mhz: None,
+                    mem_clock_mhz: None,
                 };
                 let seen = points.iter().any(|p| {
                     p.kernel == point.kernel

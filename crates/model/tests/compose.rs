@@ -54,6 +54,7 @@ fn measure(opts: &PlanOptions) -> (ModelPlan, Vec<Record>) {
         meter: &mut dev.meter,
         power: Some(&mut dev.power),
         clock: dev.clock.as_ref(),
+        clocks: None,
     };
     run_sweep(
         &mut session,

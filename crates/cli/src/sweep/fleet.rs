@@ -79,6 +79,9 @@ pub fn run(args: &SweepArgs, devices: &str, ov: &Overrides) -> Result<(), CliErr
     for s in &slots {
         super::check_results_path(&s.out, args.resume)?;
     }
+    let existed = out.exists();
+    // held until the merge: a second sweep of this node into the same file is refused
+    let (mut writer, _) = super::resume::open_results(&out, args.resume)?;
     if args.backend == BackendChoice::Auto && backend == BackendChoice::Sim {
         eprintln!("no CUDA device and no GPU wgpu adapter found (see `joulebench devices`): using simulated devices; records say simulated");
     }
@@ -109,8 +112,12 @@ pub fn run(args: &SweepArgs, devices: &str, ov: &Overrides) -> Result<(), CliErr
 
     // whatever was measured is merged, also after a failure or a stop
     let parts: Vec<PathBuf> = workers.iter().map(|w| w.slot.out.clone()).collect();
-    let merged = merge::append_new_records(&out, &parts)
+    let merged = merge::append_new_records(&mut writer, &parts)
         .map_err(|e| CliError::from(e).context("merging the device files"))?;
+    drop(writer);
+    if !existed && std::fs::metadata(&out).is_ok_and(|m| m.len() == 0) {
+        let _ = std::fs::remove_file(&out);
+    }
     let already = match merged.already_there {
         0 => String::new(),
         k => format!(" ({k} already there)"),
@@ -217,7 +224,7 @@ fn wait_all(workers: &mut [Worker], stop: &AtomicBool, multi: &MultiProgress) ->
             stopping = true;
             say(
                 multi,
-                "stopping: each device finishes the point it is measuring",
+                "stopping: each device ends the point it is measuring, unrecorded (--resume measures it again)",
             );
             for w in workers.iter_mut() {
                 if let Some(mut stdin) = w.stdin.take() {

@@ -4,7 +4,9 @@
 //! both share; nothing here imports back up. `model` measures a training step's
 //! ops through `single::run_with`.
 
+mod clocks;
 mod fleet;
+mod resume;
 mod setup;
 mod single;
 mod worker;
@@ -15,10 +17,9 @@ pub(crate) use single::run_with;
 use crate::args::SweepArgs;
 use crate::error::{usage, CliError};
 use crate::paths::{check_output, Existing};
-use crate::results::print_recommendation;
+use crate::results::{print_recommendation, read_results_warn};
 use joulebench_analysis::recommend::{BaselineSpec, Objective};
 use joulebench_analysis::table::TableFormat;
-use joulebench_core::record::read_records;
 use std::path::Path;
 
 pub fn run(args: &SweepArgs) -> Result<(), CliError> {
@@ -61,7 +62,11 @@ fn recommend_from(out: &Path, max_slowdown: f64, baseline: &BaselineSpec) -> Res
     if !out.exists() {
         return Ok(());
     }
-    let records = read_records(out)?;
+    let records: Vec<_> = read_results_warn(out)?
+        .lines
+        .into_iter()
+        .map(|l| l.record)
+        .collect();
     println!();
     print_recommendation(
         &records,

@@ -6,7 +6,7 @@
 use crate::args::{parse_fraction, parse_list, PresetChoice, SweepArgs};
 use crate::error::{usage, CliError};
 use joulebench_core::plan::{Preset, SweepConfig};
-use joulebench_core::{Backend, Op, PowerCap, Precision};
+use joulebench_core::{Backend, ClockSpec, Op, PowerCap, Precision};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
@@ -21,6 +21,8 @@ pub struct Overrides {
     pub kernels: Option<Vec<String>>,
     pub batch_sizes: Option<Vec<u64>>,
     pub power_caps: Option<Vec<PowerCap>>,
+    pub sm_clocks: Option<Vec<ClockSpec>>,
+    pub mem_clocks: Option<Vec<ClockSpec>>,
     pub target_spread: Option<f64>,
     pub max_slowdown: f64,
     pub baseline: joulebench_analysis::recommend::BaselineSpec,
@@ -72,6 +74,13 @@ pub fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
         .map(PowerCap::parse_list)
         .transpose()
         .map_err(usage)?;
+    let clocks = |list: &Option<String>, flag: &str| {
+        list.as_deref()
+            .map(|s| ClockSpec::parse_list(s).map_err(|e| usage(format!("{flag}: {e}"))))
+            .transpose()
+    };
+    let sm_clocks = clocks(&args.sm_clocks, "--sm-clocks")?;
+    let mem_clocks = clocks(&args.mem_clocks, "--mem-clocks")?;
     let target_spread = args
         .protocol
         .target_spread
@@ -87,6 +96,8 @@ pub fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
         kernels,
         batch_sizes,
         power_caps,
+        sm_clocks,
+        mem_clocks,
         target_spread,
         max_slowdown,
         baseline,
@@ -141,6 +152,12 @@ pub fn build_config(
     if let Some(c) = &ov.power_caps {
         cfg.power_caps = c.clone();
     }
+    if let Some(c) = &ov.sm_clocks {
+        cfg.sm_clocks = c.clone();
+    }
+    if let Some(c) = &ov.mem_clocks {
+        cfg.mem_clocks = c.clone();
+    }
     if let Some(s) = args.seed {
         cfg.seed = s;
     }
@@ -170,6 +187,9 @@ pub fn build_config(
         proto.stop_rule = r.parse().map_err(usage)?;
     }
     proto.validate().map_err(usage)?;
+    for note in cfg.dedup_axes() {
+        eprintln!("note: {note}");
+    }
     Ok(cfg)
 }
 
@@ -180,9 +200,13 @@ pub fn default_out(backend: &str, device: &str) -> PathBuf {
         .replace([':', 'T'], "-")
         .trim_end_matches('Z')
         .to_string();
-    PathBuf::from("results").join(format!(
-        "{backend}-{}-{stamp}.jsonl",
+    let stem = format!(
+        "{backend}-{}-{stamp}",
         joulebench_analysis::chart::slug(device)
+    );
+    PathBuf::from("results").join(format!(
+        "{}.jsonl",
+        joulebench_analysis::chart::short_file_stem(&stem)
     ))
 }
 

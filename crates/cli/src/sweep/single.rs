@@ -3,6 +3,7 @@
 //! `--devices` parent), restore the power limit, and say where the records are.
 
 use super::fleet::single_profile;
+use super::resume::{open_results, points_done};
 use super::setup::{
     build_config, command_line, default_out, host_name, stop_on_signals, Overrides,
 };
@@ -11,7 +12,6 @@ use crate::args::SweepArgs;
 use crate::error::{interrupted, runtime, usage, CliError};
 use crate::progress::Progress;
 use joulebench_core::plan::{PlanEstimate, PlanPoint, SweepConfig};
-use joulebench_core::record::{existing_keys, JsonlWriter};
 use joulebench_core::sweep::{
     run_sweep, tool_info, DeviceSession, SweepError, SweepObserver, SweepOptions, SweepOutcome,
 };
@@ -56,32 +56,60 @@ pub fn run_with(
         seed,
     })?;
     let device = dev.backend.device().clone();
-    let cfg = build_config(args, ov, dev.backend.as_ref())?;
+    let mut cfg = build_config(args, ov, dev.backend.as_ref())?;
+    super::clocks::resolve(&mut cfg, &mut dev, &device.name)?;
     let points = plan(&cfg, dev.backend.as_ref())?;
 
     let wants_caps = points.iter().any(|p| !p.cap.is_default());
-    if wants_caps {
-        if dev.power_needs_permission() && !args.allow_power_changes {
-            return Err(usage(
-                "changing a GPU's power limit needs --allow-power-changes (the original limit is restored on exit)",
-            ));
-        }
-        dev.arm_power_guard(args.allow_power_changes)?;
+    let wants_clocks = points
+        .iter()
+        .any(|p| p.sm_clock_mhz.is_some() || p.mem_clock_mhz.is_some());
+    if wants_caps && dev.power_needs_permission() && !args.allow_power_changes {
+        return Err(usage(
+            "changing a GPU's power limit needs --allow-power-changes (the original limit is restored on exit)",
+        ));
     }
-    joulebench_core::sweep::check_caps(&points, dev.power_mut())?;
+    if wants_clocks && dev.power_needs_permission() && !args.allow_clock_changes {
+        return Err(usage(
+            "locking a GPU's clocks needs --allow-clock-changes (the default clocks are restored on exit)",
+        ));
+    }
+    if wants_caps || wants_clocks {
+        dev.arm_guard(args.allow_power_changes, args.allow_clock_changes)?;
+    }
+    let limits = joulebench_core::sweep::check_caps(&points, dev.power_mut())?;
+    if let Some(l) =
+        limits.filter(|l| !joulebench_core::sweep::same_limit_w(l.current_w, l.default_w))
+    {
+        eprintln!(
+            "warning: the power limit of {} is {:.0} W, not its default {:.0} W (a killed sweep \
+             or another tool left it changed? see `joulebench power status`); points at the cap \
+             \"default\" run at {:.0} W and are flagged cap-not-default, never used as the \
+             default-limit baseline",
+            device.name, l.current_w, l.default_w, l.current_w
+        );
+    }
 
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| default_out(dev.backend.name(), &device.name));
+    let existed = out.exists();
+    // held until the sweep ends: no other joulebench appends to this file meanwhile
+    let (mut writer, existing) = open_results(&out, args.resume)?;
     let done = if args.resume {
-        existing_keys(&out)?
+        points_done(
+            &existing,
+            &out,
+            &device,
+            dev.backend.name(),
+            &cfg,
+            args.repeat,
+            args.allow_config_mismatch,
+        )?
     } else {
         Default::default()
     };
-    let existed = out.exists();
-    // a path that cannot be opened for writing is refused before anything runs
-    let mut writer = JsonlWriter::append(&out).map_err(usage)?;
 
     for n in &dev.notes {
         eprintln!("{n}");
@@ -134,6 +162,11 @@ pub fn run_with(
     } else {
         &mut progress
     };
+    // the guard's clocks, where it took them over (an NVML device)
+    let mut guard_clocks = match (&dev.guard, &dev.clocks) {
+        (Some(g), None) => Some(g.clock_handle()),
+        _ => None,
+    };
     let result = {
         let power: Option<&mut dyn joulebench_core::PowerControl> =
             match (&mut dev.guard, &mut dev.power) {
@@ -141,10 +174,17 @@ pub fn run_with(
                 (None, Some(p)) => Some(p.as_mut()),
                 _ => None,
             };
+        let clocks: Option<&mut dyn joulebench_core::ClockControl> =
+            match (&mut dev.clocks, &mut guard_clocks) {
+                (Some(c), _) => Some(c.as_mut()),
+                (None, Some(g)) => Some(g),
+                _ => None,
+            };
         let mut session = DeviceSession {
             backend: dev.backend.as_mut(),
             meter: dev.meter.as_mut(),
             power,
+            clocks,
             clock: dev.clock.as_ref(),
         };
         run_sweep(
@@ -163,12 +203,21 @@ pub fn run_with(
     let restored = dev.guard.take().map(|g| g.finish());
     match restored {
         Some(Ok(Some(r))) => eprintln!(
-            "power limit of {} restored to {:.0} W",
-            r.device, r.restored_w
+            "power limit of {} restored to {:.0} W{}",
+            r.device,
+            r.restored_w,
+            if r.clocks_reset.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} clocks reset to the default",
+                    r.clocks_reset.join(" and ")
+                )
+            }
         ),
         Some(Err(e)) => {
             return Err(runtime(format!(
-                "could not restore the power limit: {e}; run `joulebench power restore`"
+                "could not restore the power limit or clocks: {e}; run `joulebench power restore`"
             ))
             .hint(&kept))
         }

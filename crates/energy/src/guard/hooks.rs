@@ -117,8 +117,13 @@ fn restore_all(cause: &str, only: Option<ThreadId>, wait: Duration, exit_code: O
             let name = inner.config.device.name.clone();
             match inner.restore() {
                 Ok(Some(r)) => eprintln!(
-                    "joulebench: {cause}: restored the power limit of {name} to {:.0} W",
-                    r.restored_w
+                    "joulebench: {cause}: restored the power limit of {name} to {:.0} W{}",
+                    r.restored_w,
+                    if r.clocks_reset.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" and reset its {} clocks", r.clocks_reset.join(" and "))
+                    }
                 ),
                 Ok(None) => {}
                 Err(e) => eprintln!(

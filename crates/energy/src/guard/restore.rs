@@ -4,7 +4,7 @@
 
 use super::state::{owner_status, read_state_file, remove_state_file, state_file_for};
 use super::{OwnerStatus, PowerStateFile, SAME_LIMIT_W};
-use joulebench_core::{DeviceInfo, PowerControl, PowerError, PowerLimits};
+use joulebench_core::{ClockControl, DeviceInfo, PowerControl, PowerError, PowerLimits};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +16,8 @@ pub struct RestoreReport {
     /// The limit just before the restore, where it could be read.
     pub was_w: Option<f64>,
     pub state_file: PathBuf,
+    /// The clocks that were locked and are back at the default ("SM", "memory").
+    pub clocks_reset: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,6 +46,29 @@ pub fn restore_from_state_file_with<F>(
 where
     F: FnOnce(&PowerStateFile) -> Result<Box<dyn PowerControl>, PowerError>,
 {
+    restore_from_state_file_full(path, options, open_device, |s| {
+        Err(PowerError::Unavailable(format!(
+            "{} also records locked clocks of {}, and no clock control was given to reset them",
+            path.display(),
+            s.device.name
+        )))
+    })
+}
+
+/// [`restore_from_state_file_with`] for a state file that may record locked clocks
+/// too: `open_clocks` opens the device's clock control (for NVML:
+/// `nvml::open_clock_control_for_state`), called only when clocks were locked. The
+/// clocks are reset first, then the limit; the file goes only when both are back.
+pub fn restore_from_state_file_full<F, G>(
+    path: &Path,
+    options: RestoreOptions,
+    open_device: F,
+    open_clocks: G,
+) -> Result<RestoreReport, PowerError>
+where
+    F: FnOnce(&PowerStateFile) -> Result<Box<dyn PowerControl>, PowerError>,
+    G: FnOnce(&PowerStateFile) -> Result<Box<dyn ClockControl>, PowerError>,
+{
     if !path.exists() {
         return Err(PowerError::Unavailable(format!(
             "no restore is pending: {} does not exist",
@@ -68,6 +93,18 @@ where
                 )))
             }
             OwnerStatus::Gone | OwnerStatus::Unknown => {}
+        }
+    }
+    let mut clocks_reset = Vec::new();
+    if state.locked_clocks.any() {
+        let mut clocks = open_clocks(&state)?;
+        if state.locked_clocks.sm {
+            clocks.reset_sm_clocks()?;
+            clocks_reset.push("SM".to_string());
+        }
+        if state.locked_clocks.mem {
+            clocks.reset_mem_clocks()?;
+            clocks_reset.push("memory".to_string());
         }
     }
     let mut control = open_device(&state)?;
@@ -96,6 +133,7 @@ where
         restored_w: state.original_limit_w,
         was_w: Some(was_w),
         state_file: path.to_path_buf(),
+        clocks_reset,
     })
 }
 

@@ -3,16 +3,32 @@
 //! may still need restoring": after a SIGKILL or a power loss, `joulebench power
 //! restore` reads it. One file per device, so one worker process per GPU never clash.
 
+use super::secure;
 use joulebench_core::{DeviceInfo, PowerError};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Overrides where state files live (tests, shared machines with odd homes).
 pub const STATE_DIR_ENV: &str = "JOULEBENCH_STATE_DIR";
 
-pub const STATE_FILE_SCHEMA: u32 = 1;
+/// Schema 2 adds `locked_clocks`; files of schema 1 (power limits only) are read.
+pub const STATE_FILE_SCHEMA: u32 = 2;
+
+/// Which of a device's clocks a sweep locked: each is reset to the device's
+/// default on restore.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedClocks {
+    pub sm: bool,
+    pub mem: bool,
+}
+
+impl LockedClocks {
+    pub fn any(&self) -> bool {
+        self.sm || self.mem
+    }
+}
 
 /// Which device a state file is about: enough to find it again.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,6 +66,9 @@ pub struct PowerStateFile {
     pub boot_id: Option<String>,
     pub host: Option<String>,
     pub written_unix_s: f64,
+    /// Clocks locked since the file was written (schema 2; none in schema 1).
+    #[serde(default)]
+    pub locked_clocks: LockedClocks,
 }
 
 /// `$JOULEBENCH_STATE_DIR`, else `$XDG_STATE_HOME/joulebench`, else
@@ -72,6 +91,12 @@ pub fn default_state_dir() -> Option<PathBuf> {
 /// `<dir>/power-state-<device>.json`, the device named by its UUID (else PCI bus id,
 /// else name) in characters safe for a file name.
 pub fn state_file_for(dir: &Path, device: &DeviceInfo) -> PathBuf {
+    dir.join(format!("power-state-{}.json", device_file_key(device)))
+}
+
+/// A device's name in file names: its UUID, else PCI bus id, else name, in
+/// characters safe for a file name.
+pub(crate) fn device_file_key(device: &DeviceInfo) -> String {
     let key = device
         .uuid
         .as_deref()
@@ -93,13 +118,29 @@ pub fn state_file_for(dir: &Path, device: &DeviceInfo) -> PathBuf {
             }
         })
         .collect();
-    dir.join(format!("power-state-{safe}.json"))
+    safe
 }
 
+/// Refuse a state directory another user owns or can write (where they could plant
+/// a state file for `power restore`, or links for the next write), before any
+/// state file in it is read. A missing directory holds nothing and passes.
+pub fn check_state_dir(dir: &Path) -> Result<(), PowerError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    secure::private_dir(dir, "state directory", STATE_DIR_ENV)
+}
+
+/// Reads a state file only if this user wrote it and no one else can change it,
+/// never through a symbolic link.
 pub fn read_state_file(path: &Path) -> Result<PowerStateFile, PowerError> {
-    let text = fs::read_to_string(path).map_err(|e| {
-        PowerError::Unavailable(format!("power state file {}: {e}", path.display()))
-    })?;
+    let mut text = String::new();
+    secure::open_trusted(path, "power state file")?
+        .take(1 << 20)
+        .read_to_string(&mut text)
+        .map_err(|e| {
+            PowerError::Unavailable(format!("power state file {}: {e}", path.display()))
+        })?;
     let state: PowerStateFile = serde_json::from_str(&text).map_err(|e| {
         PowerError::Failed(format!(
             "power state file {} is damaged ({e}); the original limit it held is unknown — \
@@ -107,9 +148,9 @@ pub fn read_state_file(path: &Path) -> Result<PowerStateFile, PowerError> {
             path.display()
         ))
     })?;
-    if state.schema != STATE_FILE_SCHEMA {
+    if !(1..=STATE_FILE_SCHEMA).contains(&state.schema) {
         return Err(PowerError::Failed(format!(
-            "power state file {} has schema {}, this joulebench reads {STATE_FILE_SCHEMA}",
+            "power state file {} has schema {}, this joulebench reads 1 to {STATE_FILE_SCHEMA}",
             path.display(),
             state.schema
         )));
@@ -117,8 +158,10 @@ pub fn read_state_file(path: &Path) -> Result<PowerStateFile, PowerError> {
     Ok(state)
 }
 
-/// Written to a temporary file, fsynced, renamed over the target, and the directory
-/// fsynced: after a power loss the file is either whole or absent, never half.
+/// Written to a new file created exclusively (O_EXCL, never through a link, mode
+/// 0600, an unpredictable name) in a directory of this user that no one else can
+/// write, fsynced, renamed over the target, and the directory fsynced: after a
+/// power loss the file is either whole or absent, never half.
 pub fn write_state_file(path: &Path, state: &PowerStateFile) -> Result<(), PowerError> {
     let io = |what: &str, e: std::io::Error| {
         PowerError::Failed(format!(
@@ -126,20 +169,21 @@ pub fn write_state_file(path: &Path, state: &PowerStateFile) -> Result<(), Power
             path.display()
         ))
     };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        secure::private_dir(dir, "state directory", STATE_DIR_ENV)?;
     }
     let text = serde_json::to_string_pretty(state)
         .map_err(|e| PowerError::Failed(format!("encoding the power state file: {e}")))?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let mut f = fs::File::create(&tmp).map_err(|e| io("write", e))?;
-    f.write_all(text.as_bytes()).map_err(|e| io("write", e))?;
-    f.write_all(b"\n").map_err(|e| io("write", e))?;
-    f.sync_all().map_err(|e| io("sync", e))?;
+    let (mut f, tmp) = secure::create_temp_beside(path).map_err(|e| io("write", e))?;
+    let written = f
+        .write_all(text.as_bytes())
+        .and_then(|_| f.write_all(b"\n"))
+        .and_then(|_| f.sync_all());
     drop(f);
-    fs::rename(&tmp, path).map_err(|e| io("write", e))?;
+    if let Err(e) = written.and_then(|_| fs::rename(&tmp, path)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(io("write", e));
+    }
     sync_dir(path);
     Ok(())
 }

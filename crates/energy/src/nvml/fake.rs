@@ -60,6 +60,17 @@ pub struct FakeState {
 
     /// Every limit ever set, in order (tests assert on it).
     pub limit_history_mw: Vec<u32>,
+
+    /// The clocks locked clocks may be set to, MHz.
+    pub supported_sm_clocks_mhz: Vec<u32>,
+    pub supported_mem_clocks_mhz: Vec<u32>,
+    /// The locked ranges now, MHz; `None`: the default clocks.
+    pub locked_sm_mhz: Option<(u32, u32)>,
+    pub locked_mem_mhz: Option<(u32, u32)>,
+    /// Locking clocks fails with `NoPermission`, as for a user without root.
+    pub deny_clock_changes: bool,
+    /// Every clock change, in order: "sm 1410-1410", "sm reset", "mem 2619-2619", …
+    pub clock_history: Vec<String>,
 }
 
 impl Default for FakeState {
@@ -93,6 +104,12 @@ impl Default for FakeState {
             lost: false,
             deny_set_limit: false,
             limit_history_mw: Vec::new(),
+            supported_sm_clocks_mhz: (345..=1980).step_by(15).collect(),
+            supported_mem_clocks_mhz: vec![2619],
+            locked_sm_mhz: None,
+            locked_mem_mhz: None,
+            deny_clock_changes: false,
+            clock_history: Vec::new(),
         }
     }
 }
@@ -130,6 +147,12 @@ impl FakeState {
         self.fold_energy(unix_ms_now());
         self.power_demand_mw = mw;
     }
+}
+
+#[derive(Clone, Copy)]
+enum ClockDomain {
+    Sm,
+    Mem,
 }
 
 enum Backing {
@@ -211,6 +234,45 @@ impl FakeDevice {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Backing> {
         self.backing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Locks (`Some`) or resets (`None`) one clock domain as the driver would:
+    /// refused for an unsupported clock, a denied right or a lost GPU.
+    fn change_clocks(
+        &self,
+        domain: ClockDomain,
+        range: Option<(u32, u32)>,
+    ) -> Result<(), NvmlError> {
+        self.update(|s| {
+            if s.lost {
+                return Err(NvmlError::GpuLost);
+            }
+            if s.deny_clock_changes {
+                return Err(NvmlError::NoPermission(
+                    "the fake device denies clock changes".into(),
+                ));
+            }
+            let (supported, locked, name) = match domain {
+                ClockDomain::Sm => (&s.supported_sm_clocks_mhz, &mut s.locked_sm_mhz, "sm"),
+                ClockDomain::Mem => (&s.supported_mem_clocks_mhz, &mut s.locked_mem_mhz, "mem"),
+            };
+            match range {
+                Some((lo, hi)) => {
+                    if lo > hi || !supported.contains(&lo) || !supported.contains(&hi) {
+                        return Err(NvmlError::InvalidArgument(format!(
+                            "{lo}–{hi} MHz is not a supported {name} clock range"
+                        )));
+                    }
+                    *locked = Some((lo, hi));
+                    s.clock_history.push(format!("{name} {lo}-{hi}"));
+                }
+                None => {
+                    *locked = None;
+                    s.clock_history.push(format!("{name} reset"));
+                }
+            }
+            Ok(())
+        })?
     }
 
     /// Reads the state, failing as a lost GPU would.
@@ -372,10 +434,35 @@ impl NvmlDevice for FakeDevice {
 
     fn clocks_mhz(&self) -> Result<ClocksMhz, NvmlError> {
         let s = self.live()?;
+        // a locked clock holds the clock at the top of its range
         Ok(ClocksMhz {
-            sm_mhz: Some(s.sm_clock_mhz),
-            mem_mhz: Some(s.mem_clock_mhz),
+            sm_mhz: Some(s.locked_sm_mhz.map_or(s.sm_clock_mhz, |(_, hi)| hi)),
+            mem_mhz: Some(s.locked_mem_mhz.map_or(s.mem_clock_mhz, |(_, hi)| hi)),
         })
+    }
+
+    fn supported_sm_clocks_mhz(&self) -> Result<Vec<u32>, NvmlError> {
+        Ok(self.live()?.supported_sm_clocks_mhz)
+    }
+
+    fn supported_mem_clocks_mhz(&self) -> Result<Vec<u32>, NvmlError> {
+        Ok(self.live()?.supported_mem_clocks_mhz)
+    }
+
+    fn set_locked_sm_clocks_mhz(&self, min_mhz: u32, max_mhz: u32) -> Result<(), NvmlError> {
+        self.change_clocks(ClockDomain::Sm, Some((min_mhz, max_mhz)))
+    }
+
+    fn reset_locked_sm_clocks(&self) -> Result<(), NvmlError> {
+        self.change_clocks(ClockDomain::Sm, None)
+    }
+
+    fn set_locked_mem_clocks_mhz(&self, min_mhz: u32, max_mhz: u32) -> Result<(), NvmlError> {
+        self.change_clocks(ClockDomain::Mem, Some((min_mhz, max_mhz)))
+    }
+
+    fn reset_locked_mem_clocks(&self) -> Result<(), NvmlError> {
+        self.change_clocks(ClockDomain::Mem, None)
     }
 
     fn reference_clocks_mhz(&self) -> Result<ReferenceClocksMhz, NvmlError> {

@@ -4,6 +4,7 @@
 //! (tests here, and the CLI's end-to-end tests across processes).
 
 mod check;
+mod clocks;
 mod counter;
 #[cfg(feature = "test-fakes")]
 mod fake;
@@ -16,6 +17,7 @@ mod throttle;
 
 pub use crate::identity::{normalize_pci_bus_id, normalize_uuid, PciBusId};
 pub use check::{Agreement, AgreementHandle, AgreementInterval, CheckMeter};
+pub use clocks::{NvmlClockControl, CLOCK_PERMISSION_HINT};
 pub use counter::{measure_update_period, CounterMeter, PeriodProbe, UpdatePeriod};
 #[cfg(feature = "test-fakes")]
 pub use fake::{FakeDevice, FakeState};
@@ -163,6 +165,31 @@ pub trait NvmlDevice: Send + Sync {
     fn throttle_reasons(&self) -> Result<u64, NvmlError>;
     /// P-state 0..=15, `None` when the driver reports it unknown.
     fn performance_state(&self) -> Result<Option<u32>, NvmlError>;
+
+    /// The graphics (SM) clocks the device can be locked to, MHz (Volta and newer).
+    fn supported_sm_clocks_mhz(&self) -> Result<Vec<u32>, NvmlError> {
+        Err(NvmlError::NotSupported)
+    }
+    /// The memory clocks it can be locked to, MHz.
+    fn supported_mem_clocks_mhz(&self) -> Result<Vec<u32>, NvmlError> {
+        Err(NvmlError::NotSupported)
+    }
+    /// nvmlDeviceSetGpuLockedClocks; needs root.
+    fn set_locked_sm_clocks_mhz(&self, _min_mhz: u32, _max_mhz: u32) -> Result<(), NvmlError> {
+        Err(NvmlError::NotSupported)
+    }
+    /// nvmlDeviceResetGpuLockedClocks.
+    fn reset_locked_sm_clocks(&self) -> Result<(), NvmlError> {
+        Err(NvmlError::NotSupported)
+    }
+    /// nvmlDeviceSetMemoryLockedClocks (Ampere and newer); needs root.
+    fn set_locked_mem_clocks_mhz(&self, _min_mhz: u32, _max_mhz: u32) -> Result<(), NvmlError> {
+        Err(NvmlError::NotSupported)
+    }
+    /// nvmlDeviceResetMemoryLockedClocks.
+    fn reset_locked_mem_clocks(&self) -> Result<(), NvmlError> {
+        Err(NvmlError::NotSupported)
+    }
 }
 
 /// `Ok(None)` for what a device simply lacks; everything else stays an error.
@@ -326,6 +353,22 @@ pub fn open_meter(
 pub fn open_power_control_for_state(
     state: &PowerStateFile,
 ) -> Result<Box<dyn PowerControl>, PowerError> {
+    Ok(Box::new(NvmlPowerControl::new(open_device_for_state(
+        state,
+    )?)))
+}
+
+/// Clock control for the device a state file names (its locked clocks are reset by
+/// `joulebench power restore`), found as [`open_power_control_for_state`] finds it.
+pub fn open_clock_control_for_state(
+    state: &PowerStateFile,
+) -> Result<Box<dyn joulebench_core::ClockControl>, PowerError> {
+    Ok(Box::new(NvmlClockControl::new(open_device_for_state(
+        state,
+    )?)))
+}
+
+fn open_device_for_state(state: &PowerStateFile) -> Result<Arc<dyn NvmlDevice>, PowerError> {
     let wanted = DeviceMatch {
         uuid: state.device.uuid.clone(),
         pci_bus_id: state.device.pci_bus_id.clone(),
@@ -367,5 +410,5 @@ pub fn open_power_control_for_state(
             )))
         }
     };
-    Ok(Box::new(NvmlPowerControl::new(device)))
+    Ok(device)
 }

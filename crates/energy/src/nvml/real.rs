@@ -7,6 +7,7 @@ use super::{
     ReferenceClocksMhz,
 };
 use nvml_wrapper::enum_wrappers::device::{Clock, PerformanceState, TemperatureSensor};
+use nvml_wrapper::enums::device::GpuLockedClocksSetting;
 use nvml_wrapper::enums::device::SampleValue;
 use nvml_wrapper::error::NvmlError as WrapperError;
 use nvml_wrapper::structs::device::FieldId;
@@ -97,6 +98,12 @@ impl RealDevice {
     fn new(device: Device<'static>) -> Result<Self, NvmlError> {
         let uuid = device.uuid().map_err(map_err)?;
         Ok(RealDevice { device, uuid })
+    }
+
+    /// nvml-wrapper wants a mutable handle for changes; a fresh one for the same UUID
+    /// keeps every read lock-free.
+    fn mutable(&self) -> Result<Device<'static>, NvmlError> {
+        nvml()?.device_by_uuid(self.uuid.as_str()).map_err(map_err)
     }
 }
 
@@ -221,6 +228,40 @@ impl NvmlDevice for RealDevice {
             .current_throttle_reasons()
             .map(|r| r.bits())
             .map_err(map_err)
+    }
+
+    fn supported_sm_clocks_mhz(&self) -> Result<Vec<u32>, NvmlError> {
+        // the graphics clocks the driver offers at the highest memory clock
+        let mem = self.supported_mem_clocks_mhz()?;
+        let top = mem.iter().copied().max().ok_or(NvmlError::NotSupported)?;
+        self.device.supported_graphics_clocks(top).map_err(map_err)
+    }
+
+    fn supported_mem_clocks_mhz(&self) -> Result<Vec<u32>, NvmlError> {
+        self.device.supported_memory_clocks().map_err(map_err)
+    }
+
+    fn set_locked_sm_clocks_mhz(&self, min_mhz: u32, max_mhz: u32) -> Result<(), NvmlError> {
+        self.mutable()?
+            .set_gpu_locked_clocks(GpuLockedClocksSetting::Numeric {
+                min_clock_mhz: min_mhz,
+                max_clock_mhz: max_mhz,
+            })
+            .map_err(map_err)
+    }
+
+    fn reset_locked_sm_clocks(&self) -> Result<(), NvmlError> {
+        self.mutable()?.reset_gpu_locked_clocks().map_err(map_err)
+    }
+
+    fn set_locked_mem_clocks_mhz(&self, min_mhz: u32, max_mhz: u32) -> Result<(), NvmlError> {
+        self.mutable()?
+            .set_mem_locked_clocks(min_mhz, max_mhz)
+            .map_err(map_err)
+    }
+
+    fn reset_locked_mem_clocks(&self) -> Result<(), NvmlError> {
+        self.mutable()?.reset_mem_locked_clocks().map_err(map_err)
     }
 
     fn performance_state(&self) -> Result<Option<u32>, NvmlError> {

@@ -4,6 +4,7 @@
 
 use super::Shared;
 use joulebench_core::clock::Clock;
+use joulebench_core::clocks::ClockControl;
 use joulebench_core::power::{PowerControl, PowerError, PowerLimits};
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ impl SimClockControl {
 
     /// Lock the SM clock to `min_mhz..=max_mhz` (both supported clocks).
     pub fn lock_sm_mhz(&mut self, min_mhz: u32, max_mhz: u32) -> Result<(), PowerError> {
-        let supported = self.supported_sm_clocks_mhz();
+        let supported = self.shared.lock().profile.supported_sm_clocks_mhz();
         for c in [min_mhz, max_mhz] {
             if !supported.contains(&c) {
                 return Err(PowerError::Failed(format!(
@@ -80,6 +81,41 @@ impl SimClockControl {
 
     pub fn locked_sm_mhz(&self) -> Option<(u32, u32)> {
         self.shared.lock().locked_sm_mhz
+    }
+}
+
+/// Locked clocks on the simulated device need no rights and touch no hardware. Its
+/// memory has one clock, so only that clock "locks".
+impl ClockControl for SimClockControl {
+    fn supported_sm_clocks_mhz(&mut self) -> Result<Vec<u32>, PowerError> {
+        Ok(SimClockControl::supported_sm_clocks_mhz(self))
+    }
+
+    fn supported_mem_clocks_mhz(&mut self) -> Result<Vec<u32>, PowerError> {
+        Ok(vec![self.shared.lock().profile.mem_clock_mhz])
+    }
+
+    fn lock_sm_clocks_mhz(&mut self, min_mhz: u32, max_mhz: u32) -> Result<(), PowerError> {
+        self.lock_sm_mhz(min_mhz, max_mhz)
+    }
+
+    fn reset_sm_clocks(&mut self) -> Result<(), PowerError> {
+        self.unlock();
+        Ok(())
+    }
+
+    fn lock_mem_clocks_mhz(&mut self, min_mhz: u32, max_mhz: u32) -> Result<(), PowerError> {
+        let mem = self.shared.lock().profile.mem_clock_mhz;
+        if (min_mhz, max_mhz) != (mem, mem) {
+            return Err(PowerError::Failed(format!(
+                "the simulated device's memory runs at {mem} MHz only"
+            )));
+        }
+        Ok(())
+    }
+
+    fn reset_mem_clocks(&mut self) -> Result<(), PowerError> {
+        Ok(())
     }
 }
 
@@ -107,6 +143,7 @@ impl Clock for SimClock {
 #[cfg(test)]
 mod tests {
     use super::super::SimDevice;
+    use joulebench_core::clocks::ClockControl;
     use joulebench_core::power::{PowerControl, PowerError};
 
     #[test]
@@ -118,6 +155,20 @@ mod tests {
         ));
         assert!(dev.power.set_limit_w(350.0).is_ok());
         assert_eq!(dev.power.enforced_limit_w().unwrap(), 350.0);
+    }
+
+    #[test]
+    fn the_clock_control_trait_locks_and_resets_the_model() {
+        let mut dev = SimDevice::open("sim-h100", 0, 1).unwrap();
+        let c: &mut dyn ClockControl = &mut dev.clocks;
+        let sm = c.supported_sm_clocks_mhz().unwrap();
+        assert_eq!((sm.first(), sm.last()), (Some(&345), Some(&1980)));
+        c.lock_sm_clocks_mhz(1200, 1200).unwrap();
+        assert!(c.lock_sm_clocks_mhz(1201, 1201).is_err());
+        assert!(c.lock_mem_clocks_mhz(1000, 1000).is_err());
+        assert_eq!(dev.clocks.locked_sm_mhz(), Some((1200, 1200)));
+        ClockControl::reset_sm_clocks(&mut dev.clocks).unwrap();
+        assert_eq!(dev.clocks.locked_sm_mhz(), None);
     }
 
     #[test]

@@ -103,9 +103,15 @@ impl SimProfile {
             p.power_limited = true;
             p
         };
+        // a power limit wins over a locked clock, as on a GPU: below the locked
+        // range if even its lowest clock draws more than the cap
         let (mut lo, mut hi) = (lo0, hi0);
         if at(lo).power_w > cap_w {
-            return limited(at(lo));
+            hi = lo;
+            lo = self.min_clock_fraction();
+            if at(lo).power_w > cap_w {
+                return limited(at(lo));
+            }
         }
         for _ in 0..40 {
             let mid = 0.5 * (lo + hi);

@@ -18,8 +18,15 @@ pub fn fake_info(fake: &FakeDevice) -> DeviceInfo {
     fake.identity().unwrap().to_device_info()
 }
 
+/// The per-GPU lock of a test's guards: beside its state files, so tests running at
+/// once on fakes with one UUID do not take each other's lock.
+pub fn lock_dir(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join(".locks")
+}
+
 pub fn guard_on(fake: &Arc<FakeDevice>, state_dir: &Path, allow: bool) -> PowerGuard {
-    let config = GuardConfig::new(fake_info(fake), DEVICE_KIND_FAKE, state_dir, allow);
+    let config = GuardConfig::new(fake_info(fake), DEVICE_KIND_FAKE, state_dir, allow)
+        .with_lock_dir(&lock_dir(state_dir));
     PowerGuard::new(Box::new(NvmlPowerControl::new(fake.clone())), config).unwrap()
 }
 

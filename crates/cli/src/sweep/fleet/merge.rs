@@ -2,10 +2,8 @@
 //! is appended as the worker wrote it, never re-encoded, and a line `--out` already
 //! holds (a resumed sweep merges its device files again) is not appended twice.
 
-use joulebench_core::record::{read_record_lines, RecordError};
+use joulebench_core::record::{read_record_lines, JsonlWriter, RecordError};
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,46 +23,28 @@ fn record_lines(path: &Path) -> Result<Vec<String>, RecordError> {
         .collect())
 }
 
-/// Append to `out` every record line of `parts` it does not hold yet. Lines, not point
-/// keys: two GPUs that cannot be told apart (no UUID, no PCI bus id) keep both their
-/// records. Missing parts (a worker that failed before its first point) are passed
-/// over; `out` is created only when there is something to write.
-pub fn append_new_records(out: &Path, parts: &[PathBuf]) -> Result<MergeOutcome, RecordError> {
-    let mut seen: HashSet<String> = if out.exists() {
-        record_lines(out)?.into_iter().collect()
-    } else {
-        HashSet::new()
-    };
-    let mut file: Option<File> = None;
+/// Append to `out` (held by the sweep under its lock) every record line of `parts`
+/// it does not hold yet. Lines, not point keys: two GPUs that cannot be told apart
+/// (no UUID, no PCI bus id) keep both their records. Missing parts (a worker that
+/// failed before its first point) are passed over.
+pub fn append_new_records(
+    out: &mut JsonlWriter,
+    parts: &[PathBuf],
+) -> Result<MergeOutcome, RecordError> {
+    let mut seen: HashSet<String> = record_lines(out.path())?.into_iter().collect();
     let mut outcome = MergeOutcome::default();
-    let werr = |source| RecordError::Write {
-        path: out.into(),
-        source,
-    };
     for part in parts.iter().filter(|p| p.exists()) {
         for line in record_lines(part)? {
             if seen.contains(&line) {
                 outcome.already_there += 1;
                 continue;
             }
-            let f = match &mut file {
-                Some(f) => f,
-                None => file.insert(
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(out)
-                        .map_err(werr)?,
-                ),
-            };
-            // one write per record, as the sweep writes: a killed merge leaves whole lines
-            f.write_all(format!("{line}\n").as_bytes()).map_err(werr)?;
+            // one synced write per record, as the sweep writes: a killed merge leaves
+            // whole lines
+            out.write_line(&line)?;
             outcome.appended += 1;
             seen.insert(line);
         }
-    }
-    if let Some(f) = file {
-        f.sync_data().map_err(werr)?;
     }
     Ok(outcome)
 }

@@ -8,6 +8,9 @@ use clap::ValueEnum;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+/// The most devices one node sweep measures: one worker process each.
+pub const MAX_DEVICES: usize = 64;
+
 /// "all", or device indices.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceList {
@@ -36,6 +39,11 @@ pub fn parse_device_list(s: &str) -> Result<DeviceList, String> {
         if lo > hi {
             return Err(bad(item));
         }
+        if hi - lo >= MAX_DEVICES || hi >= 1 << 16 {
+            return Err(format!(
+                "--devices '{item}': at most {MAX_DEVICES} devices, indices below 65536"
+            ));
+        }
         for i in lo..=hi {
             if !out.contains(&i) {
                 out.push(i);
@@ -44,6 +52,12 @@ pub fn parse_device_list(s: &str) -> Result<DeviceList, String> {
     }
     if out.is_empty() {
         return Err("empty --devices list: give \"all\" or device indices".into());
+    }
+    if out.len() > MAX_DEVICES {
+        return Err(format!(
+            "--devices names {} devices; a node sweep measures at most {MAX_DEVICES}",
+            out.len()
+        ));
     }
     Ok(DeviceList::Indices(out))
 }
@@ -163,6 +177,11 @@ fn sim_pins(args: &SweepArgs, list: &DeviceList) -> Result<Vec<(usize, Pin)>, Cl
     let count = args.sim_devices.unwrap_or(names.len().max(1));
     if count == 0 {
         return Err(usage("--sim-devices must be ≥ 1"));
+    }
+    if count > MAX_DEVICES {
+        return Err(usage(format!(
+            "--sim-devices {count}: a simulated node has 1 to {MAX_DEVICES} GPUs (one worker process each)"
+        )));
     }
     if names.len() > 1 && names.len() != count {
         return Err(usage(format!(
@@ -320,7 +339,7 @@ mod tests {
             parse_device_list("0-2,1,5"),
             Ok(DeviceList::Indices(vec![0, 1, 2, 5]))
         );
-        for bad in ["", "x", "1-", "3-1", "-1", "0,,a"] {
+        for bad in ["", "x", "1-", "3-1", "-1", "0,,a", "0-1000000000", "70000"] {
             assert!(parse_device_list(bad).is_err(), "{bad}");
         }
     }
