@@ -162,7 +162,7 @@ extern "C" {
 /// time, and several lavapipe sweeps at once would starve those threads.
 static ONE_SWEEP_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// One small f32 matmul with one-second windows: seconds on lavapipe.
+/// One small f32 matmul with half-second windows: seconds on lavapipe.
 const TINY: &str = r#"
 precisions = ["f32"]
 kernels = ["wgsl-tiled"]
@@ -174,7 +174,7 @@ k = 128
 idle_baseline_s = 0.0
 warmup_s = 0.2
 warmup_max_s = 0.5
-min_window_s = 1.0
+min_window_s = 0.5
 min_counter_updates = 10
 stop_rule = "fixed-count"
 min_windows = 2

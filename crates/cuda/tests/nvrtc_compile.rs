@@ -156,7 +156,13 @@ fn check_file(
         Err(e) => return vec![format!("{}: {e}", file.name)],
     };
     let ptx = compiled.ptx().unwrap_or_default().to_string();
-    let dir = std::env::temp_dir().join(format!("jb-nvrtc-compile-{}", std::process::id()));
+    // one directory per (file, arch): the pairs compile in parallel
+    let dir = std::env::temp_dir().join(format!(
+        "jb-nvrtc-compile-{}-{}-{}",
+        std::process::id(),
+        file.name,
+        a.number()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let ptx_path = dir.join(format!("{}_{}.ptx", file.name, a.number()));
     std::fs::write(&ptx_path, &ptx).unwrap();
@@ -265,13 +271,45 @@ fn kernels_compile_and_fit_their_launch_configs() {
         "| kernel | arch | threads | registers | static smem B | dynamic smem B | spill stores / loads B |".to_string(),
         "|---|---|---|---|---|---|---|".to_string(),
     ];
-    for file in FILES {
-        for arch in ARCHS {
-            if arch < file.min_compute_capability {
-                continue;
-            }
-            problems.extend(check_file(file, arch, &ptxas, &mut table));
-        }
+    // NVRTC and ptxas are single-threaded: compile the (file, arch) pairs on every core
+    let jobs: Vec<(&KernelFile, (u32, u32))> = FILES
+        .iter()
+        .flat_map(|file| {
+            ARCHS
+                .iter()
+                .filter(|&&arch| arch >= file.min_compute_capability)
+                .map(move |&arch| (file, arch))
+        })
+        .collect();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, Vec<String>, Vec<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.min(jobs.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(file, arch)) = jobs.get(i) else {
+                            return done;
+                        };
+                        let mut rows = Vec::new();
+                        let found = check_file(file, arch, &ptxas, &mut rows);
+                        done.push((i, found, rows));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a compile thread panicked"))
+            .collect()
+    });
+    // the table and the problems in file and arch order, however the threads ran
+    results.sort_by_key(|(i, _, _)| *i);
+    for (_, found, rows) in results {
+        problems.extend(found);
+        table.extend(rows);
     }
     eprintln!("{}", table.join("\n"));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
