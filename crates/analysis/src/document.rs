@@ -183,12 +183,7 @@ pub fn flags_table(records: &[Record]) -> Table {
             .count();
         t.push(vec![
             f.name().into(),
-            if f.is_caution() {
-                "caution"
-            } else {
-                "information"
-            }
-            .into(),
+            f.kind().into(),
             f.meaning().into(),
             n.to_string(),
         ]);

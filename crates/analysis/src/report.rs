@@ -151,16 +151,7 @@ fn records_table_gpu(records: &[Record]) -> Table {
 pub fn flags_legend() -> Table {
     let mut t = Table::new("Validity flags", &["flag", "kind", "meaning"]);
     for f in ValidityFlag::ALL {
-        t.push(vec![
-            f.name().into(),
-            if f.is_caution() {
-                "caution"
-            } else {
-                "information"
-            }
-            .into(),
-            f.meaning().into(),
-        ]);
+        t.push(vec![f.name().into(), f.kind().into(), f.meaning().into()]);
     }
     t
 }

@@ -115,14 +115,7 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                         r.was_w
                             .map(|w| format!(" (was {w:.0} W)"))
                             .unwrap_or_default(),
-                        if r.clocks_reset.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                "; {} clocks reset to the default",
-                                r.clocks_reset.join(" and ")
-                            )
-                        }
+                        r.clocks_note()
                     ),
                     Err(e) => failures.push(format!("{}: {e}", path.display())),
                 }

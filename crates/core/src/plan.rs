@@ -107,16 +107,44 @@ impl Default for SweepConfig {
     }
 }
 
+/// A kernel named that the backend does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown kernel '{kernel}' for backend {backend}; it has: {available}")]
+pub struct UnknownKernel {
+    pub kernel: String,
+    pub backend: String,
+    pub available: String,
+}
+
+/// Refuses the first of `names` that `backend` has no kernel of, listing those it has.
+pub fn check_kernels_known<'a>(
+    names: impl IntoIterator<Item = &'a String>,
+    backend: &dyn Backend,
+) -> Result<(), UnknownKernel> {
+    let kernels = backend.kernels();
+    match names
+        .into_iter()
+        .find(|name| !kernels.iter().any(|k| &k.name == *name))
+    {
+        None => Ok(()),
+        Some(name) => Err(UnknownKernel {
+            kernel: name.clone(),
+            backend: backend.name().to_string(),
+            available: kernels
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("cannot read sweep config {path}: {message}")]
     Config { path: String, message: String },
-    #[error("unknown kernel '{kernel}' for backend {backend}; it has: {available}")]
-    UnknownKernel {
-        kernel: String,
-        backend: String,
-        available: String,
-    },
+    #[error(transparent)]
+    UnknownKernel(#[from] UnknownKernel),
     #[error("invalid shape in sweep config: {0}")]
     Shape(#[from] WorkloadError),
     #[error("sweep config: {0}")]
@@ -397,33 +425,11 @@ impl SweepConfig {
         self.protocol
             .validate()
             .map_err(|e| PlanError::Invalid(e.to_string()))?;
+        check_kernels_known(
+            self.kernels.iter().chain(self.kernel_precisions.keys()),
+            backend,
+        )?;
         let kernels = backend.kernels();
-        for name in &self.kernels {
-            if !kernels.iter().any(|k| &k.name == name) {
-                return Err(PlanError::UnknownKernel {
-                    kernel: name.clone(),
-                    backend: backend.name().to_string(),
-                    available: kernels
-                        .iter()
-                        .map(|k| k.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
-        }
-        for name in self.kernel_precisions.keys() {
-            if !kernels.iter().any(|k| &k.name == name) {
-                return Err(PlanError::UnknownKernel {
-                    kernel: name.clone(),
-                    backend: backend.name().to_string(),
-                    available: kernels
-                        .iter()
-                        .map(|k| k.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
-        }
         let chosen: Vec<&KernelInfo> = kernels
             .iter()
             .filter(|k| self.kernels.is_empty() || self.kernels.contains(&k.name))

@@ -306,6 +306,15 @@ impl ValidityFlag {
         !matches!(self, ValidityFlag::PowerLimited)
     }
 
+    /// "caution" or "information", as reports list it.
+    pub fn kind(self) -> &'static str {
+        if self.is_caution() {
+            "caution"
+        } else {
+            "information"
+        }
+    }
+
     pub const ALL: [ValidityFlag; 10] = [
         ValidityFlag::ShortWindow,
         ValidityFlag::HighSpread,

@@ -208,10 +208,8 @@ fn set_clocks(
     Ok(())
 }
 
-/// A stable per-point seed, the same on every run and on resume: `--resume` uses
-/// it to tell whether a file's records were measured with the same sweep seed.
-pub fn point_seed(seed: u64, key: &str) -> u64 {
-    // FNV-1a
+/// `seed` mixed with `key` by FNV-1a: the same on every run and platform.
+fn point_seed(seed: u64, key: &str) -> u64 {
     key.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ seed, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     })

@@ -8,7 +8,7 @@ use crate::config::{ModelConfig, ModelError};
 use crate::step::{distinct_workloads, step_ops};
 use joulebench_core::backend::{Backend, KernelInfo};
 use joulebench_core::device::DeviceInfo;
-use joulebench_core::plan::PlanPoint;
+use joulebench_core::plan::{check_kernels_known, PlanPoint, UnknownKernel};
 use joulebench_core::power::PowerCap;
 use joulebench_core::precision::Precision;
 use joulebench_core::workload::Op;
@@ -104,12 +104,8 @@ pub struct PlanOptions {
 pub enum PlanError {
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("unknown kernel '{kernel}' for backend {backend}; it has: {available}")]
-    UnknownKernel {
-        kernel: String,
-        backend: String,
-        available: String,
-    },
+    #[error(transparent)]
+    UnknownKernel(#[from] UnknownKernel),
     #[error("backend {backend} has no {op} kernel, so no step can be composed on it")]
     NoKernel { backend: String, op: Op },
     #[error("no micro-batch given")]
@@ -140,20 +136,8 @@ impl ModelPlan {
         for &mb in &opts.micro_batches {
             step_ops(model, mb)?;
         }
+        check_kernels_known(&opts.kernels, backend)?;
         let kernels = backend.kernels();
-        for name in &opts.kernels {
-            if !kernels.iter().any(|k| &k.name == name) {
-                return Err(PlanError::UnknownKernel {
-                    kernel: name.clone(),
-                    backend: backend.name().into(),
-                    available: kernels
-                        .iter()
-                        .map(|k| k.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
-        }
         let of_op = |op: Op| -> Vec<&KernelInfo> {
             let all: Vec<&KernelInfo> = kernels.iter().filter(|k| k.op == op).collect();
             let named: Vec<&KernelInfo> = all

@@ -206,14 +206,7 @@ pub fn run_with(
             "power limit of {} restored to {:.0} W{}",
             r.device,
             r.restored_w,
-            if r.clocks_reset.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; {} clocks reset to the default",
-                    r.clocks_reset.join(" and ")
-                )
-            }
+            r.clocks_note()
         ),
         Some(Err(e)) => {
             return Err(runtime(format!(

@@ -20,6 +20,20 @@ pub struct RestoreReport {
     pub clocks_reset: Vec<String>,
 }
 
+impl RestoreReport {
+    /// "; SM clocks reset to the default", or nothing where no clock was locked.
+    pub fn clocks_note(&self) -> String {
+        if self.clocks_reset.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} clocks reset to the default",
+                self.clocks_reset.join(" and ")
+            )
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RestoreOptions {
     /// Restore even though the process that wrote the file still runs (or ran on
