@@ -139,10 +139,11 @@ pub struct OpenDevice {
     /// The power control for reads and, on the simulated device, changes.
     pub power: Option<Box<dyn PowerControl>>,
     /// Locks the GPU's clocks (NVML, the simulated device); `None` where it cannot.
+    /// Once the guard is armed on an NVML device, the guard's clock handle.
     pub clocks: Option<Box<dyn ClockControl>>,
-    /// Replaces `power` (and `clocks`) once a sweep asks for caps or locked clocks
-    /// on an NVML device: it writes the state file before the first change and
-    /// restores on every exit path.
+    /// Replaces `power` (and routes `clocks` through itself) once a sweep asks for
+    /// caps or locked clocks on an NVML device: it writes the state file before the
+    /// first change and restores on every exit path.
     pub guard: Option<PowerGuard>,
     pub clock: Arc<dyn Clock>,
     /// Lines worth telling the user before the sweep (which meter, and why).
@@ -161,12 +162,11 @@ impl OpenDevice {
         }
     }
 
-    /// The clock control: the guard once armed, else the device's own.
+    /// The clock control: the guard's once armed on an NVML device, else the device's own.
     pub fn clocks_mut(&mut self) -> Option<&mut dyn ClockControl> {
-        match (&mut self.guard, &mut self.clocks) {
-            (Some(g), _) if self.nvml.is_some() => Some(g as &mut dyn ClockControl),
-            (_, Some(c)) => Some(c.as_mut()),
-            _ => None,
+        match &mut self.clocks {
+            Some(c) => Some(c.as_mut()),
+            None => None,
         }
     }
 
@@ -206,7 +206,8 @@ impl OpenDevice {
             cfg,
         )?;
         self.power = None;
-        self.clocks = None;
+        // the guard's clock handle: every lock goes through the guard, which resets it
+        self.clocks = Some(Box::new(guard.clock_handle()));
         self.guard = Some(guard);
         Ok(())
     }

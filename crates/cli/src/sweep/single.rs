@@ -162,11 +162,6 @@ pub fn run_with(
     } else {
         &mut progress
     };
-    // the guard's clocks, where it took them over (an NVML device)
-    let mut guard_clocks = match (&dev.guard, &dev.clocks) {
-        (Some(g), None) => Some(g.clock_handle()),
-        _ => None,
-    };
     let result = {
         let power: Option<&mut dyn joulebench_core::PowerControl> =
             match (&mut dev.guard, &mut dev.power) {
@@ -174,12 +169,10 @@ pub fn run_with(
                 (None, Some(p)) => Some(p.as_mut()),
                 _ => None,
             };
-        let clocks: Option<&mut dyn joulebench_core::ClockControl> =
-            match (&mut dev.clocks, &mut guard_clocks) {
-                (Some(c), _) => Some(c.as_mut()),
-                (None, Some(g)) => Some(g),
-                _ => None,
-            };
+        let clocks: Option<&mut dyn joulebench_core::ClockControl> = match &mut dev.clocks {
+            Some(c) => Some(c.as_mut()),
+            None => None,
+        };
         let mut session = DeviceSession {
             backend: dev.backend.as_mut(),
             meter: dev.meter.as_mut(),
