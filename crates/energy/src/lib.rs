@@ -13,6 +13,7 @@ pub mod identity;
 pub mod intel;
 pub mod monitor;
 pub mod nvml;
+pub mod polled_meter;
 pub mod poller;
 pub mod rapl;
 pub mod restore;
