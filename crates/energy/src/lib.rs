@@ -5,6 +5,8 @@
 
 pub mod amd;
 pub mod attach;
+#[cfg(feature = "test-fakes")]
+mod fake_store;
 pub mod guard;
 pub mod host;
 pub mod hwmon_meter;
