@@ -118,16 +118,40 @@ impl<R: MeterRig> Opened<R> {
         self.window_with(|_, _| {})
     }
 
-    fn watts_of(&self, w: &Window) -> f64 {
-        let joules = w.joules.expect("a window on a meter has energy");
-        joules / w.seconds
-    }
-
-    fn assert_reads_power(&self, w: &Window) {
-        let (got, want) = (self.watts_of(w), self.rig.watts());
-        assert!(
-            (got - want).abs() <= POWER_TOLERANCE * want,
-            "the window read {got:.1} W, the device drew {want:.1} W: {w:?}"
+    /// Two windows back to back whose energy over their time is the power drawn.
+    /// A meter polled in real time stamps an update late by however long its
+    /// thread waited for a core, a share of a short window: so each pair must be
+    /// within half of the power drawn (a counter that lost a wrap or a unit is off
+    /// by far more), and one of two pairs within [`POWER_TOLERANCE`].
+    fn assert_windows_read_power(&mut self, what: &str) {
+        let want = self.rig.watts();
+        let mut pairs = Vec::new();
+        for _ in 0..2 {
+            let (mut joules, mut seconds) = (0.0, 0.0);
+            let mut seen = Vec::new();
+            for _ in 0..2 {
+                let w = self
+                    .window()
+                    .unwrap_or_else(|e| panic!("{what}: the window was rejected: {e}"));
+                let j = w.joules.expect("a window on a meter has energy");
+                assert!(j > 0.0 && j.is_finite(), "{what}: {w:?}");
+                joules += j;
+                seconds += w.seconds;
+                seen.push(w);
+            }
+            let got = joules / seconds;
+            assert!(
+                (got - want).abs() <= 0.5 * want,
+                "{what}: the windows read {got:.1} W, the device drew {want:.1} W: {seen:?}"
+            );
+            if (got - want).abs() <= POWER_TOLERANCE * want {
+                return;
+            }
+            pairs.push(format!("{got:.1} W over {seen:?}"));
+        }
+        panic!(
+            "{what}: the device drew {want:.1} W, two pairs of windows read {}",
+            pairs.join(", then ")
         );
     }
 }
@@ -149,12 +173,7 @@ fn applies(outcome: Result<(), String>, fault: Fault) -> bool {
 pub fn counter_reads_the_power_drawn_and_never_goes_down<R: MeterRig>(make: impl FnOnce() -> R) {
     let mut m = open(make());
     assert!(m.meter.update_period_s() > 0.0, "a meter updates");
-    for _ in 0..2 {
-        let w = m
-            .window()
-            .unwrap_or_else(|e| panic!("a healthy counter: {e}"));
-        m.assert_reads_power(&w);
-    }
+    m.assert_windows_read_power("a healthy counter");
     let period = m.meter.update_period_s();
     m.rig.work(ms(10.0 * period));
     let ups = m.meter.take_updates().expect("updates");
@@ -175,7 +194,8 @@ pub fn reading_energy_now_leaves_the_updates_to_the_windows<R: MeterRig>(make: i
     let mut m = open(make());
     let period = m.meter.update_period_s();
     m.meter.take_updates().expect("updates");
-    m.rig.work(ms(12.0 * period));
+    // long enough that no wait for a core hides every update before the read
+    m.rig.work(ms(40.0 * period));
     let read_at_s = m.clock.now_s();
     m.meter.energy_j().expect("energy now");
     m.rig.work(ms(4.0 * period));
@@ -197,13 +217,7 @@ pub fn a_counter_that_wraps_keeps_counting<R: MeterRig>(make: impl FnOnce() -> R
     if !applies(rig.inject(Fault::StartNearWrap), Fault::StartNearWrap) {
         return;
     }
-    let mut m = open(rig);
-    for _ in 0..2 {
-        let w = m
-            .window()
-            .unwrap_or_else(|e| panic!("a wrap is not a fault: {e}"));
-        m.assert_reads_power(&w);
-    }
+    open(rig).assert_windows_read_power("a counter that wraps");
 }
 
 /// A counter that stops changing while the device works rejects the window: never
@@ -246,28 +260,47 @@ pub fn a_counter_that_goes_backwards_rejects_the_window<R: MeterRig>(make: impl 
     }
 }
 
-/// The update period a meter reports is how often its reading changes.
+/// The update period a meter reports is how often its reading changes. Never much
+/// shorter than the device's (windows of ten updates would then span fewer, and
+/// the stall check would fire early), nor many times longer (a fallback taken for
+/// a measurement). A period measured over a few changes on a busy host reads long,
+/// hence the wider bound above.
 pub fn the_update_period_is_how_often_the_reading_changes<R: MeterRig>(make: impl FnOnce() -> R) {
     let mut m = open(make());
     let (said, want) = (m.meter.update_period_s(), m.rig.update_period_s());
     assert!(
-        (said / want - 1.0).abs() < 0.5,
+        said >= 0.5 * want && said <= 4.0 * want,
         "the meter says it updates every {:.2} ms, its device every {:.2} ms",
         said * 1e3,
         want * 1e3
     );
     assert!(m.meter.response_s() >= said * (1.0 - 1e-9));
-    m.meter.take_updates().expect("updates");
-    m.rig.work(ms(30.0 * said));
-    let ups = m.meter.take_updates().expect("updates");
-    let gaps: Vec<f64> = ups.windows(2).map(|p| p[1].time_s - p[0].time_s).collect();
-    assert!(gaps.len() >= 10, "{} updates in 30 periods", ups.len());
-    let typical = median(&gaps);
-    assert!(
-        typical >= 0.5 * said && typical <= 2.0 * said,
-        "the reading changed every {:.2} ms, the meter says every {:.2} ms",
-        typical * 1e3,
-        said * 1e3
+    // watched twice at most: a polling thread kept from its core for a while
+    // sees one change where there were several
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        m.meter.take_updates().expect("updates");
+        m.rig.work(ms(30.0 * said));
+        let ups = m.meter.take_updates().expect("updates");
+        let gaps: Vec<f64> = ups.windows(2).map(|p| p[1].time_s - p[0].time_s).collect();
+        let typical = if gaps.is_empty() {
+            f64::INFINITY
+        } else {
+            median(&gaps)
+        };
+        if gaps.len() >= 10 && typical >= 0.25 * said && typical <= 2.0 * said {
+            return;
+        }
+        seen.push(format!(
+            "{} changes, typically {:.2} ms apart",
+            ups.len(),
+            typical * 1e3
+        ));
+    }
+    panic!(
+        "the meter says it updates every {:.2} ms; over 30 such periods its reading made {}",
+        said * 1e3,
+        seen.join(", then ")
     );
 }
 

@@ -268,10 +268,11 @@ mod sysfs_rigs {
 
     /// An Intel GPU under `xe`: `energy1_input` in µJ at 80 W, stepping every 5 ms.
     pub struct IntelRig {
-        _fx: SysfsFixture,
+        // the ticker stops before the tree it writes goes (fields drop in order)
+        energy: Counters,
         fs: Sysfs,
         hwmon: HwmonDevice,
-        energy: Counters,
+        _fx: SysfsFixture,
     }
 
     const INTEL_W: f64 = 80.0;
@@ -354,9 +355,9 @@ mod sysfs_rigs {
     /// An AMD GPU under `amdgpu` without amdsmi: `power1_input` at 150 W, sampled
     /// every 5 ms and integrated.
     pub struct AmdgpuRig {
-        _fx: SysfsFixture,
         fs: Sysfs,
         hwmon: HwmonDevice,
+        _fx: SysfsFixture,
     }
 
     impl AmdgpuRig {
@@ -410,9 +411,10 @@ mod sysfs_rigs {
     /// The host's RAPL: package 0 at 40 W and its DRAM at 10 W, advancing every
     /// 2 ms, polled every 4 ms.
     pub struct RaplRig {
-        _fx: SysfsFixture,
-        fs: Sysfs,
+        // the ticker stops before the tree it writes goes (fields drop in order)
         energy: Counters,
+        fs: Sysfs,
+        _fx: SysfsFixture,
     }
 
     const RAPL_POLL: Duration = Duration::from_millis(4);
