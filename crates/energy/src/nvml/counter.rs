@@ -1,5 +1,5 @@
 //! The primary meter: NVML's total-energy counter (mJ, Volta and newer). Windows must
-//! span many counter updates (DESIGN.md §4.3), so the update period is measured when
+//! span many counter updates (docs/ARCHITECTURE.md §4.3), so the update period is measured when
 //! the meter opens — it differs between parts and drivers — instead of assumed.
 
 use super::{read_telemetry, NvmlDevice, NvmlError, ReferenceClocksMhz};
