@@ -11,7 +11,7 @@
 //! passes the suite in a few seconds; the simulated device runs in virtual time.
 
 use crate::backend::RunTiming;
-use crate::clock::Clock;
+use crate::clock::{Clock, SystemClock};
 use crate::meter::{EnergyMeter, Telemetry};
 use crate::stats::median;
 use crate::window::{Range, Window, WindowEngine, WindowError, WindowRules};
@@ -49,10 +49,17 @@ pub struct ExpectedTelemetry {
 pub trait MeterRig {
     /// Open the meter under test on the device as it stands.
     fn open(&mut self) -> Result<Box<dyn EnergyMeter>, String>;
-    /// The clock the meter stamps its readings on.
-    fn clock(&self) -> Arc<dyn Clock>;
-    /// `iterations` milliseconds of work on the device (on its clock).
-    fn work(&mut self, iterations: u64);
+    /// The clock the meter stamps its readings on: the host's, unless the device
+    /// has its own (the simulated device's virtual clock).
+    fn clock(&self) -> Arc<dyn Clock> {
+        Arc::new(SystemClock)
+    }
+    /// `iterations` milliseconds of work on the device, on its clock. By default
+    /// time passes: a fake driver or a fixture tree draws its power whether or not
+    /// anything runs.
+    fn work(&mut self, iterations: u64) {
+        self.clock().sleep(Duration::from_millis(iterations));
+    }
     /// What the device draws while the work runs, watts.
     fn watts(&self) -> f64;
     /// How often the meter should say its reading changes, seconds.
@@ -410,10 +417,4 @@ macro_rules! meter_conformance {
             $crate::meter_suite::$name($make);
         }
     };
-}
-
-/// Sleeps on the rig's clock: the work of a rig whose device draws power whether
-/// or not anything runs (a fake driver, a fixture tree).
-pub fn sleep_ms(clock: &dyn Clock, iterations: u64) {
-    clock.sleep(Duration::from_millis(iterations));
 }

@@ -7,14 +7,10 @@
 
 mod common;
 
-use joulebench_core::meter_suite::{sleep_ms, ExpectedTelemetry, Fault, MeterRig};
-use joulebench_core::{Clock, EnergyMeter, SystemClock, Telemetry};
+use joulebench_core::meter_suite::{ExpectedTelemetry, Fault, MeterRig};
+use joulebench_core::{Clock, EnergyMeter, Telemetry};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn system_clock() -> Arc<dyn Clock> {
-    Arc::new(SystemClock)
-}
 
 fn unix_ms_now() -> u64 {
     SystemTime::now()
@@ -86,12 +82,6 @@ mod nvml_rig {
                 )
             };
             Ok(meter)
-        }
-        fn clock(&self) -> Arc<dyn Clock> {
-            system_clock()
-        }
-        fn work(&mut self, iterations: u64) {
-            sleep_ms(&SystemClock, iterations);
         }
         fn watts(&self) -> f64 {
             WATTS
@@ -171,12 +161,6 @@ mod amdsmi_rig {
             let m =
                 AmdSmiCounterMeter::open(self.fake.clone(), probe).map_err(|e| e.to_string())?;
             Ok(Box::new(m))
-        }
-        fn clock(&self) -> Arc<dyn Clock> {
-            system_clock()
-        }
-        fn work(&mut self, iterations: u64) {
-            sleep_ms(&SystemClock, iterations);
         }
         fn watts(&self) -> f64 {
             WATTS
@@ -312,12 +296,6 @@ mod sysfs_rigs {
                 HwmonEnergyMeter::open(&self.fs, &self.hwmon, probe).map_err(|e| e.to_string())?;
             Ok(Box::new(m))
         }
-        fn clock(&self) -> Arc<dyn Clock> {
-            system_clock()
-        }
-        fn work(&mut self, iterations: u64) {
-            sleep_ms(&SystemClock, iterations);
-        }
         fn watts(&self) -> f64 {
             INTEL_W
         }
@@ -377,12 +355,6 @@ mod sysfs_rigs {
             let m = HwmonSampledMeter::open(&self.fs, &self.hwmon, Duration::from_millis(5))
                 .map_err(|e| e.to_string())?;
             Ok(Box::new(m))
-        }
-        fn clock(&self) -> Arc<dyn Clock> {
-            system_clock()
-        }
-        fn work(&mut self, iterations: u64) {
-            sleep_ms(&SystemClock, iterations);
         }
         fn watts(&self) -> f64 {
             150.0
@@ -453,12 +425,6 @@ mod sysfs_rigs {
             let m = RaplMeter::open_polling(&self.fs, RAPL_POLL).map_err(|e| e.to_string())?;
             Ok(Box::new(m))
         }
-        fn clock(&self) -> Arc<dyn Clock> {
-            system_clock()
-        }
-        fn work(&mut self, iterations: u64) {
-            sleep_ms(&SystemClock, iterations);
-        }
         fn watts(&self) -> f64 {
             50.0
         }
@@ -523,9 +489,6 @@ mod sim_rig {
         }
         fn clock(&self) -> Arc<dyn Clock> {
             self.clock.clone()
-        }
-        fn work(&mut self, iterations: u64) {
-            sleep_ms(self.clock.as_ref(), iterations);
         }
         fn watts(&self) -> f64 {
             self.idle_w
