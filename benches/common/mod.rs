@@ -290,6 +290,8 @@ pub type ShapesFor = fn(&DeviceInfo, Option<&[u64]>) -> Vec<Workload>;
 /// The body of a root bench: every available backend's kernels for `op`, at every
 /// precision and shape selected. Returns the process exit code.
 pub fn run(op: Op, shapes_for: ShapesFor) -> i32 {
+    // the libraries' warnings (a failed energy read) on stderr, as the CLI shows them
+    joulebench_cli::logging::init();
     let test_mode = criterion_test_mode();
     let sel = match Selection::from_env() {
         Ok(s) => s,

@@ -1,4 +1,4 @@
-//! Joining results from several machines (DESIGN.md §10: one JSONL per task, then
+//! Joining results from several machines (docs/ARCHITECTURE.md §10: one JSONL per task, then
 //! merge). Exact duplicates — a file copied twice — are dropped; simulated and real
 //! records are not mixed unless the caller says so, because a model's numbers next
 //! to measurements invite a comparison they cannot support.

@@ -1,4 +1,4 @@
-//! Recommendations (DESIGN.md §7): for each device and workload, the Pareto front
+//! Recommendations (docs/ARCHITECTURE.md §7): for each device and workload, the Pareto front
 //! over (time, energy) of every valid setting, the setting an objective picks, and
 //! the best setting of each precision beside it (precision is a numerics decision,
 //! not only an energy one) — each with energy saved and slowdown against a baseline

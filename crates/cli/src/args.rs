@@ -316,7 +316,7 @@ pub struct ModelArgs {
     pub measure: MeasureArgs,
 }
 
-/// Measurement-protocol overrides (DESIGN.md §4); unset flags keep the config's values.
+/// Measurement-protocol overrides (docs/ARCHITECTURE.md §4); unset flags keep the config's values.
 #[derive(Args, Debug, Default, Clone)]
 pub struct ProtocolArgs {
     /// Seconds of idle power measured once per device (0 to skip).

@@ -1,4 +1,4 @@
-//! Locked GPU clocks, the lever beside the power cap (DESIGN.md §6): energy per FLOP
+//! Locked GPU clocks, the lever beside the power cap (docs/ARCHITECTURE.md §6): energy per FLOP
 //! usually has its minimum well below the maximum SM clock, where the voltage drops.
 //! The trait is as narrow as `PowerControl`, so NVML, the simulated device and a test
 //! fake implement it, and the guard in `joulebench-energy` wraps any of them to put

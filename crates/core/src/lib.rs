@@ -9,6 +9,8 @@ pub mod clocks;
 pub mod device;
 pub mod identity;
 pub mod meter;
+#[cfg(feature = "test-suite")]
+pub mod meter_suite;
 pub mod plan;
 pub mod power;
 pub mod precision;

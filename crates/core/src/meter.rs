@@ -50,7 +50,7 @@ impl MeterSource {
     }
 }
 
-/// Device state at one moment (DESIGN.md §4.5). Every field is optional: a meter
+/// Device state at one moment (docs/ARCHITECTURE.md §4.5). Every field is optional: a meter
 /// reports what its device exposes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Telemetry {

@@ -1,5 +1,5 @@
 //! Power-limit control, the one place joulebench changes a machine's state
-//! (DESIGN.md §6). The trait is narrow so that NVML, the simulated device and a
+//! (docs/ARCHITECTURE.md §6). The trait is narrow so that NVML, the simulated device and a
 //! test fake all implement it; restoring the original limit is the job of the
 //! guard in `joulebench-energy`, which wraps any implementation.
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// A kernel's input precision. Every kernel accumulates in f32 (DESIGN.md §3).
+/// A kernel's input precision. Every kernel accumulates in f32 (docs/ARCHITECTURE.md §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Precision {
     #[serde(rename = "f32")]
@@ -42,7 +42,7 @@ impl Precision {
         }
     }
 
-    /// Bound on ‖out − ref‖ / ‖ref‖ against the f64 reference (DESIGN.md §3).
+    /// Bound on ‖out − ref‖ / ‖ref‖ against the f64 reference (docs/ARCHITECTURE.md §3).
     pub fn tolerance(self) -> f64 {
         match self {
             Precision::F32 => 1e-5,

@@ -1,4 +1,4 @@
-//! The measurement protocol of DESIGN.md §4, written once against the traits:
+//! The measurement protocol of docs/ARCHITECTURE.md §4, written once against the traits:
 //! a warm-up that lasts until power and temperature have settled, then busy
 //! windows from the one window engine (`crate::window`) until a named stop rule
 //! (`crate::stop`) is met, telemetry sampled during the work, and validity flags
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub use crate::window::{Range, Window};
 
-/// Every knob of the protocol, with the defaults of DESIGN.md §4. Settable from a
+/// Every knob of the protocol, with the defaults of docs/ARCHITECTURE.md §4. Settable from a
 /// sweep config's `[protocol]` table and from `joulebench sweep` flags.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -329,7 +329,7 @@ impl ValidityFlag {
     ];
 }
 
-/// A point's medians and spreads (DESIGN.md §5).
+/// A point's medians and spreads (docs/ARCHITECTURE.md §4.6).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub seconds_per_op: Stat,

@@ -1,4 +1,4 @@
-//! The record of DESIGN.md §5: one self-describing JSON object per measured (or
+//! The record of docs/ARCHITECTURE.md §5: one self-describing JSON object per measured (or
 //! skipped, or failed) point, appended and flushed one at a time so a killed sweep
 //! loses nothing it finished. Readers name the file and line of anything corrupt.
 

@@ -1,5 +1,5 @@
 //! Seeded inputs and f64 CPU reference implementations that every backend's
-//! correctness check uses (DESIGN.md §3).
+//! correctness check uses (docs/ARCHITECTURE.md §3).
 //!
 //! Layout contract for every backend, all row-major:
 //! - matmul: A is `[batch][m][k]`, B is `[batch][k][n]`, C is `[batch][m][n]`.
@@ -35,7 +35,7 @@ pub fn normal_at(seed: u64, index: u64) -> f32 {
 }
 
 /// Random normal values, rounded to `precision`, reproducible from `seed`, filled
-/// in parallel. Never zeros: GEMM power depends on the values (DESIGN.md §3).
+/// in parallel. Never zeros: GEMM power depends on the values (docs/ARCHITECTURE.md §3).
 pub fn random_normal(len: usize, precision: Precision, seed: u64) -> Vec<f32> {
     let mut out = vec![0f32; len];
     const CHUNK: usize = 1 << 16;

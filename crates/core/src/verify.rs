@@ -1,4 +1,4 @@
-//! The correctness check run before any point is measured (DESIGN.md §3): fresh
+//! The correctness check run before any point is measured (docs/ARCHITECTURE.md §3): fresh
 //! seeded inputs, output poisoned by the backend, relative error against the f64
 //! reference. Large outputs are compared on a seeded sample of elements, but every
 //! element must be finite, so an element the kernel never wrote (still NaN) fails.

@@ -1,4 +1,4 @@
-//! The one window engine (DESIGN.md §4.3) behind the sweep's protocol, criterion's
+//! The one window engine (docs/ARCHITECTURE.md §4.3) behind the sweep's protocol, criterion's
 //! `Energy` measurement and `EnergyMonitor`. A window opens and closes on updates
 //! of the energy meter, and the device is busy for all of it: the work runs in
 //! blocks back to back from before the opening update until after the closing one,

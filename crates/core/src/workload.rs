@@ -1,5 +1,5 @@
 //! The operations joulebench measures (matmul, attention forward and attention
-//! backward), their shapes, and the FLOP and minimum-byte counts of DESIGN.md §2 —
+//! backward), their shapes, and the FLOP and minimum-byte counts of docs/ARCHITECTURE.md §2 —
 //! checked, because a FLOP count that silently wraps would make every J/FLOP figure
 //! wrong.
 
@@ -239,7 +239,7 @@ impl Workload {
         self.flop().map(|_| ())
     }
 
-    /// FLOP by the conventions of DESIGN.md §2: 2·b·m·n·k for matmul;
+    /// FLOP by the conventions of docs/ARCHITECTURE.md §2: 2·b·m·n·k for matmul;
     /// 4·b·h·d per visible (query, key) pair for attention (softmax not counted):
     /// 4·b·h·s_q·s_kv·d without a mask, and for a causal mask the pairs it lets
     /// through, counted exactly (about half for square shapes, far fewer when

@@ -45,7 +45,7 @@ impl Energy {
         match meter.energy_j() {
             Ok(j) => Some(j),
             Err(e) => {
-                eprintln!("energy meter read failed: {e}; this sample counts 0 J");
+                tracing::warn!("energy meter read failed: {e}; this sample counts 0 J");
                 None
             }
         }

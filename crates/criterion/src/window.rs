@@ -1,6 +1,6 @@
 //! Energy windows sized for the meter, for criterion's `iter_custom`: however few
 //! iterations criterion asks for, the work runs back to back for at least
-//! max(1 s, 10 meter updates) (DESIGN.md §4) between two updates of the energy
+//! max(1 s, 10 meter updates) (docs/ARCHITECTURE.md §4.3) between two updates of the energy
 //! counter, through the same window engine as `joulebench sweep`, and the energy
 //! of the iterations asked for is returned. All time comes from the device's
 //! [`Clock`], so the simulated device's windows pass in virtual time.

@@ -3,11 +3,11 @@
 //! handles, and a prepared kernel's buffers and launch. The backend, our kernels
 //! and the vendor's all build on this; it imports none of them.
 
+use crate::handles::{Blas, BlasLt};
 use crate::kernels::KernelFile;
 use crate::nvrtc::{self, Arch, Target};
 use crate::tensor::{device_error, Tensor};
 use crate::timing::Timer;
-use crate::vendor::{Blas, BlasLt};
 use cudarc::driver::{sys as drv_sys, CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::Ptx;
 use joulebench_core::reference::CheckInputs;

@@ -19,6 +19,7 @@
 
 mod backend;
 mod gpu;
+mod handles;
 pub mod kernels;
 pub mod nvrtc;
 mod ours;

@@ -5,6 +5,10 @@
 //! by index — with the host's RAPL beside it. The `joulebench` command line, the
 //! criterion benches and the examples all open devices through it.
 //!
+//! Each GPU backend is a cargo feature (`cuda`, `wgpu`, both on by default), so a
+//! program that needs one builds only that one; the simulated device is always
+//! there. Opening a backend this build lacks is an [`OpenError::Unavailable`].
+//!
 //! ```
 //! use joulebench_device::{open, BackendKind, OpenOptions};
 //!
@@ -15,13 +19,12 @@
 
 use joulebench_core::meter::NoMeter;
 use joulebench_core::{
-    Backend, Clock, ClockControl, DeviceInfo, EnergyMeter, PowerControl, PowerError, SystemClock,
+    Backend, Clock, ClockControl, DeviceInfo, EnergyMeter, PowerControl, PowerError,
 };
-use joulebench_energy::attach::{self, AttachOptions, GuardTarget};
+use joulebench_energy::attach::GuardTarget;
 use joulebench_energy::guard::{default_state_dir, GuardConfig, PowerGuard};
 use joulebench_energy::nvml::{
     self, DeviceIdentity, DeviceMatch, MeterMode, NvmlClockControl, NvmlDevice, NvmlPowerControl,
-    SamplingConfig,
 };
 use joulebench_energy::sim::{self, SimDevice};
 use std::sync::Arc;
@@ -239,17 +242,47 @@ pub fn resolve_backend(choice: BackendKind) -> BackendKind {
     if choice != BackendKind::Auto {
         return choice;
     }
-    let cuda = joulebench_cuda::probe();
-    if cuda.driver.is_ok() && cuda.nvrtc.is_ok() && !cuda.devices.is_empty() {
+    if cuda_device_found() {
         return BackendKind::Cuda;
     }
-    let gpu_adapter = joulebench_wgpu::list_adapters()
-        .map(|a| a.iter().any(|r| !r.cpu_emulation))
-        .unwrap_or(false);
-    if gpu_adapter {
+    if wgpu_gpu_adapter_found() {
         BackendKind::Wgpu
     } else {
         BackendKind::Sim
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device_found() -> bool {
+    let cuda = joulebench_cuda::probe();
+    cuda.driver.is_ok() && cuda.nvrtc.is_ok() && !cuda.devices.is_empty()
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device_found() -> bool {
+    false
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_gpu_adapter_found() -> bool {
+    joulebench_wgpu::list_adapters()
+        .map(|a| a.iter().any(|r| !r.cpu_emulation))
+        .unwrap_or(false)
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_gpu_adapter_found() -> bool {
+    false
+}
+
+/// Opening a backend this build was made without.
+#[cfg(not(all(feature = "cuda", feature = "wgpu")))]
+fn not_built(backend: &'static str, feature: &str) -> OpenError {
+    OpenError::Unavailable {
+        backend,
+        message: format!(
+            "this build has no {backend} backend: build joulebench-device with its `{feature}` feature"
+        ),
     }
 }
 
@@ -299,6 +332,12 @@ fn open_sim(opts: &OpenOptions) -> Result<OpenDevice, OpenError> {
     })
 }
 
+#[cfg(not(feature = "wgpu"))]
+fn open_wgpu(_opts: &OpenOptions) -> Result<OpenDevice, OpenError> {
+    Err(not_built("wgpu", "wgpu"))
+}
+
+#[cfg(feature = "wgpu")]
 fn open_wgpu(opts: &OpenOptions) -> Result<OpenDevice, OpenError> {
     let backend =
         joulebench_wgpu::open(opts.adapter.as_deref()).map_err(|e| OpenError::Unavailable {
@@ -316,6 +355,12 @@ fn open_wgpu(opts: &OpenOptions) -> Result<OpenDevice, OpenError> {
     with_nvml(Box::new(backend), opts, notes)
 }
 
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(_opts: &OpenOptions) -> Result<OpenDevice, OpenError> {
+    Err(not_built("CUDA", "cuda"))
+}
+
+#[cfg(feature = "cuda")]
 fn open_cuda(opts: &OpenOptions) -> Result<OpenDevice, OpenError> {
     let cuda_error = |e: joulebench_core::BackendError| OpenError::Unavailable {
         backend: "CUDA",
@@ -342,11 +387,15 @@ fn match_nvml(info: &DeviceInfo) -> Result<(Arc<dyn NvmlDevice>, DeviceIdentity)
 }
 
 /// Attach NVML's meter and power control to a real backend, or say why there is none.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 fn with_nvml(
     backend: Box<dyn Backend>,
     opts: &OpenOptions,
     mut notes: Vec<String>,
 ) -> Result<OpenDevice, OpenError> {
+    use joulebench_core::SystemClock;
+    use joulebench_energy::attach::{self, AttachOptions};
+    use joulebench_energy::nvml::SamplingConfig;
     let info = backend.device().clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let no_meter = |reason: String| -> Box<dyn EnergyMeter> { Box::new(NoMeter { reason }) };
@@ -464,11 +513,13 @@ pub fn merged_identity(backend: &DeviceInfo, meter: DeviceInfo) -> DeviceInfo {
 
 /// A backend named by its meter's identity (see [`merged_identity`]); everything
 /// else is the backend's own.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 struct Identified {
     inner: Box<dyn Backend>,
     device: DeviceInfo,
 }
 
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 impl Backend for Identified {
     fn name(&self) -> &str {
         self.inner.name()
@@ -502,6 +553,21 @@ impl Backend for Identified {
 mod tests {
     use super::*;
     use joulebench_core::device::AdapterInfo;
+
+    /// Run with `--no-default-features`: a backend left out of the build is a
+    /// message, and `auto` falls back to the simulated device.
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    #[test]
+    fn a_backend_this_build_lacks_is_a_message_and_auto_is_simulated() {
+        for kind in [BackendKind::Cuda, BackendKind::Wgpu] {
+            let err = open(&OpenOptions::new(kind)).err().unwrap();
+            assert!(matches!(err, OpenError::Unavailable { .. }), "{err}");
+            assert!(err.to_string().contains("feature"), "{err}");
+        }
+        assert_eq!(resolve_backend(BackendKind::Auto), BackendKind::Sim);
+        let dev = open(&OpenOptions::new(BackendKind::Auto)).unwrap();
+        assert!(dev.backend.device().simulated);
+    }
 
     #[test]
     fn a_wgpu_adapter_takes_the_identity_nvml_gives_its_gpu() {

@@ -1,4 +1,4 @@
-//! Power-cap changes with guaranteed restore (DESIGN.md §6). [`PowerGuard`] wraps any
+//! Power-cap changes with guaranteed restore (docs/ARCHITECTURE.md §6). [`PowerGuard`] wraps any
 //! `PowerControl`: it refuses changes the user did not allow, writes a state file
 //! before the first change, and puts the original limit back on every exit path —
 //! an explicit `finish`/`restore`, `Drop` (error returns and panics that unwind), a

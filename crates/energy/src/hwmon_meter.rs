@@ -4,13 +4,13 @@
 //! (`amdgpu` without amdsmi). Both poll in a thread of their own (`crate::poller`).
 
 use crate::nvml::TrapezoidIntegrator;
+use crate::polled_meter::{Polled, PolledMeter};
 use crate::poller::{PollConfig, PolledSource, Poller};
 use crate::sysfs::hwmon::HwmonDevice;
 use crate::sysfs::{Sysfs, SysfsError};
 use crate::wrapping_counter::{measure_change_period, CounterHealth, WrappingCounter};
 use joulebench_core::clock::monotonic_s;
-use joulebench_core::meter::{CounterUpdate, TelemetrySample};
-use joulebench_core::{EnergyMeter, MeterError, MeterSource, Telemetry};
+use joulebench_core::{MeterError, MeterSource, Telemetry};
 use std::time::Duration;
 
 /// How long a counter is watched for changes when a meter opens.
@@ -109,12 +109,14 @@ impl PolledSource for EnergySource {
 }
 
 /// A hwmon `energy1_input` counter (µJ, 64-bit): Intel GPUs under `xe` or `i915`.
-pub struct HwmonEnergyMeter {
+pub type HwmonEnergyMeter = PolledMeter<HwmonEnergy>;
+
+/// What [`HwmonEnergyMeter`] is besides its poller.
+pub struct HwmonEnergy {
     hwmon: HwmonDevice,
     period_s: f64,
     health: CounterHealth,
     telemetry: HwmonTelemetry,
-    poller: Poller,
 }
 
 impl HwmonEnergyMeter {
@@ -152,45 +154,35 @@ impl HwmonEnergyMeter {
             Box::new(source),
             PollConfig::default(),
         )?;
-        Ok(HwmonEnergyMeter {
+        let parts = HwmonEnergy {
             hwmon: hwmon.clone(),
             period_s: period,
             health,
             telemetry,
-            poller,
-        })
+        };
+        Ok(PolledMeter::new(parts, poller))
     }
 
     pub fn hwmon(&self) -> &HwmonDevice {
-        &self.hwmon
+        &self.parts().hwmon
     }
 }
 
-impl EnergyMeter for HwmonEnergyMeter {
+impl Polled for HwmonEnergy {
     fn source(&self) -> MeterSource {
         MeterSource::HwmonEnergy
     }
-    fn energy_j(&mut self) -> Result<f64, MeterError> {
-        self.poller.take_updates()?;
-        self.poller
-            .latest()
-            .map(|u| u.joules)
-            .ok_or_else(|| MeterError::Unavailable("energy1_input not read yet".into()))
-    }
     fn update_period_s(&self) -> f64 {
         self.period_s
-    }
-    fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
-        self.poller.take_updates()
-    }
-    fn take_telemetry(&mut self) -> Result<Vec<TelemetrySample>, MeterError> {
-        Ok(self.poller.take_telemetry())
     }
     fn telemetry(&mut self) -> Result<Telemetry, MeterError> {
         Ok(self.telemetry.read(None))
     }
     fn fault_detail(&mut self) -> Option<String> {
         self.health.fault_detail(2.0 * self.period_s)
+    }
+    fn not_read_yet(&self) -> String {
+        "energy1_input not read yet".into()
     }
 }
 
@@ -240,12 +232,14 @@ impl PolledSource for PowerSource {
 
 /// `power1_input` (else `power1_average`) sampled every `interval` and integrated
 /// (trapezoid): AMD GPUs under `amdgpu` where amdsmi is not there.
-pub struct HwmonSampledMeter {
+pub type HwmonSampledMeter = PolledMeter<HwmonSampled>;
+
+/// What [`HwmonSampledMeter`] is besides its poller.
+pub struct HwmonSampled {
     hwmon: HwmonDevice,
     reading: HwmonPowerReading,
     interval: Duration,
     telemetry: HwmonTelemetry,
-    poller: Poller,
 }
 
 impl HwmonSampledMeter {
@@ -282,34 +276,27 @@ impl HwmonSampledMeter {
                 telemetry_every: Duration::from_millis(50).max(interval),
             },
         )?;
-        Ok(HwmonSampledMeter {
+        let parts = HwmonSampled {
             hwmon: hwmon.clone(),
             reading,
             interval,
             telemetry,
-            poller,
-        })
+        };
+        Ok(PolledMeter::new(parts, poller))
     }
 
     pub fn reading(&self) -> HwmonPowerReading {
-        self.reading
+        self.parts().reading
     }
 
     pub fn hwmon(&self) -> &HwmonDevice {
-        &self.hwmon
+        &self.parts().hwmon
     }
 }
 
-impl EnergyMeter for HwmonSampledMeter {
+impl Polled for HwmonSampled {
     fn source(&self) -> MeterSource {
         MeterSource::HwmonSampled
-    }
-    fn energy_j(&mut self) -> Result<f64, MeterError> {
-        self.poller.take_updates()?;
-        self.poller
-            .latest()
-            .map(|u| u.joules)
-            .ok_or_else(|| MeterError::Unavailable("power not sampled yet".into()))
     }
     fn update_period_s(&self) -> f64 {
         self.interval.as_secs_f64()
@@ -322,23 +309,16 @@ impl EnergyMeter for HwmonSampledMeter {
             HwmonPowerReading::Average => self.interval.as_secs_f64().max(1.0),
         }
     }
-    fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
-        self.poller.take_updates()
-    }
-    fn take_telemetry(&mut self) -> Result<Vec<TelemetrySample>, MeterError> {
-        Ok(self.poller.take_telemetry())
-    }
     fn telemetry(&mut self) -> Result<Telemetry, MeterError> {
-        Ok(self.telemetry.read(self.fs_power_w()))
-    }
-}
-
-impl HwmonSampledMeter {
-    fn fs_power_w(&self) -> Option<f64> {
-        self.telemetry
+        let power_w = self
+            .telemetry
             .fs
             .read_u64(&self.hwmon.attr(self.reading.file()))
             .ok()
-            .map(|uw| uw as f64 / 1e6)
+            .map(|uw| uw as f64 / 1e6);
+        Ok(self.telemetry.read(power_w))
+    }
+    fn not_read_yet(&self) -> String {
+        "power not sampled yet".into()
     }
 }

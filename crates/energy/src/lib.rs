@@ -5,6 +5,8 @@
 
 pub mod amd;
 pub mod attach;
+#[cfg(feature = "test-fakes")]
+mod fake_store;
 pub mod guard;
 pub mod host;
 pub mod hwmon_meter;
@@ -13,6 +15,7 @@ pub mod identity;
 pub mod intel;
 pub mod monitor;
 pub mod nvml;
+pub mod polled_meter;
 pub mod poller;
 pub mod rapl;
 pub mod restore;

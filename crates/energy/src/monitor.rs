@@ -13,7 +13,7 @@
 //! sensor behind it sees only about a quarter of the time (Yang et al., SC'24), so a
 //! window of a few hundred milliseconds can be wrong by up to 65%. A window is
 //! trustworthy only if it lasts at least **max(1 s, 10 meter updates)**
-//! ([`EnergyMonitor::min_trustworthy_window_s`], DESIGN.md §4). Shorter windows are
+//! ([`EnergyMonitor::min_trustworthy_window_s`], docs/ARCHITECTURE.md §4.3). Shorter windows are
 //! still measured, but their [`Measurement`] carries [`ValidityFlag::ShortWindow`]
 //! and `trustworthy: false`. To measure something short, run it many times back to
 //! back inside one window and divide.
@@ -118,7 +118,7 @@ impl EnergyMonitor {
         self.meter.source()
     }
 
-    /// max(1 s, 10 × the meter's update period): DESIGN.md §4's rule, the same one
+    /// max(1 s, 10 × the meter's update period): docs/ARCHITECTURE.md §4.3's rule, the same one
     /// the sweep's windows follow.
     pub fn min_trustworthy_window_s(&self) -> f64 {
         self.rules.target_s(self.meter.update_period_s())

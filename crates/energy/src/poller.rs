@@ -108,6 +108,11 @@ impl Poller {
         Ok(seen.updates.drain(..).collect())
     }
 
+    /// The error that stopped the thread, if one did, without taking any reading.
+    pub fn error(&self) -> Option<MeterError> {
+        self.shared.seen().error.clone()
+    }
+
     pub fn take_telemetry(&self) -> Vec<TelemetrySample> {
         self.shared.seen().telemetry.drain(..).collect()
     }

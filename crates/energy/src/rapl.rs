@@ -3,12 +3,12 @@
 //! `package-N` zone and each `dram` zone has an `energy_uj` counter that wraps at its
 //! `max_energy_range_uj`. Their sum is the host energy recorded beside the GPU's.
 
+use crate::polled_meter::{Polled, PolledMeter};
 use crate::poller::{PollConfig, PolledSource, Poller};
 use crate::sysfs::{Sysfs, SysfsError};
 use crate::wrapping_counter::{CounterHealth, WrappingCounter};
 use joulebench_core::clock::monotonic_s;
-use joulebench_core::meter::{CounterUpdate, TelemetrySample};
-use joulebench_core::{EnergyMeter, HostMeterInfo, MeterError, MeterSource, Telemetry};
+use joulebench_core::{HostMeterInfo, MeterError, MeterSource, Telemetry};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -122,11 +122,13 @@ impl PolledSource for RaplSource {
 }
 
 /// The host's package and DRAM energy, polled in a thread of its own.
-pub struct RaplMeter {
+pub type RaplMeter = PolledMeter<Rapl>;
+
+/// What [`RaplMeter`] is besides its poller.
+pub struct Rapl {
     zones: Vec<RaplZone>,
     health: Vec<CounterHealth>,
     poll_every: Duration,
-    poller: Poller,
 }
 
 impl RaplMeter {
@@ -168,29 +170,29 @@ impl RaplMeter {
                 message: e.to_string(),
             })
         })?;
-        Ok(RaplMeter {
+        let parts = Rapl {
             zones,
             health,
             poll_every,
-            poller,
-        })
+        };
+        Ok(PolledMeter::new(parts, poller))
     }
 
     pub fn zones(&self) -> &[RaplZone] {
-        &self.zones
+        &self.parts().zones
     }
 
     pub fn info(&self) -> HostMeterInfo {
         HostMeterInfo {
             source: MeterSource::Rapl,
-            domains: self.zones.iter().map(|z| z.name.clone()).collect(),
-            update_period_s: self.poll_every.as_secs_f64(),
+            domains: self.zones().iter().map(|z| z.name.clone()).collect(),
+            update_period_s: self.parts().poll_every.as_secs_f64(),
         }
     }
 
     /// "package-0, package-1, dram".
     pub fn describe(&self) -> String {
-        self.zones
+        self.zones()
             .iter()
             .map(|z| z.name.as_str())
             .collect::<Vec<_>>()
@@ -198,27 +200,21 @@ impl RaplMeter {
     }
 }
 
-impl EnergyMeter for RaplMeter {
+/// RAPL has no telemetry of its own: clocks and temperatures are the GPU meter's.
+impl Polled for Rapl {
     fn source(&self) -> MeterSource {
         MeterSource::Rapl
-    }
-    fn energy_j(&mut self) -> Result<f64, MeterError> {
-        self.poller
-            .latest()
-            .map(|u| u.joules)
-            .ok_or_else(|| MeterError::Unavailable("RAPL has not been read yet".into()))
     }
     fn update_period_s(&self) -> f64 {
         self.poll_every.as_secs_f64()
     }
-    fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
-        self.poller.take_telemetry();
-        self.poller.take_updates()
-    }
-    fn take_telemetry(&mut self) -> Result<Vec<TelemetrySample>, MeterError> {
-        Ok(Vec::new())
+    fn telemetry(&mut self) -> Result<Telemetry, MeterError> {
+        Ok(Telemetry::default())
     }
     fn fault_detail(&mut self) -> Option<String> {
         self.health.iter().find_map(|h| h.fault_detail(0.5))
+    }
+    fn not_read_yet(&self) -> String {
+        "RAPL has not been read yet".into()
     }
 }

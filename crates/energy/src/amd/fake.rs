@@ -5,13 +5,10 @@
 //! Point `JOULEBENCH_FAKE_AMDSMI` at the file and every `amd::open_*` opens it.
 
 use super::{AmdIdentity, AmdSmiDevice, AmdSmiError, EnergyCount, PowerCapInfoUw};
+use crate::fake_store::{unix_ms_now, FakeStore, FakeStoreError, StepGrid};
 use crate::nvml::PciBusId;
 use serde::{Deserialize, Serialize};
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
 
 /// Everything the fake is. Unlisted fields take the defaults (an MI210-like board).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,16 +81,16 @@ impl Default for FakeAmdSmiState {
     }
 }
 
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl FakeAmdSmiState {
     pub fn draw_w(&self) -> f64 {
         self.power_demand_w.min(self.cap_uw as f64 / 1e6)
+    }
+
+    fn grid(&self) -> StepGrid {
+        StepGrid {
+            epoch_unix_ms: self.energy_epoch_unix_ms,
+            period_ms: self.counter_period_ms,
+        }
     }
 
     /// The accumulator at `now_ms` (unix ms): whole steps, wrapping at 2^64.
@@ -101,8 +98,7 @@ impl FakeAmdSmiState {
         if let Some(t) = self.frozen_ticks {
             return t;
         }
-        let period = self.counter_period_ms.max(1);
-        let steps = now_ms.saturating_sub(self.energy_epoch_unix_ms) / period;
+        let (steps, period) = self.grid().steps_at(now_ms);
         let uj = steps as f64 * period as f64 * 1e3 * self.draw_w();
         self.energy_base_ticks
             .wrapping_add((uj / self.resolution_uj.max(1e-9)) as u64)
@@ -110,10 +106,8 @@ impl FakeAmdSmiState {
 
     /// Folds the energy so far into the base before the draw changes.
     fn fold_energy(&mut self, now_ms: u64) {
-        let period = self.counter_period_ms.max(1);
-        let steps = now_ms.saturating_sub(self.energy_epoch_unix_ms) / period;
         self.energy_base_ticks = self.energy_ticks_at(now_ms);
-        self.energy_epoch_unix_ms += steps * period;
+        self.energy_epoch_unix_ms = self.grid().folded_epoch(now_ms);
     }
 
     /// A reset of the accumulator, as a driver reload or a firmware fault makes it:
@@ -124,13 +118,20 @@ impl FakeAmdSmiState {
     }
 }
 
-enum Backing {
-    Memory(Box<FakeAmdSmiState>),
-    File(PathBuf),
+/// Names the fake amdsmi device in messages about its state file.
+const WHAT: &str = "fake amdsmi";
+
+impl From<FakeStoreError> for AmdSmiError {
+    fn from(e: FakeStoreError) -> Self {
+        match e {
+            FakeStoreError::Unavailable(m) => AmdSmiError::Unavailable(m),
+            FakeStoreError::Failed(m) => AmdSmiError::Failed(m),
+        }
+    }
 }
 
 pub struct FakeAmdSmi {
-    backing: Mutex<Backing>,
+    store: FakeStore<FakeAmdSmiState>,
 }
 
 impl FakeAmdSmi {
@@ -139,7 +140,7 @@ impl FakeAmdSmi {
             state.energy_epoch_unix_ms = unix_ms_now();
         }
         FakeAmdSmi {
-            backing: Mutex::new(Backing::Memory(Box::new(state))),
+            store: FakeStore::in_memory(WHAT, state),
         }
     }
 
@@ -148,21 +149,18 @@ impl FakeAmdSmi {
         path: impl Into<PathBuf>,
         mut state: FakeAmdSmiState,
     ) -> Result<Self, AmdSmiError> {
-        let path = path.into();
         if state.energy_epoch_unix_ms == 0 {
             state.energy_epoch_unix_ms = unix_ms_now();
         }
-        write_state(&path, &state)?;
         Ok(FakeAmdSmi {
-            backing: Mutex::new(Backing::File(path)),
+            store: FakeStore::create(WHAT, path.into(), &state)?,
         })
     }
 
     /// Opens a state file that exists (`{}` is a valid default fake).
     pub fn from_state_file(path: impl Into<PathBuf>) -> Result<Self, AmdSmiError> {
-        let path = path.into();
         let fake = FakeAmdSmi {
-            backing: Mutex::new(Backing::File(path)),
+            store: FakeStore::open(WHAT, path.into())?,
         };
         if fake.state()?.energy_epoch_unix_ms == 0 {
             // a hand-written file: its counter starts now, once for every process
@@ -176,104 +174,16 @@ impl FakeAmdSmi {
     }
 
     pub fn state(&self) -> Result<FakeAmdSmiState, AmdSmiError> {
-        match &*self.lock() {
-            Backing::Memory(s) => Ok(s.as_ref().clone()),
-            Backing::File(p) => read_state(p),
-        }
+        Ok(self.store.state()?)
     }
 
     /// Changes the state; across processes readers see the old or the new file.
     pub fn update<R>(&self, f: impl FnOnce(&mut FakeAmdSmiState) -> R) -> Result<R, AmdSmiError> {
-        match &mut *self.lock() {
-            Backing::Memory(s) => Ok(f(s)),
-            Backing::File(p) => {
-                let _lock = FileLock::acquire(p)?;
-                let mut s = read_state(p)?;
-                let r = f(&mut s);
-                write_state(p, &s)?;
-                Ok(r)
-            }
-        }
+        Ok(self.store.update(f)?)
     }
 
     pub(crate) fn matches_any(&self) -> Result<bool, AmdSmiError> {
         Ok(self.state()?.match_any)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Backing> {
-        self.backing.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-fn read_state(path: &Path) -> Result<FakeAmdSmiState, AmdSmiError> {
-    let text = fs::read_to_string(path).map_err(|e| {
-        AmdSmiError::Unavailable(format!("fake amdsmi state file {}: {e}", path.display()))
-    })?;
-    serde_json::from_str(&text).map_err(|e| {
-        AmdSmiError::Unavailable(format!(
-            "fake amdsmi state file {} is not valid: {e}",
-            path.display()
-        ))
-    })
-}
-
-fn write_state(path: &Path, state: &FakeAmdSmiState) -> Result<(), AmdSmiError> {
-    let io = |e: std::io::Error| {
-        AmdSmiError::Failed(format!(
-            "writing fake amdsmi state file {}: {e}",
-            path.display()
-        ))
-    };
-    let text = serde_json::to_string_pretty(state)
-        .map_err(|e| AmdSmiError::Failed(format!("encoding fake amdsmi state: {e}")))?;
-    let tmp = sibling(path, &format!("tmp-{}", std::process::id()));
-    let mut f = fs::File::create(&tmp).map_err(io)?;
-    f.write_all(text.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)
-}
-
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{suffix}"));
-    path.with_file_name(name)
-}
-
-/// Serialises read-modify-write between processes; a lock left by a killed
-/// process is broken after two seconds.
-struct FileLock(PathBuf);
-
-impl FileLock {
-    fn acquire(path: &Path) -> Result<FileLock, AmdSmiError> {
-        let lock = sibling(path, "lock");
-        let start = Instant::now();
-        loop {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&lock)
-            {
-                Ok(_) => return Ok(FileLock(lock)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if start.elapsed() > Duration::from_secs(2) {
-                        let _ = fs::remove_file(&lock);
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) => {
-                    return Err(AmdSmiError::Failed(format!(
-                        "locking fake amdsmi state {}: {e}",
-                        lock.display()
-                    )))
-                }
-            }
-        }
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
     }
 }
 
@@ -373,10 +283,10 @@ mod tests {
     fn an_empty_state_file_is_a_default_fake() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("amd.json");
-        fs::write(&p, "{}").unwrap();
+        std::fs::write(&p, "{}").unwrap();
         let fake = FakeAmdSmi::from_state_file(&p).unwrap();
         assert_eq!(fake.power_cap_info().unwrap().cap_uw, 300_000_000);
-        fs::write(&p, "{\"cap_uw\": \"high\"}").unwrap();
+        std::fs::write(&p, "{\"cap_uw\": \"high\"}").unwrap();
         assert!(matches!(
             FakeAmdSmi::from_state_file(&p),
             Err(AmdSmiError::Unavailable(_))

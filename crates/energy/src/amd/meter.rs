@@ -6,11 +6,11 @@
 
 use super::{decode_indep_throttle_status, AmdSmiDevice, AmdSmiError};
 use crate::hwmon_meter::CounterProbe;
+use crate::polled_meter::{Polled, PolledMeter};
 use crate::poller::{PollConfig, PolledSource, Poller};
 use crate::wrapping_counter::{measure_change_period, CounterHealth, WrappingCounter};
 use joulebench_core::clock::monotonic_s;
-use joulebench_core::meter::{CounterUpdate, TelemetrySample};
-use joulebench_core::{EnergyMeter, MeterError, MeterSource, Telemetry};
+use joulebench_core::{MeterError, MeterSource, Telemetry};
 use std::sync::Arc;
 
 /// Named when the accumulator drops.
@@ -71,12 +71,15 @@ impl PolledSource for CounterSource {
     }
 }
 
-pub struct AmdSmiCounterMeter {
+/// amdsmi's energy accumulator, polled (see the module comment).
+pub type AmdSmiCounterMeter = PolledMeter<AmdSmiCounter>;
+
+/// What [`AmdSmiCounterMeter`] is besides its poller.
+pub struct AmdSmiCounter {
     device: Arc<dyn AmdSmiDevice>,
     period_s: f64,
     resolution_uj: f64,
     health: CounterHealth,
-    poller: Poller,
 }
 
 impl AmdSmiCounterMeter {
@@ -122,44 +125,34 @@ impl AmdSmiCounterMeter {
             last: None,
         };
         let poller = Poller::start("joulebench-amdsmi", Box::new(source), PollConfig::default())?;
-        Ok(AmdSmiCounterMeter {
+        let parts = AmdSmiCounter {
             device,
             period_s: period,
             resolution_uj: first.resolution_uj,
             health,
-            poller,
-        })
+        };
+        Ok(PolledMeter::new(parts, poller))
     }
 
     pub fn resolution_uj(&self) -> f64 {
-        self.resolution_uj
+        self.parts().resolution_uj
     }
 }
 
-impl EnergyMeter for AmdSmiCounterMeter {
+impl Polled for AmdSmiCounter {
     fn source(&self) -> MeterSource {
         MeterSource::AmdsmiCounter
     }
-    fn energy_j(&mut self) -> Result<f64, MeterError> {
-        self.poller.take_updates()?;
-        self.poller
-            .latest()
-            .map(|u| u.joules)
-            .ok_or_else(|| MeterError::Unavailable("the amdsmi counter was not read yet".into()))
-    }
     fn update_period_s(&self) -> f64 {
         self.period_s
-    }
-    fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
-        self.poller.take_updates()
-    }
-    fn take_telemetry(&mut self) -> Result<Vec<TelemetrySample>, MeterError> {
-        Ok(self.poller.take_telemetry())
     }
     fn telemetry(&mut self) -> Result<Telemetry, MeterError> {
         telemetry_of(self.device.as_ref(), None)
     }
     fn fault_detail(&mut self) -> Option<String> {
         self.health.fault_detail(2.0 * self.period_s)
+    }
+    fn not_read_yet(&self) -> String {
+        "the amdsmi counter was not read yet".into()
     }
 }

@@ -1,4 +1,4 @@
-//! Check mode (DESIGN.md §4.7): the counter and the sampling meter run side by
+//! Check mode (docs/ARCHITECTURE.md §4.7): the counter and the sampling meter run side by
 //! side, and over every stretch of counter updates at least `min_interval_s` long
 //! (windows are made of such stretches) the integrated power is compared with the
 //! counter, interpolated at the same update times. Their agreement is kept so a

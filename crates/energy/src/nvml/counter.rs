@@ -1,11 +1,11 @@
 //! The primary meter: NVML's total-energy counter (mJ, Volta and newer). Windows must
-//! span many counter updates (DESIGN.md §4.3), so the update period is measured when
+//! span many counter updates (docs/ARCHITECTURE.md §4.3), so the update period is measured when
 //! the meter opens — it differs between parts and drivers — instead of assumed.
 
 use super::{read_telemetry, NvmlDevice, NvmlError, ReferenceClocksMhz};
+use crate::polled_meter::{Polled, PolledMeter};
 use crate::poller::{PollConfig, PolledSource, Poller};
-use joulebench_core::meter::{CounterUpdate, TelemetrySample};
-use joulebench_core::{EnergyMeter, MeterError, MeterSource, Telemetry};
+use joulebench_core::{MeterError, MeterSource, Telemetry};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,12 +112,16 @@ impl PolledSource for CounterSource {
 
 /// NVML's energy counter, polled in a thread of its own (see `crate::poller`),
 /// with telemetry sampled while the work runs.
-pub struct CounterMeter {
+pub type CounterMeter = PolledMeter<Counter>;
+
+/// What [`CounterMeter`] is besides its poller.
+pub struct Counter {
     device: Arc<dyn NvmlDevice>,
     period: UpdatePeriod,
     reference: ReferenceClocksMhz,
+    /// Read for [`EnergyMeter::energy_j`](joulebench_core::EnergyMeter::energy_j):
+    /// the counter now, not the poller's last sight of it.
     direct: CounterSource,
-    poller: Poller,
 }
 
 impl CounterMeter {
@@ -149,44 +153,40 @@ impl CounterMeter {
             last_mj: None,
         };
         let poller = Poller::start("joulebench-nvml-counter", Box::new(source(&device)), poll)?;
-        Ok(CounterMeter {
+        let parts = Counter {
             direct: source(&device),
             device,
             period,
             reference,
-            poller,
-        })
+        };
+        Ok(PolledMeter::new(parts, poller))
     }
 
     pub fn update_period(&self) -> UpdatePeriod {
-        self.period
+        self.parts().period
     }
 }
 
-impl EnergyMeter for CounterMeter {
+impl Polled for Counter {
     fn source(&self) -> MeterSource {
         MeterSource::NvmlCounter
-    }
-
-    fn energy_j(&mut self) -> Result<f64, MeterError> {
-        self.direct.read_j()
     }
 
     fn update_period_s(&self) -> f64 {
         self.period.seconds
     }
 
-    fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
-        self.poller.take_updates()
-    }
-
-    fn take_telemetry(&mut self) -> Result<Vec<TelemetrySample>, MeterError> {
-        Ok(self.poller.take_telemetry())
-    }
-
     fn telemetry(&mut self) -> Result<Telemetry, MeterError> {
         let power_w = current_power_w(self.device.as_ref());
         read_telemetry(self.device.as_ref(), &self.reference, power_w)
+    }
+
+    fn not_read_yet(&self) -> String {
+        "the NVML energy counter was not read yet".into()
+    }
+
+    fn energy_j(&mut self, _poller: &Poller) -> Result<f64, MeterError> {
+        self.direct.read_j()
     }
 }
 

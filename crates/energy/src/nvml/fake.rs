@@ -8,12 +8,9 @@ use super::{
     ClocksMhz, DeviceIdentity, NvmlDevice, NvmlError, PowerFieldsMw, PowerLimitsMw,
     ReferenceClocksMhz,
 };
+use crate::fake_store::{unix_ms_now, FakeStore, FakeStoreError, StepGrid};
 use serde::{Deserialize, Serialize};
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
 
 /// Everything the fake device is. Unlisted fields take the defaults (an H100-like part).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,38 +111,54 @@ impl Default for FakeState {
     }
 }
 
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl FakeState {
     pub fn draw_mw(&self) -> u32 {
         self.power_demand_mw.min(self.limit_mw)
     }
 
+    fn grid(&self) -> StepGrid {
+        StepGrid {
+            epoch_unix_ms: self.energy_epoch_unix_ms,
+            period_ms: self.counter_period_ms,
+        }
+    }
+
     /// The counter at `now_ms` (unix ms): whole steps only, as NVML's counter.
     pub fn energy_mj_at(&self, now_ms: u64) -> u64 {
-        let period = self.counter_period_ms.max(1);
-        let steps = now_ms.saturating_sub(self.energy_epoch_unix_ms) / period;
+        let (steps, period) = self.grid().steps_at(now_ms);
         self.energy_base_mj + steps * period * self.draw_mw() as u64 / 1000
     }
 
     /// Folds the energy so far into the base before the draw changes, keeping the
     /// counter's step grid.
     fn fold_energy(&mut self, now_ms: u64) {
-        let period = self.counter_period_ms.max(1);
-        let steps = now_ms.saturating_sub(self.energy_epoch_unix_ms) / period;
         self.energy_base_mj = self.energy_mj_at(now_ms);
-        self.energy_epoch_unix_ms += steps * period;
+        self.energy_epoch_unix_ms = self.grid().folded_epoch(now_ms);
     }
 
     /// Changes what the device would draw (a test's stand-in for load).
     pub fn set_power_demand_mw(&mut self, mw: u32) {
         self.fold_energy(unix_ms_now());
         self.power_demand_mw = mw;
+    }
+
+    /// A reset of the counter, as a driver reload or a GPU reset makes it: it goes
+    /// down by `mj` (a test's way to make it go backwards).
+    pub fn reset_energy_by_mj(&mut self, mj: u64) {
+        self.fold_energy(unix_ms_now());
+        self.energy_base_mj = self.energy_base_mj.saturating_sub(mj);
+    }
+}
+
+/// Names the fake NVML device in messages about its state file.
+const WHAT: &str = "fake NVML";
+
+impl From<FakeStoreError> for NvmlError {
+    fn from(e: FakeStoreError) -> Self {
+        match e {
+            FakeStoreError::Unavailable(m) => NvmlError::Unavailable(m),
+            FakeStoreError::Failed(m) => NvmlError::Failed(m),
+        }
     }
 }
 
@@ -155,13 +168,8 @@ enum ClockDomain {
     Mem,
 }
 
-enum Backing {
-    Memory(Box<FakeState>),
-    File(PathBuf),
-}
-
 pub struct FakeDevice {
-    backing: Mutex<Backing>,
+    store: FakeStore<FakeState>,
 }
 
 impl FakeDevice {
@@ -171,69 +179,46 @@ impl FakeDevice {
             state.energy_epoch_unix_ms = unix_ms_now();
         }
         FakeDevice {
-            backing: Mutex::new(Backing::Memory(Box::new(state))),
+            store: FakeStore::in_memory(WHAT, state),
         }
     }
 
     /// Writes `state` to `path` and opens it there, shared with any other process.
     pub fn create(path: impl Into<PathBuf>, mut state: FakeState) -> Result<Self, NvmlError> {
-        let path = path.into();
         if state.energy_epoch_unix_ms == 0 {
             state.energy_epoch_unix_ms = unix_ms_now();
         }
-        write_state(&path, &state)?;
         Ok(FakeDevice {
-            backing: Mutex::new(Backing::File(path)),
+            store: FakeStore::create(WHAT, path.into(), &state)?,
         })
     }
 
     /// Opens a fake whose state file already exists (as written by `create`, or by
     /// hand: every field has a default, so `{}` is a valid fake).
     pub fn from_state_file(path: impl Into<PathBuf>) -> Result<Self, NvmlError> {
-        let path = path.into();
-        read_state(&path)?;
         Ok(FakeDevice {
-            backing: Mutex::new(Backing::File(path)),
+            store: FakeStore::open(WHAT, path.into())?,
         })
     }
 
     /// The state file, for a file-backed fake.
     pub fn state_path(&self) -> Option<PathBuf> {
-        match &*self.lock() {
-            Backing::File(p) => Some(p.clone()),
-            Backing::Memory(_) => None,
-        }
+        self.store.path()
     }
 
     /// The device's state now (re-read from the file for a file-backed fake).
     pub fn state(&self) -> Result<FakeState, NvmlError> {
-        match &*self.lock() {
-            Backing::Memory(s) => Ok(s.as_ref().clone()),
-            Backing::File(p) => read_state(p),
-        }
+        Ok(self.store.state()?)
     }
 
     /// Changes the state (a test injecting a fault, a load, a throttle reason).
     /// Across processes the change is atomic: readers see the old or the new file.
     pub fn update<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> Result<R, NvmlError> {
-        match &mut *self.lock() {
-            Backing::Memory(s) => Ok(f(s)),
-            Backing::File(p) => {
-                let _lock = FileLock::acquire(p)?;
-                let mut s = read_state(p)?;
-                let r = f(&mut s);
-                write_state(p, &s)?;
-                Ok(r)
-            }
-        }
+        Ok(self.store.update(f)?)
     }
 
     pub(crate) fn matches_any(&self) -> Result<bool, NvmlError> {
         Ok(self.state()?.match_any)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Backing> {
-        self.backing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Locks (`Some`) or resets (`None`) one clock domain as the driver would:
@@ -282,78 +267,6 @@ impl FakeDevice {
             return Err(NvmlError::GpuLost);
         }
         Ok(s)
-    }
-}
-
-fn read_state(path: &Path) -> Result<FakeState, NvmlError> {
-    let text = fs::read_to_string(path).map_err(|e| {
-        NvmlError::Unavailable(format!("fake NVML state file {}: {e}", path.display()))
-    })?;
-    serde_json::from_str(&text).map_err(|e| {
-        NvmlError::Unavailable(format!(
-            "fake NVML state file {} is not valid: {e}",
-            path.display()
-        ))
-    })
-}
-
-fn write_state(path: &Path, state: &FakeState) -> Result<(), NvmlError> {
-    let io = |e: std::io::Error| {
-        NvmlError::Failed(format!(
-            "writing fake NVML state file {}: {e}",
-            path.display()
-        ))
-    };
-    let text = serde_json::to_string_pretty(state)
-        .map_err(|e| NvmlError::Failed(format!("encoding fake NVML state: {e}")))?;
-    let tmp = sibling(path, &format!("tmp-{}", std::process::id()));
-    let mut f = fs::File::create(&tmp).map_err(io)?;
-    f.write_all(text.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)
-}
-
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{suffix}"));
-    path.with_file_name(name)
-}
-
-/// Serialises read-modify-write of the state file between processes. A lock left by
-/// a killed process is broken after two seconds: updates take microseconds.
-struct FileLock(PathBuf);
-
-impl FileLock {
-    fn acquire(path: &Path) -> Result<FileLock, NvmlError> {
-        let lock = sibling(path, "lock");
-        let start = Instant::now();
-        loop {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&lock)
-            {
-                Ok(_) => return Ok(FileLock(lock)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if start.elapsed() > Duration::from_secs(2) {
-                        let _ = fs::remove_file(&lock);
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) => {
-                    return Err(NvmlError::Failed(format!(
-                        "locking fake NVML state {}: {e}",
-                        lock.display()
-                    )))
-                }
-            }
-        }
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
     }
 }
 
@@ -510,10 +423,10 @@ mod tests {
     fn an_empty_state_file_is_a_default_fake() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("fake.json");
-        fs::write(&p, "{}").unwrap();
+        std::fs::write(&p, "{}").unwrap();
         let fake = FakeDevice::from_state_file(&p).unwrap();
         assert_eq!(fake.power_limits_mw().unwrap().current_mw, 700_000);
-        fs::write(&p, "{\"limit_mw\": \"high\"}").unwrap();
+        std::fs::write(&p, "{\"limit_mw\": \"high\"}").unwrap();
         assert!(matches!(
             FakeDevice::from_state_file(&p),
             Err(NvmlError::Unavailable(_))

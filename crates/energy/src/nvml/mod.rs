@@ -124,7 +124,7 @@ pub struct ClocksMhz {
     pub mem_mhz: Option<u32>,
 }
 
-/// The SM clocks a throttled clock is compared with (DESIGN.md §4.5, the 75% rule).
+/// The SM clocks a throttled clock is compared with (docs/ARCHITECTURE.md §4.5, the 75% rule).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReferenceClocksMhz {
     /// The default applications clock (datacenter parts; often equal to the max).

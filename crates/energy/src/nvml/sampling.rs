@@ -1,4 +1,4 @@
-//! The fallback meter (DESIGN.md §4.7): where a device has no energy counter, a thread
+//! The fallback meter (docs/ARCHITECTURE.md §4.7): where a device has no energy counter, a thread
 //! of its own reads power at a fixed interval and integrates it (trapezoid rule). It
 //! integrates instant power where the driver exposes it (field values, newer drivers)
 //! and nvmlDeviceGetPowerUsage otherwise — a 1 s average on Ampere and newer, which

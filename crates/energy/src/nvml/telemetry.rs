@@ -1,4 +1,4 @@
-//! One telemetry reading per measurement window (DESIGN.md §4.5). Best effort: what a
+//! One telemetry reading per measurement window (docs/ARCHITECTURE.md §4.5). Best effort: what a
 //! device does not report stays empty, but a lost GPU is an error, so the sweep stops
 //! instead of recording windows from a device that is gone.
 

@@ -1,4 +1,4 @@
-//! The simulated device (DESIGN.md §8): a model GPU so the whole pipeline, power
+//! The simulated device (docs/ARCHITECTURE.md §8): a model GPU so the whole pipeline, power
 //! caps and locked clocks included, runs and is tested on any machine. Its backend,
 //! meter, power and clock control and its clock share one state advanced in
 //! virtual time, so a sweep that would take an hour on a GPU takes seconds here.
