@@ -5,6 +5,7 @@
 mod args;
 mod compare;
 mod devices;
+mod diff;
 mod error;
 mod merge;
 mod model;
@@ -45,6 +46,7 @@ pub fn main() -> i32 {
         Command::Recommend(a) => results::recommend(&a),
         Command::Merge(a) => merge::run(&a),
         Command::Compare(a) => compare::run(&a),
+        Command::Diff(a) => diff::run(&a),
         Command::Power(c) => power::run(&c),
     };
     match result {
