@@ -41,6 +41,10 @@ pub enum Command {
     Merge(MergeArgs),
     /// Rank devices per workload and precision by energy per FLOP (and cost, CO₂e).
     Compare(CompareArgs),
+    /// Compare two runs point by point (after a driver update, or two cards): the
+    /// change in J/FLOP, TFLOP/s and average power, regressions first, each marked
+    /// significant only beyond both runs' uncertainty.
+    Diff(DiffArgs),
     /// Show a GPU's power limits, or restore one a killed sweep left capped.
     #[command(subcommand)]
     Power(PowerCommand),
@@ -267,6 +271,11 @@ pub struct MeasureArgs {
     /// can show the run-to-run spread beside the spread within one run.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub repeat: u32,
+    /// Show the plan — every point, which would be measured or skipped and why, the
+    /// estimated device time, where the records would go — and stop: nothing is
+    /// measured, no power limit or clock is changed, no file is written.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub protocol: ProtocolArgs,
 }
@@ -444,6 +453,31 @@ pub struct CompareArgs {
     /// Also draw the devices side by side (SVG and PNG), one plot per workload, into DIR.
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, default_value = "table", value_name = "table|markdown|csv|json")]
+    pub format: String,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Exit codes: 0 no regression beyond --fail-on-regression (or none asked); \
+                        1 a significant regression beyond it; 2 bad input; 3 a file that \
+                        could not be read."
+)]
+pub struct DiffArgs {
+    /// The earlier run's results file (JSONL): the reference.
+    #[arg(value_name = "OLD")]
+    pub old: PathBuf,
+    /// The later run's results file (JSONL), compared with OLD.
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+    /// Exit with code 1 when a point got significantly worse (more J/FLOP or fewer
+    /// TFLOP/s, beyond both runs' uncertainty) by more than this (2% or 0.02): for CI.
+    #[arg(long, value_name = "PCT")]
+    pub fail_on_regression: Option<String>,
+    /// Compare simulated and real records (refused otherwise).
+    #[arg(long)]
+    pub allow_mixed: bool,
     /// Output format.
     #[arg(long, default_value = "table", value_name = "table|markdown|csv|json")]
     pub format: String,
