@@ -6,6 +6,7 @@
 
 pub mod chart;
 pub mod compare;
+pub mod cost;
 pub mod diff;
 pub mod document;
 pub mod format;
