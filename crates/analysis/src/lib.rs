@@ -20,6 +20,7 @@ pub mod step;
 pub mod table;
 #[cfg(test)]
 mod testutil;
+pub mod tokens;
 
 pub use recommend::{recommend, Objective, Recommendation};
 pub use table::{Table, TableFormat};
