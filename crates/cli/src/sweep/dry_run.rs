@@ -15,6 +15,7 @@ use joulebench_core::backend::Support;
 use joulebench_core::clocks::clock_key;
 use joulebench_core::plan::{PlanEstimate, PlanPoint, SweepConfig};
 use joulebench_core::record::{point_key, repeat_key};
+use joulebench_core::PowerCap;
 use joulebench_device::OpenDevice;
 use std::collections::HashSet;
 
@@ -101,10 +102,11 @@ pub fn show(
             }
         };
         already += in_file;
-        let cap = match (&limits, p.cap.is_default()) {
-            (Some(l), false) => format!("{} ({:.0} W)", p.cap, p.cap.resolve_w(l)),
-            (Some(l), true) => format!("default ({:.0} W)", l.current_w),
-            (None, _) => p.cap.to_string(),
+        let cap = match (&limits, p.cap) {
+            (_, PowerCap::Watts(w)) => format!("{w:.0} W"),
+            (Some(l), PowerCap::Default) => format!("default ({:.0} W)", l.current_w),
+            (Some(l), c) => format!("{c} ({:.0} W)", c.resolve_w(l)),
+            (None, c) => c.to_string(),
         };
         let clocks = match (p.sm_clock_mhz, p.mem_clock_mhz) {
             (None, None) => "default".to_string(),
