@@ -309,6 +309,8 @@ struct AxisChart<'a> {
     /// Which settings the chart compares (the other axes held at their defaults).
     keep: &'a dyn Fn(&Setting) -> bool,
     held: &'a str,
+    /// A line per batch too where several were measured (not where batch is the axis).
+    split_batches: bool,
 }
 
 fn axis_chart(r: &Recommendation, p: Precision, a: &AxisChart<'_>) -> Option<PanelChart> {
@@ -325,12 +327,13 @@ fn axis_chart(r: &Recommendation, p: Precision, a: &AxisChart<'_>) -> Option<Pan
     if xs.len() < 2 {
         return None;
     }
-    let by_batch = settings
-        .iter()
-        .map(|s| s.batch_size)
-        .collect::<BTreeSet<_>>()
-        .len()
-        > 1;
+    let by_batch = a.split_batches
+        && settings
+            .iter()
+            .map(|s| s.batch_size)
+            .collect::<BTreeSet<_>>()
+            .len()
+            > 1;
     let kernel_style = kernel_styles(r);
     let keys: Vec<String> = settings
         .iter()
@@ -445,6 +448,7 @@ pub fn cap_charts(r: &Recommendation) -> Vec<(Precision, PanelChart)> {
                     categories: None,
                     keep: &keep,
                     held: "at the default clocks",
+                    split_batches: true,
                 },
             )?;
             Some((p, c))
@@ -481,6 +485,7 @@ pub fn clock_charts(r: &Recommendation) -> Vec<(Precision, PanelChart)> {
                     categories: None,
                     keep: &keep,
                     held: "at the default power limit",
+                    split_batches: true,
                 },
             )?;
             Some((p, c))
@@ -522,6 +527,7 @@ pub fn batch_charts(r: &Recommendation) -> Vec<(Precision, PanelChart)> {
                     categories: Some(categories.clone()),
                     keep: &keep,
                     held: "at the default power limit and clocks",
+                    split_batches: false,
                 },
             )?;
             Some((p, c))
@@ -767,6 +773,9 @@ mod tests {
         assert_eq!(charts.len(), 1, "f16 has no default-cap point");
         let c = &charts[0].1;
         assert_eq!(c.x_categories, Some(vec!["1".to_string(), "4".to_string()]));
+        // batch is the axis: a line per kernel, not per batch
+        let lines: Vec<&str> = c.legend.iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(lines, ["k"]);
         let recs = recommend(&records()[..3], Objective::LeastEnergy);
         assert!(batch_charts(&recs[0]).is_empty());
     }
