@@ -2,65 +2,16 @@
 //! FLOP, for hardware selection; optionally priced in money and CO₂e, and drawn.
 //! Simulated and real devices are not ranked together unless asked, and then marked.
 
-use crate::args::{parse_list, CapCompareChoice, CompareArgs, CostArgs};
+use crate::args::{parse_list, CapCompareChoice, CompareArgs};
+use crate::cost::cost_inputs;
 use crate::error::{runtime, usage, CliError};
 use crate::results::read_sources;
 use joulebench_analysis::chart::PlotError;
 use joulebench_analysis::compare::{compare, comparison_table, CapChoice};
-use joulebench_analysis::cost::{CostInputs, Price};
 use joulebench_analysis::merge::check_not_mixed;
 use joulebench_analysis::plots::compare_plots;
 use joulebench_analysis::table::TableFormat;
 use joulebench_core::Precision;
-
-fn non_negative(v: Option<f64>, flag: &str) -> Result<Option<f64>, CliError> {
-    match v {
-        Some(x) if !(x.is_finite() && x >= 0.0) => {
-            Err(usage(format!("{flag} {x} must be a number ≥ 0")))
-        }
-        _ => Ok(v),
-    }
-}
-
-/// The cost flags checked: numbers ≥ 0, a PUE ≥ 1, a currency that names itself.
-pub fn cost_inputs(args: &CostArgs) -> Result<CostInputs, CliError> {
-    let price = match (non_negative(args.price_per_kwh, "--price-per-kwh")?, &args.currency) {
-        (Some(per_kwh), Some(currency)) => {
-            let currency = currency.trim();
-            if currency.is_empty()
-                || currency.chars().count() > 16
-                || currency.chars().any(char::is_control)
-            {
-                return Err(usage(format!(
-                    "--currency '{currency}' is not a currency name (USD, EUR, €…)"
-                )));
-            }
-            Some(Price {
-                per_kwh,
-                currency: currency.to_string(),
-            })
-        }
-        (None, None) => None,
-        _ => {
-            return Err(usage(
-                "--price-per-kwh and --currency go together: a cost is never shown without its currency",
-            ))
-        }
-    };
-    let pue = match args.pue {
-        Some(p) if !(p.is_finite() && (1.0..=10.0).contains(&p)) => {
-            return Err(usage(format!(
-                "--pue {p} must be between 1 and 10 (facility energy over IT energy)"
-            )))
-        }
-        p => p,
-    };
-    Ok(CostInputs {
-        price,
-        grid_gco2e_per_kwh: non_negative(args.grid_gco2_per_kwh, "--grid-gco2-per-kwh")?,
-        pue,
-    })
-}
 
 pub fn run(args: &CompareArgs) -> Result<(), CliError> {
     let fmt: TableFormat = args.format.parse().map_err(usage)?;

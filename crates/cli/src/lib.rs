@@ -4,6 +4,7 @@
 
 mod args;
 mod compare;
+mod cost;
 mod devices;
 mod diff;
 mod error;

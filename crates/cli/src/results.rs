@@ -132,7 +132,7 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     let baseline = baseline_spec(args.baseline.as_deref())?;
     let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
     let objective = Objective::WithinSlowdown { max_slowdown };
-    let costs = crate::compare::cost_inputs(&args.cost)?;
+    let costs = crate::cost::cost_inputs(&args.cost)?;
     if let Some(m) = &args.model {
         joulebench_analysis::tokens::load_model(m)
             .map_err(|e| usage(format!("--model {m}: {e}")))?;
