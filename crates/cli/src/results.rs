@@ -167,7 +167,14 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
             },
             &links(&plots, args.out.as_deref()),
         ),
-        TableFormat::Json | TableFormat::Csv => records_table(&records).render(fmt),
+        TableFormat::Json | TableFormat::Csv => {
+            if costs.priced() || costs.pue.is_some() {
+                eprintln!(
+                    "note: --format csv and json give every record; the costs are in --format table and markdown"
+                );
+            }
+            records_table(&records).render(fmt)
+        }
         TableFormat::Table => {
             // priced: what the recommended settings cost, after the results
             let priced = (costs.priced() || costs.pue.is_some())
