@@ -586,3 +586,105 @@ fn exit_codes_follow_the_kind_of_failure_and_help_lists_them() {
         assert!(help.contains(code), "{code} missing from --help: {help}");
     }
 }
+
+#[test]
+fn dry_runs_show_the_plan_and_measure_change_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never.jsonl");
+    let o = run(&[
+        "sweep",
+        "--backend",
+        "sim",
+        "--preset",
+        "quick",
+        "--power-caps",
+        "default,80%",
+        "--sm-clocks",
+        "default,1200",
+        "--out",
+        out.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for part in [
+        "Dry run: nothing is measured",
+        "80% (560 W)",
+        "SM 1200 MHz",
+        "measured",
+        "a new file",
+        "power limit and clocks",
+    ] {
+        assert!(t.contains(part), "missing {part:?} in {t}");
+    }
+    assert!(!out.exists(), "a dry run wrote its results file");
+    // no closing recommendation: nothing was measured
+    assert!(!t.contains("Recommended"), "{t}");
+
+    // an existing file continued with --resume: what is already there is skipped
+    let done = dir.path().join("done.jsonl");
+    let sweep = |extra: &[&str]| {
+        let mut a = vec![
+            "sweep",
+            "--backend",
+            "sim",
+            "--preset",
+            "quick",
+            "--ops",
+            "attention",
+            "--power-caps",
+            "default",
+            "--out",
+            done.to_str().unwrap(),
+        ];
+        a.extend(extra);
+        run(&a)
+    };
+    assert!(sweep(&[]).status.success());
+    let before = std::fs::read(&done).unwrap();
+    let o = sweep(&["--resume", "--dry-run"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("already in the results file"), "{t}");
+    assert_eq!(std::fs::read(&done).unwrap(), before, "the file changed");
+
+    // model plans its step's points the same way
+    let o = run(&[
+        "model",
+        "--backend",
+        "sim",
+        "--preset",
+        "tiny",
+        "--micro-batches",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("Dry run") && t.contains("distinct op points"),
+        "{t}"
+    );
+    assert!(!out.exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn devices_keeps_what_the_drivers_print_while_probed_off_the_terminal() {
+    // Mesa and EGL print "error: XDG_RUNTIME_DIR is invalid or not set in the
+    // environment." while probed without a runtime directory, as on a server as root
+    let o = jb()
+        .arg("devices")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("JOULEBENCH_SHOW_DRIVER_OUTPUT")
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        !t.lines().any(|l| l.starts_with("error: XDG_RUNTIME_DIR")),
+        "driver noise reached the terminal:\n{t}"
+    );
+}

@@ -103,6 +103,14 @@ fn three_simulated_gpus_one_worker_and_file_each_then_merged() {
         "the merged file's lines are not the device files' lines"
     );
     assert!(merged.iter().all(|r| r["simulated"] == true));
+    // every record keeps the command the user typed, not its worker's
+    for r in &merged {
+        let command = r["command"].as_str().unwrap();
+        assert!(
+            command.contains("--devices all") && !command.contains("--progress-lines"),
+            "{command}"
+        );
+    }
 }
 
 #[test]

@@ -243,3 +243,31 @@ fn caps_need_explicit_permission_and_a_valid_range() {
     assert!(!Path::new(&f.out()).exists());
     assert!(f.state_files().is_empty());
 }
+
+#[test]
+fn a_dry_run_plans_caps_without_touching_the_device_or_writing_a_file() {
+    let f = Fixture::new();
+    let device_before = std::fs::read(f.fake()).unwrap();
+    let mut args = f.sweep_args(true);
+    args.push("--dry-run".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = f.cmd(&args).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("Dry run") && t.contains("│ 200 W "), "{t}");
+    // the fake device keeps a history of every limit set: none was, not even a restore
+    let fake = std::fs::read_to_string(f.fake()).unwrap();
+    assert_eq!(
+        fake.as_bytes(),
+        &device_before[..],
+        "the device was touched: {fake}"
+    );
+    assert!(!f.out().exists());
+    assert!(f.state_files().is_empty());
+    // the checks a run makes before anything changes still refuse: a cap out of range
+    let mut too_low = f.sweep_args(true);
+    too_low.extend(["--power-caps", "50", "--dry-run"].map(String::from));
+    let too_low: Vec<&str> = too_low.iter().map(String::as_str).collect();
+    let o = f.cmd(&too_low).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

@@ -133,8 +133,12 @@ fn compare_ranks_two_simulated_devices_with_cost_carbon_and_plots() {
         "csv",
         "--price-per-kwh",
         "0.20",
+        "--currency",
+        "EUR",
         "--grid-gco2-per-kwh",
         "300",
+        "--pue",
+        "1.1",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let csv = String::from_utf8(o.stdout).unwrap();
@@ -160,17 +164,21 @@ fn compare_ranks_two_simulated_devices_with_cost_carbon_and_plots() {
         assert!(e(&pair[0]) <= e(&pair[1]));
         assert!(pair
             .iter()
-            .all(|r| r[col("power cap")].starts_with("default")));
+            .all(|r| r[col("setting")].starts_with("default")));
         for r in pair {
-            // kWh per 10¹⁸ FLOP = pJ/FLOP × 10⁻¹² × 10¹⁸ / 3.6×10⁶; cost and CO₂e follow from it
-            let kwh = r[col("energy (kWh per 10¹⁸ FLOP)")].parse::<f64>().unwrap();
-            assert!((kwh - e(r) * 1e6 / 3.6e6).abs() / kwh < 0.01, "{r:?}");
-            let cost = r[col("cost (per 10¹⁸ FLOP)")].parse::<f64>().unwrap();
+            // kWh per 10¹⁸ FLOP = pJ/FLOP × 10⁻¹² × 10¹⁸ / 3.6×10⁶ × PUE; cost and CO₂e follow
+            let kwh = r[col("energy at PUE 1.10 (kWh per 10¹⁸ FLOP)")]
+                .parse::<f64>()
+                .unwrap();
+            assert!((kwh - e(r) * 1e6 / 3.6e6 * 1.1).abs() / kwh < 0.01, "{r:?}");
+            let cost = r[col("cost (EUR per 10¹⁸ FLOP)")].parse::<f64>().unwrap();
             assert!((cost - kwh * 0.20).abs() / cost < 0.01, "{r:?}");
             let kg = r[col("CO₂e (kg per 10¹⁸ FLOP)")].parse::<f64>().unwrap();
             assert!((kg - kwh * 0.300).abs() / kg < 0.01, "{r:?}");
-            assert_eq!(r[col("data")], "SIMULATED");
+            assert!(r[col("throughput (TFLOP/s)")].parse::<f64>().unwrap() > 0.0);
         }
+        // what the table leaves out: a committee's 13 columns, not 17
+        assert!(!header.iter().any(|h| h == "efficiency (GFLOP/J)"));
     }
 
     // --cap any lets a capped setting win where it costs less energy
@@ -189,8 +197,162 @@ fn compare_ranks_two_simulated_devices_with_cost_carbon_and_plots() {
     ok(&["compare", s(&h100), s(&a100), "--plots", s(&plots)]);
     assert_plot_files(&plots, 2);
     refused(
-        &["compare", s(&h100), "--price-per-kwh=-1"],
+        &[
+            "compare",
+            s(&h100),
+            "--price-per-kwh=-1",
+            "--currency",
+            "USD",
+        ],
         "--price-per-kwh",
+    );
+    // a cost is never shown without its currency
+    refused(
+        &["compare", s(&h100), "--price-per-kwh", "0.2"],
+        "--currency",
+    );
+    refused(&["compare", s(&h100), "--pue", "0.8"], "--pue");
+}
+
+/// The committed H200 records, as a reviewer reports them.
+fn h200_files() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/h200-2026-11-29");
+    ["h200-energy.jsonl", "h200-wgpu.jsonl", "h200-meter.jsonl"]
+        .iter()
+        .map(|f| dir.join(f).display().to_string())
+        .collect()
+}
+
+#[test]
+fn the_report_of_the_h200_records_prices_them_and_names_the_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("review.md");
+    let mut args: Vec<String> = vec!["report".into()];
+    args.extend(h200_files());
+    args.extend(
+        [
+            "--format",
+            "markdown",
+            "--price-per-kwh",
+            "0.12",
+            "--currency",
+            "USD",
+            "--grid-gco2-per-kwh",
+            "380",
+            "--pue",
+            "1.25",
+            "--out",
+            s(&md),
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&args);
+    let doc = std::fs::read_to_string(&md).unwrap();
+    for part in [
+        "| 580.159.04 (CUDA 13.0) |",
+        "## Cost and carbon",
+        "energy at PUE 1.25 (kWh per 10¹⁸ FLOP)",
+        "cost (USD per 10¹⁸ FLOP)",
+        "CO₂e (kg per 10¹⁸ FLOP)",
+        "throughput (TFLOP/s)",
+        "joulebench sweep --backend cuda --config h200-energy.toml --out h200-energy.jsonl",
+    ] {
+        assert!(doc.contains(part), "missing {part:?}");
+    }
+    assert!(
+        !doc.contains("for (CUDA"),
+        "the old driver reading is shown"
+    );
+    // the cost row of the fp8 GEMM: 0.608 pJ/FLOP → 0.1689 kWh × 1.25 = 0.211 kWh,
+    // × 0.12 USD = 0.0253 USD, × 380 g = 0.0802 kg
+    let row = doc
+        .lines()
+        .find(|l| {
+            l.contains("matmul 8192x8192x8192") && l.contains("cublaslt-fp8") && l.contains("0.211")
+        })
+        .unwrap_or_else(|| panic!("no fp8 cost row in {doc}"));
+    assert!(row.contains("0.0253") && row.contains("0.0802"), "{row}");
+}
+
+#[test]
+fn the_report_gives_energy_per_token_where_model_records_are() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/sim/model-llama3-8b.jsonl");
+    let t = ok(&[
+        "report",
+        s(&file),
+        "--format",
+        "markdown",
+        "--price-per-kwh",
+        "0.12",
+        "--currency",
+        "USD",
+    ]);
+    assert!(t.contains("Energy per token of a training step"), "{t}");
+    assert!(t.contains("cost (USD per 10⁶ tokens)"), "{t}");
+    // the same figure `model` chose and wrote to the committed settings file (0.04161 J/token)
+    assert!(t.contains("| 41.61 "), "{t}");
+    refused(&["report", s(&file), "--model", "no-such-model"], "--model");
+}
+
+/// A copy of `src` whose record `index` used `factor` × the energy per FLOP.
+fn scaled(src: &Path, dst: &Path, index: usize, factor: f64) {
+    let body: String = lines(src)
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if i == index {
+                let j = &mut v["measurement"]["summary"]["joules_per_flop"]["median"];
+                *j = (j.as_f64().unwrap() * factor).into();
+            }
+            format!("{v}\n")
+        })
+        .collect();
+    std::fs::write(dst, body).unwrap();
+}
+
+#[test]
+fn diff_puts_a_regression_first_and_fails_ci_only_beyond_the_threshold_and_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/sim/sim-h100-quick.jsonl");
+    // the first record's energy per FLOP up by 10%
+    let new = dir.path().join("new.jsonl");
+    scaled(&old, &new, 0, 1.10);
+    let o = run(&["diff", s(&old), s(&new), "--format", "csv"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let csv = String::from_utf8(o.stdout).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("status,"), "{csv}");
+    assert!(
+        rows[1].starts_with("REGRESSION,") && rows[1].contains("+10.0%"),
+        "{csv}"
+    );
+    assert!(rows[2..].iter().all(|r| r.starts_with("same,")), "{csv}");
+
+    // CI: a 10% regression fails a 2% gate with exit 1, passes a 20% one
+    let o = run(&["diff", s(&old), s(&new), "--fail-on-regression", "2%"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("regressed by more than 2.0%"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["diff", s(&old), s(&new), "--fail-on-regression", "20%"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // a run against itself: nothing changed, nothing fails
+    let o = run(&["diff", s(&old), s(&old), "--fail-on-regression", "0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("0 regressions"), "{}", text(&o));
+    // less energy is an improvement, never a failure
+    let better = dir.path().join("better.jsonl");
+    scaled(&old, &better, 0, 0.8);
+    let o = run(&["diff", s(&old), s(&better), "--fail-on-regression", "1%"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("improved"), "{}", text(&o));
+    refused(
+        &["diff", s(&old), s(&new), "--fail-on-regression", "x"],
+        "--fail-on-regression",
     );
 }
 
@@ -467,11 +629,18 @@ fn merge_and_compare_explain_their_flags() {
             &[
                 "--cap",
                 "--price-per-kwh",
+                "--currency",
                 "--grid-gco2-per-kwh",
+                "--pue",
                 "--allow-mixed",
                 "--plots",
             ][..],
         ),
+        (
+            "report",
+            &["--price-per-kwh", "--currency", "--pue", "--model"][..],
+        ),
+        ("diff", &["--fail-on-regression", "--allow-mixed"][..]),
     ] {
         let o = run(&[cmd, "--help"]);
         assert!(o.status.success());

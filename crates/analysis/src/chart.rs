@@ -94,9 +94,36 @@ pub enum Marker {
     Triangle,
     Square,
     Cross,
+    Diamond,
+    Plus,
+    InvertedTriangle,
     /// A large hollow circle drawn around a point to single it out.
     Ring,
 }
+
+/// Shapes for series that must be told apart without colour (in print, or by a
+/// reader who cannot tell two colours apart): each series gets a colour and a shape.
+pub const SERIES_MARKERS: [Marker; 7] = [
+    Marker::Circle,
+    Marker::Triangle,
+    Marker::Square,
+    Marker::Diamond,
+    Marker::Cross,
+    Marker::InvertedTriangle,
+    Marker::Plus,
+];
+
+/// The colour and shape of the `i`-th series: with 10 colours and 7 shapes, no two
+/// of the first 70 series look alike.
+pub fn series_style(i: usize) -> (RGBColor, Marker) {
+    (
+        PALETTE[i % PALETTE.len()],
+        SERIES_MARKERS[i % SERIES_MARKERS.len()],
+    )
+}
+
+/// The radius every data marker is drawn at: a size never encodes anything.
+pub const MARKER_PX: i32 = 6;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
@@ -137,18 +164,103 @@ pub struct XyChart {
     pub footnote: Option<String>,
 }
 
-/// Grouped bars: one group per category, one bar per series in each group.
+/// Text written beside a data point, saying what setting it is ("60%", "1260 MHz").
+#[derive(Clone, Debug, PartialEq)]
+pub struct PointLabel {
+    pub at: (f64, f64),
+    pub text: String,
+}
+
+/// One panel of a [`PanelChart`]: its own y axis, series and point labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Panel {
+    /// Written above the panel ("bf16", "energy").
+    pub heading: String,
+    pub y_label: String,
+    pub series: Vec<Series>,
+    /// Drawn in order where they do not cover another label: the most important first.
+    pub labels: Vec<PointLabel>,
+}
+
+/// Panels side by side and stacked, sharing one x axis quantity and one legend:
+/// small multiples (one panel per precision), or energy above throughput.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PanelChart {
+    pub title: String,
+    pub subtitle: String,
+    pub data: DataKind,
+    pub x_label: String,
+    /// Categorical x: the label of x = 0, 1, 2…; None for a numeric axis.
+    pub x_categories: Option<Vec<String>>,
+    pub panels: Vec<Panel>,
+    /// Panels per row.
+    pub columns: usize,
+    /// The same y range in every panel, so panels compare by eye.
+    pub shared_y: bool,
+    /// The same x range in every panel (panels stacked over one axis); otherwise
+    /// each panel spans its own points.
+    pub shared_x: bool,
+    pub legend: Vec<LegendEntry>,
+    /// Lines under the chart: how each point was chosen, what is left out.
+    pub footnotes: Vec<String>,
+}
+
+impl From<&XyChart> for PanelChart {
+    fn from(c: &XyChart) -> PanelChart {
+        PanelChart {
+            title: c.title.clone(),
+            subtitle: c.subtitle.clone(),
+            data: c.data,
+            x_label: c.x_label.clone(),
+            x_categories: c.x_categories.clone(),
+            panels: vec![Panel {
+                heading: String::new(),
+                y_label: c.y_label.clone(),
+                series: c.series.clone(),
+                labels: Vec::new(),
+            }],
+            columns: 1,
+            shared_y: false,
+            shared_x: true,
+            legend: c.legend.clone(),
+            footnotes: c.footnote.iter().cloned().collect(),
+        }
+    }
+}
+
+/// One bar: a category's value (`None`: not measured) and text above it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bar {
+    pub category: String,
+    pub value: Option<f64>,
+    pub color: RGBColor,
+    /// A second line above the value ("390 TFLOP/s").
+    pub note: Option<String>,
+}
+
+/// One panel of bars with its own y axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BarPanel {
+    pub heading: String,
+    pub bars: Vec<Bar>,
+}
+
+/// Bars in panels: one panel per precision, one bar per device, each panel on its
+/// own scale so a slow precision does not squash the others.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BarChart {
     pub title: String,
     pub subtitle: String,
     pub data: DataKind,
     pub y_label: String,
-    pub categories: Vec<String>,
-    /// (legend label, colour, one value per category).
-    pub groups: Vec<(String, RGBColor, Vec<Option<f64>>)>,
-    pub footnote: Option<String>,
+    pub panels: Vec<BarPanel>,
+    pub columns: usize,
+    pub legend: Vec<LegendEntry>,
+    pub footnotes: Vec<String>,
 }
+
+/// What a chart says where it has no number: the same words in every plot.
+pub const NOT_MEASURED: &str = "not measured";
 
 /// The two files of one chart.
 #[derive(Clone, Debug, PartialEq)]
@@ -160,18 +272,88 @@ pub struct PlotFiles {
 
 pub enum Chart {
     Xy(XyChart),
+    Panels(PanelChart),
     Bars(BarChart),
 }
 
+/// Footnote lines wrapped to the width of the image.
+fn wrap(lines: &[String]) -> Vec<String> {
+    const MAX_CHARS: usize = 125;
+    let mut out = Vec::new();
+    for line in lines {
+        let mut current = String::new();
+        for word in line.split_whitespace() {
+            if !current.is_empty() && current.chars().count() + 1 + word.chars().count() > MAX_CHARS
+            {
+                out.push(std::mem::take(&mut current));
+            }
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            current.push_str(word);
+        }
+        if !current.is_empty() {
+            out.push(current);
+        }
+    }
+    out
+}
+
+const FOOTNOTE_LINE_PX: u32 = 22;
+
 impl Chart {
-    fn title(&self) -> String {
-        let (t, s, data) = match self {
+    fn head(&self) -> (&str, &str, DataKind) {
+        match self {
             Chart::Xy(c) => (&c.title, &c.subtitle, c.data),
+            Chart::Panels(c) => (&c.title, &c.subtitle, c.data),
             Chart::Bars(c) => (&c.title, &c.subtitle, c.data),
-        };
+        }
+    }
+
+    fn title(&self) -> String {
+        let (t, s, data) = self.head();
         format!("{}{t}: {s}", data.tag().unwrap_or(""))
     }
+
+    fn footnotes(&self) -> Vec<String> {
+        let lines: Vec<String> = match self {
+            Chart::Xy(c) => c.footnote.iter().cloned().collect(),
+            Chart::Panels(c) => c.footnotes.clone(),
+            Chart::Bars(c) => c.footnotes.clone(),
+        };
+        wrap(&lines)
+    }
+
+    /// Point labels may be left out where crowded: a line is kept free to say so.
+    fn has_labels(&self) -> bool {
+        matches!(self, Chart::Panels(c) if c.panels.iter().any(|p| !p.labels.is_empty()))
+    }
+
+    /// Rows of panels.
+    fn rows(&self) -> usize {
+        let (n, cols) = match self {
+            Chart::Xy(_) => (1, 1),
+            Chart::Panels(c) => (c.panels.len(), c.columns),
+            Chart::Bars(c) => (c.panels.len(), c.columns),
+        };
+        n.max(1).div_ceil(cols.max(1))
+    }
+
+    /// The image height: one tall row, or rows of panels, and the footnotes.
+    fn height_px(&self) -> u32 {
+        let rows = self.rows() as u32;
+        let body = if rows == 1 {
+            HEIGHT_PX - TITLE_HEIGHT_PX - 34
+        } else {
+            rows * PANEL_ROW_PX
+        };
+        let lines = self.footnotes().len() + usize::from(self.has_labels());
+        TITLE_HEIGHT_PX + body + 14 + FOOTNOTE_LINE_PX * lines as u32
+    }
 }
+
+/// The height of a row of panels where there are several rows.
+const PANEL_ROW_PX: u32 = 330;
 
 /// Write `dir/stem.svg` and `dir/stem.png`.
 pub fn render(chart: &Chart, dir: &Path, stem: &str) -> Result<PlotFiles, PlotError> {
@@ -187,13 +369,14 @@ pub fn render(chart: &Chart, dir: &Path, stem: &str) -> Result<PlotFiles, PlotEr
         path: path.into(),
         message,
     };
+    let size = (WIDTH_PX, chart.height_px());
     {
-        let root = SVGBackend::new(&svg, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
+        let root = SVGBackend::new(&svg, size).into_drawing_area();
         draw(chart, &root).map_err(|m| draw_err(&svg, m))?;
         root.present().map_err(|e| draw_err(&svg, e.to_string()))?;
     }
     {
-        let root = BitMapBackend::new(&png, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
+        let root = BitMapBackend::new(&png, size).into_drawing_area();
         draw(chart, &root).map_err(|m| draw_err(&png, m))?;
         root.present().map_err(|e| draw_err(&png, e.to_string()))?;
     }
@@ -215,25 +398,35 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(e2s)?;
-    let (title, subtitle, data, footnote) = match chart {
-        Chart::Xy(c) => (&c.title, &c.subtitle, c.data, &c.footnote),
-        Chart::Bars(c) => (&c.title, &c.subtitle, c.data, &c.footnote),
-    };
+    let (title, subtitle, data) = chart.head();
     let (head, body) = root.split_vertically(TITLE_HEIGHT_PX);
     draw_title(&head, title, subtitle, data)?;
-    let body = match footnote {
-        Some(note) => {
-            let (body, foot) = body.split_vertically(HEIGHT_PX - TITLE_HEIGHT_PX - 34);
-            foot.draw_text(note, &text(16).color(&RGBColor(70, 70, 70)), (20, 6))
-                .map_err(e2s)?;
-            body
+    let mut notes = chart.footnotes();
+    let foot_px = 14 + FOOTNOTE_LINE_PX * (notes.len() + usize::from(chart.has_labels())) as u32;
+    let (_, h) = body.dim_in_pixel();
+    let (body, foot) = body.split_vertically(h.saturating_sub(foot_px));
+    let left_out = match chart {
+        Chart::Xy(c) => draw_panels(&PanelChart::from(c), &body)?,
+        Chart::Panels(c) => draw_panels(c, &body)?,
+        Chart::Bars(c) => {
+            draw_bars(c, &body)?;
+            0
         }
-        None => body,
     };
-    match chart {
-        Chart::Xy(c) => draw_xy(c, &body),
-        Chart::Bars(c) => draw_bars(c, &body),
+    if left_out > 0 {
+        notes.push(format!(
+            "{left_out} point label(s) left out where they would cover another."
+        ));
     }
+    for (i, note) in notes.iter().enumerate() {
+        foot.draw_text(
+            note,
+            &text(16).color(&RGBColor(70, 70, 70)),
+            (20, 4 + i as i32 * FOOTNOTE_LINE_PX as i32),
+        )
+        .map_err(e2s)?;
+    }
+    Ok(())
 }
 
 fn draw_title<DB: DrawingBackend>(
@@ -282,39 +475,95 @@ fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
         })
 }
 
-fn draw_xy<DB: DrawingBackend>(c: &XyChart, body: &Area<DB>) -> Result<(), String>
+/// An axis: its range and whether it is logarithmic.
+#[derive(Clone, Copy)]
+struct Axis {
+    lo: f64,
+    hi: f64,
+    log: bool,
+}
+
+fn axis_of(values: impl Iterator<Item = f64>, allow_log: bool) -> Option<Axis> {
+    let (lo, hi) = bounds(values)?;
+    let log = allow_log && wants_log(lo, hi);
+    let (lo, hi) = padded(lo, hi, log);
+    Some(Axis { lo, hi, log })
+}
+
+fn draw_panels<DB: DrawingBackend>(c: &PanelChart, body: &Area<DB>) -> Result<usize, String>
 where
     DB::ErrorType: 'static,
 {
-    let (plot, legend) = body.split_horizontally(WIDTH_PX - LEGEND_WIDTH_PX);
+    let (plots, legend) = body.split_horizontally(WIDTH_PX - LEGEND_WIDTH_PX);
     draw_legend(&legend, &c.legend)?;
-    let points = || c.series.iter().flat_map(|s| s.points.iter());
-    let (Some((x0, x1)), Some((y0, y1))) =
-        (bounds(points().map(|p| p.0)), bounds(points().map(|p| p.1)))
-    else {
-        return plot.draw_text("no data", &text(20), (40, 40)).map_err(e2s);
+    let all_points = || {
+        c.panels
+            .iter()
+            .flat_map(|p| p.series.iter().flat_map(|s| s.points.iter()))
     };
-    let x_log = c.x_categories.is_none() && wants_log(x0, x1);
-    let y_log = wants_log(y0, y1);
-    let (x0, x1) = match &c.x_categories {
-        Some(cats) => (-0.5, cats.len() as f64 - 0.5),
-        None => padded(x0, x1, x_log),
+    let x_of = |points: &mut dyn Iterator<Item = f64>| match &c.x_categories {
+        Some(cats) => Some(Axis {
+            lo: -0.5,
+            hi: cats.len() as f64 - 0.5,
+            log: false,
+        }),
+        None => axis_of(points, true),
     };
-    let (y0, y1) = padded(y0, y1, y_log);
-    // Four coordinate types, one drawing routine.
-    let lin = |a: f64, b: f64| RangedCoordf64::from(a..b);
-    let log = |a: f64, b: f64| {
-        let (bold, light) = log_grid(a, b);
-        LogCoord::<f64>::from((a..b).log_scale())
+    let shared_x = if c.shared_x {
+        x_of(&mut all_points().map(|p| p.0))
+    } else {
+        None
+    };
+    let shared_y = if c.shared_y {
+        axis_of(all_points().map(|p| p.1), true)
+    } else {
+        None
+    };
+    let columns = c.columns.max(1);
+    let rows = c.panels.len().max(1).div_ceil(columns);
+    let areas = plots.split_evenly((rows, columns));
+    let mut left_out = 0;
+    for (panel, area) in c.panels.iter().zip(&areas) {
+        let own = || panel.series.iter().flat_map(|s| s.points.iter());
+        let x = shared_x.or_else(|| x_of(&mut own().map(|p| p.0)));
+        let y = shared_y.or_else(|| axis_of(own().map(|p| p.1), true));
+        let (Some(x), Some(y)) = (x, y) else {
+            area.draw_text(
+                &format!("{}: {NOT_MEASURED}", panel.heading),
+                &text(18),
+                (40, 40),
+            )
+            .map_err(e2s)?;
+            continue;
+        };
+        left_out += draw_panel(c, panel, area, x, y)?;
+    }
+    Ok(left_out)
+}
+
+/// One panel on the coordinate types its axes need.
+fn draw_panel<DB: DrawingBackend>(
+    c: &PanelChart,
+    panel: &Panel,
+    area: &Area<DB>,
+    x: Axis,
+    y: Axis,
+) -> Result<usize, String>
+where
+    DB::ErrorType: 'static,
+{
+    let lin = |a: Axis| RangedCoordf64::from(a.lo..a.hi);
+    let log = |a: Axis| {
+        let (bold, light) = log_grid(a.lo, a.hi);
+        LogCoord::<f64>::from((a.lo..a.hi).log_scale())
             .with_key_points(bold)
             .with_light_points(light)
     };
-    let logs = (x_log, y_log);
-    match logs {
-        (false, false) => xy_on(c, &plot, lin(x0, x1), lin(y0, y1), logs),
-        (true, false) => xy_on(c, &plot, log(x0, x1), lin(y0, y1), logs),
-        (false, true) => xy_on(c, &plot, lin(x0, x1), log(y0, y1), logs),
-        (true, true) => xy_on(c, &plot, log(x0, x1), log(y0, y1), logs),
+    match (x.log, y.log) {
+        (false, false) => panel_on(c, panel, area, lin(x), lin(y), (false, false)),
+        (true, false) => panel_on(c, panel, area, log(x), lin(y), (true, false)),
+        (false, true) => panel_on(c, panel, area, lin(x), log(y), (false, true)),
+        (true, true) => panel_on(c, panel, area, log(x), log(y), (true, true)),
     }
 }
 
@@ -369,25 +618,37 @@ fn log_tick(v: f64) -> String {
     }
 }
 
-fn xy_on<DB, X, Y>(
-    c: &XyChart,
+/// A label's box in pixels: left, top, right, bottom.
+type PixelBox = (i32, i32, i32, i32);
+
+fn overlaps(a: PixelBox, b: PixelBox) -> bool {
+    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+}
+
+fn panel_on<DB, X, Y>(
+    c: &PanelChart,
+    panel: &Panel,
     area: &Area<DB>,
     x: X,
     y: Y,
     (x_log, y_log): (bool, bool),
-) -> Result<(), String>
+) -> Result<usize, String>
 where
     DB: DrawingBackend,
     DB::ErrorType: 'static,
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
-    let mut chart = ChartBuilder::on(area)
-        .margin(16)
-        .x_label_area_size(64)
-        .y_label_area_size(96)
-        .build_cartesian_2d(x, y)
-        .map_err(e2s)?;
+    let small = c.panels.len() > 1;
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .margin(if small { 10 } else { 16 })
+        .x_label_area_size(if small { 48 } else { 64 })
+        .y_label_area_size(if small { 80 } else { 96 });
+    if !panel.heading.is_empty() {
+        builder.caption(&panel.heading, text(19));
+    }
+    let mut chart = builder.build_cartesian_2d(x, y).map_err(e2s)?;
     let categories = c.x_categories.clone().unwrap_or_default();
     let x_fmt = |v: &f64| -> String {
         if c.x_categories.is_none() {
@@ -407,20 +668,23 @@ where
     };
     let mut mesh = chart.configure_mesh();
     mesh.x_desc(c.x_label.as_str())
-        .y_desc(c.y_label.as_str())
-        .axis_desc_style(text(20))
-        .label_style(text(17))
+        .y_desc(panel.y_label.as_str())
+        .axis_desc_style(text(if small { 17 } else { 20 }))
+        .label_style(text(if small { 15 } else { 17 }))
         .x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
         .light_line_style(light)
         .max_light_lines(1)
         .bold_line_style(RGBColor(215, 215, 215));
+    if small {
+        mesh.x_labels(6).y_labels(6);
+    }
     if let Some(cats) = &c.x_categories {
         mesh.x_labels(cats.len().max(2) * 2 + 1);
     }
     mesh.draw().map_err(e2s)?;
 
-    for s in &c.series {
+    for s in &panel.series {
         if s.line && s.points.len() > 1 {
             chart
                 .draw_series(LineSeries::new(
@@ -431,7 +695,77 @@ where
         }
         draw_markers(&mut chart, &s.points, s.marker, s.marker_px, s.color)?;
     }
-    Ok(())
+
+    // labels beside their points, never over another label or a marker
+    let style = text(14).color(&RGBColor(40, 40, 40));
+    // every marker as (centre, radius): a label keeps clear of all but its own
+    let markers: Vec<((i32, i32), i32)> = panel
+        .series
+        .iter()
+        .filter(|s| s.marker != Marker::None)
+        .flat_map(|s| {
+            let r = if s.marker == Marker::Ring {
+                s.marker_px.max(13) + 1
+            } else {
+                MARKER_PX
+            };
+            s.points.iter().map(move |p| (p, r))
+        })
+        .map(|(p, r)| (chart.backend_coord(p), r))
+        .collect();
+    let plot = chart.plotting_area();
+    let ((left, right), (top, bottom)) = {
+        let (x0, y0) = plot.get_base_pixel();
+        let (w, h) = plot.dim_in_pixel();
+        ((x0, x0 + w as i32), (y0, y0 + h as i32))
+    };
+    let mut placed: Vec<PixelBox> = Vec::new();
+    let mut left_out = 0;
+    for l in &panel.labels {
+        let (w, h) = plot.estimate_text_size(&l.text, &style).map_err(e2s)?;
+        let (w, h) = (w as i32, h as i32);
+        let (px, py) = chart.backend_coord(&l.at);
+        let own = |c: (i32, i32)| (c.0 - px).abs() <= 1 && (c.1 - py).abs() <= 1;
+        let gap = markers
+            .iter()
+            .filter(|(c, _)| own(*c))
+            .map(|(_, r)| *r)
+            .max()
+            .unwrap_or(MARKER_PX)
+            + 3;
+        let others: Vec<PixelBox> = markers
+            .iter()
+            .filter(|(c, _)| !own(*c))
+            .map(|&((x, y), r)| (x - r, y - r, x + r, y + r))
+            .collect();
+        let candidates = [
+            (gap, -h / 2),
+            (gap, -h - 1),
+            (gap, 1),
+            (-gap - w, -h / 2),
+            (-w / 2, -gap - h),
+            (-w / 2, gap),
+            (-gap - w, -h - 1),
+            (-gap - w, 1),
+        ];
+        let spot = candidates.iter().find_map(|&(dx, dy)| {
+            let b = (px + dx, py + dy, px + dx + w, py + dy + h);
+            let inside = b.0 >= left && b.2 <= right && b.1 >= top && b.3 <= bottom;
+            let free = !placed.iter().chain(&others).any(|&o| overlaps(b, o));
+            (inside && free).then_some((dx, dy, b))
+        });
+        match spot {
+            Some((dx, dy, b)) => {
+                placed.push(b);
+                plot.draw(
+                    &(EmptyElement::at(l.at) + Text::new(l.text.clone(), (dx, dy), style.clone())),
+                )
+                .map_err(e2s)?;
+            }
+            None => left_out += 1,
+        }
+    }
+    Ok(left_out)
 }
 
 fn draw_markers<DB, X, Y>(
@@ -448,22 +782,42 @@ where
     Y: Ranged<ValueType = f64>,
 {
     let pts = points.iter().copied();
+    let filled = color.filled();
     match marker {
         Marker::None => Ok(()),
         Marker::Circle => chart
-            .draw_series(pts.map(|p| Circle::new(p, r, color.filled())))
+            .draw_series(pts.map(|p| Circle::new(p, r, filled)))
             .map(|_| ()),
         Marker::Triangle => chart
-            .draw_series(pts.map(|p| TriangleMarker::new(p, r + 2, color.filled())))
+            .draw_series(pts.map(|p| TriangleMarker::new(p, r + 2, filled)))
             .map(|_| ()),
         Marker::Square => chart
             .draw_series(pts.map(|p| {
-                EmptyElement::at(p)
-                    + Rectangle::new([(1 - r, 1 - r), (r - 1, r - 1)], color.filled())
+                EmptyElement::at(p) + Rectangle::new([(1 - r, 1 - r), (r - 1, r - 1)], filled)
             }))
             .map(|_| ()),
         Marker::Cross => chart
             .draw_series(pts.map(|p| Cross::new(p, r, color.stroke_width(3))))
+            .map(|_| ()),
+        Marker::Diamond => chart
+            .draw_series(pts.map(|p| {
+                let r = r + 1;
+                EmptyElement::at(p) + Polygon::new(vec![(0, -r), (r, 0), (0, r), (-r, 0)], filled)
+            }))
+            .map(|_| ()),
+        Marker::InvertedTriangle => chart
+            .draw_series(pts.map(|p| {
+                let r = r + 1;
+                EmptyElement::at(p)
+                    + Polygon::new(vec![(-r, -r * 2 / 3), (r, -r * 2 / 3), (0, r)], filled)
+            }))
+            .map(|_| ()),
+        Marker::Plus => chart
+            .draw_series(pts.map(|p| {
+                EmptyElement::at(p)
+                    + PathElement::new(vec![(-r, 0), (r, 0)], color.stroke_width(3))
+                    + PathElement::new(vec![(0, -r), (0, r)], color.stroke_width(3))
+            }))
             .map(|_| ()),
         Marker::Ring => chart
             .draw_series(pts.map(|p| Circle::new(p, r.max(13), color.stroke_width(3))))
@@ -486,15 +840,47 @@ where
                 .map_err(e2s)?;
         }
         let at = (24, y);
+        let r = MARKER_PX;
         match e.marker {
             Marker::None => Ok(()),
-            Marker::Circle => area.draw(&Circle::new(at, 6, c.filled())),
-            Marker::Triangle => area.draw(&TriangleMarker::new(at, 8, c.filled())),
+            Marker::Circle => area.draw(&Circle::new(at, r, c.filled())),
+            Marker::Triangle => area.draw(&TriangleMarker::new(at, r + 2, c.filled())),
             Marker::Square => area.draw(&Rectangle::new(
-                [(at.0 - 5, y - 5), (at.0 + 5, y + 5)],
+                [(at.0 - r + 1, y - r + 1), (at.0 + r - 1, y + r - 1)],
                 c.filled(),
             )),
-            Marker::Cross => area.draw(&Cross::new(at, 6, c.stroke_width(3))),
+            Marker::Cross => area.draw(&Cross::new(at, r, c.stroke_width(3))),
+            Marker::Diamond => area.draw(&Polygon::new(
+                vec![
+                    (at.0, y - r - 1),
+                    (at.0 + r + 1, y),
+                    (at.0, y + r + 1),
+                    (at.0 - r - 1, y),
+                ],
+                c.filled(),
+            )),
+            Marker::InvertedTriangle => {
+                let r = r + 1;
+                area.draw(&Polygon::new(
+                    vec![
+                        (at.0 - r, y - r * 2 / 3),
+                        (at.0 + r, y - r * 2 / 3),
+                        (at.0, y + r),
+                    ],
+                    c.filled(),
+                ))
+            }
+            Marker::Plus => area
+                .draw(&PathElement::new(
+                    vec![(at.0 - r, y), (at.0 + r, y)],
+                    c.stroke_width(3),
+                ))
+                .and_then(|_| {
+                    area.draw(&PathElement::new(
+                        vec![(at.0, y - r), (at.0, y + r)],
+                        c.stroke_width(3),
+                    ))
+                }),
             Marker::Ring => area.draw(&Circle::new(at, 11, c.stroke_width(3))),
         }
         .map_err(e2s)?;
@@ -508,63 +894,64 @@ fn draw_bars<DB: DrawingBackend>(c: &BarChart, body: &Area<DB>) -> Result<(), St
 where
     DB::ErrorType: 'static,
 {
-    let (plot, legend) = body.split_horizontally(WIDTH_PX - LEGEND_WIDTH_PX);
-    let entries: Vec<LegendEntry> = c
-        .groups
-        .iter()
-        .map(|(label, color, _)| LegendEntry {
-            label: label.clone(),
-            color: *color,
-            marker: Marker::Square,
-            line: false,
-        })
-        .collect();
-    draw_legend(&legend, &entries)?;
-    let y_max = bounds(c.groups.iter().flat_map(|g| g.2.iter().flatten().copied()))
-        .map(|b| b.1)
-        .unwrap_or(1.0);
-    let n = c.categories.len().max(1);
-    let mut chart = ChartBuilder::on(&plot)
-        .margin(16)
-        .x_label_area_size(64)
-        .y_label_area_size(96)
-        .build_cartesian_2d(-0.5..n as f64 - 0.5, 0.0..y_max * 1.15)
-        .map_err(e2s)?;
-    let x_fmt = |v: &f64| -> String {
-        let i = v.round();
-        if (v - i).abs() > 1e-6 || i < 0.0 {
-            return String::new();
-        }
-        c.categories.get(i as usize).cloned().unwrap_or_default()
-    };
-    let y_fmt = |v: &f64| tick(*v);
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n * 2 + 1)
-        .x_label_formatter(&x_fmt)
-        .y_label_formatter(&y_fmt)
-        .y_desc(c.y_label.as_str())
-        .axis_desc_style(text(20))
-        .label_style(text(17))
-        .light_line_style(RGBColor(238, 238, 238))
-        .max_light_lines(1)
-        .bold_line_style(RGBColor(205, 205, 205))
-        .draw()
-        .map_err(e2s)?;
-    let k = c.groups.len().max(1) as f64;
-    let width = 0.8 / k;
-    let label_values = c.categories.len() * c.groups.len() <= 24;
-    for (g, (_, color, values)) in c.groups.iter().enumerate() {
-        for (i, v) in values.iter().enumerate() {
-            let left = i as f64 - 0.4 + g as f64 * width;
-            let Some(v) = *v else {
+    let (plots, legend) = body.split_horizontally(WIDTH_PX - LEGEND_WIDTH_PX);
+    draw_legend(&legend, &c.legend)?;
+    let columns = c.columns.max(1);
+    let rows = c.panels.len().max(1).div_ceil(columns);
+    let areas = plots.split_evenly((rows, columns));
+    let small = c.panels.len() > 1;
+    for (panel, area) in c.panels.iter().zip(&areas) {
+        let y_max = bounds(panel.bars.iter().filter_map(|b| b.value))
+            .map(|b| b.1)
+            .unwrap_or(1.0);
+        let n = panel.bars.len().max(1);
+        let mut chart = ChartBuilder::on(area)
+            .margin(if small { 10 } else { 16 })
+            .caption(&panel.heading, text(19))
+            .x_label_area_size(if small { 40 } else { 64 })
+            .y_label_area_size(if small { 80 } else { 96 })
+            // room above the tallest bar for its two lines of text
+            .build_cartesian_2d(-0.5..n as f64 - 0.5, 0.0..y_max * 1.3)
+            .map_err(e2s)?;
+        // side by side, panels are too narrow for the names: the legend gives them
+        let x_fmt = |v: &f64| -> String {
+            let i = v.round();
+            if small || (v - i).abs() > 1e-6 || i < 0.0 {
+                return String::new();
+            }
+            panel
+                .bars
+                .get(i as usize)
+                .map(|b| b.category.clone())
+                .unwrap_or_default()
+        };
+        let y_fmt = |v: &f64| tick(*v);
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2 + 1)
+            .y_labels(if small { 6 } else { 10 })
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
+            .y_desc(c.y_label.as_str())
+            .axis_desc_style(text(if small { 16 } else { 20 }))
+            .label_style(text(if small { 14 } else { 17 }))
+            .light_line_style(RGBColor(238, 238, 238))
+            .max_light_lines(1)
+            .bold_line_style(RGBColor(205, 205, 205))
+            .draw()
+            .map_err(e2s)?;
+        let width = 0.7;
+        for (i, b) in panel.bars.iter().enumerate() {
+            let left = i as f64 - width / 2.0;
+            let centre = i as f64;
+            let Some(v) = b.value else {
                 // an empty slot would read as zero energy
                 let style = text(15).pos(Pos::new(HPos::Center, VPos::Bottom));
                 chart
                     .draw_series(std::iter::once(Text::new(
-                        "not measured",
-                        (left + width * 0.46, 0.0),
+                        NOT_MEASURED,
+                        (centre, y_max * 0.02),
                         style,
                     )))
                     .map_err(e2s)?;
@@ -572,18 +959,26 @@ where
             };
             chart
                 .draw_series(std::iter::once(Rectangle::new(
-                    [(left, 0.0), (left + width * 0.92, v)],
-                    color.filled(),
+                    [(left, 0.0), (left + width, v)],
+                    b.color.filled(),
                 )))
                 .map_err(e2s)?;
-            if label_values {
-                let style = text(15).pos(Pos::new(HPos::Center, VPos::Bottom));
+            let value_style = text(16).pos(Pos::new(HPos::Center, VPos::Bottom));
+            let note_style = text(14)
+                .color(&RGBColor(70, 70, 70))
+                .pos(Pos::new(HPos::Center, VPos::Bottom));
+            chart
+                .draw_series(std::iter::once(
+                    EmptyElement::at((centre, v))
+                        + Text::new(crate::format::sig(v, 3), (0, -3), value_style),
+                ))
+                .map_err(e2s)?;
+            if let Some(note) = &b.note {
                 chart
-                    .draw_series(std::iter::once(Text::new(
-                        tick(v),
-                        (left + width * 0.46, v),
-                        style,
-                    )))
+                    .draw_series(std::iter::once(
+                        EmptyElement::at((centre, v))
+                            + Text::new(note.clone(), (0, -22), note_style),
+                    ))
                     .map_err(e2s)?;
             }
         }

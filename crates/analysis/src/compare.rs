@@ -1,7 +1,8 @@
 //! Hardware comparison for selection reviews: per workload and precision, devices
-//! ranked by joules per FLOP, each at its own best valid setting, with what an
-//! exaFLOP of that work costs in kWh, money and CO₂e.
+//! ranked by joules per FLOP, each at its own best valid setting, with its throughput
+//! and what an exaFLOP of that work costs in kWh, money and CO₂e (`cost`).
 
+use crate::cost::{CostInputs, Unit};
 use crate::format::{opt, sig};
 use crate::recommend::{device_labels, Setting};
 use crate::table::Table;
@@ -16,33 +17,6 @@ pub enum CapChoice {
     Default,
     /// Any cap: the device as it could be configured.
     Any,
-}
-
-/// Prices that turn energy into money and carbon; both optional.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct CostInputs {
-    /// Electricity price per kWh, in the user's currency.
-    pub price_per_kwh: Option<f64>,
-    /// Grid carbon intensity, grams CO₂e per kWh.
-    pub grid_gco2e_per_kwh: Option<f64>,
-}
-
-const JOULES_PER_KWH: f64 = 3.6e6;
-const FLOP_PER_EXAFLOP: f64 = 1e18;
-
-/// kWh that 10¹⁸ FLOP take at this many joules per FLOP.
-pub fn kwh_per_exaflop(joules_per_flop: f64) -> f64 {
-    joules_per_flop * FLOP_PER_EXAFLOP / JOULES_PER_KWH
-}
-
-/// What 10¹⁸ FLOP cost at `price_per_kwh`.
-pub fn cost_per_exaflop(joules_per_flop: f64, price_per_kwh: f64) -> f64 {
-    kwh_per_exaflop(joules_per_flop) * price_per_kwh
-}
-
-/// Kilograms CO₂e that 10¹⁸ FLOP emit on a grid of `gco2e_per_kwh`.
-pub fn kg_co2e_per_exaflop(joules_per_flop: f64, gco2e_per_kwh: f64) -> f64 {
-    kwh_per_exaflop(joules_per_flop) * gco2e_per_kwh / 1000.0
 }
 
 /// One device's entry in a ranking.
@@ -119,41 +93,45 @@ pub fn compare(records: &[Record], cap: CapChoice) -> Vec<Ranking> {
         .collect()
 }
 
+/// The setting beside its kernel: power cap, locked clocks and batch where not 1.
+fn setting_cell(s: &Setting) -> String {
+    let mut parts = vec![s.cap_label()];
+    if s.sm_clock_mhz.is_some() || s.mem_clock_mhz.is_some() {
+        parts.push(s.clock_label());
+    }
+    if s.batch_size != 1 {
+        parts.push(format!("batch {}", s.batch_size));
+    }
+    parts.join(" · ")
+}
+
 /// The comparison as one table; rows grouped by workload and precision, rank 1 first.
-pub fn comparison_table(
-    rankings: &[Ranking],
-    cap: CapChoice,
-    costs: CostInputs,
-    currency: Option<&str>,
-) -> Table {
-    let cost_header = match currency {
-        Some(c) => format!("cost ({c} per 10¹⁸ FLOP)"),
-        None => "cost (per 10¹⁸ FLOP)".to_string(),
-    };
-    let mut headers = vec![
+/// The columns a selection committee reads: who, at which setting, energy with its
+/// throughput and power beside it, how far from the best, and what it costs.
+pub fn comparison_table(rankings: &[Ranking], cap: CapChoice, costs: &CostInputs) -> Table {
+    let mut headers: Vec<String> = [
         "workload",
         "precision",
         "rank",
         "device",
         "data",
         "kernel",
-        "batch",
-        "power cap",
+        "setting",
         "energy (pJ/FLOP)",
-        "efficiency (GFLOP/J)",
         "throughput (TFLOP/s)",
         "avg power (W)",
         "energy vs best (×)",
-        "energy (kWh per 10¹⁸ FLOP)",
-    ];
-    if costs.price_per_kwh.is_some() {
-        headers.push(&cost_header);
-    }
-    if costs.grid_gco2e_per_kwh.is_some() {
-        headers.push("CO₂e (kg per 10¹⁸ FLOP)");
-    }
-    headers.push("flags");
-    let mut t = Table::new("Devices ranked by energy per FLOP (least first)", &headers);
+    ]
+    .iter()
+    .map(|h| h.to_string())
+    .collect();
+    headers.extend(costs.headers(Unit::ExaFlop));
+    headers.push("flags".into());
+    let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let mut t = Table::new(
+        "Devices ranked by energy per FLOP (least first)",
+        &header_refs,
+    );
 
     let any_sim = rankings
         .iter()
@@ -179,24 +157,11 @@ pub fn comparison_table(
                 .into()
         }
         CapChoice::Any => {
-            "Each device at its best valid setting over every kernel, batch and power cap measured."
+            "Each device at its best valid setting over every kernel, batch, power cap and locked clock measured."
                 .into()
         }
     });
-    t.notes.push(
-        "Energy is the GPU board's only (no host, cooling or PUE); kWh per 10¹⁸ FLOP = J/FLOP × 10¹⁸ / 3.6×10⁶."
-            .into(),
-    );
-    if let Some(p) = costs.price_per_kwh {
-        t.notes.push(format!(
-            "Cost at {p} {}per kWh.",
-            currency.map(|c| format!("{c} ")).unwrap_or_default()
-        ));
-    }
-    if let Some(g) = costs.grid_gco2e_per_kwh {
-        t.notes
-            .push(format!("CO₂e at a grid intensity of {g} g per kWh."));
-    }
+    t.notes.push(costs.note());
 
     for r in rankings {
         let Some(first) = r.entries.first() else {
@@ -216,25 +181,27 @@ pub fn comparison_table(
                     "measured".into()
                 },
                 s.kernel.clone(),
-                s.batch_size.to_string(),
-                s.cap_label(),
+                setting_cell(s),
                 sig(s.picojoules_per_flop(), 3),
-                sig(1e-9 / s.joules_per_flop, 3),
                 sig(s.tflops, 3),
                 opt(s.average_w, 3),
                 format!("{:.2}", s.joules_per_flop / best_jpf),
-                sig(kwh_per_exaflop(s.joules_per_flop), 3),
             ];
-            if let Some(p) = costs.price_per_kwh {
-                row.push(sig(cost_per_exaflop(s.joules_per_flop, p), 3));
-            }
-            if let Some(g) = costs.grid_gco2e_per_kwh {
-                row.push(sig(kg_co2e_per_exaflop(s.joules_per_flop, g), 3));
-            }
+            row.extend(costs.cells(&costs.per_exaflop(s.joules_per_flop)));
             row.push(s.flags.join(" "));
             t.push(row);
         }
     }
+    if !(any_sim && any_real) {
+        // every row is of one kind, which the first note says
+        if let Some(col) = t.headers.iter().position(|h| h == "data") {
+            t.headers.remove(col);
+            for row in &mut t.rows {
+                row.remove(col);
+            }
+        }
+    }
+    t.drop_uninformative_columns(&["setting", "flags"]);
     t
 }
 
@@ -242,17 +209,6 @@ pub fn comparison_table(
 mod tests {
     use super::*;
     use crate::testutil::rec;
-
-    #[test]
-    fn exaflop_arithmetic() {
-        // 1 pJ/FLOP × 10¹⁸ FLOP = 10⁶ J = 0.2778 kWh
-        let j = 1e-12;
-        assert!((kwh_per_exaflop(j) - 1e6 / 3.6e6).abs() < 1e-12);
-        // at 0.30 per kWh: 0.08333
-        assert!((cost_per_exaflop(j, 0.30) - 0.083_333_333).abs() < 1e-8);
-        // at 400 g/kWh: 0.2778 kWh × 0.4 kg = 0.1111 kg
-        assert!((kg_co2e_per_exaflop(j, 400.0) - 0.111_111_111).abs() < 1e-8);
-    }
 
     fn records() -> Vec<Record> {
         vec![
@@ -307,15 +263,14 @@ mod tests {
             0.5,
         ));
         let costs = CostInputs {
-            price_per_kwh: Some(0.30),
+            price: Some(crate::cost::Price {
+                per_kwh: 0.30,
+                currency: "USD".into(),
+            }),
             grid_gco2e_per_kwh: Some(400.0),
+            pue: Some(1.5),
         };
-        let t = comparison_table(
-            &compare(&v, CapChoice::Default),
-            CapChoice::Default,
-            costs,
-            Some("USD"),
-        );
+        let t = comparison_table(&compare(&v, CapChoice::Default), CapChoice::Default, &costs);
         let col = |name: &str| t.headers.iter().position(|h| h == name).unwrap();
         // precisions in their canonical order: f32 first, then bf16
         assert_eq!(t.rows[0][col("precision")], "f32");
@@ -331,15 +286,25 @@ mod tests {
         assert_eq!(first[col("data")], "SIMULATED");
         assert_eq!(bf16[1][col("data")], "measured");
         assert!(t.notes[0].starts_with("MIXED DATA"));
-        // GPU B bf16 at default: 0.8 pJ/FLOP → 1250 GFLOP/J, 0.2222 kWh, 0.0667 USD, 0.0889 kg;
-        // 0.8 / 0.5 = 1.60 × the best
+        // GPU B bf16 at default: 0.8 pJ/FLOP → 0.2222 kWh at the board, × PUE 1.5 =
+        // 0.3333 kWh, 0.100 USD, 0.133 kg; 0.8 / 0.5 = 1.60 × the best
         let b = bf16[1];
         assert_eq!(b[col("device")], "GPU B");
         assert_eq!(b[col("energy (pJ/FLOP)")], "0.800");
-        assert_eq!(b[col("efficiency (GFLOP/J)")], "1250");
+        assert_eq!(b[col("throughput (TFLOP/s)")], "400");
         assert_eq!(b[col("energy vs best (×)")], "1.60");
-        assert_eq!(b[col("energy (kWh per 10¹⁸ FLOP)")], "0.222");
-        assert_eq!(b[col("cost (USD per 10¹⁸ FLOP)")], "0.0667");
-        assert_eq!(b[col("CO₂e (kg per 10¹⁸ FLOP)")], "0.0889");
+        assert_eq!(b[col("energy at PUE 1.50 (kWh per 10¹⁸ FLOP)")], "0.333");
+        assert_eq!(b[col("cost (USD per 10¹⁸ FLOP)")], "0.100");
+        assert_eq!(b[col("CO₂e (kg per 10¹⁸ FLOP)")], "0.133");
+        // one kernel and setting on every row: said once in a note, not in 17 columns
+        assert!(!t
+            .headers
+            .iter()
+            .any(|h| h == "setting" || h == "efficiency (GFLOP/J)"));
+        assert!(
+            t.notes.iter().any(|n| n.contains("PUE of 1.50")),
+            "{:?}",
+            t.notes
+        );
     }
 }

@@ -1,13 +1,17 @@
 //! The Markdown report a review pastes as it is: what was measured on which devices
-//! under which protocol, the recommendations, the plots, every result with its
-//! validity flags explained, and the exact commands that produced the data.
+//! under which protocol, the recommendations, what the work costs (facility energy,
+//! money, CO₂e; per token where `model` records are there), the plots, every result
+//! with its validity flags explained, and the commands that produced the data as the
+//! user typed them.
 
+use crate::cost::{CostInputs, Unit};
 use crate::format::{opt, sig};
 use crate::recommend::{
     device_labels, pareto_table, recommend_with, recommendation_table_with, BaselineSpec, GroupBy,
-    Objective,
+    Objective, Recommendation,
 };
 use crate::report::{records_table, status_line};
+use crate::step::StepRecommendation;
 use crate::table::{Table, TableFormat};
 use joulebench_core::protocol::{ValidityFlag, WindowMethod};
 use joulebench_core::record::Record;
@@ -94,7 +98,7 @@ pub fn devices_table(records: &[Record]) -> Table {
             data.into(),
             d.architecture.clone().unwrap_or_else(|| "–".into()),
             d.compute_capability.clone().unwrap_or_else(|| "–".into()),
-            d.driver.clone().unwrap_or_else(|| "–".into()),
+            driver_label(d.driver.as_deref(), &rs),
             opt(d.memory_bytes.map(|b| b as f64 / (1u64 << 30) as f64), 3),
             join_set(rs.iter().map(|r| r.backend.clone())),
             join_set(rs.iter().map(|r| r.host.clone())),
@@ -109,6 +113,43 @@ pub fn devices_table(records: &[Record]) -> Table {
         ]);
     }
     t
+}
+
+/// A dotted version number ("580.159.04"), with its surrounding punctuation trimmed.
+fn dotted_version(word: &str) -> Option<&str> {
+    let w = word.trim_matches(|c: char| !c.is_ascii_digit());
+    let parts: Vec<&str> = w.split('.').collect();
+    (parts.len() >= 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())))
+    .then_some(w)
+}
+
+/// The driver a device row shows. Records of an older joulebench read the CUDA
+/// driver's version from the wrong word of its kernel-module line ("for (CUDA
+/// 13.0)"): there the version comes from another record of the same GPU (a wgpu
+/// record says "NVIDIA (580.159.04)"), else only the CUDA version is shown.
+fn driver_label(driver: Option<&str>, records: &[&Record]) -> String {
+    let Some(d) = driver else {
+        return "–".into();
+    };
+    let Some((before, cuda)) = d.split_once("(CUDA ") else {
+        return d.to_string();
+    };
+    let cuda = format!("CUDA {}", cuda.trim_end_matches(')').trim());
+    if dotted_version(before.trim()).is_some() {
+        return d.to_string();
+    }
+    let sibling = records
+        .iter()
+        .filter_map(|r| r.device.driver.as_deref())
+        .filter(|other| !other.contains("(CUDA "))
+        .find_map(|other| other.split_whitespace().find_map(dotted_version));
+    match sibling {
+        Some(v) => format!("{v} ({cuda})"),
+        None => cuda,
+    }
 }
 
 /// The measurement protocol of each distinct configuration and window method, and
@@ -191,20 +232,40 @@ pub fn flags_table(records: &[Record]) -> Table {
     t
 }
 
+/// A command as its user typed it. Workers of a `--devices` sweep recorded their own
+/// command line before they recorded their parent's; the flags of the parent-worker
+/// protocol (no user types them) are taken out of such records.
+fn as_typed(command: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let mut words = command.split(' ').peekable();
+    while let Some(w) = words.next() {
+        match w {
+            "--progress-lines" => {}
+            "--sim-index" => {
+                words.next();
+            }
+            w if w.starts_with("--sim-index=") => {}
+            w => out.push(w),
+        }
+    }
+    out.join(" ")
+}
+
 /// The commands that wrote the records, with where and by which joulebench.
 fn commands_block(records: &[Record]) -> String {
     let mut seen: Vec<(String, String, String, usize)> = Vec::new();
     for r in records {
+        let command = as_typed(&r.command);
         let tool = match &r.tool.git_commit {
             Some(c) => format!("{} {} ({c})", r.tool.name, r.tool.version),
             None => format!("{} {}", r.tool.name, r.tool.version),
         };
         match seen
             .iter_mut()
-            .find(|(c, h, t, _)| c == &r.command && h == &r.host && t == &tool)
+            .find(|(c, h, t, _)| c == &command && h == &r.host && t == &tool)
         {
             Some(e) => e.3 += 1,
-            None => seen.push((r.command.clone(), r.host.clone(), tool, 1)),
+            None => seen.push((command, r.host.clone(), tool, 1)),
         }
     }
     let mut body = String::new();
@@ -221,6 +282,150 @@ fn commands_block(records: &[Record]) -> String {
     // a fence longer than any run of backticks inside: no command can end the block
     let fence = "`".repeat(longest_run(&body, '`').max(2) + 1);
     format!("{fence}sh\n{body}{fence}\n")
+}
+
+/// What each precision's best setting costs, per device and workload: energy per
+/// FLOP with its throughput and power, and 10¹⁸ FLOP of it in facility kWh, money
+/// and CO₂e. `*` marks the objective's choice over every precision.
+pub fn cost_table(recs: &[Recommendation], costs: &CostInputs) -> Table {
+    let mut headers: Vec<String> = [
+        "device",
+        "workload",
+        "",
+        "precision",
+        "kernel",
+        "setting",
+        "energy (pJ/FLOP)",
+        "throughput (TFLOP/s)",
+        "avg power (W)",
+    ]
+    .iter()
+    .map(|h| h.to_string())
+    .collect();
+    headers.extend(costs.headers(Unit::ExaFlop));
+    headers.push("flags".into());
+    let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let mut t = Table::new(
+        "What 10¹⁸ FLOP cost at each precision's recommended setting",
+        &refs,
+    );
+    if recs.iter().any(|r| r.simulated) {
+        t.notes.push(
+            "SIMULATED DATA: rows of a simulated device come from joulebench's model device, not from a measurement."
+                .into(),
+        );
+    }
+    t.notes.push(costs.note());
+    for r in recs {
+        for &i in &r.per_precision {
+            let s = &r.settings[i];
+            let mut setting = vec![s.cap_label()];
+            if s.sm_clock_mhz.is_some() || s.mem_clock_mhz.is_some() {
+                setting.push(s.clock_label());
+            }
+            if s.batch_size != 1 {
+                setting.push(format!("batch {}", s.batch_size));
+            }
+            let mut row = vec![
+                r.device.clone(),
+                r.workload.clone(),
+                if i == r.chosen { "*" } else { "" }.to_string(),
+                s.precision.to_string(),
+                s.kernel.clone(),
+                setting.join(" · "),
+                sig(s.picojoules_per_flop(), 3),
+                sig(s.tflops, 3),
+                opt(s.average_w, 3),
+            ];
+            row.extend(costs.cells(&costs.per_exaflop(s.joules_per_flop)));
+            row.push(s.flags.join(" "));
+            t.push(row);
+        }
+    }
+    t.drop_uninformative_columns(&["setting", "flags"]);
+    t
+}
+
+/// Per model and device: each precision's least-energy complete setting of the
+/// training step, per token, with what 10⁶ tokens cost. `*` marks the objective's choice.
+pub fn per_token_table(steps: &[StepRecommendation], costs: &CostInputs) -> Table {
+    let mut headers: Vec<String> = [
+        "model",
+        "device",
+        "",
+        "precision",
+        "micro-batch (tokens)",
+        "power cap",
+        "kernels (matmul + attention / backward)",
+        "energy (mJ/token)",
+        "throughput (tokens/s)",
+        "avg power (W)",
+    ]
+    .iter()
+    .map(|h| h.to_string())
+    .collect();
+    headers.extend(costs.headers(Unit::MillionTokens));
+    headers.push("flags".into());
+    let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let mut t = Table::new(
+        "Energy per token of a training step, at each precision's least-energy setting",
+        &refs,
+    );
+    if steps.iter().any(|r| r.simulated) {
+        t.notes
+            .push("SIMULATED DATA: from joulebench's model device, not from a measurement.".into());
+    }
+    t.notes.push(crate::step::STEP_SCOPE.into());
+    t.notes.push(costs.note().replace(
+        "kWh per 10¹⁸ FLOP = J/FLOP × 10¹⁸ / 3.6×10⁶",
+        "kWh per 10⁶ tokens = J/token × 10⁶ / 3.6×10⁶",
+    ));
+    for r in steps {
+        let mut best: BTreeMap<joulebench_core::Precision, usize> = BTreeMap::new();
+        for (i, f) in r.figures.iter().enumerate() {
+            let e = f.joules_per_token().unwrap_or(f64::INFINITY);
+            let slot = best.entry(f.setting.precision).or_insert(i);
+            let current = r.figures[*slot].joules_per_token().unwrap_or(f64::INFINITY);
+            if e < current {
+                *slot = i;
+            }
+        }
+        // the objective's choice stands in for its precision
+        best.insert(r.chosen().setting.precision, r.chosen);
+        for (_, i) in best {
+            let f = &r.figures[i];
+            let s = &f.setting;
+            let cap = match f.cap_w {
+                Some(w) if !s.cap.is_default() => format!("{} ({w:.0} W)", s.cap),
+                _ => s.cap.to_string(),
+            };
+            let mut row = vec![
+                r.model.clone(),
+                r.device.clone(),
+                if i == r.chosen { "*" } else { "" }.to_string(),
+                s.precision_label(),
+                format!("{} ({})", s.micro_batch, f.tokens_per_step),
+                cap,
+                s.kernels.label(),
+                opt(f.joules_per_token().map(|j| j * 1e3), 4),
+                opt(f.tokens_per_second(), 4),
+                opt(f.average_w(), 4),
+            ];
+            match f.joules_per_token() {
+                Some(j) => row.extend(costs.cells(&costs.per_million_tokens(j))),
+                None => row.extend(
+                    costs
+                        .headers(Unit::MillionTokens)
+                        .iter()
+                        .map(|_| "–".to_string()),
+                ),
+            }
+            row.push(f.flags.join(" "));
+            t.push(row);
+        }
+    }
+    t.drop_uninformative_columns(&["flags"]);
+    t
 }
 
 /// The longest run of `c` in `s`.
@@ -272,14 +477,25 @@ fn link_target(s: &str) -> String {
     out
 }
 
+/// What a report is built from besides the records.
+#[derive(Clone, Debug, Default)]
+pub struct ReportOptions {
+    pub baseline: BaselineSpec,
+    pub costs: CostInputs,
+    /// The model of `joulebench model` records (a preset or a model file); `None`:
+    /// the one each record's command names.
+    pub model: Option<String>,
+}
+
 /// The whole document. `plots` are linked in order; `sources` list the files read.
 pub fn markdown_report(
     records: &[Record],
     sources: &[SourceSummary],
     objective: Objective,
-    baseline: &BaselineSpec,
+    options: &ReportOptions,
     plots: &[PlotLink],
 ) -> String {
+    let baseline = &options.baseline;
     let md = TableFormat::Markdown;
     let mut out = String::from("# joulebench report\n\n");
     let sim = records.iter().filter(|r| r.simulated).count();
@@ -317,6 +533,30 @@ pub fn markdown_report(
         out.push_str(&recommendation_table_with(&recs, objective, baseline).render(md));
         out.push('\n');
         out.push_str(&pareto_table(&recs).render(md));
+        out.push('\n');
+    }
+
+    out.push_str("## Cost and carbon\n\n");
+    if recs.is_empty() {
+        out.push_str("Nothing to price: no measured point with an energy figure.\n\n");
+    } else {
+        out.push_str(&cost_table(&recs, &options.costs).render(md));
+        out.push('\n');
+    }
+    let (figures, token_notes) = crate::tokens::step_figures(records, options.model.as_deref());
+    let steps =
+        crate::step::recommend_steps(&figures, objective, &crate::step::Baseline::default());
+    if !steps.is_empty() || !token_notes.is_empty() {
+        let mut t = per_token_table(&steps, &options.costs);
+        t.notes.extend(token_notes);
+        let missing = crate::step::missing_notes(&figures);
+        if !missing.is_empty() {
+            t.notes.push(format!(
+                "Settings without a per-token figure: {}",
+                missing.join("; ")
+            ));
+        }
+        out.push_str(&t.render(md));
         out.push('\n');
     }
 
@@ -375,7 +615,7 @@ mod tests {
             &v,
             &sources,
             Objective::LeastEnergy,
-            &BaselineSpec::default(),
+            &ReportOptions::default(),
             &plots,
         );
         for s in [
@@ -423,7 +663,7 @@ mod tests {
             &v,
             &sources,
             Objective::LeastEnergy,
-            &BaselineSpec::default(),
+            &ReportOptions::default(),
             &plots,
         );
         for bad in ["\n# injected", "\n## injected"] {
@@ -457,7 +697,7 @@ mod tests {
             &sim,
             &[],
             Objective::LeastEnergy,
-            &BaselineSpec::default(),
+            &ReportOptions::default(),
             &[]
         )
         .contains("**SIMULATED DATA**"));
@@ -467,12 +707,103 @@ mod tests {
             &mixed,
             &[],
             Objective::LeastEnergy,
-            &BaselineSpec::default(),
+            &ReportOptions::default(),
             &[],
         );
         assert!(doc.contains("**MIXED DATA**: 1 of 2 records"), "{doc}");
         let devices = devices_table(&mixed);
         let data: Vec<&str> = devices.rows.iter().map(|r| r[1].as_str()).collect();
         assert_eq!(data, ["measured", "SIMULATED"]);
+    }
+
+    #[test]
+    fn the_driver_column_repairs_the_old_cuda_reading_from_a_sibling_record() {
+        let mut cuda = rec("NVIDIA H200", false, Precision::Bf16, "default", 600.0, 1.0);
+        cuda.device.driver = Some("for (CUDA 13.0)".into());
+        cuda.device.architecture = Some("Hopper".into());
+        let mut vulkan = cuda.clone();
+        vulkan.device.driver = Some("NVIDIA (580.159.04)".into());
+        vulkan.device.architecture = None;
+        vulkan.backend = "wgpu".into();
+        let col = |t: &Table| t.headers.iter().position(|h| h == "driver").unwrap();
+        let t = devices_table(&[cuda.clone(), vulkan]);
+        assert_eq!(t.rows[0][col(&t)], "580.159.04 (CUDA 13.0)");
+        // alone, the CUDA version is all that is known
+        let t = devices_table(std::slice::from_ref(&cuda));
+        assert_eq!(t.rows[0][col(&t)], "CUDA 13.0");
+        // a reading that was right stays as it is
+        cuda.device.driver = Some("580.65.06 (CUDA 13.0)".into());
+        let t = devices_table(&[cuda]);
+        assert_eq!(t.rows[0][col(&t)], "580.65.06 (CUDA 13.0)");
+    }
+
+    #[test]
+    fn the_report_prices_energy_with_currency_pue_and_carbon_beside_throughput() {
+        let v = vec![
+            rec("GPU A", false, Precision::Bf16, "default", 600.0, 1.0),
+            rec("GPU A", false, Precision::Fp8E4m3, "default", 900.0, 0.5),
+        ];
+        let options = ReportOptions {
+            costs: CostInputs {
+                price: Some(crate::cost::Price {
+                    per_kwh: 0.30,
+                    currency: "EUR".into(),
+                }),
+                grid_gco2e_per_kwh: Some(400.0),
+                pue: Some(1.2),
+            },
+            ..Default::default()
+        };
+        let doc = markdown_report(&v, &[], Objective::LeastEnergy, &options, &[]);
+        assert!(doc.contains("## Cost and carbon"), "{doc}");
+        let recs = recommend_with(
+            &v,
+            Objective::LeastEnergy,
+            GroupBy::Device,
+            &options.baseline,
+        );
+        let t = cost_table(&recs, &options.costs);
+        let col = |name: &str| {
+            t.headers
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("{name} in {:?}", t.headers))
+        };
+        // bf16: 1 pJ/FLOP → 0.2778 kWh at the board, 0.3333 at PUE 1.2, 0.100 EUR, 0.133 kg
+        let bf16 = t
+            .rows
+            .iter()
+            .find(|r| r[col("precision")] == "bf16")
+            .unwrap();
+        assert_eq!(bf16[col("throughput (TFLOP/s)")], "600");
+        assert_eq!(bf16[col("energy at PUE 1.20 (kWh per 10¹⁸ FLOP)")], "0.333");
+        assert_eq!(bf16[col("cost (EUR per 10¹⁸ FLOP)")], "0.100");
+        assert_eq!(bf16[col("CO₂e (kg per 10¹⁸ FLOP)")], "0.133");
+        let fp8 = t
+            .rows
+            .iter()
+            .find(|r| r[col("precision")] == "fp8-e4m3")
+            .unwrap();
+        assert_eq!(fp8[col("")], "*", "the choice is marked");
+        assert!(t
+            .notes
+            .iter()
+            .any(|n| n.contains("PUE of 1.20") && n.contains("0.3 EUR per kWh")));
+    }
+
+    #[test]
+    fn commands_are_shown_as_the_user_typed_them() {
+        let mut v = vec![rec("GPU A", false, Precision::Bf16, "default", 600.0, 1.0)];
+        v[0].command =
+            "joulebench sweep --devices all --out r.jsonl --sim-index 0 --progress-lines".into();
+        let block = commands_block(&v);
+        assert!(
+            block.contains("joulebench sweep --devices all --out r.jsonl\n"),
+            "{block}"
+        );
+        assert!(
+            !block.contains("--progress-lines") && !block.contains("--sim-index"),
+            "{block}"
+        );
     }
 }

@@ -6,6 +6,8 @@
 
 pub mod chart;
 pub mod compare;
+pub mod cost;
+pub mod diff;
 pub mod document;
 pub mod format;
 pub mod merge;
@@ -18,6 +20,7 @@ pub mod step;
 pub mod table;
 #[cfg(test)]
 mod testutil;
+pub mod tokens;
 
 pub use recommend::{recommend, Objective, Recommendation};
 pub use table::{Table, TableFormat};

@@ -1,12 +1,16 @@
 //! The plots a review uses, built from records: per device and workload, energy
-//! against time with the Pareto front, against power cap and against batch size;
-//! and, for a comparison, devices side by side. Drawing itself is in `chart`.
+//! against time with the Pareto front (a panel per precision), and energy above
+//! throughput against power cap, SM clock and batch size (a file per precision, a
+//! line per kernel); for a comparison, devices side by side, a panel per precision.
+//! Each kernel keeps one colour and one marker; nothing is a minimum across kernels.
+//! Drawing itself is in `chart`.
 
 use crate::chart::{
-    render, slug, BarChart, Chart, DataKind, LegendEntry, Marker, PlotError, PlotFiles, Series,
-    XyChart, PALETTE,
+    render, series_style, slug, Bar, BarChart, BarPanel, Chart, DataKind, LegendEntry, Marker,
+    Panel, PanelChart, PlotError, PlotFiles, PointLabel, Series, MARKER_PX, NOT_MEASURED, PALETTE,
 };
 use crate::compare::{CapChoice, Ranking};
+use crate::format::sig;
 use crate::recommend::{recommend, Objective, Recommendation, Setting};
 use joulebench_core::record::Record;
 use joulebench_core::Precision;
@@ -15,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 const BLACK: RGBColor = RGBColor(0, 0, 0);
-const GREY: RGBColor = RGBColor(90, 90, 90);
 const ENERGY_AXIS: &str = "energy (pJ/FLOP)";
+const THROUGHPUT_AXIS: &str = "throughput (TFLOP/s)";
 
 /// One colour per precision, the same in every plot.
 pub fn precision_color(p: Precision) -> RGBColor {
@@ -24,15 +28,12 @@ pub fn precision_color(p: Precision) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-const KERNEL_MARKERS: [Marker; 4] = [
-    Marker::Circle,
-    Marker::Triangle,
-    Marker::Square,
-    Marker::Cross,
-];
+fn subtitle(r: &Recommendation) -> String {
+    format!("{} · {}", r.device, r.workload)
+}
 
-fn precisions_in(settings: &[&Setting]) -> Vec<Precision> {
-    settings
+fn precisions_of(r: &Recommendation) -> Vec<Precision> {
+    r.settings
         .iter()
         .map(|s| s.precision)
         .collect::<BTreeSet<_>>()
@@ -40,89 +41,196 @@ fn precisions_in(settings: &[&Setting]) -> Vec<Precision> {
         .collect()
 }
 
-fn precision_legend(precisions: &[Precision], marker: Marker, line: bool) -> Vec<LegendEntry> {
-    precisions
+/// Each kernel of a recommendation with its colour and marker, by name: the same
+/// in every plot of that device and workload.
+fn kernel_styles(r: &Recommendation) -> BTreeMap<String, (RGBColor, Marker)> {
+    r.settings
         .iter()
-        .map(|&p| LegendEntry {
-            label: p.to_string(),
-            color: precision_color(p),
+        .map(|s| s.kernel.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| (k, series_style(i)))
+        .collect()
+}
+
+/// Which parts of a setting besides kernel and precision vary among `settings`:
+/// those a point's label names.
+#[derive(Clone, Copy, Debug, Default)]
+struct Varies {
+    cap: bool,
+    clock: bool,
+    batch: bool,
+}
+
+impl Varies {
+    fn of<'a>(settings: impl Iterator<Item = &'a Setting> + Clone) -> Varies {
+        let distinct = |f: &dyn Fn(&Setting) -> String| {
+            settings.clone().map(f).collect::<BTreeSet<_>>().len() > 1
+        };
+        Varies {
+            cap: distinct(&|s| s.cap.clone()),
+            clock: distinct(&|s| s.clock_label()),
+            batch: distinct(&|s| s.batch_size.to_string()),
+        }
+    }
+
+    fn any(self) -> bool {
+        self.cap || self.clock || self.batch
+    }
+
+    /// "60% cap · 1260 MHz · b4": the parts that vary.
+    fn label(self, s: &Setting) -> String {
+        let mut parts = Vec::new();
+        if self.cap {
+            parts.push(format!("{} cap", s.cap));
+        }
+        if self.clock {
+            parts.push(match s.sm_clock_mhz {
+                Some(mhz) => format!("{mhz} MHz"),
+                None => "unlocked".into(),
+            });
+        }
+        if self.batch {
+            parts.push(format!("b{}", s.batch_size));
+        }
+        parts.join(" · ")
+    }
+
+    fn describe(self) -> String {
+        let mut parts = Vec::new();
+        if self.cap {
+            parts.push("power cap");
+        }
+        if self.clock {
+            parts.push("locked SM clock");
+        }
+        if self.batch {
+            parts.push("batch (b)");
+        }
+        parts.join(", ")
+    }
+}
+
+fn kernel_legend(styles: &BTreeMap<String, (RGBColor, Marker)>, line: bool) -> Vec<LegendEntry> {
+    styles
+        .iter()
+        .map(|(k, &(color, marker))| LegendEntry {
+            label: k.clone(),
+            color,
             marker,
             line,
         })
         .collect()
 }
 
-/// Marker radius of the `i`-th of `n` series: earlier ones larger, so where f16
-/// and bf16 land on the same point the one drawn first shows as a rim.
-fn rim_px(i: usize, n: usize) -> i32 {
-    5 + 2 * n.saturating_sub(i + 1) as i32
-}
+/// Up to this many settings, energy against time is one panel with every point
+/// labelled (its precision among them); more, and each precision gets a panel of
+/// its own, labelled on its Pareto front and at the choice.
+const ONE_PANEL_UP_TO: usize = 16;
 
-fn subtitle(r: &Recommendation) -> String {
-    format!("{} · {}", r.device, r.workload)
-}
-
-/// Every valid setting of one device and workload: time per FLOP against energy per
-/// FLOP, colour by precision, marker by kernel, the Pareto front joined, the choice ringed.
-pub fn energy_time_chart(r: &Recommendation, objective: Objective) -> XyChart {
+/// Every valid setting of one device and workload, time per FLOP against energy per
+/// FLOP: a colour and marker per kernel, the Pareto front joined, the choice ringed,
+/// every point labelled with what sets it apart (precision, power cap, clock,
+/// batch). Many settings of several precisions get a panel per precision, each with
+/// its own front.
+pub fn energy_time_chart(r: &Recommendation, objective: Objective) -> PanelChart {
     let point = |s: &Setting| (s.seconds_per_flop * 1e15, s.picojoules_per_flop());
-    let all: Vec<&Setting> = r.settings.iter().collect();
-    let kernels: Vec<&str> = all
-        .iter()
-        .map(|s| s.kernel.as_str())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let marker_of = |k: &str| {
-        KERNEL_MARKERS[kernels.iter().position(|&x| x == k).unwrap_or(0) % KERNEL_MARKERS.len()]
+    let styles = kernel_styles(r);
+    let varies = Varies::of(r.settings.iter());
+    let precisions = precisions_of(r);
+    let one_panel = precisions.len() == 1 || r.settings.len() <= ONE_PANEL_UP_TO;
+    let groups: Vec<Option<Precision>> = if one_panel {
+        vec![None]
+    } else {
+        precisions.iter().copied().map(Some).collect()
     };
-    let precisions = precisions_in(&all);
-    let mut series = Vec::new();
-    for (i, &p) in precisions.iter().enumerate() {
-        let marker_px = rim_px(i, precisions.len());
-        for &k in &kernels {
-            let points: Vec<(f64, f64)> = all
-                .iter()
-                .filter(|s| s.precision == p && s.kernel == k)
-                .map(|s| point(s))
+    let name_precision = one_panel && precisions.len() > 1;
+    let label_of = |s: &Setting| {
+        let parts = varies.label(s);
+        match (name_precision, parts.is_empty()) {
+            (true, true) => s.precision.to_string(),
+            (true, false) => format!("{} · {parts}", s.precision),
+            (false, _) => parts,
+        }
+    };
+    let mut labelled_all = true;
+    let panels = groups
+        .iter()
+        .map(|&group| {
+            let idx: Vec<usize> = (0..r.settings.len())
+                .filter(|&i| group.is_none_or(|p| r.settings[i].precision == p))
                 .collect();
-            if !points.is_empty() {
+            let mine: Vec<Setting> = idx.iter().map(|&i| r.settings[i].clone()).collect();
+            let front: Vec<usize> = crate::recommend::pareto_front(&mine)
+                .into_iter()
+                .map(|j| idx[j])
+                .collect();
+            let mut series: Vec<Series> = styles
+                .iter()
+                .filter_map(|(k, &(color, marker))| {
+                    let points: Vec<(f64, f64)> =
+                        mine.iter().filter(|s| &s.kernel == k).map(point).collect();
+                    (!points.is_empty()).then_some(Series {
+                        points,
+                        color,
+                        marker,
+                        marker_px: MARKER_PX,
+                        line: false,
+                    })
+                })
+                .collect();
+            series.push(Series {
+                points: front.iter().map(|&i| point(&r.settings[i])).collect(),
+                color: BLACK,
+                marker: Marker::None,
+                marker_px: 0,
+                line: true,
+            });
+            if idx.contains(&r.chosen) {
                 series.push(Series {
-                    points,
-                    color: precision_color(p),
-                    marker: marker_of(k),
-                    marker_px,
+                    points: vec![point(r.chosen())],
+                    color: BLACK,
+                    marker: Marker::Ring,
+                    marker_px: 13,
                     line: false,
                 });
             }
-        }
-    }
-    series.push(Series {
-        points: r.front.iter().map(|&i| point(&r.settings[i])).collect(),
-        color: BLACK,
-        marker: Marker::None,
-        marker_px: 0,
-        line: true,
-    });
-    series.push(Series {
-        points: vec![point(r.chosen())],
-        color: BLACK,
-        marker: Marker::Ring,
-        marker_px: 13,
-        line: false,
-    });
-
-    let mut legend = precision_legend(&precisions, Marker::Circle, false);
-    if kernels.len() > 1 {
-        for &k in &kernels {
-            legend.push(LegendEntry {
-                label: k.to_string(),
-                color: GREY,
-                marker: marker_of(k),
-                line: false,
+            // the choice first, then the front (cheapest first), then the rest
+            let mut order = idx.clone();
+            order.sort_by(|&a, &b| {
+                let rank = |i: usize| (i != r.chosen, !front.contains(&i));
+                rank(a).cmp(&rank(b)).then(
+                    r.settings[a]
+                        .joules_per_flop
+                        .total_cmp(&r.settings[b].joules_per_flop),
+                )
             });
-        }
-    }
+            if idx.len() > ONE_PANEL_UP_TO {
+                labelled_all = false;
+                order.retain(|i| *i == r.chosen || front.contains(i));
+            }
+            let labels = if varies.any() || name_precision {
+                order
+                    .iter()
+                    .map(|&i| PointLabel {
+                        at: point(&r.settings[i]),
+                        text: label_of(&r.settings[i]),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Panel {
+                heading: group.map(|p| p.to_string()).unwrap_or_default(),
+                y_label: ENERGY_AXIS.into(),
+                series,
+                labels,
+            }
+        })
+        .collect::<Vec<_>>();
+
+    let mut legend = kernel_legend(&styles, false);
     legend.push(LegendEntry {
         label: "Pareto front".into(),
         color: BLACK,
@@ -135,126 +243,182 @@ pub fn energy_time_chart(r: &Recommendation, objective: Objective) -> XyChart {
         marker: Marker::Ring,
         line: false,
     });
-    XyChart {
+    let mut footnotes = vec![format!(
+        "Every valid setting, a colour and marker per kernel; lower left is better. {} Ringed: {}.",
+        if one_panel {
+            "The line joins the Pareto front."
+        } else {
+            "One panel per precision, each on its own scale; the line joins each precision's Pareto front."
+        },
+        objective.describe()
+    )];
+    let mut named = Vec::new();
+    if name_precision {
+        named.push("precision".to_string());
+    }
+    if varies.any() {
+        named.push(varies.describe());
+    }
+    if !named.is_empty() {
+        footnotes.push(format!(
+            "Points labelled with their {}{}.",
+            named.join(", "),
+            if labelled_all {
+                ""
+            } else {
+                " (where many, the front's and the choice's; the cap and clock plots label every point)"
+            }
+        ));
+    }
+    PanelChart {
         title: "Energy vs time per FLOP".into(),
         subtitle: subtitle(r),
         data: DataKind::of(r.simulated, !r.simulated),
         x_label: "time (ms per 10¹² FLOP)".into(),
-        y_label: ENERGY_AXIS.into(),
-        series,
+        x_categories: None,
+        columns: if panels.len() > 1 { 2 } else { 1 },
+        panels,
+        shared_y: false,
+        shared_x: false,
         legend,
-        x_categories: None,
-        footnote: Some(format!(
-            "Every valid setting (kernel, precision, batch, power cap); lower left is better. Ringed: {}.",
-            objective.describe()
-        )),
+        footnotes,
     }
 }
 
-/// The least energy per precision at each value of `axis`, over the other settings.
-fn best_by<K: Ord + Copy>(
-    settings: &[&Setting],
-    axis: impl Fn(&Setting) -> Option<K>,
-) -> BTreeMap<Precision, BTreeMap<K, f64>> {
-    let mut out: BTreeMap<Precision, BTreeMap<K, f64>> = BTreeMap::new();
-    for s in settings {
-        let Some(k) = axis(s) else { continue };
-        let e = out
-            .entry(s.precision)
-            .or_default()
-            .entry(k)
-            .or_insert(f64::INFINITY);
-        *e = e.min(s.picojoules_per_flop());
+/// A setting's line in a chart against one axis: its kernel, and its batch where
+/// several batches share the chart.
+fn line_key(s: &Setting, by_batch: bool) -> String {
+    if by_batch {
+        format!("{}, batch {}", s.kernel, s.batch_size)
+    } else {
+        s.kernel.clone()
     }
-    out
 }
 
-/// Energy per FLOP against the power cap in watts, one line per precision; None
-/// where fewer than two caps were measured.
-pub fn cap_chart(r: &Recommendation) -> Option<XyChart> {
-    let all: Vec<&Setting> = r.settings.iter().filter(|s| at_default_clocks(s)).collect();
-    // watts as integer milliwatts: a map key that sorts
-    let best = best_by(&all, |s| s.cap_w.map(|w| (w * 1000.0).round() as i64));
-    let caps: BTreeSet<i64> = best.values().flat_map(|m| m.keys().copied()).collect();
-    if caps.len() < 2 {
-        return None;
-    }
-    let series = best
-        .iter()
-        .enumerate()
-        .map(|(i, (&p, m))| Series {
-            points: m.iter().map(|(&mw, &e)| (mw as f64 / 1000.0, e)).collect(),
-            color: precision_color(p),
-            marker: Marker::Circle,
-            marker_px: rim_px(i, best.len()),
-            line: true,
-        })
-        .collect();
-    Some(XyChart {
-        title: "Energy vs power cap".into(),
-        subtitle: subtitle(r),
-        data: DataKind::of(r.simulated, !r.simulated),
-        x_label: "power cap (W)".into(),
-        y_label: ENERGY_AXIS.into(),
-        series,
-        legend: precision_legend(
-            &best.keys().copied().collect::<Vec<_>>(),
-            Marker::Circle,
-            true,
-        ),
-        x_categories: None,
-        footnote: Some(
-            "Each point: the least energy over kernels and batch sizes at that cap.".into(),
-        ),
-    })
+/// Energy above throughput against one axis for one precision: a line per kernel
+/// (and batch, where several were measured), each point labelled by `label`.
+/// `None` where fewer than two values of the axis were measured.
+struct AxisChart<'a> {
+    title: &'a str,
+    kind: &'a str,
+    x_label: String,
+    /// x of a setting; `None` leaves it out.
+    x: &'a dyn Fn(&Setting) -> Option<f64>,
+    label: Option<&'a dyn Fn(&Setting) -> String>,
+    categories: Option<Vec<String>>,
+    /// Which settings the chart compares (the other axes held at their defaults).
+    keep: &'a dyn Fn(&Setting) -> bool,
+    held: &'a str,
+    /// A line per batch too where several were measured (not where batch is the axis).
+    split_batches: bool,
 }
 
-/// Energy per FLOP against batch size at the default power limit, one line per
-/// precision; None where fewer than two batch sizes were measured.
-pub fn batch_chart(r: &Recommendation) -> Option<XyChart> {
-    let at_default: Vec<&Setting> = r
+fn axis_chart(r: &Recommendation, p: Precision, a: &AxisChart<'_>) -> Option<PanelChart> {
+    let settings: Vec<&Setting> = r
         .settings
         .iter()
-        .filter(|s| s.is_default_cap && at_default_clocks(s))
+        .filter(|s| s.precision == p && (a.keep)(s) && (a.x)(s).is_some())
         .collect();
-    let best = best_by(&at_default, |s| Some(s.batch_size));
-    let batches: Vec<u64> = best
-        .values()
-        .flat_map(|m| m.keys().copied())
+    let xs: BTreeSet<i64> = settings
+        .iter()
+        .filter_map(|s| (a.x)(s))
+        .map(|x| (x * 1000.0).round() as i64)
+        .collect();
+    if xs.len() < 2 {
+        return None;
+    }
+    let by_batch = a.split_batches
+        && settings
+            .iter()
+            .map(|s| s.batch_size)
+            .collect::<BTreeSet<_>>()
+            .len()
+            > 1;
+    let kernel_style = kernel_styles(r);
+    let keys: Vec<String> = settings
+        .iter()
+        .map(|s| line_key(s, by_batch))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    if batches.len() < 2 {
-        return None;
-    }
-    let index = |b: u64| batches.iter().position(|&x| x == b).unwrap_or(0) as f64;
-    let series = best
-        .iter()
-        .enumerate()
-        .map(|(i, (&p, m))| Series {
-            points: m.iter().map(|(&b, &e)| (index(b), e)).collect(),
-            color: precision_color(p),
-            marker: Marker::Circle,
-            marker_px: rim_px(i, best.len()),
+    let style_of = |i: usize, key: &str| match kernel_style.get(key) {
+        Some(&s) if !by_batch => s,
+        _ => series_style(i),
+    };
+    let mut energy = Vec::new();
+    let mut throughput = Vec::new();
+    let mut labels = Vec::new();
+    let mut legend = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let (color, marker) = style_of(i, key);
+        let mut line: Vec<&Setting> = settings
+            .iter()
+            .copied()
+            .filter(|s| &line_key(s, by_batch) == key)
+            .collect();
+        line.sort_by(|x, y| (a.x)(x).unwrap_or(0.0).total_cmp(&(a.x)(y).unwrap_or(0.0)));
+        let xy = |y: &dyn Fn(&Setting) -> f64| -> Vec<(f64, f64)> {
+            line.iter()
+                .map(|s| ((a.x)(s).unwrap_or(0.0), y(s)))
+                .collect()
+        };
+        energy.push(Series {
+            points: xy(&|s| s.picojoules_per_flop()),
+            color,
+            marker,
+            marker_px: MARKER_PX,
             line: true,
-        })
-        .collect();
-    Some(XyChart {
-        title: "Energy vs batch size".into(),
-        subtitle: subtitle(r),
+        });
+        throughput.push(Series {
+            points: xy(&|s| s.tflops),
+            color,
+            marker,
+            marker_px: MARKER_PX,
+            line: true,
+        });
+        if let Some(label) = a.label {
+            labels.extend(line.iter().map(|s| PointLabel {
+                at: ((a.x)(s).unwrap_or(0.0), s.picojoules_per_flop()),
+                text: label(s),
+            }));
+        }
+        legend.push(LegendEntry {
+            label: key.clone(),
+            color,
+            marker,
+            line: true,
+        });
+    }
+    Some(PanelChart {
+        title: a.title.into(),
+        subtitle: format!("{} · {p}", subtitle(r)),
         data: DataKind::of(r.simulated, !r.simulated),
-        x_label: "batch size".into(),
-        y_label: ENERGY_AXIS.into(),
-        series,
-        legend: precision_legend(
-            &best.keys().copied().collect::<Vec<_>>(),
-            Marker::Circle,
-            true,
-        ),
-        x_categories: Some(batches.iter().map(|b| b.to_string()).collect()),
-        footnote: Some(
-            "Each point: the least energy over kernels at the default power limit.".into(),
-        ),
+        x_label: a.x_label.clone(),
+        x_categories: a.categories.clone(),
+        panels: vec![
+            Panel {
+                heading: "energy: lower is better".into(),
+                y_label: ENERGY_AXIS.into(),
+                series: energy,
+                labels,
+            },
+            Panel {
+                heading: "throughput: what the energy costs in time".into(),
+                y_label: THROUGHPUT_AXIS.into(),
+                series: throughput,
+                labels: Vec::new(),
+            },
+        ],
+        columns: 1,
+        shared_y: false,
+        shared_x: true,
+        legend,
+        footnotes: vec![format!(
+            "One line per kernel{} {}, every point measured (no minimum over kernels). {}",
+            if by_batch { " and batch" } else { "" },
+            a.held,
+            a.kind
+        )],
     })
 }
 
@@ -263,77 +427,117 @@ fn at_default_clocks(s: &Setting) -> bool {
     s.sm_clock_mhz.is_none() && s.mem_clock_mhz.is_none()
 }
 
-/// The least-energy setting per precision at each SM clock, at the default power
-/// limit: the clock is the one telemetry saw (a locked clock's, or where the default
-/// clocks settled).
-fn best_by_clock(r: &Recommendation) -> BTreeMap<Precision, BTreeMap<u32, &Setting>> {
-    let mut out: BTreeMap<Precision, BTreeMap<u32, &Setting>> = BTreeMap::new();
-    for s in r.settings.iter().filter(|s| s.is_default_cap) {
-        let Some(mhz) = s
-            .sm_clock_seen_mhz
-            .map(|m| m.round() as u32)
-            .or(s.sm_clock_mhz)
-        else {
-            continue;
-        };
-        let e = out.entry(s.precision).or_default().entry(mhz).or_insert(s);
-        if s.joules_per_flop < e.joules_per_flop {
-            *e = s;
-        }
-    }
-    out
+/// Energy and throughput against the power cap in watts, per precision with two or
+/// more caps measured; each point labelled with the cap as asked ("80%").
+pub fn cap_charts(r: &Recommendation) -> Vec<(Precision, PanelChart)> {
+    let x = |s: &Setting| s.cap_w;
+    let label = |s: &Setting| s.cap.clone();
+    let keep = |s: &Setting| at_default_clocks(s);
+    precisions_of(r)
+        .into_iter()
+        .filter_map(|p| {
+            let c = axis_chart(
+                r,
+                p,
+                &AxisChart {
+                    title: "Energy and throughput vs power cap",
+                    kind: "Each point labelled with the cap asked for.",
+                    x_label: "power cap (W)".into(),
+                    x: &x,
+                    label: Some(&label),
+                    categories: None,
+                    keep: &keep,
+                    held: "at the default clocks",
+                    split_batches: true,
+                },
+            )?;
+            Some((p, c))
+        })
+        .collect()
 }
 
-/// Energy per FLOP and throughput against the SM clock, one line per precision;
-/// None unless the sweep locked clocks and saw at least two.
-pub fn clock_charts(r: &Recommendation) -> Option<(XyChart, XyChart)> {
+/// Energy and throughput against the SM clock seen during the windows, at the
+/// default power limit, per precision with two or more clocks; None unless the
+/// sweep locked clocks. Each point labelled with the clock asked for.
+pub fn clock_charts(r: &Recommendation) -> Vec<(Precision, PanelChart)> {
     if !r.settings.iter().any(|s| s.sm_clock_mhz.is_some()) {
-        return None;
+        return Vec::new();
     }
-    let best = best_by_clock(r);
-    let clocks: BTreeSet<u32> = best.values().flat_map(|m| m.keys().copied()).collect();
-    if clocks.len() < 2 {
-        return None;
-    }
-    let chart = |title: &str, y_label: &str, y: &dyn Fn(&Setting) -> f64| {
-        XyChart {
-        title: title.into(),
-        subtitle: subtitle(r),
-        data: DataKind::of(r.simulated, !r.simulated),
-        x_label: "SM clock during the windows (MHz)".into(),
-        y_label: y_label.into(),
-        series: best
-            .iter()
-            .enumerate()
-            .map(|(i, (&p, m))| Series {
-                points: m.iter().map(|(&mhz, s)| (mhz as f64, y(s))).collect(),
-                color: precision_color(p),
-                marker: Marker::Circle,
-                marker_px: rim_px(i, best.len()),
-                line: true,
-            })
-            .collect(),
-        legend: precision_legend(&best.keys().copied().collect::<Vec<_>>(), Marker::Circle, true),
-        x_categories: None,
-        footnote: Some(
-            "Each point: the least energy over kernels and batch sizes at that clock, at the default power limit."
-                .into(),
-        ),
-    }
+    let x = |s: &Setting| s.sm_clock_seen_mhz.or(s.sm_clock_mhz.map(f64::from));
+    let label = |s: &Setting| match s.sm_clock_mhz {
+        Some(mhz) => format!("lock {mhz}"),
+        None => "default".into(),
     };
-    Some((
-        chart("Energy vs SM clock", ENERGY_AXIS, &|s| {
-            s.picojoules_per_flop()
-        }),
-        chart("Throughput vs SM clock", "throughput (TFLOP/s)", &|s| {
-            s.tflops
-        }),
-    ))
+    let keep = |s: &Setting| s.is_default_cap;
+    precisions_of(r)
+        .into_iter()
+        .filter_map(|p| {
+            let c = axis_chart(
+                r,
+                p,
+                &AxisChart {
+                    title: "Energy and throughput vs SM clock",
+                    kind: "x: the SM clock seen while it ran (a power limit can hold it under a lock); \
+                           each point labelled with the clock asked for.",
+                    x_label: "SM clock during the windows (MHz)".into(),
+                    x: &x,
+                    label: Some(&label),
+                    categories: None,
+                    keep: &keep,
+                    held: "at the default power limit",
+                    split_batches: true,
+                },
+            )?;
+            Some((p, c))
+        })
+        .collect()
+}
+
+/// Energy and throughput against batch size at the default power limit and clocks,
+/// per precision with two or more batch sizes.
+pub fn batch_charts(r: &Recommendation) -> Vec<(Precision, PanelChart)> {
+    let batches: Vec<u64> = r
+        .settings
+        .iter()
+        .filter(|s| s.is_default_cap && at_default_clocks(s))
+        .map(|s| s.batch_size)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let categories: Vec<String> = batches.iter().map(|b| b.to_string()).collect();
+    let x = |s: &Setting| {
+        batches
+            .iter()
+            .position(|&b| b == s.batch_size)
+            .map(|i| i as f64)
+    };
+    let keep = |s: &Setting| s.is_default_cap && at_default_clocks(s);
+    precisions_of(r)
+        .into_iter()
+        .filter_map(|p| {
+            let c = axis_chart(
+                r,
+                p,
+                &AxisChart {
+                    title: "Energy and throughput vs batch size",
+                    kind: "",
+                    x_label: "batch size".into(),
+                    x: &x,
+                    label: None,
+                    categories: Some(categories.clone()),
+                    keep: &keep,
+                    held: "at the default power limit and clocks",
+                    split_batches: false,
+                },
+            )?;
+            Some((p, c))
+        })
+        .collect()
 }
 
 /// Write every report plot under `dir`: for each device and workload, energy vs
-/// time, and where the sweep varied them, energy vs power cap, vs batch size, and
-/// energy and throughput vs the SM clock.
+/// time, and where the sweep varied them, energy and throughput vs power cap, SM
+/// clock and batch size (a file per precision).
 pub fn report_plots(
     records: &[Record],
     objective: Objective,
@@ -343,33 +547,30 @@ pub fn report_plots(
     for r in recommend(records, objective) {
         let base = format!("{}_{}", slug(&r.device), slug(&r.workload));
         files.push(render(
-            &Chart::Xy(energy_time_chart(&r, objective)),
+            &Chart::Panels(energy_time_chart(&r, objective)),
             dir,
             &format!("energy-time_{base}"),
         )?);
-        if let Some(c) = cap_chart(&r) {
-            files.push(render(&Chart::Xy(c), dir, &format!("energy-cap_{base}"))?);
-        }
-        if let Some(c) = batch_chart(&r) {
-            files.push(render(&Chart::Xy(c), dir, &format!("energy-batch_{base}"))?);
-        }
-        if let Some((energy, throughput)) = clock_charts(&r) {
-            files.push(render(
-                &Chart::Xy(energy),
-                dir,
-                &format!("energy-clock_{base}"),
-            )?);
-            files.push(render(
-                &Chart::Xy(throughput),
-                dir,
-                &format!("throughput-clock_{base}"),
-            )?);
+        for (kind, charts) in [
+            ("cap", cap_charts(&r)),
+            ("clock", clock_charts(&r)),
+            ("batch", batch_charts(&r)),
+        ] {
+            for (p, c) in charts {
+                files.push(render(
+                    &Chart::Panels(c),
+                    dir,
+                    &format!("energy-{kind}_{base}_{}", slug(p.name())),
+                )?);
+            }
         }
     }
     Ok(files)
 }
 
-/// Devices side by side per workload: one bar per precision, the ranking's best setting.
+/// Devices side by side per workload: a panel per precision on its own scale, a bar
+/// per device (its best setting, throughput written above it), "not measured" where
+/// a device has no valid record of that precision.
 pub fn compare_charts(rankings: &[Ranking], cap: CapChoice) -> Vec<(String, BarChart)> {
     let mut by_workload: BTreeMap<&str, Vec<&Ranking>> = BTreeMap::new();
     for r in rankings {
@@ -384,51 +585,75 @@ pub fn compare_charts(rankings: &[Ranking], cap: CapChoice) -> Vec<(String, BarC
                     devices.push(e.device.clone());
                 }
             }
-            let groups: Vec<_> = rs
+            let color = |i: usize| PALETTE[i % PALETTE.len()];
+            let panels: Vec<BarPanel> = rs
                 .iter()
-                .map(|r| {
-                    let values = devices
+                .map(|r| BarPanel {
+                    heading: r.precision.to_string(),
+                    bars: devices
                         .iter()
-                        .map(|d| {
-                            r.entries
-                                .iter()
-                                .find(|e| &e.device == d)
-                                .map(|e| e.best.picojoules_per_flop())
+                        .enumerate()
+                        .map(|(i, d)| {
+                            let e = r.entries.iter().find(|e| &e.device == d);
+                            Bar {
+                                category: d.clone(),
+                                value: e.map(|e| e.best.picojoules_per_flop()),
+                                color: color(i),
+                                note: e.map(|e| format!("{} TFLOP/s", sig(e.best.tflops, 3))),
+                            }
                         })
-                        .collect();
-                    (
-                        r.precision.to_string(),
-                        precision_color(r.precision),
-                        values,
-                    )
+                        .collect(),
                 })
                 .collect();
+            let gaps = panels
+                .iter()
+                .any(|p| p.bars.iter().any(|b| b.value.is_none()));
             let entries = || rs.iter().flat_map(|r| &r.entries);
-            let data = DataKind::of(entries().any(|e| e.simulated), entries().any(|e| !e.simulated));
-            let gaps = groups_have_gaps(&groups);
+            let data = DataKind::of(
+                entries().any(|e| e.simulated),
+                entries().any(|e| !e.simulated),
+            );
+            let mut footnotes = vec![format!(
+                "{} Above each bar: its energy and its throughput.{}",
+                match cap {
+                    CapChoice::Default =>
+                        "Each bar: the device's best kernel and batch at its default power limit.",
+                    CapChoice::Any =>
+                        "Each bar: the device's best kernel, batch, power cap and clock.",
+                },
+                if panels.len() > 1 {
+                    " Each panel on its own scale."
+                } else {
+                    ""
+                }
+            )];
+            if gaps {
+                footnotes.push(format!(
+                    "{NOT_MEASURED}: no valid record of that device at that precision."
+                ));
+            }
             let chart = BarChart {
                 title: "Devices compared by energy per FLOP".into(),
                 subtitle: workload.to_string(),
                 data,
                 y_label: format!("{ENERGY_AXIS}, lower is better"),
-                categories: devices,
-                groups,
-                footnote: Some(format!(
-                    "{}{}",
-                    match cap {
-                        CapChoice::Default => "Each bar: the device's best kernel and batch at its default power limit.",
-                        CapChoice::Any => "Each bar: the device's best kernel, batch and power cap.",
-                    },
-                    if gaps { " n/a: not measured on that device." } else { "" }
-                )),
+                columns: if panels.len() > 1 { 2 } else { 1 },
+                panels,
+                legend: devices
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| LegendEntry {
+                        label: d.clone(),
+                        color: color(i),
+                        marker: Marker::Square,
+                        line: false,
+                    })
+                    .collect(),
+                footnotes,
             };
             (workload.to_string(), chart)
         })
         .collect()
-}
-
-fn groups_have_gaps(groups: &[(String, RGBColor, Vec<Option<f64>>)]) -> bool {
-    groups.iter().any(|g| g.2.iter().any(Option::is_none))
 }
 
 /// Write the comparison plots under `dir`.
@@ -467,44 +692,168 @@ mod tests {
         v
     }
 
-    #[test]
-    fn cap_chart_keeps_the_least_energy_per_cap_and_precision() {
-        let recs = recommend(&records(), Objective::LeastEnergy);
-        let c = cap_chart(&recs[0]).unwrap();
-        // bf16: 560 W → 0.9, 700 W → min(1.0, 0.85); f16: one point at 560 W
-        let bf16 = c
-            .series
+    fn points_of(c: &PanelChart, panel: usize, key: &str) -> Vec<(f64, f64)> {
+        let i = c
+            .legend
             .iter()
-            .find(|s| s.color == precision_color(Precision::Bf16))
-            .unwrap();
-        let pts: Vec<(f64, f64)> = bf16
+            .position(|l| l.label == key)
+            .unwrap_or_else(|| panic!("{key} in {:?}", c.legend));
+        c.panels[panel].series[i]
             .points
             .iter()
-            .map(|&(w, e)| (w, (e * 1e3).round() / 1e3))
-            .collect();
-        assert_eq!(pts, vec![(560.0, 0.9), (700.0, 0.85)]);
-        assert_eq!(c.series.len(), 2);
+            .map(|&(x, y)| (x, (y * 1e3).round() / 1e3))
+            .collect()
+    }
+
+    #[test]
+    fn cap_chart_draws_every_point_of_each_kernel_and_batch_with_throughput() {
+        let recs = recommend(&records(), Objective::LeastEnergy);
+        let charts = cap_charts(&recs[0]);
+        // bf16 has two caps; f16 one, so no chart
+        assert_eq!(charts.len(), 1);
+        let (p, c) = &charts[0];
+        assert_eq!(*p, Precision::Bf16);
+        // two batches: a line per kernel and batch, never the least of them
+        assert_eq!(
+            points_of(c, 0, "k, batch 1"),
+            vec![(560.0, 0.9), (700.0, 1.0)]
+        );
+        assert_eq!(points_of(c, 0, "k, batch 4"), vec![(700.0, 0.85)]);
+        // the throughput panel below, on the same x
+        assert_eq!(c.panels[1].y_label, THROUGHPUT_AXIS);
+        assert_eq!(
+            points_of(c, 1, "k, batch 1"),
+            vec![(560.0, 560.0), (700.0, 600.0)]
+        );
+        // caps named on the points
+        let labels: Vec<&str> = c.panels[0].labels.iter().map(|l| l.text.as_str()).collect();
+        assert!(
+            labels.contains(&"80%") && labels.contains(&"default"),
+            "{labels:?}"
+        );
+    }
+
+    #[test]
+    fn clock_chart_keeps_each_kernel_its_own_line() {
+        // two kernels at two clocks: the cheaper kernel changes between clocks, and
+        // a minimum across kernels would jump from one to the other
+        let mut v = Vec::new();
+        for (kernel, mhz, pj) in [
+            ("cublas", 1200, 1.00),
+            ("cublas", 1800, 1.30),
+            ("ours", 1200, 1.10),
+            ("ours", 1800, 1.20),
+        ] {
+            let mut r = rec("GPU A", false, Precision::Bf16, "default", 500.0, pj);
+            r.kernel = kernel.into();
+            r.clocks.sm_requested_mhz = Some(mhz);
+            r.clocks.sm_seen_mhz_median = Some(mhz as f64);
+            v.push(r);
+        }
+        let recs = recommend(&v, Objective::LeastEnergy);
+        let charts = clock_charts(&recs[0]);
+        assert_eq!(charts.len(), 1);
+        let c = &charts[0].1;
+        assert_eq!(
+            points_of(c, 0, "cublas"),
+            vec![(1200.0, 1.0), (1800.0, 1.3)]
+        );
+        assert_eq!(points_of(c, 0, "ours"), vec![(1200.0, 1.1), (1800.0, 1.2)]);
+        // a colour and a marker per kernel
+        assert_ne!(c.legend[0].marker, c.legend[1].marker);
+        assert_ne!(c.legend[0].color, c.legend[1].color);
+        let labels: Vec<&str> = c.panels[0].labels.iter().map(|l| l.text.as_str()).collect();
+        assert!(labels.contains(&"lock 1800"), "{labels:?}");
     }
 
     #[test]
     fn batch_chart_uses_the_default_cap_and_skips_a_single_batch() {
         let recs = recommend(&records(), Objective::LeastEnergy);
-        let c = batch_chart(&recs[0]).unwrap();
+        let charts = batch_charts(&recs[0]);
+        assert_eq!(charts.len(), 1, "f16 has no default-cap point");
+        let c = &charts[0].1;
         assert_eq!(c.x_categories, Some(vec!["1".to_string(), "4".to_string()]));
-        assert_eq!(c.series.len(), 1, "f16 has no default-cap point");
+        // batch is the axis: a line per kernel, not per batch
+        let lines: Vec<&str> = c.legend.iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(lines, ["k"]);
         let recs = recommend(&records()[..3], Objective::LeastEnergy);
-        assert!(batch_chart(&recs[0]).is_none());
+        assert!(batch_charts(&recs[0]).is_empty());
     }
 
     #[test]
-    fn energy_time_chart_marks_front_and_choice() {
+    fn energy_time_chart_labels_every_point_and_marks_front_and_choice() {
         let recs = recommend(&records(), Objective::LeastEnergy);
         let c = energy_time_chart(&recs[0], Objective::LeastEnergy);
-        let ring = c.series.iter().find(|s| s.marker == Marker::Ring).unwrap();
-        assert_eq!(ring.points.len(), 1);
-        assert!((ring.points[0].1 - 0.85).abs() < 1e-9);
+        // four settings: one panel, each point named by precision, cap and batch
+        assert_eq!(c.panels.len(), 1);
+        let ring: Vec<&Series> = c.panels[0]
+            .series
+            .iter()
+            .filter(|s| s.marker == Marker::Ring)
+            .collect();
+        assert_eq!(ring.len(), 1);
+        assert!((ring[0].points[0].1 - 0.85).abs() < 1e-9);
         assert!(c.legend.iter().any(|l| l.label == "Pareto front"));
+        let labels: Vec<&str> = c.panels[0].labels.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(
+            labels[0], "bf16 · default cap · b4",
+            "the choice is labelled first"
+        );
+        assert!(labels.contains(&"f16 · 80% cap · b1"), "{labels:?}");
+        assert_eq!(labels.len(), 4);
+        // one marker size for every data point
+        assert!(c.panels[0]
+            .series
+            .iter()
+            .filter(|s| !matches!(s.marker, Marker::Ring | Marker::None))
+            .all(|s| s.marker_px == MARKER_PX));
         assert_eq!(c.data, DataKind::Measured);
+    }
+
+    #[test]
+    fn many_settings_of_several_precisions_get_a_panel_each() {
+        let mut v = Vec::new();
+        for (p, base) in [(Precision::Bf16, 1.0), (Precision::F32, 10.0)] {
+            // each cap slower and costlier than the one before: one point on the front
+            for i in 0..20 {
+                let cap = format!("{}%", 50 + i * 2);
+                v.push(rec(
+                    "GPU A",
+                    false,
+                    p,
+                    &cap,
+                    100.0 - i as f64,
+                    base + i as f64 * 0.01,
+                ));
+            }
+        }
+        let recs = recommend(&v, Objective::LeastEnergy);
+        let c = energy_time_chart(&recs[0], Objective::LeastEnergy);
+        let headings: Vec<&str> = c.panels.iter().map(|p| p.heading.as_str()).collect();
+        assert_eq!(headings, ["f32", "bf16"]);
+        // labelled where it matters: each panel's front and the choice
+        let counts: Vec<usize> = c.panels.iter().map(|p| p.labels.len()).collect();
+        assert_eq!(counts, [1, 1]);
+        assert!(c.footnotes.iter().any(|f| f.contains("where many")));
+    }
+
+    #[test]
+    fn compare_panels_per_precision_and_say_not_measured() {
+        let mut v = records();
+        v.push(rec("GPU B", false, Precision::Bf16, "default", 500.0, 0.7));
+        let rankings = compare(&v, CapChoice::Any);
+        let charts = compare_charts(&rankings, CapChoice::Any);
+        let c = &charts[0].1;
+        let headings: Vec<&str> = c.panels.iter().map(|p| p.heading.as_str()).collect();
+        assert_eq!(headings, ["f16", "bf16"]);
+        let f16 = &c.panels[0];
+        let missing = f16.bars.iter().find(|b| b.category == "GPU B").unwrap();
+        assert_eq!(missing.value, None);
+        assert!(c.footnotes.iter().any(|f| f.starts_with(NOT_MEASURED)));
+        let bf16 = &c.panels[1].bars;
+        assert!(bf16
+            .iter()
+            .all(|b| b.note.as_deref().is_some_and(|n| n.ends_with("TFLOP/s"))));
     }
 
     #[test]
@@ -520,8 +869,8 @@ mod tests {
             0.7,
         ));
         let files = report_plots(&v, Objective::LeastEnergy, dir.path()).unwrap();
-        // GPU A: time, cap, batch; sim-b: time only
-        assert_eq!(files.len(), 4);
+        // GPU A: time, cap (bf16), batch (bf16); sim-b: time only
+        assert_eq!(files.len(), 4, "{files:?}");
         for f in &files {
             assert!(std::fs::metadata(&f.png).unwrap().len() > 1000);
             assert!(std::fs::metadata(&f.svg).unwrap().len() > 1000);

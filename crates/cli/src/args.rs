@@ -41,6 +41,10 @@ pub enum Command {
     Merge(MergeArgs),
     /// Rank devices per workload and precision by energy per FLOP (and cost, CO₂e).
     Compare(CompareArgs),
+    /// Compare two runs point by point (after a driver update, or two cards): the
+    /// change in J/FLOP, TFLOP/s and average power, regressions first, each marked
+    /// significant only beyond both runs' uncertainty.
+    Diff(DiffArgs),
     /// Show a GPU's power limits, or restore one a killed sweep left capped.
     #[command(subcommand)]
     Power(PowerCommand),
@@ -267,6 +271,11 @@ pub struct MeasureArgs {
     /// can show the run-to-run spread beside the spread within one run.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub repeat: u32,
+    /// Show the plan — every point, which would be measured or skipped and why, the
+    /// estimated device time, where the records would go — and stop: nothing is
+    /// measured, no power limit or clock is changed, no file is written.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub protocol: ProtocolArgs,
 }
@@ -380,7 +389,8 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Also draw plots (SVG and PNG) into DIR: energy vs time with the Pareto front,
-    /// energy vs power cap and vs batch size, per device and workload.
+    /// and energy beside throughput against power cap, SM clock and batch size, per
+    /// device and workload.
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
     /// Slowdown allowed by the report's recommendation (10% or 0.1).
@@ -389,9 +399,34 @@ pub struct ReportArgs {
     /// The report's recommendation baseline, as `recommend --baseline`.
     #[arg(long, value_name = "kernel=K,precision=P")]
     pub baseline: Option<String>,
+    /// The model whose `joulebench model` records give energy per token (a preset
+    /// name or a model TOML); by default the --preset each such record's command names.
+    #[arg(long, value_name = "NAME|FILE.toml")]
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub cost: CostArgs,
     /// Replace an existing --out file.
     #[arg(long)]
     pub force: bool,
+}
+
+/// What turns measured energy into a review's figures: facility energy, money, CO₂e.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CostArgs {
+    /// Electricity price per kWh, in --currency: adds what the work costs (per 10¹⁸
+    /// FLOP, and per 10⁶ tokens for `model` records).
+    #[arg(long, value_name = "X", requires = "currency")]
+    pub price_per_kwh: Option<f64>,
+    /// Currency of --price-per-kwh (USD, EUR…), named in every cost header.
+    #[arg(long, value_name = "CODE", requires = "price_per_kwh")]
+    pub currency: Option<String>,
+    /// Grid carbon intensity in g CO₂e per kWh: adds kg CO₂e.
+    #[arg(long, value_name = "G")]
+    pub grid_gco2_per_kwh: Option<f64>,
+    /// The data centre's power usage effectiveness (facility energy over IT energy,
+    /// ≥ 1), applied to energy, cost and CO₂e. Unset: the GPU board's energy alone.
+    #[arg(long, value_name = "PUE")]
+    pub pue: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -426,15 +461,8 @@ pub struct CompareArgs {
     /// Which power caps compete for a device's place.
     #[arg(long, value_enum, default_value = "default")]
     pub cap: CapCompareChoice,
-    /// Electricity price per kWh: adds the cost of 10¹⁸ FLOP.
-    #[arg(long, value_name = "X")]
-    pub price_per_kwh: Option<f64>,
-    /// Currency of --price-per-kwh, for the column header (e.g. USD).
-    #[arg(long, value_name = "CODE", requires = "price_per_kwh")]
-    pub currency: Option<String>,
-    /// Grid carbon intensity in g CO₂e per kWh: adds kg CO₂e per 10¹⁸ FLOP.
-    #[arg(long, value_name = "Y")]
-    pub grid_gco2_per_kwh: Option<f64>,
+    #[command(flatten)]
+    pub cost: CostArgs,
     /// Consider only these precisions (comma-separated).
     #[arg(long, value_name = "LIST")]
     pub precisions: Option<String>,
@@ -444,6 +472,31 @@ pub struct CompareArgs {
     /// Also draw the devices side by side (SVG and PNG), one plot per workload, into DIR.
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, default_value = "table", value_name = "table|markdown|csv|json")]
+    pub format: String,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Exit codes: 0 no regression beyond --fail-on-regression (or none asked); \
+                        1 a significant regression beyond it; 2 bad input; 3 a file that \
+                        could not be read."
+)]
+pub struct DiffArgs {
+    /// The earlier run's results file (JSONL): the reference.
+    #[arg(value_name = "OLD")]
+    pub old: PathBuf,
+    /// The later run's results file (JSONL), compared with OLD.
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+    /// Exit with code 1 when a point got significantly worse (more J/FLOP or fewer
+    /// TFLOP/s, beyond both runs' uncertainty) by more than this (2% or 0.02): for CI.
+    #[arg(long, value_name = "PCT")]
+    pub fail_on_regression: Option<String>,
+    /// Compare simulated and real records (refused otherwise).
+    #[arg(long)]
+    pub allow_mixed: bool,
     /// Output format.
     #[arg(long, default_value = "table", value_name = "table|markdown|csv|json")]
     pub format: String,

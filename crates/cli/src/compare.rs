@@ -3,30 +3,19 @@
 //! Simulated and real devices are not ranked together unless asked, and then marked.
 
 use crate::args::{parse_list, CapCompareChoice, CompareArgs};
+use crate::cost::cost_inputs;
 use crate::error::{runtime, usage, CliError};
 use crate::results::read_sources;
 use joulebench_analysis::chart::PlotError;
-use joulebench_analysis::compare::{compare, comparison_table, CapChoice, CostInputs};
+use joulebench_analysis::compare::{compare, comparison_table, CapChoice};
 use joulebench_analysis::merge::check_not_mixed;
 use joulebench_analysis::plots::compare_plots;
 use joulebench_analysis::table::TableFormat;
 use joulebench_core::Precision;
 
-fn non_negative(v: Option<f64>, flag: &str) -> Result<Option<f64>, CliError> {
-    match v {
-        Some(x) if !(x.is_finite() && x >= 0.0) => {
-            Err(usage(format!("{flag} {x} must be a number ≥ 0")))
-        }
-        _ => Ok(v),
-    }
-}
-
 pub fn run(args: &CompareArgs) -> Result<(), CliError> {
     let fmt: TableFormat = args.format.parse().map_err(usage)?;
-    let costs = CostInputs {
-        price_per_kwh: non_negative(args.price_per_kwh, "--price-per-kwh")?,
-        grid_gco2e_per_kwh: non_negative(args.grid_gco2_per_kwh, "--grid-gco2-per-kwh")?,
-    };
+    let costs = cost_inputs(&args.cost)?;
     let cap = match args.cap {
         CapCompareChoice::Default => CapChoice::Default,
         CapCompareChoice::Any => CapChoice::Any,
@@ -60,7 +49,7 @@ pub fn run(args: &CompareArgs) -> Result<(), CliError> {
         );
         return Ok(());
     }
-    let table = comparison_table(&rankings, cap, costs, args.currency.as_deref());
+    let table = comparison_table(&rankings, cap, &costs);
     print!("{}", table.render(fmt));
     if let Some(dir) = &args.plots {
         let files = compare_plots(&rankings, cap, dir).map_err(|e| match e {

@@ -317,9 +317,14 @@ pub fn sections() -> Vec<Section> {
 
 pub fn run(args: &DevicesArgs) -> Result<(), CliError> {
     let sections = sections();
+    // what the graphics drivers printed while probed, kept off the terminal: one line
+    let drivers_said = joulebench_wgpu::driver_messages_summary();
     if args.json {
         let text = serde_json::to_string_pretty(&sections).map_err(runtime)?;
         println!("{text}");
+        if let Some(note) = drivers_said {
+            eprintln!("note: {note}");
+        }
         return Ok(());
     }
     for s in &sections {
@@ -332,6 +337,11 @@ pub fn run(args: &DevicesArgs) -> Result<(), CliError> {
             println!("  [{}] {}", e.id, e.name);
             for (k, v) in &e.details {
                 println!("      {k}: {v}");
+            }
+        }
+        if s.name == "wgpu" {
+            if let Some(note) = &drivers_said {
+                println!("  note: {note}");
             }
         }
     }

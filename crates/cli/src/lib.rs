@@ -4,7 +4,9 @@
 
 mod args;
 mod compare;
+mod cost;
 mod devices;
+mod diff;
 mod error;
 pub mod logging;
 mod merge;
@@ -47,6 +49,7 @@ pub fn main() -> i32 {
         Command::Recommend(a) => results::recommend(&a),
         Command::Merge(a) => merge::run(&a),
         Command::Compare(a) => compare::run(&a),
+        Command::Diff(a) => diff::run(&a),
         Command::Power(c) => power::run(&c),
     };
     match result {

@@ -100,7 +100,7 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
 
     eprintln!("model {}", model.describe());
     let mut planned: Option<ModelPlan> = None;
-    let (_, out) = run_with(&sweep, &ov, |cfg, backend| {
+    let measured = run_with(&sweep, &ov, |cfg, backend| {
         let plan = ModelPlan::new(
             &model,
             backend,
@@ -121,6 +121,10 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
         planned = Some(plan);
         Ok(points)
     })?;
+    // --dry-run: the plan was shown, nothing measured
+    let Some((_, out)) = measured else {
+        return Ok(());
+    };
     let plan = planned.ok_or_else(|| runtime("no plan was made"))?;
     let records = read_records(&out)?;
     let figures = compose(&plan, &records);

@@ -7,7 +7,9 @@ use crate::args::{parse_fraction, parse_list, ObjectiveChoice, RecommendArgs, Re
 use crate::error::{runtime, usage, CliError};
 use crate::paths::{check_new_output, refuse_input_as_output, write_output};
 use joulebench_analysis::chart::{PlotError, PlotFiles};
-use joulebench_analysis::document::{markdown_report, PlotLink, SourceSummary};
+use joulebench_analysis::document::{
+    cost_table, markdown_report, PlotLink, ReportOptions, SourceSummary,
+};
 use joulebench_analysis::merge::SourceFile;
 use joulebench_analysis::plots::report_plots;
 use joulebench_analysis::recommend::{
@@ -130,6 +132,11 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     let baseline = baseline_spec(args.baseline.as_deref())?;
     let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
     let objective = Objective::WithinSlowdown { max_slowdown };
+    let costs = crate::cost::cost_inputs(&args.cost)?;
+    if let Some(m) = &args.model {
+        joulebench_analysis::tokens::load_model(m)
+            .map_err(|e| usage(format!("--model {m}: {e}")))?;
+    }
     if let Some(out) = &args.out {
         check_new_output(out, args.force, "--out")?;
         refuse_input_as_output(out, &args.files, "--out")?;
@@ -153,19 +160,38 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
             &records,
             &summaries,
             objective,
-            &baseline,
+            &ReportOptions {
+                baseline,
+                costs,
+                model: args.model.clone(),
+            },
             &links(&plots, args.out.as_deref()),
         ),
-        TableFormat::Json | TableFormat::Csv => records_table(&records).render(fmt),
-        TableFormat::Table => format!(
-            "{}\n\n{}\n{}{}",
-            status_line(&records),
-            records_table(&records).render(fmt),
-            repeats_table(&records)
-                .map(|t| format!("{}\n", t.render(fmt)))
-                .unwrap_or_default(),
-            flags_legend().render(fmt)
-        ),
+        TableFormat::Json | TableFormat::Csv => {
+            if costs.priced() || costs.pue.is_some() {
+                eprintln!(
+                    "note: --format csv and json give every record; the costs are in --format table and markdown"
+                );
+            }
+            records_table(&records).render(fmt)
+        }
+        TableFormat::Table => {
+            // priced: what the recommended settings cost, after the results
+            let priced = (costs.priced() || costs.pue.is_some())
+                .then(|| recommend_with(&records, objective, GroupBy::Device, &baseline))
+                .filter(|recs| !recs.is_empty())
+                .map(|recs| format!("{}\n", cost_table(&recs, &costs).render(fmt)))
+                .unwrap_or_default();
+            format!(
+                "{}\n\n{}\n{}{priced}{}",
+                status_line(&records),
+                records_table(&records).render(fmt),
+                repeats_table(&records)
+                    .map(|t| format!("{}\n", t.render(fmt)))
+                    .unwrap_or_default(),
+                flags_legend().render(fmt)
+            )
+        }
     };
     match &args.out {
         Some(out) => {

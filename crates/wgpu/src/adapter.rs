@@ -224,9 +224,9 @@ pub fn backends_from_env() -> wgpu::Backends {
     wgpu::Backends::from_env().unwrap_or_else(wgpu::Backends::all)
 }
 
-pub(crate) fn instance() -> wgpu::Instance {
+fn instance_for(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = backends_from_env();
+    desc.backends = backends;
     // No validation layers unless asked for (WGPU_VALIDATION=1, WGPU_DEBUG=1): they
     // would be measured along with the kernels.
     desc.flags = wgpu::InstanceFlags::empty().with_env();
@@ -234,28 +234,57 @@ pub(crate) fn instance() -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
-/// Why no adapter was found, in words a user can act on.
-pub(crate) fn no_adapter_reason(backends: wgpu::Backends) -> String {
+/// Why no adapter was found, in words a user can act on, with what the drivers
+/// printed while probed (often the reason).
+pub(crate) fn no_adapter_reason(backends: wgpu::Backends, driver_lines: &[String]) -> String {
     let env = std::env::var("WGPU_BACKEND")
         .map(|v| format!("WGPU_BACKEND={v}"))
         .unwrap_or_else(|_| "WGPU_BACKEND unset".to_owned());
+    let said = match driver_lines {
+        [] => String::new(),
+        lines => format!(" The drivers said: {}", lines.join(" / ")),
+    };
     format!(
         "no wgpu adapter found for backends {backends:?} ({env}); is a GPU driver installed \
          (for Vulkan: the Vulkan loader libvulkan.so.1 and an ICD — on a machine without a \
-         GPU, Mesa's lavapipe from the Debian package mesa-vulkan-drivers)?"
+         GPU, Mesa's lavapipe from the Debian package mesa-vulkan-drivers)?{said}"
     )
 }
 
-pub(crate) fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    pollster::block_on(instance.enumerate_adapters(backends_from_env()))
+/// The adapters of `backends`, probed with the drivers' own output kept off the
+/// terminal, and the lines they printed.
+fn probe(backends: wgpu::Backends) -> (Vec<wgpu::Adapter>, Vec<String>) {
+    crate::quiet::quietly(|| {
+        let instance = instance_for(backends);
+        pollster::block_on(instance.enumerate_adapters(backends))
+    })
 }
 
-/// Every adapter wgpu finds under `WGPU_BACKEND`, in a stable order (the order the
-/// index selector of [`crate::open`] uses). An error says why none was found.
+/// Every adapter under `WGPU_BACKEND`, in a stable order. Unset, the native APIs
+/// (Vulkan, Metal, DX12) come first and GL is probed only where they offer no GPU:
+/// GL's EGL probing is what prints most driver noise, and it adds a second, slower
+/// entry for a GPU that Vulkan already serves.
+pub(crate) fn enumerate() -> (Vec<wgpu::Adapter>, Vec<String>) {
+    if let Some(asked) = wgpu::Backends::from_env() {
+        return probe(asked);
+    }
+    let (mut adapters, mut lines) = probe(wgpu::Backends::all() - wgpu::Backends::GL);
+    let serves_a_gpu = adapters.iter().any(|a| !is_cpu_emulation(&a.get_info()));
+    if !serves_a_gpu {
+        let (gl, gl_lines) = probe(wgpu::Backends::GL);
+        adapters.extend(gl);
+        lines.extend(gl_lines);
+    }
+    (adapters, lines)
+}
+
+/// Every adapter wgpu finds (see [`enumerate`] for which backends), in a stable
+/// order (the order the index selector of [`crate::open`] uses). An error says why
+/// none was found.
 pub fn list_adapters() -> Result<Vec<AdapterReport>, String> {
-    let adapters = enumerate(&instance());
+    let (adapters, lines) = enumerate();
     if adapters.is_empty() {
-        return Err(no_adapter_reason(backends_from_env()));
+        return Err(no_adapter_reason(backends_from_env(), &lines));
     }
     Ok(adapters
         .iter()

@@ -43,11 +43,11 @@ pub struct WgpuBackend {
 /// before an integrated one, any GPU before a CPU emulation). `WGPU_BACKEND` limits
 /// which backends are searched.
 pub fn open(selector: Option<&str>) -> Result<WgpuBackend, BackendError> {
-    let instance = adapter::instance();
-    let adapters = adapter::enumerate(&instance);
+    let (adapters, lines) = adapter::enumerate();
     if adapters.is_empty() {
         return Err(BackendError::Unavailable(adapter::no_adapter_reason(
             adapter::backends_from_env(),
+            &lines,
         )));
     }
     let reports: Vec<AdapterReport> = adapters

@@ -77,7 +77,9 @@ impl Gpu {
             },
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+        let (opened, _) =
+            crate::quiet::quietly(|| pollster::block_on(adapter.request_device(&desc)));
+        let (device, queue) = opened.map_err(|e| {
             BackendError::Unavailable(format!(
                 "could not open a device on '{}': {e}",
                 adapter.get_info().name

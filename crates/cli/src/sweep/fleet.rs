@@ -79,6 +79,9 @@ pub fn run(args: &SweepArgs, devices: &str, ov: &Overrides) -> Result<(), CliErr
     for s in &slots {
         super::check_results_path(&s.out, args.resume)?;
     }
+    if args.dry_run {
+        return dry_run(&slots, backend, &out);
+    }
     let existed = out.exists();
     // held until the merge: a second sweep of this node into the same file is refused
     let (mut writer, _) = super::resume::open_results(&out, args.resume)?;
@@ -152,6 +155,60 @@ pub fn run(args: &SweepArgs, devices: &str, ov: &Overrides) -> Result<(), CliErr
     )
 }
 
+/// `--devices --dry-run`: each device's plan, from its worker run with `--dry-run`
+/// in turn (so each is planned on its own device, as the sweep would), nothing
+/// measured and no file written.
+fn dry_run(slots: &[Slot], backend: BackendChoice, out: &Path) -> Result<(), CliError> {
+    let exe = std::env::current_exe().map_err(|e| {
+        runtime(format!(
+            "cannot find the joulebench binary to plan each device: {e}"
+        ))
+    })?;
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let inherited = inherited_args(&argv);
+    println!(
+        "Dry run of {} device(s) ({} backend): each device's records would go to its own file, merged into {} at the end.",
+        slots.len(),
+        slots::backend_name(backend),
+        out.display()
+    );
+    let mut failed = 0;
+    for slot in slots {
+        let mut cmd = Command::new(&exe);
+        let pin: Vec<OsString> = worker_args(backend, slot)
+            .into_iter()
+            .filter(|a| a != "--progress-lines")
+            .collect();
+        cmd.args(&inherited).args(pin);
+        if let slots::Pin::Cuda { visible } = &slot.pin {
+            cmd.env("CUDA_VISIBLE_DEVICES", visible);
+        }
+        println!("\n== dev{} → {}", slot.index, slot.out.display());
+        match cmd.stdin(Stdio::null()).output() {
+            Ok(o) if o.status.success() => print!("{}", String::from_utf8_lossy(&o.stdout)),
+            Ok(o) => {
+                failed += 1;
+                println!(
+                    "dev{}: cannot plan: {}",
+                    slot.index,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                println!("dev{}: cannot start its worker: {e}", slot.index);
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(runtime(format!(
+            "{failed} of {} devices could not be planned (see above)",
+            slots.len()
+        )));
+    }
+    Ok(())
+}
+
 impl Worker {
     /// Start the worker of `slot`; a worker that cannot start is a failed device.
     fn start(
@@ -172,6 +229,11 @@ impl Worker {
         );
         let mut cmd = Command::new(exe);
         cmd.args(inherited).args(worker_args(backend, &slot));
+        // the worker's records keep what the user typed, not the worker's pinned command
+        cmd.env(
+            super::setup::USER_COMMAND_ENV,
+            super::setup::own_command_line(),
+        );
         if let slots::Pin::Cuda { visible } = &slot.pin {
             cmd.env("CUDA_VISIBLE_DEVICES", visible);
         }

@@ -5,6 +5,7 @@
 //! ops through `single::run_with`.
 
 mod clocks;
+mod dry_run;
 mod fleet;
 mod resume;
 mod setup;
@@ -36,13 +37,16 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         return fleet::run(args, devices, &ov);
     }
     let result = single::run(args, &ov);
-    if args.progress_lines {
+    if args.progress_lines && !args.dry_run {
         // a worker of a --devices sweep: its parent reports and recommends
+        let result = result.map(|r| r.unwrap_or_default());
         worker::report_end(&result);
         return result.map(|_| ());
     }
-    let (_, out) = result?;
-    recommend_from(&out, ov.max_slowdown, &ov.baseline)
+    match result? {
+        Some((_, out)) => recommend_from(&out, ov.max_slowdown, &ov.baseline),
+        None => Ok(()),
+    }
 }
 
 /// A results file is continued only with --resume, never overwritten.

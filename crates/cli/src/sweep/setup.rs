@@ -210,8 +210,25 @@ pub fn default_out(backend: &str, device: &str) -> PathBuf {
     ))
 }
 
-/// The command line as typed, for records and reports.
+/// Set by a `--devices` sweep for its workers: the command line the user typed, which
+/// their records keep instead of the worker's own (pinned to a device, with flags of
+/// the parent-worker protocol no user types).
+pub const USER_COMMAND_ENV: &str = "JOULEBENCH_USER_COMMAND";
+
+/// The command line as the user typed it, for records and reports: a worker of a
+/// `--devices` sweep records its parent's.
 pub fn command_line() -> String {
+    let worker = std::env::args().any(|a| a == "--progress-lines");
+    if let (true, Ok(typed)) = (worker, std::env::var(USER_COMMAND_ENV)) {
+        if !typed.trim().is_empty() {
+            return typed;
+        }
+    }
+    own_command_line()
+}
+
+/// This process's own command line, quoted where a shell would need it.
+pub fn own_command_line() -> String {
     std::env::args()
         .map(|a| {
             if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "\"'$`\\".contains(c)) {

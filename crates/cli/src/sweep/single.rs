@@ -21,8 +21,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// Measure the sweep; its outcome and the results file.
-pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<(SweepOutcome, PathBuf), CliError> {
+/// Measure the sweep; its outcome and the results file (`None` for `--dry-run`,
+/// which measures nothing).
+pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<Option<(SweepOutcome, PathBuf)>, CliError> {
     run_with(args, ov, |cfg, backend| Ok(cfg.plan(backend)?))
 }
 
@@ -32,7 +33,7 @@ pub fn run_with(
     args: &SweepArgs,
     ov: &Overrides,
     plan: impl FnOnce(&SweepConfig, &dyn Backend) -> Result<Vec<PlanPoint>, CliError>,
-) -> Result<(SweepOutcome, PathBuf), CliError> {
+) -> Result<Option<(SweepOutcome, PathBuf)>, CliError> {
     let seed = args.seed.unwrap_or(42);
     let meter: Option<joulebench_energy::nvml::MeterMode> = match args.meter.trim() {
         "none" | "off" => None,
@@ -59,6 +60,21 @@ pub fn run_with(
     let mut cfg = build_config(args, ov, dev.backend.as_ref())?;
     super::clocks::resolve(&mut cfg, &mut dev, &device.name)?;
     let points = plan(&cfg, dev.backend.as_ref())?;
+    let period = match dev.meter.source() {
+        joulebench_core::MeterSource::None => 0.0,
+        _ => dev.meter.update_period_s(),
+    };
+    let estimate = PlanEstimate::of(
+        &points,
+        dev.backend.as_ref(),
+        &cfg.protocol,
+        period,
+        args.repeat,
+    );
+    if args.dry_run {
+        super::dry_run::show(args, &mut dev, &cfg, &points, &estimate)?;
+        return Ok(None);
+    }
 
     let wants_caps = points.iter().any(|p| !p.cap.is_default());
     let wants_clocks = points
@@ -114,17 +130,6 @@ pub fn run_with(
     for n in &dev.notes {
         eprintln!("{n}");
     }
-    let period = match dev.meter.source() {
-        joulebench_core::MeterSource::None => 0.0,
-        _ => dev.meter.update_period_s(),
-    };
-    let estimate = PlanEstimate::of(
-        &points,
-        dev.backend.as_ref(),
-        &cfg.protocol,
-        period,
-        args.repeat,
-    );
     eprintln!(
         "sweep: {} on {} ({} backend) → {}",
         describe_plan(&estimate, device.simulated),
@@ -238,7 +243,7 @@ pub fn run_with(
         },
         out.display()
     );
-    Ok((outcome, out))
+    Ok(Some((outcome, out)))
 }
 
 /// "24 points (16 measured, 8 skipped as unsupported), about 2m 10s (at most 3m
