@@ -3,10 +3,8 @@
 //! validity flags explained, and the exact commands that produced the data.
 
 use crate::format::{opt, sig};
-use crate::recommend::{
-    device_labels, pareto_table, recommend_with, recommendation_table_with, BaselineSpec, GroupBy,
-    Objective,
-};
+use crate::recommend::{device_labels, recommend_with, BaselineSpec, GroupBy, Objective};
+use crate::recommend_table::{pareto_table, recommendation_table_with};
 use crate::report::{records_table, status_line};
 use crate::table::{Table, TableFormat};
 use joulebench_core::protocol::{ValidityFlag, WindowMethod};

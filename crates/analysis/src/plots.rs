@@ -59,7 +59,8 @@ fn rim_px(i: usize, n: usize) -> i32 {
 }
 
 fn subtitle(r: &Recommendation) -> String {
-    format!("{} · {}", r.device, r.workload)
+    let caveat = crate::recommend_table::plot_caveat(r.settings.iter(), &r.ours_only);
+    format!("{} · {}{caveat}", r.device, r.workload)
 }
 
 /// Every valid setting of one device and workload: time per FLOP against energy per
@@ -408,7 +409,16 @@ pub fn compare_charts(rankings: &[Ranking], cap: CapChoice) -> Vec<(String, BarC
             let gaps = groups_have_gaps(&groups);
             let chart = BarChart {
                 title: "Devices compared by energy per FLOP".into(),
-                subtitle: workload.to_string(),
+                subtitle: format!(
+                    "{workload}{}",
+                    crate::recommend_table::plot_caveat(
+                        entries().map(|e| &e.best),
+                        &rs.iter()
+                            .filter(|r| r.entries.iter().any(|e| e.ours_only))
+                            .map(|r| r.precision)
+                            .collect::<Vec<_>>()
+                    )
+                ),
                 data,
                 y_label: format!("{ENERGY_AXIS}, lower is better"),
                 categories: devices,
