@@ -80,17 +80,19 @@ impl BaselineSpec {
                         }
                     })
                 }
-                "cap" | "power-cap" | "power_cap" => b.cap = Some(
-                    PowerCap::parse_list(value)
-                        .ok()
-                        .filter(|c| c.len() == 1)
-                        .map(|c| c[0])
-                        .ok_or_else(|| {
-                            format!(
+                "cap" | "power-cap" | "power_cap" => {
+                    b.cap = Some(
+                        PowerCap::parse_list(value)
+                            .ok()
+                            .filter(|c| c.len() == 1)
+                            .map(|c| c[0])
+                            .ok_or_else(|| {
+                                format!(
                                 "baseline cap '{value}' is not one power cap (default, 80%, 300W)"
                             )
-                        })?,
-                ),
+                            })?,
+                    )
+                }
                 other => return Err(format!("unknown baseline key '{other}': expected {KEYS}")),
             }
         }

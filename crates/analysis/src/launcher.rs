@@ -75,6 +75,32 @@ check_nvidia() {
     if file.devices.is_empty() {
         let _ = writeln!(out, "\necho 'joulebench settings: no device entries' >&2");
     }
+    // every GPU is checked before any is changed: a wrong machine changes nothing
+    let checks: Vec<String> = file
+        .devices
+        .iter()
+        .filter(|d| d.vendor == DeviceVendor::Nvidia && !d.simulated)
+        .filter(|d| {
+            let (cap, sm, mem) = changes(d);
+            cap.is_some() || sm.is_some() || mem.is_some()
+        })
+        .flat_map(|d| {
+            d.uuids.iter().map(|u| {
+                format!(
+                    "  check_nvidia {} {}",
+                    sh_quote(u),
+                    sh_quote(&d.device_model)
+                )
+            })
+        })
+        .collect();
+    if !checks.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nif [ \"$action\" = apply ]; then\n{}\nfi",
+            checks.join("\n")
+        );
+    }
     for d in &file.devices {
         device_block(&mut out, d);
     }
@@ -119,11 +145,9 @@ fn device_block(out: &mut String, d: &DeviceEntry) {
             say(out, "no GPU UUID in its records: set it by hand")
         }
         DeviceVendor::Nvidia => {
-            let name = sh_quote(&d.device_model);
             let _ = writeln!(out, "if [ \"$action\" = apply ]; then");
             for u in &d.uuids {
                 let u = sh_quote(u);
-                let _ = writeln!(out, "  check_nvidia {u} {name}");
                 if let Some(w) = cap {
                     let _ = writeln!(out, "  nvidia-smi -i {u} -pl {}", watts(w));
                 }
@@ -197,5 +221,108 @@ fn device_block(out: &mut String, d: &DeviceEntry) {
             out,
             "no command-line tool known for this GPU's power limit and clocks: set them by hand",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings_file::device_entry;
+    use std::path::Path;
+    use std::process::Command;
+
+    fn file() -> SettingsFile {
+        let mut f = SettingsFile::new("least energy".into(), String::new());
+        let mut h200 = device_entry("NVIDIA H200", &[]);
+        h200.vendor = DeviceVendor::Nvidia;
+        // a UUID with a quote in it stays one word
+        h200.uuids = vec!["GPU-1".into(), "GPU-it's".into()];
+        h200.power_cap = "80%".into();
+        h200.power_cap_w = Some(560.0);
+        h200.default_power_limit_w = Some(700.0);
+        h200.sm_clock_mhz = Some(1260);
+        let mut sim = device_entry("sim-h100 (simulated)", &[]);
+        sim.simulated = true;
+        sim.power_cap = "60%".into();
+        sim.power_cap_w = Some(420.0);
+        f.devices = vec![h200, sim];
+        f
+    }
+
+    /// Run the script with a fake `nvidia-smi` that logs its arguments and names
+    /// every GPU `gpu_name`; the exit status and the calls.
+    fn run(dir: &Path, action: &str, gpu_name: &str) -> (bool, Vec<String>) {
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let fake = bin.join("nvidia-smi");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho \"$*\" >> \"$FAKE_LOG\"\ncase \"$*\" in *--query-gpu=name*) echo \"$FAKE_NAME\";; esac\n",
+        )
+        .unwrap();
+        Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
+        let script = dir.join("apply.sh");
+        std::fs::write(&script, shell_script(&file())).unwrap();
+        let log = dir.join(format!("{action}-{}.log", gpu_name.replace(' ', "-")));
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let status = Command::new("sh")
+            .arg(&script)
+            .arg(action)
+            .env("PATH", path)
+            .env("FAKE_LOG", &log)
+            .env("FAKE_NAME", gpu_name)
+            .output()
+            .unwrap();
+        let calls = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        (status.status.success(), calls)
+    }
+
+    #[test]
+    fn the_script_applies_each_gpus_cap_and_clock_by_uuid_and_undoes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ok, calls) = run(dir.path(), "apply", "NVIDIA H200");
+        assert!(ok, "{calls:?}");
+        let query = "--query-gpu=name --format=csv,noheader";
+        assert_eq!(
+            calls,
+            [
+                format!("-i GPU-1 {query}"),
+                format!("-i GPU-it's {query}"),
+                "-i GPU-1 -pl 560".into(),
+                "-i GPU-1 -lgc 1260,1260".into(),
+                "-i GPU-it's -pl 560".into(),
+                "-i GPU-it's -lgc 1260,1260".into(),
+            ]
+        );
+        let (ok, calls) = run(dir.path(), "undo", "NVIDIA H200");
+        assert!(ok);
+        assert_eq!(
+            calls,
+            [
+                "-i GPU-1 -pl 700",
+                "-i GPU-1 -rgc",
+                "-i GPU-it's -pl 700",
+                "-i GPU-it's -rgc"
+            ]
+        );
+        // a UUID that names another model: refused before anything changes
+        let (ok, calls) = run(dir.path(), "apply", "NVIDIA A100");
+        assert!(!ok);
+        assert_eq!(calls, [format!("-i GPU-1 {query}")]);
+        let text = shell_script(&file());
+        assert!(
+            text.contains("simulated device, nothing to apply"),
+            "{text}"
+        );
+        assert!(!text.contains("-pl 420"), "{text}");
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
     }
 }

@@ -5,6 +5,8 @@
 //! reads, and the tables (terminal, Markdown, CSV, JSON), plots and report documents
 //! that show them. It reads records only; it never reaches back into a backend.
 
+#[cfg(test)]
+mod advice_tests;
 pub mod attribution;
 pub mod baseline;
 pub mod chart;
