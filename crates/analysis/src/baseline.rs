@@ -113,12 +113,12 @@ impl BaselineSpec {
         let kernels = match &self.kernels {
             _ if self.vendor_named() => "the vendor kernels".to_string(),
             Some(k) => k.join(" + "),
-            None => "the vendor kernel(s) where measured".into(),
+            None => "the vendor kernel(s) where measured (else the first measured)".into(),
         };
         let precision = self
             .precision
             .map(|p| p.to_string())
-            .unwrap_or_else(|| "bf16 where measured".into());
+            .unwrap_or_else(|| "bf16 where measured (else the first)".into());
         let batch = match (self.batch, batch_default) {
             (Some(b), _) => format!("{batch_word} {b}"),
             (None, BatchDefault::Near(_)) => {

@@ -202,8 +202,7 @@ pub fn settle_against<C: Candidate + Levered>(
     };
     let mut chosen = raw;
     let mut reverted = Vec::new();
-    loop {
-        let Some(cur_score) = sc(chosen) else { break };
+    while let Some(cur_score) = sc(chosen) {
         let mut best: Option<(Reverted, usize, f64)> = None;
         for &lever in levers {
             let (Some(to), Some(from)) = (baseline.get(&lever), items[chosen].lever_value(lever))

@@ -108,8 +108,9 @@ pub struct SettingsFile {
     pub version: u32,
     pub generated_by: String,
     pub objective: String,
-    /// What energy saved and slowdown are against (absent in files of older joulebench).
-    #[serde(default)]
+    /// What energy saved and slowdown are against (absent in files of older joulebench,
+    /// and where each entry names its own, as `[[model.<name>]]` do).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub baseline: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise_floor_fraction: Option<f64>,
@@ -523,12 +524,13 @@ impl SettingsFile {
                     format!(
                         "# joulebench settings (format {SETTINGS_FORMAT}, version {SETTINGS_VERSION}): the chosen\n\
                          # precision, micro-batch, power cap and kernels of a training step, per model\n\
-                         # and device model.\n"
+                         # and device model; [[device]]: each GPU's one power cap.\n"
                     )
                 } else {
                     format!(
-                        "# joulebench settings (format {SETTINGS_FORMAT}, version {SETTINGS_VERSION}): the chosen\n\
-                         # power cap, precision, batch size and kernel per device model and workload.\n"
+                        "# joulebench settings (format {SETTINGS_FORMAT}, version {SETTINGS_VERSION}): one power cap\n\
+                         # and clock per device model ([[device]]) for its mix of workloads, and each\n\
+                         # workload's precision, batch size and kernel under them ([[setting]]).\n"
                     )
                 };
                 if self.simulated {

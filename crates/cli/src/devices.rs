@@ -319,7 +319,7 @@ pub fn run(args: &DevicesArgs) -> Result<(), CliError> {
     let sections = sections();
     if args.json {
         let text = serde_json::to_string_pretty(&sections).map_err(runtime)?;
-        crate::out::line(&format!("{text}"))?;
+        crate::out::line(&text)?;
         return Ok(());
     }
     for s in &sections {

@@ -36,15 +36,12 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                 statuses.push(status);
             }
             if *json {
-                crate::out::line(&format!(
-                    "{}",
-                    serde_json::to_string_pretty(&statuses).map_err(runtime)?
-                ))?;
+                crate::out::line(&serde_json::to_string_pretty(&statuses).map_err(runtime)?)?;
                 return Ok(());
             }
             for (s, holder) in statuses.iter().zip(&holders) {
                 let l = &s.limits;
-                crate::out::line(&format!("{}", s.device))?;
+                crate::out::line(&s.device.to_string())?;
                 crate::out::line(&format!(
                     "  power limit: {:.0} W now (enforced {}), default {:.0} W, allowed {:.0}–{:.0} W",
                     l.current_w,
@@ -67,7 +64,7 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                         p.owner
                     ))?,
                     (None, Some(e)) => crate::out::line(&format!("  unreadable state file: {e}"))?,
-                    _ => crate::out::line(&format!("  no pending restore"))?,
+                    _ => crate::out::line("  no pending restore")?,
                 }
                 if let Some(h) = holder {
                     crate::out::line(&format!("  being changed now by {h}"))?;
