@@ -169,6 +169,12 @@ fn a_lock_that_does_not_bind_is_dropped_with_a_note() {
     );
     assert_eq!(file.devices[0].sm_clock_mhz, None);
     assert!(file.settings.iter().all(|s| s.sm_clock_mhz.is_none()));
+    let clock = file.settings[0]
+        .attribution
+        .iter()
+        .find(|a| a.lever == "sm_clock")
+        .unwrap();
+    assert_eq!(clock.not_binding_ran_at_mhz, Some(1161.0));
 }
 
 #[test]

@@ -63,7 +63,7 @@
 //! | `flags` | array of strings | cautions and known biases of the records behind it (`high-spread`, `unsettled`, `above-limit`, `cap-not-default`, `gapped` for schema-1 windows, `meter-check` for check-mode records, …) |
 //! | `meter_agreement_pct` | float, optional | check mode: how the two meters agreed |
 //! | `source` | string | the results file the setting came from |
-//! | `attribution` | array of tables | per lever that differs from the baseline: `lever` (`precision`, `kernel`, `batch`, `power_cap`, `sm_clock`), `from`, `to`, and what it alone saves: `energy_saved_fraction`, `slowdown_fraction`, `uncertainty_fraction`, `beats_noise`, `against` (the setting that differs in that lever alone) |
+//! | `attribution` | array of tables | per lever that differs from the baseline: `lever` (`precision`, `kernel`, `batch`, `power_cap`, `sm_clock`), `from`, `to`, and what it alone saves: `energy_saved_fraction`, `slowdown_fraction`, `uncertainty_fraction`, `beats_noise`, `against` (the setting that differs in that lever alone); `not_binding_ran_at_mhz` where the device's lock does not bind for this workload |
 //! | `shape` | table | the full shape, `op` (`matmul` or `attention`) and its dimensions, batch included |
 //!
 //! Each `[[model.<name>]]` (written by `joulebench model --emit`):
@@ -183,6 +183,9 @@ pub struct LeverFigure {
     /// The setting it was measured against; absent where none was measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub against: Option<String>,
+    /// A clock lock that does not bind for this workload: the clock it ran at, MHz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_binding_ran_at_mhz: Option<f64>,
 }
 
 /// The attribution of a setting as the file writes it; `label(j)` names setting `j`.
@@ -203,6 +206,7 @@ pub fn lever_figures(a: &Attribution, label: &dyn Fn(usize) -> String) -> Vec<Le
                 }
                 _ => label(j),
             }),
+            not_binding_ran_at_mhz: e.unbound_clock_mhz.map(|m| m.round()),
         })
         .collect()
 }
