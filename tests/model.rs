@@ -272,8 +272,21 @@ fn impossible_models_and_flags_are_refused_with_exit_code_2() {
         "micro-batch '0'",
     );
     check(
-        with(&["--preset", "gpt2", "--baseline", "batch=2"]),
-        "unknown baseline key 'batch'",
+        with(&["--preset", "gpt2", "--baseline", "size=2"]),
+        "unknown baseline key 'size'",
+    );
+    // flags the objective would ignore, and a bare slowdown over 1, are refused
+    check(
+        with(&["--preset", "gpt2", "--eta", "0.3"]),
+        "--eta applies to --objective zeus only",
+    );
+    check(
+        with(&["--preset", "gpt2", "--max-slowdown", "10"]),
+        "write 10% for 10 percent",
+    );
+    check(
+        with(&["--preset", "gpt2", "--emit", "yaml", "s.yaml"]),
+        "toml, json or sh",
     );
     check(
         with(&["--preset", "gpt2", "--kernels", "cublas"]),

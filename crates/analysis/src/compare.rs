@@ -3,8 +3,9 @@
 //! and what an exaFLOP of that work costs in kWh, money and CO₂e (`cost`).
 
 use crate::cost::{CostInputs, Unit};
+use crate::devices::{device_labels, physical_keys};
 use crate::format::{opt, sig};
-use crate::recommend::{device_labels, Setting};
+use crate::setting::Setting;
 use crate::table::Table;
 use joulebench_core::record::Record;
 use joulebench_core::Precision;
@@ -26,6 +27,9 @@ pub struct Entry {
     pub simulated: bool,
     /// The device's best setting for this workload and precision.
     pub best: Setting,
+    /// No vendor kernel was measured on this device at this workload and precision:
+    /// the entry ranks our kernel, not the device (ranked after those that have one).
+    pub ours_only: bool,
 }
 
 /// Devices ranked for one workload and precision, least energy first.
@@ -37,12 +41,19 @@ pub struct Ranking {
 }
 
 /// Rank devices per workload and precision by J/FLOP of their best valid setting
-/// (measured, with energy; flags are shown, not filtered). Ties go to the faster.
+/// (measured, with energy; flags are shown, not filtered). Ties go to the faster;
+/// entries of our kernels only (no vendor kernel measured there) rank after the rest.
 pub fn compare(records: &[Record], cap: CapChoice) -> Vec<Ranking> {
     let labels = device_labels(records);
     // (workload, precision) → device key → best so far
     let mut best: BTreeMap<(String, Precision), BTreeMap<String, Entry>> = BTreeMap::new();
-    let physical = crate::recommend::physical_keys(records);
+    let physical = physical_keys(records);
+    let vendor_measured: std::collections::BTreeSet<(String, Precision, String)> = records
+        .iter()
+        .zip(&physical)
+        .filter(|(r, _)| r.vendor_kernel && r.has_energy())
+        .map(|(r, k)| (r.group.clone(), r.precision, k.clone()))
+        .collect();
     for runs in crate::repeats::group_settings(records) {
         let i = runs[0];
         let r = &records[i];
@@ -65,11 +76,13 @@ pub fn compare(records: &[Record], cap: CapChoice) -> Vec<Ranking> {
                 .is_lt()
         };
         if slot.get(&key).is_none_or(better) {
+            let ours_only = !vendor_measured.contains(&(r.group.clone(), r.precision, key.clone()));
             slot.insert(
                 key,
                 Entry {
                     device,
                     simulated: r.simulated,
+                    ours_only,
                     best: s,
                 },
             );
@@ -79,9 +92,9 @@ pub fn compare(records: &[Record], cap: CapChoice) -> Vec<Ranking> {
         .map(|((workload, precision), devices)| {
             let mut entries: Vec<Entry> = devices.into_values().collect();
             entries.sort_by(|a, b| {
-                a.best
-                    .joules_per_flop
-                    .total_cmp(&b.best.joules_per_flop)
+                a.ours_only
+                    .cmp(&b.ours_only)
+                    .then(a.best.joules_per_flop.total_cmp(&b.best.joules_per_flop))
                     .then(a.best.seconds_per_flop.total_cmp(&b.best.seconds_per_flop))
             });
             Ranking {
@@ -162,6 +175,21 @@ pub fn comparison_table(rankings: &[Ranking], cap: CapChoice, costs: &CostInputs
         }
     });
     t.notes.push(costs.note());
+    if rankings
+        .iter()
+        .flat_map(|r| &r.entries)
+        .any(|e| e.ours_only)
+    {
+        t.notes.push(
+            "ours only: no vendor kernel was measured on that device at that precision, so the row ranks our kernel, not the device; such rows rank after the others."
+                .into(),
+        );
+    }
+    t.notes.extend(crate::recommend_table::caveat_notes(
+        rankings
+            .iter()
+            .flat_map(|r| r.entries.iter().map(|e| &e.best)),
+    ));
 
     for r in rankings {
         let Some(first) = r.entries.first() else {
@@ -180,7 +208,11 @@ pub fn comparison_table(rankings: &[Ranking], cap: CapChoice, costs: &CostInputs
                 } else {
                     "measured".into()
                 },
-                s.kernel.clone(),
+                if e.ours_only {
+                    format!("{} (ours only)", s.kernel)
+                } else {
+                    s.kernel.clone()
+                },
                 setting_cell(s),
                 sig(s.picojoules_per_flop(), 3),
                 sig(s.tflops, 3),
@@ -188,7 +220,7 @@ pub fn comparison_table(rankings: &[Ranking], cap: CapChoice, costs: &CostInputs
                 format!("{:.2}", s.joules_per_flop / best_jpf),
             ];
             row.extend(costs.cells(&costs.per_exaflop(s.joules_per_flop)));
-            row.push(s.flags.join(" "));
+            row.push(s.flags_label());
             t.push(row);
         }
     }

@@ -7,9 +7,9 @@
 use crate::cost::{CostInputs, Unit};
 use crate::format::{opt, sig};
 use crate::recommend::{
-    device_labels, pareto_table, recommend_with, recommendation_table_with, BaselineSpec, GroupBy,
-    Objective, Recommendation,
+    device_labels, recommend_with, BaselineSpec, GroupBy, Objective, Recommendation,
 };
+use crate::recommend_table::{pareto_table, recommendation_table_with};
 use crate::report::{records_table, status_line};
 use crate::step::StepRecommendation;
 use crate::table::{Table, TableFormat};
@@ -544,8 +544,13 @@ pub fn markdown_report(
         out.push('\n');
     }
     let (figures, token_notes) = crate::tokens::step_figures(records, options.model.as_deref());
-    let steps =
-        crate::step::recommend_steps(&figures, objective, &crate::step::Baseline::default());
+    let steps = crate::step::recommend_steps(
+        &figures,
+        records,
+        objective,
+        &crate::step::Baseline::default(),
+        crate::significance::NoiseFloor::default(),
+    );
     if !steps.is_empty() || !token_notes.is_empty() {
         let mut t = per_token_table(&steps, &options.costs);
         t.notes.extend(token_notes);

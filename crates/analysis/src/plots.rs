@@ -29,7 +29,8 @@ pub fn precision_color(p: Precision) -> RGBColor {
 }
 
 fn subtitle(r: &Recommendation) -> String {
-    format!("{} · {}", r.device, r.workload)
+    let caveat = crate::recommend_table::plot_caveat(r.settings.iter(), &r.ours_only);
+    format!("{} · {}{caveat}", r.device, r.workload)
 }
 
 fn precisions_of(r: &Recommendation) -> Vec<Precision> {
@@ -162,7 +163,7 @@ pub fn energy_time_chart(r: &Recommendation, objective: Objective) -> PanelChart
                 .filter(|&i| group.is_none_or(|p| r.settings[i].precision == p))
                 .collect();
             let mine: Vec<Setting> = idx.iter().map(|&i| r.settings[i].clone()).collect();
-            let front: Vec<usize> = crate::recommend::pareto_front(&mine)
+            let front: Vec<usize> = crate::objective::pareto_front(&mine)
                 .into_iter()
                 .map(|j| idx[j])
                 .collect();
@@ -634,7 +635,16 @@ pub fn compare_charts(rankings: &[Ranking], cap: CapChoice) -> Vec<(String, BarC
             }
             let chart = BarChart {
                 title: "Devices compared by energy per FLOP".into(),
-                subtitle: workload.to_string(),
+                subtitle: format!(
+                    "{workload}{}",
+                    crate::recommend_table::plot_caveat(
+                        entries().map(|e| &e.best),
+                        &rs.iter()
+                            .filter(|r| r.entries.iter().any(|e| e.ours_only))
+                            .map(|r| r.precision)
+                            .collect::<Vec<_>>()
+                    )
+                ),
                 data,
                 y_label: format!("{ENERGY_AXIS}, lower is better"),
                 columns: if panels.len() > 1 { 2 } else { 1 },

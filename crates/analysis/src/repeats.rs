@@ -1,17 +1,23 @@
 //! Repeats of one setting (`joulebench sweep --repeat N`): they are one setting to
 //! every table, with the median of their medians, and the spread between them —
 //! the run-to-run spread, which the spread within one run understates — is shown
-//! beside the spread within each run.
+//! beside the spread within each run. Only real runs count: a record read twice
+//! (the same file given twice, a copy merged in) is one run, and a `--meter check`
+//! record — two meters over the same windows, a check of the meter rather than a
+//! run of the setting — is used only where no ordinary record of it exists.
 
+use crate::devices::device_labels;
 use crate::format::{pct, sig};
-use crate::recommend::device_labels;
+use crate::significance::Uncertainty;
 use crate::table::Table;
 use joulebench_core::record::Record;
 use joulebench_core::stats::{median, relative_spread};
 use std::collections::BTreeMap;
 
 /// Measured records with energy, grouped by setting (device, backend, kernel,
-/// precision, workload, cap), in the order each setting first appears.
+/// precision, workload, cap, clocks), in the order each setting first appears;
+/// within a group, duplicates dropped and check-mode records set aside where
+/// ordinary ones exist.
 pub fn group_settings(records: &[Record]) -> Vec<Vec<usize>> {
     let mut order: Vec<String> = Vec::new();
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -23,12 +29,33 @@ pub fn group_settings(records: &[Record]) -> Vec<Vec<usize>> {
         if !groups.contains_key(&key) {
             order.push(key.clone());
         }
-        groups.entry(key).or_default().push(i);
+        let group = groups.entry(key).or_default();
+        if !group.iter().any(|&j| is_duplicate(&records[j], r)) {
+            group.push(i);
+        }
     }
     order
         .into_iter()
         .filter_map(|k| groups.remove(&k))
+        .map(|g| {
+            let ordinary: Vec<usize> = g
+                .iter()
+                .copied()
+                .filter(|&i| records[i].meter.check.is_none())
+                .collect();
+            if ordinary.is_empty() {
+                g
+            } else {
+                ordinary
+            }
+        })
         .collect()
+}
+
+/// The same record twice: the same point (and repeat), started at the same time on
+/// the same host. A point measured again later is a second run, not a duplicate.
+fn is_duplicate(a: &Record, b: &Record) -> bool {
+    a.point_key() == b.point_key() && a.unix_time_s == b.unix_time_s && a.host == b.host
 }
 
 /// How much repeats of one setting agree.
@@ -41,26 +68,52 @@ pub struct RunSpread {
     pub within_run: f64,
     /// Relative spread (std/mean) of the runs' medians; `None` for one run.
     pub run_to_run: Option<f64>,
+    /// The same two for seconds per op.
+    pub time_within_run: f64,
+    pub time_run_to_run: Option<f64>,
 }
 
 impl RunSpread {
     pub fn of(records: &[&Record]) -> Option<RunSpread> {
-        let per_run: Vec<(f64, f64)> = records
+        let per_run: Vec<(f64, f64, f64, f64)> = records
             .iter()
-            .filter_map(|r| r.measurement.as_ref()?.summary.joules_per_flop)
-            .map(|s| (s.median, s.rel_spread))
+            .filter_map(|r| {
+                let s = &r.measurement.as_ref()?.summary;
+                let j = s.joules_per_flop?;
+                Some((
+                    j.median,
+                    j.rel_spread,
+                    s.seconds_per_op.median,
+                    s.seconds_per_op.rel_spread,
+                ))
+            })
             .collect();
         if per_run.is_empty() {
             return None;
         }
-        let medians: Vec<f64> = per_run.iter().map(|p| p.0).collect();
-        let spreads: Vec<f64> = per_run.iter().map(|p| p.1).collect();
+        let col =
+            |f: fn(&(f64, f64, f64, f64)) -> f64| -> Vec<f64> { per_run.iter().map(f).collect() };
+        let (medians, seconds) = (col(|p| p.0), col(|p| p.2));
+        let several = per_run.len() > 1;
         Some(RunSpread {
             runs: per_run.len(),
             joules_per_flop: median(&medians),
-            within_run: median(&spreads),
-            run_to_run: (per_run.len() > 1).then(|| relative_spread(&medians)),
+            within_run: median(&col(|p| p.1)),
+            run_to_run: several.then(|| relative_spread(&medians)),
+            time_within_run: median(&col(|p| p.3)),
+            time_run_to_run: several.then(|| relative_spread(&seconds)),
         })
+    }
+
+    /// The uncertainty of the setting's figures: run-to-run where there are
+    /// repeats, else the within-run spread raised to `floor`.
+    pub fn uncertainty(&self, floor: f64) -> Uncertainty {
+        Uncertainty::from_spreads(
+            (self.within_run, self.time_within_run),
+            self.run_to_run.zip(self.time_run_to_run),
+            self.runs,
+            floor,
+        )
     }
 }
 
@@ -136,7 +189,8 @@ pub fn repeats_table(records: &[Record]) -> Option<Table> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recommend::{recommend, Objective};
+    use crate::objective::Objective;
+    use crate::recommend::recommend;
     use crate::testutil::rec;
     use joulebench_core::protocol::ValidityFlag;
     use joulebench_core::Precision;

@@ -117,3 +117,38 @@ pub fn rec(
         clocks: Default::default(),
     }
 }
+
+/// [`rec`] of `kernel` (a vendor library's if `vendor`) on workload `group`, its SM
+/// clock locked at `clock.0` MHz and seen at `clock.1` MHz where given.
+#[allow(clippy::too_many_arguments)]
+pub fn rec_of(
+    kernel: &str,
+    vendor: bool,
+    precision: Precision,
+    cap: &str,
+    clock: Option<(u32, f64)>,
+    tflops: f64,
+    pj_per_flop: f64,
+) -> Record {
+    let mut r = rec("GPU A", false, precision, cap, tflops, pj_per_flop);
+    r.kernel = kernel.into();
+    r.vendor_kernel = vendor;
+    r.clocks.sm_max_mhz = Some(1980);
+    if let Some((asked, seen)) = clock {
+        r.clocks.sm_requested_mhz = Some(asked);
+        r.clocks.sm_seen_mhz_median = Some(seen);
+    }
+    r
+}
+
+/// `r` as a matmul of `m` rows (another workload; its figures are kept as given).
+pub fn on_workload(mut r: Record, m: u64) -> Record {
+    r.workload = Workload::Matmul(MatmulShape {
+        batch: 1,
+        m,
+        n: 1024,
+        k: 1024,
+    });
+    r.group = r.workload.shape_label();
+    r
+}

@@ -200,8 +200,10 @@ mod tests {
         assert!(notes.is_empty(), "{notes:?}");
         let recs = crate::step::recommend_steps(
             &figures,
+            &records,
             crate::recommend::Objective::WithinSlowdown { max_slowdown: 0.1 },
             &crate::step::Baseline::default(),
+            crate::significance::NoiseFloor::default(),
         );
         assert_eq!(recs.len(), 1);
         let chosen = recs[0].chosen();

@@ -264,9 +264,10 @@ pub struct MeasureArgs {
     /// Interval of the power-sampling meter, milliseconds.
     #[arg(long, default_value_t = 10, value_name = "MS")]
     pub sample_interval_ms: u64,
-    /// Slowdown allowed by the closing recommendation table (10% or 0.1).
-    #[arg(long, default_value = "10%", value_name = "PCT")]
-    pub max_slowdown: String,
+    /// Slowdown allowed by the closing recommendation (and `model`'s within-slowdown
+    /// objective): "10%", or a fraction ≤ 1 ("0.1"). Default: 10%.
+    #[arg(long, value_name = "PCT")]
+    pub max_slowdown: Option<String>,
     /// Measure every point N times, in an order shuffled with the seed, so `report`
     /// can show the run-to-run spread beside the spread within one run.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -298,13 +299,18 @@ pub struct ModelArgs {
     /// What "best" means, per token.
     #[arg(long, value_enum, default_value = "within-slowdown")]
     pub objective: ObjectiveChoice,
-    /// η of the Zeus objective: 1 = least energy, 0 = least time.
-    #[arg(long, default_value_t = 0.5, value_name = "ETA")]
-    pub eta: f64,
+    /// η of --objective zeus: 1 = least energy, 0 = least time. Default: 0.5.
+    #[arg(long, value_name = "ETA")]
+    pub eta: Option<f64>,
+    /// The least uncertainty a step's figure is given without repeats ("1%" or
+    /// "0.01"), as `recommend --noise-floor`.
+    #[arg(long, default_value = "1%", value_name = "PCT")]
+    pub noise_floor: String,
     /// The setting energy saved and slowdown are measured against, as KEY=VALUE pairs:
     /// precision, micro-batch, cap, kernels ("vendor", or names joined by '+'), e.g.
-    /// "precision=bf16,micro-batch=4". Unset keys: bf16, the largest micro-batch, the
-    /// default cap, the vendor kernels (else the first kernel choice).
+    /// "precision=bf16,micro-batch=4" (the same keys as `recommend --baseline`). Unset
+    /// keys: bf16 where measured, the largest micro-batch measured, the default cap, the
+    /// vendor kernels where measured.
     #[arg(long, value_name = "SPEC")]
     pub baseline: Option<String>,
     /// Output format of the tables.
@@ -315,8 +321,9 @@ pub struct ModelArgs {
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
     /// Also write the chosen setting, keyed by model name, to FILE as TOML or JSON
-    /// (format `joulebench-settings` v1, `[[model.<name>]]`; see the README).
-    #[arg(long, num_args = 2, value_names = ["toml|json", "FILE"])]
+    /// (format `joulebench-settings` v1, `[[model.<name>]]`; see the README), or as
+    /// `sh`: a script applying each GPU's power cap by UUID, and undoing it.
+    #[arg(long, num_args = 2, value_names = ["toml|json|sh", "FILE"])]
     pub emit: Option<Vec<String>>,
     /// Replace an existing --emit file.
     #[arg(long)]
@@ -522,26 +529,38 @@ pub struct RecommendArgs {
     /// What "best" means.
     #[arg(long, value_enum, default_value = "within-slowdown")]
     pub objective: ObjectiveChoice,
-    /// Slowdown allowed against the fastest setting (10% or 0.1).
-    #[arg(long, default_value = "10%", value_name = "PCT")]
-    pub max_slowdown: String,
-    /// η of the Zeus objective: 1 = least energy, 0 = least time.
-    #[arg(long, default_value_t = 0.5, value_name = "ETA")]
-    pub eta: f64,
-    /// P_max of the Zeus objective in watts (default: the device's default power limit).
+    /// Slowdown allowed against the fastest setting, for --objective within-slowdown:
+    /// "10%", or a fraction ≤ 1 ("0.1"). Default: 10%.
+    #[arg(long, value_name = "PCT")]
+    pub max_slowdown: Option<String>,
+    /// η of --objective zeus: 1 = least energy, 0 = least time. Default: 0.5.
+    #[arg(long, value_name = "ETA")]
+    pub eta: Option<f64>,
+    /// P_max of --objective zeus in watts (default: the device's default power limit).
     #[arg(long, value_name = "W")]
     pub max_power_w: Option<f64>,
+    /// The least uncertainty a figure without repeats is given ("1%" or "0.01"): a
+    /// lever is advised only when its saving beats the combined uncertainty of the
+    /// two figures compared. Schema-1 (gapped) records get at least 3%.
+    #[arg(long, default_value = "1%", value_name = "PCT")]
+    pub noise_floor: String,
     /// Consider only these precisions (comma-separated), e.g. to keep a training run's precision.
     #[arg(long, value_name = "LIST")]
     pub precisions: Option<String>,
     /// What energy saved and slowdown are measured against: what you run today, as
-    /// "kernel=NAME,precision=P[,batch=N]" at the default power limit. Default: the
-    /// vendor kernel at bf16 where measured, else the first valid setting.
+    /// "kernel=NAME,precision=P[,batch=N][,cap=C]" (at the default clocks). Default:
+    /// the vendor kernel at bf16 where measured, at the default power limit.
     #[arg(long, value_name = "kernel=K,precision=P")]
     pub baseline: Option<String>,
-    /// Also write the chosen settings per device model and workload to FILE, as TOML or
-    /// JSON, for a training launcher (format `joulebench-settings` v1, see the README).
-    #[arg(long, num_args = 2, value_names = ["toml|json", "FILE"])]
+    /// Shares of each GPU's time per workload, for the one power cap and clock the
+    /// settings give each GPU: a TOML file of `"workload" = share` lines (names as
+    /// the tables print them). Default: equal shares.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Also write the advice to FILE: `toml` or `json` (settings file `joulebench-settings`
+    /// v1: one cap and clock per device model, each workload's setting; see the README),
+    /// or `sh` (a script applying each GPU's cap and clocks by UUID, and undoing them).
+    #[arg(long, num_args = 2, value_names = ["toml|json|sh", "FILE"])]
     pub emit: Option<Vec<String>>,
     /// Replace an existing --emit file.
     #[arg(long)]
@@ -551,7 +570,10 @@ pub struct RecommendArgs {
     pub format: String,
 }
 
-/// "10%" or "0.1" → 0.1.
+/// The slowdown a within-slowdown objective allows where `--max-slowdown` is not given.
+pub const DEFAULT_MAX_SLOWDOWN: &str = "10%";
+
+/// "10%" or "0.1" → 0.1; a bare number above 1 is refused (it would be over 100%).
 pub fn parse_fraction(s: &str, what: &str) -> Result<f64, String> {
     let t = s.trim();
     let v = match t.strip_suffix('%') {
@@ -561,6 +583,12 @@ pub fn parse_fraction(s: &str, what: &str) -> Result<f64, String> {
     .map_err(|_| format!("{what} '{s}' is not a percentage (10%) or a fraction (0.1)"))?;
     if !(v.is_finite() && v >= 0.0) {
         return Err(format!("{what} '{s}' must be ≥ 0"));
+    }
+    if !t.ends_with('%') && v > 1.0 {
+        return Err(format!(
+            "{what} '{s}': a bare number is a fraction (0.1 = 10%), so {t} would mean {:.0}%; write {t}% for {t} percent",
+            v * 100.0
+        ));
     }
     Ok(v)
 }

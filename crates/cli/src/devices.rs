@@ -321,7 +321,7 @@ pub fn run(args: &DevicesArgs) -> Result<(), CliError> {
     let drivers_said = joulebench_wgpu::driver_messages_summary();
     if args.json {
         let text = serde_json::to_string_pretty(&sections).map_err(runtime)?;
-        println!("{text}");
+        crate::out::line(&text)?;
         if let Some(note) = drivers_said {
             eprintln!("note: {note}");
         }
@@ -329,19 +329,19 @@ pub fn run(args: &DevicesArgs) -> Result<(), CliError> {
     }
     for s in &sections {
         match (&s.available, &s.reason) {
-            (true, _) => println!("{}: available", s.name),
-            (false, Some(r)) => println!("{}: not available — {r}", s.name),
-            (false, None) => println!("{}: not available", s.name),
+            (true, _) => crate::out::line(&format!("{}: available", s.name))?,
+            (false, Some(r)) => crate::out::line(&format!("{}: not available — {r}", s.name))?,
+            (false, None) => crate::out::line(&format!("{}: not available", s.name))?,
         }
         for e in &s.entries {
-            println!("  [{}] {}", e.id, e.name);
+            crate::out::line(&format!("  [{}] {}", e.id, e.name))?;
             for (k, v) in &e.details {
-                println!("      {k}: {v}");
+                crate::out::line(&format!("      {k}: {v}"))?;
             }
         }
         if s.name == "wgpu" {
             if let Some(note) = &drivers_said {
-                println!("  note: {note}");
+                crate::out::line(&format!("  note: {note}"))?;
             }
         }
     }

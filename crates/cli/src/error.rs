@@ -31,7 +31,13 @@ pub enum ErrorKind {
     Interrupted {
         signal: i32,
     },
+    /// Whoever read standard output stopped reading (`| head`): the output ends
+    /// quietly, with the status of a write to a closed pipe (128 + SIGPIPE).
+    ClosedOutput,
 }
+
+/// SIGPIPE's number: a closed pipe ends with 128 + 13 = 141, as the shell reports it.
+pub const SIGPIPE: i32 = 13;
 
 #[derive(Debug)]
 pub struct CliError {
@@ -59,7 +65,13 @@ impl CliError {
             ErrorKind::Failure => EXIT_FAILURE,
             ErrorKind::Io => EXIT_IO,
             ErrorKind::Interrupted { signal } => EXIT_SIGNAL_BASE + signal,
+            ErrorKind::ClosedOutput => EXIT_SIGNAL_BASE + SIGPIPE,
         }
+    }
+
+    /// Nothing to say: standard output was closed by its reader.
+    pub fn is_quiet(&self) -> bool {
+        self.kind == ErrorKind::ClosedOutput
     }
 
     /// The same error, with what was being done (or what is kept) said first.
@@ -103,6 +115,11 @@ pub fn runtime(m: impl fmt::Display) -> CliError {
 /// A file could not be read or written (exit 3).
 pub fn io(m: impl fmt::Display) -> CliError {
     CliError::new(ErrorKind::Io, m)
+}
+
+/// Standard output was closed by its reader (exit 141, no message).
+pub fn closed_output() -> CliError {
+    CliError::new(ErrorKind::ClosedOutput, "standard output was closed")
 }
 
 /// A sweep stopped by `signal`: what it kept and how to continue.

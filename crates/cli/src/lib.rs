@@ -7,10 +7,12 @@ mod compare;
 mod cost;
 mod devices;
 mod diff;
+mod emit;
 mod error;
 pub mod logging;
 mod merge;
 mod model;
+mod out;
 mod paths;
 mod power;
 mod progress;
@@ -41,7 +43,10 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let result = match cli.command {
+    quiet_closed_pipes();
+    // a print to a closed stderr panics inside the standard library; unwinding runs
+    // every guard's restore, and the panic ends as a closed pipe does
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Devices(a) => devices::run(&a),
         Command::Sweep(a) => sweep::run(&a),
         Command::Model(a) => model::run(&a),
@@ -51,12 +56,31 @@ pub fn main() -> i32 {
         Command::Compare(a) => compare::run(&a),
         Command::Diff(a) => diff::run(&a),
         Command::Power(c) => power::run(&c),
+    }));
+    let result = match result {
+        Ok(r) => r,
+        Err(payload) if out::is_closed_pipe_panic(&out::panic_message(payload.as_ref())) => {
+            Err(error::closed_output())
+        }
+        Err(payload) => std::panic::resume_unwind(payload),
     };
     match result {
         Ok(()) => 0,
+        Err(e) if e.is_quiet() => e.exit_code(),
         Err(e) => {
-            eprintln!("error: {e}");
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {e}");
             e.exit_code()
         }
     }
+}
+
+/// Panics that are only a print to a closed pipe say nothing; others as before.
+fn quiet_closed_pipes() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !out::is_closed_pipe_panic(&info.to_string()) {
+            previous(info);
+        }
+    }));
 }

@@ -26,7 +26,7 @@ pub fn run(args: &MergeArgs) -> Result<(), CliError> {
         text.push('\n');
     }
     write_output(&args.out, &text, args.force, "--out")?;
-    println!(
+    crate::out::line(&format!(
         "Merged {} files: {} records read, {} exact duplicates dropped, {} written to {} ({} simulated, {} real).",
         sources.len(),
         merged.read,
@@ -35,12 +35,12 @@ pub fn run(args: &MergeArgs) -> Result<(), CliError> {
         args.out.display(),
         merged.simulated,
         merged.real
-    );
+    ))?;
     if merged.repeated_points > 0 {
-        println!(
+        crate::out::line(&format!(
             "{} points were measured more than once at different times; all are kept, and recommendations weigh each.",
             merged.repeated_points
-        );
+        ))?;
     }
     Ok(())
 }

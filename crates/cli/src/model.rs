@@ -4,24 +4,25 @@
 //! progress and `--resume`), then composed from the results file into joules per
 //! token per setting, with a recommendation, a plot and a settings-file entry.
 
-use crate::args::{parse_list, ModelArgs, ObjectiveChoice, SweepArgs};
+use crate::args::{parse_list, ModelArgs, SweepArgs};
+use crate::emit::{parse_emit, write_emit, Emit};
 use crate::error::{io, runtime, usage, CliError};
-use crate::paths::{check_new_output, write_output};
+use crate::results::{noise_floor, objective_from};
 use crate::sweep::{check_results_path, parse_overrides, run_with};
 use joulebench_analysis::chart::{render, slug, Chart, PlotError};
 use joulebench_analysis::recommend::Objective;
-use joulebench_analysis::settings_file::{SettingsFormat, SETTINGS_FORMAT, SETTINGS_VERSION};
+use joulebench_analysis::settings_file::{SETTINGS_FORMAT, SETTINGS_VERSION};
+use joulebench_analysis::significance::NoiseFloor;
 use joulebench_analysis::step::{
     missing_notes, recommend_steps, recommendation_tables, settings_table, step_chart,
     step_settings_file, Baseline,
 };
 use joulebench_analysis::table::{Table, TableFormat};
-use joulebench_core::record::read_records;
+use joulebench_core::record::{read_records, Record};
 use joulebench_model::compose::{compose, StepFigures};
 use joulebench_model::config::{ModelConfig, ModelError};
 use joulebench_model::plan::{ModelPlan, PlanError, PlanOptions};
 use joulebench_model::step::step_ops;
-use std::path::PathBuf;
 
 fn model_error(e: ModelError) -> CliError {
     match e {
@@ -62,20 +63,23 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
         step_ops(&model, mb).map_err(model_error)?;
     }
     let fmt: TableFormat = args.format.parse().map_err(usage)?;
-    if !(0.0..=1.0).contains(&args.eta) {
-        return Err(usage(format!("--eta {} must be between 0 and 1", args.eta)));
-    }
+    let objective = objective_from(
+        args.objective,
+        args.measure.max_slowdown.as_deref(),
+        args.eta,
+        None,
+    )?;
+    let noise = noise_floor(&args.noise_floor)?;
     let baseline = Baseline::parse(args.baseline.as_deref().unwrap_or("")).map_err(usage)?;
-    let emit = match args.emit.as_deref() {
-        Some([f, path]) => {
-            let format: SettingsFormat = f.parse().map_err(|e| usage(format!("--emit: {e}")))?;
-            let path = PathBuf::from(path);
-            check_new_output(&path, args.force, "--emit")?;
-            Some((format, path))
+    let emit = parse_emit(args.emit.as_deref(), args.force, &[])?;
+    if let (Some(e), Some(out)) = (&emit, &args.measure.out) {
+        if e.path == *out {
+            return Err(usage(format!(
+                "--emit {} is also the results file --out: choose another name",
+                out.display()
+            )));
         }
-        Some(_) => return Err(usage("--emit takes a format and a file: --emit toml FILE")),
-        None => None,
-    };
+    }
     let sweep = SweepArgs::single(args.measure.clone());
     let ov = parse_overrides(&sweep)?;
     if sweep.resume && sweep.out.is_none() {
@@ -86,17 +90,6 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
     if let Some(out) = &sweep.out {
         check_results_path(out, sweep.resume)?;
     }
-    let objective = match args.objective {
-        ObjectiveChoice::WithinSlowdown => Objective::WithinSlowdown {
-            max_slowdown: ov.max_slowdown,
-        },
-        ObjectiveChoice::LeastEnergy => Objective::LeastEnergy,
-        ObjectiveChoice::EnergyDelay => Objective::EnergyDelay,
-        ObjectiveChoice::Zeus => Objective::ZeusCost {
-            eta: args.eta,
-            max_power_w: None,
-        },
-    };
 
     eprintln!("model {}", model.describe());
     let mut planned: Option<ModelPlan> = None;
@@ -128,19 +121,34 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
     let plan = planned.ok_or_else(|| runtime("no plan was made"))?;
     let records = read_records(&out)?;
     let figures = compose(&plan, &records);
-    report(&figures, objective, &baseline, fmt, args, &out, emit)
+    let step = StepInputs {
+        figures: &figures,
+        records: &records,
+        objective,
+        baseline: &baseline,
+        noise,
+    };
+    report(&step, fmt, args, &out, emit)
+}
+
+/// What a step's advice is made from.
+struct StepInputs<'a> {
+    figures: &'a [StepFigures],
+    records: &'a [Record],
+    objective: Objective,
+    baseline: &'a Baseline,
+    noise: NoiseFloor,
 }
 
 fn report(
-    figures: &[StepFigures],
-    objective: Objective,
-    baseline: &Baseline,
+    step: &StepInputs,
     fmt: TableFormat,
     args: &ModelArgs,
     out: &std::path::Path,
-    emit: Option<(SettingsFormat, PathBuf)>,
+    emit: Option<Emit>,
 ) -> Result<(), CliError> {
-    let recs = recommend_steps(figures, objective, baseline);
+    let (figures, objective) = (step.figures, step.objective);
+    let recs = recommend_steps(figures, step.records, objective, step.baseline, step.noise);
     let shown: std::collections::BTreeSet<(String, String)> = recs
         .iter()
         .map(|r| (r.model.clone(), r.device.clone()))
@@ -174,12 +182,11 @@ fn report(
                 "tables": tables.iter().map(parse).collect::<Vec<_>>(),
                 "settings": figures,
             });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            crate::out::line(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
         }
         _ => {
             for t in &tables {
-                print!("{}", t.render(fmt));
-                println!();
+                crate::out::line(&t.render(fmt))?;
             }
         }
     }
@@ -205,21 +212,26 @@ fn report(
             dir.display()
         );
     }
-    if let Some((format, path)) = emit {
+    if let Some(emit) = emit {
         if recs.is_empty() {
             return Err(usage(
                 "--emit: nothing to write, no setting has every op measured with energy",
             ));
         }
-        let file = step_settings_file(&recs, &out.display().to_string(), objective);
-        let text = file.to_string(format).map_err(runtime)?;
-        write_output(&path, &text, args.force, "--emit")?;
-        eprintln!(
-            "the chosen setting of {} written to {} ({SETTINGS_FORMAT} version {SETTINGS_VERSION}, [[model.<name>]]){}",
-            file.models.keys().cloned().collect::<Vec<_>>().join(", "),
-            path.display(),
-            if file.simulated { "; SIMULATED data" } else { "" }
-        );
+        let mut file =
+            step_settings_file(&recs, step.records, &out.display().to_string(), objective);
+        file.noise_floor_fraction = Some(step.noise.busy);
+        let said = write_emit(&emit, &file, args.force)?;
+        if said.is_empty() {
+            eprintln!(
+                "the chosen setting of {} written to {} ({SETTINGS_FORMAT} version {SETTINGS_VERSION}, [[model.<name>]]){}",
+                file.models.keys().cloned().collect::<Vec<_>>().join(", "),
+                emit.path.display(),
+                if file.simulated { "; SIMULATED data" } else { "" }
+            );
+        } else {
+            eprintln!("{said}");
+        }
     }
     eprintln!(
         "Again from the file, nothing measured twice: the same command with --resume --out {}",

@@ -36,25 +36,22 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                 statuses.push(status);
             }
             if *json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&statuses).map_err(runtime)?
-                );
+                crate::out::line(&serde_json::to_string_pretty(&statuses).map_err(runtime)?)?;
                 return Ok(());
             }
             for (s, holder) in statuses.iter().zip(&holders) {
                 let l = &s.limits;
-                println!("{}", s.device);
-                println!(
+                crate::out::line(&s.device.to_string())?;
+                crate::out::line(&format!(
                     "  power limit: {:.0} W now (enforced {}), default {:.0} W, allowed {:.0}–{:.0} W",
                     l.current_w,
                     s.enforced_w.map(|w| format!("{w:.0} W")).unwrap_or_else(|| "unknown".into()),
                     l.default_w,
                     l.min_w,
                     l.max_w
-                );
+                ))?;
                 match (&s.pending_restore, &s.pending_restore_error) {
-                    (Some(p), _) => println!(
+                    (Some(p), _) => crate::out::line(&format!(
                         "  pending restore to {:.0} W{} ({}; writer {:?}): run `joulebench power restore`",
                         p.state.original_limit_w,
                         match (p.state.locked_clocks.sm, p.state.locked_clocks.mem) {
@@ -65,24 +62,24 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                         },
                         p.path.display(),
                         p.owner
-                    ),
-                    (None, Some(e)) => println!("  unreadable state file: {e}"),
-                    _ => println!("  no pending restore"),
+                    ))?,
+                    (None, Some(e)) => crate::out::line(&format!("  unreadable state file: {e}"))?,
+                    _ => crate::out::line("  no pending restore")?,
                 }
                 if let Some(h) = holder {
-                    println!("  being changed now by {h}");
+                    crate::out::line(&format!("  being changed now by {h}"))?;
                 }
                 if s.pending_restore.is_none()
                     && !joulebench_core::sweep::same_limit_w(l.current_w, l.default_w)
                 {
-                    println!(
+                    crate::out::line(&format!(
                         "  the limit is not the default and no restore in {} is owed for it: another \
                          tool, or a sweep with another state directory, changed it; sweeps at the cap \
                          \"default\" flag their points cap-not-default (`nvidia-smi -pl {:.0}` sets the \
                          default back)",
                         dir.display(),
                         l.default_w
-                    );
+                    ))?;
                 }
             }
             Ok(())
@@ -90,10 +87,10 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
         PowerCommand::Restore { force } => {
             let pending = pending_restores(&dir);
             if pending.is_empty() {
-                println!(
+                crate::out::line(&format!(
                     "nothing to restore: no power state file in {}",
                     dir.display()
-                );
+                ))?;
                 return Ok(());
             }
             let mut failures = Vec::new();
@@ -108,7 +105,7 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                     joulebench_energy::restore::open_power_control_for_state,
                     joulebench_energy::restore::open_clock_control_for_state,
                 ) {
-                    Ok(r) => println!(
+                    Ok(r) => crate::out::line(&format!(
                         "restored {} to {:.0} W{}{}",
                         r.device,
                         r.restored_w,
@@ -116,7 +113,7 @@ pub fn run(cmd: &PowerCommand) -> Result<(), CliError> {
                             .map(|w| format!(" (was {w:.0} W)"))
                             .unwrap_or_default(),
                         r.clocks_note()
-                    ),
+                    ))?,
                     Err(e) => failures.push(format!("{}: {e}", path.display())),
                 }
             }

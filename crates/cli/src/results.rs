@@ -3,23 +3,30 @@
 //! refuse a corrupt or foreign-schema file, naming its line, and never overwrite
 //! a file they were not told to replace.
 
-use crate::args::{parse_fraction, parse_list, ObjectiveChoice, RecommendArgs, ReportArgs};
-use crate::error::{runtime, usage, CliError};
+use crate::args::{
+    parse_fraction, parse_list, ObjectiveChoice, RecommendArgs, ReportArgs, DEFAULT_MAX_SLOWDOWN,
+};
+use crate::emit::{parse_emit, write_emit};
+use crate::error::{io, runtime, usage, CliError};
+use crate::out;
 use crate::paths::{check_new_output, refuse_input_as_output, write_output};
 use joulebench_analysis::chart::{PlotError, PlotFiles};
+use joulebench_analysis::device_setting::{device_settings, Mix};
 use joulebench_analysis::document::{
     cost_table, markdown_report, PlotLink, ReportOptions, SourceSummary,
 };
 use joulebench_analysis::merge::SourceFile;
 use joulebench_analysis::plots::report_plots;
 use joulebench_analysis::recommend::{
-    pareto_table, recommend_with, recommendation_table_with, BaselineSpec, GroupBy, Objective,
+    recommend_opts, recommend_with, BaselineSpec, GroupBy, Objective, RecommendOptions,
+};
+use joulebench_analysis::recommend_table::{
+    attribution_table, device_table, pareto_table, recommendation_table_with,
 };
 use joulebench_analysis::repeats::repeats_table;
 use joulebench_analysis::report::{flags_legend, records_table, status_line};
-use joulebench_analysis::settings_file::{
-    SettingsFile, SettingsFormat, SETTINGS_FORMAT, SETTINGS_VERSION,
-};
+use joulebench_analysis::settings_file::{SettingsFile, SETTINGS_FORMAT, SETTINGS_VERSION};
+use joulebench_analysis::significance::NoiseFloor;
 use joulebench_analysis::table::TableFormat;
 use joulebench_core::record::{read_results_file, Record, RecordError, ResultsFile};
 use joulebench_core::Precision;
@@ -198,7 +205,11 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
             write_output(out, &text, args.force, "--out")?;
             eprintln!("Report written to {}", out.display());
         }
-        None => print!("{}{}", text, if text.ends_with('\n') { "" } else { "\n" }),
+        None => out::print(&format!(
+            "{}{}",
+            text,
+            if text.ends_with('\n') { "" } else { "\n" }
+        ))?,
     }
     if let Some(dir) = &args.plots {
         eprintln!(
@@ -218,64 +229,142 @@ pub fn baseline_spec(arg: Option<&str>) -> Result<BaselineSpec, CliError> {
         .map_err(|e| usage(format!("--baseline: {e}")))
 }
 
+/// The objective `--objective` names, with the flags that tune it; a flag the
+/// objective would ignore is refused rather than silently dropped.
+pub fn objective_from(
+    choice: ObjectiveChoice,
+    max_slowdown: Option<&str>,
+    eta: Option<f64>,
+    max_power_w: Option<f64>,
+) -> Result<Objective, CliError> {
+    let named = match choice {
+        ObjectiveChoice::WithinSlowdown => "within-slowdown",
+        ObjectiveChoice::LeastEnergy => "least-energy",
+        ObjectiveChoice::EnergyDelay => "energy-delay",
+        ObjectiveChoice::Zeus => "zeus",
+    };
+    let ignored = |flag: &str, wants: &str| {
+        usage(format!(
+            "{flag} applies to --objective {wants} only; --objective {named} does not use it (drop {flag}, or choose --objective {wants})"
+        ))
+    };
+    if choice != ObjectiveChoice::Zeus {
+        if eta.is_some() {
+            return Err(ignored("--eta", "zeus"));
+        }
+        if max_power_w.is_some() {
+            return Err(ignored("--max-power-w", "zeus"));
+        }
+    }
+    if choice != ObjectiveChoice::WithinSlowdown && max_slowdown.is_some() {
+        return Err(ignored("--max-slowdown", "within-slowdown"));
+    }
+    Ok(match choice {
+        ObjectiveChoice::WithinSlowdown => Objective::WithinSlowdown {
+            max_slowdown: parse_fraction(
+                max_slowdown.unwrap_or(DEFAULT_MAX_SLOWDOWN),
+                "--max-slowdown",
+            )
+            .map_err(usage)?,
+        },
+        ObjectiveChoice::LeastEnergy => Objective::LeastEnergy,
+        ObjectiveChoice::EnergyDelay => Objective::EnergyDelay,
+        ObjectiveChoice::Zeus => {
+            let eta = eta.unwrap_or(0.5);
+            if !(0.0..=1.0).contains(&eta) {
+                return Err(usage(format!("--eta {eta} must be between 0 and 1")));
+            }
+            if let Some(w) = max_power_w.filter(|w| !(w.is_finite() && *w > 0.0)) {
+                return Err(usage(format!(
+                    "--max-power-w {w} must be a number of watts > 0"
+                )));
+            }
+            Objective::ZeusCost { eta, max_power_w }
+        }
+    })
+}
+
+/// `--noise-floor`: a fraction below 1 (a floor of 100% or more would refuse every lever).
+pub fn noise_floor(arg: &str) -> Result<NoiseFloor, CliError> {
+    let f = parse_fraction(arg, "--noise-floor").map_err(usage)?;
+    if f >= 1.0 {
+        return Err(usage(format!("--noise-floor {arg} must be under 100%")));
+    }
+    Ok(NoiseFloor::with_busy(f))
+}
+
+/// The recommendation tables: the best setting per precision, where the saving comes
+/// from, one setting per GPU for `mix`, and the Pareto front.
 pub fn print_recommendation(
     records: &[Record],
     objective: Objective,
     fmt: TableFormat,
-    baseline: &BaselineSpec,
-) {
-    let recs = recommend_with(records, objective, GroupBy::Device, baseline);
+    opts: &RecommendOptions,
+    mix: &Mix,
+) -> Result<(), CliError> {
+    let recs = recommend_opts(records, objective, opts);
     if recs.is_empty() {
-        println!(
+        return out::line(&format!(
             "No recommendation: no measured point with an energy figure ({}).",
             status_line(records)
-        );
-        return;
+        ));
     }
-    let main = recommendation_table_with(&recs, objective, baseline);
-    let front = pareto_table(&recs);
+    let devices = device_settings(&recs, mix, objective);
+    let tables = [
+        (
+            "recommendations",
+            recommendation_table_with(&recs, objective, &opts.baseline),
+        ),
+        ("attribution", attribution_table(&recs)),
+        ("one_setting_per_gpu", device_table(&devices, &recs)),
+        ("pareto_front", pareto_table(&recs)),
+    ];
     match fmt {
         TableFormat::Json => {
             let parse =
                 |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap_or_default();
-            let v = serde_json::json!({ "recommendations": parse(main.render(fmt)), "pareto_front": parse(front.render(fmt)) });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            let v: serde_json::Map<String, serde_json::Value> = tables
+                .iter()
+                .map(|(k, t)| (k.to_string(), parse(t.render(fmt))))
+                .collect();
+            out::line(&serde_json::to_string_pretty(&v).unwrap_or_default())
         }
         _ => {
-            print!("{}", main.render(fmt));
-            println!();
-            print!("{}", front.render(fmt));
+            let text: Vec<String> = tables.iter().map(|(_, t)| t.render(fmt)).collect();
+            out::print(&text.join("\n"))
         }
     }
 }
 
+/// `--weights FILE`, read and parsed (its names are checked against the records later).
+fn read_weights(path: Option<&Path>) -> Result<Mix, CliError> {
+    let Some(path) = path else {
+        return Ok(Mix::equal());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let m = format!("--weights {}: {e}", path.display());
+        if e.kind() == std::io::ErrorKind::NotFound {
+            usage(m)
+        } else {
+            io(m)
+        }
+    })?;
+    Mix::parse(&text, &path.display().to_string())
+        .map_err(|e| usage(format!("--weights {}: {e}", path.display())))
+}
+
 pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
     let fmt = format(&args.format)?;
-    let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
-    if !(0.0..=1.0).contains(&args.eta) {
-        return Err(usage(format!("--eta {} must be between 0 and 1", args.eta)));
-    }
+    let objective = objective_from(
+        args.objective,
+        args.max_slowdown.as_deref(),
+        args.eta,
+        args.max_power_w,
+    )?;
+    let noise = noise_floor(&args.noise_floor)?;
     let baseline = baseline_spec(args.baseline.as_deref())?;
-    let objective = match args.objective {
-        ObjectiveChoice::WithinSlowdown => Objective::WithinSlowdown { max_slowdown },
-        ObjectiveChoice::LeastEnergy => Objective::LeastEnergy,
-        ObjectiveChoice::EnergyDelay => Objective::EnergyDelay,
-        ObjectiveChoice::Zeus => Objective::ZeusCost {
-            eta: args.eta,
-            max_power_w: args.max_power_w,
-        },
-    };
-    let emit = match args.emit.as_deref() {
-        Some([f, path]) => {
-            let format: SettingsFormat = f.parse().map_err(|e| usage(format!("--emit: {e}")))?;
-            let path = PathBuf::from(path);
-            check_new_output(&path, args.force, "--emit")?;
-            refuse_input_as_output(&path, &args.files, "--emit")?;
-            Some((format, path))
-        }
-        Some(_) => return Err(usage("--emit takes a format and a file: --emit toml FILE")),
-        None => None,
-    };
+    let emit = parse_emit(args.emit.as_deref(), args.force, &args.files)?;
+    let mix = read_weights(args.weights.as_deref())?;
     let (mut records, mut from) = flatten(read_sources(&args.files)?);
     if let Some(list) = &args.precisions {
         let keep = parse_list(list, "precision", |p| {
@@ -289,24 +378,42 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
             .collect();
         (records, from) = kept.into_iter().unzip();
     }
-    print_recommendation(&records, objective, fmt, &baseline);
-    if let Some((format, path)) = emit {
-        let recs = recommend_with(&records, objective, GroupBy::Model, &baseline);
+    let mut workloads: Vec<&str> = records.iter().map(|r| r.group.as_str()).collect();
+    workloads.sort();
+    workloads.dedup();
+    mix.check(&workloads)
+        .map_err(|e| usage(format!("--weights: {e}")))?;
+    let mut opts = RecommendOptions {
+        by: GroupBy::Device,
+        baseline,
+        noise,
+    };
+    print_recommendation(&records, objective, fmt, &opts, &mix)?;
+    if let Some(emit) = emit {
+        opts.by = GroupBy::Model;
+        let recs = recommend_opts(&records, objective, &opts);
         if recs.is_empty() {
             return Err(usage(format!(
                 "--emit: nothing to write, no measured point with an energy figure ({})",
                 status_line(&records)
             )));
         }
-        let file = SettingsFile::from_recommendations(&recs, &records, &from, objective, &baseline);
-        let text = file.to_string(format).map_err(runtime)?;
-        write_output(&path, &text, args.force, "--emit")?;
-        eprintln!(
-            "{} settings (device model × workload) written to {} ({SETTINGS_FORMAT} version {SETTINGS_VERSION}){}",
-            file.settings.len(),
-            path.display(),
-            if file.simulated { "; SIMULATED data" } else { "" }
-        );
+        let devices = device_settings(&recs, &mix, objective);
+        let mut file =
+            SettingsFile::from_devices(&devices, &recs, &records, &from, objective, &opts.baseline);
+        file.noise_floor_fraction = Some(noise.busy);
+        let said = write_emit(&emit, &file, args.force)?;
+        if said.is_empty() {
+            eprintln!(
+                "{} device setting(s) and {} workload setting(s) written to {} ({SETTINGS_FORMAT} version {SETTINGS_VERSION}){}",
+                file.devices.len(),
+                file.settings.len(),
+                emit.path.display(),
+                if file.simulated { "; SIMULATED data" } else { "" }
+            );
+        } else {
+            eprintln!("{said}");
+        }
     }
     Ok(())
 }

@@ -19,7 +19,8 @@ use crate::args::SweepArgs;
 use crate::error::{usage, CliError};
 use crate::paths::{check_output, Existing};
 use crate::results::{print_recommendation, read_results_warn};
-use joulebench_analysis::recommend::{BaselineSpec, Objective};
+use joulebench_analysis::device_setting::Mix;
+use joulebench_analysis::recommend::{BaselineSpec, Objective, RecommendOptions};
 use joulebench_analysis::table::TableFormat;
 use std::path::Path;
 
@@ -71,16 +72,19 @@ fn recommend_from(out: &Path, max_slowdown: f64, baseline: &BaselineSpec) -> Res
         .into_iter()
         .map(|l| l.record)
         .collect();
-    println!();
+    crate::out::line("")?;
     print_recommendation(
         &records,
         Objective::WithinSlowdown { max_slowdown },
         TableFormat::Table,
-        baseline,
-    );
-    println!(
+        &RecommendOptions {
+            baseline: baseline.clone(),
+            ..RecommendOptions::default()
+        },
+        &Mix::equal(),
+    )?;
+    crate::out::line(&format!(
         "Again from the file: joulebench recommend {}",
         out.display()
-    );
-    Ok(())
+    ))
 }

@@ -3,7 +3,7 @@
 //! file and the flags, where results go by default, the command line and host
 //! recorded, and how signals stop a sweep.
 
-use crate::args::{parse_fraction, parse_list, PresetChoice, SweepArgs};
+use crate::args::{parse_fraction, parse_list, PresetChoice, SweepArgs, DEFAULT_MAX_SLOWDOWN};
 use crate::error::{usage, CliError};
 use joulebench_core::plan::{Preset, SweepConfig};
 use joulebench_core::{Backend, ClockSpec, Op, PowerCap, Precision};
@@ -88,7 +88,11 @@ pub fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
         .map(|s| parse_fraction(s, "--target-spread"))
         .transpose()
         .map_err(usage)?;
-    let max_slowdown = parse_fraction(&args.max_slowdown, "--max-slowdown").map_err(usage)?;
+    let max_slowdown = parse_fraction(
+        args.max_slowdown.as_deref().unwrap_or(DEFAULT_MAX_SLOWDOWN),
+        "--max-slowdown",
+    )
+    .map_err(usage)?;
     let baseline = crate::results::baseline_spec(args.baseline.as_deref())?;
     Ok(Overrides {
         ops,
