@@ -18,6 +18,7 @@
 //! ```
 
 mod backend;
+mod flash_backward;
 mod gpu;
 pub mod kernels;
 pub mod nvrtc;

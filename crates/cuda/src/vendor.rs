@@ -269,6 +269,7 @@ pub(crate) fn cublas_matmul<'a>(
         timer,
         variant: format!("cublasGemmStridedBatchedEx, {dtype:?}, {compute:?}"),
         _scratch: Vec::new(),
+        refresh: None,
     })
 }
 
@@ -493,6 +494,7 @@ pub(crate) fn fp8_matmul<'a>(
             }
         ),
         _scratch: Vec::new(),
+        refresh: None,
     })
 }
 
@@ -612,5 +614,6 @@ pub(crate) fn unfused_attention<'a>(
             }
         ),
         _scratch: vec![ts, tp],
+        refresh: None,
     })
 }
