@@ -8,6 +8,8 @@ pub mod chart;
 pub mod compare;
 pub mod document;
 pub mod format;
+pub mod inference;
+pub mod memory;
 pub mod merge;
 pub mod plots;
 pub mod recommend;
