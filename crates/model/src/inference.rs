@@ -71,7 +71,7 @@ impl InferenceOptions {
     /// does, when the cost is linear in the cache length (as attention's is, and the
     /// GEMMs' does not depend on it): steps see prompt + 1 … prompt + output tokens.
     pub fn mean_kv_len(&self) -> u64 {
-        self.prompt_len + (self.output_len + 1) / 2
+        self.prompt_len + self.output_len.div_ceil(2)
     }
 
     pub fn kv_lens(&self) -> Vec<u64> {

@@ -405,23 +405,28 @@ impl ModelPlan {
                 .filter(|(p, _)| !p.is_inference())
                 .map(|(_, b)| *b)
                 .min();
-            let vendor_first = kernel_choices.first().map(|c| c.matmul.clone());
-            settings
+            // the vendor libraries' choice (else the first), as planned before kernels
+            // were fitted: a kernel that did not fit was replaced in the baseline too
+            let vendor = kernel_choices
                 .iter()
-                .find(|s| {
+                .find(|c| c.vendor)
+                .or(kernel_choices.first());
+            let candidates: Vec<&StepSetting> = settings
+                .iter()
+                .filter(|s| {
                     Some(s.precision) == precision
                         && Some(s.micro_batch) == smallest
                         && s.cap == PowerCap::Default
                         && s.sm_clock_mhz.is_none()
-                        && Some(&s.kernels.matmul) == vendor_first.as_ref()
-                        && (s.kernels.vendor
-                            || !settings.iter().any(|o| {
-                                o.micro_batch == s.micro_batch
-                                    && o.precision == s.precision
-                                    && o.kernels.vendor
-                            }))
                 })
-                .cloned()
+                .collect();
+            vendor.and_then(|v| {
+                let exact = candidates.iter().find(|s| &s.kernels == v);
+                let fitted = candidates
+                    .iter()
+                    .find(|s| s.kernels.matmul == v.matmul && s.kernels.attention == v.attention);
+                exact.or(fitted).map(|s| (*s).clone())
+            })
         };
 
         Ok(ModelPlan {
@@ -792,6 +797,25 @@ mod tests {
                 .filter(|p| p.sm_clock_mhz == Some(1200))
                 .count(),
             12 + 2
+        );
+    }
+
+    #[test]
+    fn every_combination_still_measures_the_vendor_baseline() {
+        let opts = all(PlanOptions {
+            micro_batches: vec![1, 2],
+            ..Default::default()
+        });
+        let gpu = cuda_like(80 << 30);
+        let plan = ModelPlan::new(&ModelConfig::preset("llama3-8b").unwrap(), &gpu, &opts).unwrap();
+        let b = plan.baseline.unwrap();
+        assert_eq!(
+            (b.precision, b.micro_batch, b.kernels.label().as_str()),
+            (
+                Precision::Bf16,
+                1,
+                "cublas + cublas-unfused / cublas-unfused-bwd"
+            )
         );
     }
 
