@@ -389,6 +389,53 @@ fn decode_says_which_lever_binds() {
     );
 }
 
+/// The README's worked examples are what their committed records compose to: each
+/// table row and note it shows is printed again by `--resume` from the results file,
+/// measuring nothing.
+#[test]
+fn the_readme_examples_are_what_the_committed_results_give() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (file, extra) in [
+        ("model-llama3-8b.jsonl", &[][..]),
+        (
+            "infer-llama3-8b.jsonl",
+            &[
+                "--inference",
+                "--power-caps",
+                "default,60%",
+                "--sm-clocks",
+                "default,1200",
+            ][..],
+        ),
+    ] {
+        // never resume onto the committed file itself
+        let copy = dir.path().join(file);
+        std::fs::copy(root.join("results/sim").join(file), &copy).unwrap();
+        let o = jb()
+            .args(["model", "--backend", "sim", "--preset", "llama3-8b"])
+            .args(extra)
+            .args(["--format", "markdown", "--resume", "--out"])
+            .arg(&copy)
+            .output()
+            .unwrap();
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(t.contains("done: 0 measured"), "{t}");
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        let shown: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with('|') || l.starts_with("> "))
+            .map(|l| l.trim_end())
+            .collect();
+        assert!(shown.len() > 10, "{t}");
+        for line in shown {
+            assert!(readme.contains(line), "README lacks, from {file}:\n{line}");
+        }
+    }
+}
+
 #[test]
 fn a_model_step_on_lavapipe_says_what_is_missing_instead_of_inventing_it() {
     let dir = tempfile::tempdir().unwrap();

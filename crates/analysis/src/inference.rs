@@ -146,6 +146,19 @@ pub fn inference_settings_table(figures: &[StepFigures]) -> Table {
     t
 }
 
+/// The caution flags of any of `figures`' records, once each.
+fn flags_of<'a>(figures: impl IntoIterator<Item = &'a StepFigures>) -> String {
+    let mut all: Vec<&str> = Vec::new();
+    for f in figures {
+        for flag in &f.flags {
+            if !all.contains(&flag.as_str()) {
+                all.push(flag);
+            }
+        }
+    }
+    all.join(", ")
+}
+
 fn cap_label(f: &StepFigures) -> String {
     match f.cap_w {
         Some(w) if !f.setting.cap.is_default() => format!("{} ({w:.0} W)", f.setting.cap),
@@ -311,6 +324,7 @@ pub fn levers_table(figures: &[StepFigures], objective: Objective) -> Table {
             "precision",
             "kernels",
             "chosen",
+            "flags",
         ],
     );
     t.notes.extend(simulated_note(figures));
@@ -352,6 +366,7 @@ pub fn levers_table(figures: &[StepFigures], objective: Objective) -> Table {
             lever_cell(&g, Lever::Precision),
             lever_cell(&g, Lever::Kernels),
             chosen,
+            flags_of(g.figures.iter().copied()),
         ]);
     }
     t
@@ -425,6 +440,7 @@ pub fn requests_table(
             "per request (J)",
             "request time (s)",
             "output tokens/s",
+            "flags",
         ],
     );
     t.notes.extend(simulated_note(figures));
@@ -477,6 +493,7 @@ pub fn requests_table(
                 opt(Some(r.joules_per_request), 4),
                 opt(Some(r.seconds_per_request), 4),
                 opt(r.decode.tokens_per_second(), 4),
+                flags_of([r.prefill, r.decode]),
             ]);
         }
     }

@@ -536,6 +536,7 @@ pub fn summary_table(rec: &StepRecommendation, objective: Objective) -> Table {
         "MFU",
         "energy saved",
         "slowdown",
+        "flags",
     ]);
     let mut t = Table::new(
         format!(
@@ -601,6 +602,7 @@ pub fn summary_table(rec: &StepRecommendation, objective: Objective) -> Table {
             base.and_then(|b| b.seconds_per_token()),
             false,
         ));
+        cells.push(f.flags.join(", "));
         t.push(cells);
     }
     match base {
@@ -1029,13 +1031,13 @@ mod tests {
             rows[1].starts_with("\"best fp8-e4m3, front, chosen\",fp8-e4m3"),
             "{t}"
         );
-        assert!(rows[1].ends_with("+30.0%,-30.0%"), "{t}");
+        assert!(rows[1].ends_with("+30.0%,-30.0%,"), "{t}");
         assert!(
-            rows[2].starts_with("baseline,bf16") && rows[2].ends_with("–,–"),
+            rows[2].starts_with("baseline,bf16") && rows[2].ends_with("–,–,"),
             "{t}"
         );
         assert!(rows[3].starts_with("best bf16,bf16,4 (1000),80%"), "{t}");
-        assert!(rows[3].ends_with("+8.0%,+8.0%"), "{t}");
+        assert!(rows[3].ends_with("+8.0%,+8.0%,"), "{t}");
         // no clock column unless a setting locks the clock
         assert!(!t.contains("SM clock"), "{t}");
         all[1].setting.sm_clock_mhz = Some(1200);
