@@ -208,6 +208,15 @@ pub fn per_gpu_ops_table(
          too). These shapes are what was measured; the step's energy is every GPU's.",
         layout.tensor_parallel, layout.pipeline_parallel
     ));
+    if layout.data_parallel > 1 {
+        t.notes.push(format!(
+            "Data parallelism {} changes no GPU's work: the job runs {} such copies, {} GPUs, at {} times one copy's tokens per second (the gradient all-reduce not measured).",
+            layout.data_parallel,
+            layout.data_parallel,
+            layout.gpus(),
+            layout.data_parallel
+        ));
+    }
     if let (Some(j), Some(w)) = (figure.joules_per_step, figure.average_w()) {
         t.notes.push(format!(
             "Per GPU at the baseline: {:.1} J per step, {:.0} W on average over the busiest stage's time.",
