@@ -555,11 +555,16 @@ fn fit_kernels<'k>(
             continue;
         };
         let note = format!(
-            "{} at micro-batch {}: {current} cannot run here — {why}; {} instead",
+            "{} {} {}: {current} cannot run here — {why}; {} instead",
             match op {
                 Op::AttentionBackward => "attention backward",
                 Op::Attention => "attention",
                 Op::Matmul => "matmuls",
+            },
+            match s.phase {
+                Phase::Train => "at micro-batch",
+                Phase::Prefill { .. } => "in the prefill of batch",
+                Phase::Decode { .. } => "in decode at batch",
             },
             s.micro_batch,
             instead.name
