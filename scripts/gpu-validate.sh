@@ -21,7 +21,8 @@
 #                attention  the reference attention sweep (scripts/gpu/reference-attention.toml)
 #                report     Markdown report, plots, recommendation, summary tables
 #                speed      kernel speed, meter off: ours against cuBLAS and the unfused
-#                           attention baseline (scripts/gpu/kernel-speed.toml)
+#                           attention baselines, forward and backward
+#                           (scripts/gpu/kernel-speed.toml)
 #                all        every part in order
 #   ARCHIVE_DIR  when given, WORK_DIR is also packed into ARCHIVE_DIR/joulebench-validate.tar.gz
 # Each part takes under 10 minutes on an H100-class GPU. STEP_TIMEOUT_S bounds a step.

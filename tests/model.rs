@@ -1,8 +1,11 @@
 //! End-to-end tests of `joulebench model`: a small model's training step measured
 //! and composed on the simulated device (resumed without measuring twice, plotted,
-//! written to a settings file), on lavapipe (where attention backward has no kernel
-//! and the step says so instead of inventing a figure), and every impossible model
-//! or flag refused with exit code 2 before anything is measured.
+//! written to a settings file); the default plan of llama3-8b (under ten minutes by
+//! its own estimate, savings against a measured baseline); llama3-70b, which does not
+//! fit one GPU, and a layout that does; decode with the lever that binds; lavapipe
+//! (where attention backward has no kernel and the step says so instead of
+//! inventing a figure); and every impossible model or flag refused with exit code 2
+//! before anything is measured.
 
 mod common;
 use common::{jb, records, refused, run, text, write};
@@ -57,12 +60,18 @@ fn a_model_step_on_the_simulated_device_end_to_end() {
             "--emit",
             "toml",
             settings.to_str().unwrap(),
+            "--table",
+            "full",
         ],
     );
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(
         t.contains("Training step: energy per token by setting"),
+        "{t}"
+    );
+    assert!(
+        t.contains("Training memory of tiny per GPU on 1 GPU"),
         "{t}"
     );
     assert!(
@@ -109,9 +118,28 @@ fn a_model_step_on_the_simulated_device_end_to_end() {
     assert_eq!(chosen[0].precision, joulebench_core::Precision::Bf16);
     assert!([1, 4].contains(&chosen[0].micro_batch));
     assert_eq!(chosen[0].tokens_per_step, chosen[0].micro_batch * 64);
+    assert!(
+        chosen[0]
+            .coverage
+            .starts_with("GEMMs and attention, forward and backward"),
+        "{:?}",
+        chosen[0].coverage
+    );
+    assert!(chosen[0].flop_per_token > 0.0 && chosen[0].mfu.is_some_and(|m| m > 0.0));
     let p = std::fs::read_dir(&plots).unwrap().count();
     assert_eq!(p, 2, "one plot as SVG and PNG");
 
+    // the short table by default: the baseline, each precision's best, the front
+    let o = sim_model(&out, &["--resume"]);
+    let t = text(&o);
+    assert!(
+        t.contains("tiny on sim-h100 (simulated): the baseline, each precision's best and the Pareto front"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("Training step: energy per token by setting"),
+        "{t}"
+    );
     // --resume composes the same figures from the file and measures nothing again
     let o = sim_model(&out, &["--resume", "--format", "json"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -132,6 +160,284 @@ fn a_model_step_on_the_simulated_device_end_to_end() {
     );
     for f in figures {
         assert!(f["missing"].as_array().unwrap().is_empty(), "{f}");
+    }
+}
+
+/// "about 4m 33s (at most 9m 4s) of device time" → (typical, bound) in seconds.
+fn estimate_s(t: &str) -> (u64, u64) {
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("sweep: ") && l.contains("of device time"))
+        .unwrap_or_else(|| panic!("no estimate in: {t}"));
+    let secs = |s: &str| -> u64 {
+        s.split_whitespace()
+            .map(|p| {
+                let (n, unit) =
+                    p.split_at(p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len()));
+                let n: u64 = n.parse().unwrap_or(0);
+                match unit.trim_end_matches([',', ')']) {
+                    "h" => n * 3600,
+                    "m" => n * 60,
+                    "s" => n,
+                    _ => 0,
+                }
+            })
+            .sum()
+    };
+    let about = line
+        .split("about ")
+        .nth(1)
+        .unwrap()
+        .split(" (at most")
+        .next()
+        .unwrap();
+    let most = line
+        .split("(at most ")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    (secs(about), secs(most))
+}
+
+/// With no flags but the model, the plan measures the baseline and the settings most
+/// likely to matter within ten minutes of device time by its own estimate (the
+/// default protocol, the simulated H100 in virtual time), and reports savings
+/// against the baseline it measured.
+#[test]
+fn the_default_llama3_8b_run_is_quick_and_saves_against_a_measured_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("llama.jsonl");
+    let settings = dir.path().join("llama.toml");
+    let o = jb()
+        .args([
+            "model",
+            "--backend",
+            "sim",
+            "--preset",
+            "llama3-8b",
+            "--format",
+            "markdown",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .args(["--emit", "toml"])
+        .arg(&settings)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let (typical, bound) = estimate_s(&t);
+    assert!(
+        typical < 600 && bound < 600,
+        "{typical} s, at most {bound} s: {t}"
+    );
+    // bf16 and fp8, the vendor and our fused attention, micro-batches 1 and 2; the
+    // unfused backward does not fit at 2 and the plan says what it took instead
+    assert!(t.contains("8 settings"), "{t}");
+    assert!(
+        t.contains("plan: attention backward at micro-batch 2: sim-unfused-bwd cannot run here")
+            && t.contains("sim-fused-bwd instead"),
+        "{t}"
+    );
+    // the baseline was measured, and the choice saves energy against it
+    let row = |first: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| {
+                l.split('|')
+                    .map(|c| c.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .find(|c| c.len() > 2 && c[1].contains(first))
+            .unwrap_or_else(|| panic!("no row '{first}' in {t}"))
+    };
+    let baseline = row("baseline");
+    assert_eq!(
+        baseline[2..6],
+        [
+            "bf16",
+            "1 (8192)",
+            "default",
+            "sim-vendor + sim-unfused / sim-unfused-bwd"
+        ],
+        "{baseline:?}"
+    );
+    let chosen = row("chosen");
+    let header: Vec<&str> = t
+        .lines()
+        .find(|l| l.contains("| energy saved |"))
+        .unwrap_or_else(|| panic!("{t}"))
+        .split('|')
+        .map(str::trim)
+        .collect();
+    let saved_at = header.iter().position(|h| *h == "energy saved").unwrap();
+    let saved: f64 = chosen[saved_at].trim_end_matches('%').parse().unwrap();
+    assert!(saved > 10.0, "{chosen:?}");
+    // the memory estimate says the model does not fit one 80 GiB card, and the least
+    // it needs
+    assert!(
+        t.contains("llama3-8b does not fit on 1 GPU of this card. The smallest layout that fits: TP 4 (4 GPUs)"),
+        "{t}"
+    );
+    let file = std::fs::read_to_string(&settings).unwrap();
+    assert!(file.contains("coverage = \"GEMMs and attention"), "{file}");
+    assert!(file.contains("layout = \"1 GPU\""), "{file}");
+}
+
+/// llama3-70b on one 80 GiB GPU: it says it does not fit and how many GPUs it needs;
+/// on that layout each GPU's share is what is measured.
+#[test]
+fn llama3_70b_needs_sixteen_gpus_and_each_measures_its_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast: Vec<&str> = ["--micro-batches", "1", "--precisions", "bf16"]
+        .into_iter()
+        .chain(["--kernels", "sim-vendor,sim-fused,sim-fused-bwd"])
+        .chain(FAST.iter().copied())
+        .collect();
+    let out = dir.path().join("one.jsonl");
+    let o = jb()
+        .args(["model", "--backend", "sim", "--preset", "llama3-70b"])
+        .args(&fast)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("warning: llama3-70b does not fit on 1 GPU of this card")
+            && t.contains("the smallest layout that fits: TP 8 × PP 2 (16 GPUs) (--tensor-parallel 8 --pipeline-parallel 2)"),
+        "{t}"
+    );
+    let out = dir.path().join("tp8pp2.jsonl");
+    let o = jb()
+        .args(["model", "--backend", "sim", "--preset", "llama3-70b"])
+        .args(["--tensor-parallel", "8", "--pipeline-parallel", "2"])
+        .args(&fast)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(!t.contains("does not fit"), "{t}");
+    assert!(
+        t.contains("What each GPU of llama3-70b on TP 8 × PP 2 (16 GPUs) measures"),
+        "{t}"
+    );
+    // 4.4 B parameters a GPU: 40 layers' and the vocabulary's, an eighth each
+    assert!(
+        t.contains("│ 1           │ 8.2 "),
+        "8.2 GiB of weights per GPU: {t}"
+    );
+    // 8 of 64 query heads and 1 of 8 KV heads: the QKV projection is 1280 wide; 40
+    // layers a stage
+    assert!(
+        t.lines().any(|l| l.contains("attn-qkv forward")
+            && l.contains("matmul 8192x1280x8192 b1")
+            && l.contains("│ 40 ")),
+        "{t}"
+    );
+    let recs = records(&out);
+    assert!(recs
+        .iter()
+        .any(|r| r["workload"]["op"] == "attention" && r["workload"]["heads"] == 8));
+    assert!(
+        t.contains("energy is that of the 16 GPUs of one model copy"),
+        "{t}"
+    );
+}
+
+/// Decode is memory-bound: the levers table says the cap does not bind there, and
+/// what a lower SM clock saves.
+#[test]
+fn decode_says_which_lever_binds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("decode.jsonl");
+    let o = jb()
+        .args([
+            "model",
+            "--backend",
+            "sim",
+            "--preset",
+            "llama3-8b",
+            "--inference",
+        ])
+        .args(["--decode-batches", "16", "--precisions", "bf16"])
+        .args(["--kernels", "sim-vendor,sim-fused"])
+        .args(["--power-caps", "default,60%", "--sm-clocks", "default,1200"])
+        .args(["--format", "csv"])
+        .args(FAST)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let decode = t
+        .lines()
+        .find(|l| l.starts_with("decode (1152 cached),16,"))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(decode.contains("does not bind: draws"), "{decode}");
+    assert!(decode.contains("1200 MHz: -"), "{decode}");
+    let prefill = t
+        .lines()
+        .find(|l| l.starts_with("prefill (1024 tokens),1,"))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(prefill.contains("— binds"), "{prefill}");
+    // joules per output token and per request, baseline and choice
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("baseline,16,1152,bf16,default,default,")),
+        "{t}"
+    );
+}
+
+/// The README's worked examples are what their committed records compose to: each
+/// table row and note it shows is printed again by `--resume` from the results file,
+/// measuring nothing.
+#[test]
+fn the_readme_examples_are_what_the_committed_results_give() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (file, extra) in [
+        ("model-llama3-8b.jsonl", &[][..]),
+        (
+            "infer-llama3-8b.jsonl",
+            &[
+                "--inference",
+                "--power-caps",
+                "default,60%",
+                "--sm-clocks",
+                "default,1200",
+            ][..],
+        ),
+    ] {
+        // never resume onto the committed file itself
+        let copy = dir.path().join(file);
+        std::fs::copy(root.join("results/sim").join(file), &copy).unwrap();
+        let o = jb()
+            .args(["model", "--backend", "sim", "--preset", "llama3-8b"])
+            .args(extra)
+            .args(["--format", "markdown", "--resume", "--out"])
+            .arg(&copy)
+            .output()
+            .unwrap();
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(t.contains("done: 0 measured"), "{t}");
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        let shown: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with('|') || l.starts_with("> "))
+            .map(|l| l.trim_end())
+            .collect();
+        assert!(shown.len() > 10, "{t}");
+        for line in shown {
+            assert!(readme.contains(line), "README lacks, from {file}:\n{line}");
+        }
     }
 }
 
@@ -300,6 +606,38 @@ fn impossible_models_and_flags_are_refused_with_exit_code_2() {
     check(
         with(&["--preset", "gpt2", "--resume"]),
         "--resume needs --out",
+    );
+    check(
+        with(&["--preset", "gpt2", "--tensor-parallel", "5"]),
+        "tensor parallelism 5 must divide the 12 attention heads",
+    );
+    check(
+        with(&["--preset", "gpt2", "--pipeline-parallel", "13"]),
+        "13 pipeline stages for 12 layers",
+    );
+    check(
+        with(&["--preset", "gpt2", "--zero-stage", "4"]),
+        "--zero-stage 4",
+    );
+    check(
+        with(&["--preset", "gpt2", "--table", "wide"]),
+        "--table 'wide'",
+    );
+    check(
+        with(&["--preset", "gpt2", "--inference", "--micro-batches", "2"]),
+        "with --inference give --decode-batches",
+    );
+    check(
+        with(&["--preset", "gpt2", "--inference", "--decode-batches", "0"]),
+        "decode batch '0'",
+    );
+    check(
+        with(&["--preset", "gpt2", "--prompt-len", "5"]),
+        "--inference",
+    );
+    check(
+        with(&["--preset", "gpt2", "--sm-clocks", "fast"]),
+        "--sm-clocks",
     );
     // nothing was measured: no results file appeared
     assert!(!Path::new("results").join("m.jsonl").exists());

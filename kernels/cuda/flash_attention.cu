@@ -8,6 +8,10 @@
 // [batch][heads][seq_kv][D], row-major; scores are scaled by 1/sqrt(D). With `causal`,
 // query i sees keys j <= i + (seq_kv - seq_q) (bottom-right aligned, as FlashAttention-2);
 // a query that sees no key at all produces zeros.
+//
+// With a non-null `lse` the kernel also writes each row's log-sum-exp of its scaled
+// scores, in log2 units ([batch][heads][seq_q] floats; +inf for a row that sees no key):
+// what the fused backward (flash_attention_backward.cu) recomputes P from.
 #include "jb_common.cuh"
 
 namespace flash {
@@ -47,7 +51,8 @@ __device__ __forceinline__ void load_rows(bits16* dst, const bits16* src, int ro
 template <typename T, int D>
 __device__ __forceinline__ void forward(const bits16* __restrict__ Q, const bits16* __restrict__ K,
                                         const bits16* __restrict__ V, bits16* __restrict__ O,
-                                        int seq_q, int seq_kv, float scale_log2, int causal) {
+                                        float* __restrict__ lse, int seq_q, int seq_kv,
+                                        float scale_log2, int causal) {
   constexpr int LD = Smem<D>::LD;
   constexpr int KT = D / 16;         // k16 steps over the head dimension
   constexpr int SN = BLOCK_N / 8;    // n8 tiles of scores per key tile
@@ -64,6 +69,7 @@ __device__ __forceinline__ void forward(const bits16* __restrict__ Q, const bits
   const size_t head = (size_t)blockIdx.z * gridDim.y + blockIdx.y;
   Q += head * seq_q * D;
   O += head * seq_q * D;
+  if (lse) lse += head * seq_q;
   K += head * seq_kv * D;
   V += head * seq_kv * D;
 
@@ -210,18 +216,21 @@ __device__ __forceinline__ void forward(const bits16* __restrict__ Q, const bits
   }
   jb::cp_async_wait<0>();
 
-  float inv[2];
+  float inv[2], l_row[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float l = l_run[r];
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
+    l_row[r] = l;
     inv[r] = l > 0.f ? 1.f / l : 0.f;
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = row_lo + r * 8;
     if (row >= seq_q) continue;
+    // m_run and the quad-summed l are the same in the quad's four lanes: one writes
+    if (lse && t == 0) lse[row] = l_row[r] > 0.f ? m_run[r] + log2f(l_row[r]) : INFINITY;
 #pragma unroll
     for (int i = 0; i < ON; ++i)
       *reinterpret_cast<unsigned*>(O + (size_t)row * D + i * 8 + 2 * t) =
@@ -232,17 +241,18 @@ __device__ __forceinline__ void forward(const bits16* __restrict__ Q, const bits
 }  // namespace flash
 
 // Grid: (ceil(seq_q/64), heads, batch); 128 threads; Smem<D>::BYTES of dynamic shared
-// memory (46080 for D = 64, 87040 for D = 128). scale_log2 = log2(e)/sqrt(D).
+// memory (46080 for D = 64, 87040 for D = 128). scale_log2 = log2(e)/sqrt(D); `lse` may
+// be null (the forward alone).
 #define JB_FLASH(name, T, D)                                                               \
   JB_CHECK_LAUNCH(name, flash::THREADS, flash::Smem<D>::BYTES);                           \
   extern "C" __global__ void __launch_bounds__(flash::THREADS)                            \
-      name(const T* Q, const T* K, const T* V, T* O, int seq_q, int seq_kv,               \
+      name(const T* Q, const T* K, const T* V, T* O, float* lse, int seq_q, int seq_kv,   \
            float scale_log2, int causal) {                                                \
     flash::forward<T, D>(reinterpret_cast<const jb::bits16*>(Q),                          \
                          reinterpret_cast<const jb::bits16*>(K),                          \
                          reinterpret_cast<const jb::bits16*>(V),                          \
-                         reinterpret_cast<jb::bits16*>(O), seq_q, seq_kv, scale_log2,     \
-                         causal);                                                         \
+                         reinterpret_cast<jb::bits16*>(O), lse, seq_q, seq_kv,            \
+                         scale_log2, causal);                                             \
   }
 
 JB_FLASH(flash_attention_d64_f16, __half, 64)

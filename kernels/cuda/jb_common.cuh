@@ -37,6 +37,9 @@ template <> struct Elem<__half> {
   static __device__ __forceinline__ bits16 from_float(float x) {
     return __half_as_ushort(__float2half_rn(x));
   }
+  static __device__ __forceinline__ float to_float(bits16 b) {
+    return __half2float(__ushort_as_half(b));
+  }
   // Two floats as one 32-bit mma operand; `lo` is the lower-indexed element.
   static __device__ __forceinline__ unsigned pack(float lo, float hi) {
     __half2 h = __floats2half2_rn(lo, hi);
@@ -55,6 +58,9 @@ template <> struct Elem<__half> {
 template <> struct Elem<__nv_bfloat16> {
   static __device__ __forceinline__ bits16 from_float(float x) {
     return __bfloat16_as_ushort(__float2bfloat16_rn(x));
+  }
+  static __device__ __forceinline__ float to_float(bits16 b) {
+    return __bfloat162float(__ushort_as_bfloat16(b));
   }
   static __device__ __forceinline__ unsigned pack(float lo, float hi) {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);

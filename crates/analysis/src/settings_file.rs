@@ -274,12 +274,24 @@ pub struct ModelSetting {
     pub power_cap: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_cap_w: Option<f64>,
+    /// The locked SM clock; absent: the default clocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm_clock_mhz: Option<u32>,
+    /// How the model is spread: "1 GPU", "TP 8 × PP 2 (16 GPUs)".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub layout: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_power_limit_w: Option<f64>,
     pub energy_j_per_token: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncertainty_fraction: Option<f64>,
     pub tokens_per_second: f64,
+    /// The model's FLOP per token (forward and backward).
+    #[serde(default)]
+    pub flop_per_token: f64,
+    /// Model FLOP per second over the dense peak at the matmuls' precision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfu: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub average_power_w: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -293,6 +305,9 @@ pub struct ModelSetting {
     pub flags: Vec<String>,
     #[serde(default)]
     pub notes: Vec<String>,
+    /// What the figures cover and leave out.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub coverage: String,
     pub source: String,
     /// Tables last: TOML writes them after plain keys.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -1,17 +1,19 @@
 //! A model's training step across its settings (precision, micro-batch, power cap,
-//! kernels): the table of joules per token and where they go, the Pareto front over
-//! time and energy per token, the setting an objective picks — kept only as far as
-//! each lever's saving beats the noise — with energy saved and slowdown against a
-//! baseline the user names and what each lever saves on its own, its plot, and its
-//! entry in the settings file a training launcher reads. Selection is the same as
-//! an op's (crate::objective, crate::levers, crate::baseline), per token.
+//! SM clock, kernels): the table of joules per token, MFU and where the energy goes
+//! (every setting, or the short one: the baseline, each precision's best and the
+//! Pareto front), the Pareto front over time and energy per token, the setting an
+//! objective picks — kept only as far as each lever's saving beats the noise — with
+//! energy saved and slowdown against a baseline the user names and what each lever
+//! saves on its own, its plot, and its entry in the settings file a training
+//! launcher reads. Selection is the same as an op's (crate::objective, crate::levers,
+//! crate::baseline), per token.
 
 use crate::attribution::{attribute, Attribution};
 use crate::baseline::{BaselineCandidate, BatchDefault};
 use crate::chart::{DataKind, LegendEntry, Marker, Series, XyChart};
 use crate::format::{opt, pct};
 use crate::levers::{settle, values_of, Lever, LeverValues, Levered, Reverted};
-use crate::objective::{choose, pareto_front, Candidate, Objective};
+use crate::objective::{choose, choose_in, pareto_front, Candidate, Objective};
 use crate::plots::precision_color;
 use crate::repeats::RunSpread;
 use crate::settings_file::{device_entry, lever_figures, round_fraction, round_sig, SettingsFile};
@@ -56,11 +58,12 @@ impl Candidate for StepCandidate<'_> {
 
 /// The levers of a step: the micro-batch is its batch, the kernel choice (every
 /// op's) its kernel.
-const STEP_LEVERS: [Lever; 4] = [
+const STEP_LEVERS: [Lever; 5] = [
     Lever::Precision,
     Lever::Kernel,
     Lever::Batch,
     Lever::PowerCap,
+    Lever::Clock,
 ];
 
 impl Levered for StepCandidate<'_> {
@@ -71,7 +74,10 @@ impl Levered for StepCandidate<'_> {
             Lever::Kernel => Some(s.kernels.label()),
             Lever::Batch => Some(s.micro_batch.to_string()),
             Lever::PowerCap => Some(s.cap.to_string()),
-            Lever::Clock => None,
+            Lever::Clock => Some(
+                s.sm_clock_mhz
+                    .map_or_else(|| "default".to_string(), |m| format!("{m} MHz")),
+            ),
         }
     }
     fn board(&self) -> &str {
@@ -97,7 +103,7 @@ impl BaselineCandidate for StepCandidate<'_> {
         self.f.setting.kernels.vendor
     }
     fn at_default_clocks(&self) -> bool {
-        true
+        self.f.setting.sm_clock_mhz.is_none()
     }
 }
 
@@ -180,6 +186,18 @@ impl StepRecommendation {
         }
         notes
     }
+}
+
+/// The setting `objective` picks among `figures`, per token, each figure at the
+/// default noise floor: for tables whose levers are judged elsewhere (inference).
+pub fn choose_step(figures: &[StepFigures], objective: Objective) -> Option<usize> {
+    let floor = NoiseFloor::default().busy;
+    let u = Uncertainty {
+        energy: floor,
+        time: floor,
+        source: UncertaintySource::Floor,
+    };
+    choose(&candidates(figures, &vec![u; figures.len()]), objective)
 }
 
 fn candidates<'a>(
@@ -275,26 +293,74 @@ fn share(x: Option<f64>) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
-fn setting_cells(f: &StepFigures) -> Vec<String> {
+fn setting_cells(f: &StepFigures, with_clock: bool) -> Vec<String> {
     let s = &f.setting;
     let cap = match f.cap_w {
         Some(w) if !s.cap.is_default() => format!("{} ({w:.0} W)", s.cap),
         _ => s.cap.to_string(),
     };
-    vec![
+    let mut cells = vec![
         s.precision_label(),
         format!("{} ({})", s.micro_batch, f.tokens_per_step),
         cap,
-        s.kernels.label(),
-    ]
+    ];
+    if with_clock {
+        cells.push(s.clock_label());
+    }
+    cells.push(s.kernels.label());
+    cells
 }
 
-const SETTING_HEADERS: [&str; 4] = [
-    "precision",
-    "micro-batch (tokens)",
-    "power cap",
-    "kernels (matmul + attention / backward)",
-];
+fn setting_headers(with_clock: bool) -> Vec<&'static str> {
+    let mut h = vec!["precision", "micro-batch (tokens)", "power cap"];
+    if with_clock {
+        h.push("SM clock");
+    }
+    h.push("kernels (matmul + attention / backward)");
+    h
+}
+
+/// A clock column only where some setting locks the clock.
+fn any_clock<'a>(figures: impl IntoIterator<Item = &'a StepFigures>) -> bool {
+    figures
+        .into_iter()
+        .any(|f| f.setting.sm_clock_mhz.is_some())
+}
+
+/// "41%", or "–" where the card's peak is unknown.
+fn mfu(f: &StepFigures) -> String {
+    f.mfu
+        .map(|m| format!("{:.0}%", m * 100.0))
+        .unwrap_or_else(|| "–".into())
+}
+
+/// What MFU, FLOP per token and the GPUs are, once per table.
+fn figures_note(figures: &[&StepFigures]) -> Option<String> {
+    let f = figures.first()?;
+    let per_gpu = if f.gpus > 1 {
+        format!(
+            " Each setting's ops are one GPU's share; energy is that of the {} GPUs of one model copy, throughput that of one copy (its busiest pipeline stage); communication and pipeline bubbles are not measured.",
+            f.gpus
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "{:.3} GFLOP per token (the model's, {}). MFU: model FLOP per second over the dense peak of the card{} at the matmuls' precision{}.{per_gpu}",
+        f.flop_per_token() / 1e9,
+        if f.setting.phase.is_inference() {
+            "this phase"
+        } else {
+            "forward and backward"
+        },
+        if f.gpus > 1 { "s" } else { "" },
+        if figures.iter().all(|f| f.mfu.is_none()) {
+            " (not known for this card: no MFU)"
+        } else {
+            ""
+        },
+    ))
+}
 
 fn simulated_note(simulated: bool) -> Option<String> {
     simulated
@@ -304,18 +370,30 @@ fn simulated_note(simulated: bool) -> Option<String> {
 /// What the figures cover, for every table's notes.
 pub const STEP_SCOPE: &str = "A step is the GEMMs (forward, input and weight gradients) \
     and attention (forward and backward) of one training step, each measured back to \
-    back; norms, activations, the loss, the optimizer and communication are not in it. \
-    Energy is the GPU board's.";
+    back with the GPU 100% busy; norms, activations, the loss, the optimizer and \
+    communication are not in it. Energy is the GPU board's.";
+
+/// What a settings-file entry's figures cover, in a launcher's words.
+pub const STEP_COVERAGE: &str = "GEMMs and attention, forward and backward, measured back to \
+    back with the GPU 100% busy; norms, activations, the loss, the optimizer, \
+    communication and pipeline bubbles not included";
 
 /// Every setting of every model and device: energy and time per token and where the
 /// energy goes, by op and by pass. Settings with a missing op show why instead.
 pub fn settings_table(recs: &[StepRecommendation], incomplete_only: &[StepFigures]) -> Table {
+    let all: Vec<&StepFigures> = recs
+        .iter()
+        .flat_map(|r| r.figures.iter().chain(&r.incomplete))
+        .chain(incomplete_only)
+        .collect();
+    let with_clock = any_clock(all.iter().copied());
     let mut headers: Vec<&str> = vec![""];
-    headers.extend(SETTING_HEADERS);
+    headers.extend(setting_headers(with_clock));
     headers.extend([
         "energy (mJ/token)",
         "throughput (tokens/s)",
         "avg power (W)",
+        "MFU",
         "MLP",
         "attention",
         "projections",
@@ -331,12 +409,14 @@ pub fn settings_table(recs: &[StepRecommendation], incomplete_only: &[StepFigure
         "MLP … head: shares of the step's energy by op (both passes); backward: the share of the backward pass."
             .into(),
     );
+    t.notes.extend(figures_note(&all));
     let row = |mark: &str, f: &StepFigures| {
         let mut cells = vec![mark.to_string()];
-        cells.extend(setting_cells(f));
+        cells.extend(setting_cells(f, with_clock));
         cells.push(mj(f.joules_per_token()));
         cells.push(opt(f.tokens_per_second(), 4));
         cells.push(opt(f.average_w(), 4));
+        cells.push(mfu(f));
         for c in Category::ALL {
             cells.push(share(f.energy_share(c)));
         }
@@ -398,8 +478,9 @@ pub fn missing_notes(figures: &[StepFigures]) -> Vec<String> {
 
 /// The chosen setting beside its baseline, and the Pareto front.
 pub fn recommendation_tables(rec: &StepRecommendation, objective: Objective) -> [Table; 2] {
+    let with_clock = any_clock(&rec.figures);
     let mut headers: Vec<&str> = vec![""];
-    headers.extend(SETTING_HEADERS);
+    headers.extend(setting_headers(with_clock));
     headers.extend([
         "energy (mJ/token)",
         "throughput (tokens/s)",
@@ -419,7 +500,7 @@ pub fn recommendation_tables(rec: &StepRecommendation, objective: Objective) -> 
     t.notes.extend(simulated_note(rec.simulated));
     let row = |mark: &str, f: &StepFigures, saved: Option<f64>, slower: Option<f64>| {
         let mut cells = vec![mark.to_string()];
-        cells.extend(setting_cells(f));
+        cells.extend(setting_cells(f, with_clock));
         cells.push(mj(f.joules_per_token()));
         cells.push(opt(f.tokens_per_second(), 4));
         cells.push(opt(f.average_w(), 4));
@@ -461,7 +542,7 @@ pub fn recommendation_tables(rec: &StepRecommendation, objective: Objective) -> 
     }
 
     let mut headers: Vec<&str> = vec![""];
-    headers.extend(SETTING_HEADERS);
+    headers.extend(setting_headers(with_clock));
     headers.extend([
         "energy (mJ/token)",
         "throughput (tokens/s)",
@@ -483,13 +564,118 @@ pub fn recommendation_tables(rec: &StepRecommendation, objective: Objective) -> 
     for &i in &rec.front {
         let f = &rec.figures[i];
         let mut cells = vec![if i == rec.chosen { "*" } else { "" }.to_string()];
-        cells.extend(setting_cells(f));
+        cells.extend(setting_cells(f, with_clock));
         cells.push(mj(f.joules_per_token()));
         cells.push(opt(f.tokens_per_second(), 4));
         cells.push(opt(f.average_w(), 4));
         front.push(cells);
     }
     [t, front]
+}
+
+/// The short table: the baseline, each precision's best (what `objective` picks among
+/// that precision's settings) and the Pareto front, with energy saved and slowdown
+/// against the baseline. The full table is [`settings_table`].
+pub fn summary_table(rec: &StepRecommendation, objective: Objective) -> Table {
+    let with_clock = any_clock(&rec.figures);
+    let mut headers: Vec<&str> = vec![""];
+    headers.extend(setting_headers(with_clock));
+    headers.extend([
+        "energy (mJ/token)",
+        "throughput (tokens/s)",
+        "avg power (W)",
+        "MFU",
+        "energy saved",
+        "slowdown",
+        "flags",
+    ]);
+    let mut t = Table::new(
+        format!(
+            "{} on {}: the baseline, each precision's best and the Pareto front",
+            rec.model, rec.device
+        ),
+        &headers,
+    );
+    t.notes.extend(simulated_note(rec.simulated));
+    t.notes.push(STEP_SCOPE.into());
+    let all: Vec<&StepFigures> = rec.figures.iter().collect();
+    t.notes.extend(figures_note(&all));
+    let mut roles: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut add = |i: usize, role: String| match roles.iter_mut().find(|(j, _)| *j == i) {
+        Some((_, r)) => r.push(role),
+        None => roles.push((i, vec![role])),
+    };
+    if let Some(b) = rec.baseline {
+        add(b, "baseline".into());
+    }
+    let precisions: BTreeSet<Precision> = rec.figures.iter().map(|f| f.setting.precision).collect();
+    for p in precisions {
+        let of_p: Vec<usize> = (0..rec.figures.len())
+            .filter(|&i| rec.figures[i].setting.precision == p)
+            .collect();
+        let items = candidates(&rec.figures, &rec.uncertainties);
+        if let Some(k) = choose_in(&items, &of_p, objective) {
+            add(k, format!("best {p}"));
+        }
+    }
+    for &i in &rec.front {
+        add(i, "front".into());
+    }
+    add(rec.chosen, "chosen".into());
+    // fastest first, as the front is
+    roles.sort_by(|a, b| {
+        let t = |i: usize| rec.figures[i].seconds_per_token().unwrap_or(f64::INFINITY);
+        t(a.0).total_cmp(&t(b.0))
+    });
+    let base = rec.baseline();
+    for (i, r) in &roles {
+        let f = &rec.figures[*i];
+        let vs = |x: Option<f64>, b: Option<f64>, saved: bool| -> String {
+            match (x, b) {
+                (_, _) if Some(*i) == rec.baseline => "–".into(),
+                (Some(x), Some(b)) if b > 0.0 => pct(if saved { 1.0 - x / b } else { x / b - 1.0 }),
+                _ => "–".into(),
+            }
+        };
+        let mut cells = vec![r.join(", ")];
+        cells.extend(setting_cells(f, with_clock));
+        cells.push(mj(f.joules_per_token()));
+        cells.push(opt(f.tokens_per_second(), 4));
+        cells.push(opt(f.average_w(), 4));
+        cells.push(mfu(f));
+        cells.push(vs(
+            f.joules_per_token(),
+            base.and_then(|b| b.joules_per_token()),
+            true,
+        ));
+        cells.push(vs(
+            f.seconds_per_token(),
+            base.and_then(|b| b.seconds_per_token()),
+            false,
+        ));
+        cells.push(f.flags.join(", "));
+        t.push(cells);
+    }
+    match base {
+        Some(_) => t.notes.push(format!(
+            "Energy saved and slowdown per token against the baseline ({}). chosen: {}.",
+            rec.baseline_asked,
+            objective.describe()
+        )),
+        None => t.notes.push(format!(
+            "No baseline: {} was not measured with every op.",
+            rec.baseline_asked
+        )),
+    }
+    let shown = roles.len();
+    if shown < rec.figures.len() + rec.incomplete.len() {
+        t.notes.push(format!(
+            "{} of {} settings shown; every setting: --table full.",
+            shown,
+            rec.figures.len() + rec.incomplete.len()
+        ));
+    }
+    t
 }
 
 const KERNEL_MARKERS: [Marker; 4] = [
@@ -641,7 +827,9 @@ pub fn step_settings_file(
     records: &[Record],
     source: &str,
     objective: Objective,
+    layout: &str,
 ) -> SettingsFile {
+    let layout = layout.to_string();
     let mut models: BTreeMap<String, Vec<ModelSetting>> = BTreeMap::new();
     let mut file = SettingsFile::new(
         format!("{}, per token", objective.describe()),
@@ -676,16 +864,21 @@ pub fn step_settings_file(
                 tokens_per_step: c.tokens_per_step,
                 power_cap: c.setting.cap.to_string(),
                 power_cap_w: c.cap_w.map(|w| round_sig(w, 4)),
+                sm_clock_mhz: c.setting.sm_clock_mhz,
+                layout: layout.clone(),
                 default_power_limit_w: c.default_limit_w.map(|w| round_sig(w, 4)),
                 energy_j_per_token: round_sig(j, 4),
                 uncertainty_fraction: Some(round_fraction(r.uncertainties[r.chosen].energy)),
                 tokens_per_second: round_sig(tps, 4),
+                flop_per_token: round_sig(c.flop_per_token(), 6),
+                mfu: c.mfu.map(round_fraction),
                 average_power_w: c.average_w().map(|w| round_sig(w, 4)),
                 energy_saved_fraction: r.energy_saved().map(round_fraction),
                 slowdown_fraction: r.slowdown().map(round_fraction),
                 baseline: has_baseline.then(|| r.baseline_asked.clone()),
                 flags: c.flags.clone(),
                 notes: r.reverted.iter().map(|x| x.note()).collect(),
+                coverage: STEP_COVERAGE.into(),
                 source: source.to_string(),
                 attribution: lever_figures(&r.attribution, &label),
                 kernels: c.setting.kernels.clone(),
@@ -749,16 +942,20 @@ mod tests {
             backend: "sim".into(),
             simulated: true,
             setting: StepSetting {
+                phase: Default::default(),
                 precision,
                 attention_precision: precision,
                 micro_batch: mb,
                 cap,
+                sm_clock_mhz: None,
                 kernels: kernels(if vendor { "vendor-mm" } else { "our-mm" }, vendor),
             },
+            gpus: 1,
             tokens_per_step: 1000,
             flop_per_step: 1e12,
             seconds_per_step: Some(seconds),
             joules_per_step: Some(joules),
+            mfu: Some(1e12 / seconds / 989e12),
             shares: vec![Share {
                 category: Category::Mlp,
                 pass: Pass::Forward,
@@ -849,6 +1046,63 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_short_table_shows_the_baseline_each_precisions_best_and_the_front() {
+        let mut all = figures();
+        all.push(fig(
+            Precision::Fp8E4m3,
+            4,
+            PowerCap::Default,
+            true,
+            0.7,
+            350.0,
+        ));
+        let objective = Objective::WithinSlowdown { max_slowdown: 0.1 };
+        let r = &recommend_steps(
+            &all,
+            &[],
+            objective,
+            &Baseline::default(),
+            NoiseFloor::default(),
+        )[0];
+        let table = summary_table(r, objective);
+        assert!(
+            table
+                .notes
+                .contains(&"3 of 6 settings shown; every setting: --table full.".to_string()),
+            "{:?}",
+            table.notes
+        );
+        let t = table.render(crate::TableFormat::Csv);
+        let rows: Vec<&str> = t.lines().collect();
+        // header, then fastest first: fp8 (front, its precision's best, chosen), the
+        // baseline, bf16's best (the 80% cap, within 10% of bf16's fastest)
+        assert_eq!(rows.len(), 4, "{t}");
+        assert!(
+            rows[1].starts_with("\"best fp8-e4m3, front, chosen\",fp8-e4m3"),
+            "{t}"
+        );
+        assert!(rows[1].ends_with("+30.0%,-30.0%,"), "{t}");
+        assert!(
+            rows[2].starts_with("baseline,bf16") && rows[2].ends_with("–,–,"),
+            "{t}"
+        );
+        assert!(rows[3].starts_with("best bf16,bf16,4 (1000),80%"), "{t}");
+        assert!(rows[3].ends_with("+8.0%,+8.0%,"), "{t}");
+        // no clock column unless a setting locks the clock
+        assert!(!t.contains("SM clock"), "{t}");
+        all[1].setting.sm_clock_mhz = Some(1200);
+        let r = &recommend_steps(
+            &all,
+            &[],
+            objective,
+            &Baseline::default(),
+            NoiseFloor::default(),
+        )[0];
+        let t = summary_table(r, objective).render(crate::TableFormat::Csv);
+        assert!(t.contains("SM clock") && t.contains("1200 MHz"), "{t}");
+    }
+
     fn recs_of(r: &StepRecommendation) -> Vec<StepRecommendation> {
         vec![r.clone()]
     }
@@ -863,13 +1117,20 @@ mod tests {
             &Baseline::default(),
             NoiseFloor::default(),
         );
-        let file = step_settings_file(&recs, &[], "results/x.jsonl", objective);
+        let file = step_settings_file(&recs, &[], "results/x.jsonl", objective, "1 GPU");
         assert!(file.simulated && file.settings.is_empty());
         let gpt2 = &file.models["gpt2"];
         assert_eq!(gpt2.len(), 1);
         assert_eq!(gpt2[0].power_cap, "80%");
         assert_eq!(gpt2[0].energy_j_per_token, 0.46);
         assert_eq!(gpt2[0].energy_saved_fraction, Some(0.08));
+        assert!(gpt2[0]
+            .coverage
+            .contains("norms, activations, the loss, the optimizer"));
+        assert_eq!(
+            (gpt2[0].flop_per_token, gpt2[0].layout.as_str()),
+            (1e9, "1 GPU")
+        );
         for format in [SettingsFormat::Toml, SettingsFormat::Json] {
             let text = file.to_string(format).unwrap();
             if format == SettingsFormat::Toml {

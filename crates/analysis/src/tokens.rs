@@ -91,6 +91,10 @@ pub fn step_figures(records: &[Record], model: Option<&str>) -> (Vec<StepFigures
         let Some(named) = model_of_command(&r.command) else {
             continue;
         };
+        // prefill and decode ops are not a training step
+        if r.command.split_whitespace().any(|w| w == "--inference") {
+            continue;
+        }
         let m = model.map(str::to_string).unwrap_or(named);
         groups
             .entry((m, r.device.key(), r.backend.clone()))
@@ -113,6 +117,7 @@ pub fn step_figures(records: &[Record], model: Option<&str>) -> (Vec<StepFigures
         let mut kernels: Vec<KernelInfo> = Vec::new();
         let (mut precisions, mut micro_batches, mut caps, mut names) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut sm_clocks: Vec<Option<u32>> = Vec::new();
         for r in &rs {
             let op = r.workload.op();
             match kernels
@@ -138,6 +143,9 @@ pub fn step_figures(records: &[Record], model: Option<&str>) -> (Vec<StepFigures
             if !caps.contains(&r.power_cap.requested) {
                 caps.push(r.power_cap.requested);
             }
+            if !sm_clocks.contains(&r.clocks.sm_requested_mhz) {
+                sm_clocks.push(r.clocks.sm_requested_mhz);
+            }
             if !names.contains(&r.kernel) {
                 names.push(r.kernel.clone());
             }
@@ -156,7 +164,16 @@ pub fn step_figures(records: &[Record], model: Option<&str>) -> (Vec<StepFigures
                 precisions,
                 micro_batches,
                 caps,
+                // the default clocks alone are the plan's default
+                sm_clocks: if sm_clocks == [None] {
+                    Vec::new()
+                } else {
+                    sm_clocks
+                },
                 kernels: names,
+                // every combination of what the records hold; compose keeps the measured
+                all: true,
+                ..PlanOptions::default()
             },
         );
         match plan {

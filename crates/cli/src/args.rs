@@ -30,8 +30,8 @@ pub enum Command {
     /// Measure a sweep of kernels × precisions × shapes × batch sizes × power caps.
     Sweep(Box<SweepArgs>),
     /// Measure a transformer's training step (its GEMMs and attention, forward and
-    /// backward) and report joules per token for each precision, micro-batch, power
-    /// cap and kernel choice.
+    /// backward) — or with --inference its prefill and decode — and report joules per
+    /// token for each precision, micro-batch, power cap, clock and kernel choice.
     Model(Box<ModelArgs>),
     /// Print every record of one or more results files.
     Report(ReportArgs),
@@ -293,9 +293,65 @@ pub struct ModelArgs {
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
     /// Micro-batches to compare, in sequences per step (tokens per step = micro-batch ×
-    /// the model's sequence length), comma-separated.
-    #[arg(long, default_value = "1,2,4", value_name = "LIST")]
-    pub micro_batches: String,
+    /// the model's sequence length), comma-separated. Default: 1 and the largest of 2,
+    /// 4 and 8 whose memory fits the card (1, 2 and 4 with --all).
+    #[arg(long, value_name = "LIST")]
+    pub micro_batches: Option<String>,
+    /// Measure every combination of precision, micro-batch, cap, clock and kernels.
+    /// Without it: the baseline (the vendor libraries' kernels, bf16, the cap as found,
+    /// micro-batch 1) and the settings most likely to matter (FP8 where the card has
+    /// it, our fused attention, a larger micro-batch that fits).
+    #[arg(long)]
+    pub all: bool,
+    /// Which table: summary (the baseline, each precision's best and the Pareto
+    /// front) or full (every setting, and where its energy goes).
+    #[arg(long, default_value = "summary", value_name = "summary|full")]
+    pub table: String,
+    /// GPUs of a tensor-parallel group (Megatron-LM): every GEMM and the attention
+    /// heads are split across them, and each GPU's share is what is measured.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub tensor_parallel: u64,
+    /// Pipeline stages: each GPU runs layers / N of them; the step's time is the
+    /// busiest stage's.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub pipeline_parallel: u64,
+    /// Data-parallel copies of the model: no change to what one GPU computes; the
+    /// job's tokens per second, and its memory with --zero-stage.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub data_parallel: u64,
+    /// What the data-parallel copies share out (ZeRO): 0 nothing, 1 optimizer states
+    /// (Megatron-LM's distributed optimizer), 2 also gradients, 3 also weights.
+    #[arg(long, default_value_t = 0, value_name = "0-3")]
+    pub zero_stage: u8,
+    /// Locked SM clocks to compare, as `sweep --sm-clocks`: "default", MHz, or a range
+    /// min:max:step; comma-separated.
+    #[arg(long, value_name = "LIST")]
+    pub sm_clocks: Option<String>,
+    /// Allow joulebench to lock a real GPU's clocks (reset to the default on exit).
+    #[arg(long)]
+    pub allow_clock_changes: bool,
+    /// Measure serving instead of training: the prefill of a prompt and decode steps
+    /// (one new token per sequence against the KV cache).
+    #[arg(long)]
+    pub inference: bool,
+    /// With --inference: tokens per prompt.
+    #[arg(long, default_value_t = 1024, value_name = "N", requires = "inference")]
+    pub prompt_len: u64,
+    /// With --inference: tokens generated per request.
+    #[arg(long, default_value_t = 256, value_name = "N", requires = "inference")]
+    pub output_len: u64,
+    /// With --inference: sequences decoded together, comma-separated.
+    #[arg(
+        long,
+        default_value = "1,16,64",
+        value_name = "LIST",
+        requires = "inference"
+    )]
+    pub decode_batches: String,
+    /// With --inference: KV-cache lengths decode is measured at, comma-separated.
+    /// Default: a request's mean, prompt + (output + 1) / 2.
+    #[arg(long, value_name = "LIST", requires = "inference")]
+    pub kv_lens: Option<String>,
     /// What "best" means, per token.
     #[arg(long, value_enum, default_value = "within-slowdown")]
     pub objective: ObjectiveChoice,
@@ -308,9 +364,10 @@ pub struct ModelArgs {
     pub noise_floor: String,
     /// The setting energy saved and slowdown are measured against, as KEY=VALUE pairs:
     /// precision, micro-batch, cap, kernels ("vendor", or names joined by '+'), e.g.
-    /// "precision=bf16,micro-batch=4" (the same keys as `recommend --baseline`). Unset
-    /// keys: bf16 where measured, the largest micro-batch measured, the default cap, the
-    /// vendor kernels where measured.
+    /// "precision=bf16,micro-batch=4" (the same keys as `recommend --baseline`). Unset:
+    /// bf16, micro-batch 1, the default cap and clocks, the vendor libraries' kernels where
+    /// they fit. With some keys set, the unset ones are bf16 where measured, the largest
+    /// micro-batch measured, the default cap, the vendor kernels where measured.
     #[arg(long, value_name = "SPEC")]
     pub baseline: Option<String>,
     /// Output format of the tables.

@@ -24,10 +24,11 @@ pub(crate) enum KernelId {
     Flash,
     CublasUnfused,
     CublasUnfusedBwd,
+    FlashBwd,
 }
 
 impl KernelId {
-    pub(crate) const ALL: [KernelId; 7] = [
+    pub(crate) const ALL: [KernelId; 8] = [
         KernelId::Simt,
         KernelId::Mma,
         KernelId::Cublas,
@@ -35,6 +36,7 @@ impl KernelId {
         KernelId::Flash,
         KernelId::CublasUnfused,
         KernelId::CublasUnfusedBwd,
+        KernelId::FlashBwd,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -46,6 +48,7 @@ impl KernelId {
             KernelId::Flash => "cuda-flash",
             KernelId::CublasUnfused => "cublas-unfused",
             KernelId::CublasUnfusedBwd => "cublas-unfused-bwd",
+            KernelId::FlashBwd => "cuda-flash-bwd",
         }
     }
 
@@ -56,7 +59,7 @@ impl KernelId {
     fn op(self) -> Op {
         match self {
             KernelId::Flash | KernelId::CublasUnfused => Op::Attention,
-            KernelId::CublasUnfusedBwd => Op::AttentionBackward,
+            KernelId::CublasUnfusedBwd | KernelId::FlashBwd => Op::AttentionBackward,
             _ => Op::Matmul,
         }
     }
@@ -78,6 +81,7 @@ impl KernelId {
             KernelId::Simt => &[Precision::F32],
             KernelId::Mma
             | KernelId::Flash
+            | KernelId::FlashBwd
             | KernelId::CublasUnfused
             | KernelId::CublasUnfusedBwd => &[Precision::F16, Precision::Bf16],
             KernelId::Cublas => &[
@@ -94,7 +98,7 @@ impl KernelId {
     fn min_compute_capability(self, precision: Precision) -> ((u32, u32), &'static str) {
         match (self, precision) {
             (KernelId::Simt, _) => ((5, 0), ""),
-            (KernelId::Mma | KernelId::Flash, _) => (
+            (KernelId::Mma | KernelId::Flash | KernelId::FlashBwd, _) => (
                 (8, 0),
                 "needs cp.async, ldmatrix and bf16 mma.sync (sm_80+)",
             ),
@@ -128,6 +132,10 @@ impl KernelId {
                 "unfused attention backward: cuBLAS S = Q·Kᵀ, softmax, cuBLAS dV and dP, \
                  softmax-backward kernel, cuBLAS dQ and dK"
             }
+            KernelId::FlashBwd => {
+                "fused attention backward, FlashAttention-2 style (P recomputed per tile from \
+                 the forward's log-sum-exp, dK and dV in registers, dQ accumulated in f32)"
+            }
         }
     }
 
@@ -137,6 +145,7 @@ impl KernelId {
             KernelId::Simt
                 | KernelId::Mma
                 | KernelId::Flash
+                | KernelId::FlashBwd
                 | KernelId::CublasUnfused
                 | KernelId::CublasUnfusedBwd
         )
@@ -168,6 +177,9 @@ fn device_bytes(k: KernelId, precision: Precision, workload: &Workload) -> u64 {
                 0
             };
             io + scores
+        }
+        (KernelId::FlashBwd, Workload::AttentionBackward(s)) => {
+            crate::flash_backward::device_bytes(elem, s)
         }
         // Q, K, V, dO in; dQ, dK, dV out; S then dP (f32) and P then dS
         (_, Workload::AttentionBackward(s)) => {
@@ -372,12 +384,24 @@ impl CudaBackend {
             (KernelId::Cublas, Workload::Matmul(s)) => vendor::check_cublas(s),
             (KernelId::CublasLtFp8, Workload::Matmul(s)) => vendor::check_fp8(s),
             (KernelId::Flash, Workload::Attention(s)) => ours::check_flash(s),
+            (KernelId::FlashBwd, Workload::AttentionBackward(s)) => crate::flash_backward::check(s),
             (KernelId::CublasUnfused, Workload::Attention(s))
             | (KernelId::CublasUnfusedBwd, Workload::AttentionBackward(s)) => {
                 vendor::check_unfused(s)
             }
             _ => Err(format!("{kernel} cannot run {workload}")),
         }?;
+        // A point larger than the whole GPU is unsupported here, before anything is
+        // allocated, so a plan can choose a kernel that fits instead (`prepare` then
+        // checks what is free at the time).
+        let needs = device_bytes(k, precision, workload);
+        if self.summary.memory_bytes > 0 && needs > self.summary.memory_bytes {
+            return Err(format!(
+                "{kernel} needs {:.1} GiB of device memory for {workload}, the GPU has {:.1} GiB",
+                needs as f64 / (1u64 << 30) as f64,
+                self.summary.memory_bytes as f64 / (1u64 << 30) as f64
+            ));
+        }
         Ok(k)
     }
 }
@@ -457,6 +481,17 @@ impl Backend for CudaBackend {
             ) => {
                 vendor::unfused_attention_backward(&self.gpu, precision, s, [q, k, v, d_o], timer)?
             }
+            (
+                KernelId::FlashBwd,
+                Workload::AttentionBackward(s),
+                CheckInputs::AttentionBackward { q, k, v, d_o },
+            ) => crate::flash_backward::flash_attention_backward(
+                &self.gpu,
+                precision,
+                s,
+                [q, k, v, d_o],
+                timer,
+            )?,
             _ => {
                 return Err(BackendError::Unsupported(format!(
                     "{kernel} cannot run {workload}"
@@ -508,7 +543,8 @@ mod tests {
                 "cublaslt-fp8",
                 "cuda-flash",
                 "cublas-unfused",
-                "cublas-unfused-bwd"
+                "cublas-unfused-bwd",
+                "cuda-flash-bwd"
             ]
         );
         for k in KernelId::ALL {
@@ -520,6 +556,8 @@ mod tests {
         }
         assert!(KernelId::CublasUnfused.vendor() && !KernelId::Flash.vendor());
         assert_eq!(KernelId::CublasUnfusedBwd.op(), Op::AttentionBackward);
+        assert_eq!(KernelId::FlashBwd.op(), Op::AttentionBackward);
+        assert!(!KernelId::FlashBwd.vendor());
         assert_eq!(
             KernelId::CublasLtFp8
                 .min_compute_capability(Precision::Fp8E4m3)

@@ -178,6 +178,45 @@ pub const ATTENTION_BACKWARD: KernelFile = KernelFile {
     ],
 };
 
+const FLASH_BWD_THREADS: u32 = 256;
+/// (K, V: 64 rows; Q, dO: 64 rows) x (head_dim + 8) x 2 bytes, plus the Pᵀ and dSᵀ
+/// tiles, 64 x 72 x 2 bytes each.
+const fn flash_bwd_smem(head_dim: u32) -> u32 {
+    4 * 64 * (head_dim + 8) * 2 + 2 * 64 * 72 * 2
+}
+const fn flash_bwd(kernel: &'static str, dynamic_smem_bytes: u32) -> LaunchSpec {
+    LaunchSpec {
+        kernel,
+        threads_per_block: FLASH_BWD_THREADS,
+        dynamic_smem_bytes,
+    }
+}
+pub const FLASH_ATTENTION_BACKWARD: KernelFile = KernelFile {
+    name: "flash_attention_backward",
+    source: include_str!("../../../kernels/cuda/flash_attention_backward.cu"),
+    min_compute_capability: (8, 0),
+    kernels: &[
+        flash_bwd("flash_bwd_prep_d64_f16", 0),
+        flash_bwd("flash_bwd_prep_d64_bf16", 0),
+        flash_bwd("flash_bwd_prep_d128_f16", 0),
+        flash_bwd("flash_bwd_prep_d128_bf16", 0),
+        flash_bwd("flash_bwd_d64_f16", flash_bwd_smem(64)),
+        flash_bwd("flash_bwd_d64_bf16", flash_bwd_smem(64)),
+        flash_bwd("flash_bwd_d128_f16", flash_bwd_smem(128)),
+        flash_bwd("flash_bwd_d128_bf16", flash_bwd_smem(128)),
+        flash_bwd("flash_bwd_dq_f16", 0),
+        flash_bwd("flash_bwd_dq_bf16", 0),
+    ],
+};
+/// Keys per block of flash_bwd, and query rows per block of flash_bwd_prep's 256
+/// threads at head_dim D: 256 / (D / 8).
+pub const FLASH_BWD_BLOCK_N: u64 = 64;
+pub const fn flash_bwd_prep_rows_per_block(head_dim: u64) -> u64 {
+    FLASH_BWD_THREADS as u64 / (head_dim / 8)
+}
+/// Elements flash_bwd_dq converts per block: 8 per thread.
+pub const FLASH_BWD_DQ_PER_BLOCK: u64 = 8 * FLASH_BWD_THREADS as u64;
+
 /// Every kernel file, for the compile test and for lookups by kernel name.
 pub const FILES: &[KernelFile] = &[
     MATMUL_SIMT,
@@ -185,6 +224,7 @@ pub const FILES: &[KernelFile] = &[
     FLASH_ATTENTION,
     SOFTMAX_ROWS,
     ATTENTION_BACKWARD,
+    FLASH_ATTENTION_BACKWARD,
 ];
 
 /// Largest shared memory one block may use (static + dynamic, after opting in) by
@@ -256,5 +296,7 @@ mod tests {
         assert!(d.contains(&format!("-DJB_SMEM_matmul_bf16={MMA_SMEM}")));
         assert_eq!(MMA_SMEM, 56832);
         assert_eq!(flash_smem(128), 87040);
+        // what flash_attention_backward.cu's Smem<D>::BYTES says next to the kernel
+        assert_eq!((flash_bwd_smem(64), flash_bwd_smem(128)), (55296, 88064));
     }
 }

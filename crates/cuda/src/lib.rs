@@ -18,6 +18,7 @@
 //! ```
 
 mod backend;
+mod flash_backward;
 mod gpu;
 mod handles;
 pub mod kernels;

@@ -52,7 +52,7 @@ pub(crate) fn check_flash(s: &AttentionShape) -> Result<(), String> {
     Ok(())
 }
 
-fn elem_of(precision: Precision) -> Result<Elem, BackendError> {
+pub(crate) fn elem_of(precision: Precision) -> Result<Elem, BackendError> {
     match precision {
         Precision::F32 => Ok(Elem::F32),
         Precision::F16 => Ok(Elem::F16),
@@ -63,7 +63,7 @@ fn elem_of(precision: Precision) -> Result<Elem, BackendError> {
     }
 }
 
-fn dtype(elem: Elem) -> &'static str {
+pub(crate) fn dtype(elem: Elem) -> &'static str {
     match elem {
         Elem::F32 => "f32",
         Elem::F16 => "f16",
@@ -148,6 +148,7 @@ pub(crate) fn matmul<'a>(
             }
         ),
         _scratch: Vec::new(),
+        refresh: None,
     })
 }
 
@@ -180,19 +181,22 @@ pub(crate) fn flash_attention<'a>(
     let (sq_i, skv_i) = (sq as i32, skv as i32);
     let scale_log2 = std::f32::consts::LOG2_E / (d as f32).sqrt();
     let causal = s.causal as i32;
+    // no log-sum-exp: the forward alone
+    let no_lse: u64 = 0;
     let launch = Box::new(move || {
         let mut args = stream.launch_builder(&func);
         args.arg(&pq)
             .arg(&pk)
             .arg(&pv)
             .arg(&po)
+            .arg(&no_lse)
             .arg(&sq_i)
             .arg(&skv_i)
             .arg(&scale_log2)
             .arg(&causal);
         // SAFETY: arguments match `flash_attention_d*(const T* Q, const T* K, const T* V,
-        // T* O, int seq_q, int seq_kv, float scale_log2, int causal)`; the grid covers
-        // heads x batch exactly and the buffers outlive the closure.
+        // T* O, float* lse, int seq_q, int seq_kv, float scale_log2, int causal)`, lse
+        // null; the grid covers heads x batch exactly and the buffers outlive the closure.
         unsafe { args.launch(cfg) }
             .map(|_| ())
             .map_err(device_error("launch the attention kernel"))
@@ -212,5 +216,6 @@ pub(crate) fn flash_attention<'a>(
             }
         ),
         _scratch: Vec::new(),
+        refresh: None,
     })
 }

@@ -208,6 +208,7 @@ pub(crate) fn cublas_matmul<'a>(
         timer,
         variant: format!("cublasGemmStridedBatchedEx, {dtype:?}, {compute:?}"),
         _scratch: Vec::new(),
+        refresh: None,
     })
 }
 
@@ -432,6 +433,7 @@ pub(crate) fn fp8_matmul<'a>(
             }
         ),
         _scratch: Vec::new(),
+        refresh: None,
     })
 }
 
@@ -551,5 +553,6 @@ pub(crate) fn unfused_attention<'a>(
             }
         ),
         _scratch: vec![ts, tp],
+        refresh: None,
     })
 }

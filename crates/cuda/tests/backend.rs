@@ -6,7 +6,7 @@
 use joulebench_core::{Backend, MatmulShape, Op, Precision, Support, Workload};
 use joulebench_cuda::{open, probe, CudaBackend, L2Mode};
 
-const STABLE_NAMES: [&str; 7] = [
+const STABLE_NAMES: [&str; 8] = [
     "cuda-simt",
     "cuda-mma",
     "cublas",
@@ -14,6 +14,7 @@ const STABLE_NAMES: [&str; 7] = [
     "cuda-flash",
     "cublas-unfused",
     "cublas-unfused-bwd",
+    "cuda-flash-bwd",
 ];
 
 fn gpu() -> Option<CudaBackend> {

@@ -1,12 +1,21 @@
-//! Measured ops composed into a training step. For each setting, every op of the
-//! step is looked up among the records (same device, backend, kernel, precision,
-//! shape and power cap); its median time and energy per run, times the runs a step
-//! makes, add up to the step's. An op without a measurement is listed with the
-//! reason its record gives, and the step then has no per-token figure: a missing
-//! op is never filled in.
+//! Measured ops composed into a training step (or a prefill, or a decode step). For
+//! each setting, every op is looked up among the records (same device, backend,
+//! kernel, precision, shape, power cap and clock); its median time and energy per
+//! run, times the runs a step makes, add up to the step's. An op without a
+//! measurement is listed with the reason its record gives, and the step then has no
+//! per-token figure: a missing op is never filled in.
+//!
+//! Under a parallel layout the ops are one GPU's: the energy of a model copy is that
+//! of its tensor-parallel GPUs (each runs the same ops) over all its layers, and its
+//! time per step is the busiest pipeline stage's, the steady state of a pipeline
+//! with many micro-batches. Communication, pipeline bubbles and the idle draw of a
+//! waiting stage are not measured, and not in the figures.
 
+use crate::inference::phase_ops;
+use crate::layout::Layout;
 use crate::plan::{ModelPlan, StepSetting};
-use crate::step::{step_flop, step_ops, Category, Pass, StepOp};
+use crate::step::{step_flop, Category, Pass, StepOp};
+use joulebench_core::clocks::clock_key;
 use joulebench_core::precision::Precision;
 use joulebench_core::protocol::ValidityFlag;
 use joulebench_core::record::{point_key, PointStatus, Record};
@@ -43,12 +52,20 @@ pub struct StepFigures {
     pub backend: String,
     pub simulated: bool,
     pub setting: StepSetting,
+    /// GPUs of one model copy (tensor × pipeline parallel) the figures are for.
+    pub gpus: u64,
+    /// Tokens one step of one model copy handles (trained, prefilled or generated).
     pub tokens_per_step: u64,
+    /// The model's FLOP per step (unsharded: what MFU counts).
     pub flop_per_step: f64,
-    /// None while an op has no time.
+    /// None while an op has no time. Under pipeline parallelism, the busiest stage's.
     pub seconds_per_step: Option<f64>,
-    /// None while an op has no energy (not measured, or no energy meter).
+    /// None while an op has no energy (not measured, or no energy meter). Every GPU of
+    /// the model copy.
     pub joules_per_step: Option<f64>,
+    /// Model FLOP per second over the copy's GPUs' dense peak at the matmuls'
+    /// precision; None where the card's peak is unknown.
+    pub mfu: Option<f64>,
     pub shares: Vec<Share>,
     pub missing: Vec<MissingOp>,
     /// Ops measured for time without an energy figure (no meter on this device).
@@ -79,9 +96,13 @@ impl StepFigures {
             .map(|s| s / self.tokens_per_step as f64)
     }
 
-    /// The step's energy over its time.
+    /// The step's energy over its time, per GPU of the model copy.
     pub fn average_w(&self) -> Option<f64> {
-        Some(self.joules_per_step? / self.seconds_per_step?)
+        Some(self.joules_per_step? / self.seconds_per_step? / self.gpus.max(1) as f64)
+    }
+
+    pub fn flop_per_token(&self) -> f64 {
+        self.flop_per_step / self.tokens_per_step.max(1) as f64
     }
 
     /// Every op measured, with energy.
@@ -136,7 +157,7 @@ pub fn compose(plan: &ModelPlan, records: &[Record]) -> Vec<StepFigures> {
     plan.settings
         .iter()
         .filter_map(|setting| {
-            let ops = step_ops(&plan.model, setting.micro_batch).ok()?;
+            let ops = plan.ops(setting).ok()?;
             Some(compose_one(plan, setting, &ops, records, &by_key))
         })
         .collect()
@@ -157,6 +178,8 @@ fn compose_one(
     let mut used: BTreeSet<usize> = BTreeSet::new();
     let (mut power_limited, mut cap_w, mut default_limit_w) = (false, None, None);
     let mut ops_without_energy = 0;
+    // per-step time of the head ops and of one layer's ops, for the pipeline
+    let (mut head_s, mut layers_s) = (0.0, 0.0);
     for op in ops {
         let kernel = setting.kernels.kernel_for(op.workload.op());
         let precision = setting.precision_for(op.workload.op());
@@ -167,7 +190,7 @@ fn compose_one(
             precision,
             &op.workload,
             &setting.cap,
-        );
+        ) + &clock_key(setting.sm_clock_mhz, None);
         let found: Vec<usize> = by_key.get(&key).cloned().unwrap_or_default();
         let measured: Vec<usize> = found
             .iter()
@@ -234,6 +257,13 @@ fn compose_one(
         if op_j.is_none() {
             ops_without_energy += 1;
         }
+        if op.category == Category::Head {
+            head_s += n * op_s;
+        } else {
+            layers_s += n * op_s;
+        }
+        // every tensor-parallel GPU runs the op
+        let n = n * plan.layout.tensor_parallel.max(1) as f64;
         seconds = seconds.map(|s| s + n * op_s);
         joules = joules.and_then(|j| Some(j + n * op_j?));
         let at = match shares
@@ -256,16 +286,36 @@ fn compose_one(
         part.joules_per_step = part.joules_per_step.and_then(|j| Some(j + n * op_j?));
     }
     shares.sort_by_key(|s| (s.category, s.pass));
+    let seconds =
+        seconds.map(|_| pipeline_seconds(&plan.layout, plan.model.layers, layers_s, head_s));
+    let tokens_per_step = setting
+        .phase
+        .tokens_per_step(&plan.model, setting.micro_batch);
+    let flop_per_step = phase_ops(
+        &plan.model,
+        setting.phase,
+        setting.micro_batch,
+        &Layout::single(),
+    )
+    .map(|ops| step_flop(&ops).0 as f64)
+    .unwrap_or(0.0);
+    let gpus = plan.layout.model_parallel_gpus();
+    let mfu = match (seconds, plan.peak_tflops(setting.precision)) {
+        (Some(t), Some(peak)) if t > 0.0 => Some(flop_per_step / t / (gpus as f64 * peak * 1e12)),
+        _ => None,
+    };
     StepFigures {
         model: plan.model.name.clone(),
         device: plan.device.name.clone(),
         backend: plan.backend.clone(),
         simulated: plan.device.simulated,
         setting: setting.clone(),
-        tokens_per_step: setting.micro_batch * plan.model.seq_len,
-        flop_per_step: step_flop(ops).0 as f64,
+        gpus,
+        tokens_per_step,
+        flop_per_step,
         seconds_per_step: seconds,
         joules_per_step: joules,
+        mfu,
         shares,
         missing,
         ops_without_energy,
@@ -274,5 +324,35 @@ fn compose_one(
         cap_w,
         default_limit_w,
         records: used.into_iter().collect(),
+    }
+}
+
+/// The pipeline's time per micro-batch: its busiest stage's. The first stages take one
+/// layer more when the layers do not divide; the last also runs the LM head.
+/// `layers_s` is every layer's time on one GPU, `head_s` the head's.
+pub fn pipeline_seconds(layout: &Layout, layers: u64, layers_s: f64, head_s: f64) -> f64 {
+    let pp = layout.pipeline_parallel.max(1).min(layers.max(1));
+    let per_layer = layers_s / layers.max(1) as f64;
+    let (base, rest) = (layers / pp, layers % pp);
+    let first = (base + u64::from(rest > 0)) as f64 * per_layer;
+    let last = base as f64 * per_layer + head_s;
+    first.max(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipeline_runs_at_its_busiest_stage() {
+        let pp = |n| Layout {
+            pipeline_parallel: n,
+            ..Layout::single()
+        };
+        // one stage: everything
+        assert_eq!(pipeline_seconds(&pp(1), 80, 80.0, 5.0), 85.0);
+        // 80 layers on 3 stages: 27, 27, 26 + the head
+        assert_eq!(pipeline_seconds(&pp(3), 80, 80.0, 5.0), 31.0);
+        assert_eq!(pipeline_seconds(&pp(3), 80, 80.0, 0.5), 27.0);
     }
 }

@@ -70,6 +70,14 @@ pub enum ModelError {
         heads: u64,
         kv_heads: u64,
     },
+    #[error("model {model} on {layout}: {why}")]
+    Layout {
+        model: String,
+        layout: String,
+        why: String,
+    },
+    #[error("model {model} inference: {why}")]
+    Inference { model: String, why: String },
     #[error("micro-batch 0: a step needs at least one sequence")]
     ZeroMicroBatch,
     #[error("model {model} at micro-batch {micro_batch}: {source}")]

@@ -6,8 +6,10 @@
 //! The step covers the matmuls and the attention core, where nearly all of a
 //! transformer's FLOP are; elementwise work (norms, activations, residuals, the
 //! loss), the embedding lookup, the optimizer and communication are not in it.
+//! Under tensor parallelism the ops are one GPU's share (Megatron-LM's split).
 
 use crate::config::{ModelConfig, ModelError};
+use crate::layout::Layout;
 use joulebench_core::workload::{AttentionShape, MatmulShape, Op, Workload};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -127,13 +129,21 @@ pub struct Linear {
 /// The model's linear layers, Megatron-style: Q, K and V as one fused projection,
 /// and gate and up as one when the MLP is gated (the same FLOP as separate ones).
 pub fn linears(m: &ModelConfig) -> Vec<Linear> {
+    linears_on(m, &Layout::single())
+}
+
+/// One tensor-parallel GPU's linear layers (Megatron-LM): the QKV and gate/up
+/// projections split by output columns (whole heads), the output and down projections
+/// by input rows, the LM head by vocabulary; every layer's, whatever the stage.
+pub fn linears_on(m: &ModelConfig, layout: &Layout) -> Vec<Linear> {
+    let tp = layout.tensor_parallel.max(1);
     let (h, d, l) = (m.hidden_size, m.head_dim(), m.layers);
-    let q_width = m.attention_heads * d;
+    let q_width = m.attention_heads / tp * d;
     let mut out = vec![
         Linear {
             name: "attn-qkv",
             in_features: h,
-            out_features: q_width + 2 * m.kv_heads() * d,
+            out_features: q_width + 2 * layout.kv_heads_per_gpu(m) * d,
             category: Category::Projections,
             count: l,
         },
@@ -145,10 +155,11 @@ pub fn linears(m: &ModelConfig) -> Vec<Linear> {
             count: l,
         },
     ];
+    let mlp = m.mlp_size / tp;
     let (up_name, up_width) = if m.gated_mlp {
-        ("mlp-gate-up", 2 * m.mlp_size)
+        ("mlp-gate-up", 2 * mlp)
     } else {
-        ("mlp-up", m.mlp_size)
+        ("mlp-up", mlp)
     };
     out.push(Linear {
         name: up_name,
@@ -159,7 +170,7 @@ pub fn linears(m: &ModelConfig) -> Vec<Linear> {
     });
     out.push(Linear {
         name: "mlp-down",
-        in_features: m.mlp_size,
+        in_features: mlp,
         out_features: h,
         category: Category::Mlp,
         count: l,
@@ -167,7 +178,7 @@ pub fn linears(m: &ModelConfig) -> Vec<Linear> {
     out.push(Linear {
         name: "lm-head",
         in_features: h,
-        out_features: m.vocab_size,
+        out_features: m.vocab_size.div_ceil(tp),
         category: Category::Head,
         count: 1,
     });
@@ -185,14 +196,25 @@ pub fn matmul_parameters(m: &ModelConfig) -> u128 {
 
 /// The ops of one training step over `micro_batch` sequences of `seq_len` tokens.
 pub fn step_ops(m: &ModelConfig, micro_batch: u64) -> Result<Vec<StepOp>, ModelError> {
+    step_ops_on(m, micro_batch, &Layout::single())
+}
+
+/// One tensor-parallel GPU's ops of a training step, over every layer (a pipeline
+/// stage runs its own run of them; see [`Layout::layers_per_stage`]).
+pub fn step_ops_on(
+    m: &ModelConfig,
+    micro_batch: u64,
+    layout: &Layout,
+) -> Result<Vec<StepOp>, ModelError> {
     m.validate()?;
+    layout.validate(m)?;
     if micro_batch == 0 {
         return Err(ModelError::ZeroMicroBatch);
     }
     let tokens = micro_batch.saturating_mul(m.seq_len);
     let gemm = |m: u64, n: u64, k: u64| Workload::Matmul(MatmulShape { batch: 1, m, n, k });
     let mut ops = Vec::new();
-    for l in linears(m) {
+    for l in linears_on(m, layout) {
         let (i, o) = (l.in_features, l.out_features);
         for (role, workload) in [
             (Role::Forward, gemm(tokens, o, i)),
@@ -212,7 +234,7 @@ pub fn step_ops(m: &ModelConfig, micro_batch: u64) -> Result<Vec<StepOp>, ModelE
     // query head: the same FLOP, a little more K/V traffic than a GQA kernel has.
     let s = AttentionShape {
         batch: micro_batch,
-        heads: m.attention_heads,
+        heads: m.attention_heads / layout.tensor_parallel.max(1),
         seq_q: m.seq_len,
         seq_kv: m.seq_len,
         head_dim: m.head_dim(),
@@ -230,14 +252,23 @@ pub fn step_ops(m: &ModelConfig, micro_batch: u64) -> Result<Vec<StepOp>, ModelE
             count: m.layers,
         });
     }
-    for op in &ops {
+    validate_ops(m, micro_batch, &ops)?;
+    Ok(ops)
+}
+
+pub(crate) fn validate_ops(
+    m: &ModelConfig,
+    micro_batch: u64,
+    ops: &[StepOp],
+) -> Result<(), ModelError> {
+    for op in ops {
         op.workload.validate().map_err(|source| ModelError::Shape {
             model: m.name.clone(),
             micro_batch,
             source,
         })?;
     }
-    Ok(ops)
+    Ok(())
 }
 
 /// Every distinct workload of a step, first occurrence first: what is measured
@@ -387,6 +418,36 @@ mod tests {
         assert_eq!(fwd("mlp-gate-up"), mm(8192, 2 * 14336, 4096));
         assert_eq!(fwd("mlp-down"), mm(8192, 4096, 14336));
         assert!(ops.iter().all(|o| o.layer != "mlp-up"));
+    }
+
+    #[test]
+    fn tensor_parallelism_splits_columns_rows_heads_and_the_vocabulary() {
+        let m = preset("llama3-70b");
+        let tp8 = Layout {
+            tensor_parallel: 8,
+            ..Layout::single()
+        };
+        let ops = step_ops_on(&m, 1, &tp8).unwrap();
+        let fwd = |layer: &str| {
+            ops.iter()
+                .find(|o| o.layer == layer && o.role == Role::Forward)
+                .map(|o| o.workload)
+                .unwrap()
+        };
+        let mm = |m, n, k| Workload::Matmul(MatmulShape { batch: 1, m, n, k });
+        // 64 query heads and 8 KV heads of 128 over 8 GPUs: 8 + 2·1 heads each
+        assert_eq!(fwd("attn-qkv"), mm(8192, 1280, 8192));
+        assert_eq!(fwd("attn-out"), mm(8192, 8192, 1024));
+        assert_eq!(fwd("mlp-gate-up"), mm(8192, 2 * 3584, 8192));
+        assert_eq!(fwd("mlp-down"), mm(8192, 8192, 3584));
+        assert_eq!(fwd("lm-head"), mm(8192, 16_032, 8192));
+        let attn = ops.iter().find(|o| o.layer == "attention").unwrap();
+        assert_eq!(attn.workload.attention_shape().unwrap().heads, 8);
+        // the group's matmuls are the model's: 6·N per token, split eight ways
+        let (_, matmul) = step_flop(&ops);
+        assert_eq!(8 * matmul, 6 * matmul_parameters(&m) * 8192);
+        let (all_one, _) = step_flop(&step_ops(&m, 1).unwrap());
+        assert_eq!(8 * step_flop(&ops).0, all_one);
     }
 
     #[test]

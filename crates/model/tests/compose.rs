@@ -1,6 +1,8 @@
 //! A small model's step measured on the simulated device through the sweep runner
 //! and composed: the per-token figures are the records' medians times the runs a
-//! step makes, and an op the device cannot run leaves the step without a figure.
+//! step makes (times the GPUs of a tensor-parallel group), an op the device cannot
+//! run leaves the step without a figure, and decode behaves as memory-bound work
+//! does: far below the power limit, where a cap does not bind and a lower clock saves.
 
 use joulebench_core::protocol::ProtocolConfig;
 use joulebench_core::record::{point_key, Record, RecordError, RecordSink};
@@ -8,9 +10,10 @@ use joulebench_core::sweep::{run_sweep, tool_info, DeviceSession, SilentObserver
 use joulebench_core::{Op, PowerCap, Precision};
 use joulebench_energy::sim::SimDevice;
 use joulebench_model::compose::compose;
+use joulebench_model::inference::{InferenceOptions, Phase};
 use joulebench_model::plan::{ModelPlan, PlanOptions};
 use joulebench_model::step::{step_ops, Category, Pass};
-use joulebench_model::ModelConfig;
+use joulebench_model::{Layout, ModelConfig};
 use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 
@@ -24,9 +27,14 @@ impl RecordSink for Keep {
 }
 
 fn measure(opts: &PlanOptions) -> (ModelPlan, Vec<Record>) {
+    measure_model("tiny", opts)
+}
+
+fn measure_model(name: &str, opts: &PlanOptions) -> (ModelPlan, Vec<Record>) {
     let mut dev = SimDevice::open("sim-h100", 0, 3).unwrap();
-    let model = ModelConfig::preset("tiny").unwrap();
-    let plan = ModelPlan::new(&model, &dev.backend, opts).unwrap();
+    let model = ModelConfig::preset(name).unwrap();
+    let mut plan = ModelPlan::new(&model, &dev.backend, opts).unwrap();
+    plan.peak_tflops = dev.backend.profile().peak_tflops.to_vec();
     let points = plan.points();
     let protocol = ProtocolConfig {
         idle_baseline_s: 0.0,
@@ -54,7 +62,7 @@ fn measure(opts: &PlanOptions) -> (ModelPlan, Vec<Record>) {
         meter: &mut dev.meter,
         power: Some(&mut dev.power),
         clock: dev.clock.as_ref(),
-        clocks: None,
+        clocks: Some(&mut dev.clocks),
     };
     run_sweep(
         &mut session,
@@ -81,6 +89,7 @@ fn a_step_is_the_sum_of_its_measured_ops() {
             "sim-fused".into(),
             "sim-fused-bwd".into(),
         ],
+        ..Default::default()
     };
     let (plan, records) = measure(&opts);
     // attention backward was verified against the reference and measured
@@ -155,6 +164,7 @@ fn an_op_the_device_cannot_run_leaves_the_step_without_a_figure() {
             "sim-fused".into(),
             "sim-fused-bwd".into(),
         ],
+        ..Default::default()
     };
     let (plan, records) = measure(&opts);
     let figures = compose(&plan, &records);
@@ -173,4 +183,128 @@ fn an_op_the_device_cannot_run_leaves_the_step_without_a_figure() {
     // the ops that ran are still accounted for
     assert!(f.shares.iter().any(|s| s.category == Category::Mlp));
     assert!(f.shares.iter().all(|s| s.category != Category::Attention));
+}
+
+#[test]
+fn a_tensor_parallel_step_is_one_gpus_share_times_the_group() {
+    let opts = |tp| PlanOptions {
+        precisions: vec![Precision::Bf16],
+        micro_batches: vec![2],
+        kernels: vec![
+            "sim-vendor".into(),
+            "sim-fused".into(),
+            "sim-fused-bwd".into(),
+        ],
+        layout: Layout {
+            tensor_parallel: tp,
+            ..Layout::single()
+        },
+        ..Default::default()
+    };
+    let (plan, records) = measure(&opts(2));
+    let f = &compose(&plan, &records)[0];
+    assert!(f.is_complete(), "{f:?}");
+    assert_eq!(f.gpus, 2);
+    // every op's record, as one GPU runs it, times the two GPUs of the group
+    let ops = plan.ops(&f.setting).unwrap();
+    let mut joules = 0.0;
+    for op in &ops {
+        let key = point_key(
+            &plan.device,
+            "sim",
+            f.setting.kernels.kernel_for(op.workload.op()),
+            Precision::Bf16,
+            &op.workload,
+            &PowerCap::Default,
+        );
+        let r = records.iter().find(|r| r.point_key() == key).unwrap();
+        let s = &r.measurement.as_ref().unwrap().summary;
+        joules += op.count as f64 * s.joules_per_op.as_ref().unwrap().median;
+    }
+    let jps = f.joules_per_step.unwrap();
+    assert!(
+        (jps - 2.0 * joules).abs() <= 1e-9 * jps,
+        "{jps} vs 2 × {joules}"
+    );
+    // the model's FLOP per token do not depend on how it is split
+    let (one, one_records) = measure(&opts(1));
+    let g = &compose(&one, &one_records)[0];
+    assert_eq!(f.flop_per_token(), g.flop_per_token());
+    // MFU: model FLOP per second over the group's peak
+    let mfu = f.mfu.unwrap();
+    let by_hand = f.flop_per_step / f.seconds_per_step.unwrap() / (2.0 * 989.0e12);
+    assert!(
+        (mfu - by_hand).abs() < 1e-12 && mfu > 0.0 && mfu < 1.0,
+        "{mfu}"
+    );
+}
+
+#[test]
+fn decode_draws_far_below_the_limit_where_a_lower_clock_saves_and_a_cap_does_not_bind() {
+    let opts = PlanOptions {
+        precisions: vec![Precision::Bf16],
+        caps: vec![PowerCap::Default, PowerCap::PercentOfDefault(60.0)],
+        sm_clocks: vec![None, Some(1200)],
+        kernels: vec!["sim-vendor".into(), "sim-fused".into()],
+        inference: Some(InferenceOptions {
+            prompt_len: 1024,
+            output_len: 256,
+            batches: vec![1, 16],
+            kv_lens: vec![],
+        }),
+        ..Default::default()
+    };
+    let (plan, records) = measure_model("llama3-8b", &opts);
+    let figures = compose(&plan, &records);
+    let find = |phase: &dyn Fn(&Phase) -> bool, batch: u64, cap: PowerCap, clock: Option<u32>| {
+        let f = figures
+            .iter()
+            .find(|f| {
+                phase(&f.setting.phase)
+                    && f.setting.micro_batch == batch
+                    && f.setting.cap == cap
+                    && f.setting.sm_clock_mhz == clock
+            })
+            .unwrap_or_else(|| panic!("no setting"));
+        assert!(f.is_complete(), "{f:?}");
+        f
+    };
+    let decode = |p: &Phase| matches!(p, Phase::Decode { .. });
+    let capped = PowerCap::PercentOfDefault(60.0);
+    // (batch, limit on the draw as a share of 700 W, least saving of the lower clock)
+    for (batch, draw_share, clock_saving) in [(1, 0.5, 0.03), (16, 0.6, 0.08)] {
+        let base = find(&decode, batch, PowerCap::Default, None);
+        let cap = find(&decode, batch, capped, None);
+        let slow = find(&decode, batch, PowerCap::Default, Some(1200));
+        // GEMMs of one row per sequence read every weight for 2 FLOP each
+        let w = base.average_w().unwrap();
+        assert!(w < draw_share * 700.0, "batch {batch}: {w} W of 700 W");
+        assert!(!base.power_limited && !cap.power_limited, "batch {batch}");
+        let e0 = base.joules_per_token().unwrap();
+        let (e_cap, e_clock) = (
+            cap.joules_per_token().unwrap(),
+            slow.joules_per_token().unwrap(),
+        );
+        // a 420 W cap above the draw changes nothing beyond the noise
+        assert!(
+            (e_cap / e0 - 1.0).abs() < 0.01,
+            "batch {batch}: {e0} vs {e_cap}"
+        );
+        // a lower clock lowers the voltage: less energy in the same time
+        assert!(
+            e_clock < (1.0 - clock_saving) * e0,
+            "batch {batch}: {e0} vs {e_clock}"
+        );
+        let (t0, t) = (
+            base.seconds_per_token().unwrap(),
+            slow.seconds_per_token().unwrap(),
+        );
+        assert!(t < 1.02 * t0, "batch {batch}: {t0} vs {t}");
+    }
+    // prefill is compute-bound: it runs at the limit, and the cap binds
+    let prefill = |p: &Phase| matches!(p, Phase::Prefill { .. });
+    let p0 = find(&prefill, 1, PowerCap::Default, None);
+    let p_cap = find(&prefill, 1, capped, None);
+    assert!(p0.power_limited && p_cap.power_limited);
+    assert!(p_cap.seconds_per_token().unwrap() > 1.2 * p0.seconds_per_token().unwrap());
 }

@@ -207,5 +207,6 @@ pub(crate) fn unfused_attention_backward<'a>(
             }
         ),
         _scratch: vec![ts, tp],
+        refresh: None,
     })
 }

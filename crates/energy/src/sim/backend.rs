@@ -141,6 +141,19 @@ impl PreparedKernel for SimPrepared {
             (Workload::Attention(s), CheckInputs::Attention { q, k, v }) => {
                 attention_f32(&s, q, k, v, p)
             }
+            (Workload::AttentionBackward(s), CheckInputs::AttentionBackward { q, k, v, d_o })
+                if !self.job.kernel.unfused =>
+            {
+                super::flash_backward::flash_attention_backward(
+                    &s,
+                    [q, k, v, d_o],
+                    p,
+                    (
+                        super::flash_backward::BLOCK_M,
+                        super::flash_backward::BLOCK_N,
+                    ),
+                )
+            }
             (Workload::AttentionBackward(s), CheckInputs::AttentionBackward { q, k, v, d_o }) => {
                 attention_backward_f32(&s, [q, k, v, d_o], p)
             }

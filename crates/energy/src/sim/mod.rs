@@ -16,11 +16,14 @@
 //! - `profile`: the modelled parts and kernels;
 //! - `model`: operating point, power, thermal and sensor dynamics;
 //! - `backend`: the `Backend` and its prepared kernels;
+//! - `flash_backward`: the fused attention backward's algorithm, which the fused
+//!   backward's correctness check runs;
 //! - `meter`: the energy counter and telemetry;
 //! - `control`: power cap, locked clocks, and the virtual clock.
 
 mod backend;
 mod control;
+pub mod flash_backward;
 mod meter;
 mod model;
 mod profile;
