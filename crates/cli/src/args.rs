@@ -137,6 +137,12 @@ pub struct SweepArgs {
     /// simulated device needs no permission.
     #[arg(long)]
     pub allow_clock_changes: bool,
+    /// How the inputs are drawn, a sweep axis: normal (the default: N(0, 1), as
+    /// normalised activations and scaled FP8 tensors look), uniform, zeros, sparse
+    /// (half the elements zero) or sparse:P%; comma-separated. Overrides the config.
+    /// Points on other inputs than normal are compared only with each other.
+    #[arg(long, value_name = "LIST")]
+    pub inputs: Option<String>,
     /// Ops to measure (matmul, attention, attention-backward), comma-separated.
     /// Overrides the config.
     #[arg(long, value_name = "LIST")]
@@ -186,6 +192,7 @@ impl SweepArgs {
             sm_clocks: None,
             mem_clocks: None,
             allow_clock_changes: false,
+            inputs: None,
             ops: None,
             batch_sizes: None,
             devices: None,

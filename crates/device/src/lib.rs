@@ -496,6 +496,17 @@ impl Backend for Identified {
     ) -> Result<Box<dyn joulebench_core::PreparedKernel + '_>, joulebench_core::BackendError> {
         self.inner.prepare(kernel, precision, workload, seed)
     }
+    fn prepare_with_inputs(
+        &mut self,
+        kernel: &str,
+        precision: joulebench_core::Precision,
+        workload: &joulebench_core::Workload,
+        seed: u64,
+        inputs: joulebench_core::InputDistribution,
+    ) -> Result<Box<dyn joulebench_core::PreparedKernel + '_>, joulebench_core::BackendError> {
+        self.inner
+            .prepare_with_inputs(kernel, precision, workload, seed, inputs)
+    }
 }
 
 #[cfg(test)]

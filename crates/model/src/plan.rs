@@ -252,9 +252,10 @@ impl ModelPlan {
                     group: workload.shape_label(),
                     batch_size: s.micro_batch,
                     cap: s.cap,
-                    // a training step runs at the default clocks
+                    // a training step runs at the default clocks, on normal inputs
                     sm_clock_mhz: None,
                     mem_clock_mhz: None,
+                    inputs: Default::default(),
                 };
                 let seen = points.iter().any(|p| {
                     p.kernel == point.kernel
