@@ -457,7 +457,7 @@ fn devices_explains_itself_in_text_and_json() {
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(
-        t.contains("sim: available") && t.contains("sim-h100"),
+        t.contains("sim: available") && t.contains("sim-h200") && t.contains("sim-h100"),
         "{t}"
     );
     let o = run(&["devices", "--json"]);

@@ -66,7 +66,7 @@ fn a_model_step_on_the_simulated_device_end_to_end() {
         "{t}"
     );
     assert!(
-        t.contains("Recommended setting for tiny on sim-h100 (simulated)"),
+        t.contains("Recommended setting for tiny on sim-h200 (simulated)"),
         "{t}"
     );
     assert!(
@@ -104,7 +104,7 @@ fn a_model_step_on_the_simulated_device_end_to_end() {
     assert!(s.simulated && s.settings.is_empty());
     let chosen = &s.models["tiny"];
     assert_eq!(chosen.len(), 1);
-    assert_eq!(chosen[0].device_model, "sim-h100 (simulated)");
+    assert_eq!(chosen[0].device_model, "sim-h200 (simulated)");
     assert!(chosen[0].energy_j_per_token > 0.0 && chosen[0].tokens_per_second > 0.0);
     assert_eq!(chosen[0].precision, joulebench_core::Precision::Bf16);
     assert!([1, 4].contains(&chosen[0].micro_batch));

@@ -241,10 +241,10 @@ pub struct MeasureArgs {
     /// Seed of the random inputs (recorded).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Simulated device profile (sim-h100, sim-a100, sim-l40s). With --devices, a comma
-    /// list gives each simulated GPU its own profile ("sim-h100,sim-a100"); one name is
-    /// used for all.
-    #[arg(long, default_value = "sim-h100", value_name = "NAME[,NAME…]")]
+    /// Simulated device profile (sim-h200: fitted to a measured H200; sim-h100, sim-a100,
+    /// sim-l40s). With --devices, a comma list gives each simulated GPU its own profile
+    /// ("sim-h200,sim-a100"); one name is used for all.
+    #[arg(long, default_value = "sim-h200", value_name = "NAME[,NAME…]")]
     pub sim_profile: String,
     /// wgpu adapter: index or part of its name (see `joulebench devices`).
     #[arg(long, value_name = "INDEX|NAME")]

@@ -116,12 +116,12 @@ pub struct OpenOptions {
 }
 
 impl OpenOptions {
-    /// The defaults of `joulebench sweep`: sim-h100, the first adapter or CUDA
+    /// The defaults of `joulebench sweep`: sim-h200, the first adapter or CUDA
     /// device, NVML's meter chosen automatically, 10 ms power sampling, seed 42.
     pub fn new(backend: BackendKind) -> OpenOptions {
         OpenOptions {
             backend,
-            sim_profile: "sim-h100".into(),
+            sim_profile: sim::DEFAULT_PROFILE.into(),
             sim_index: 0,
             adapter: None,
             cuda_device: 0,
