@@ -41,8 +41,9 @@ pub struct ProtocolConfig {
     /// `min_counter_updates` updates of the energy meter.
     pub min_window_s: f64,
     pub min_counter_updates: u32,
-    /// Between windows, let the device idle for a fraction of one iteration (never
-    /// inside a window), so that windows start at different phases of the work
+    /// Between windows, let the device idle for a fraction of one iteration, at most
+    /// one update period of the meter (never inside a window), so that windows start
+    /// at different phases of the work
     /// against the power sensor; each window then opens only after the meter's
     /// response time of work. Off: windows follow each other on shared updates.
     pub phase_shift: bool,

@@ -60,6 +60,7 @@ fn sim_h200_reproduces_every_cuda_point_of_the_h200_records_within_5_percent() {
     let records = measured_cuda_points();
     assert!(records.len() >= 15, "{} records", records.len());
     let mut failures = Vec::new();
+    let mut rows: Vec<String> = Vec::new();
     let mut worst: f64 = 0.0;
     eprintln!(
         "| point | H200 TFLOP/s | sim | diff | H200 pJ/FLOP (÷1.02) | sim | diff | sim clock |"
@@ -91,6 +92,16 @@ fn sim_h200_reproduces_every_cuda_point_of_the_h200_records_within_5_percent() {
     }
     eprintln!("worst difference {:.1}%", 100.0 * worst);
     assert!(failures.is_empty(), "off by more than 5%: {failures:?}");
+    // README's table is this test's: it cannot drift from the profile
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    for row in rows {
+        assert!(
+            readme.contains(&row),
+            "README.md should quote this row of sim-h200 against the H200:\n{row}"
+        );
+    }
 }
 
 #[test]
