@@ -74,17 +74,24 @@ fn sim_h200_reproduces_every_cuda_point_of_the_h200_records_within_5_percent() {
         );
         let (sim_tflops, sim_pj, mhz) = simulate(r);
         let (dt, dp) = (sim_tflops / tflops - 1.0, sim_pj / pj - 1.0);
+        let run = if r.command.contains("h200-meter") {
+            " (meter-check run)"
+        } else {
+            ""
+        };
         let name = format!(
-            "{} {} {}",
+            "{} {} {}{run}",
             r.kernel,
             r.precision,
             r.workload.compact_label()
         );
-        eprintln!(
+        let row = format!(
             "| {name} | {tflops:.1} | {sim_tflops:.1} | {:+.1}% | {pj:.3} | {sim_pj:.3} | {:+.1}% | {mhz:.0} MHz |",
             100.0 * dt,
             100.0 * dp
         );
+        eprintln!("{row}");
+        rows.push(row);
         worst = worst.max(dt.abs()).max(dp.abs());
         if dt.abs() > TOLERANCE || dp.abs() > TOLERANCE {
             failures.push(name);

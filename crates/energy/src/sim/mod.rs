@@ -45,9 +45,9 @@ pub use kernels::{
     GENERIC_FITS, KERNELS,
 };
 pub use meter::SimMeter;
-pub use model::TELEMETRY_PERIOD_S;
 pub use physics::{Job, OperatingPoint};
 pub use profile::{profile, profile_names, SimProfile, DEFAULT_PROFILE, GH100_FITS, PROFILES};
+pub use sensor::TELEMETRY_PERIOD_S;
 pub use truth::{SimTruth, TruthSpan};
 
 use joulebench_core::backend::BackendError;

@@ -6,7 +6,7 @@
 
 use super::physics::{Job, OperatingPoint};
 use super::profile::SimProfile;
-use super::sensor::Counter;
+use super::sensor::{Counter, TELEMETRY_PERIOD_S};
 use super::truth::{SimTruth, Trace, TruthSpan};
 use joulebench_core::meter::{CounterUpdate, Telemetry, TelemetrySample};
 use rand::Rng;
@@ -20,8 +20,6 @@ const POWER_NOISE: f64 = 0.005;
 /// The longest step of the integration (temperature and the clock are updated
 /// at least this often while work runs).
 const SUBSTEP_S: f64 = 0.01;
-/// Telemetry is sampled this often, as a meter's background thread would.
-pub const TELEMETRY_PERIOD_S: f64 = 0.05;
 /// Telemetry readings kept for `take_telemetry`; older ones are dropped.
 const KEEP_SAMPLES: usize = 1 << 14;
 /// Iterations at least this long run their phases (if any) one after the other;

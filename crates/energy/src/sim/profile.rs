@@ -140,57 +140,47 @@ const fn fit(kernel: &'static str, p: Precision, efficiency: f64, activity: f64)
 }
 
 /// The GH100 parts' power, thermal and sensor model (H100 SXM and H200 share the
-/// die and the 700 W board limit).
-const fn gh100(
-    name: &'static str,
-    description: &'static str,
-    mem_bandwidth_tb_s: f64,
-    mem_clock_mhz: u32,
-    memory_bytes: u64,
-    memory_w: f64,
-    idle_w: f64,
-    imperfections: Imperfections,
-) -> SimProfile {
-    SimProfile {
-        name,
-        description,
-        peak_tflops: GH100_PEAKS,
-        mem_bandwidth_tb_s,
-        max_sm_clock_mhz: 1980,
-        min_sm_clock_mhz: 345,
-        sm_clock_step_mhz: 15,
-        mem_clock_mhz,
-        idle_w,
-        busy_static_w: 60.0,
-        dynamic_w: 1400.0,
-        memory_w,
-        leakage_w_per_c: 1.0,
-        leakage_ref_c: 35.0,
-        v_min: 0.6,
-        v_knee_fraction: 0.4,
-        v_exponent: 1.5,
-        ambient_c: 30.0,
-        thermal_c_per_w: 0.045,
-        thermal_fast_share: 0.65,
-        thermal_fast_tau_s: 4.0,
-        thermal_slow_tau_s: 60.0,
-        power_rise_tau_s: 0.001,
-        power_fall_fast_tau_s: 0.025,
-        power_fall_slow_tau_s: 0.4,
-        power_fall_slow_share: 0.3,
-        min_cap_w: 200.0,
-        max_cap_w: 700.0,
-        default_cap_w: 700.0,
-        memory_bytes,
-        counter_period_s: 0.1,
-        sensor_window_s: 0.025,
-        kernel_fits: GH100_FITS,
-        // a public measurement of an H800 GEMM: under 200 W on zeros against about
-        // 350 W on random data, most of it the tensor cores' switching
-        zero_data_activity: 0.4,
-        imperfections,
-    }
-}
+/// die and the 700 W board limit); each profile fills in its memory, idle power and
+/// imperfections.
+const GH100: SimProfile = SimProfile {
+    name: "",
+    description: "",
+    peak_tflops: GH100_PEAKS,
+    mem_bandwidth_tb_s: 0.0,
+    max_sm_clock_mhz: 1980,
+    min_sm_clock_mhz: 345,
+    sm_clock_step_mhz: 15,
+    mem_clock_mhz: 0,
+    idle_w: 0.0,
+    busy_static_w: 60.0,
+    dynamic_w: 1400.0,
+    memory_w: 0.0,
+    leakage_w_per_c: 1.0,
+    leakage_ref_c: 35.0,
+    v_min: 0.6,
+    v_knee_fraction: 0.4,
+    v_exponent: 1.5,
+    ambient_c: 30.0,
+    thermal_c_per_w: 0.045,
+    thermal_fast_share: 0.65,
+    thermal_fast_tau_s: 4.0,
+    thermal_slow_tau_s: 60.0,
+    power_rise_tau_s: 0.001,
+    power_fall_fast_tau_s: 0.025,
+    power_fall_slow_tau_s: 0.4,
+    power_fall_slow_share: 0.3,
+    min_cap_w: 200.0,
+    max_cap_w: 700.0,
+    default_cap_w: 700.0,
+    memory_bytes: 0,
+    counter_period_s: 0.1,
+    sensor_window_s: 0.025,
+    kernel_fits: GH100_FITS,
+    // a public measurement of an H800 GEMM: under 200 W on zeros against about
+    // 350 W on random data, most of it the tensor cores' switching
+    zero_data_activity: 0.4,
+    imperfections: Imperfections::REALISTIC,
+};
 
 /// The profiles. sim-h200 first: it is the default, the one fitted to a card.
 pub const PROFILES: &[SimProfile] = &[
@@ -200,36 +190,40 @@ pub const PROFILES: &[SimProfile] = &[
     // updating every 100 ms, temperatures of 52–65 °C under load. Its counter read
     // 711–734 W at the 700 W limit even after removing the 2% bias of its gapped
     // windows: this board's counter reads 2.5% above the power its limiter holds.
-    gh100(
-        "sim-h200",
-        "fitted to an NVIDIA H200 SXM's records: 141 GB HBM3e at 4.8 TB/s, 700 W, fp8 tensor cores; at the limit under tensor-core load",
-        4.8,
-        3201,
-        150_109_880_320,
-        180.0,
-        125.0,
-        Imperfections {
+    SimProfile {
+        name: "sim-h200",
+        description: "fitted to an NVIDIA H200 SXM's records: 141 GB HBM3e at 4.8 TB/s, 700 W, fp8 tensor cores; at the limit under tensor-core load",
+        mem_bandwidth_tb_s: 4.8,
+        mem_clock_mhz: 3201,
+        memory_bytes: 150_109_880_320,
+        // six HBM3e stacks at full bandwidth: an estimate
+        memory_w: 180.0,
+        idle_w: 125.0,
+        imperfections: Imperfections {
             counter_gain_error: 0.025,
             ..Imperfections::REALISTIC
         },
-    ),
+        ..GH100
+    },
     // NVIDIA H100 SXM datasheet: 80 GB HBM3, 3.35 TB/s, up to 700 W, the same peaks
     // as the H200 (same die, same clocks); its HBM3 runs at 2619 MHz. Not from a
     // datasheet, and not measured: idle 120 W, and a counter gain error of +1%
     // (within NVML's stated accuracy).
-    gh100(
-        "sim-h100",
-        "the H200's die with an H100 SXM's memory: 80 GB HBM3 at 3.35 TB/s, 700 W, fp8 tensor cores",
-        3.35,
-        2619,
-        80 << 30,
-        150.0,
-        120.0,
-        Imperfections {
+    SimProfile {
+        name: "sim-h100",
+        description: "the H200's die with an H100 SXM's memory: 80 GB HBM3 at 3.35 TB/s, 700 W, fp8 tensor cores",
+        mem_bandwidth_tb_s: 3.35,
+        mem_clock_mhz: 2619,
+        memory_bytes: 80 << 30,
+        // five HBM3 stacks at full bandwidth: an estimate
+        memory_w: 150.0,
+        idle_w: 120.0,
+        imperfections: Imperfections {
             counter_gain_error: 0.01,
             ..Imperfections::REALISTIC
         },
-    ),
+        ..GH100
+    },
     SimProfile {
         name: "sim-a100",
         description: "resembles an A100 SXM: 400 W, HBM2e, no fp8",

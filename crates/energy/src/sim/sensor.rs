@@ -6,12 +6,14 @@
 //! looks — up to a poll interval later, or after a telemetry query that held it.
 
 use super::imperfections::{Imperfections, SensorPhase};
-use super::model::TELEMETRY_PERIOD_S;
 use joulebench_core::meter::CounterUpdate;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use std::collections::VecDeque;
+
+/// Telemetry is sampled this often, as a meter's background thread would.
+pub const TELEMETRY_PERIOD_S: f64 = 0.05;
 
 /// Readings kept for `take_updates`; older ones are dropped.
 const KEEP_READINGS: usize = 1 << 14;

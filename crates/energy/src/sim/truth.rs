@@ -54,8 +54,8 @@ pub(crate) struct Trace {
     points: VecDeque<SimTruth>,
 }
 
-/// Steps kept in a trace (hours of virtual time at the steps' usual length).
-const KEEP_STEPS: usize = 1 << 21;
+/// Steps kept in a trace: minutes of virtual time at the limiter's 2 ms steps.
+const KEEP_STEPS: usize = 1 << 18;
 
 impl Trace {
     pub fn push(&mut self, t: SimTruth) {
