@@ -457,7 +457,7 @@ fn devices_explains_itself_in_text_and_json() {
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(
-        t.contains("sim: available") && t.contains("sim-h100"),
+        t.contains("sim: available") && t.contains("sim-h200") && t.contains("sim-h100"),
         "{t}"
     );
     let o = run(&["devices", "--json"]);
@@ -686,5 +686,74 @@ fn devices_keeps_what_the_drivers_print_while_probed_off_the_terminal() {
     assert!(
         !t.lines().any(|l| l.starts_with("error: XDG_RUNTIME_DIR")),
         "driver noise reached the terminal:\n{t}"
+    );
+}
+
+#[test]
+fn inputs_are_a_sweep_axis_each_record_names_and_compared_only_among_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "inputs.toml",
+        "kernels = [\"sim-vendor\"]\nprecisions = [\"bf16\"]\n[[matmul]]\nm = 4096\nn = 4096\nk = 4096\n[protocol]\nidle_baseline_s = 0.0\nwarmup_max_s = 4.0\n",
+    );
+    let out = dir.path().join("inputs.jsonl");
+    let o = run(&[
+        "sweep",
+        "--backend",
+        "sim",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--inputs",
+        "normal,zeros,sparse:90%",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let recs = records(&out);
+    let by = |inputs: &str| {
+        let r = recs
+            .iter()
+            .find(|r| r["inputs"] == inputs)
+            .unwrap_or_else(|| panic!("no {inputs} record"));
+        let s = &r["measurement"]["summary"];
+        (
+            r["group"].as_str().unwrap().to_string(),
+            s["joules_per_flop"]["median"].as_f64().unwrap(),
+            s["tflops"].as_f64().unwrap(),
+        )
+    };
+    let (normal_group, normal_j, normal_t) = by("normal");
+    let (zeros_group, zeros_j, zeros_t) = by("zeros");
+    let (sparse_group, sparse_j, _) = by("sparse:90%");
+    assert_eq!(recs.len(), 3);
+    assert_eq!(normal_group, "matmul 4096x4096x4096");
+    assert_eq!(zeros_group, "matmul 4096x4096x4096, zeros inputs");
+    assert!(
+        sparse_group.ends_with("sparse:90% inputs"),
+        "{sparse_group}"
+    );
+    // at the power limit zeros buy clock: less energy per FLOP, more FLOP/s
+    assert!(
+        zeros_j < 0.8 * normal_j && zeros_t > normal_t,
+        "{zeros_j} {zeros_t}"
+    );
+    assert!(sparse_j < normal_j && sparse_j > zeros_j);
+    // the recommendation never ranks zeros against normal inputs
+    let t = text(&o);
+    assert!(t.contains("zeros inputs"), "{t}");
+    refused(
+        &[
+            "sweep",
+            "--backend",
+            "sim",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--inputs",
+            "gaussian",
+            "--out",
+            dir.path().join("never.jsonl").to_str().unwrap(),
+        ],
+        "unknown input distribution 'gaussian'",
     );
 }

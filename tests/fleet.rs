@@ -247,7 +247,7 @@ fn a_stopped_node_sweep_resumes_with_every_point_once() {
     assert_each_point_once(&merged);
     assert_eq!(
         uuids(&merged),
-        BTreeSet::from(["SIM-sim-h100-0".into(), "SIM-sim-h100-1".into()])
+        BTreeSet::from(["SIM-sim-h200-0".into(), "SIM-sim-h200-1".into()])
     );
 }
 

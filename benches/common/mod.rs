@@ -126,7 +126,8 @@ impl Selection {
             kernels: list(ENV_KERNELS),
             precisions,
             sizes,
-            sim_profile: std::env::var(ENV_SIM_PROFILE).unwrap_or_else(|_| "sim-h100".into()),
+            sim_profile: std::env::var(ENV_SIM_PROFILE)
+                .unwrap_or_else(|_| joulebench_energy::sim::DEFAULT_PROFILE.into()),
             min_window_s,
         })
     }

@@ -303,6 +303,10 @@ fn lever_cell(group: &PhaseGroup<'_>, lever: Lever) -> String {
             (Some(w), Some(cap)) => format!(" — does not bind: draws {w:.0} W under {cap:.0} W"),
             _ => " — does not bind".into(),
         },
+        // some op reached the cap, but the step as a whole did not change
+        Lever::Cap if saved.abs() < NOISE_FRACTION && slower.abs() < NOISE_FRACTION => {
+            " — some ops reach the cap, the step does not change".into()
+        }
         Lever::Cap => " — binds".into(),
         _ => String::new(),
     };

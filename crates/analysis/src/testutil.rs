@@ -70,6 +70,7 @@ pub fn rec(
         group: workload.shape_label(),
         batch_size: 1,
         seed: 1,
+        inputs: Default::default(),
         flop,
         min_bytes: 3 * 1024 * 1024 * 2,
         power_cap: PowerCapRecord {

@@ -141,6 +141,12 @@ pub struct SweepArgs {
     /// simulated device needs no permission.
     #[arg(long)]
     pub allow_clock_changes: bool,
+    /// How the inputs are drawn, a sweep axis: normal (the default: N(0, 1), as
+    /// normalised activations and scaled FP8 tensors look), uniform, zeros, sparse
+    /// (half the elements zero) or sparse:P%; comma-separated. Overrides the config.
+    /// Points on other inputs than normal are compared only with each other.
+    #[arg(long, value_name = "LIST")]
+    pub inputs: Option<String>,
     /// Ops to measure (matmul, attention, attention-backward), comma-separated.
     /// Overrides the config.
     #[arg(long, value_name = "LIST")]
@@ -190,6 +196,7 @@ impl SweepArgs {
             sm_clocks: None,
             mem_clocks: None,
             allow_clock_changes: false,
+            inputs: None,
             ops: None,
             batch_sizes: None,
             devices: None,
@@ -238,10 +245,10 @@ pub struct MeasureArgs {
     /// Seed of the random inputs (recorded).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Simulated device profile (sim-h100, sim-a100, sim-l40s). With --devices, a comma
-    /// list gives each simulated GPU its own profile ("sim-h100,sim-a100"); one name is
-    /// used for all.
-    #[arg(long, default_value = "sim-h100", value_name = "NAME[,NAME…]")]
+    /// Simulated device profile (sim-h200: fitted to a measured H200; sim-h100, sim-a100,
+    /// sim-l40s). With --devices, a comma list gives each simulated GPU its own profile
+    /// ("sim-h200,sim-a100"); one name is used for all.
+    #[arg(long, default_value = "sim-h200", value_name = "NAME[,NAME…]")]
     pub sim_profile: String,
     /// wgpu adapter: index or part of its name (see `joulebench devices`).
     #[arg(long, value_name = "INDEX|NAME")]

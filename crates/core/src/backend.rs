@@ -3,6 +3,7 @@
 //! run back-to-back, and nothing else — so every backend fits without special cases.
 
 use crate::device::DeviceInfo;
+use crate::inputs::InputDistribution;
 use crate::precision::Precision;
 use crate::reference::CheckInputs;
 use crate::workload::{Op, Workload};
@@ -66,6 +67,24 @@ pub trait Backend: Send {
         workload: &Workload,
         seed: u64,
     ) -> Result<Box<dyn PreparedKernel + '_>, BackendError>;
+    /// As [`Backend::prepare`], with inputs drawn from `inputs`. A backend that draws
+    /// only the default (random normal) inputs refuses any other distribution.
+    fn prepare_with_inputs(
+        &mut self,
+        kernel: &str,
+        precision: Precision,
+        workload: &Workload,
+        seed: u64,
+        inputs: InputDistribution,
+    ) -> Result<Box<dyn PreparedKernel + '_>, BackendError> {
+        if inputs.is_default() {
+            return self.prepare(kernel, precision, workload, seed);
+        }
+        Err(BackendError::Unsupported(format!(
+            "the {} backend draws random normal inputs only, not {inputs}",
+            self.name()
+        )))
+    }
 }
 
 pub trait PreparedKernel {

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod clocks;
 pub mod device;
 pub mod identity;
+pub mod inputs;
 pub mod meter;
 #[cfg(feature = "test-suite")]
 pub mod meter_suite;
@@ -31,6 +32,7 @@ pub use backend::{Backend, BackendError, KernelInfo, PreparedKernel, RunTiming, 
 pub use clock::{monotonic_s, Clock, SystemClock};
 pub use clocks::{ClockControl, ClockRecord, ClockSpec};
 pub use device::{AdapterInfo, DeviceInfo};
+pub use inputs::InputDistribution;
 pub use meter::{
     CounterUpdate, EnergyMeter, HostMeterInfo, MeterError, MeterSource, NoMeter, Telemetry,
     TelemetrySample,
@@ -39,5 +41,5 @@ pub use power::{PowerCap, PowerControl, PowerError, PowerLimits};
 pub use precision::Precision;
 pub use protocol::{ProtocolConfig, ValidityFlag, WindowMethod};
 pub use record::{Record, SCHEMA_VERSION};
-pub use window::{Calibration, Window, WindowEngine, WindowError, WindowRules};
+pub use window::{Calibration, Safeguards, Window, WindowEngine, WindowError, WindowRules};
 pub use workload::{AttentionShape, MatmulShape, Op, Workload};

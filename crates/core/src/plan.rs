@@ -4,6 +4,7 @@
 
 use crate::backend::{Backend, KernelInfo, Support};
 use crate::clocks::ClockSpec;
+use crate::inputs::InputDistribution;
 use crate::power::PowerCap;
 use crate::precision::Precision;
 use crate::protocol::ProtocolConfig;
@@ -80,6 +81,11 @@ pub struct SweepConfig {
     /// Locked memory clocks, as `sm_clocks`, where the GPU offers more than one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mem_clocks: Vec<ClockSpec>,
+    /// How the inputs are drawn (`normal`, `uniform`, `zeros`, `sparse[:P%]`);
+    /// empty: `normal`, what training tensors look like. Points on other inputs are
+    /// compared only with each other (their group says which inputs they had).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputDistribution>,
     pub seed: u64,
     pub matmul: Vec<MatmulSpec>,
     pub linear: Vec<LinearSpec>,
@@ -98,6 +104,7 @@ impl Default for SweepConfig {
             power_caps: Vec::new(),
             sm_clocks: Vec::new(),
             mem_clocks: Vec::new(),
+            inputs: Vec::new(),
             seed: 42,
             matmul: Vec::new(),
             linear: Vec::new(),
@@ -326,6 +333,7 @@ impl SweepConfig {
             power_caps,
             sm_clocks,
             mem_clocks,
+            inputs,
             matmul,
             linear,
             attention
@@ -461,28 +469,37 @@ impl SweepConfig {
             .flat_map(|&sm| mem_clocks.iter().map(move |&mem| (sm, mem)))
             .collect();
         let workloads = self.workloads()?;
+        let inputs = if self.inputs.is_empty() {
+            vec![InputDistribution::Normal]
+        } else {
+            self.inputs.clone()
+        };
         let mut points = Vec::new();
         for cap in &caps {
             for &(sm_clock_mhz, mem_clock_mhz) in &clock_pairs {
-                for pw in &workloads {
-                    for k in chosen.iter().filter(|k| k.op == pw.workload.op()) {
-                        let precisions: Vec<Precision> = match self.kernel_precisions.get(&k.name) {
-                            Some(own) => own.clone(),
-                            None if self.precisions.is_empty() => k.precisions.clone(),
-                            None => self.precisions.clone(),
-                        };
-                        for precision in precisions {
-                            points.push(PlanPoint {
-                                kernel: k.name.clone(),
-                                vendor: k.vendor,
-                                precision,
-                                workload: pw.workload,
-                                group: pw.group.clone(),
-                                batch_size: pw.batch_size,
-                                cap: *cap,
-                                sm_clock_mhz,
-                                mem_clock_mhz,
-                            });
+                for &dist in &inputs {
+                    for pw in &workloads {
+                        for k in chosen.iter().filter(|k| k.op == pw.workload.op()) {
+                            let precisions: Vec<Precision> =
+                                match self.kernel_precisions.get(&k.name) {
+                                    Some(own) => own.clone(),
+                                    None if self.precisions.is_empty() => k.precisions.clone(),
+                                    None => self.precisions.clone(),
+                                };
+                            for precision in precisions {
+                                points.push(PlanPoint {
+                                    kernel: k.name.clone(),
+                                    vendor: k.vendor,
+                                    precision,
+                                    workload: pw.workload,
+                                    group: group_with_inputs(&pw.group, dist),
+                                    batch_size: pw.batch_size,
+                                    cap: *cap,
+                                    sm_clock_mhz,
+                                    mem_clock_mhz,
+                                    inputs: dist,
+                                });
+                            }
                         }
                     }
                 }
@@ -492,8 +509,8 @@ impl SweepConfig {
         let mut seen = std::collections::HashSet::new();
         points.retain(|p| {
             seen.insert(format!(
-                "{}|{}|{:?}|{}|{:?}|{:?}",
-                p.kernel, p.precision, p.workload, p.cap, p.sm_clock_mhz, p.mem_clock_mhz
+                "{}|{}|{:?}|{}|{:?}|{:?}|{}",
+                p.kernel, p.precision, p.workload, p.cap, p.sm_clock_mhz, p.mem_clock_mhz, p.inputs
             ))
         });
         if points.is_empty() {
@@ -642,6 +659,18 @@ pub struct PlanPoint {
     pub sm_clock_mhz: Option<u32>,
     /// The locked memory clock, MHz; `None`: the default.
     pub mem_clock_mhz: Option<u32>,
+    /// How the point's inputs are drawn.
+    pub inputs: InputDistribution,
+}
+
+/// A group label with the inputs named where they are not the default, so that
+/// recommendations never weigh a point on zeros against one on normal inputs.
+pub fn group_with_inputs(group: &str, inputs: InputDistribution) -> String {
+    if inputs.is_default() {
+        group.to_string()
+    } else {
+        format!("{group}, {inputs} inputs")
+    }
 }
 
 impl PlanPoint {
@@ -696,6 +725,40 @@ mod tests {
         );
         assert_eq!(w[2].batch_size, 8);
         assert_eq!(w[1].group, w[2].group);
+    }
+
+    #[test]
+    fn the_inputs_axis_multiplies_the_points_and_names_their_group() {
+        let mut cfg = SweepConfig::from_toml_str(
+            r#"
+            inputs = ["normal", "zeros", "sparse:90%"]
+            [[matmul]]
+            m = 64
+            n = 64
+            k = 64
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.inputs,
+            vec![
+                InputDistribution::Normal,
+                InputDistribution::Zeros,
+                InputDistribution::Sparse { zero_percent: 90 }
+            ]
+        );
+        assert!(SweepConfig::from_toml_str("inputs = [\"gaussian\"]").is_err());
+        cfg.inputs.push(InputDistribution::Zeros);
+        assert_eq!(cfg.dedup_axes().len(), 1);
+        let w = cfg.workloads().unwrap();
+        assert_eq!(
+            group_with_inputs(&w[0].group, InputDistribution::Normal),
+            w[0].group
+        );
+        assert_eq!(
+            group_with_inputs(&w[0].group, InputDistribution::Zeros),
+            format!("{}, zeros inputs", w[0].group)
+        );
     }
 
     #[test]

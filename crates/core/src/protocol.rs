@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::meter::{is_brake_reason, is_power_limit_reason, EnergyMeter, MeterError, MeterSource};
 use crate::stats::{median, relative_spread, Stat};
 use crate::stop::{FixedCount, RelativeSpread, StopProgress, StopReason, StopRule, StopRuleKind};
-use crate::window::{WindowEngine, WindowError, WindowRules, WindowTelemetry};
+use crate::window::{Safeguards, WindowEngine, WindowError, WindowRules, WindowTelemetry};
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,8 +41,9 @@ pub struct ProtocolConfig {
     /// `min_counter_updates` updates of the energy meter.
     pub min_window_s: f64,
     pub min_counter_updates: u32,
-    /// Between windows, let the device idle for a fraction of one iteration (never
-    /// inside a window), so that windows start at different phases of the work
+    /// Between windows, let the device idle for a fraction of one iteration, at most
+    /// one update period of the meter (never inside a window), so that windows start
+    /// at different phases of the work
     /// against the power sensor; each window then opens only after the meter's
     /// response time of work. Off: windows follow each other on shared updates.
     pub phase_shift: bool,
@@ -540,8 +541,14 @@ fn phase(n: u64) -> f64 {
     (n as f64 * GOLDEN).fract()
 }
 
-/// The longest idle gap between windows: a fraction of one iteration, at most this.
+/// The idle gap between windows is a fraction of one iteration, at most one update
+/// period of the meter (a sensor period covers every phase of the work against it),
+/// and at most this without a meter.
 const MAX_PHASE_GAP_S: f64 = 0.005;
+
+/// With telemetry during the work turned off, the reading is taken this long after
+/// a window's work stops.
+const AFTER_WORK_S: f64 = 0.002;
 
 /// Blocks of about half a counter period (5–50 ms): short enough that little work
 /// runs past a window's closing update, long enough that the host's syncs between
@@ -569,6 +576,17 @@ pub fn measure(
     flop: u64,
     ctx: &mut MeasureContext<'_>,
 ) -> Result<Measurement, ProtocolError> {
+    measure_with_safeguards(kernel, flop, ctx, Safeguards::default())
+}
+
+/// [`measure`] with some of its safeguards off: for tests that show what each
+/// safeguard prevents, never for a measurement.
+pub fn measure_with_safeguards(
+    kernel: &mut dyn PreparedKernel,
+    flop: u64,
+    ctx: &mut MeasureContext<'_>,
+    safeguards: Safeguards,
+) -> Result<Measurement, ProtocolError> {
     let stop = ctx.stop;
     let interrupted = Cell::new(false);
     let mut run = |n: u64| {
@@ -578,7 +596,7 @@ pub fn measure(
         }
         kernel.run(n)
     };
-    let measured = measure_runs(&mut run, flop, ctx);
+    let measured = measure_runs(&mut run, flop, ctx, safeguards);
     if interrupted.get() {
         return Err(ProtocolError::Interrupted);
     }
@@ -589,6 +607,7 @@ fn measure_runs<F>(
     run: &mut F,
     flop: u64,
     ctx: &mut MeasureContext<'_>,
+    safeguards: Safeguards,
 ) -> Result<Measurement, ProtocolError>
 where
     F: FnMut(u64) -> Result<crate::backend::RunTiming, BackendError>,
@@ -599,6 +618,7 @@ where
     let clock = ctx.clock;
     let point_start = clock.now_s();
     let mut engine = WindowEngine::new(&mut *ctx.meter, clock, cfg.window_rules());
+    engine.set_safeguards(safeguards);
     let has_energy = engine.has_energy();
     let period = if has_energy {
         engine.update_period_s()
@@ -617,7 +637,13 @@ where
     let mut windows: Vec<Window> = Vec::new();
     let mut values: Vec<f64> = Vec::new();
     let reason = loop {
-        let w = engine.window(run, cal.block_iterations, 0.0)?;
+        let mut w = engine.window(run, cal.block_iterations, 0.0)?;
+        if !safeguards.telemetry_during_work {
+            // as schema-1 windows did: one reading once the window's work has stopped
+            engine.idle(AFTER_WORK_S);
+            let reading = engine.meter().telemetry().unwrap_or_default();
+            w.during = Some(WindowTelemetry::of([&reading]));
+        }
         values.push(match w.joules_per_op(None) {
             Some(j) if has_energy => j / flop as f64,
             _ => w.seconds_per_op(),
@@ -633,7 +659,8 @@ where
             break reason;
         }
         if cfg.phase_shift {
-            let gap = phase(windows.len() as u64) * cal.seconds_per_iteration.min(MAX_PHASE_GAP_S);
+            let max_gap = period.max(MAX_PHASE_GAP_S);
+            let gap = phase(windows.len() as u64) * cal.seconds_per_iteration.min(max_gap);
             engine.idle(gap);
         }
     };

@@ -4,6 +4,7 @@
 
 use crate::clocks::{clock_key, ClockRecord};
 use crate::device::DeviceInfo;
+use crate::inputs::{inputs_key, InputDistribution};
 use crate::meter::{HostMeterInfo, MeterAgreement, MeterSource};
 use crate::power::PowerCap;
 use crate::precision::Precision;
@@ -91,6 +92,10 @@ pub struct Record {
     /// The batch axis: tokens / seq for a linear layer, the batch of attention.
     pub batch_size: u64,
     pub seed: u64,
+    /// How the inputs were drawn from `seed` (records without it: `normal`, the
+    /// only inputs joulebench drew before).
+    #[serde(default)]
+    pub inputs: InputDistribution,
     pub flop: u64,
     pub min_bytes: u64,
     pub power_cap: PowerCapRecord,
@@ -158,6 +163,7 @@ impl Record {
             &self.power_cap.requested,
         );
         key + &clock_key(self.clocks.sm_requested_mhz, self.clocks.mem_requested_mhz)
+            + &inputs_key(self.inputs)
     }
 
     /// The record's flags as this version defines them. Schema-1 records flagged a
@@ -695,6 +701,7 @@ mod tests {
             group: workload.shape_label(),
             batch_size: 1,
             seed: 1,
+            inputs: Default::default(),
             flop: workload.flop().unwrap_or(0),
             min_bytes: 1,
             power_cap: PowerCapRecord {
@@ -782,6 +789,22 @@ mod tests {
         let (_d, p) = file_with(&bytes);
         let e = read_results_file(&p).unwrap_err().to_string();
         assert!(e.contains("r.jsonl:2") && e.contains("longer than"), "{e}");
+    }
+
+    #[test]
+    fn a_record_says_how_its_inputs_were_drawn_and_older_ones_read_as_normal() {
+        let mut r = skipped();
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["inputs"], "normal");
+        let mut old = json.clone();
+        old.as_object_mut().unwrap().remove("inputs");
+        let back: Record = serde_json::from_value(old).unwrap();
+        assert_eq!(back.inputs, InputDistribution::Normal);
+        // a point on zeros is another point for --resume
+        let normal_key = r.setting_key();
+        r.inputs = InputDistribution::Zeros;
+        assert_eq!(r.setting_key(), format!("{normal_key}|inputs=zeros"));
+        assert_eq!(serde_json::to_value(&r).unwrap()["inputs"], "zeros");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   output is dQ `[batch][heads][seq_q][head_dim]`, then dK and dV
 //!   `[batch][heads][seq_kv][head_dim]` each, one after the other in one buffer.
 
+use crate::inputs::InputDistribution;
 use crate::precision::Precision;
 use crate::workload::{AttentionShape, MatmulShape, Workload};
 use rayon::prelude::*;
@@ -34,9 +35,45 @@ pub fn normal_at(seed: u64, index: u64) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }
 
+/// Element `index` of the uniform stream `seed`, on [−1, 1).
+fn uniform_at(seed: u64, index: u64) -> f64 {
+    let h = mix(seed ^ mix(index ^ 0x5bd1_e995));
+    (h >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+}
+
+/// Element `index` of stream `seed` drawn from `dist`.
+pub fn input_at(dist: InputDistribution, seed: u64, index: u64) -> f32 {
+    match dist {
+        InputDistribution::Normal => normal_at(seed, index),
+        InputDistribution::Uniform => (3f64.sqrt() * uniform_at(seed, index)) as f32,
+        InputDistribution::Zeros => 0.0,
+        InputDistribution::Sparse { zero_percent } => {
+            // an independent stream decides which elements are zero
+            let zero =
+                (uniform_at(seed ^ 0x2545_f491, index) + 1.0) * 50.0 < f64::from(zero_percent);
+            if zero {
+                0.0
+            } else {
+                normal_at(seed, index)
+            }
+        }
+    }
+}
+
 /// Random normal values, rounded to `precision`, reproducible from `seed`, filled
-/// in parallel. Never zeros: GEMM power depends on the values (docs/ARCHITECTURE.md §3).
+/// in parallel. GEMM power depends on the values (docs/ARCHITECTURE.md §3): the default inputs.
 pub fn random_normal(len: usize, precision: Precision, seed: u64) -> Vec<f32> {
+    random_inputs(len, precision, seed, InputDistribution::Normal)
+}
+
+/// Values drawn from `dist`, rounded to `precision`, reproducible from `seed`,
+/// filled in parallel.
+pub fn random_inputs(
+    len: usize,
+    precision: Precision,
+    seed: u64,
+    dist: InputDistribution,
+) -> Vec<f32> {
     let mut out = vec![0f32; len];
     const CHUNK: usize = 1 << 16;
     out.par_chunks_mut(CHUNK)
@@ -44,7 +81,7 @@ pub fn random_normal(len: usize, precision: Precision, seed: u64) -> Vec<f32> {
         .for_each(|(c, chunk)| {
             let base = (c * CHUNK) as u64;
             for (i, x) in chunk.iter_mut().enumerate() {
-                *x = precision.round(normal_at(seed, base + i as u64));
+                *x = precision.round(input_at(dist, seed, base + i as u64));
             }
         });
     out
@@ -72,30 +109,39 @@ pub enum CheckInputs {
 }
 
 impl CheckInputs {
-    /// Fresh inputs for `workload`; each tensor gets its own stream derived from `seed`.
+    /// Fresh random normal inputs for `workload`; each tensor gets its own stream
+    /// derived from `seed`.
     pub fn generate(workload: &Workload, precision: Precision, seed: u64) -> Self {
+        CheckInputs::generate_with(workload, precision, seed, InputDistribution::Normal)
+    }
+
+    /// Fresh inputs for `workload` drawn from `dist`; each tensor gets its own stream
+    /// derived from `seed`.
+    pub fn generate_with(
+        workload: &Workload,
+        precision: Precision,
+        seed: u64,
+        dist: InputDistribution,
+    ) -> Self {
+        let draw = |len: u64, seed: u64| random_inputs(len as usize, precision, seed, dist);
         match workload {
             Workload::Matmul(s) => CheckInputs::Matmul {
-                a: random_normal((s.batch * s.m * s.k) as usize, precision, seed),
-                b: random_normal(
-                    (s.batch * s.k * s.n) as usize,
-                    precision,
-                    seed ^ 0x9e37_79b9,
-                ),
+                a: draw(s.batch * s.m * s.k, seed),
+                b: draw(s.batch * s.k * s.n, seed ^ 0x9e37_79b9),
             },
             Workload::Attention(s) => {
-                let q_len = (s.batch * s.heads * s.seq_q * s.head_dim) as usize;
-                let kv_len = (s.batch * s.heads * s.seq_kv * s.head_dim) as usize;
+                let q_len = s.batch * s.heads * s.seq_q * s.head_dim;
+                let kv_len = s.batch * s.heads * s.seq_kv * s.head_dim;
                 CheckInputs::Attention {
-                    q: random_normal(q_len, precision, seed),
-                    k: random_normal(kv_len, precision, seed ^ 0x9e37_79b9),
-                    v: random_normal(kv_len, precision, seed ^ 0x7f4a_7c15),
+                    q: draw(q_len, seed),
+                    k: draw(kv_len, seed ^ 0x9e37_79b9),
+                    v: draw(kv_len, seed ^ 0x7f4a_7c15),
                 }
             }
             Workload::AttentionBackward(s) => {
-                let q_len = (s.batch * s.heads * s.seq_q * s.head_dim) as usize;
+                let q_len = s.batch * s.heads * s.seq_q * s.head_dim;
                 let CheckInputs::Attention { q, k, v } =
-                    CheckInputs::generate(&Workload::Attention(*s), precision, seed)
+                    CheckInputs::generate_with(&Workload::Attention(*s), precision, seed, dist)
                 else {
                     unreachable!("attention inputs are generated as attention inputs")
                 };
@@ -103,7 +149,7 @@ impl CheckInputs {
                     q,
                     k,
                     v,
-                    d_o: random_normal(q_len, precision, seed ^ 0x3c6e_f372),
+                    d_o: draw(q_len, seed ^ 0x3c6e_f372),
                 }
             }
         }
@@ -416,6 +462,33 @@ mod tests {
         );
         assert!(a.iter().all(|&x| Precision::Bf16.round(x) == x));
         assert!(a.iter().filter(|&&x| x == 0.0).count() < 10);
+    }
+
+    #[test]
+    fn each_distribution_draws_what_it_says() {
+        let stats = |d: InputDistribution| {
+            let a = random_inputs(40_000, Precision::F32, 5, d);
+            let n = a.len() as f64;
+            let mean = a.iter().map(|&x| x as f64).sum::<f64>() / n;
+            let var = a.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+            let zeros = a.iter().filter(|&&x| x == 0.0).count() as f64 / n;
+            let max = a.iter().map(|x| x.abs()).fold(0.0f32, f32::max);
+            (mean, var, zeros, max)
+        };
+        let (_, var, zeros, max) = stats(InputDistribution::Uniform);
+        assert!((var - 1.0).abs() < 0.03 && zeros < 1e-3, "{var} {zeros}");
+        assert!(max <= 3f32.sqrt() && max > 1.7, "{max}");
+        assert_eq!(stats(InputDistribution::Zeros).2, 1.0);
+        let (_, var, zeros, _) = stats(InputDistribution::Sparse { zero_percent: 90 });
+        assert!(
+            (zeros - 0.9).abs() < 0.01 && (var - 0.1).abs() < 0.01,
+            "{zeros} {var}"
+        );
+        // the default is the normal stream every earlier record used
+        assert_eq!(
+            random_inputs(100, Precision::Bf16, 3, InputDistribution::Normal),
+            random_normal(100, Precision::Bf16, 3)
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use crate::backend::{Backend, BackendError, Support};
 use crate::clock::Clock;
 use crate::clocks::{clock_key, ClockControl, ClockRecord};
+use crate::inputs::inputs_key;
 use crate::meter::{EnergyMeter, MeterError};
 use crate::plan::PlanPoint;
 use crate::power::{PowerCap, PowerControl, PowerError, PowerLimits};
@@ -19,7 +20,7 @@ use crate::record::{
     point_key, repeat_key, MeterInfo, PointOverhead, PointStatus, PowerCapRecord, Record,
     RecordError, RecordSink, ToolInfo, SCHEMA_VERSION,
 };
-use crate::verify::verify;
+use crate::verify::verify_with;
 use crate::workload::Workload;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -254,6 +255,7 @@ pub fn run_sweep(
                 &p.workload,
                 &p.cap,
             ) + &clock_key(p.sm_clock_mhz, p.mem_clock_mhz)
+                + &inputs_key(p.inputs)
         })
         .collect();
     let keys: Vec<String> = base_keys
@@ -358,6 +360,7 @@ pub fn run_sweep(
             group: point.group.clone(),
             batch_size: point.batch_size,
             seed,
+            inputs: point.inputs,
             flop: point.workload.flop().unwrap_or(0),
             min_bytes: point.workload.min_bytes(point.precision),
             power_cap: PowerCapRecord {
@@ -444,31 +447,33 @@ fn measure_point(
         return Ok(());
     }
     let started = std::time::Instant::now();
-    let mut kernel =
-        match session
-            .backend
-            .prepare(&point.kernel, point.precision, &point.workload, record.seed)
-        {
-            Ok(k) => k,
-            Err(e) => {
-                record.status = match e {
-                    BackendError::Unsupported(_) | BackendError::DoesNotFit(_) => {
-                        PointStatus::Skipped
-                    }
-                    _ => PointStatus::Failed,
-                };
-                record.reason = Some(e.to_string());
-                return Ok(());
-            }
-        };
+    let mut kernel = match session.backend.prepare_with_inputs(
+        &point.kernel,
+        point.precision,
+        &point.workload,
+        record.seed,
+        point.inputs,
+    ) {
+        Ok(k) => k,
+        Err(e) => {
+            record.status = match e {
+                BackendError::Unsupported(_) | BackendError::DoesNotFit(_) => PointStatus::Skipped,
+                _ => PointStatus::Failed,
+            };
+            record.reason = Some(e.to_string());
+            return Ok(());
+        }
+    };
     record.kernel_variant = kernel.variant();
     let prepare_s = started.elapsed().as_secs_f64();
-    // the check's inputs are the prepared ones (same seed): generated, not new data
-    let check = match verify(
+    // the check's inputs are the prepared ones (same seed, same distribution):
+    // generated, not new data, and left in place for the measurement
+    let check = match verify_with(
         kernel.as_mut(),
         &point.workload,
         point.precision,
         record.seed,
+        point.inputs,
     ) {
         Ok(v) => v,
         Err(e) => {

@@ -4,6 +4,7 @@
 //! element must be finite, so an element the kernel never wrote (still NaN) fails.
 
 use crate::backend::{BackendError, PreparedKernel};
+use crate::inputs::InputDistribution;
 use crate::precision::Precision;
 use crate::reference::{reference_at, relative_error, CheckInputs};
 use crate::workload::Workload;
@@ -112,15 +113,28 @@ pub fn compare(
     }
 }
 
-/// Generate fresh inputs from `seed`, run the kernel once and compare.
+/// Generate fresh random normal inputs from `seed`, run the kernel once and compare.
 pub fn verify(
     kernel: &mut dyn PreparedKernel,
     workload: &Workload,
     precision: Precision,
     seed: u64,
 ) -> Result<Verification, BackendError> {
+    verify_with(kernel, workload, precision, seed, InputDistribution::Normal)
+}
+
+/// As [`verify`], with inputs drawn from `dist`: the check runs on the values the
+/// point is measured on, which it leaves in the kernel's buffers. On `zeros` it can
+/// only confirm that every output is a finite zero.
+pub fn verify_with(
+    kernel: &mut dyn PreparedKernel,
+    workload: &Workload,
+    precision: Precision,
+    seed: u64,
+    dist: InputDistribution,
+) -> Result<Verification, BackendError> {
     let checked = kernel.check_workload(workload);
-    let inputs = CheckInputs::generate(&checked, precision, seed);
+    let inputs = CheckInputs::generate_with(&checked, precision, seed, dist);
     let output = kernel.run_for_check(&inputs)?;
     Ok(compare(&checked, precision, &inputs, &output, seed))
 }

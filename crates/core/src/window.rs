@@ -46,6 +46,38 @@ impl WindowRules {
     }
 }
 
+/// The safeguards of the window engine and the protocol around it
+/// (docs/ARCHITECTURE.md §4.3, §4.5), each on by default. Only tests turn one off,
+/// to show what it prevents; a measurement never does. The others are protocol
+/// settings: `phase_shift`, and the settling warm-up (`warmup_max_s`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Safeguards {
+    /// A window opens only once the work has run the meter's response time, so that
+    /// the sensor behind its first update saw work alone. Off: it opens on the first
+    /// update after the work starts.
+    pub busy_lead_in: bool,
+    /// The work between two updates is counted by where each update falls inside
+    /// its block. Off: every block that overlaps the window counts whole.
+    pub exact_counting: bool,
+    /// Nothing idles inside a window. Off: the host sleeps 10–30 ms between the
+    /// blocks of a window, as schema-1 windows did.
+    pub no_idle_inside: bool,
+    /// Telemetry is sampled while the window's work runs. Off: one reading, taken
+    /// after the window's work has stopped, as schema-1 windows took it.
+    pub telemetry_during_work: bool,
+}
+
+impl Default for Safeguards {
+    fn default() -> Self {
+        Safeguards {
+            busy_lead_in: true,
+            exact_counting: true,
+            no_idle_inside: true,
+            telemetry_during_work: true,
+        }
+    }
+}
+
 /// A median with the smallest and largest value seen.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Range {
@@ -223,8 +255,16 @@ struct Block {
 
 impl Block {
     /// The share of this block's work done between `a` and `b`, assuming the
-    /// iterations of one block run at an even pace.
-    fn share(&self, a: f64, b: f64) -> f64 {
+    /// iterations of one block run at an even pace; with `exact` off, all of a
+    /// block that overlaps the interval at all.
+    fn share(&self, a: f64, b: f64, exact: bool) -> f64 {
+        if !exact {
+            return if self.end_s > a && self.start_s < b {
+                1.0
+            } else {
+                0.0
+            };
+        }
         let len = self.end_s - self.start_s;
         if len <= 0.0 {
             return if self.start_s >= a && self.start_s < b {
@@ -274,6 +314,7 @@ pub struct WindowEngine<'a> {
     span: Option<BusySpan>,
     telemetry: Vec<TelemetrySample>,
     last_reading: Option<CounterUpdate>,
+    safeguards: Safeguards,
 }
 
 impl<'a> WindowEngine<'a> {
@@ -285,7 +326,13 @@ impl<'a> WindowEngine<'a> {
             span: None,
             telemetry: Vec::new(),
             last_reading: None,
+            safeguards: Safeguards::default(),
         }
+    }
+
+    /// Turn safeguards off, to show in a test what each prevents.
+    pub fn set_safeguards(&mut self, safeguards: Safeguards) {
+        self.safeguards = safeguards;
     }
 
     pub fn has_energy(&self) -> bool {
@@ -463,6 +510,12 @@ impl<'a> WindowEngine<'a> {
                 return Ok(self.close_window(open, close));
             }
             self.run_block(run, block)?;
+            if !self.safeguards.no_idle_inside {
+                // the gaps schema-1 windows had between their blocks, 10–30 ms
+                let n = self.span.as_ref().map_or(0, |s| s.blocks.len()) as f64;
+                let gap = 0.02 * (0.5 + (n * 0.618_034).fract());
+                self.clock.sleep(Duration::from_secs_f64(gap));
+            }
             self.check_not_backwards()?;
             let span = self.span.as_ref().expect("run_block starts a span");
             let now = self.clock.now_s();
@@ -508,16 +561,22 @@ impl<'a> WindowEngine<'a> {
         min_iterations: f64,
     ) -> Option<(CounterUpdate, CounterUpdate)> {
         let span = self.span.as_ref()?;
+        let lead_in_s = if self.safeguards.busy_lead_in {
+            response_s
+        } else {
+            0.0
+        };
+        let exact = self.safeguards.exact_counting;
         let open = match span.last_close {
             Some(c) => c,
             None => *span
                 .updates
                 .iter()
-                .find(|u| u.time_s >= span.started_s + response_s && u.time_s >= open_after_s)?,
+                .find(|u| u.time_s >= span.started_s + lead_in_s && u.time_s >= open_after_s)?,
         };
         let close = span.updates.iter().find(|u| {
             u.time_s >= open.time_s + target_s * 0.999
-                && count(&span.blocks, open.time_s, u.time_s).0 >= min_iterations
+                && count(&span.blocks, open.time_s, u.time_s, exact).0 >= min_iterations
         })?;
         Some((open, *close))
     }
@@ -527,7 +586,12 @@ impl<'a> WindowEngine<'a> {
             .span
             .as_mut()
             .expect("a window closes inside a busy span");
-        let (iterations, device_s) = count(&span.blocks, open.time_s, close.time_s);
+        let (iterations, device_s) = count(
+            &span.blocks,
+            open.time_s,
+            close.time_s,
+            self.safeguards.exact_counting,
+        );
         let updates = span
             .updates
             .iter()
@@ -624,11 +688,11 @@ impl<'a> WindowEngine<'a> {
 }
 
 /// Iterations (and their device time) done between `a` and `b`.
-fn count(blocks: &[Block], a: f64, b: f64) -> (f64, Option<f64>) {
+fn count(blocks: &[Block], a: f64, b: f64, exact: bool) -> (f64, Option<f64>) {
     let mut iterations = 0.0;
     let mut device = Some(0.0);
     for blk in blocks {
-        let share = blk.share(a, b);
+        let share = blk.share(a, b, exact);
         if share > 0.0 {
             iterations += share * blk.iterations as f64;
             device = match (device, blk.device_s) {

@@ -10,7 +10,8 @@ use crate::{ours, vendor};
 use cudarc::driver::{sys as drv_sys, CudaContext, CudaSlice};
 use joulebench_core::reference::CheckInputs;
 use joulebench_core::{
-    Backend, BackendError, DeviceInfo, KernelInfo, Op, Precision, PreparedKernel, Support, Workload,
+    Backend, BackendError, DeviceInfo, InputDistribution, KernelInfo, Op, Precision,
+    PreparedKernel, Support, Workload,
 };
 
 /// The kernels this backend offers. Names are stable: they appear on the command line
@@ -445,6 +446,17 @@ impl Backend for CudaBackend {
         workload: &Workload,
         seed: u64,
     ) -> Result<Box<dyn PreparedKernel + '_>, BackendError> {
+        self.prepare_with_inputs(kernel, precision, workload, seed, InputDistribution::Normal)
+    }
+
+    fn prepare_with_inputs(
+        &mut self,
+        kernel: &str,
+        precision: Precision,
+        workload: &Workload,
+        seed: u64,
+        inputs: InputDistribution,
+    ) -> Result<Box<dyn PreparedKernel + '_>, BackendError> {
         let k = self
             .check(kernel, precision, workload)
             .map_err(BackendError::Unsupported)?;
@@ -453,7 +465,7 @@ impl Backend for CudaBackend {
         self.gpu
             .ensure_free(device_bytes(k, precision, workload), kernel)?;
         let flush = self.flush();
-        let inputs = CheckInputs::generate(workload, precision, seed);
+        let inputs = CheckInputs::generate_with(workload, precision, seed, inputs);
         let timer = Timer::new(self.gpu.stream.clone(), flush)?;
         let cold = if flush.is_some() { ", cold L2" } else { "" };
         let mut prepared = match (k, workload, &inputs) {

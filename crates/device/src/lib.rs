@@ -119,12 +119,12 @@ pub struct OpenOptions {
 }
 
 impl OpenOptions {
-    /// The defaults of `joulebench sweep`: sim-h100, the first adapter or CUDA
+    /// The defaults of `joulebench sweep`: sim-h200, the first adapter or CUDA
     /// device, NVML's meter chosen automatically, 10 ms power sampling, seed 42.
     pub fn new(backend: BackendKind) -> OpenOptions {
         OpenOptions {
             backend,
-            sim_profile: "sim-h100".into(),
+            sim_profile: sim::DEFAULT_PROFILE.into(),
             sim_index: 0,
             adapter: None,
             cuda_device: 0,
@@ -546,6 +546,17 @@ impl Backend for Identified {
         seed: u64,
     ) -> Result<Box<dyn joulebench_core::PreparedKernel + '_>, joulebench_core::BackendError> {
         self.inner.prepare(kernel, precision, workload, seed)
+    }
+    fn prepare_with_inputs(
+        &mut self,
+        kernel: &str,
+        precision: joulebench_core::Precision,
+        workload: &joulebench_core::Workload,
+        seed: u64,
+        inputs: joulebench_core::InputDistribution,
+    ) -> Result<Box<dyn joulebench_core::PreparedKernel + '_>, joulebench_core::BackendError> {
+        self.inner
+            .prepare_with_inputs(kernel, precision, workload, seed, inputs)
     }
 }
 

@@ -237,9 +237,13 @@ mod tests {
     use joulebench_core::meter::NoMeter;
     use std::time::Duration;
 
-    /// The simulated H100 idles at 120 W; its counter reads whole mJ every 100 ms.
+    /// The simulated H100 idles at 120 W; its counter reads whole mJ every 100 ms
+    /// (an ideal one: no gain error, no late stamps, so idle energy is exact).
     fn sim() -> (EnergyMonitor, Arc<dyn Clock>) {
-        let dev = SimDevice::open("sim-h100", 0, 1).expect("sim-h100 is a built-in profile");
+        let profile = crate::sim::profile("sim-h100")
+            .expect("sim-h100 is a built-in profile")
+            .with_imperfections(crate::sim::Imperfections::IDEAL);
+        let dev = SimDevice::open_profile(profile, 0, 1);
         let clock: Arc<dyn Clock> = dev.clock;
         (
             EnergyMonitor::new(Box::new(dev.meter), clock.clone()),

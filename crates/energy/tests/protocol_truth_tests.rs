@@ -1,19 +1,26 @@
-//! The protocol's error, measured: the simulated device knows its true energy and
-//! misbehaves like a real card (power that stays above idle for hundreds of
-//! milliseconds after work stops, a sensor that sees a quarter of the time, a
-//! power limiter, leakage that grows with temperature). The busy-window protocol
-//! must come within 0.3% of the truth with its average power at or under the
-//! limit; the gapped protocol that joulebench used before (reproduced here) is
-//! shown to be off by more than 1% with an average power above the limit, as it
-//! was on an H200.
+//! The protocol's error, measured, on a simulated H200 as imperfect as the card
+//! (stamps late by the polling thread, a jittering period, a sensor that averages a
+//! quarter of each period at a phase of its own, a limiter that steps the clock in
+//! bins and oscillates around the limit, host gaps, a gain error). The device knows
+//! its true energy over each window's own interval, so each figure here is the
+//! protocol's error against the truth; the gain error, which no protocol can
+//! remove, is divided out and checked on its own.
+//!
+//! Each safeguard of the protocol has a test that runs the same measurement with
+//! the safeguard on and off: on, the error is within its bound; off, it is not.
+//! `SAFEGUARD_OFF=<name>` runs the "on" half with that safeguard off too, to watch
+//! the test fail. The figures README quotes are checked against these tests.
 
-use joulebench_core::protocol::{
-    measure, IdleBaseline, MeasureContext, ProtocolConfig, ValidityFlag,
-};
+#[path = "common/sim_truth.rs"]
+mod sim_truth;
+
+use joulebench_core::protocol::{ProtocolConfig, ValidityFlag};
+use joulebench_core::window::WindowEngine;
 use joulebench_core::{
-    Backend, Clock, EnergyMeter, MatmulShape, Precision, PreparedKernel, Workload,
+    AttentionShape, Backend, Clock, EnergyMeter, MatmulShape, Precision, Safeguards, Workload,
 };
-use joulebench_energy::sim::SimDevice;
+use joulebench_energy::sim::{self, SimDevice};
+use sim_truth::{median, pct, preheat, window_truth, Outcome, Point};
 use std::time::Duration;
 
 fn square(n: u64) -> Workload {
@@ -25,71 +32,486 @@ fn square(n: u64) -> Workload {
     })
 }
 
-/// Run the kernel for `seconds` of device time, so the die reaches the thermal
-/// steady state the measurement will run at.
-fn preheat(k: &mut dyn PreparedKernel, seconds: f64) {
-    let mut t = 0.0;
-    while t < seconds {
-        t += k.run(50).unwrap().wall_s;
+/// The safeguards of an "on" run: all, unless `SAFEGUARD_OFF` names one to drop.
+fn safeguards_on() -> Safeguards {
+    let mut s = Safeguards::default();
+    match std::env::var("SAFEGUARD_OFF").as_deref() {
+        Ok("busy-lead-in") => s.busy_lead_in = false,
+        Ok("exact-counting") => s.exact_counting = false,
+        Ok("no-idle-inside") => s.no_idle_inside = false,
+        Ok("telemetry-during-work") => s.telemetry_during_work = false,
+        _ => {}
     }
+    s
 }
 
-struct Outcome {
-    joules_per_op: f64,
-    true_joules_per_op: f64,
-    average_w: f64,
+/// Whether `SAFEGUARD_OFF` names a protocol setting's safeguard.
+fn setting_off(name: &str) -> bool {
+    std::env::var("SAFEGUARD_OFF").as_deref() == Ok(name)
 }
 
-impl Outcome {
-    fn error(&self) -> f64 {
-        (self.joules_per_op - self.true_joules_per_op) / self.true_joules_per_op
-    }
+/// README quotes this test's figure exactly, so the two cannot drift apart.
+fn readme_quotes(text: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        readme.contains(text),
+        "README.md should quote this test's figure; put this in its protocol section:\n{text}"
+    );
 }
 
-/// The busy-window protocol, as `joulebench sweep` runs it.
-fn busy_protocol(kernel: &str, precision: Precision, w: Workload) -> (Outcome, Vec<ValidityFlag>) {
-    let mut dev = SimDevice::open("sim-h100", 0, 3).unwrap();
-    let truth = dev.truth();
-    let flop = w.flop().unwrap();
-    let mut k = dev.backend.prepare(kernel, precision, &w, 1).unwrap();
-    preheat(k.as_mut(), 240.0);
-    let before = truth.snapshot();
+/// A row of one of README's tables of the protocol's error.
+fn readme_row(cells: &[&str]) {
+    readme_quotes(&format!("| {} |", cells.join(" | ")));
+}
+
+#[test]
+fn busy_windows_are_within_half_a_percent_on_large_gemms() {
     let cfg = ProtocolConfig::default();
-    let mut ctx = MeasureContext {
-        meter: &mut dev.meter,
-        clock: dev.clock.as_ref(),
-        config: &cfg,
-        idle: Some(IdleBaseline {
-            watts: 120.0,
-            seconds: 3.0,
-        }),
-        cap_requested: false,
-        stop: None,
+    let mut rows = Vec::new();
+    for (kernel, precision, n, at_limit) in [
+        ("sim-vendor", Precision::Bf16, 8192, true),
+        ("sim-vendor", Precision::Fp8E4m3, 8192, true),
+        ("sim-vendor", Precision::Tf32, 8192, true),
+        ("sim-ours", Precision::Bf16, 8192, true),
+        ("sim-vendor", Precision::F32, 8192, false),
+        ("sim-ours", Precision::F32, 4096, false),
+    ] {
+        let o = Point::new(kernel, precision, square(n)).measure(&cfg, safeguards_on());
+        let avg = o.m.summary.average_w.unwrap();
+        let true_avg = median(o.true_w.clone());
+        eprintln!(
+            "{kernel} {precision} {n}³: error {} ({} with the board's gain), {avg:.1} W read, {true_avg:.1} W true, {} windows",
+            pct(o.error()),
+            pct(o.error_with_gain()),
+            o.m.windows.len()
+        );
+        assert!(
+            o.error().abs() < 0.005,
+            "{kernel} {precision}: {}",
+            pct(o.error())
+        );
+        rows.push([
+            format!("{kernel} {precision} {n}³"),
+            format!("{true_avg:.0} W"),
+            pct(o.error()),
+            pct(o.error_with_gain()),
+        ]);
+        // the counter reads the true power × the gain, window by window
+        assert!(
+            (avg / (true_avg * o.gain) - 1.0).abs() < 0.005,
+            "{avg} W vs {true_avg} W"
+        );
+        if at_limit {
+            // the limiter holds the board at 700 W: a window with idle in it, or
+            // with its work miscounted, would not read so
+            assert!((true_avg - 700.0).abs() < 3.5, "{true_avg} W");
+            assert!(
+                o.flags().contains(&ValidityFlag::PowerLimited),
+                "{:?}",
+                o.flags()
+            );
+        } else {
+            assert!(true_avg < 690.0, "{true_avg} W");
+        }
+        assert!(
+            !o.flags().contains(&ValidityFlag::Throttled),
+            "{:?}",
+            o.flags()
+        );
+        assert!(
+            !o.flags().contains(&ValidityFlag::AboveLimit),
+            "{:?}",
+            o.flags()
+        );
+    }
+    for row in &rows {
+        eprintln!("| {} |", row.join(" | "));
+    }
+    for row in &rows {
+        readme_row(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn the_boards_gain_error_passes_through_every_protocol() {
+    // no window can tell a sensor that reads 2.5% high from a board that draws 2.5%
+    // more: the figure carries the board's gain error, and only that
+    let o = Point::new("sim-vendor", Precision::Bf16, square(8192))
+        .measure(&ProtocolConfig::default(), safeguards_on());
+    assert_eq!(o.gain, 1.025);
+    assert!(
+        (o.error_with_gain() - 0.025).abs() < 0.005,
+        "{}",
+        pct(o.error_with_gain())
+    );
+    readme_quotes("sim-h200's counter reads 2.5% above the power its limiter holds");
+}
+
+/// Per-window errors of windows that each follow an idle rest, as EnergyMonitor's
+/// and criterion's windows do (a sweep's follow a warm-up instead).
+fn windows_after_rests(seed: u64, safeguards: Safeguards) -> Vec<f64> {
+    let mut dev = SimDevice::open("sim-h200", 0, seed).unwrap();
+    let truth = dev.truth();
+    let mut k = dev
+        .backend
+        .prepare("sim-vendor", Precision::Bf16, &square(8192), 1)
+        .unwrap();
+    preheat(k.as_mut(), 60.0);
+    truth.start_trace();
+    let gain = truth.counter_gain();
+    let mut engine = WindowEngine::new(&mut dev.meter, dev.clock.as_ref(), Default::default());
+    engine.set_safeguards(safeguards);
+    let mut run = |n: u64| k.run(n);
+    let cal = engine.calibrate(&mut run, 0.05).unwrap();
+    let mut errors = Vec::new();
+    for i in 0..12 {
+        // rests of 0.3 s and a little more each time: the work restarts at every
+        // phase of the counter's period
+        engine.idle(0.3 + 0.0173 * i as f64);
+        let w = engine.window(&mut run, cal.block_iterations, 0.0).unwrap();
+        let t = window_truth(&truth, &w);
+        errors.push(w.joules_per_op(None).unwrap() / (t.joules_per_op() * gain) - 1.0);
+    }
+    errors
+}
+
+fn worst(errors: &[f64]) -> f64 {
+    errors
+        .iter()
+        .cloned()
+        .fold(0.0, |a: f64, e| if e.abs() > a.abs() { e } else { a })
+}
+
+#[test]
+fn the_busy_lead_in_keeps_idle_out_of_the_first_update_of_a_window() {
+    // six boards, each with its own sensor phase and latency
+    let boards = |s: Safeguards| -> Vec<f64> {
+        (1..=6)
+            .flat_map(|seed| windows_after_rests(seed, s))
+            .collect()
     };
-    let m = measure(k.as_mut(), flop, &mut ctx).unwrap();
-    let after = truth.snapshot();
-    (
-        Outcome {
-            joules_per_op: m.summary.joules_per_op.unwrap().median,
-            true_joules_per_op: (after.busy_energy_j - before.busy_energy_j)
-                / (after.busy_iterations - before.busy_iterations),
-            average_w: m.summary.average_w.unwrap(),
+    let on = boards(safeguards_on());
+    let off = boards(Safeguards {
+        busy_lead_in: false,
+        ..Safeguards::default()
+    });
+    for seed in 1..=6 {
+        let w = |v: &[f64]| worst(&v[(seed - 1) * 12..seed * 12]);
+        eprintln!(
+            "board {seed}: with {} without {}",
+            pct(w(&on)),
+            pct(w(&off))
+        );
+    }
+    eprintln!(
+        "windows after a rest, bf16 8192³: worst error with the lead-in {}, without {}",
+        pct(worst(&on)),
+        pct(worst(&off))
+    );
+    assert!(worst(&on).abs() < 0.005, "with: {on:?}");
+    assert!(worst(&off) < -0.02, "without: {off:?}");
+    readme_row(&[
+        "busy lead-in before the opening update",
+        "72 windows of bf16 8192³, each after a rest of 0.3 s or more, on 6 boards: the worst window",
+        &pct(worst(&on)),
+        &pct(worst(&off)),
+    ]);
+}
+
+#[test]
+fn exact_counting_of_the_work_between_updates() {
+    let point = Point::new("sim-vendor", Precision::Bf16, square(8192));
+    let cfg = ProtocolConfig::default();
+    let on = point.measure(&cfg, safeguards_on());
+    let off = point.measure(
+        &cfg,
+        Safeguards {
+            exact_counting: false,
+            ..Safeguards::default()
         },
-        m.flags,
-    )
+    );
+    eprintln!(
+        "bf16 8192³: error with exact counting {}, counting whole blocks {}",
+        pct(on.error()),
+        pct(off.error())
+    );
+    assert!(on.error().abs() < 0.005, "{}", pct(on.error()));
+    assert!(off.error() < -0.02, "{}", pct(off.error()));
+    readme_row(&[
+        "exact counting of the work between updates",
+        "bf16 8192³ at the limit",
+        &pct(on.error()),
+        &format!("{} (whole blocks counted)", pct(off.error())),
+    ]);
+}
+
+#[test]
+fn no_idle_inside_a_window() {
+    let point = Point::new("sim-vendor", Precision::Bf16, square(8192));
+    let cfg = ProtocolConfig::default();
+    let on = point.measure(&cfg, safeguards_on());
+    let off = point.measure(
+        &cfg,
+        Safeguards {
+            no_idle_inside: false,
+            ..Safeguards::default()
+        },
+    );
+    // against what the work alone cost: the windows' time is all work, or not
+    eprintln!(
+        "bf16 8192³: error with busy windows {}, with sleeps between blocks {}",
+        pct(on.error_vs_work()),
+        pct(off.error_vs_work())
+    );
+    assert!(
+        on.error_vs_work().abs() < 0.005,
+        "{}",
+        pct(on.error_vs_work())
+    );
+    assert!(off.error_vs_work() > 0.05, "{}", pct(off.error_vs_work()));
+    readme_row(&[
+        "no idle inside a window",
+        "bf16 8192³ at the limit, against what the work alone cost",
+        &pct(on.error_vs_work()),
+        &format!(
+            "{} (10–30 ms sleeps between blocks)",
+            pct(off.error_vs_work())
+        ),
+    ]);
+}
+
+#[test]
+fn telemetry_taken_during_the_work() {
+    let point = Point::new("sim-vendor", Precision::Bf16, square(8192));
+    let cfg = ProtocolConfig::default();
+    let summary = |o: &Outcome| {
+        let t = &o.m.telemetry;
+        format!(
+            "{:.0} MHz (truly {:.0}){}",
+            t.sm_clock_mhz_median.unwrap_or(0.0),
+            median(o.true_clock_mhz.clone()),
+            if t.throttle_reasons.iter().any(|r| r == "sw-power-cap") {
+                ", sw-power-cap"
+            } else {
+                ", no throttle reason"
+            }
+        )
+    };
+    let check = |o: &Outcome| -> Result<(), String> {
+        let t = &o.m.telemetry;
+        let clock = t.sm_clock_mhz_median.ok_or("no clock")?;
+        let true_clock = median(o.true_clock_mhz.clone());
+        let power = t.power_w_median.ok_or("no power")?;
+        let true_power = median(o.true_w.clone()) * o.gain;
+        let limited = t.throttle_reasons.iter().any(|r| r == "sw-power-cap");
+        eprintln!(
+            "  {}, power {power:.0} W (truly {true_power:.0})",
+            summary(o)
+        );
+        if (clock - true_clock).abs() > 30.0 {
+            return Err(format!("clock {clock} MHz, truly {true_clock:.0}"));
+        }
+        if (power / true_power - 1.0).abs() > 0.03 {
+            return Err(format!("power {power:.0} W, truly {true_power:.0}"));
+        }
+        if !limited {
+            return Err("no sw-power-cap reason".into());
+        }
+        Ok(())
+    };
+    eprintln!("bf16 8192³, telemetry during the work:");
+    let on = point.measure(&cfg, safeguards_on());
+    let on_result = check(&on);
+    eprintln!("bf16 8192³, one reading after each window's work:");
+    let off = point.measure(
+        &cfg,
+        Safeguards {
+            telemetry_during_work: false,
+            ..Safeguards::default()
+        },
+    );
+    assert_eq!(on_result, Ok(()));
+    assert!(check(&off).is_err());
+    readme_row(&[
+        "telemetry taken during the work",
+        "bf16 8192³ at the limit: the SM clock a record reports",
+        &summary(&on),
+        &summary(&off),
+    ]);
+}
+
+/// Unfused attention (a GEMM phase, then a softmax pass over the scores) with an
+/// iteration of exactly half the counter's period at a locked 1200 MHz: the
+/// sensor's slices see the same phase of the work every period, so a window reads
+/// the power of whichever phase its slices fall in.
+fn resonant_attention() -> Point {
+    let p = sim::profile("sim-h200").unwrap();
+    let k = sim::kernel("sim-unfused").unwrap();
+    let phi = 1200.0 / p.max_sm_clock_mhz as f64;
+    let shape = |seq_kv: u64| {
+        Workload::Attention(AttentionShape {
+            batch: 1,
+            heads: 32,
+            seq_q: 16384,
+            seq_kv,
+            head_dim: 128,
+            causal: false,
+        })
+    };
+    let target_s = p.counter_period_s / 2.0;
+    let spo = |kv: u64| {
+        p.at_clock(k, Precision::Bf16, &shape(kv), phi)
+            .seconds_per_op
+    };
+    let (mut lo, mut hi) = (1024u64, 1 << 20);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if spo(mid) < target_s {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let mut point = Point::new("sim-unfused", Precision::Bf16, shape(lo));
+    point.locked_mhz = Some(1200);
+    point.preheat_s = 30.0;
+    point
+}
+
+#[test]
+fn phase_shifts_between_windows_keep_a_resonance_from_biasing_a_point_silently() {
+    let cfg = ProtocolConfig {
+        phase_shift: !setting_off("phase-shift"),
+        ..ProtocolConfig::default()
+    };
+    let (mut worst_off, mut worst_on, mut flagged_on): (f64, f64, usize) = (0.0, 0.0, 0);
+    for seed in 1..=4 {
+        let mut point = resonant_attention();
+        point.seed = seed;
+        let on = point.measure(&cfg, safeguards_on());
+        let off = point.measure(
+            &ProtocolConfig {
+                phase_shift: false,
+                ..cfg.clone()
+            },
+            safeguards_on(),
+        );
+        let flagged = |o: &Outcome| o.flags().contains(&ValidityFlag::HighSpread);
+        let spread = |o: &Outcome| o.m.summary.joules_per_op.unwrap().rel_spread;
+        eprintln!(
+            "board {seed}: with phase shifts {} over {} windows, spread {}{}, without {} over {}, spread {}{}",
+            pct(on.error()),
+            on.m.windows.len(),
+            pct(spread(&on)),
+            if flagged(&on) { " (high-spread)" } else { "" },
+            pct(off.error()),
+            off.m.windows.len(),
+            pct(spread(&off)),
+            if flagged(&off) { " (high-spread)" } else { "" },
+        );
+        assert!(
+            on.error().abs() < 0.005 || flagged(&on),
+            "board {seed}: {} and not flagged",
+            pct(on.error())
+        );
+        if flagged(&on) {
+            flagged_on += 1;
+        } else if on.error().abs() > worst_on.abs() {
+            worst_on = on.error();
+        }
+        if !flagged(&off) && off.error().abs() > worst_off.abs() {
+            worst_off = off.error();
+        }
+    }
+    eprintln!("worst silent error without phase shifts {}", pct(worst_off));
+    assert!(worst_off.abs() > 0.05, "{}", pct(worst_off));
+    let on_cell = match flagged_on {
+        4 => "4 of 4 boards flagged `high-spread`".to_string(),
+        n => format!(
+            "{n} of 4 boards flagged `high-spread`, the others within {}",
+            pct(worst_on)
+        ),
+    };
+    readme_row(&[
+        "phase shifts between windows",
+        "unfused attention with a 50 ms iteration (half the counter's period) at a locked 1200 MHz, 4 boards: the worst error no flag warns of",
+        &on_cell,
+        &pct(worst_off),
+    ]);
+}
+
+#[test]
+fn the_warm_up_waits_for_the_die_to_settle_from_cold() {
+    let measure = |cfg: &ProtocolConfig| {
+        let mut point = Point::new("sim-vendor", Precision::Bf16, square(8192));
+        point.preheat_s = 0.0;
+        point.seed = 5;
+        point.measure(cfg, safeguards_on())
+    };
+    let settling = if setting_off("settling-warm-up") {
+        ProtocolConfig {
+            warmup_max_s: 1.0,
+            ..ProtocolConfig::default()
+        }
+    } else {
+        ProtocolConfig::default()
+    };
+    // as schema-1 records did: one second of warm-up, whatever the temperature
+    let one_second = ProtocolConfig {
+        warmup_max_s: 1.0,
+        ..ProtocolConfig::default()
+    };
+    let drift = |o: &Outcome| {
+        let t = &o.m.telemetry;
+        let temp = t.temperature_end_c.unwrap() - t.temperature_start_c.unwrap();
+        let first = o.windows[0].0;
+        let last = o.windows[o.windows.len() - 1].0;
+        (temp, last / first - 1.0)
+    };
+    let on = measure(&settling);
+    let off = measure(&one_second);
+    let (on_t, on_j) = drift(&on);
+    let (off_t, off_j) = drift(&off);
+    eprintln!(
+        "bf16 8192³ from cold: settling warm-up {:.1} s, then {on_t:+.0} °C and {} J/op across the windows; a 1 s warm-up, then {off_t:+.0} °C and {}",
+        on.m.warmup_s,
+        pct(on_j),
+        pct(off_j)
+    );
+    assert_eq!(on.m.warmup_settled, Some(true));
+    assert!(!on.flags().contains(&ValidityFlag::Unsettled));
+    // the windows of a point agree: the die no longer warms under them
+    assert!(
+        on_t.abs() <= 1.0 && on_j.abs() < 0.0025,
+        "{on_t} °C, {}",
+        pct(on_j)
+    );
+    assert!(off_t >= 3.0 && off_j > 0.003, "{off_t} °C, {}", pct(off_j));
+    readme_row(&[
+        "settling warm-up",
+        "bf16 8192³ from cold: how far the temperature and the J/op drift from the first window to the last",
+        &format!("{on_t:+.0} °C, {} (after {:.1} s of warm-up)", pct(on_j), on.m.warmup_s),
+        &format!("{off_t:+.0} °C, {} (after 1 s)", pct(off_j)),
+    ]);
 }
 
 /// The protocol of schema-1 records: four blocks per window with 10–30 ms sleeps
 /// between them, a window started on a counter update after an idle wait for it,
 /// an idle wait for the closing update, idle power subtracted for every gap and the
-/// rest divided by the busy time.
-fn gapped_protocol(precision: Precision, w: Workload) -> Outcome {
-    let mut dev = SimDevice::open("sim-h100", 0, 3).unwrap();
+/// rest divided by the busy time. Returns its error against what the work alone
+/// cost, and its average power against the board's true power at the limit.
+fn gapped_protocol() -> (f64, f64) {
+    let mut dev = SimDevice::open("sim-h200", 0, 3).unwrap();
     let truth = dev.truth();
     let clock = dev.clock.clone();
-    let mut k = dev.backend.prepare("sim-vendor", precision, &w, 1).unwrap();
-    preheat(k.as_mut(), 240.0);
-    let idle_w = 120.0;
+    let mut k = dev
+        .backend
+        .prepare("sim-vendor", Precision::Bf16, &square(8192), 1)
+        .unwrap();
+    preheat(k.as_mut(), 120.0);
+    truth.start_trace();
+    let idle_w = 125.0;
     let spi = k.run(20).unwrap().device_s.unwrap() / 20.0;
     let block = ((1.0 / 4.0) / spi).ceil() as u64;
     let await_update = |meter: &mut dyn EnergyMeter| {
@@ -102,10 +524,10 @@ fn gapped_protocol(precision: Precision, w: Workload) -> Outcome {
             }
         }
     };
-    let (mut jpo, mut watts, mut true_jpo) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut errors, mut watts) = (Vec::new(), Vec::new());
     for window in 0..3 {
         let e0 = await_update(&mut dev.meter);
-        let truth0 = truth.snapshot();
+        let t0 = clock.now_s();
         let (mut busy, mut gaps) = (0.0, 0.0);
         for b in 0..4 {
             busy += k.run(block).unwrap().wall_s;
@@ -118,111 +540,25 @@ fn gapped_protocol(precision: Precision, w: Workload) -> Outcome {
         let work_end = clock.now_s();
         let e1 = await_update(&mut dev.meter);
         gaps += clock.now_s() - work_end;
-        let truth1 = truth.snapshot();
-        let j = (e1 - e0 - idle_w * gaps) / (4 * block) as f64;
-        jpo.push(j);
-        watts.push(j * (4 * block) as f64 / busy);
-        true_jpo.push(
-            (truth1.busy_energy_j - truth0.busy_energy_j)
-                / (truth1.busy_iterations - truth0.busy_iterations),
-        );
+        let span = truth.between(t0, clock.now_s()).unwrap();
+        let jpo = (e1 - e0 - idle_w * gaps) / (4 * block) as f64;
+        errors.push(jpo / (span.busy_joules_per_op() * truth.counter_gain()) - 1.0);
+        watts.push(jpo * (4 * block) as f64 / busy / truth.counter_gain());
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    Outcome {
-        joules_per_op: median(&mut jpo),
-        true_joules_per_op: median(&mut true_jpo),
-        average_w: median(&mut watts),
-    }
-}
-
-#[test]
-fn busy_windows_are_within_a_third_of_a_percent_at_the_power_limit() {
-    let (busy, flags) = busy_protocol("sim-vendor", Precision::Bf16, square(8192));
-    eprintln!(
-        "busy windows, bf16 8192³ at the 700 W limit: error {:+.3}%, average {:.1} W",
-        100.0 * busy.error(),
-        busy.average_w
-    );
-    assert!(
-        busy.error().abs() < 0.003,
-        "error {:+.3}%",
-        100.0 * busy.error()
-    );
-    assert!(busy.average_w <= 700.0 + 1e-6, "{} W", busy.average_w);
-    assert!(busy.average_w > 690.0, "{} W", busy.average_w);
-    assert!(flags.contains(&ValidityFlag::PowerLimited), "{flags:?}");
-    assert!(!flags.contains(&ValidityFlag::Throttled), "{flags:?}");
-    assert!(!flags.contains(&ValidityFlag::AboveLimit), "{flags:?}");
-}
-
-#[test]
-fn busy_windows_are_within_a_third_of_a_percent_below_the_limit() {
-    let (busy, flags) = busy_protocol("sim-ours", Precision::F32, square(4096));
-    eprintln!(
-        "busy windows, our f32 4096³ under the limit: error {:+.3}%, average {:.1} W",
-        100.0 * busy.error(),
-        busy.average_w
-    );
-    assert!(
-        busy.error().abs() < 0.003,
-        "error {:+.3}%",
-        100.0 * busy.error()
-    );
-    assert!(busy.average_w < 690.0, "{} W", busy.average_w);
-    assert!(!flags.contains(&ValidityFlag::PowerLimited), "{flags:?}");
+    (median(errors), median(watts))
 }
 
 #[test]
 fn gapped_windows_overstate_energy_and_read_above_the_limit() {
-    let old = gapped_protocol(Precision::Bf16, square(8192));
+    let (error, watts) = gapped_protocol();
     eprintln!(
-        "gapped windows, bf16 8192³ at the 700 W limit: error {:+.3}%, average {:.1} W",
-        100.0 * old.error(),
-        old.average_w
+        "gapped windows, bf16 8192³ at the 700 W limit: error {}, {watts:.1} W (true power, gain removed)",
+        pct(error)
     );
-    assert!(old.error() > 0.01, "error {:+.3}%", 100.0 * old.error());
-    assert!(old.average_w > 700.0 * 1.01, "{} W", old.average_w);
-}
-
-#[test]
-fn warm_up_waits_for_the_die_to_settle_from_cold() {
-    let mut dev = SimDevice::open("sim-h100", 0, 5).unwrap();
-    let truth = dev.truth();
-    let w = square(8192);
-    let cold = truth.temperature_c();
-    let mut k = dev
-        .backend
-        .prepare("sim-vendor", Precision::Bf16, &w, 1)
-        .unwrap();
-    let cfg = ProtocolConfig::default();
-    let mut ctx = MeasureContext {
-        meter: &mut dev.meter,
-        clock: dev.clock.as_ref(),
-        config: &cfg,
-        idle: None,
-        cap_requested: false,
-        stop: None,
-    };
-    let m = measure(k.as_mut(), w.flop().unwrap(), &mut ctx).unwrap();
-    let t = &m.telemetry;
-    eprintln!(
-        "from {cold:.1} °C: warm-up {:.1} s, settled {:?}, {:?} → {:?} °C",
-        m.warmup_s, m.warmup_settled, t.temperature_start_c, t.temperature_end_c
-    );
-    assert_eq!(m.warmup_settled, Some(true));
-    assert!(
-        m.warmup_s > 5.0 && m.warmup_s < cfg.warmup_max_s,
-        "{}",
-        m.warmup_s
-    );
-    let (start, end) = (t.temperature_start_c.unwrap(), t.temperature_end_c.unwrap());
-    assert!(start > cold + 15.0, "{cold} → {start}");
-    assert!(
-        (end - start).abs() <= 1.0,
-        "drift during the windows: {start} → {end}"
-    );
-    assert!(!m.flags.contains(&ValidityFlag::Unsettled));
+    assert!(error > 0.01, "{}", pct(error));
+    assert!(watts > 700.0 * 1.01, "{watts} W");
+    readme_quotes(&format!(
+        "read {} high, with the board truly at {watts:.1} W on its 700 W limit",
+        pct(error)
+    ));
 }

@@ -125,6 +125,7 @@ fn points(caps: &[&str]) -> Vec<PlanPoint> {
             cap: c.parse::<PowerCap>().unwrap(),
             sm_clock_mhz: None,
             mem_clock_mhz: None,
+            inputs: Default::default(),
         })
         .collect()
 }

@@ -484,6 +484,7 @@ impl ModelPlan {
                     cap: s.cap,
                     sm_clock_mhz: s.sm_clock_mhz,
                     mem_clock_mhz: None,
+                    inputs: Default::default(),
                 };
                 let seen = points.iter().any(|p| {
                     p.kernel == point.kernel

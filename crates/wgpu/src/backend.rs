@@ -11,8 +11,8 @@ use crate::prepared::{Prepared, Tensors};
 use crate::shader::{self, Element};
 use crate::tune::VariantSearch;
 use joulebench_core::{
-    Backend, BackendError, DeviceInfo, KernelInfo, MatmulShape, Op, Precision, PreparedKernel,
-    Support, Workload,
+    Backend, BackendError, DeviceInfo, InputDistribution, KernelInfo, MatmulShape, Op, Precision,
+    PreparedKernel, Support, Workload,
 };
 use std::collections::HashMap;
 
@@ -186,6 +186,26 @@ impl WgpuBackend {
         seed: u64,
         variant: Option<&str>,
     ) -> Result<Box<dyn PreparedKernel + '_>, BackendError> {
+        self.prepare_point(
+            kernel,
+            precision,
+            workload,
+            seed,
+            InputDistribution::Normal,
+            variant,
+        )
+    }
+
+    /// Prepare a point on inputs drawn from `inputs`, the variant forced or chosen.
+    fn prepare_point(
+        &mut self,
+        kernel: &str,
+        precision: Precision,
+        workload: &Workload,
+        seed: u64,
+        inputs: InputDistribution,
+        variant: Option<&str>,
+    ) -> Result<Box<dyn PreparedKernel + '_>, BackendError> {
         if let Support::Unsupported(why) = self.support(kernel, precision, workload) {
             return Err(BackendError::Unsupported(why));
         }
@@ -198,7 +218,7 @@ impl WgpuBackend {
         let build = self.build(kernel, precision, workload, variant.or(searched.as_deref()))?;
         let pipeline = self.pipeline(&build)?;
         let gpu = self.gpu_for(build.matrix_units)?;
-        let tensors = Tensors::new(gpu, precision, workload, seed)?;
+        let tensors = Tensors::new(gpu, precision, workload, seed, inputs)?;
         Prepared::new(gpu, pipeline, tensors, build.workgroups, build.variant)
             .map(|p| Box::new(p) as Box<dyn PreparedKernel + '_>)
     }
@@ -582,5 +602,16 @@ impl Backend for WgpuBackend {
         seed: u64,
     ) -> Result<Box<dyn PreparedKernel + '_>, BackendError> {
         self.prepare_variant(kernel, precision, workload, seed, None)
+    }
+
+    fn prepare_with_inputs(
+        &mut self,
+        kernel: &str,
+        precision: Precision,
+        workload: &Workload,
+        seed: u64,
+        inputs: InputDistribution,
+    ) -> Result<Box<dyn PreparedKernel + '_>, BackendError> {
+        self.prepare_point(kernel, precision, workload, seed, inputs, None)
     }
 }

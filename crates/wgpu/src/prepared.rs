@@ -1,10 +1,11 @@
-//! A point ready to run: its tensors on the device (inputs filled from the seed, the
-//! output), the bind group that hands them to a pipeline, and the `PreparedKernel`
+//! A point ready to run: its tensors on the device (inputs drawn from the seed in
+//! the point's distribution, the output), the bind group that hands them to a pipeline, and the `PreparedKernel`
 //! the protocol drives. The tensors are separate from the pipeline so that the
 //! variant search can time several pipelines on one set of buffers.
 
 use crate::attention;
 use crate::gpu::{device_bytes, Gpu};
+use joulebench_core::inputs::InputDistribution;
 use joulebench_core::reference::CheckInputs;
 use joulebench_core::{BackendError, Precision, PreparedKernel, RunTiming, Workload};
 
@@ -25,22 +26,25 @@ impl Tensors {
         precision: Precision,
         workload: &Workload,
         seed: u64,
+        inputs: InputDistribution,
     ) -> Result<Self, BackendError> {
-        let (params, tensors, names): (Vec<u8>, Vec<Vec<f32>>, &[&str]) =
-            match (workload, CheckInputs::generate(workload, precision, seed)) {
-                (Workload::Matmul(s), CheckInputs::Matmul { a, b }) => {
-                    let words = [s.batch, s.m, s.n, s.k].map(|x| x as u32);
-                    (
-                        words.iter().flat_map(|w| w.to_le_bytes()).collect(),
-                        vec![a, b],
-                        &["A", "B"],
-                    )
-                }
-                (Workload::Attention(s), CheckInputs::Attention { q, k, v }) => {
-                    (attention::params_bytes(s), vec![q, k, v], &["Q", "K", "V"])
-                }
-                _ => return Err(BackendError::Device("inputs do not match the op".into())),
-            };
+        let (params, tensors, names): (Vec<u8>, Vec<Vec<f32>>, &[&str]) = match (
+            workload,
+            CheckInputs::generate_with(workload, precision, seed, inputs),
+        ) {
+            (Workload::Matmul(s), CheckInputs::Matmul { a, b }) => {
+                let words = [s.batch, s.m, s.n, s.k].map(|x| x as u32);
+                (
+                    words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+                    vec![a, b],
+                    &["A", "B"],
+                )
+            }
+            (Workload::Attention(s), CheckInputs::Attention { q, k, v }) => {
+                (attention::params_bytes(s), vec![q, k, v], &["Q", "K", "V"])
+            }
+            _ => return Err(BackendError::Device("inputs do not match the op".into())),
+        };
         let uniform = gpu.uniform("params", &params)?;
         let mut inputs = Vec::with_capacity(tensors.len());
         for (values, name) in tensors.iter().zip(names) {

@@ -4,8 +4,10 @@
 //! under CI=true.
 
 use joulebench_core::suite::required;
-use joulebench_core::verify::verify;
-use joulebench_core::{AttentionShape, Backend, MatmulShape, Precision, Support, Workload};
+use joulebench_core::verify::{verify, verify_with};
+use joulebench_core::{
+    AttentionShape, Backend, InputDistribution, MatmulShape, Precision, Support, Workload,
+};
 use joulebench_wgpu::{
     VariantSearch, WgpuBackend, KERNEL_COOP, KERNEL_FLASH, KERNEL_NAIVE, KERNEL_TILED,
 };
@@ -311,5 +313,19 @@ fn wgsl_coop_runs_where_there_are_matrix_units_and_says_why_not_elsewhere() {
     match b.support(KERNEL_COOP, Precision::F32, &w) {
         Support::Unsupported(why) => assert!(why.contains("f16"), "{why}"),
         Support::Supported => panic!("{KERNEL_COOP} claims f32"),
+    }
+}
+
+#[test]
+fn every_input_distribution_is_drawn_checked_and_run() {
+    let Some(mut b) = backend() else { return };
+    let w = matmul(1, 96, 64, 128);
+    for inputs in InputDistribution::ALL {
+        let mut k = b
+            .prepare_with_inputs(KERNEL_TILED, Precision::F32, &w, 5, inputs)
+            .unwrap();
+        let v = verify_with(k.as_mut(), &w, Precision::F32, 5, inputs).unwrap();
+        assert!(v.passed, "{inputs}: {v:?}");
+        assert!(k.run(3).unwrap().wall_s > 0.0);
     }
 }

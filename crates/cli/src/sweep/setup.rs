@@ -6,7 +6,7 @@
 use crate::args::{parse_fraction, parse_list, PresetChoice, SweepArgs, DEFAULT_MAX_SLOWDOWN};
 use crate::error::{usage, CliError};
 use joulebench_core::plan::{Preset, SweepConfig};
-use joulebench_core::{Backend, ClockSpec, Op, PowerCap, Precision};
+use joulebench_core::{Backend, ClockSpec, InputDistribution, Op, PowerCap, Precision};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
@@ -23,6 +23,7 @@ pub struct Overrides {
     pub power_caps: Option<Vec<PowerCap>>,
     pub sm_clocks: Option<Vec<ClockSpec>>,
     pub mem_clocks: Option<Vec<ClockSpec>>,
+    pub inputs: Option<Vec<InputDistribution>>,
     pub target_spread: Option<f64>,
     pub max_slowdown: f64,
     pub baseline: joulebench_analysis::recommend::BaselineSpec,
@@ -81,6 +82,18 @@ pub fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
     };
     let sm_clocks = clocks(&args.sm_clocks, "--sm-clocks")?;
     let mem_clocks = clocks(&args.mem_clocks, "--mem-clocks")?;
+    let inputs = args
+        .inputs
+        .as_deref()
+        .map(|s| {
+            let list = InputDistribution::parse_list(s).map_err(|e| format!("--inputs: {e}"))?;
+            if list.is_empty() {
+                return Err("--inputs needs at least one distribution".to_string());
+            }
+            Ok(list)
+        })
+        .transpose()
+        .map_err(usage)?;
     let target_spread = args
         .protocol
         .target_spread
@@ -102,6 +115,7 @@ pub fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
         power_caps,
         sm_clocks,
         mem_clocks,
+        inputs,
         target_spread,
         max_slowdown,
         baseline,
@@ -161,6 +175,9 @@ pub fn build_config(
     }
     if let Some(c) = &ov.mem_clocks {
         cfg.mem_clocks = c.clone();
+    }
+    if let Some(i) = &ov.inputs {
+        cfg.inputs = i.clone();
     }
     if let Some(s) = args.seed {
         cfg.seed = s;

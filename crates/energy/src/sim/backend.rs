@@ -1,20 +1,19 @@
-//! The simulated device's `Backend`: its kernels run the model in virtual time,
-//! and its correctness check computes a reduced shape for real, in f32 from inputs
-//! rounded to the precision, so the checked error is real arithmetic error.
+//! The simulated device's `Backend`: its kernels run the model in virtual time, on
+//! the input distribution asked for (the model's power depends on it), and its
+//! correctness check computes a reduced shape for real, in f32 from inputs rounded
+//! to the precision, so the checked error is real arithmetic error.
 
-use super::model::Job;
-use super::profile::{kernel, kernel_bytes, KERNELS};
+use super::kernels::{kernel, kernel_bytes, KERNELS};
+use super::physics::Job;
 use super::Shared;
 use joulebench_core::backend::{
     Backend, BackendError, KernelInfo, PreparedKernel, RunTiming, Support,
 };
 use joulebench_core::device::DeviceInfo;
+use joulebench_core::inputs::InputDistribution;
 use joulebench_core::precision::Precision;
 use joulebench_core::reference::CheckInputs;
 use joulebench_core::workload::{AttentionShape, MatmulShape, Op, Workload};
-
-/// Host time of one queue sync after a block of work, during which the device idles.
-const SYNC_S: f64 = 20e-6;
 
 pub struct SimBackend {
     shared: Shared,
@@ -26,8 +25,8 @@ impl SimBackend {
         SimBackend { shared, device }
     }
 
-    pub fn profile(&self) -> &'static super::SimProfile {
-        self.shared.lock().profile
+    pub fn profile(&self) -> super::SimProfile {
+        self.shared.lock().profile.clone()
     }
 }
 
@@ -94,7 +93,24 @@ impl Backend for SimBackend {
         kernel_name: &str,
         precision: Precision,
         workload: &Workload,
+        seed: u64,
+    ) -> Result<Box<dyn PreparedKernel + '_>, BackendError> {
+        self.prepare_with_inputs(
+            kernel_name,
+            precision,
+            workload,
+            seed,
+            InputDistribution::Normal,
+        )
+    }
+
+    fn prepare_with_inputs(
+        &mut self,
+        kernel_name: &str,
+        precision: Precision,
+        workload: &Workload,
         _seed: u64,
+        inputs: InputDistribution,
     ) -> Result<Box<dyn PreparedKernel + '_>, BackendError> {
         if let Support::Unsupported(r) = self.support(kernel_name, precision, workload) {
             return Err(BackendError::Unsupported(r));
@@ -107,6 +123,7 @@ impl Backend for SimBackend {
                 kernel,
                 precision,
                 workload: *workload,
+                inputs,
             },
         }))
     }
@@ -168,10 +185,11 @@ impl PreparedKernel for SimPrepared {
     fn run(&mut self, iterations: u64) -> Result<RunTiming, BackendError> {
         let mut st = self.shared.lock();
         let seconds = st.run(&self.job, iterations);
-        // a queue sync costs a little wall time, with the device idle
-        st.idle(SYNC_S);
+        // the host's sync (and, as wgpu does, its encoding) with the device idle
+        let gap = st.profile.imperfections.host_gaps.after_block_s(iterations);
+        st.idle(gap);
         Ok(RunTiming {
-            wall_s: seconds + SYNC_S,
+            wall_s: seconds + gap,
             device_s: Some(seconds),
         })
     }

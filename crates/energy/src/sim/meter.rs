@@ -1,7 +1,8 @@
 //! The simulated device's energy meter: a counter in whole millijoules that
-//! changes every 100 ms by what a partial-time sensor saw, and telemetry sampled
-//! every 50 ms while time passes — the same readings, at the same moments, that a
-//! real meter's background thread would collect.
+//! changes about every 100 ms by what a partial-time sensor saw, its updates
+//! stamped when a polling thread would have seen them, and telemetry sampled every
+//! 50 ms while time passes — the readings a real meter's background thread would
+//! collect, when it would collect them.
 
 use super::Shared;
 use joulebench_core::meter::{
@@ -24,7 +25,7 @@ impl EnergyMeter for SimMeter {
     }
 
     fn energy_j(&mut self) -> Result<f64, MeterError> {
-        Ok(self.shared.lock().counter_j)
+        Ok(self.shared.lock().counter.reading_j)
     }
 
     fn update_period_s(&self) -> f64 {

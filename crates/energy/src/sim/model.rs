@@ -1,191 +1,34 @@
-//! The physics of the simulated device: where a kernel settles (clock, time,
-//! power) under a power cap, a locked clock and the leakage of a warm die; how
-//! board power follows the work (fast to rise, slow to fall back to idle); how
-//! temperature follows power (a fast and a slow pole); and an energy counter fed by
-//! a sensor that sees only part of each update period. All of it advances in
-//! virtual time, event by event, and keeps the true energy for tests.
+//! The simulated device in motion: the work it runs, the clock its power limiter
+//! picks (in bins, oscillating around the limit), how board power follows the work
+//! (fast to rise, slow to fall back to idle), how temperature follows power (a fast
+//! and a slow pole), and what the sensor, the counter and telemetry see. All of it
+//! advances in virtual time, event by event, and keeps the truth for tests.
 
-use super::profile::{activity, kernel_bytes, SimKernel, SimProfile};
+use super::physics::{Job, OperatingPoint};
+use super::profile::SimProfile;
+use super::sensor::{Counter, TELEMETRY_PERIOD_S};
+use super::truth::{SimTruth, Trace, TruthSpan};
 use joulebench_core::meter::{CounterUpdate, Telemetry, TelemetrySample};
-use joulebench_core::precision::Precision;
-use joulebench_core::workload::Workload;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use std::collections::VecDeque;
 
-/// Half-saturation size of the size efficiency, FLOP.
-const F_HALF_FLOP: f64 = 1e9;
-const LAUNCH_S: f64 = 5e-6;
 /// Noise per run: time × (1 + N(0, 0.3%)), power × (1 + N(0, 0.5%)).
 const TIME_NOISE: f64 = 0.003;
 const POWER_NOISE: f64 = 0.005;
 /// The longest step of the integration (temperature and the clock are updated
 /// at least this often while work runs).
 const SUBSTEP_S: f64 = 0.01;
-/// Telemetry is sampled this often, as a meter's background thread would.
-pub const TELEMETRY_PERIOD_S: f64 = 0.05;
-/// Readings kept for `take_updates` / `take_telemetry`; older ones are dropped.
-const KEEP_READINGS: usize = 1 << 14;
-
-/// Where the model settles for one op.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct OperatingPoint {
-    pub clock_fraction: f64,
-    pub seconds_per_op: f64,
-    pub power_w: f64,
-    pub compute_utilisation: f64,
-    pub memory_utilisation: f64,
-    /// The power limit held the clock below the highest one allowed.
-    pub power_limited: bool,
-}
-
-impl SimProfile {
-    /// Time and power at clock fraction φ with the die at `temperature_c` (no noise):
-    ///
-    /// - size efficiency η_s = F / (F + F_half); compute time
-    ///   t_c = F / (R_p · φ · η_k · η_s); memory time t_m = B / BW;
-    /// - t = max(t_c, t_m) + t_launch (t_c + t_m for the unfused attention baseline);
-    /// - P = P_idle + P_static + k_leak·(T − T_ref)⁺ + a · P_dyn · φ·V(φ)² · u_c
-    ///   \+ P_mem · u_m, with the activity a = α_p · (0.35 + 0.65·η_k·η_s) and
-    ///   the voltage V(φ) flat below the knee and rising above it.
-    pub fn at_clock_and_temperature(
-        &self,
-        k: &SimKernel,
-        precision: Precision,
-        w: &Workload,
-        phi: f64,
-        temperature_c: f64,
-    ) -> OperatingPoint {
-        let flop = w.flop().unwrap_or(0) as f64;
-        let peak = self.peak_tflops(precision).unwrap_or(1.0) * 1e12;
-        let size_eff = flop / (flop + F_HALF_FLOP);
-        let t_c = flop / (peak * phi * k.efficiency * size_eff);
-        let t_m = kernel_bytes(k, precision, w) / (self.mem_bandwidth_tb_s * 1e12);
-        let t = if k.unfused { t_c + t_m } else { t_c.max(t_m) } + LAUNCH_S;
-        let (u_c, u_m) = (t_c / t, t_m / t);
-        let a = activity(precision) * (0.35 + 0.65 * k.efficiency * size_eff);
-        let v = self.voltage(phi);
-        let leak = self.leakage_w_per_c * (temperature_c - self.leakage_ref_c).max(0.0);
-        let power = self.idle_w
-            + self.busy_static_w
-            + leak
-            + a * self.dynamic_w * phi * v * v * u_c
-            + self.memory_w * u_m;
-        OperatingPoint {
-            clock_fraction: phi,
-            seconds_per_op: t,
-            power_w: power,
-            compute_utilisation: u_c,
-            memory_utilisation: u_m,
-            power_limited: false,
-        }
-    }
-
-    /// The fastest point whose power fits under `cap_w`, with the clock fraction in
-    /// `clock_range` (a locked clock narrows it) and the die at `temperature_c`.
-    pub fn operating_point_at(
-        &self,
-        k: &SimKernel,
-        precision: Precision,
-        w: &Workload,
-        cap_w: f64,
-        temperature_c: f64,
-        clock_range: (f64, f64),
-    ) -> OperatingPoint {
-        let (lo0, hi0) = clock_range;
-        let at = |phi| self.at_clock_and_temperature(k, precision, w, phi, temperature_c);
-        let top = at(hi0);
-        if top.power_w <= cap_w {
-            return top;
-        }
-        let limited = |mut p: OperatingPoint| {
-            p.power_limited = true;
-            p
-        };
-        // a power limit wins over a locked clock, as on a GPU: below the locked
-        // range if even its lowest clock draws more than the cap
-        let (mut lo, mut hi) = (lo0, hi0);
-        if at(lo).power_w > cap_w {
-            hi = lo;
-            lo = self.min_clock_fraction();
-            if at(lo).power_w > cap_w {
-                return limited(at(lo));
-            }
-        }
-        for _ in 0..40 {
-            let mid = 0.5 * (lo + hi);
-            if at(mid).power_w <= cap_w {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        limited(at(lo))
-    }
-
-    /// Where a kernel settles under `cap_w` once the die has reached its steady
-    /// temperature at that power (no locked clock, no noise).
-    pub fn operating_point(
-        &self,
-        k: &SimKernel,
-        precision: Precision,
-        w: &Workload,
-        cap_w: f64,
-    ) -> OperatingPoint {
-        self.settled_point(k, precision, w, cap_w, (self.min_clock_fraction(), 1.0))
-    }
-
-    /// As [`SimProfile::operating_point`], with the clock fraction in `clock_range`.
-    pub fn settled_point(
-        &self,
-        k: &SimKernel,
-        precision: Precision,
-        w: &Workload,
-        cap_w: f64,
-        clock_range: (f64, f64),
-    ) -> OperatingPoint {
-        let mut temp = self.steady_temperature_c(self.idle_w);
-        let mut op = self.operating_point_at(k, precision, w, cap_w, temp, clock_range);
-        for _ in 0..20 {
-            temp = self.steady_temperature_c(op.power_w);
-            op = self.operating_point_at(k, precision, w, cap_w, temp, clock_range);
-        }
-        op
-    }
-
-    /// Shorthand for tests and docs: time and power at clock fraction φ at the
-    /// leakage reference temperature.
-    pub fn at_clock(
-        &self,
-        k: &SimKernel,
-        precision: Precision,
-        w: &Workload,
-        phi: f64,
-    ) -> OperatingPoint {
-        self.at_clock_and_temperature(k, precision, w, phi, self.leakage_ref_c)
-    }
-}
-
-/// What the simulated device really consumed, for tests that measure the error of
-/// the protocol against the truth.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct SimTruth {
-    /// Exact energy since the device was opened.
-    pub energy_j: f64,
-    /// Energy while kernels ran (not during host syncs or idle).
-    pub busy_energy_j: f64,
-    pub busy_seconds: f64,
-    pub busy_iterations: f64,
-}
-
-/// The work being run, as the operating point depends on it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Job {
-    pub kernel: SimKernel,
-    pub precision: Precision,
-    pub workload: Workload,
-}
+/// Telemetry readings kept for `take_telemetry`; older ones are dropped.
+const KEEP_SAMPLES: usize = 1 << 14;
+/// Iterations at least this long run their phases (if any) one after the other;
+/// shorter ones at their average power, which the board's power filter makes of
+/// them anyway.
+const MIN_PHASED_ITERATION_S: f64 = 0.002;
+/// After work stops the limiter lets the clock go up; after this long idle the
+/// SM clock drops to its idle clock.
+const IDLE_DOWNCLOCK_S: f64 = 1.0;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct CachedPoint {
@@ -193,12 +36,25 @@ struct CachedPoint {
     temperature_c: f64,
     cap_w: f64,
     clock_range: (f64, f64),
+    /// Where the limit puts the clock (continuous), and the bins the limiter
+    /// alternates between around it.
     point: OperatingPoint,
+    low: OperatingPoint,
+    high: OperatingPoint,
+}
+
+/// The power limiter's state: the bin it holds, and how far the energy it let
+/// through is above the limit.
+#[derive(Default)]
+struct Limiter {
+    high: bool,
+    excess_j: f64,
+    next_decision_s: f64,
 }
 
 /// The state every part of one simulated device shares.
 pub struct SimState {
-    pub profile: &'static SimProfile,
+    pub profile: SimProfile,
     pub now_s: f64,
     /// Board power above idle, in a fast and a slow part.
     fast_w: f64,
@@ -206,14 +62,7 @@ pub struct SimState {
     /// Temperature above ambient, in the fast and slow poles.
     temp_fast_c: f64,
     temp_slow_c: f64,
-    /// The counter as a reader sees it: whole mJ, changed at each update.
-    pub counter_j: f64,
-    counter_exact_j: f64,
-    next_tick_s: f64,
-    slice_energy_j: f64,
-    /// The sensor's last reading, W (what an "instant power" query returns).
-    pub sensor_w: f64,
-    updates: VecDeque<CounterUpdate>,
+    pub(crate) counter: Counter,
     next_sample_s: f64,
     samples: VecDeque<TelemetrySample>,
     pub cap_w: f64,
@@ -221,38 +70,50 @@ pub struct SimState {
     pub locked_sm_mhz: Option<(u32, u32)>,
     pub clock_mhz: u32,
     busy: bool,
+    last_busy_s: f64,
     power_limited: bool,
+    limiter: Limiter,
     pub truth: SimTruth,
+    trace: Option<Trace>,
     cache: Option<CachedPoint>,
     rng: ChaCha8Rng,
 }
 
 impl SimState {
-    pub fn new(profile: &'static SimProfile, rng: ChaCha8Rng) -> SimState {
+    /// Board number `index` of `profile`; its gain error and sensor phase are its own.
+    pub fn new(profile: SimProfile, index: usize, mut rng: ChaCha8Rng) -> SimState {
+        let imp = profile.imperfections;
+        let gain = 1.0 + imp.counter_gain_error + board_spread(index) * imp.board_gain_spread;
+        let counter = Counter::new(
+            profile.counter_period_s,
+            profile.sensor_window_s,
+            imp,
+            gain,
+            profile.idle_w,
+            &mut rng,
+        );
         let rise = profile.thermal_c_per_w * profile.idle_w;
         SimState {
-            profile,
             now_s: 0.0,
             fast_w: 0.0,
             slow_w: 0.0,
             temp_fast_c: profile.thermal_fast_share * rise,
             temp_slow_c: (1.0 - profile.thermal_fast_share) * rise,
-            counter_j: 0.0,
-            counter_exact_j: 0.0,
-            next_tick_s: profile.counter_period_s,
-            slice_energy_j: 0.0,
-            sensor_w: profile.idle_w,
-            updates: VecDeque::new(),
+            counter,
             next_sample_s: TELEMETRY_PERIOD_S,
             samples: VecDeque::new(),
             cap_w: profile.default_cap_w,
             locked_sm_mhz: None,
             clock_mhz: profile.min_sm_clock_mhz,
             busy: false,
+            last_busy_s: f64::NEG_INFINITY,
             power_limited: false,
+            limiter: Limiter::default(),
             truth: SimTruth::default(),
+            trace: None,
             cache: None,
             rng,
+            profile,
         }
     }
 
@@ -266,7 +127,7 @@ impl SimState {
 
     /// The clock fractions the device may run at: all, or the locked range.
     pub fn clock_range(&self) -> (f64, f64) {
-        let p = self.profile;
+        let p = &self.profile;
         let f = |mhz: u32| mhz as f64 / p.max_sm_clock_mhz as f64;
         match self.locked_sm_mhz {
             Some((lo, hi)) => (f(lo), f(hi)),
@@ -274,56 +135,99 @@ impl SimState {
         }
     }
 
+    /// Start keeping the running totals after every step, so that the truth of any
+    /// later interval can be read ([`SimState::truth_between`]).
+    pub fn start_trace(&mut self) {
+        if self.counter.log.is_none() {
+            self.counter.log = Some(Vec::new());
+        }
+        if self.trace.is_none() {
+            let mut t = Trace::default();
+            t.push(self.truth_now());
+            self.trace = Some(t);
+        }
+    }
+
+    pub fn truth_between(&self, from_s: f64, to_s: f64) -> Option<TruthSpan> {
+        self.trace.as_ref()?.between(from_s, to_s)
+    }
+
+    fn truth_now(&self) -> SimTruth {
+        SimTruth {
+            time_s: self.now_s,
+            ..self.truth
+        }
+    }
+
     fn noise(&mut self, sigma: f64) -> f64 {
         1.0 + sigma * self.rng.sample::<f64, _>(StandardNormal)
     }
 
-    /// The operating point of `job` now, recomputed when the temperature moved by
-    /// more than 0.05 °C or the cap or clock lock changed.
-    fn point(&mut self, job: &Job) -> OperatingPoint {
+    /// The operating point of `job` now (recomputed when the temperature moved by
+    /// more than 0.05 °C or the cap or clock lock changed), with the limiter's bins
+    /// around it.
+    fn point(&mut self, job: &Job) -> CachedPoint {
         let temp = (self.temperature_c() * 20.0).round() / 20.0;
         let (cap, range) = (self.cap_w, self.clock_range());
         if let Some(c) = &self.cache {
             if c.job == *job && c.temperature_c == temp && c.cap_w == cap && c.clock_range == range
             {
-                return c.point;
+                return *c;
             }
         }
-        let point = self.profile.operating_point_at(
-            &job.kernel,
-            job.precision,
-            &job.workload,
-            cap,
-            temp,
-            range,
-        );
-        self.cache = Some(CachedPoint {
+        let p = &self.profile;
+        let point = p.limited_point(job, cap, temp, range);
+        let bin = p.imperfections.limiter_bin_mhz;
+        let (low, high) = if point.power_limited && bin > 0 {
+            let max = p.max_sm_clock_mhz as f64;
+            let mhz = point.clock_fraction * max;
+            let floor = p.min_sm_clock_mhz as f64
+                + ((mhz - p.min_sm_clock_mhz as f64) / bin as f64).floor() * bin as f64;
+            let swing = (p.imperfections.limiter_swing_bins * bin) as f64;
+            let top = range.1 * max;
+            let lo = (floor - swing).clamp(p.min_sm_clock_mhz as f64, top);
+            let hi = (floor + bin as f64 + swing).clamp(p.min_sm_clock_mhz as f64, top);
+            (p.at(job, lo / max, temp), p.at(job, hi / max, temp))
+        } else {
+            (point, point)
+        };
+        if self.cache.is_none_or(|c| c.job != *job) {
+            self.limiter = Limiter {
+                next_decision_s: self.now_s,
+                ..Limiter::default()
+            };
+        }
+        let cached = CachedPoint {
             job: *job,
             temperature_c: temp,
             cap_w: cap,
             clock_range: range,
             point,
-        });
-        point
+            low,
+            high,
+        };
+        self.cache = Some(cached);
+        cached
     }
 
-    /// Seconds to the next tick, sensor-window start or telemetry sample.
+    /// Seconds to the next sensor or counter event, or telemetry sample.
     fn next_event_in(&self) -> f64 {
-        let slice_start = self.next_tick_s - self.profile.sensor_window_s;
-        let mut next = self.next_tick_s.min(self.next_sample_s);
-        if slice_start > self.now_s + 1e-12 {
-            next = next.min(slice_start);
-        }
+        let next = self
+            .counter
+            .next_event_s(self.now_s)
+            .min(self.next_sample_s);
         (next - self.now_s).max(0.0)
     }
 
     /// Advance by `h` (no event inside) with board power relaxing towards
-    /// `target_w` (total, idle included).
-    fn step(&mut self, h: f64, target_w: f64) {
-        let p = self.profile;
+    /// `target_w` (total, idle included). While work runs, power follows it within
+    /// the rise time both ways; when it stops, it falls in a fast and a slow part.
+    fn step(&mut self, h: f64, target_w: f64, iterations: f64) {
+        let p = &self.profile;
         let excess = (target_w - p.idle_w).max(0.0);
+        let busy = self.busy;
         let relax = |value: f64, target: f64, fall_tau: f64| {
-            let tau = if target > value {
+            let tau = if busy || target > value {
                 p.power_rise_tau_s
             } else {
                 fall_tau
@@ -335,68 +239,67 @@ impl SimState {
         let share = p.power_fall_slow_share;
         let (fast, fast_j) = relax(self.fast_w, (1.0 - share) * excess, p.power_fall_fast_tau_s);
         let (slow, slow_j) = relax(self.slow_w, share * excess, p.power_fall_slow_tau_s);
-        self.fast_w = fast;
-        self.slow_w = slow;
         let joules = p.idle_w * h + fast_j + slow_j;
         let avg_w = if h > 0.0 { joules / h } else { self.power_w() };
-        self.truth.energy_j += joules;
-        if self.busy {
-            self.truth.busy_energy_j += joules;
-            self.truth.busy_seconds += h;
-        }
-        if self.now_s >= self.next_tick_s - p.sensor_window_s - 1e-12 {
-            self.slice_energy_j += joules;
-        }
         let heat = |value: f64, share: f64, tau: f64| {
             let target = share * p.thermal_c_per_w * avg_w;
             target + (value - target) * (-h / tau).exp()
         };
-        self.temp_fast_c = heat(self.temp_fast_c, p.thermal_fast_share, p.thermal_fast_tau_s);
-        self.temp_slow_c = heat(
+        let temp_fast = heat(self.temp_fast_c, p.thermal_fast_share, p.thermal_fast_tau_s);
+        let temp_slow = heat(
             self.temp_slow_c,
             1.0 - p.thermal_fast_share,
             p.thermal_slow_tau_s,
         );
+        self.fast_w = fast;
+        self.slow_w = slow;
+        self.temp_fast_c = temp_fast;
+        self.temp_slow_c = temp_slow;
+        self.truth.energy_j += joules;
+        if busy {
+            self.truth.busy_energy_j += joules;
+            self.truth.busy_seconds += h;
+            self.truth.busy_iterations += iterations;
+            self.truth.busy_clock_mhz_s += self.clock_mhz as f64 * h;
+        }
         self.now_s += h;
+        self.counter.add(self.now_s, joules);
+        if let Some(trace) = self.trace.as_mut() {
+            trace.push(SimTruth {
+                time_s: self.now_s,
+                ..self.truth
+            });
+        }
         self.events();
     }
 
-    /// Counter updates and telemetry samples due now.
+    /// Counter events and telemetry samples due now.
     fn events(&mut self) {
-        let p = self.profile;
-        if self.now_s >= self.next_tick_s - 1e-12 {
-            self.sensor_w = self.slice_energy_j / p.sensor_window_s;
-            self.counter_exact_j += self.sensor_w * p.counter_period_s;
-            self.counter_j = (self.counter_exact_j * 1000.0).floor() / 1000.0;
-            self.slice_energy_j = 0.0;
-            push(
-                &mut self.updates,
-                CounterUpdate {
-                    time_s: self.next_tick_s,
-                    joules: self.counter_j,
-                },
-            );
-            self.next_tick_s += p.counter_period_s;
-        }
+        self.counter.events(self.now_s, &mut self.rng);
         if self.now_s >= self.next_sample_s - 1e-12 {
             let reading = self.reading();
-            push(
-                &mut self.samples,
-                TelemetrySample {
-                    time_s: self.next_sample_s,
-                    telemetry: reading,
-                },
-            );
+            if self.samples.len() >= KEEP_SAMPLES {
+                self.samples.pop_front();
+            }
+            self.samples.push_back(TelemetrySample {
+                time_s: self.next_sample_s,
+                telemetry: reading,
+            });
             self.next_sample_s += TELEMETRY_PERIOD_S;
         }
     }
 
-    /// What a telemetry query returns now (integer °C, as NVML gives it).
+    /// What a telemetry query returns now (whole °C, as NVML gives it). Once the
+    /// work stops the limiter releases the clock, and after a second idle the SM
+    /// clock drops to its idle clock.
     pub fn reading(&self) -> Telemetry {
-        let p = self.profile;
+        let p = &self.profile;
+        let released = (self.clock_range().1 * p.max_sm_clock_mhz as f64).round() as u32;
         Telemetry {
             sm_clock_mhz: Some(if self.busy {
                 self.clock_mhz
+            } else if self.now_s - self.last_busy_s < IDLE_DOWNCLOCK_S {
+                released
             } else {
                 p.min_sm_clock_mhz
             }),
@@ -410,19 +313,23 @@ impl SimState {
             },
             enforced_power_limit_w: Some(self.cap_w),
             performance_state: Some("P0".into()),
-            power_w: Some(self.sensor_w),
+            power_w: Some(self.counter.power_w()),
         }
     }
 
     /// Let `seconds` pass with the device idle.
     pub fn idle(&mut self, seconds: f64) {
+        if self.busy {
+            self.last_busy_s = self.now_s;
+        }
         self.busy = false;
         let mut left = seconds.max(0.0);
         while left > 0.0 {
             let h = left
                 .min(self.next_event_in().max(1e-9))
                 .min(SUBSTEP_S * 10.0);
-            self.step(h, self.profile.idle_w);
+            let idle_w = self.profile.idle_w;
+            self.step(h, idle_w, 0.0);
             left -= h;
         }
     }
@@ -432,36 +339,73 @@ impl SimState {
         let time_noise = self.noise(TIME_NOISE);
         let power_noise = self.noise(POWER_NOISE);
         self.busy = true;
-        let mut left = iterations as f64;
+        let total = iterations as f64;
+        let mut done = 0.0;
         let mut seconds = 0.0;
-        while left > 0.0 {
-            let op = self.point(job);
-            let spo = op.seconds_per_op * time_noise;
-            let mut power = op.power_w * power_noise;
-            if op.power_limited {
-                // the limiter holds the board at its limit, noise or not
-                power = power.min(self.cap_w);
+        let imp = self.profile.imperfections;
+        while total - done > 1e-9 {
+            let c = self.point(job);
+            let limiting = c.point.power_limited && imp.limiter_bin_mhz > 0;
+            if limiting && self.now_s >= self.limiter.next_decision_s - 1e-12 {
+                self.limiter.high = self.limiter.excess_j < 0.0;
+                self.limiter.next_decision_s = self.now_s + imp.limiter_period_s;
             }
+            let op = match (limiting, self.limiter.high) {
+                (false, _) => c.point,
+                (true, true) => c.high,
+                (true, false) => c.low,
+            };
             self.clock_mhz =
                 (op.clock_fraction * self.profile.max_sm_clock_mhz as f64).round() as u32;
-            self.power_limited = op.power_limited;
-            let room = self.next_event_in().clamp(1e-9, SUBSTEP_S);
-            let h = room.min(left * spo);
-            if h >= left * spo {
-                left = 0.0;
+            self.power_limited = c.point.power_limited;
+            // a limiter on a continuous clock holds the board exactly at the limit
+            let power_noise = if c.point.power_limited && !limiting {
+                1.0
             } else {
-                left -= h / spo;
+                power_noise
+            };
+            let spo = op.seconds_per_op * time_noise;
+            // within an iteration: the phase now, and the time left in it
+            let (target_w, phase_left_s) = match op.phases {
+                Some([(t_c, p_c), (_, p_m)])
+                    if imp.kernel_phases && op.seconds_per_op >= MIN_PHASED_ITERATION_S =>
+                {
+                    let at = done.fract();
+                    let split = t_c / op.seconds_per_op;
+                    if at < split {
+                        (p_c, (split - at) * spo)
+                    } else {
+                        (p_m, (1.0 - at) * spo)
+                    }
+                }
+                _ => (op.power_w, f64::INFINITY),
+            };
+            let mut room = self
+                .next_event_in()
+                .clamp(1e-9, SUBSTEP_S)
+                .min(phase_left_s);
+            if limiting {
+                room = room.min((self.limiter.next_decision_s - self.now_s).max(1e-9));
             }
-            self.step(h, power);
+            let h = room.min((total - done) * spo).max(1e-12);
+            let step_iterations = (h / spo).min(total - done);
+            if limiting {
+                let excess = (op.power_w * power_noise - self.cap_w) * h;
+                let bound = self.cap_w * imp.limiter_period_s * 4.0;
+                self.limiter.excess_j = (self.limiter.excess_j + excess).clamp(-bound, bound);
+            }
+            self.step(h, target_w * power_noise, step_iterations);
+            done += step_iterations;
             seconds += h;
         }
-        self.truth.busy_iterations += iterations as f64;
+        self.truth.busy_iterations += total - done;
         self.busy = false;
+        self.last_busy_s = self.now_s;
         seconds
     }
 
     pub fn take_updates(&mut self) -> Vec<CounterUpdate> {
-        self.updates.drain(..).collect()
+        self.counter.take_updates(self.now_s)
     }
 
     pub fn take_samples(&mut self) -> Vec<TelemetrySample> {
@@ -469,9 +413,12 @@ impl SimState {
     }
 }
 
-fn push<T>(q: &mut VecDeque<T>, item: T) {
-    if q.len() >= KEEP_READINGS {
-        q.pop_front();
+/// Board `index`'s place in the spread of gain errors, in [−1, 1]: 0 for the first
+/// board (the profile's own), a fixed, well-spread value for the others.
+fn board_spread(index: usize) -> f64 {
+    if index == 0 {
+        return 0.0;
     }
-    q.push_back(item);
+    const GOLDEN: f64 = 0.618_033_988_749_894_9;
+    2.0 * (index as f64 * GOLDEN).fract() - 1.0
 }

@@ -7,7 +7,7 @@ use crate::matmul::{self, TiledVariant};
 use crate::prepared::Tensors;
 use crate::shader;
 use crate::tune::{self, SearchKey, SearchRecord, VariantSearch};
-use joulebench_core::{BackendError, MatmulShape, Precision, Workload};
+use joulebench_core::{BackendError, InputDistribution, MatmulShape, Precision, Workload};
 
 impl WgpuBackend {
     /// The wgsl-tiled variant the timed search chose for `s` (searching now if this
@@ -70,7 +70,13 @@ impl WgpuBackend {
         key: &SearchKey,
     ) -> Result<Option<SearchRecord>, BackendError> {
         let w = Workload::Matmul(*s);
-        let tensors = Tensors::new(&self.gpu, precision, &w, SEARCH_SEED)?;
+        let tensors = Tensors::new(
+            &self.gpu,
+            precision,
+            &w,
+            SEARCH_SEED,
+            InputDistribution::Normal,
+        )?;
         let mut timings: Vec<(String, f64)> = Vec::new();
         let mut best: Option<f64> = None;
         let time = |backend: &mut Self, v: &TiledVariant, best: Option<f64>| {
