@@ -70,13 +70,9 @@ fn whole_numbers(list: &str, what: &str) -> Result<Vec<u64>, CliError> {
     .map_err(usage)
 }
 
-/// The card's dense peaks: the simulated profile's own, else the published figures.
-fn card_peaks(backend: &dyn Backend, sim_profile: &str) -> Vec<(Precision, f64)> {
-    if backend.name() == "sim" {
-        if let Some(p) = joulebench_energy::sim::profile(sim_profile.trim()) {
-            return p.peak_tflops.to_vec();
-        }
-    }
+/// The card's published dense peaks; a simulated profile is named after its card
+/// ("sim-h200"), so MFU is against the same datasheet figure the card would use.
+fn card_peaks(backend: &dyn Backend) -> Vec<(Precision, f64)> {
     published_dense_peaks(&backend.device().name)
 }
 
@@ -243,7 +239,7 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
             },
         )
         .map_err(plan_error)?;
-        plan.peak_tflops = card_peaks(backend, &args.measure.sim_profile);
+        plan.peak_tflops = card_peaks(backend);
         for n in &plan.notes {
             eprintln!("plan: {n}");
         }

@@ -63,9 +63,13 @@ const CARDS: &[CardPeak] = &[
 
 /// The published dense peak of the card named `device_name` at `precision`, TFLOP/s.
 pub fn published_dense_tflops(device_name: &str, precision: Precision) -> Option<f64> {
-    let card = CARDS
-        .iter()
-        .find(|c| c.name_contains.iter().all(|n| device_name.contains(n)))?;
+    // drivers and the simulated profiles spell names differently ("PCIe", "sim-h200")
+    let upper = device_name.to_ascii_uppercase();
+    let card = CARDS.iter().find(|c| {
+        c.name_contains
+            .iter()
+            .all(|n| upper.contains(&n.to_ascii_uppercase()))
+    })?;
     match precision {
         Precision::F32 => Some(card.f32),
         Precision::Tf32 => Some(card.tf32),
