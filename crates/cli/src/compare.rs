@@ -50,18 +50,17 @@ pub fn run(args: &CompareArgs) -> Result<(), CliError> {
     }
     let rankings = compare(&records, cap);
     if rankings.is_empty() {
-        println!(
+        return crate::paths::println_stdout(&format!(
             "No comparison: no measured point with an energy figure{}.",
             if cap == CapChoice::Default {
                 " at the default power limit (try --cap any)"
             } else {
                 ""
             }
-        );
-        return Ok(());
+        ));
     }
     let table = comparison_table(&rankings, cap, costs, args.currency.as_deref());
-    print!("{}", table.render(fmt));
+    crate::paths::print_stdout(&table.render(fmt))?;
     if let Some(dir) = &args.plots {
         let files = compare_plots(&rankings, cap, dir).map_err(|e| match e {
             PlotError::Dir { .. } => usage(e),

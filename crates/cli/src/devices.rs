@@ -319,21 +319,21 @@ pub fn run(args: &DevicesArgs) -> Result<(), CliError> {
     let sections = sections();
     if args.json {
         let text = serde_json::to_string_pretty(&sections).map_err(runtime)?;
-        println!("{text}");
-        return Ok(());
+        return crate::paths::println_stdout(&text);
     }
+    let mut out = String::new();
     for s in &sections {
-        match (&s.available, &s.reason) {
-            (true, _) => println!("{}: available", s.name),
-            (false, Some(r)) => println!("{}: not available — {r}", s.name),
-            (false, None) => println!("{}: not available", s.name),
-        }
+        out.push_str(&match (&s.available, &s.reason) {
+            (true, _) => format!("{}: available\n", s.name),
+            (false, Some(r)) => format!("{}: not available — {r}\n", s.name),
+            (false, None) => format!("{}: not available\n", s.name),
+        });
         for e in &s.entries {
-            println!("  [{}] {}", e.id, e.name);
+            out.push_str(&format!("  [{}] {}\n", e.id, e.name));
             for (k, v) in &e.details {
-                println!("      {k}: {v}");
+                out.push_str(&format!("      {k}: {v}\n"));
             }
         }
     }
-    Ok(())
+    crate::paths::print_stdout(&out)
 }

@@ -6,6 +6,7 @@ mod args;
 mod compare;
 mod devices;
 mod error;
+mod log;
 mod merge;
 mod model;
 mod paths;
@@ -26,6 +27,7 @@ use clap::Parser;
 /// failure, 2 bad input, 3 a file that could not be read or written, 128 + N
 /// stopped by signal N (130 for SIGINT, 143 for SIGTERM).
 pub fn main() -> i32 {
+    log::install();
     if let Some(commit) = option_env!("JOULEBENCH_GIT_COMMIT") {
         joulebench_core::sweep::set_build_commit(commit);
     }

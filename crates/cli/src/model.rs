@@ -6,7 +6,9 @@
 
 use crate::args::{parse_list, ModelArgs, ObjectiveChoice, SweepArgs};
 use crate::error::{io, runtime, usage, CliError};
-use crate::paths::{check_new_output, write_output};
+use crate::paths::{
+    check_new_output, check_plot_dir, refuse_input_as_output, refuse_shared_outputs, write_output,
+};
 use crate::sweep::{check_results_path, parse_overrides, run_with};
 use joulebench_analysis::chart::{render, slug, Chart, PlotError};
 use joulebench_analysis::recommend::Objective;
@@ -85,6 +87,20 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
     }
     if let Some(out) = &sweep.out {
         check_results_path(out, sweep.resume)?;
+    }
+    // no output onto an input or onto another output, whatever --force says
+    let inputs: Vec<PathBuf> = args.config.iter().cloned().collect();
+    if let Some(out) = &sweep.out {
+        refuse_input_as_output(out, &inputs, "--out")?;
+    }
+    if let Some((_, path)) = &emit {
+        refuse_input_as_output(path, &inputs, "--emit")?;
+        if let Some(out) = &sweep.out {
+            refuse_shared_outputs(&[(out, "--out"), (path, "--emit")])?;
+        }
+    }
+    if let Some(dir) = &args.plots {
+        check_plot_dir(dir, "--plots")?;
     }
     let objective = match args.objective {
         ObjectiveChoice::WithinSlowdown => Objective::WithinSlowdown {
@@ -170,13 +186,14 @@ fn report(
                 "tables": tables.iter().map(parse).collect::<Vec<_>>(),
                 "settings": figures,
             });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            crate::paths::println_stdout(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
         }
         _ => {
-            for t in &tables {
-                print!("{}", t.render(fmt));
-                println!();
-            }
+            let text: String = tables
+                .iter()
+                .map(|t| format!("{}\n", t.render(fmt)))
+                .collect();
+            crate::paths::print_stdout(&text)?;
         }
     }
     if recs.is_empty() {

@@ -5,7 +5,7 @@
 
 use crate::args::{parse_fraction, parse_list, ObjectiveChoice, RecommendArgs, ReportArgs};
 use crate::error::{runtime, usage, CliError};
-use crate::paths::{check_new_output, refuse_input_as_output, write_output};
+use crate::paths::{check_new_output, check_plot_dir, refuse_input_as_output, write_output};
 use joulebench_analysis::chart::{PlotError, PlotFiles};
 use joulebench_analysis::document::{markdown_report, PlotLink, SourceSummary};
 use joulebench_analysis::merge::SourceFile;
@@ -37,8 +37,36 @@ pub fn read_results_warn(path: &Path) -> Result<ResultsFile, CliError> {
     Ok(file)
 }
 
-/// Read each file whole; a file without records is refused like a corrupt one.
+/// Read each file whole, a record read twice (the same point measured at the same
+/// moment: a file named twice, or copied into another) counted once, with a note;
+/// a file without records is refused like a corrupt one.
 pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, CliError> {
+    let mut sources = read_sources_raw(paths)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut dropped = 0;
+    for s in &mut sources {
+        let keep: Vec<bool> = s
+            .records
+            .iter()
+            .map(|r| seen.insert((r.point_key(), r.unix_time_s.to_bits())))
+            .collect();
+        dropped += keep.iter().filter(|k| !**k).count();
+        let mut it = keep.iter();
+        s.records.retain(|_| *it.next().unwrap_or(&true));
+        let mut it = keep.iter();
+        s.lines.retain(|_| *it.next().unwrap_or(&true));
+    }
+    if dropped > 0 {
+        eprintln!(
+            "note: {dropped} record(s) appear more than once (the same point measured at the same \
+             moment: a file named twice, or copied into another); each measurement counts once"
+        );
+    }
+    Ok(sources)
+}
+
+/// [`read_sources`] keeping every record as read (`merge` reports duplicates itself).
+pub fn read_sources_raw(paths: &[PathBuf]) -> Result<Vec<SourceFile>, CliError> {
     paths
         .iter()
         .map(|p| {
@@ -134,6 +162,9 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
         check_new_output(out, args.force, "--out")?;
         refuse_input_as_output(out, &args.files, "--out")?;
     }
+    if let Some(dir) = &args.plots {
+        check_plot_dir(dir, "--plots")?;
+    }
     let sources = read_sources(&args.files)?;
     let summaries: Vec<SourceSummary> = sources
         .iter()
@@ -172,7 +203,7 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
             write_output(out, &text, args.force, "--out")?;
             eprintln!("Report written to {}", out.display());
         }
-        None => print!("{}{}", text, if text.ends_with('\n') { "" } else { "\n" }),
+        None => crate::paths::println_stdout(&text)?,
     }
     if let Some(dir) = &args.plots {
         eprintln!(
@@ -180,6 +211,23 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
             plots.len(),
             dir.display()
         );
+    }
+    Ok(())
+}
+
+/// `--max-power-w`: the P_max of Zeus's cost, a positive, finite number of watts, and
+/// only with the objective that uses it.
+pub fn check_max_power_w(w: f64, objective: ObjectiveChoice) -> Result<(), CliError> {
+    if !(w.is_finite() && w > 0.0) {
+        return Err(usage(format!(
+            "--max-power-w {} must be a positive number of watts (the most the GPU may draw)",
+            joulebench_core::text::shorten(&w.to_string(), 40)
+        )));
+    }
+    if objective != ObjectiveChoice::Zeus {
+        return Err(usage(
+            "--max-power-w is the P_max of --objective zeus; the chosen objective does not use it",
+        ));
     }
     Ok(())
 }
@@ -197,14 +245,13 @@ pub fn print_recommendation(
     objective: Objective,
     fmt: TableFormat,
     baseline: &BaselineSpec,
-) {
+) -> Result<(), CliError> {
     let recs = recommend_with(records, objective, GroupBy::Device, baseline);
     if recs.is_empty() {
-        println!(
+        return crate::paths::println_stdout(&format!(
             "No recommendation: no measured point with an energy figure ({}).",
             status_line(records)
-        );
-        return;
+        ));
     }
     let main = recommendation_table_with(&recs, objective, baseline);
     let front = pareto_table(&recs);
@@ -213,13 +260,9 @@ pub fn print_recommendation(
             let parse =
                 |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap_or_default();
             let v = serde_json::json!({ "recommendations": parse(main.render(fmt)), "pareto_front": parse(front.render(fmt)) });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            crate::paths::println_stdout(&serde_json::to_string_pretty(&v).unwrap_or_default())
         }
-        _ => {
-            print!("{}", main.render(fmt));
-            println!();
-            print!("{}", front.render(fmt));
-        }
+        _ => crate::paths::print_stdout(&format!("{}\n{}", main.render(fmt), front.render(fmt))),
     }
 }
 
@@ -230,6 +273,9 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
         return Err(usage(format!("--eta {} must be between 0 and 1", args.eta)));
     }
     let baseline = baseline_spec(args.baseline.as_deref())?;
+    if let Some(w) = args.max_power_w {
+        check_max_power_w(w, args.objective)?;
+    }
     let objective = match args.objective {
         ObjectiveChoice::WithinSlowdown => Objective::WithinSlowdown { max_slowdown },
         ObjectiveChoice::LeastEnergy => Objective::LeastEnergy,
@@ -263,7 +309,7 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
             .collect();
         (records, from) = kept.into_iter().unzip();
     }
-    print_recommendation(&records, objective, fmt, &baseline);
+    print_recommendation(&records, objective, fmt, &baseline)?;
     if let Some((format, path)) = emit {
         let recs = recommend_with(&records, objective, GroupBy::Model, &baseline);
         if recs.is_empty() {

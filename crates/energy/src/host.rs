@@ -110,6 +110,9 @@ impl EnergyMeter for HostMeter {
     fn fault_detail(&mut self) -> Option<String> {
         self.device.fault_detail()
     }
+    fn max_power_w(&self) -> Option<f64> {
+        self.device.max_power_w()
+    }
     fn host_meter(&self) -> Option<HostMeterInfo> {
         Some(self.host.info())
     }

@@ -7,7 +7,9 @@ use crate::nvml::TrapezoidIntegrator;
 use crate::poller::{PollConfig, PolledSource, Poller};
 use crate::sysfs::hwmon::HwmonDevice;
 use crate::sysfs::{Sysfs, SysfsError};
-use crate::wrapping_counter::{measure_change_period, CounterHealth, WrappingCounter};
+use crate::wrapping_counter::{
+    measure_change_period, CounterHealth, WrappingCounter, MAX_PLAUSIBLE_W,
+};
 use joulebench_core::clock::monotonic_s;
 use joulebench_core::meter::{CounterUpdate, TelemetrySample};
 use joulebench_core::{EnergyMeter, MeterError, MeterSource, Telemetry};
@@ -112,6 +114,9 @@ impl PolledSource for EnergySource {
 pub struct HwmonEnergyMeter {
     hwmon: HwmonDevice,
     period_s: f64,
+    /// The most the board can draw: twice its highest power limit the driver
+    /// names, else [`MAX_PLAUSIBLE_W`].
+    max_w: f64,
     health: CounterHealth,
     telemetry: HwmonTelemetry,
     poller: Poller,
@@ -137,7 +142,8 @@ impl HwmonEnergyMeter {
                 probe.max_wait.as_secs_f64()
             ))
         })?;
-        let counter = WrappingCounter::new(what, u64::MAX, 1e-6);
+        let max_w = board_max_w(fs, hwmon);
+        let counter = WrappingCounter::new(what, u64::MAX, 1e-6).with_max_plausible_w(max_w);
         let health = counter.health();
         let telemetry = HwmonTelemetry::new(fs, hwmon);
         let source = EnergySource {
@@ -155,6 +161,7 @@ impl HwmonEnergyMeter {
         Ok(HwmonEnergyMeter {
             hwmon: hwmon.clone(),
             period_s: period,
+            max_w,
             health,
             telemetry,
             poller,
@@ -192,6 +199,22 @@ impl EnergyMeter for HwmonEnergyMeter {
     fn fault_detail(&mut self) -> Option<String> {
         self.health.fault_detail(2.0 * self.period_s)
     }
+    fn max_power_w(&self) -> Option<f64> {
+        Some(self.max_w)
+    }
+}
+
+/// Twice the highest power limit the hwmon directory names (`power1_cap_max`,
+/// `power1_max`, `power1_crit`, µW): a board draws that for no counter interval.
+/// Without one, [`MAX_PLAUSIBLE_W`].
+fn board_max_w(fs: &Sysfs, hwmon: &HwmonDevice) -> f64 {
+    ["power1_cap_max", "power1_max", "power1_crit", "power2_crit"]
+        .iter()
+        .filter_map(|f| fs.read_u64(&hwmon.attr(f)).ok())
+        .filter(|uw| *uw > 0)
+        .max()
+        .map(|uw| (2.0 * uw as f64 / 1e6).min(MAX_PLAUSIBLE_W))
+        .unwrap_or(MAX_PLAUSIBLE_W)
 }
 
 // ------------------------------------------------------- power1_input / _average

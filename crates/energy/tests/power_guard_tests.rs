@@ -220,6 +220,7 @@ fn stale_state(f: &FakeDevice, pid: u32, original_w: f64) -> PowerStateFile {
         host: None,
         written_unix_s: 1.7e9,
         locked_clocks: Default::default(),
+        limit_owed: true,
     }
 }
 
@@ -258,7 +259,7 @@ fn after_a_kill_the_state_file_restores_the_original_limit() {
     )
     .unwrap();
     assert_eq!(
-        status.limits,
+        status.limits.unwrap(),
         PowerLimits {
             min_w: 200.0,
             max_w: 700.0,
@@ -308,7 +309,7 @@ fn restore_refuses_while_the_writer_runs_unless_forced() {
         .with_lock_dir(&lock_dir(dir.path()));
     assert!(PowerGuard::new(Box::new(NvmlPowerControl::new(f.clone())), config).is_err());
 
-    restore_from_state_file_with(&path, RestoreOptions { force: true }, open_fake(&f)).unwrap();
+    restore_from_state_file_with(&path, RestoreOptions::forced(), open_fake(&f)).unwrap();
     assert_eq!(limit_w(&f), 700.0);
     assert!(!path.exists());
 }
@@ -354,7 +355,7 @@ fn a_device_lost_mid_sweep_is_an_error_and_the_restore_stays_owed() {
 
     // The GPU comes back (a reset); `power restore` finishes the job.
     f.update(|s| s.lost = false).unwrap();
-    restore_from_state_file_with(&path, RestoreOptions { force: true }, open_fake(&f)).unwrap();
+    restore_from_state_file_with(&path, RestoreOptions::forced(), open_fake(&f)).unwrap();
     assert_eq!(limit_w(&f), 700.0);
     assert!(!path.exists());
 }

@@ -31,6 +31,8 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     }
     if let Some(out) = &args.out {
         check_results_path(out, args.resume)?;
+        let inputs: Vec<_> = args.config.iter().cloned().collect();
+        crate::paths::refuse_input_as_output(out, &inputs, "--out")?;
     }
     if let Some(devices) = &args.devices {
         return fleet::run(args, devices, &ov);
@@ -67,16 +69,15 @@ fn recommend_from(out: &Path, max_slowdown: f64, baseline: &BaselineSpec) -> Res
         .into_iter()
         .map(|l| l.record)
         .collect();
-    println!();
+    crate::paths::println_stdout("")?;
     print_recommendation(
         &records,
         Objective::WithinSlowdown { max_slowdown },
         TableFormat::Table,
         baseline,
-    );
-    println!(
+    )?;
+    crate::paths::println_stdout(&format!(
         "Again from the file: joulebench recommend {}",
         out.display()
-    );
-    Ok(())
+    ))
 }

@@ -7,7 +7,9 @@
 use super::{decode_indep_throttle_status, AmdSmiDevice, AmdSmiError};
 use crate::hwmon_meter::CounterProbe;
 use crate::poller::{PollConfig, PolledSource, Poller};
-use crate::wrapping_counter::{measure_change_period, CounterHealth, WrappingCounter};
+use crate::wrapping_counter::{
+    measure_change_period, CounterHealth, WrappingCounter, MAX_PLAUSIBLE_W,
+};
 use joulebench_core::clock::monotonic_s;
 use joulebench_core::meter::{CounterUpdate, TelemetrySample};
 use joulebench_core::{EnergyMeter, MeterError, MeterSource, Telemetry};
@@ -74,6 +76,8 @@ impl PolledSource for CounterSource {
 pub struct AmdSmiCounterMeter {
     device: Arc<dyn AmdSmiDevice>,
     period_s: f64,
+    /// Twice the largest power cap the board allows, else `MAX_PLAUSIBLE_W`.
+    max_w: f64,
     resolution_uj: f64,
     health: CounterHealth,
     poller: Poller,
@@ -109,12 +113,19 @@ impl AmdSmiCounterMeter {
                 probe.max_wait.as_secs_f64()
             ))
         })?;
+        let max_w = device
+            .power_cap_info()
+            .ok()
+            .filter(|c| c.max_uw > 0)
+            .map(|c| (2.0 * c.max_uw as f64 / 1e6).min(MAX_PLAUSIBLE_W))
+            .unwrap_or(MAX_PLAUSIBLE_W);
         let counter = WrappingCounter::new(
             format!("the amdsmi energy counter of {what_dev}"),
             u64::MAX,
             first.resolution_uj * 1e-6,
         )
-        .with_drop_hint(AMDSMI_DROP_HINT);
+        .with_drop_hint(AMDSMI_DROP_HINT)
+        .with_max_plausible_w(max_w);
         let health = counter.health();
         let source = CounterSource {
             device: device.clone(),
@@ -125,6 +136,7 @@ impl AmdSmiCounterMeter {
         Ok(AmdSmiCounterMeter {
             device,
             period_s: period,
+            max_w,
             resolution_uj: first.resolution_uj,
             health,
             poller,
@@ -161,5 +173,8 @@ impl EnergyMeter for AmdSmiCounterMeter {
     }
     fn fault_detail(&mut self) -> Option<String> {
         self.health.fault_detail(2.0 * self.period_s)
+    }
+    fn max_power_w(&self) -> Option<f64> {
+        Some(self.max_w)
     }
 }

@@ -115,6 +115,9 @@ impl PolledSource for CounterSource {
 pub struct CounterMeter {
     device: Arc<dyn NvmlDevice>,
     period: UpdatePeriod,
+    /// Twice the highest limit the board takes: a counter step implying more is
+    /// rejected; `None` where the limits cannot be read.
+    max_w: Option<f64>,
     reference: ReferenceClocksMhz,
     direct: CounterSource,
     poller: Poller,
@@ -149,10 +152,16 @@ impl CounterMeter {
             last_mj: None,
         };
         let poller = Poller::start("joulebench-nvml-counter", Box::new(source(&device)), poll)?;
+        let max_w = device
+            .power_limits_mw()
+            .ok()
+            .filter(|l| l.max_mw > 0)
+            .map(|l| 2.0 * l.max_mw as f64 / 1000.0);
         Ok(CounterMeter {
             direct: source(&device),
             device,
             period,
+            max_w,
             reference,
             poller,
         })
@@ -187,6 +196,10 @@ impl EnergyMeter for CounterMeter {
     fn telemetry(&mut self) -> Result<Telemetry, MeterError> {
         let power_w = current_power_w(self.device.as_ref());
         read_telemetry(self.device.as_ref(), &self.reference, power_w)
+    }
+
+    fn max_power_w(&self) -> Option<f64> {
+        self.max_w
     }
 }
 
