@@ -34,9 +34,18 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return code;
+            if !e.use_stderr() {
+                // --help, --version: on stdout, whose failure is an I/O error
+                return match paths::print_stdout(&e.render().to_string()) {
+                    Ok(()) => 0,
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        err.exit_code()
+                    }
+                };
+            }
+            eprint!("{}", shorten_values(&e.render().to_string()));
+            return EXIT_USAGE;
         }
     };
     let result = match cli.command {
@@ -52,8 +61,30 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", shorten_values(&e.to_string()));
             e.exit_code()
         }
     }
+}
+
+/// A message with every enormous value in it (a flag or a file's field a user
+/// gave, megabytes long) shortened: what it says stays readable.
+fn shorten_values(message: &str) -> String {
+    use joulebench_core::text::{shorten, ECHO_MAX_CHARS};
+    let mut out = String::with_capacity(message.len().min(1 << 16));
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(&shorten(word, ECHO_MAX_CHARS));
+        word.clear();
+    };
+    for c in message.chars() {
+        if c.is_whitespace() {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
