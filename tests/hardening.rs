@@ -1,9 +1,15 @@
 //! The binary against an attacker and a clumsy user: power state files and GPU locks
-//! (planted links, shared directories, two sweeps on one GPU, a GPU left capped),
-//! results files (an incomplete or NUL-padded tail, a full disk, two writers, a
-//! resume of another configuration), and hostile input (impossible numbers, names
-//! that would break a report, outputs over inputs, unbounded lines, absurd values,
-//! repeated axis values, a first Ctrl-C in a long warm-up, exact causal FLOP).
+//! (planted links, shared directories and another user's links, two sweeps on one
+//! GPU, a GPU left capped or locked, a relative HOME), restores (two and three
+//! signals at varied gaps, a step that fails, `power restore` against a live
+//! holder), results files (an incomplete or NUL-padded tail, a full disk, two
+//! writers, a resume of another configuration), outputs (over inputs, over each
+//! other, over a file a sweep writes, over a device, FIFO or link, a failed write, a
+//! full stdout), meter files (a link to /dev/zero, a FIFO), and hostile input
+//! (impossible or contradicting numbers, a record read twice, caps that name one
+//! limit, objective parameters, names that would break a report, unbounded lines,
+//! absurd and enormous values, repeated axis values, input found bad only after
+//! measuring, a first Ctrl-C in a long warm-up, exact causal FLOP).
 //! A test that needs root or another user says `skipped:` where it cannot have them,
 //! and fails instead under CI=true.
 
@@ -1067,35 +1073,6 @@ fn two_quick_signals_wait_for_the_restore_whatever_the_gap_between_them() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
-}
-
-#[test]
-fn timeouts_term_then_kill_leaves_the_gpu_restored() {
-    let gpu = Gpu::new(DEFAULT_MW);
-    let state = gpu.path().join("state");
-    let out = gpu.path().join("r.jsonl");
-    let mut args = vec!["-k".to_string(), "2".into(), "300".into()];
-    args.push(env!("CARGO_BIN_EXE_joulebench").into());
-    args.extend(gpu.changing_sweep(&out, CHANGES));
-    let spawned = Command::new("timeout")
-        .args(&args)
-        .env_remove("CI")
-        .env("JOULEBENCH_FAKE_NVML", gpu.fake())
-        .env("JOULEBENCH_STATE_DIR", &state)
-        .env("JOULEBENCH_LOCK_DIR", gpu.path().join("locks"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn();
-    let Ok(mut timeout) = spawned else {
-        return skip("coreutils `timeout` is not installed");
-    };
-    gpu.wait_until_changed(&mut timeout, &out);
-    // as when its time runs out: TERM to the sweep and to its process group (the
-    // sweep gets two), KILL two seconds later
-    signal(&timeout, libc::SIGTERM);
-    let done = timeout.wait_with_output().unwrap();
-    gpu.at_defaults(&state)
-        .unwrap_or_else(|left| panic!("left {left}: {}", text(&done)));
 }
 
 #[test]

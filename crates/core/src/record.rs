@@ -250,7 +250,10 @@ impl Record {
     /// measurement's.
     fn check_consistency(&self) -> Result<(), String> {
         if let Ok(shape_flop) = self.workload.flop() {
-            if shape_flop != self.flop && self.status == PointStatus::Measured {
+            if shape_flop != self.flop
+                && self.status == PointStatus::Measured
+                && Some(self.flop) != half_product_causal_flop(&self.workload)
+            {
                 return Err(format!(
                     "flop = {} but the workload's shape makes {shape_flop}: the record contradicts itself",
                     self.flop
@@ -330,6 +333,25 @@ impl Record {
                 .measurement
                 .as_ref()
                 .is_some_and(|m| m.summary.joules_per_flop.is_some())
+    }
+}
+
+/// Causal attention as records before the exact count of visible pairs counted it:
+/// half the unmasked product. Such records are whole, not contradictory.
+fn half_product_causal_flop(workload: &Workload) -> Option<u64> {
+    let unmasked = |s: &crate::workload::AttentionShape| crate::workload::AttentionShape {
+        causal: false,
+        ..*s
+    };
+    match workload {
+        Workload::Attention(s) if s.causal => {
+            Workload::Attention(unmasked(s)).flop().ok().map(|f| f / 2)
+        }
+        Workload::AttentionBackward(s) if s.causal => Workload::AttentionBackward(unmasked(s))
+            .flop()
+            .ok()
+            .map(|f| f / 2),
+        _ => None,
     }
 }
 
