@@ -1202,7 +1202,7 @@ fn power_restore_never_touches_a_gpu_another_live_process_holds() {
         1,
         "the live sweep's state file went"
     );
-    assert_eq!(gpu.locked("sm").is_some(), true);
+    assert!(gpu.locked("sm").is_some());
     signal(&live, libc::SIGINT);
     live.wait().unwrap();
     gpu.at_defaults(&state_b).unwrap();
