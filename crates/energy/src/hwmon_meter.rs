@@ -265,6 +265,8 @@ impl PolledSource for PowerSource {
 /// (trapezoid): AMD GPUs under `amdgpu` where amdsmi is not there.
 pub struct HwmonSampledMeter {
     hwmon: HwmonDevice,
+    /// Twice the board's highest power limit: a sample implying more is rejected.
+    max_w: f64,
     reading: HwmonPowerReading,
     interval: Duration,
     telemetry: HwmonTelemetry,
@@ -307,6 +309,7 @@ impl HwmonSampledMeter {
         )?;
         Ok(HwmonSampledMeter {
             hwmon: hwmon.clone(),
+            max_w: board_max_w(fs, hwmon),
             reading,
             interval,
             telemetry,
@@ -326,6 +329,9 @@ impl HwmonSampledMeter {
 impl EnergyMeter for HwmonSampledMeter {
     fn source(&self) -> MeterSource {
         MeterSource::HwmonSampled
+    }
+    fn max_power_w(&self) -> Option<f64> {
+        Some(self.max_w)
     }
     fn energy_j(&mut self) -> Result<f64, MeterError> {
         self.poller.take_updates()?;
