@@ -1060,7 +1060,9 @@ fn two_quick_signals_wait_for_the_restore_whatever_the_gap_between_them() {
         signal_if_alive(&child, second);
         let done = child.wait_with_output().unwrap();
         let case = format!("signals {first} then {second} {gap_ms} ms apart");
-        if done.status.code() != Some(128 + first) {
+        // two signals that arrive together are read in either order: the exit code
+        // is the one that started the restore
+        if done.status.code() != Some(128 + first) && done.status.code() != Some(128 + second) {
             failures.push(format!("{case}: exit {:?}: {}", done.status, text(&done)));
         }
         if let Err(left) = gpu.at_defaults(&state) {
