@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{fake, fake_info, lock_dir};
+use common::{fake, fake_info, lock_dir, restore_options};
 use joulebench_core::{ClockControl, PowerControl, PowerError};
 use joulebench_energy::guard::{
     read_state_file, restore_from_state_file_full, restore_from_state_file_with, state_file_for,
@@ -134,9 +134,14 @@ fn a_restore_from_the_state_file_resets_the_clocks_it_records() {
     assert!(path.exists() && locked(&f).is_some());
     let open_power =
         |_: &_| Ok(Box::new(NvmlPowerControl::new(f.clone())) as Box<dyn PowerControl>);
-    // this process wrote it (standing in for the killed sweep): forced. Without a
-    // clock control the restore refuses rather than forget the clock.
-    let forced = RestoreOptions::forced();
+    // the forgotten guard still holds the GPU's lock: `power restore` is refused
+    let e = restore_from_state_file_with(&path, restore_options(dir.path(), true), open_power)
+        .unwrap_err();
+    assert!(matches!(e, PowerError::Locked { .. }), "{e}");
+    // this process wrote it (standing in for the killed sweep, whose lock went with
+    // it: another lock directory here): forced. Without a clock control the restore
+    // refuses rather than forget the clock.
+    let forced = restore_options(&dir.path().join("after-the-kill"), true);
     let e = restore_from_state_file_with(&path, forced.clone(), open_power).unwrap_err();
     assert!(e.to_string().contains("locked clocks"), "{e}");
     assert!(path.exists() && locked(&f).is_some());
