@@ -203,7 +203,7 @@ fn after_sigkill_power_restore_resets_the_clocks_and_a_locked_sweep_waits_for_it
 
     let o = gpu.cmd(&["power", "status"]).output().unwrap();
     assert!(
-        text(&o).contains("a locked SM clock to reset"),
+        text(&o).contains("pending restore of the SM clock (to reset)"),
         "{}",
         text(&o)
     );

@@ -192,7 +192,7 @@ fn sigkill_leaves_a_state_file_that_power_restore_uses() {
     let status = f.cmd(&["power", "status"]).output().unwrap();
     assert!(status.status.success(), "{}", text(&status));
     assert!(
-        text(&status).contains("pending restore to 300 W"),
+        text(&status).contains("pending restore of the power limit (to restore to 300 W)"),
         "{}",
         text(&status)
     );

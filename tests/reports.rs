@@ -330,13 +330,40 @@ fn scaled(src: &Path, dst: &Path, index: usize, factor: f64) {
         .map(|(i, l)| {
             let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
             if i == index {
-                let j = &mut v["measurement"]["summary"]["joules_per_flop"]["median"];
-                *j = (j.as_f64().unwrap() * factor).into();
+                // every energy and power figure of the measurement, so the record stays
+                // whole (readers cross-check its summary against its windows)
+                scale_energy(&mut v["measurement"], factor);
             }
             format!("{v}\n")
         })
         .collect();
     std::fs::write(dst, body).unwrap();
+}
+
+/// Every number under a key naming joules or average power, `factor` times.
+fn scale_energy(v: &mut serde_json::Value, factor: f64) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                let energy = k.contains("joules") || k == "average_w";
+                match x {
+                    serde_json::Value::Number(n) if energy => {
+                        *x = (n.as_f64().unwrap() * factor).into();
+                    }
+                    serde_json::Value::Object(inner) if energy => {
+                        for y in inner.values_mut() {
+                            if let Some(f) = y.as_f64() {
+                                *y = (f * factor).into();
+                            }
+                        }
+                    }
+                    _ => scale_energy(x, factor),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| scale_energy(x, factor)),
+        _ => {}
+    }
 }
 
 #[test]

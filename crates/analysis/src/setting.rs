@@ -146,10 +146,13 @@ impl Setting {
             cap: r.power_cap.requested.to_string(),
             cap_w: r.power_cap.requested_w.or(r.power_cap.enforced_w),
             // a "default" point run at a limit that was not the default is no baseline
+            // a "default" point run at a limit or a clock that was not the default is
+            // no baseline
             is_default_cap: r.power_cap.requested.is_default()
-                && !measured
-                    .iter()
-                    .any(|r| r.flags.contains(&ValidityFlag::CapNotDefault)),
+                && !measured.iter().any(|r| {
+                    r.flags.contains(&ValidityFlag::CapNotDefault)
+                        || r.flags.contains(&ValidityFlag::ClocksNotDefault)
+                }),
             sm_clock_mhz: r.clocks.sm_requested_mhz,
             mem_clock_mhz: r.clocks.mem_requested_mhz,
             sm_clock_seen_mhz: med(&|r| r.clocks.sm_seen_mhz_median),

@@ -16,7 +16,10 @@ pub fn run(args: &DiffArgs) -> Result<(), CliError> {
         .map(|s| parse_fraction(s, "--fail-on-regression"))
         .transpose()
         .map_err(usage)?;
-    let mut sources = read_sources(&[args.old.clone(), args.new.clone()])?;
+    // each run on its own: a record in both files is the same point in two runs, not
+    // one measurement read twice
+    let mut sources = read_sources(std::slice::from_ref(&args.old))?;
+    sources.extend(read_sources(std::slice::from_ref(&args.new))?);
     if !args.allow_mixed {
         check_not_mixed(&sources).map_err(|e| {
             usage(format!(
@@ -38,7 +41,7 @@ pub fn run(args: &DiffArgs) -> Result<(), CliError> {
         &args.old.display().to_string(),
         &args.new.display().to_string(),
     );
-    print!("{}", table.render(fmt));
+    crate::out::print(&table.render(fmt))?;
     if let Some(t) = threshold {
         let failed = d.regressions_beyond(t);
         if !failed.is_empty() {

@@ -161,9 +161,12 @@ impl From<OpenError> for CliError {
 
 impl From<PowerError> for CliError {
     fn from(e: PowerError) -> Self {
-        let kind = match e {
-            PowerError::OutOfRange { .. } | PowerError::NotPermitted(_) => ErrorKind::Usage,
-            PowerError::Unavailable(_) | PowerError::Failed(_) => ErrorKind::Failure,
+        // a state the user must settle first (a held lock, a pending restore, a cap out
+        // of range, a missing permission) is bad input; a failing device is a failure
+        let kind = if e.is_refusal() {
+            ErrorKind::Usage
+        } else {
+            ErrorKind::Failure
         };
         CliError::new(kind, e)
     }

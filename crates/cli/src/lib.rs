@@ -38,9 +38,20 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return code;
+            if !e.use_stderr() {
+                // --help, --version: on stdout, whose failure is an I/O error
+                return match out::print(&e.render().to_string()) {
+                    Ok(()) => 0,
+                    Err(err) if err.is_quiet() => err.exit_code(),
+                    Err(err) => {
+                        use std::io::Write;
+                        let _ = writeln!(std::io::stderr(), "error: {err}");
+                        err.exit_code()
+                    }
+                };
+            }
+            eprint!("{}", shorten_values(&e.render().to_string()));
+            return EXIT_USAGE;
         }
     };
     quiet_closed_pipes();
@@ -69,7 +80,11 @@ pub fn main() -> i32 {
         Err(e) if e.is_quiet() => e.exit_code(),
         Err(e) => {
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "error: {e}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                shorten_values(&e.to_string())
+            );
             e.exit_code()
         }
     }
@@ -83,4 +98,26 @@ fn quiet_closed_pipes() {
             previous(info);
         }
     }));
+}
+
+/// A message with every enormous value in it (a flag or a file's field a user
+/// gave, megabytes long) shortened: what it says stays readable.
+fn shorten_values(message: &str) -> String {
+    use joulebench_core::text::{shorten, ECHO_MAX_CHARS};
+    let mut out = String::with_capacity(message.len().min(1 << 16));
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(&shorten(word, ECHO_MAX_CHARS));
+        word.clear();
+    };
+    for c in message.chars() {
+        if c.is_whitespace() {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }

@@ -5,13 +5,13 @@
 use crate::args::MergeArgs;
 use crate::error::{usage, CliError};
 use crate::paths::{check_new_output, refuse_input_as_output, write_output};
-use crate::results::read_sources;
+use crate::results::read_sources_raw;
 use joulebench_analysis::merge::merge;
 
 pub fn run(args: &MergeArgs) -> Result<(), CliError> {
     check_new_output(&args.out, args.force, "--out")?;
     refuse_input_as_output(&args.out, &args.files, "--out")?;
-    let sources = read_sources(&args.files)?;
+    let sources = read_sources_raw(&args.files)?;
     let merged = merge(&sources, args.allow_mixed).map_err(|e| {
         usage(format!(
             "refusing to mix simulated and real records: {e}. Pass --allow-mixed to merge them anyway: \

@@ -9,6 +9,7 @@
 use crate::args::{parse_list, ModelArgs, SweepArgs};
 use crate::emit::{parse_emit, write_emit, Emit};
 use crate::error::{io, runtime, usage, CliError};
+use crate::paths::{check_plot_dir, refuse_input_as_output, refuse_shared_outputs};
 use crate::results::{noise_floor, objective_from};
 use crate::sweep::{check_results_path, parse_overrides, run_with};
 use joulebench_analysis::chart::{render, slug, Chart, PlotError};
@@ -35,6 +36,7 @@ use joulebench_model::memory::{
 };
 use joulebench_model::peak::published_dense_peaks;
 use joulebench_model::plan::{ModelPlan, PlanError, PlanOptions};
+use std::path::PathBuf;
 
 fn model_error(e: ModelError) -> CliError {
     match e {
@@ -177,14 +179,6 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
         ));
     }
     let emit = parse_emit(args.emit.as_deref(), args.force, &[])?;
-    if let (Some(e), Some(out)) = (&emit, &args.measure.out) {
-        if e.path == *out {
-            return Err(usage(format!(
-                "--emit {} is also the results file --out: choose another name",
-                out.display()
-            )));
-        }
-    }
     let mut sweep = SweepArgs::single(args.measure.clone());
     sweep.sm_clocks = args.sm_clocks.clone();
     sweep.allow_clock_changes = args.allow_clock_changes;
@@ -196,6 +190,20 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
     }
     if let Some(out) = &sweep.out {
         check_results_path(out, sweep.resume)?;
+    }
+    // no output onto an input or onto another output, whatever --force says
+    let inputs: Vec<PathBuf> = args.config.iter().cloned().collect();
+    if let Some(out) = &sweep.out {
+        refuse_input_as_output(out, &inputs, "--out")?;
+    }
+    if let Some(e) = &emit {
+        refuse_input_as_output(&e.path, &inputs, "--emit")?;
+        if let Some(out) = &sweep.out {
+            refuse_shared_outputs(&[(out, "--out"), (&e.path, "--emit")])?;
+        }
+    }
+    if let Some(dir) = &args.plots {
+        check_plot_dir(dir, "--plots")?;
     }
 
     eprintln!("model {}", model.describe());

@@ -9,7 +9,7 @@ use crate::args::{
 use crate::emit::{parse_emit, write_emit};
 use crate::error::{io, runtime, usage, CliError};
 use crate::out;
-use crate::paths::{check_new_output, refuse_input_as_output, write_output};
+use crate::paths::{check_new_output, check_plot_dir, refuse_input_as_output, write_output};
 use joulebench_analysis::chart::{PlotError, PlotFiles};
 use joulebench_analysis::device_setting::{device_settings, Mix};
 use joulebench_analysis::document::{
@@ -46,8 +46,36 @@ pub fn read_results_warn(path: &Path) -> Result<ResultsFile, CliError> {
     Ok(file)
 }
 
-/// Read each file whole; a file without records is refused like a corrupt one.
+/// Read each file whole, a record read twice (the same point measured at the same
+/// moment: a file named twice, or copied into another) counted once, with a note;
+/// a file without records is refused like a corrupt one.
 pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, CliError> {
+    let mut sources = read_sources_raw(paths)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut dropped = 0;
+    for s in &mut sources {
+        let keep: Vec<bool> = s
+            .records
+            .iter()
+            .map(|r| seen.insert((r.point_key(), r.unix_time_s.to_bits())))
+            .collect();
+        dropped += keep.iter().filter(|k| !**k).count();
+        let mut it = keep.iter();
+        s.records.retain(|_| *it.next().unwrap_or(&true));
+        let mut it = keep.iter();
+        s.lines.retain(|_| *it.next().unwrap_or(&true));
+    }
+    if dropped > 0 {
+        eprintln!(
+            "note: {dropped} record(s) appear more than once (the same point measured at the same \
+             moment: a file named twice, or copied into another); each measurement counts once"
+        );
+    }
+    Ok(sources)
+}
+
+/// [`read_sources`] keeping every record as read (`merge` reports duplicates itself).
+pub fn read_sources_raw(paths: &[PathBuf]) -> Result<Vec<SourceFile>, CliError> {
     paths
         .iter()
         .map(|p| {
@@ -147,6 +175,9 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     if let Some(out) = &args.out {
         check_new_output(out, args.force, "--out")?;
         refuse_input_as_output(out, &args.files, "--out")?;
+    }
+    if let Some(dir) = &args.plots {
+        check_plot_dir(dir, "--plots")?;
     }
     let sources = read_sources(&args.files)?;
     let summaries: Vec<SourceSummary> = sources

@@ -21,6 +21,38 @@ pub trait ClockControl: Send {
     fn reset_sm_clocks(&mut self) -> Result<(), PowerError>;
     fn lock_mem_clocks_mhz(&mut self, min_mhz: u32, max_mhz: u32) -> Result<(), PowerError>;
     fn reset_mem_clocks(&mut self) -> Result<(), PowerError>;
+    /// Which clocks are locked now, where the device can say: a restore verifies its
+    /// resets with it, and a sweep notices clocks another run left locked. The
+    /// default: it cannot say.
+    fn clock_locks(&mut self) -> Result<ClockLocks, PowerError> {
+        Err(PowerError::Unavailable(
+            "this clock control cannot say whether its clocks are locked".into(),
+        ))
+    }
+}
+
+/// The locked clock ranges of a device now, MHz; `None`: that clock is at its default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockLocks {
+    pub sm_mhz: Option<(u32, u32)>,
+    pub mem_mhz: Option<(u32, u32)>,
+}
+
+impl ClockLocks {
+    pub fn any(&self) -> bool {
+        self.sm_mhz.is_some() || self.mem_mhz.is_some()
+    }
+
+    /// "SM 1200–1200 MHz and memory 2619–2619 MHz".
+    pub fn describe(&self) -> String {
+        let one =
+            |name: &str, r: Option<(u32, u32)>| r.map(|(lo, hi)| format!("{name} {lo}–{hi} MHz"));
+        [one("SM", self.sm_mhz), one("memory", self.mem_mhz)]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
 }
 
 /// A clock as a user writes it: the device's default (not locked), a clock in MHz,

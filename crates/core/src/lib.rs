@@ -24,13 +24,14 @@ pub mod stop;
 #[cfg(feature = "test-suite")]
 pub mod suite;
 pub mod sweep;
+pub mod text;
 pub mod verify;
 pub mod window;
 pub mod workload;
 
 pub use backend::{Backend, BackendError, KernelInfo, PreparedKernel, RunTiming, Support};
 pub use clock::{monotonic_s, Clock, SystemClock};
-pub use clocks::{ClockControl, ClockRecord, ClockSpec};
+pub use clocks::{ClockControl, ClockLocks, ClockRecord, ClockSpec};
 pub use device::{AdapterInfo, DeviceInfo};
 pub use inputs::InputDistribution;
 pub use meter::{

@@ -161,6 +161,12 @@ pub trait EnergyMeter: Send {
     fn host_meter(&self) -> Option<HostMeterInfo> {
         None
     }
+    /// The most power the device could draw, watts: a counter step implying more
+    /// over the time between two updates rejects the window, as a step backwards
+    /// does. `None`: no bound known (no check).
+    fn max_power_w(&self) -> Option<f64> {
+        None
+    }
     /// The meter's own account of why its reading misbehaved (a counter that went
     /// backwards without wrapping, one that stood still), for the message that
     /// rejects the window. `None` when it has nothing to add.

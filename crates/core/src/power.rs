@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// Why a power or clock change (or its restore) did not happen. Each variant is a
+/// situation a caller acts on differently: wait for another process, run a pending
+/// restore first, stop changing a GPU that was already put back, or tell the user
+/// that a setting is still owed.
 #[derive(Debug, thiserror::Error)]
 pub enum PowerError {
     #[error("power control unavailable: {0}")]
@@ -19,8 +23,69 @@ pub enum PowerError {
     },
     #[error("not permitted to change the power limit: {0}")]
     NotPermitted(String),
+    /// Another process holds the GPU's lock: it may change the GPU now.
+    #[error("{device} is being changed by {holder} now (lock {}): two processes changing one GPU's power limit or clocks would leave it changed with no restore pending; wait for that one to finish", lock.display())]
+    Locked {
+        device: String,
+        holder: String,
+        lock: std::path::PathBuf,
+    },
+    /// A state file says a process that has ended left this GPU changed.
+    #[error("a restore is pending for {device}: process {pid} changed {what} and did not restore it; run `{command}` first (state file {})", state_file.display())]
+    RestorePending {
+        device: String,
+        pid: u32,
+        /// "the power limit (from 300 W) and the SM clock".
+        what: String,
+        state_file: std::path::PathBuf,
+        /// The command that restores it.
+        command: String,
+    },
+    /// The process that changed the GPU still runs: it restores when it ends.
+    #[error("joulebench process {pid}{}, which changed {device}, still runs: it restores it when it ends (SIGINT or SIGTERM it), or force the restore if that process is not joulebench; state file {}", if *.this_process { " (this very process)" } else { "" }, state_file.display())]
+    OwnerRunning {
+        device: String,
+        pid: u32,
+        this_process: bool,
+        state_file: std::path::PathBuf,
+    },
+    /// The guard already put the GPU back (after a signal or a panic): no further change.
+    #[error(
+        "the original power limit and clocks were already restored ({why}); no further changes"
+    )]
+    AlreadyRestored { why: String },
+    /// A limit was set but reads back as another.
+    #[error("asked for {asked_w:.0} W but the power limit of {device} reads {reads_w:.0} W")]
+    LimitReadsWrong {
+        device: String,
+        asked_w: f64,
+        reads_w: f64,
+    },
+    /// A restore tried every step; these failed. What is still owed stays in the
+    /// state file (when there is one).
+    #[error("could not restore everything on {device}: {}{}", failures.join("; "), match state_file { Some(p) => format!("; what is still owed is kept in {} for `joulebench power restore`", p.display()), None => String::new() })]
+    RestoreIncomplete {
+        device: String,
+        failures: Vec<String>,
+        state_file: Option<std::path::PathBuf>,
+    },
     #[error("power control failed: {0}")]
     Failed(String),
+}
+
+impl PowerError {
+    /// A state another process or an earlier run left, which the user must settle
+    /// before this command can change the GPU (as opposed to a driver failure).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            PowerError::OutOfRange { .. }
+                | PowerError::NotPermitted(_)
+                | PowerError::Locked { .. }
+                | PowerError::RestorePending { .. }
+                | PowerError::OwnerRunning { .. }
+        )
+    }
 }
 
 /// The limits a device allows and the one it has now, in watts.

@@ -103,9 +103,9 @@ impl From<WindowError<BackendError>> for ProtocolError {
         match e {
             WindowError::Meter(m) => ProtocolError::Meter(m),
             WindowError::Work(b) => ProtocolError::Backend(b),
-            e @ (WindowError::MeterStalled { .. } | WindowError::MeterBackwards { .. }) => {
-                ProtocolError::UntrustedMeter(e.to_string())
-            }
+            e @ (WindowError::MeterStalled { .. }
+            | WindowError::MeterBackwards { .. }
+            | WindowError::MeterJumped { .. }) => ProtocolError::UntrustedMeter(e.to_string()),
         }
     }
 }
@@ -264,6 +264,9 @@ pub enum ValidityFlag {
     /// The point asked for the default power limit, but the GPU's limit was not its
     /// default (a killed sweep or another tool left it capped): not a baseline.
     CapNotDefault,
+    /// The point asked for the default clocks, but a clock was locked (a killed run
+    /// or another tool left it locked): not a baseline.
+    ClocksNotDefault,
     /// The average power exceeded the enforced limit by more than 3%: a
     /// self-check of the measurement that failed.
     AboveLimit,
@@ -282,6 +285,7 @@ impl ValidityFlag {
             ValidityFlag::CapNotEnforced => "cap-not-enforced",
             ValidityFlag::PowerLimited => "power-limited",
             ValidityFlag::CapNotDefault => "cap-not-default",
+            ValidityFlag::ClocksNotDefault => "clocks-not-default",
             ValidityFlag::AboveLimit => "above-limit",
             ValidityFlag::Unsettled => "unsettled",
         }
@@ -297,6 +301,7 @@ impl ValidityFlag {
             ValidityFlag::CapNotEnforced => "the enforced power limit differed from the requested cap",
             ValidityFlag::PowerLimited => "information, not a caution: the GPU ran at its power limit and lowered its clock to stay under it (NVML's sw-power-cap), the normal operating point of heavy work",
             ValidityFlag::CapNotDefault => "the point asked for the default power limit, but the GPU's limit differed from its default (a killed sweep or another tool left it capped); it is never used as the default-limit baseline",
+            ValidityFlag::ClocksNotDefault => "the point asked for the default clocks, but a clock of the GPU was locked (a killed run or another tool left it locked); it is never used as the default-clock baseline",
             ValidityFlag::AboveLimit => "the average power was more than 3% above the enforced power limit: the energy or the time of this point is wrong",
             ValidityFlag::Unsettled => "the warm-up ended at its time bound before power and temperature settled; the numbers may drift with the GPU's temperature",
         }
@@ -316,7 +321,7 @@ impl ValidityFlag {
         }
     }
 
-    pub const ALL: [ValidityFlag; 10] = [
+    pub const ALL: [ValidityFlag; 11] = [
         ValidityFlag::ShortWindow,
         ValidityFlag::HighSpread,
         ValidityFlag::Throttled,
@@ -325,6 +330,7 @@ impl ValidityFlag {
         ValidityFlag::CapNotEnforced,
         ValidityFlag::PowerLimited,
         ValidityFlag::CapNotDefault,
+        ValidityFlag::ClocksNotDefault,
         ValidityFlag::AboveLimit,
         ValidityFlag::Unsettled,
     ];

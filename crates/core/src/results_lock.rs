@@ -26,6 +26,39 @@ pub(crate) fn try_lock(_file: &File) -> Result<(), Option<u32>> {
     Ok(())
 }
 
+/// Whether a writer holds the lock on the results file at `path` now: `Some` with
+/// its pid where the system says, `None` when no one does (or `path` is not a
+/// regular file that can be opened). Opened without blocking (a FIFO), and the
+/// probe's own shared lock is released at once.
+#[cfg(unix)]
+pub fn holder_of(path: &std::path::Path) -> Option<Option<u32>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    // SAFETY: flock on a descriptor this File owns; a writer holds LOCK_EX, which a
+    // shared lock conflicts with.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc == 0 {
+        return None; // dropping the file releases the probe's lock
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Some(holder_pid(&file)),
+        _ => None,
+    }
+}
+
+#[cfg(not(unix))]
+pub fn holder_of(_path: &std::path::Path) -> Option<Option<u32>> {
+    None
+}
+
 /// The pid /proc/locks gives for the flock on this file (Linux).
 #[cfg(target_os = "linux")]
 fn holder_pid(file: &File) -> Option<u32> {
@@ -65,7 +98,9 @@ mod tests {
             .unwrap();
         assert_eq!(try_lock(&a), Ok(()));
         assert_eq!(try_lock(&b), Err(Some(std::process::id())));
+        assert_eq!(holder_of(&path), Some(Some(std::process::id())));
         drop(a);
+        assert_eq!(holder_of(&path), None);
         assert_eq!(try_lock(&b), Ok(()));
     }
 }

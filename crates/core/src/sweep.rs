@@ -135,6 +135,47 @@ pub fn check_caps(
     Ok(Some(limits))
 }
 
+/// Caps that name one limit on this device (`150W` and `50%` of a 300 W default;
+/// `default` and the limit as found) are one cap: each point is kept once, at the
+/// first cap that names it. What was merged, for a note.
+pub fn merge_equal_caps(points: &mut Vec<PlanPoint>, limits: &PowerLimits) -> Vec<String> {
+    let watts = |c: &PowerCap| {
+        if c.is_default() {
+            limits.current_w
+        } else {
+            c.resolve_w(limits)
+        }
+    };
+    let mut first_cap: Vec<(PowerCap, f64)> = Vec::new();
+    let mut notes = Vec::new();
+    for p in points.iter() {
+        let w = watts(&p.cap);
+        match first_cap.iter().find(|(_, fw)| same_limit_w(*fw, w)) {
+            Some((c, _)) if *c != p.cap => {
+                let note = format!(
+                    "power caps {c} and {} are both {w:.0} W on this GPU: measured once, as {c}",
+                    p.cap
+                );
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
+            Some(_) => {}
+            None => first_cap.push((p.cap, w)),
+        }
+    }
+    // each point under the first cap naming its limit; a point twice is measured once
+    let mut seen = HashSet::new();
+    points.retain_mut(|p| {
+        let w = watts(&p.cap);
+        if let Some((c, _)) = first_cap.iter().find(|(_, fw)| same_limit_w(*fw, w)) {
+            p.cap = *c;
+        }
+        seen.insert(format!("{p:?}"))
+    });
+    notes
+}
+
 /// Every locked clock the plan asks for, checked against the clocks the device
 /// supports before anything changes; the device's highest SM clock, where it says.
 pub fn check_clocks(
@@ -398,6 +439,13 @@ pub fn run_sweep(
             record.flags.push(ValidityFlag::CapNotDefault);
             record.flags.sort();
         }
+        // the same for clocks: "default" must mean the device's default clocks
+        if record.status == PointStatus::Measured
+            && clocks_differ_from_default(session.clocks.as_deref_mut(), point)
+        {
+            record.flags.push(ValidityFlag::ClocksNotDefault);
+            record.flags.sort();
+        }
         if let (Some(req), Some(enf)) = (record.power_cap.requested_w, record.power_cap.enforced_w)
         {
             if (req - enf).abs() > (0.01 * req).max(1.0) {
@@ -421,6 +469,19 @@ pub fn run_sweep(
 pub fn limit_differs_from_default(power: Option<&mut (dyn PowerControl + '_)>) -> Option<bool> {
     let l = power?.limits().ok()?;
     Some(!same_limit_w(l.current_w, l.default_w))
+}
+
+/// Whether a clock this point leaves at its default is locked on the device now
+/// (`false` where the device cannot say).
+fn clocks_differ_from_default(
+    clocks: Option<&mut (dyn ClockControl + '_)>,
+    point: &PlanPoint,
+) -> bool {
+    let Some(locks) = clocks.and_then(|c| c.clock_locks().ok()) else {
+        return false;
+    };
+    (point.sm_clock_mhz.is_none() && locks.sm_mhz.is_some())
+        || (point.mem_clock_mhz.is_none() && locks.mem_mhz.is_some())
 }
 
 /// Two power limits that differ by less than a driver's rounding.

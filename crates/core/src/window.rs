@@ -235,6 +235,14 @@ pub enum WindowError<E: std::error::Error + 'static> {
         to_j: f64,
         detail: Option<String>,
     },
+    /// The reading jumped forward by more than the device can draw over the time
+    /// between its updates (a counter reset upwards, a misreport).
+    #[error("the energy meter jumped by {step_j:.3e} J in one step, more than the device's {max_w:.0} W could draw in {seconds:.3} s: the window across it is rejected")]
+    MeterJumped {
+        step_j: f64,
+        seconds: f64,
+        max_w: f64,
+    },
 }
 
 fn suffix(detail: &Option<String>) -> String {
@@ -547,6 +555,24 @@ impl<'a> WindowEngine<'a> {
                 to_j,
                 detail: self.meter.fault_detail(),
             });
+        }
+        // a step forward beyond what the device could draw since the last update is
+        // as impossible as one backwards; the time allowed is generous (two update
+        // periods and a quarter second more), since an update seen late shortens the
+        // time between two stamps: the check is for absurd steps, not for close calls
+        if let Some(max_w) = self.meter.max_power_w().filter(|w| *w > 0.0) {
+            let period = self.meter.update_period_s();
+            for w in span.updates.windows(2) {
+                let step_j = w[1].joules - w[0].joules;
+                let seconds = (w[1].time_s - w[0].time_s).max(0.0) + 2.0 * period + 0.25;
+                if step_j > max_w * seconds {
+                    return Err(WindowError::MeterJumped {
+                        step_j,
+                        seconds,
+                        max_w,
+                    });
+                }
+            }
         }
         Ok(())
     }

@@ -26,9 +26,9 @@ impl<E: std::error::Error + 'static> From<WindowError<E>> for BenchError<E> {
         match e {
             WindowError::Meter(m) => BenchError::Meter(m),
             WindowError::Work(w) => BenchError::Workload(w),
-            e @ (WindowError::MeterStalled { .. } | WindowError::MeterBackwards { .. }) => {
-                BenchError::UntrustedMeter(e.to_string())
-            }
+            e @ (WindowError::MeterStalled { .. }
+            | WindowError::MeterBackwards { .. }
+            | WindowError::MeterJumped { .. }) => BenchError::UntrustedMeter(e.to_string()),
         }
     }
 }

@@ -173,6 +173,16 @@ impl OpenDevice {
         }
     }
 
+    /// The device as its power and clock controls (and so state files and the
+    /// per-GPU lock) name it, where it has controls that change a real (or faked) GPU.
+    pub fn control_identity(&self) -> Option<DeviceInfo> {
+        match (&self.nvml, &self.vendor_guard) {
+            (Some((_, id)), _) => Some(id.to_device_info()),
+            (None, Some(t)) => Some(t.device.clone()),
+            _ => None,
+        }
+    }
+
     /// Whether changing this device's limit changes a real (or NVML-faked) GPU and
     /// so needs `--allow-power-changes`.
     pub fn power_needs_permission(&self) -> bool {

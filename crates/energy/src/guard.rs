@@ -1,11 +1,15 @@
-//! Power-cap changes with guaranteed restore (docs/ARCHITECTURE.md §6). [`PowerGuard`] wraps any
-//! `PowerControl`: it refuses changes the user did not allow, writes a state file
-//! before the first change, and puts the original limit back on every exit path —
+//! Power-cap and clock changes with guaranteed restore (docs/ARCHITECTURE.md §6).
+//! [`PowerGuard`] wraps any `PowerControl` (and the device's `ClockControl`): it
+//! refuses changes the user did not allow, takes the GPU's lock, writes a state
+//! file before the first change, and puts back what it changed on every exit path —
 //! an explicit `finish`/`restore`, `Drop` (error returns and panics that unwind), a
-//! panic hook, and SIGINT / SIGTERM / SIGHUP. After a SIGKILL or a power loss, the
-//! state file is what `joulebench power restore` reads ([`restore_from_state_file`]).
+//! panic hook, and SIGINT / SIGTERM / SIGHUP, however many arrive. After a SIGKILL
+//! or a power loss, the state file is what `joulebench power restore` reads
+//! ([`restore_from_state_file`]); both restore through one function
+//! (`restore::attempt`).
 
 mod clocks;
+mod found;
 mod hooks;
 mod lock;
 mod restore;
@@ -13,17 +17,19 @@ mod secure;
 mod state;
 
 pub use clocks::{GuardedClocks, CLOCK_CHANGES_NOT_ALLOWED};
-pub use hooks::install_restore_hooks;
+pub use found::{found_clock_locks, FoundClockLocks, KnownClockLocks};
+pub use hooks::{
+    install_restore_hooks, stop_on_signals, RestoreInProgress, StopSignal, RESTORE_WAIT,
+};
 pub use lock::{default_lock_dir, lock_file_for, DeviceLock, LOCK_DIR_ENV};
-pub use restore::restore_from_state_file_full;
 pub use restore::{
-    power_status, restore_from_state_file, restore_from_state_file_with, PendingRestore,
-    PowerStatus, RestoreOptions, RestoreReport,
+    power_status, power_status_of, restore_from_state_file, restore_from_state_file_full,
+    restore_from_state_file_with, PendingRestore, PowerStatus, RestoreOptions, RestoreReport,
 };
 pub use state::{
     check_state_dir, default_state_dir, owner_status, pending_restores, read_state_file,
-    remove_state_file, state_file_for, write_state_file, LockedClocks, OwnerStatus, PowerStateFile,
-    StateDevice, STATE_DIR_ENV, STATE_FILE_SCHEMA,
+    remove_state_file, restore_command, state_file_for, write_state_file, LockedClocks,
+    OwnerStatus, PowerStateFile, StateDevice, STATE_DIR_ENV, STATE_FILE_SCHEMA,
 };
 
 use joulebench_core::{ClockControl, DeviceInfo, PowerCap, PowerControl, PowerError, PowerLimits};
@@ -102,7 +108,7 @@ pub fn resolve_caps(caps: &[PowerCap], limits: &PowerLimits) -> Result<Vec<f64>,
 
 /// Wraps a `PowerControl`; see the module docs. Install it as the sweep's power
 /// control, and call [`PowerGuard::finish`] at the end to learn whether the restore
-/// succeeded (dropping it restores too, reporting failures on stderr).
+/// succeeded (dropping it restores too, reporting a failure as a `tracing` event).
 pub struct PowerGuard {
     shared: Arc<GuardShared>,
 }
@@ -119,37 +125,42 @@ impl GuardShared {
 }
 
 pub(crate) struct GuardInner {
+    /// Names this guard's entry in what the signal thread says is owed.
+    id: u64,
     control: Box<dyn PowerControl>,
     /// The device's clock control, where it has one: locked clocks are reset with
     /// the limit.
     clocks: Option<Box<dyn ClockControl>>,
     config: GuardConfig,
     /// Held from the guard's creation to its end: no other process changes this GPU.
-    _lock: DeviceLock,
+    /// Let go when the guard is dropped, whoever else still holds the shared state.
+    lock: Option<DeviceLock>,
     armed: Option<Armed>,
-    /// Set once a signal or panic restored the limit: no change after that.
+    /// Set once a signal or panic restored the GPU: no change after that.
     closed: Option<String>,
 }
 
 struct Armed {
-    original_w: f64,
     /// The thread that made the first change; a panic there restores.
     owner: ThreadId,
-    /// What the state file on disk says (rewritten when a clock is first locked).
+    /// What the state file on disk says is owed.
     state: PowerStateFile,
 }
 
 impl PowerGuard {
-    /// Takes the GPU's lock (refused while another process holds it, whatever its
-    /// state directory), then refuses at once when a state file for this device
-    /// already exists: one was killed before it could restore, and the limit "as
-    /// found" would be that run's cap.
+    /// Takes the GPU's lock (refused with [`PowerError::Locked`] while another
+    /// process holds it, whatever its state directory), then refuses at once with
+    /// [`PowerError::RestorePending`] when a restore is owed for this device — in
+    /// this state directory, or in another as the GPU's lock file says: the limit or
+    /// clocks "as found" would be that run's, and restoring them would set a state
+    /// this run never set.
     pub fn new(control: Box<dyn PowerControl>, config: GuardConfig) -> Result<Self, PowerError> {
         Self::new_with_clocks(control, None, config)
     }
 
     /// [`PowerGuard::new`] for a device whose clocks may be locked too: the guard is
-    /// then also its `ClockControl`, and every restore resets the clocks it locked.
+    /// then also its `ClockControl` (through [`PowerGuard::clock_handle`]), and every
+    /// restore resets the clocks it locked.
     pub fn new_with_clocks(
         control: Box<dyn PowerControl>,
         clocks: Option<Box<dyn ClockControl>>,
@@ -165,13 +176,17 @@ impl PowerGuard {
             secure::private_dir(dir, "state directory", STATE_DIR_ENV)?;
         }
         let lock = DeviceLock::acquire(&config.lock_dir, &config.device)?;
-        check_no_pending(&config)?;
+        check_no_pending(&config, &config.state_path)?;
+        if let Some(elsewhere) = lock.found_owed().filter(|p| *p != config.state_path) {
+            check_no_pending(&config, elsewhere)?;
+        }
         let shared = Arc::new(GuardShared {
             inner: Mutex::new(GuardInner {
+                id: hooks::next_id(),
                 control,
                 clocks,
                 config,
-                _lock: lock,
+                lock: Some(lock),
                 armed: None,
                 closed: None,
             }),
@@ -190,11 +205,17 @@ impl PowerGuard {
 
     /// The limit found before the first change, while a restore is owed.
     pub fn original_limit_w(&self) -> Option<f64> {
-        self.shared.lock().armed.as_ref().map(|a| a.original_w)
+        self.shared
+            .lock()
+            .armed
+            .as_ref()
+            .map(|a| a.state.original_limit_w)
     }
 
-    /// Puts the original limit back and removes the state file; `Ok(None)` when
-    /// nothing was changed. Idempotent; later changes arm the guard again.
+    /// Puts back everything changed and removes the state file; `Ok(None)` when
+    /// nothing was changed. Every step is tried; a failure leaves the state file
+    /// saying what is still owed ([`PowerError::RestoreIncomplete`]). Idempotent;
+    /// later changes arm the guard again.
     pub fn restore(&mut self) -> Result<Option<RestoreReport>, PowerError> {
         self.shared.lock().restore()
     }
@@ -224,53 +245,56 @@ impl Drop for PowerGuard {
         let mut inner = self.shared.lock();
         if let Err(e) = inner.restore() {
             // No caller is left to return this to; the state file stays for `power restore`.
-            eprintln!(
-                "joulebench: could not restore the power limit of {}: {e}; \
-                 run `joulebench power restore` (state kept in {})",
-                inner.config.device.name,
-                inner.config.state_path.display()
+            hooks::say(
+                hooks::Level::Error,
+                &format!("{e}; run `{}`", restore_command(&inner.config.state_path)),
             );
         }
+        // the state file speaks for what is owed now; no restore is left in this process
+        hooks::set_owed(inner.id, None);
+        // the GPU's lock goes with the guard, not with the last thread that looked at it
+        // (a signal or panic handler may hold the shared state a moment longer)
+        inner.closed = Some("dropped".into());
+        inner.lock = None;
     }
 }
 
-fn check_no_pending(config: &GuardConfig) -> Result<(), PowerError> {
-    let path = &config.state_path;
+/// A pending restore in the state file at `path` refuses the guard.
+fn check_no_pending(config: &GuardConfig, path: &Path) -> Result<(), PowerError> {
     if !path.exists() {
         return Ok(());
     }
     let state = read_state_file(path)?;
+    if !state.owes_anything() {
+        return Ok(());
+    }
     Err(match owner_status(&state) {
-        OwnerStatus::Us => PowerError::Failed(format!(
-            "this process already changes the power limit of {} (state file {})",
-            config.device.name,
-            path.display()
-        )),
-        OwnerStatus::Alive => PowerError::Failed(format!(
-            "joulebench process {} is changing the power limit of {} now (state file {}); \
-             wait for it to finish",
-            state.pid,
-            config.device.name,
-            path.display()
-        )),
-        _ => PowerError::Failed(format!(
-            "a power-limit restore is pending for {}: process {} changed it from {:.0} W and \
-             did not restore it; run `joulebench power restore` first (state file {})",
-            config.device.name,
-            state.pid,
-            state.original_limit_w,
-            path.display()
-        )),
+        status @ (OwnerStatus::Us | OwnerStatus::Alive) => PowerError::OwnerRunning {
+            device: config.device.name.clone(),
+            pid: state.pid,
+            this_process: status == OwnerStatus::Us,
+            state_file: path.to_path_buf(),
+        },
+        _ => PowerError::RestorePending {
+            device: config.device.name.clone(),
+            pid: state.pid,
+            what: state.describe_owed(),
+            state_file: path.to_path_buf(),
+            command: restore_command(path),
+        },
     })
 }
 
 impl GuardInner {
-    fn set_limit_w(&mut self, watts: f64) -> Result<(), PowerError> {
-        if let Some(why) = &self.closed {
-            return Err(PowerError::Failed(format!(
-                "the original power limit was already restored ({why}); no further changes"
-            )));
+    fn check_open(&self) -> Result<(), PowerError> {
+        match &self.closed {
+            Some(why) => Err(PowerError::AlreadyRestored { why: why.clone() }),
+            None => Ok(()),
         }
+    }
+
+    fn set_limit_w(&mut self, watts: f64) -> Result<(), PowerError> {
+        self.check_open()?;
         let limits = self.control.limits()?;
         limits.check(watts)?;
         if (watts - limits.current_w).abs() < SAME_LIMIT_W {
@@ -279,27 +303,53 @@ impl GuardInner {
         if !self.config.allow_changes {
             return Err(PowerError::NotPermitted(CHANGES_NOT_ALLOWED.into()));
         }
-        let first = self.armed.is_none();
+        let first = !self.armed.as_ref().is_some_and(|a| a.state.limit_owed);
         if first {
+            // the state file owes the limit before it changes
             self.arm(&limits)?;
+            self.update_state(|s| {
+                s.original_limit_w = limits.current_w;
+                s.limit_owed = true;
+            })?;
         }
         let result = self.control.set_limit_w(watts);
         if result.is_err() && first {
-            // Nothing changed (no right, a lost GPU): no restore is owed.
+            // Nothing changed (no right, a lost GPU): no limit is owed.
             let unchanged = self
                 .control
                 .limits()
                 .is_ok_and(|l| (l.current_w - limits.current_w).abs() < SAME_LIMIT_W);
-            if unchanged && remove_state_file(&self.config.state_path).is_ok() {
-                self.armed = None;
+            if unchanged {
+                let _ = self.update_state(|s| s.limit_owed = false);
+                self.disarm_if_nothing_owed();
             }
         }
         result
     }
 
-    /// Before the first change: handlers in place, then the state file on disk.
+    /// A state file that owes nothing (a first change that did not happen) goes.
+    fn disarm_if_nothing_owed(&mut self) {
+        if self
+            .armed
+            .as_ref()
+            .is_some_and(|a| !a.state.owes_anything())
+            && remove_state_file(&self.config.state_path).is_ok()
+        {
+            self.armed = None;
+            if let Some(l) = &mut self.lock {
+                l.set_owed(None);
+            }
+            self.publish();
+        }
+    }
+
+    /// Before the first change: handlers in place, then the state file on disk
+    /// (owing nothing yet; each change says what it owes before it is made).
     fn arm(&mut self, limits: &PowerLimits) -> Result<(), PowerError> {
-        check_no_pending(&self.config)?;
+        if self.armed.is_some() {
+            return Ok(());
+        }
+        check_no_pending(&self.config, &self.config.state_path)?;
         install_restore_hooks()?;
         let state = PowerStateFile {
             schema: STATE_FILE_SCHEMA,
@@ -315,45 +365,82 @@ impl GuardInner {
             host: state::hostname(),
             written_unix_s: state::now_unix_s(),
             locked_clocks: LockedClocks::default(),
+            limit_owed: false,
         };
         write_state_file(&self.config.state_path, &state)?;
         self.armed = Some(Armed {
-            original_w: limits.current_w,
             owner: std::thread::current().id(),
             state,
         });
+        if let Some(l) = &mut self.lock {
+            l.set_owed(Some(&self.config.state_path));
+        }
+        self.publish();
         Ok(())
     }
 
-    /// Locked clocks back to the default, then the original limit; the state file
-    /// goes only when both are back.
+    /// Change what the state file says is owed, on disk first.
+    fn update_state(&mut self, change: impl FnOnce(&mut PowerStateFile)) -> Result<(), PowerError> {
+        let Some(armed) = self.armed.as_mut() else {
+            return Ok(());
+        };
+        let mut next = armed.state.clone();
+        change(&mut next);
+        if next != armed.state {
+            write_state_file(&self.config.state_path, &next)?;
+            armed.state = next;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Tell the signal thread what this guard owes now.
+    fn publish(&self) {
+        let owed = self
+            .armed
+            .as_ref()
+            .filter(|a| a.state.owes_anything())
+            .map(|a| {
+                format!(
+                    "{} of {} (state file {}; `{}`)",
+                    a.state.describe_owed(),
+                    self.config.device.name,
+                    self.config.state_path.display(),
+                    restore_command(&self.config.state_path)
+                )
+            });
+        hooks::set_owed(self.id, owed);
+    }
+
+    /// Locked clocks back to the default, then the original limit, each tried
+    /// whatever failed before it; the state file goes only when all are back.
     fn restore(&mut self) -> Result<Option<RestoreReport>, PowerError> {
-        let Some(armed) = &self.armed else {
+        let Some(armed) = self.armed.as_mut() else {
             return Ok(None);
         };
-        let original_w = armed.original_w;
-        let locked = armed.state.locked_clocks;
-        // the clocks first, and the limit even if they fail: each is owed on its own
-        let clocks = self.reset_locked_clocks(locked);
-        let was_w = self.control.limits().ok().map(|l| l.current_w);
-        if was_w.is_none_or(|w| (w - original_w).abs() >= SAME_LIMIT_W) {
-            self.control.set_limit_w(original_w)?;
+        let owed = restore::Owed::of(&armed.state);
+        let attempt = restore::attempt(
+            &self.config.device.name,
+            owed,
+            match self.clocks.as_mut() {
+                Some(c) => Ok(c.as_mut()),
+                None => Err(PowerError::Unavailable(format!(
+                    "{} has no clock control",
+                    self.config.device.name
+                ))),
+            },
+            Ok(self.control.as_mut()),
+            false,
+        );
+        let name = self.config.device.name.clone();
+        let result = restore::settle(&name, &self.config.state_path, &mut armed.state, attempt);
+        if result.is_ok() {
+            self.armed = None;
+            if let Some(l) = &mut self.lock {
+                l.set_owed(None);
+            }
         }
-        let now_w = self.control.limits()?.current_w;
-        if (now_w - original_w).abs() >= SAME_LIMIT_W.max(0.005 * original_w) {
-            return Err(PowerError::Failed(format!(
-                "asked to restore {original_w:.0} W but the limit reads {now_w:.0} W"
-            )));
-        }
-        let clocks_reset = clocks?;
-        remove_state_file(&self.config.state_path)?;
-        self.armed = None;
-        Ok(Some(RestoreReport {
-            device: self.config.device.name.clone(),
-            restored_w: original_w,
-            was_w,
-            state_file: self.config.state_path.clone(),
-            clocks_reset,
-        }))
+        self.publish();
+        result.map(Some)
     }
 }

@@ -18,6 +18,10 @@ const KEEP_S: f64 = 300.0;
 /// this is a few readings late at most, under 1% of a one-second window).
 const EXTRAPOLATE_S: f64 = 0.02;
 
+/// How long a window's end waits for the host's polling thread to read past it: on
+/// a loaded host that thread runs late, while RAPL itself has the reading.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// See the module comment.
 pub struct HostMeter {
     device: Box<dyn EnergyMeter>,
@@ -110,12 +114,23 @@ impl EnergyMeter for HostMeter {
     fn fault_detail(&mut self) -> Option<String> {
         self.device.fault_detail()
     }
+    fn max_power_w(&self) -> Option<f64> {
+        self.device.max_power_w()
+    }
     fn host_meter(&self) -> Option<HostMeterInfo> {
         Some(self.host.info())
     }
 
     fn host_energy_between(&mut self, from_s: f64, to_s: f64) -> Option<f64> {
         self.drain_host();
+        let deadline = std::time::Instant::now() + CATCH_UP;
+        while self.host_error.is_none()
+            && self.readings.back().is_none_or(|u| u.time_s < to_s)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            self.drain_host();
+        }
         let readings = self.readings.make_contiguous();
         let a = energy_at(readings, from_s)?;
         let b = match energy_at(readings, to_s) {

@@ -8,7 +8,9 @@ use crate::polled_meter::{Polled, PolledMeter};
 use crate::poller::{PollConfig, PolledSource, Poller};
 use crate::sysfs::hwmon::HwmonDevice;
 use crate::sysfs::{Sysfs, SysfsError};
-use crate::wrapping_counter::{measure_change_period, CounterHealth, WrappingCounter};
+use crate::wrapping_counter::{
+    measure_change_period, CounterHealth, WrappingCounter, MAX_PLAUSIBLE_W,
+};
 use joulebench_core::clock::monotonic_s;
 use joulebench_core::{MeterError, MeterSource, Telemetry};
 use std::time::Duration;
@@ -115,6 +117,9 @@ pub type HwmonEnergyMeter = PolledMeter<HwmonEnergy>;
 pub struct HwmonEnergy {
     hwmon: HwmonDevice,
     period_s: f64,
+    /// The most the board can draw: twice its highest power limit the driver
+    /// names, else [`MAX_PLAUSIBLE_W`].
+    max_w: f64,
     health: CounterHealth,
     telemetry: HwmonTelemetry,
 }
@@ -139,7 +144,8 @@ impl HwmonEnergyMeter {
                 probe.max_wait.as_secs_f64()
             ))
         })?;
-        let counter = WrappingCounter::new(what, u64::MAX, 1e-6);
+        let max_w = board_max_w(fs, hwmon);
+        let counter = WrappingCounter::new(what, u64::MAX, 1e-6).with_max_plausible_w(max_w);
         let health = counter.health();
         let telemetry = HwmonTelemetry::new(fs, hwmon);
         let source = EnergySource {
@@ -157,6 +163,7 @@ impl HwmonEnergyMeter {
         let parts = HwmonEnergy {
             hwmon: hwmon.clone(),
             period_s: period,
+            max_w,
             health,
             telemetry,
         };
@@ -184,6 +191,22 @@ impl Polled for HwmonEnergy {
     fn not_read_yet(&self) -> String {
         "energy1_input not read yet".into()
     }
+    fn max_power_w(&self) -> Option<f64> {
+        Some(self.max_w)
+    }
+}
+
+/// Twice the highest power limit the hwmon directory names (`power1_cap_max`,
+/// `power1_max`, `power1_crit`, µW): a board draws that for no counter interval.
+/// Without one, [`MAX_PLAUSIBLE_W`].
+fn board_max_w(fs: &Sysfs, hwmon: &HwmonDevice) -> f64 {
+    ["power1_cap_max", "power1_max", "power1_crit", "power2_crit"]
+        .iter()
+        .filter_map(|f| fs.read_u64(&hwmon.attr(f)).ok())
+        .filter(|uw| *uw > 0)
+        .max()
+        .map(|uw| (2.0 * uw as f64 / 1e6).min(MAX_PLAUSIBLE_W))
+        .unwrap_or(MAX_PLAUSIBLE_W)
 }
 
 // ------------------------------------------------------- power1_input / _average
@@ -237,6 +260,8 @@ pub type HwmonSampledMeter = PolledMeter<HwmonSampled>;
 /// What [`HwmonSampledMeter`] is besides its poller.
 pub struct HwmonSampled {
     hwmon: HwmonDevice,
+    /// Twice the board's highest power limit: a sample implying more is rejected.
+    max_w: f64,
     reading: HwmonPowerReading,
     interval: Duration,
     telemetry: HwmonTelemetry,
@@ -278,6 +303,7 @@ impl HwmonSampledMeter {
         )?;
         let parts = HwmonSampled {
             hwmon: hwmon.clone(),
+            max_w: board_max_w(fs, hwmon),
             reading,
             interval,
             telemetry,
@@ -297,6 +323,9 @@ impl HwmonSampledMeter {
 impl Polled for HwmonSampled {
     fn source(&self) -> MeterSource {
         MeterSource::HwmonSampled
+    }
+    fn max_power_w(&self) -> Option<f64> {
+        Some(self.max_w)
     }
     fn update_period_s(&self) -> f64 {
         self.interval.as_secs_f64()

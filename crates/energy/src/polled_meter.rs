@@ -23,6 +23,10 @@ pub trait Polled: Send + 'static {
     fn fault_detail(&mut self) -> Option<String> {
         None
     }
+    /// See [`EnergyMeter::max_power_w`].
+    fn max_power_w(&self) -> Option<f64> {
+        None
+    }
     /// What [`EnergyMeter::energy_j`] says before the poller's first reading.
     fn not_read_yet(&self) -> String;
     /// The cumulative energy now: by default the poller's latest reading. It takes
@@ -79,5 +83,8 @@ impl<P: Polled> EnergyMeter for PolledMeter<P> {
     }
     fn fault_detail(&mut self) -> Option<String> {
         self.parts.fault_detail()
+    }
+    fn max_power_w(&self) -> Option<f64> {
+        self.parts.max_power_w()
     }
 }

@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 /// No single device draws this much: a "wrap" implying more is a drop, not a wrap.
 pub const MAX_PLAUSIBLE_W: f64 = 10_000.0;
 
+/// How late a reading may be stamped (a polling thread delayed on a loaded host, a
+/// driver that writes its counter in steps): a wrap is judged against the energy the
+/// device could draw over the interval plus this, so a late stamp is no drop.
+const LATE_STAMP_S: f64 = 0.25;
+
 /// What one reading did to the counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CounterStep {
@@ -134,7 +139,7 @@ impl WrappingCounter {
                 // ticks from `prev` up to the top, one more to reach zero, then `ticks`
                 let through_wrap = (self.max_ticks - prev.min(self.max_ticks)) as f64 + 1.0;
                 let wrap_j = (through_wrap + ticks as f64) * self.joules_per_tick;
-                if prev <= self.max_ticks && wrap_j / dt <= self.max_plausible_w {
+                if prev <= self.max_ticks && wrap_j <= self.max_plausible_w * (dt + LATE_STAMP_S) {
                     self.wraps += 1;
                     CounterStep::Wrapped
                 } else {

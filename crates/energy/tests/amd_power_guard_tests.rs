@@ -13,8 +13,8 @@ use joulebench_energy::amd::{
     self, AmdSmiDevice, AmdSmiPowerControl, FakeAmdSmi, FakeAmdSmiState, FAKE_AMDSMI_ENV,
 };
 use joulebench_energy::guard::{
-    default_state_dir, read_state_file, restore_from_state_file, state_file_for, GuardConfig,
-    PowerGuard, STATE_DIR_ENV,
+    default_state_dir, read_state_file, restore_from_state_file, restore_from_state_file_with,
+    state_file_for, GuardConfig, PowerGuard, RestoreOptions, STATE_DIR_ENV,
 };
 use joulebench_energy::hwmon_power::{hwmon_device_info, HwmonPowerControl, DEVICE_KIND_HWMON};
 use joulebench_energy::nvml::PciBusId;
@@ -380,7 +380,15 @@ fn a_state_file_names_how_to_reopen_its_device() {
     finish(child);
     // a restore without the fake's file says what is missing, and keeps the file
     std::env::remove_var(FAKE_AMDSMI_ENV);
-    let err = restore_from_state_file(&s.state_file(), open_power_control_for_state).unwrap_err();
+    let err = restore_from_state_file_with(
+        &s.state_file(),
+        RestoreOptions {
+            force: false,
+            lock_dir: Some(s.state_dir().join(".locks")),
+        },
+        open_power_control_for_state,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains(FAKE_AMDSMI_ENV), "{err}");
     assert!(s.state_file().exists());
 }

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{fake, fake_info, lock_dir};
+use common::{fake, fake_info, lock_dir, restore_options};
 use joulebench_core::{ClockControl, PowerControl, PowerError};
 use joulebench_energy::guard::{
     read_state_file, restore_from_state_file_full, restore_from_state_file_with, state_file_for,
@@ -48,16 +48,19 @@ fn a_locked_clock_is_in_the_state_file_first_and_reset_on_finish() {
     let dir = tempfile::tempdir().unwrap();
     let f = fake(FakeState::default());
     let path = state_file_for(dir.path(), &fake_info(&f));
-    let mut g = guard_with_clocks(&f, dir.path(), true);
-    assert_eq!(g.supported_sm_clocks_mhz().unwrap().last(), Some(&1980));
-    g.lock_sm_clocks_mhz(1200, 1200).unwrap();
+    let g = guard_with_clocks(&f, dir.path(), true);
+    assert_eq!(
+        g.clock_handle().supported_sm_clocks_mhz().unwrap().last(),
+        Some(&1980)
+    );
+    g.clock_handle().lock_sm_clocks_mhz(1200, 1200).unwrap();
     assert_eq!(locked(&f), Some((1200, 1200)));
     let s = read_state_file(&path).unwrap();
     assert!(s.locked_clocks.sm && !s.locked_clocks.mem);
     assert_eq!(s.original_limit_w, 700.0);
     // the telemetry sees the locked clock
     assert_eq!(f.clocks_mhz().unwrap().sm_mhz, Some(1200));
-    g.lock_sm_clocks_mhz(900, 900).unwrap();
+    g.clock_handle().lock_sm_clocks_mhz(900, 900).unwrap();
     let report = g.finish().unwrap().unwrap();
     assert_eq!(report.clocks_reset, ["SM"]);
     assert_eq!(locked(&f), None);
@@ -75,16 +78,16 @@ fn an_error_return_and_a_panic_reset_the_clocks() {
     let dir = tempfile::tempdir().unwrap();
     let f = fake(FakeState::default());
     let result: Result<(), PowerError> = (|| {
-        let mut g = guard_with_clocks(&f, dir.path(), true);
-        g.lock_sm_clocks_mhz(1005, 1005)?;
+        let g = guard_with_clocks(&f, dir.path(), true);
+        g.clock_handle().lock_sm_clocks_mhz(1005, 1005)?;
         Err(PowerError::Failed("the sweep failed half-way".into()))
     })();
     assert!(result.is_err());
     assert_eq!(locked(&f), None);
 
     let caught = catch_unwind(AssertUnwindSafe(|| {
-        let mut g = guard_with_clocks(&f, dir.path(), true);
-        g.lock_sm_clocks_mhz(1005, 1005).unwrap();
+        let g = guard_with_clocks(&f, dir.path(), true);
+        g.clock_handle().lock_sm_clocks_mhz(1005, 1005).unwrap();
         panic!("a kernel panicked with the clock locked");
     }));
     assert!(caught.is_err());
@@ -97,8 +100,8 @@ fn clocks_lock_only_when_allowed_and_the_driver_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let f = fake(FakeState::default());
     let path = state_file_for(dir.path(), &fake_info(&f));
-    let mut g = guard_with_clocks(&f, dir.path(), false);
-    match g.lock_sm_clocks_mhz(1200, 1200) {
+    let g = guard_with_clocks(&f, dir.path(), false);
+    match g.clock_handle().lock_sm_clocks_mhz(1200, 1200) {
         Err(PowerError::NotPermitted(m)) => assert_eq!(m, CLOCK_CHANGES_NOT_ALLOWED),
         other => panic!("{other:?}"),
     }
@@ -106,14 +109,14 @@ fn clocks_lock_only_when_allowed_and_the_driver_agrees() {
     drop(g);
 
     f.update(|s| s.deny_clock_changes = true).unwrap();
-    let mut g = guard_with_clocks(&f, dir.path(), true);
-    match g.lock_sm_clocks_mhz(1200, 1200) {
+    let g = guard_with_clocks(&f, dir.path(), true);
+    match g.clock_handle().lock_sm_clocks_mhz(1200, 1200) {
         Err(PowerError::NotPermitted(m)) => assert_eq!(m, CLOCK_PERMISSION_HINT),
         other => panic!("{other:?}"),
     }
     f.update(|s| s.deny_clock_changes = false).unwrap();
     // a clock the device does not support is refused by it, and nothing stays locked
-    assert!(g.lock_sm_clocks_mhz(1201, 1201).is_err());
+    assert!(g.clock_handle().lock_sm_clocks_mhz(1201, 1201).is_err());
     assert!(locked(&f).is_none());
     g.finish().unwrap();
     assert!(!path.exists());
@@ -124,17 +127,22 @@ fn a_restore_from_the_state_file_resets_the_clocks_it_records() {
     let dir = tempfile::tempdir().unwrap();
     let f = fake(FakeState::default());
     let path = state_file_for(dir.path(), &fake_info(&f));
-    let mut g = guard_with_clocks(&f, dir.path(), true);
-    g.lock_sm_clocks_mhz(1200, 1200).unwrap();
+    let g = guard_with_clocks(&f, dir.path(), true);
+    g.clock_handle().lock_sm_clocks_mhz(1200, 1200).unwrap();
     // what a SIGKILL leaves: the clock locked, the state file written, no restore
     std::mem::forget(g);
     assert!(path.exists() && locked(&f).is_some());
     let open_power =
         |_: &_| Ok(Box::new(NvmlPowerControl::new(f.clone())) as Box<dyn PowerControl>);
-    // this process wrote it (standing in for the killed sweep): forced. Without a
-    // clock control the restore refuses rather than forget the clock.
-    let forced = RestoreOptions { force: true };
-    let e = restore_from_state_file_with(&path, forced, open_power).unwrap_err();
+    // the forgotten guard still holds the GPU's lock: `power restore` is refused
+    let e = restore_from_state_file_with(&path, restore_options(dir.path(), true), open_power)
+        .unwrap_err();
+    assert!(matches!(e, PowerError::Locked { .. }), "{e}");
+    // this process wrote it (standing in for the killed sweep, whose lock went with
+    // it: another lock directory here): forced. Without a clock control the restore
+    // refuses rather than forget the clock.
+    let forced = restore_options(&dir.path().join("after-the-kill"), true);
+    let e = restore_from_state_file_with(&path, forced.clone(), open_power).unwrap_err();
     assert!(e.to_string().contains("locked clocks"), "{e}");
     assert!(path.exists() && locked(&f).is_some());
     let report = restore_from_state_file_full(&path, forced, open_power, |_| {
@@ -164,13 +172,13 @@ fn child_helper() {
         .with_clock_changes(true);
     match mode.as_str() {
         "lock-and-wait" | "lock-and-panic" => {
-            let mut guard = PowerGuard::new_with_clocks(
+            let guard = PowerGuard::new_with_clocks(
                 Box::new(NvmlPowerControl::new(device.clone())),
                 Some(Box::new(NvmlClockControl::new(device))),
                 config,
             )
             .unwrap();
-            guard.lock_sm_clocks_mhz(1200, 1200).unwrap();
+            guard.clock_handle().lock_sm_clocks_mhz(1200, 1200).unwrap();
             println!("LOCKED");
             if mode == "lock-and-panic" {
                 panic!("a kernel panicked with the clock locked");
@@ -267,7 +275,7 @@ fn assert_reset_on(sig: i32, code: i32) {
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
     let (status, stderr) = finish(child);
     assert_eq!(status.code(), Some(code), "{stderr}");
-    assert!(stderr.contains("and reset its SM clocks"), "{stderr}");
+    assert!(stderr.contains("reset the SM clocks of"), "{stderr}");
     assert_eq!(fake_locked(&s), None);
     assert!(!state_file(&s).exists());
 }

@@ -4,13 +4,12 @@
 
 mod common;
 
-use common::{fake, fake_info, guard_on, limit_w, lock_dir};
+use common::{fake, fake_info, guard_on, limit_w, lock_dir, restore_options};
 use joulebench_core::{PowerCap, PowerControl, PowerError, PowerLimits};
 use joulebench_energy::guard::{
-    power_status, read_state_file, resolve_caps, restore_from_state_file,
-    restore_from_state_file_with, state_file_for, write_state_file, GuardConfig, OwnerStatus,
-    PowerGuard, PowerStateFile, RestoreOptions, StateDevice, CHANGES_NOT_ALLOWED,
-    STATE_FILE_SCHEMA,
+    power_status, read_state_file, resolve_caps, restore_from_state_file_with, state_file_for,
+    write_state_file, GuardConfig, OwnerStatus, PowerGuard, PowerStateFile, StateDevice,
+    CHANGES_NOT_ALLOWED, STATE_FILE_SCHEMA,
 };
 use joulebench_energy::nvml::{FakeDevice, FakeState, NvmlPowerControl, DEVICE_KIND_FAKE};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -220,6 +219,7 @@ fn stale_state(f: &FakeDevice, pid: u32, original_w: f64) -> PowerStateFile {
         host: None,
         written_unix_s: 1.7e9,
         locked_clocks: Default::default(),
+        limit_owed: true,
     }
 }
 
@@ -258,7 +258,7 @@ fn after_a_kill_the_state_file_restores_the_original_limit() {
     )
     .unwrap();
     assert_eq!(
-        status.limits,
+        status.limits.unwrap(),
         PowerLimits {
             min_w: 200.0,
             max_w: 700.0,
@@ -270,12 +270,16 @@ fn after_a_kill_the_state_file_restores_the_original_limit() {
     assert_eq!(pending.owner, OwnerStatus::Gone);
     assert_eq!(pending.state.original_limit_w, 700.0);
 
-    let report = restore_from_state_file(&path, open_fake(&f)).unwrap();
+    let report =
+        restore_from_state_file_with(&path, restore_options(dir.path(), false), open_fake(&f))
+            .unwrap();
     assert_eq!((report.restored_w, report.was_w), (700.0, Some(300.0)));
     assert_eq!(limit_w(&f), 700.0);
     assert!(!path.exists());
 
-    let again = restore_from_state_file(&path, open_fake(&f)).unwrap_err();
+    let again =
+        restore_from_state_file_with(&path, restore_options(dir.path(), false), open_fake(&f))
+            .unwrap_err();
     assert!(
         again.to_string().contains("no restore is pending"),
         "{again}"
@@ -301,14 +305,15 @@ fn restore_refuses_while_the_writer_runs_unless_forced() {
     let mut s = stale_state(&f, std::process::id(), 700.0);
     s.process_start_ticks = None;
     write_state_file(&path, &s).unwrap();
-    let e = restore_from_state_file(&path, open_fake(&f)).unwrap_err();
+    let e = restore_from_state_file_with(&path, restore_options(dir.path(), false), open_fake(&f))
+        .unwrap_err();
     assert!(e.to_string().contains("still runs"), "{e}");
     assert_eq!(limit_w(&f), 300.0);
     let config = GuardConfig::new(fake_info(&f), DEVICE_KIND_FAKE, dir.path(), true)
         .with_lock_dir(&lock_dir(dir.path()));
     assert!(PowerGuard::new(Box::new(NvmlPowerControl::new(f.clone())), config).is_err());
 
-    restore_from_state_file_with(&path, RestoreOptions { force: true }, open_fake(&f)).unwrap();
+    restore_from_state_file_with(&path, restore_options(dir.path(), true), open_fake(&f)).unwrap();
     assert_eq!(limit_w(&f), 700.0);
     assert!(!path.exists());
 }
@@ -322,7 +327,8 @@ fn a_state_file_for_another_device_is_not_applied() {
     });
     let path = state_path(dir.path(), &f);
     write_state_file(&path, &stale_state(&f, DEAD_PID, 900.0)).unwrap();
-    let e = restore_from_state_file(&path, open_fake(&f)).unwrap_err();
+    let e = restore_from_state_file_with(&path, restore_options(dir.path(), false), open_fake(&f))
+        .unwrap_err();
     assert!(e.to_string().contains("does not fit this device"), "{e}");
     assert_eq!(limit_w(&f), 300.0);
     assert!(
@@ -331,7 +337,8 @@ fn a_state_file_for_another_device_is_not_applied() {
     );
 
     std::fs::write(&path, "{ not json").unwrap();
-    let e = restore_from_state_file(&path, open_fake(&f)).unwrap_err();
+    let e = restore_from_state_file_with(&path, restore_options(dir.path(), false), open_fake(&f))
+        .unwrap_err();
     assert!(e.to_string().contains("damaged"), "{e}");
 }
 
@@ -354,7 +361,7 @@ fn a_device_lost_mid_sweep_is_an_error_and_the_restore_stays_owed() {
 
     // The GPU comes back (a reset); `power restore` finishes the job.
     f.update(|s| s.lost = false).unwrap();
-    restore_from_state_file_with(&path, RestoreOptions { force: true }, open_fake(&f)).unwrap();
+    restore_from_state_file_with(&path, restore_options(dir.path(), true), open_fake(&f)).unwrap();
     assert_eq!(limit_w(&f), 700.0);
     assert!(!path.exists());
 }

@@ -179,6 +179,45 @@ fn a_counter_that_goes_backwards_rejects_the_window_and_says_it_is_not_a_wrap() 
 }
 
 #[test]
+fn a_counter_that_jumps_beyond_the_boards_power_rejects_the_window() {
+    let fx = SysfsFixture::new();
+    let hw = fx.intel(3, "xe", "0000:03:00.0", 5_000_000_000);
+    let energy = hw.join("energy1_input");
+    let fs = Sysfs::at(fx.root());
+    let h = find_by_pci(&fs, &[XE], &pci("0000:03:00.0"))
+        .unwrap()
+        .unwrap();
+    let counter = |path| Counter {
+        path,
+        watts: 60.0,
+        max_uj: u64::MAX,
+    };
+    let ticker = Ticker::start(vec![counter(energy.clone())], TICK);
+    let mut m = HwmonEnergyMeter::open(&fs, &h, quick_probe()).unwrap();
+    // while the window runs, the counter leaps ahead by ~5 MJ in one step: the
+    // 994 MW a misreporting driver gave, not anything a 150 W board draws
+    let jump = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        drop(ticker);
+        let now: u64 = std::fs::read_to_string(&energy)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        write_atomic(&energy, &format!("{}\n", now + 4_970_000_000_000));
+        Ticker::start(vec![counter(energy)], TICK)
+    });
+    let err = window_on(&mut m).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, WindowError::MeterJumped { .. }), "{msg}");
+    assert!(msg.contains("more than the device's 300 W"), "{msg}");
+    let _ticking = jump.join().unwrap();
+    // the next window, after the jump, is whole again
+    let w = window_on(&mut m).unwrap();
+    assert!((watts(&w) - 60.0).abs() < 6.0, "{} W", watts(&w));
+}
+
+#[test]
 fn a_counter_that_stands_still_is_refused_or_rejected_with_how_long() {
     let fx = SysfsFixture::new();
     let hw = fx.intel(3, "xe", "0000:03:00.0", 1_000);

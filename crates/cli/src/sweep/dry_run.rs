@@ -50,12 +50,12 @@ pub fn show(
         HashSet::new()
     };
 
-    println!(
-        "Dry run: nothing is measured, no power limit or clock is changed, no file is written."
-    );
-    println!("device: {} ({backend} backend)", device.name);
+    crate::out::line(
+        "Dry run: nothing is measured, no power limit or clock is changed, no file is written.",
+    )?;
+    crate::out::line(&format!("device: {} ({backend} backend)", device.name))?;
     for n in &dev.notes {
-        println!("  {n}");
+        crate::out::line(&format!("  {n}"))?;
     }
     let repeats: Vec<Option<u32>> = match args.repeat {
         0 | 1 => vec![None],
@@ -126,11 +126,14 @@ pub fn show(
         ]);
     }
     t.drop_uninformative_columns(&["batch", "power cap", "clocks"]);
-    println!("plan: {}", describe_plan(estimate, device.simulated));
+    crate::out::line(&format!(
+        "plan: {}",
+        describe_plan(estimate, device.simulated)
+    ))?;
     if already > 0 {
-        println!("  --resume: {already} run(s) already in the results file would be skipped; {measured} would be measured");
+        crate::out::line(&format!("  --resume: {already} run(s) already in the results file would be skipped; {measured} would be measured"))?;
     }
-    println!(
+    crate::out::line(&format!(
         "results: {} ({})",
         out.display(),
         if !out.exists() {
@@ -140,7 +143,7 @@ pub fn show(
         } else {
             "exists"
         }
-    );
+    ))?;
     let changes_caps = points.iter().any(|p| !p.cap.is_default());
     let changes_clocks = points
         .iter()
@@ -166,11 +169,11 @@ pub fn show(
         } else {
             String::new()
         };
-        println!(
+        crate::out::line(&format!(
             "changes: the run would set the device's {what} point by point, and restore the originals on exit{needs}"
-        );
+        ))?;
     }
-    println!();
-    print!("{}", t.render(TableFormat::Table));
+    crate::out::line("")?;
+    crate::out::print(&t.render(TableFormat::Table))?;
     Ok(())
 }

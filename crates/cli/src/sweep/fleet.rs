@@ -166,12 +166,12 @@ fn dry_run(slots: &[Slot], backend: BackendChoice, out: &Path) -> Result<(), Cli
     })?;
     let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     let inherited = inherited_args(&argv);
-    println!(
+    crate::out::line(&format!(
         "Dry run of {} device(s) ({} backend): each device's records would go to its own file, merged into {} at the end.",
         slots.len(),
         slots::backend_name(backend),
         out.display()
-    );
+    ))?;
     let mut failed = 0;
     for slot in slots {
         let mut cmd = Command::new(&exe);
@@ -183,20 +183,20 @@ fn dry_run(slots: &[Slot], backend: BackendChoice, out: &Path) -> Result<(), Cli
         if let slots::Pin::Cuda { visible } = &slot.pin {
             cmd.env("CUDA_VISIBLE_DEVICES", visible);
         }
-        println!("\n== dev{} → {}", slot.index, slot.out.display());
+        crate::out::line(&format!("\n== dev{} → {}", slot.index, slot.out.display()))?;
         match cmd.stdin(Stdio::null()).output() {
-            Ok(o) if o.status.success() => print!("{}", String::from_utf8_lossy(&o.stdout)),
+            Ok(o) if o.status.success() => crate::out::print(&String::from_utf8_lossy(&o.stdout))?,
             Ok(o) => {
                 failed += 1;
-                println!(
+                crate::out::line(&format!(
                     "dev{}: cannot plan: {}",
                     slot.index,
                     String::from_utf8_lossy(&o.stderr).trim()
-                );
+                ))?;
             }
             Err(e) => {
                 failed += 1;
-                println!("dev{}: cannot start its worker: {e}", slot.index);
+                crate::out::line(&format!("dev{}: cannot start its worker: {e}", slot.index))?;
             }
         }
     }

@@ -33,6 +33,8 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     }
     if let Some(out) = &args.out {
         check_results_path(out, args.resume)?;
+        let inputs: Vec<_> = args.config.iter().cloned().collect();
+        crate::paths::refuse_input_as_output(out, &inputs, "--out")?;
     }
     if let Some(devices) = &args.devices {
         return fleet::run(args, devices, &ov);

@@ -269,15 +269,21 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// SIGINT and SIGTERM set the stop flag (and the signal's number) so the sweep ends
-/// after its point; a second signal ends the process at once.
+/// The first SIGINT, SIGTERM or SIGHUP sets the stop flag (and the signal's
+/// number) so the sweep ends after its point; a second ends the process at once —
+/// except while a GPU's limit or clocks are changed or being restored: then the
+/// guard's signal thread restores first, waits for a restore in progress on a
+/// second signal, and gives up only on a third, saying what is left.
 pub fn stop_on_signals() -> (Arc<AtomicBool>, Arc<AtomicUsize>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_signal = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop));
-        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
-        let _ = signal_hook::flag::register_usize(sig, Arc::clone(&stop_signal), sig as usize);
+    match joulebench_energy::guard::stop_on_signals() {
+        Ok(s) => (s.stop, s.signal),
+        Err(e) => {
+            // no handler: signals end the process as they would without joulebench
+            eprintln!("warning: {e}");
+            (
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicUsize::new(0)),
+            )
+        }
     }
-    (stop, stop_signal)
 }

@@ -93,7 +93,14 @@ pub fn run_with(
     if wants_caps || wants_clocks {
         dev.arm_guard(args.allow_power_changes, args.allow_clock_changes)?;
     }
+    check_found_clocks(&mut dev, &device.name, wants_clocks)?;
     let limits = joulebench_core::sweep::check_caps(&points, dev.power_mut())?;
+    let mut points = points;
+    if let Some(l) = &limits {
+        for note in joulebench_core::sweep::merge_equal_caps(&mut points, l) {
+            eprintln!("note: {note}");
+        }
+    }
     if let Some(l) =
         limits.filter(|l| !joulebench_core::sweep::same_limit_w(l.current_w, l.default_w))
     {
@@ -198,19 +205,17 @@ pub fn run_with(
     progress.finish();
     drop(writer);
     let kept = format!("finished points are in {}", out.display());
+    let state_path = dev
+        .guard
+        .as_ref()
+        .map(|g| g.state_path())
+        .unwrap_or_default();
     let restored = dev.guard.take().map(|g| g.finish());
     match restored {
-        Some(Ok(Some(r))) => eprintln!(
-            "power limit of {} restored to {:.0} W{}",
-            r.device,
-            r.restored_w,
-            r.clocks_note()
-        ),
+        Some(Ok(Some(r))) => eprintln!("{}", r.describe()),
         Some(Err(e)) => {
-            return Err(runtime(format!(
-                "could not restore the power limit or clocks: {e}; run `joulebench power restore`"
-            ))
-            .hint(&kept))
+            let command = joulebench_energy::guard::restore_command(&state_path);
+            return Err(runtime(format!("{e}; run `{command}`")).hint(&kept));
         }
         _ => {}
     }
@@ -244,6 +249,50 @@ pub fn run_with(
         out.display()
     );
     Ok(Some((outcome, out)))
+}
+
+/// Clocks are checked at the start the way the limit is: found locked (by a run
+/// that was killed, or another tool), a sweep that would lock clocks itself is
+/// refused — its restore resets to the default, a state it did not find — and any
+/// other sweep says so and flags its points at default clocks.
+fn check_found_clocks(
+    dev: &mut joulebench_device::OpenDevice,
+    name: &str,
+    wants_clocks: bool,
+) -> Result<(), CliError> {
+    use joulebench_energy::guard::{
+        default_lock_dir, default_state_dir, found_clock_locks, KnownClockLocks,
+    };
+    let Some(id) = dev.control_identity() else {
+        return Ok(());
+    };
+    let state_dir = default_state_dir();
+    let Some(found) = found_clock_locks(
+        dev.clocks_mut(),
+        &id,
+        state_dir.as_deref(),
+        &default_lock_dir(),
+    ) else {
+        return Ok(());
+    };
+    if wants_clocks {
+        return Err(usage(format!(
+            "{name}: {}, not at its default; a clock sweep resets the clocks to the default \
+             when it ends and cannot put back a lock it did not make: run `joulebench power \
+             restore` (or `nvidia-smi -rgc`) first, then sweep",
+            found.describe()
+        )));
+    }
+    eprintln!(
+        "warning: {name}: {}, not at its default (see `joulebench power status`); points at \
+         default clocks run at it and are flagged clocks-not-default, never used as the \
+         default-clock baseline",
+        found.describe()
+    );
+    if let Some(c) = dev.clocks.take() {
+        dev.clocks = Some(Box::new(KnownClockLocks::new(c, found.locks)));
+    }
+    Ok(())
 }
 
 /// "24 points (16 measured, 8 skipped as unsupported), about 2m 10s (at most 3m

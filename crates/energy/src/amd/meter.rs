@@ -8,7 +8,9 @@ use super::{decode_indep_throttle_status, AmdSmiDevice, AmdSmiError};
 use crate::hwmon_meter::CounterProbe;
 use crate::polled_meter::{Polled, PolledMeter};
 use crate::poller::{PollConfig, PolledSource, Poller};
-use crate::wrapping_counter::{measure_change_period, CounterHealth, WrappingCounter};
+use crate::wrapping_counter::{
+    measure_change_period, CounterHealth, WrappingCounter, MAX_PLAUSIBLE_W,
+};
 use joulebench_core::clock::monotonic_s;
 use joulebench_core::{MeterError, MeterSource, Telemetry};
 use std::sync::Arc;
@@ -78,6 +80,8 @@ pub type AmdSmiCounterMeter = PolledMeter<AmdSmiCounter>;
 pub struct AmdSmiCounter {
     device: Arc<dyn AmdSmiDevice>,
     period_s: f64,
+    /// Twice the largest power cap the board allows, else `MAX_PLAUSIBLE_W`.
+    max_w: f64,
     resolution_uj: f64,
     health: CounterHealth,
 }
@@ -112,12 +116,19 @@ impl AmdSmiCounterMeter {
                 probe.max_wait.as_secs_f64()
             ))
         })?;
+        let max_w = device
+            .power_cap_info()
+            .ok()
+            .filter(|c| c.max_uw > 0)
+            .map(|c| (2.0 * c.max_uw as f64 / 1e6).min(MAX_PLAUSIBLE_W))
+            .unwrap_or(MAX_PLAUSIBLE_W);
         let counter = WrappingCounter::new(
             format!("the amdsmi energy counter of {what_dev}"),
             u64::MAX,
             first.resolution_uj * 1e-6,
         )
-        .with_drop_hint(AMDSMI_DROP_HINT);
+        .with_drop_hint(AMDSMI_DROP_HINT)
+        .with_max_plausible_w(max_w);
         let health = counter.health();
         let source = CounterSource {
             device: device.clone(),
@@ -128,6 +139,7 @@ impl AmdSmiCounterMeter {
         let parts = AmdSmiCounter {
             device,
             period_s: period,
+            max_w,
             resolution_uj: first.resolution_uj,
             health,
         };
@@ -154,5 +166,8 @@ impl Polled for AmdSmiCounter {
     }
     fn not_read_yet(&self) -> String {
         "the amdsmi counter was not read yet".into()
+    }
+    fn max_power_w(&self) -> Option<f64> {
+        Some(self.max_w)
     }
 }

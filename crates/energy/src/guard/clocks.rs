@@ -2,30 +2,18 @@
 //! clock is first locked the state file on disk says so (written, or rewritten,
 //! first), and every restore — finish, drop, panic, SIGINT/SIGTERM/SIGHUP, and
 //! `joulebench power restore` after a SIGKILL — resets the clocks that were locked
-//! to the device's defaults.
+//! to the device's defaults. The guard's clocks are reached through one handle,
+//! [`GuardedClocks`].
 
-use super::{write_state_file, GuardInner, PowerGuard};
-use joulebench_core::{ClockControl, PowerError};
+use super::restore::Domain;
+use super::{GuardInner, GuardShared, PowerGuard};
+use joulebench_core::{ClockControl, ClockLocks, PowerError};
+use std::sync::Arc;
 
 /// What a user who did not ask for clock changes is told.
 pub const CLOCK_CHANGES_NOT_ALLOWED: &str = "locking GPU clocks was not asked for; \
 joulebench locks a GPU's clocks only with explicit permission (--allow-clock-changes), \
 and resets them when it ends";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Domain {
-    Sm,
-    Mem,
-}
-
-impl Domain {
-    fn name(self) -> &'static str {
-        match self {
-            Domain::Sm => "SM",
-            Domain::Mem => "memory",
-        }
-    }
-}
 
 impl GuardInner {
     fn clock_control(&mut self) -> Result<&mut Box<dyn ClockControl>, PowerError> {
@@ -36,11 +24,7 @@ impl GuardInner {
     }
 
     fn lock_clock(&mut self, domain: Domain, min_mhz: u32, max_mhz: u32) -> Result<(), PowerError> {
-        if let Some(why) = &self.closed {
-            return Err(PowerError::Failed(format!(
-                "the original clocks were already restored ({why}); no further changes"
-            )));
-        }
+        self.check_open()?;
         self.clock_control()?;
         if !self.config.allow_clock_changes {
             return Err(PowerError::NotPermitted(CLOCK_CHANGES_NOT_ALLOWED.into()));
@@ -50,16 +34,7 @@ impl GuardInner {
             self.arm(&limits)?;
         }
         // the state file says the clock is locked before it is
-        if let Some(armed) = self.armed.as_mut() {
-            let flag = match domain {
-                Domain::Sm => &mut armed.state.locked_clocks.sm,
-                Domain::Mem => &mut armed.state.locked_clocks.mem,
-            };
-            if !*flag {
-                *flag = true;
-                write_state_file(&self.config.state_path, &armed.state)?;
-            }
-        }
+        self.update_state(|s| *domain.flag(&mut s.locked_clocks) = true)?;
         let control = self.clock_control()?;
         match domain {
             Domain::Sm => control.lock_sm_clocks_mhz(min_mhz, max_mhz),
@@ -67,73 +42,24 @@ impl GuardInner {
         }
     }
 
+    /// A reset asked for mid-run (a sweep going back to default clocks): allowed
+    /// always, and what the state file owes follows it.
     fn reset_clock(&mut self, domain: Domain) -> Result<(), PowerError> {
         let control = self.clock_control()?;
         match domain {
             Domain::Sm => control.reset_sm_clocks(),
             Domain::Mem => control.reset_mem_clocks(),
-        }
-    }
-
-    /// Reset every clock `locked` names; which were reset ("SM", "memory").
-    pub(super) fn reset_locked_clocks(
-        &mut self,
-        locked: super::LockedClocks,
-    ) -> Result<Vec<String>, PowerError> {
-        let mut reset = Vec::new();
-        for (domain, was_locked) in [(Domain::Sm, locked.sm), (Domain::Mem, locked.mem)] {
-            if was_locked {
-                self.reset_clock(domain).map_err(|e| {
-                    PowerError::Failed(format!(
-                        "could not reset the {} clocks to the default: {e}",
-                        domain.name()
-                    ))
-                })?;
-                reset.push(domain.name().to_string());
-            }
-        }
-        Ok(reset)
-    }
-}
-
-/// Reads go to the device; a lock arms the guard and is allowed only with
-/// `allow_clock_changes`; a reset is always allowed.
-impl ClockControl for PowerGuard {
-    fn supported_sm_clocks_mhz(&mut self) -> Result<Vec<u32>, PowerError> {
-        self.shared
-            .lock()
-            .clock_control()?
-            .supported_sm_clocks_mhz()
-    }
-
-    fn supported_mem_clocks_mhz(&mut self) -> Result<Vec<u32>, PowerError> {
-        self.shared
-            .lock()
-            .clock_control()?
-            .supported_mem_clocks_mhz()
-    }
-
-    fn lock_sm_clocks_mhz(&mut self, min_mhz: u32, max_mhz: u32) -> Result<(), PowerError> {
-        self.shared.lock().lock_clock(Domain::Sm, min_mhz, max_mhz)
-    }
-
-    fn reset_sm_clocks(&mut self) -> Result<(), PowerError> {
-        self.shared.lock().reset_clock(Domain::Sm)
-    }
-
-    fn lock_mem_clocks_mhz(&mut self, min_mhz: u32, max_mhz: u32) -> Result<(), PowerError> {
-        self.shared.lock().lock_clock(Domain::Mem, min_mhz, max_mhz)
-    }
-
-    fn reset_mem_clocks(&mut self) -> Result<(), PowerError> {
-        self.shared.lock().reset_clock(Domain::Mem)
+        }?;
+        self.update_state(|s| *domain.flag(&mut s.locked_clocks) = false)
     }
 }
 
 /// The guard's clock control as a handle of its own, so a sweep can hold it beside
-/// the guard's power control. Dropping it restores nothing: the guard does.
+/// the guard's power control. Reads go to the device; a lock arms the guard and is
+/// allowed only with `allow_clock_changes`; a reset is always allowed. Dropping it
+/// restores nothing: the guard does.
 pub struct GuardedClocks {
-    shared: std::sync::Arc<super::GuardShared>,
+    shared: Arc<GuardShared>,
 }
 
 impl PowerGuard {
@@ -173,5 +99,9 @@ impl ClockControl for GuardedClocks {
 
     fn reset_mem_clocks(&mut self) -> Result<(), PowerError> {
         self.shared.lock().reset_clock(Domain::Mem)
+    }
+
+    fn clock_locks(&mut self) -> Result<ClockLocks, PowerError> {
+        self.shared.lock().clock_control()?.clock_locks()
     }
 }

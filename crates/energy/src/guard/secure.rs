@@ -26,6 +26,7 @@ pub(crate) fn euid() -> u32 {
 /// else can rename it out of. `what` names it in messages ("state directory"),
 /// `env` is the variable that moves it.
 pub(crate) fn private_dir(dir: &Path, what: &str, env: &str) -> Result<(), PowerError> {
+    check_links(dir, what, env)?;
     create_dir(dir).map_err(|e| {
         PowerError::Failed(format!("cannot create the {what} {}: {e}", dir.display()))
     })?;
@@ -46,10 +47,47 @@ fn create_dir(dir: &Path) -> std::io::Result<()> {
     fs::create_dir_all(dir)
 }
 
+/// Refuse a symbolic link on the way to `dir` (the directory itself included) that
+/// belongs to another user than this one or root: it decides where joulebench's
+/// files go, so it is never followed — not even to create the directory.
+#[cfg(unix)]
+pub(crate) fn check_links(dir: &Path, what: &str, env: &str) -> Result<(), PowerError> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = dir.display();
+    let me = euid();
+    let absolute = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(dir)
+    };
+    for step in absolute.ancestors() {
+        let Ok(m) = fs::symlink_metadata(step) else {
+            continue;
+        };
+        if m.file_type().is_symlink() && m.uid() != me && m.uid() != 0 {
+            return Err(PowerError::Failed(format!(
+                "{} on the way to the {what} {shown} is a symbolic link of user {}, not of this \
+                 user ({me}) or root: it decides where joulebench's files go, so it is not \
+                 followed; set {env} to a directory of yours (`mkdir -m 700 DIR`)",
+                step.display(),
+                m.uid()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub(crate) fn check_links(_dir: &Path, _what: &str, _env: &str) -> Result<(), PowerError> {
+    Ok(())
+}
+
 #[cfg(unix)]
 fn check_dir(dir: &Path, what: &str, env: &str) -> Result<(), PowerError> {
     use std::os::unix::fs::MetadataExt;
     let shown = dir.display();
+    let me = euid();
+    check_links(dir, what, env)?;
     let meta = fs::metadata(dir)
         .map_err(|e| PowerError::Failed(format!("cannot read the {what} {shown}: {e}")))?;
     if !meta.is_dir() {
@@ -57,7 +95,6 @@ fn check_dir(dir: &Path, what: &str, env: &str) -> Result<(), PowerError> {
             "the {what} {shown} is not a directory"
         )));
     }
-    let me = euid();
     if meta.uid() != me {
         return Err(PowerError::Failed(format!(
             "the {what} {shown} belongs to user {}, not to this user ({me}): joulebench keeps \

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 /// Overrides where state files live (tests, shared machines with odd homes).
 pub const STATE_DIR_ENV: &str = "JOULEBENCH_STATE_DIR";
 
-/// Schema 2 adds `locked_clocks`; files of schema 1 (power limits only) are read.
-pub const STATE_FILE_SCHEMA: u32 = 2;
+/// Schema 2 adds `locked_clocks`, schema 3 `limit_owed`; files of schemas 1 and 2
+/// are read (their limit is always owed).
+pub const STATE_FILE_SCHEMA: u32 = 3;
 
 /// Which of a device's clocks a sweep locked: each is reset to the device's
 /// default on restore.
@@ -69,10 +70,82 @@ pub struct PowerStateFile {
     /// Clocks locked since the file was written (schema 2; none in schema 1).
     #[serde(default)]
     pub locked_clocks: LockedClocks,
+    /// Whether the power limit was changed and is still owed (schema 3; a run that
+    /// locked only clocks never touches the limit on restore).
+    #[serde(default = "owed_by_default")]
+    pub limit_owed: bool,
+}
+
+fn owed_by_default() -> bool {
+    true
+}
+
+impl PowerStateFile {
+    /// Whether anything is still owed.
+    pub fn owes_anything(&self) -> bool {
+        self.limit_owed || self.locked_clocks.any()
+    }
+
+    /// "the power limit (to restore to 300 W) and the SM clock (to reset)".
+    pub fn describe_owed(&self) -> String {
+        let mut parts = Vec::new();
+        if self.limit_owed {
+            parts.push(format!(
+                "the power limit (to restore to {:.0} W)",
+                self.original_limit_w
+            ));
+        }
+        match (self.locked_clocks.sm, self.locked_clocks.mem) {
+            (true, true) => parts.push("the SM and memory clocks (to reset)".into()),
+            (true, false) => parts.push("the SM clock (to reset)".into()),
+            (false, true) => parts.push("the memory clock (to reset)".into()),
+            _ => {}
+        }
+        if parts.is_empty() {
+            "nothing".into()
+        } else {
+            parts.join(" and ")
+        }
+    }
+
+    /// The device as the guard and the per-GPU lock name it.
+    pub fn device_info(&self) -> DeviceInfo {
+        DeviceInfo {
+            name: self.device.name.clone(),
+            uuid: self.device.uuid.clone(),
+            pci_bus_id: self.device.pci_bus_id.clone(),
+            ..DeviceInfo::default()
+        }
+    }
+}
+
+/// The command that restores what a state file in `dir` owes: `joulebench power
+/// restore`, with the state directory named where it is not the default one.
+pub fn restore_command(state_file: &Path) -> String {
+    let dir = state_file.parent().unwrap_or(Path::new(""));
+    match default_state_dir() {
+        Some(d) if d == dir => "joulebench power restore".into(),
+        _ => format!(
+            "{STATE_DIR_ENV}={} joulebench power restore",
+            shell_word(&dir.display().to_string())
+        ),
+    }
+}
+
+/// `s` as one word of a POSIX shell command line.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// `$JOULEBENCH_STATE_DIR`, else `$XDG_STATE_HOME/joulebench`, else
-/// `~/.local/state/joulebench`; `None` without a home directory.
+/// `~/.local/state/joulebench`; `None` without an absolute home directory.
 pub fn default_state_dir() -> Option<PathBuf> {
     let env_dir = |k: &str| {
         std::env::var_os(k)
@@ -80,12 +153,21 @@ pub fn default_state_dir() -> Option<PathBuf> {
             .map(PathBuf::from)
     };
     if let Some(d) = env_dir(STATE_DIR_ENV) {
-        return Some(d);
+        // made absolute: the file must be found again from any directory
+        return Some(if d.is_absolute() {
+            d
+        } else {
+            std::env::current_dir().ok()?.join(d)
+        });
     }
     if let Some(d) = env_dir("XDG_STATE_HOME").filter(|d| d.is_absolute()) {
         return Some(d.join("joulebench"));
     }
-    env_dir("HOME").map(|h| h.join(".local").join("state").join("joulebench"))
+    // a relative HOME would put the state file wherever the command runs, where the
+    // next `power restore` (from another directory) never finds it
+    env_dir("HOME")
+        .filter(|h| h.is_absolute())
+        .map(|h| h.join(".local").join("state").join("joulebench"))
 }
 
 /// `<dir>/power-state-<device>.json`, the device named by its UUID (else PCI bus id,
@@ -125,6 +207,7 @@ pub(crate) fn device_file_key(device: &DeviceInfo) -> String {
 /// a state file for `power restore`, or links for the next write), before any
 /// state file in it is read. A missing directory holds nothing and passes.
 pub fn check_state_dir(dir: &Path) -> Result<(), PowerError> {
+    secure::check_links(dir, "state directory", STATE_DIR_ENV)?;
     if !dir.exists() {
         return Ok(());
     }

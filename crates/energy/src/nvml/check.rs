@@ -171,6 +171,10 @@ impl EnergyMeter for CheckMeter {
         self.counter.update_period_s()
     }
 
+    fn max_power_w(&self) -> Option<f64> {
+        self.counter.max_power_w()
+    }
+
     /// The counter's updates; on the way, every stretch of them at least
     /// `min_interval_s` long is compared with the sampled integral.
     fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {

@@ -3,7 +3,7 @@
 //! guard's job (`crate::guard`), which wraps this.
 
 use super::{NvmlDevice, NvmlError};
-use joulebench_core::{ClockControl, PowerError};
+use joulebench_core::{ClockControl, ClockLocks, PowerError};
 use std::sync::Arc;
 
 /// What a user without the right to lock clocks is told.
@@ -80,5 +80,13 @@ impl ClockControl for NvmlClockControl {
         self.device
             .reset_locked_mem_clocks()
             .map_err(|e| clock_error(e, "resetting the memory clocks"))
+    }
+
+    fn clock_locks(&mut self) -> Result<ClockLocks, PowerError> {
+        let (sm_mhz, mem_mhz) = self
+            .device
+            .locked_clocks_mhz()
+            .map_err(|e| clock_error(e, "reading which clocks are locked"))?;
+        Ok(ClockLocks { sm_mhz, mem_mhz })
     }
 }

@@ -118,6 +118,9 @@ pub type CounterMeter = PolledMeter<Counter>;
 pub struct Counter {
     device: Arc<dyn NvmlDevice>,
     period: UpdatePeriod,
+    /// Twice the highest limit the board takes: a counter step implying more is
+    /// rejected; `None` where the limits cannot be read.
+    max_w: Option<f64>,
     reference: ReferenceClocksMhz,
     /// Read for [`EnergyMeter::energy_j`](joulebench_core::EnergyMeter::energy_j):
     /// the counter now, not the poller's last sight of it.
@@ -153,10 +156,16 @@ impl CounterMeter {
             last_mj: None,
         };
         let poller = Poller::start("joulebench-nvml-counter", Box::new(source(&device)), poll)?;
+        let max_w = device
+            .power_limits_mw()
+            .ok()
+            .filter(|l| l.max_mw > 0)
+            .map(|l| 2.0 * l.max_mw as f64 / 1000.0);
         let parts = Counter {
             direct: source(&device),
             device,
             period,
+            max_w,
             reference,
         };
         Ok(PolledMeter::new(parts, poller))
@@ -187,6 +196,10 @@ impl Polled for Counter {
 
     fn energy_j(&mut self, _poller: &Poller) -> Result<f64, MeterError> {
         self.direct.read_j()
+    }
+
+    fn max_power_w(&self) -> Option<f64> {
+        self.max_w
     }
 }
 

@@ -66,6 +66,13 @@ pub struct FakeState {
     pub locked_mem_mhz: Option<(u32, u32)>,
     /// Locking clocks fails with `NoPermission`, as for a user without root.
     pub deny_clock_changes: bool,
+    /// Resetting these clock domains ("sm", "mem") fails, as a driver that refuses
+    /// one step of a restore.
+    pub fail_clock_resets: Vec<String>,
+    /// Setting the power limit fails (while locking and resetting clocks work).
+    pub fail_set_limit: bool,
+    /// Every change (limit, clock lock or reset) takes this long, as on a busy driver.
+    pub change_delay_ms: u64,
     /// Every clock change, in order: "sm 1410-1410", "sm reset", "mem 2619-2619", …
     pub clock_history: Vec<String>,
 }
@@ -106,6 +113,9 @@ impl Default for FakeState {
             locked_sm_mhz: None,
             locked_mem_mhz: None,
             deny_clock_changes: false,
+            fail_clock_resets: Vec::new(),
+            fail_set_limit: false,
+            change_delay_ms: 0,
             clock_history: Vec::new(),
         }
     }
@@ -228,6 +238,7 @@ impl FakeDevice {
         domain: ClockDomain,
         range: Option<(u32, u32)>,
     ) -> Result<(), NvmlError> {
+        self.delay()?;
         self.update(|s| {
             if s.lost {
                 return Err(NvmlError::GpuLost);
@@ -241,6 +252,11 @@ impl FakeDevice {
                 ClockDomain::Sm => (&s.supported_sm_clocks_mhz, &mut s.locked_sm_mhz, "sm"),
                 ClockDomain::Mem => (&s.supported_mem_clocks_mhz, &mut s.locked_mem_mhz, "mem"),
             };
+            if range.is_none() && s.fail_clock_resets.iter().any(|d| d == name) {
+                return Err(NvmlError::Failed(format!(
+                    "the fake device fails to reset its {name} clocks"
+                )));
+            }
             match range {
                 Some((lo, hi)) => {
                     if lo > hi || !supported.contains(&lo) || !supported.contains(&hi) {
@@ -258,6 +274,15 @@ impl FakeDevice {
             }
             Ok(())
         })?
+    }
+
+    /// Sleeps `change_delay_ms` before a change (read from the state now).
+    fn delay(&self) -> Result<(), NvmlError> {
+        let ms = self.state()?.change_delay_ms;
+        if ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        Ok(())
     }
 
     /// Reads the state, failing as a lost GPU would.
@@ -319,9 +344,15 @@ impl NvmlDevice for FakeDevice {
     }
 
     fn set_power_limit_mw(&self, limit_mw: u32) -> Result<(), NvmlError> {
+        self.delay()?;
         self.update(|s| {
             if s.lost {
                 return Err(NvmlError::GpuLost);
+            }
+            if s.fail_set_limit {
+                return Err(NvmlError::Failed(
+                    "the fake device fails to set its power limit".into(),
+                ));
             }
             if s.deny_set_limit {
                 return Err(NvmlError::NoPermission(
@@ -376,6 +407,11 @@ impl NvmlDevice for FakeDevice {
 
     fn reset_locked_mem_clocks(&self) -> Result<(), NvmlError> {
         self.change_clocks(ClockDomain::Mem, None)
+    }
+
+    fn locked_clocks_mhz(&self) -> Result<super::LockedClocksMhz, NvmlError> {
+        let s = self.live()?;
+        Ok((s.locked_sm_mhz, s.locked_mem_mhz))
     }
 
     fn reference_clocks_mhz(&self) -> Result<ReferenceClocksMhz, NvmlError> {

@@ -190,7 +190,15 @@ pub trait NvmlDevice: Send + Sync {
     fn reset_locked_mem_clocks(&self) -> Result<(), NvmlError> {
         Err(NvmlError::NotSupported)
     }
+    /// The locked (SM, memory) ranges now, MHz, where the device can say; NVML has no
+    /// call that reads them back, the fake device has.
+    fn locked_clocks_mhz(&self) -> Result<LockedClocksMhz, NvmlError> {
+        Err(NvmlError::NotSupported)
+    }
 }
+
+/// Locked clock ranges, MHz; `None`: at the default.
+pub type LockedClocksMhz = (Option<(u32, u32)>, Option<(u32, u32)>);
 
 /// `Ok(None)` for what a device simply lacks; everything else stays an error.
 pub(crate) fn optional<T>(r: Result<T, NvmlError>) -> Result<Option<T>, NvmlError> {

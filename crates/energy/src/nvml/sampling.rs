@@ -136,6 +136,8 @@ pub struct SamplingMeter {
     interval: Duration,
     kind: PowerReadingKind,
     reference: ReferenceClocksMhz,
+    /// Twice the highest limit the board takes: a sample implying more is rejected.
+    max_w: Option<f64>,
 }
 
 impl SamplingMeter {
@@ -181,6 +183,11 @@ impl SamplingMeter {
                     MeterError::Unavailable(format!("cannot start the power-sampling thread: {e}"))
                 })?
         };
+        let max_w = device
+            .power_limits_mw()
+            .ok()
+            .filter(|l| l.max_mw > 0)
+            .map(|l| 2.0 * l.max_mw as f64 / 1000.0);
         Ok(SamplingMeter {
             device,
             shared,
@@ -188,6 +195,7 @@ impl SamplingMeter {
             interval: config.interval,
             kind,
             reference,
+            max_w,
         })
     }
 
@@ -303,6 +311,10 @@ fn push<T>(q: &mut VecDeque<T>, item: T) {
 impl EnergyMeter for SamplingMeter {
     fn source(&self) -> MeterSource {
         MeterSource::NvmlSampled
+    }
+
+    fn max_power_w(&self) -> Option<f64> {
+        self.max_w
     }
 
     /// Averaged power lags the work by its averaging window (1 s on Ampere and

@@ -52,12 +52,67 @@ pub trait AttributeIo: Send + Sync {
 
 struct StdIo;
 
+/// The most an attribute file holds: the kernel serves each in one page.
+pub const MAX_ATTRIBUTE_BYTES: u64 = 4096;
+
+/// One attribute file, read without trusting what is at its path: opened without
+/// blocking (a FIFO would block forever), refused unless it is a regular file (a
+/// link to `/dev/zero` never ends), and read up to [`MAX_ATTRIBUTE_BYTES`] — a file
+/// longer than that is refused, not cut.
+pub fn read_attribute(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file (a device, a FIFO or a link to one): not a sysfs attribute",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_ATTRIBUTE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_ATTRIBUTE_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("longer than {MAX_ATTRIBUTE_BYTES} bytes: not a sysfs attribute"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not text: not a sysfs attribute",
+        )
+    })
+}
+
 impl AttributeIo for StdIo {
     fn read(&self, path: &Path) -> io::Result<String> {
-        std::fs::read_to_string(path)
+        read_attribute(path)
     }
     fn write(&self, path: &Path, value: &str) -> io::Result<()> {
-        std::fs::write(path, value)
+        use std::io::Write;
+        // an attribute exists: never created, and only a regular file is written
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC);
+        }
+        let mut file = options.open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a regular file: not a sysfs attribute",
+            ));
+        }
+        file.write_all(value.as_bytes())
     }
 }
 

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use joulebench_core::DeviceInfo;
-use joulebench_energy::guard::{GuardConfig, PowerGuard};
+use joulebench_energy::guard::{GuardConfig, PowerGuard, RestoreOptions};
 use joulebench_energy::nvml::{
     FakeDevice, FakeState, NvmlDevice, NvmlPowerControl, DEVICE_KIND_FAKE,
 };
@@ -36,3 +36,12 @@ pub fn limit_w(fake: &FakeDevice) -> f64 {
 
 #[cfg(unix)]
 pub mod sysfs_fixture;
+
+/// How a test restores from a state file: under the test's own lock directory, so
+/// tests running at once on fakes with one UUID do not take each other's lock.
+pub fn restore_options(state_dir: &Path, force: bool) -> RestoreOptions {
+    RestoreOptions {
+        force,
+        lock_dir: Some(lock_dir(state_dir)),
+    }
+}
