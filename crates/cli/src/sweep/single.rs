@@ -13,7 +13,7 @@ use crate::error::{interrupted, runtime, usage, CliError};
 use crate::progress::Progress;
 use joulebench_core::plan::{PlanEstimate, PlanPoint, SweepConfig};
 use joulebench_core::sweep::{
-    run_sweep, tool_info, DeviceSession, SweepError, SweepObserver, SweepOptions, SweepOutcome,
+    run_sweep, tool_info, SweepError, SweepObserver, SweepOptions, SweepOutcome,
 };
 use joulebench_core::Backend;
 use joulebench_device::{open, OpenOptions};
@@ -46,7 +46,7 @@ pub fn run_with(
         return Err(usage("--sample-interval-ms must be ≥ 1"));
     }
     let mut dev = open(&OpenOptions {
-        backend: args.backend.into(),
+        backend: args.backend,
         sim_profile: single_profile(&args.sim_profile).map_err(usage)?,
         sim_index: args.sim_index,
         adapter: args.adapter.clone(),
@@ -174,50 +174,22 @@ pub fn run_with(
     } else {
         &mut progress
     };
-    let result = {
-        let power: Option<&mut dyn joulebench_core::PowerControl> =
-            match (&mut dev.guard, &mut dev.power) {
-                (Some(g), _) => Some(g),
-                (None, Some(p)) => Some(p.as_mut()),
-                _ => None,
-            };
-        let clocks: Option<&mut dyn joulebench_core::ClockControl> = match &mut dev.clocks {
-            Some(c) => Some(c.as_mut()),
-            None => None,
-        };
-        let mut session = DeviceSession {
-            backend: dev.backend.as_mut(),
-            meter: dev.meter.as_mut(),
-            power,
-            clocks,
-            clock: dev.clock.as_ref(),
-        };
-        run_sweep(
-            &mut session,
-            &points,
-            &opts,
-            &done,
-            &mut writer,
-            observer,
-            &stop,
-        )
-    };
+    let result = run_sweep(
+        &mut dev.session(),
+        &points,
+        &opts,
+        &done,
+        &mut writer,
+        observer,
+        &stop,
+    );
     progress.finish();
     drop(writer);
     let kept = format!("finished points are in {}", out.display());
-    let state_path = dev
-        .guard
-        .as_ref()
-        .map(|g| g.state_path())
-        .unwrap_or_default();
-    let restored = dev.guard.take().map(|g| g.finish());
-    match restored {
-        Some(Ok(Some(r))) => eprintln!("{}", r.describe()),
-        Some(Err(e)) => {
-            let command = joulebench_energy::guard::restore_command(&state_path);
-            return Err(runtime(format!("{e}; run `{command}`")).hint(&kept));
-        }
-        _ => {}
+    match dev.restore() {
+        Ok(Some(r)) => eprintln!("{}", r.describe()),
+        Ok(None) => {}
+        Err(e) => return Err(runtime(e).hint(&kept)),
     }
     if !existed
         && std::fs::metadata(&out)
@@ -260,9 +232,7 @@ fn check_found_clocks(
     name: &str,
     wants_clocks: bool,
 ) -> Result<(), CliError> {
-    use joulebench_energy::guard::{
-        default_lock_dir, default_state_dir, found_clock_locks, KnownClockLocks,
-    };
+    use joulebench_energy::guard::{default_lock_dir, default_state_dir, found_clock_locks};
     let Some(id) = dev.control_identity() else {
         return Ok(());
     };
@@ -289,9 +259,7 @@ fn check_found_clocks(
          default-clock baseline",
         found.describe()
     );
-    if let Some(c) = dev.clocks.take() {
-        dev.clocks = Some(Box::new(KnownClockLocks::new(c, found.locks)));
-    }
+    dev.assume_found_clock_locks(found.locks);
     Ok(())
 }
 
