@@ -178,32 +178,15 @@ fn attach_nvml(
     opts: &AttachOptions,
 ) -> Result<Attached, Vec<String>> {
     let (dev, id) = match_nvml(info).map_err(|why| vec![why])?;
-    let mut a = nvml_controls(&dev, &id);
     let sampling = SamplingConfig {
         interval: opts.sample_interval,
     };
-    a.meter = match opts.meter {
-        None => {
-            a.notes
-                .push("energy meter off (--meter none): time is measured, energy is not".into());
-            no_meter("energy meter turned off with --meter none")
-        }
-        Some(mode) => match nvml::open_meter(dev, mode, sampling) {
-            Ok(m) => {
-                a.notes
-                    .push(format!("energy meter: NVML on {}", id.describe()));
-                a.notes.extend(m.note);
-                m.meter
-            }
-            Err(e) => {
-                a.notes.push(format!(
-                    "no energy meter: {e}; time is measured, energy is not"
-                ));
-                no_meter(e.to_string())
-            }
-        },
-    };
-    Ok(a)
+    Ok(nvml_controls(&dev, &id).with_meter(opts, |mode| {
+        let m = nvml::open_meter(dev, mode, sampling)?;
+        let mut notes = vec![format!("energy meter: NVML on {}", id.describe())];
+        notes.extend(m.note);
+        Ok::<_, joulebench_core::MeterError>((m.meter, notes))
+    }))
 }
 
 fn attach_amdsmi_device(
@@ -243,7 +226,7 @@ fn attach_amdgpu_device(
 ) -> Result<Attached, Vec<String>> {
     let pci = hwmon_pci(info, true)?;
     match find_by_pci(fs, &[AMDGPU], &pci) {
-        Ok(Some(h)) => Ok(attach_amdgpu_hwmon(fs, &h, *opts, Vec::new())),
+        Ok(Some(h)) => Ok(attach_amdgpu_hwmon(fs, &h, *opts)),
         Ok(None) => Err(vec![format!("hwmon: no amdgpu hwmon directory for {pci}")]),
         Err(e) => Err(vec![format!("hwmon: {e}")]),
     }
@@ -270,6 +253,68 @@ fn no_meter(reason: impl Into<String>) -> Box<dyn EnergyMeter> {
     })
 }
 
+impl Attached {
+    /// A device's controls, before its meter is attached.
+    fn controls(
+        power: Option<Box<dyn PowerControl>>,
+        guard_target: Option<GuardTarget>,
+    ) -> Attached {
+        Attached {
+            meter: no_meter("energy meter turned off with --meter none"),
+            power,
+            clocks: None,
+            guard_target,
+            identity: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// The meter `open` gives (with its notes) for the NVML mode asked for, or, with
+    /// `--meter none` or where it fails, a note saying that time is measured and
+    /// energy is not.
+    fn with_meter<E: std::fmt::Display>(
+        mut self,
+        opts: &AttachOptions,
+        open: impl FnOnce(MeterMode) -> Result<(Box<dyn EnergyMeter>, Vec<String>), E>,
+    ) -> Attached {
+        let Some(mode) = opts.meter else {
+            self.notes
+                .push("energy meter off (--meter none): time is measured, energy is not".into());
+            return self;
+        };
+        match open(mode) {
+            Ok((meter, notes)) => {
+                self.meter = meter;
+                self.notes.extend(notes);
+            }
+            Err(e) => {
+                self.notes.push(format!(
+                    "no energy meter: {e}; time is measured, energy is not"
+                ));
+                self.meter = no_meter(e.to_string());
+            }
+        }
+        self
+    }
+}
+
+/// The integrated power readings of an amdgpu hwmon directory, with the note.
+fn amdgpu_sampled(
+    fs: &Sysfs,
+    h: &HwmonDevice,
+    opts: &AttachOptions,
+    why: &str,
+) -> Result<(Box<dyn EnergyMeter>, Vec<String>), String> {
+    let m = HwmonSampledMeter::open(fs, h, opts.sample_interval).map_err(|e| e.to_string())?;
+    let note = format!(
+        "energy meter: {} of {} sampled every {:.0} ms and integrated ({why})",
+        m.reading().file(),
+        h.describe(),
+        opts.sample_interval.as_secs_f64() * 1e3
+    );
+    Ok((Box::new(m), vec![note]))
+}
+
 fn attach_amdsmi(
     fs: &Sysfs,
     dev: Arc<dyn AmdSmiDevice>,
@@ -277,7 +322,6 @@ fn attach_amdsmi(
     opts: AttachOptions,
 ) -> Attached {
     let id = dev.identity().unwrap_or_default();
-    let mut notes = Vec::new();
     let guard_target = Some(GuardTarget {
         device: id.to_device_info(),
         device_kind: id.device_kind().to_string(),
@@ -285,80 +329,34 @@ fn attach_amdsmi(
         clocks: None,
     });
     let power: Option<Box<dyn PowerControl>> = Some(Box::new(AmdSmiPowerControl::new(dev.clone())));
-    if opts.meter.is_none() {
-        return Attached {
-            clocks: None,
-            identity: None,
-            meter: no_meter("energy meter turned off with --meter none"),
-            power,
-            guard_target,
-            notes: vec!["energy meter off (--meter none): time is measured, energy is not".into()],
+    Attached::controls(power, guard_target).with_meter(&opts, |_| {
+        let e = match AmdSmiCounterMeter::open(dev, CounterProbe::default()) {
+            Ok(m) => {
+                let note = format!(
+                    "energy meter: amdsmi energy counter on {} ({:.1} µJ per tick, updates every {:.1} ms)",
+                    id.describe(),
+                    m.resolution_uj(),
+                    m.update_period_s() * 1e3
+                );
+                return Ok((Box::new(m) as Box<dyn EnergyMeter>, vec![note]));
+            }
+            Err(e) => e,
         };
-    }
-    match AmdSmiCounterMeter::open(dev, CounterProbe::default()) {
-        Ok(m) => {
-            notes.push(format!(
-                "energy meter: amdsmi energy counter on {} ({:.1} µJ per tick, updates every {:.1} ms)",
-                id.describe(),
-                m.resolution_uj(),
-                m.update_period_s() * 1e3
-            ));
-            Attached {
-                clocks: None,
-                identity: None,
-                meter: Box::new(m),
-                power,
-                guard_target,
-                notes,
-            }
+        // the counter is unusable; the hwmon power readings may still do
+        let unusable = format!("amdsmi energy counter unusable: {e}");
+        let hwmon = wanted
+            .pci_bus_id
+            .as_deref()
+            .and_then(PciBusId::parse)
+            .and_then(|p| find_by_pci(fs, &[AMDGPU], &p).ok().flatten());
+        match hwmon.map(|h| amdgpu_sampled(fs, &h, &opts, "fallback")) {
+            Some(Ok((meter, notes))) => Ok((meter, [vec![unusable], notes].concat())),
+            _ => Err(unusable),
         }
-        Err(e) => {
-            // the counter is unusable; the hwmon power readings may still do
-            notes.push(format!("amdsmi energy counter unusable: {e}"));
-            let hwmon = wanted
-                .pci_bus_id
-                .as_deref()
-                .and_then(PciBusId::parse)
-                .and_then(|p| find_by_pci(fs, &[AMDGPU], &p).ok().flatten());
-            match hwmon.and_then(|h| HwmonSampledMeter::open(fs, &h, opts.sample_interval).ok()) {
-                Some(m) => {
-                    notes.push(format!(
-                        "energy meter: {} of {} sampled every {:.0} ms and integrated (fallback)",
-                        m.reading().file(),
-                        m.hwmon().describe(),
-                        opts.sample_interval.as_secs_f64() * 1e3
-                    ));
-                    Attached {
-                        clocks: None,
-                        identity: None,
-                        meter: Box::new(m),
-                        power,
-                        guard_target,
-                        notes,
-                    }
-                }
-                None => {
-                    notes.push("no energy meter: time is measured, energy is not".into());
-                    Attached {
-                        clocks: None,
-                        identity: None,
-                        meter: no_meter(e.to_string()),
-                        power,
-                        guard_target,
-                        notes,
-                    }
-                }
-            }
-        }
-    }
+    })
 }
 
-fn attach_amdgpu_hwmon(
-    fs: &Sysfs,
-    h: &HwmonDevice,
-    opts: AttachOptions,
-    mut notes: Vec<String>,
-) -> Attached {
+fn attach_amdgpu_hwmon(fs: &Sysfs, h: &HwmonDevice, opts: AttachOptions) -> Attached {
     let guard_target = HwmonPowerControl::new(fs, h).map(|c| GuardTarget {
         device: hwmon_device_info(h),
         device_kind: DEVICE_KIND_HWMON.to_string(),
@@ -366,75 +364,21 @@ fn attach_amdgpu_hwmon(
         clocks: None,
     });
     let power = HwmonPowerControl::new(fs, h).map(|c| Box::new(c) as Box<dyn PowerControl>);
-    if opts.meter.is_none() {
-        notes.push("energy meter off (--meter none): time is measured, energy is not".into());
-        return Attached {
-            clocks: None,
-            identity: None,
-            meter: no_meter("energy meter turned off with --meter none"),
-            power,
-            guard_target,
-            notes,
-        };
-    }
-    let meter: Box<dyn EnergyMeter> = match HwmonSampledMeter::open(fs, h, opts.sample_interval) {
-        Ok(m) => {
-            notes.push(format!(
-                "energy meter: {} of {} sampled every {:.0} ms and integrated (amdsmi not available)",
-                m.reading().file(),
-                h.describe(),
-                opts.sample_interval.as_secs_f64() * 1e3
-            ));
-            Box::new(m)
-        }
-        Err(e) => {
-            notes.push(format!(
-                "no energy meter: {e}; time is measured, energy is not"
-            ));
-            no_meter(e.to_string())
-        }
-    };
-    Attached {
-        clocks: None,
-        identity: None,
-        meter,
-        power,
-        guard_target,
-        notes,
-    }
+    Attached::controls(power, guard_target).with_meter(&opts, |_| {
+        amdgpu_sampled(fs, h, &opts, "amdsmi not available")
+    })
 }
 
 fn attach_intel_hwmon(fs: &Sysfs, h: &HwmonDevice, opts: AttachOptions) -> Attached {
-    let mut notes = Vec::new();
-    let meter: Box<dyn EnergyMeter> = if opts.meter.is_none() {
-        notes.push("energy meter off (--meter none): time is measured, energy is not".into());
-        no_meter("energy meter turned off with --meter none")
-    } else {
-        match intel::open_meter(fs, h) {
-            Ok(m) => {
-                notes.push(format!(
-                    "energy meter: energy1_input of {} (µJ, updates every {:.1} ms)",
-                    h.describe(),
-                    m.update_period_s() * 1e3
-                ));
-                Box::new(m)
-            }
-            Err(e) => {
-                notes.push(format!(
-                    "no energy meter: {e}; time is measured, energy is not"
-                ));
-                no_meter(e.to_string())
-            }
-        }
-    };
-    Attached {
-        clocks: None,
-        identity: None,
-        meter,
-        power: None,
-        guard_target: None,
-        notes,
-    }
+    Attached::controls(None, None).with_meter(&opts, |_| {
+        let m = intel::open_meter(fs, h)?;
+        let note = format!(
+            "energy meter: energy1_input of {} (µJ, updates every {:.1} ms)",
+            h.describe(),
+            m.update_period_s() * 1e3
+        );
+        Ok::<_, joulebench_core::MeterError>((Box::new(m) as Box<dyn EnergyMeter>, vec![note]))
+    })
 }
 
 /// `device` with the host's RAPL meter beside it where RAPL can be read; the note
