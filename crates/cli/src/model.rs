@@ -218,10 +218,13 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
         ov.kernels.clone().unwrap_or_default(),
     );
     let clocks_asked = ov.sm_clocks.is_some();
-    let measured = run_with(&sweep, &ov, |cfg, backend| {
+    let measured = run_with(&sweep, &ov, |sweep, dev| {
         // resolved against the clocks the GPU supports
+        let sweep = sweep.resolve_clocks(dev)?;
         let sm_clocks = if clocks_asked {
-            cfg.sm_clocks
+            sweep
+                .config()
+                .sm_clocks
                 .iter()
                 .map(|c| match c {
                     ClockSpec::Mhz(m) => Some(*m),
@@ -231,6 +234,7 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
         } else {
             Vec::new()
         };
+        let backend = dev.backend.as_ref();
         let mut plan = ModelPlan::new(
             &model,
             backend,
@@ -264,7 +268,7 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
             points.len()
         );
         planned = Some(plan);
-        Ok(points)
+        Ok(sweep.with_points(dev, points)?)
     })?;
     // --dry-run: the plan was shown, nothing measured
     let Some((_, out)) = measured else {

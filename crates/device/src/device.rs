@@ -36,9 +36,6 @@ pub(crate) struct Controls {
     /// What the guard takes over when armed; gone once it is.
     target: Option<GuardTarget>,
     guard: Option<PowerGuard>,
-    /// The read-only clocks, set aside while the guard's handle stands in for them.
-    clock_reads: Option<Box<dyn ClockControl>>,
-    clocks_from_guard: bool,
     /// The GPU as the controls (and so state files and the per-GPU lock) name it;
     /// `None` on the simulated device, whose changes need no guard.
     guarded: Option<DeviceInfo>,
@@ -146,7 +143,9 @@ impl OpenDevice {
     /// Put the guard in place before a sweep that caps the power or locks clocks:
     /// it takes the GPU's lock, refuses a GPU a restore is owed for, and from then
     /// on is the device's power (and clock) control. Changes the user did not allow
-    /// are refused. Nothing to do on the simulated device, or once armed.
+    /// are refused. Nothing to do on the simulated device, or once armed. Where
+    /// arming fails (a restore owed, another process holding the GPU), open the
+    /// device again to try again.
     pub fn arm_guard(
         &mut self,
         allow_power_changes: bool,
@@ -156,48 +155,36 @@ impl OpenDevice {
         if c.guard.is_some() {
             return Ok(());
         }
-        let Some(device) = c.guarded.clone() else {
+        if c.target.is_none() {
+            return Ok(());
+        }
+        let dir = default_state_dir().ok_or(OpenError::NoStateDir)?;
+        let Some(target) = c.target.take() else {
             return Ok(());
         };
-        let Some(target) = c.target.take() else {
-            return Err(OpenError::Guard(PowerError::AlreadyRestored {
-                why: format!(
-                    "the guard of {} has finished; open the device again",
-                    device.name
-                ),
-            }));
-        };
-        let dir = default_state_dir().ok_or(OpenError::NoStateDir)?;
         let has_clocks = target.clocks.is_some();
         let cfg = GuardConfig::new(target.device, target.device_kind, &dir, allow_power_changes)
             .with_clock_changes(allow_clock_changes);
         let guard = PowerGuard::new_with_clocks(target.control, target.clocks, cfg)?;
         if has_clocks {
             // every lock goes through the guard, which resets it
-            c.clock_reads = c.clocks.replace(Box::new(guard.clock_handle()));
-            c.clocks_from_guard = true;
+            c.clocks = Some(Box::new(guard.clock_handle()));
         }
         c.guard = Some(guard);
         Ok(())
     }
 
-    /// Puts back the limit and clocks the guard found, and lets the GPU's lock go:
-    /// `Ok(None)` where nothing was changed or no guard was armed. Dropping the
-    /// device does the same, reporting a failure as a `tracing` event; this says how
-    /// it went. The device reads afterwards but changes nothing more.
+    /// Puts back the limit and clocks the guard found: `Ok(None)` where nothing was
+    /// changed or no guard was armed. The guard stays (a later change arms it again)
+    /// and holds the GPU's lock until the device is dropped, which restores too,
+    /// reporting a failure as a `tracing` event; this says how it went.
     pub fn restore(&mut self) -> Result<Option<RestoreReport>, RestoreFailed> {
-        let c = &mut self.controls;
-        let Some(guard) = c.guard.take() else {
+        let Some(guard) = self.controls.guard.as_mut() else {
             return Ok(None);
         };
-        let state_path = guard.state_path();
-        // the guard's clock handle goes with it; reads go to the device again
-        if std::mem::take(&mut c.clocks_from_guard) {
-            c.clocks = c.clock_reads.take();
-        }
-        guard.finish().map_err(|source| RestoreFailed {
+        guard.restore().map_err(|source| RestoreFailed {
             source: Box::new(source),
-            command: restore_command(&state_path),
+            command: restore_command(&guard.state_path()),
         })
     }
 

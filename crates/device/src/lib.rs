@@ -28,12 +28,17 @@ mod identity;
 mod options;
 mod registry;
 mod sim;
+mod sweep;
 
 pub use device::OpenDevice;
 pub use error::{OpenError, RestoreFailed};
 pub use identity::merged_identity;
 pub use options::{BackendKind, OpenOptions};
 pub use registry::{open, resolve_backend, BackendEntry, BACKENDS};
+pub use sweep::{
+    host_name, process_command_line, Change, PlannedRun, PlannedSweep, Sweep, SweepRun,
+    SweepSetupError,
+};
 
 #[cfg(test)]
 mod tests {

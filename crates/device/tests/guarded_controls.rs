@@ -1,6 +1,6 @@
 //! A GPU's power limit and clocks change only through its guard: before the guard is
 //! armed its controls read and refuse changes, armed they change with a state file
-//! written first, and after the restore the GPU is as found. Run on the simulated
+//! written first, and after the restore (or the device dropped) the GPU is as found. Run on the simulated
 //! device with a fake NVML device behind it, as the CLI's end-to-end tests do.
 
 use joulebench_device::{open, BackendKind, OpenOptions};
@@ -60,15 +60,23 @@ fn a_gpu_changes_only_through_its_armed_guard_and_is_put_back() {
     assert_eq!(limit_history(&fake), vec![500_000]);
     assert_eq!(std::fs::read_dir(&state_dir).unwrap().count(), 1);
 
-    // restored: the limit and clocks as found, no state file, and no more changes
+    // restored: the limit and clocks as found, and no state file
     let report = dev.restore().unwrap();
     assert!(report.is_some());
     let state = FakeDevice::from_state_file(&fake).unwrap().state().unwrap();
     assert_eq!(state.limit_mw, 700_000);
     assert_eq!(state.locked_sm_mhz, None);
     assert_eq!(std::fs::read_dir(&state_dir).unwrap().count(), 0);
-    assert!(dev.power_mut().unwrap().set_limit_w(500.0).is_err());
-    assert!(dev.arm_guard(true, true).is_err());
-    assert_eq!(limit_history(&fake), vec![500_000, 700_000]);
+    assert_eq!(dev.restore().unwrap(), None);
+
+    // the guard stays: a later change arms it again, and dropping the device restores
+    dev.power_mut().unwrap().set_limit_w(400.0).unwrap();
+    assert_eq!(std::fs::read_dir(&state_dir).unwrap().count(), 1);
+    drop(dev);
+    assert_eq!(
+        limit_history(&fake),
+        vec![500_000, 700_000, 400_000, 700_000]
+    );
+    assert_eq!(std::fs::read_dir(&state_dir).unwrap().count(), 0);
     std::env::remove_var(FAKE_NVML_ENV);
 }

@@ -8,13 +8,14 @@ mod slots;
 
 pub use slots::single_profile;
 
-use super::setup::{default_out, host_name, stop_on_signals, Overrides};
+use super::setup::{default_out, stop_on_signals, Overrides};
 use super::worker::{Event, ParentMessage};
 use crate::args::SweepArgs;
 use crate::error::{interrupted, runtime, usage, CliError, EXIT_USAGE};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use joulebench_core::plan::SweepConfig;
 use joulebench_core::record::PointStatus;
+use joulebench_device::host_name;
 use joulebench_device::BackendKind;
 use slots::{inherited_args, parse_device_list, worker_args, Slot};
 use std::ffi::OsString;
@@ -233,7 +234,7 @@ impl Worker {
         // the worker's records keep what the user typed, not the worker's pinned command
         cmd.env(
             super::setup::USER_COMMAND_ENV,
-            super::setup::own_command_line(),
+            joulebench_device::process_command_line(),
         );
         if let slots::Pin::Cuda { visible } = &slot.pin {
             cmd.env("CUDA_VISIBLE_DEVICES", visible);

@@ -1,10 +1,9 @@
 //! `joulebench sweep`: the flags checked before anything opens, then one device
-//! (`single`) or every GPU of a node, one worker process each (`fleet`, whose
-//! workers are single sweeps talking the `worker` protocol). `setup` holds what
-//! both share; nothing here imports back up. `model` measures a training step's
-//! ops through `single::run_with`.
+//! (`single`, which builds a library `Sweep` and prints what it does) or every GPU of
+//! a node, one worker process each (`fleet`, whose workers are single sweeps talking
+//! the `worker` protocol). `setup` holds what both share; nothing here imports back
+//! up. `model` measures a training step's ops through `single::run_with`.
 
-mod clocks;
 mod dry_run;
 mod fleet;
 mod resume;

@@ -6,10 +6,12 @@
 use super::config::SweepConfig;
 use super::error::{PlanError, UnknownKernel};
 use crate::backend::{Backend, KernelInfo};
-use crate::clocks::ClockSpec;
-use crate::inputs::InputDistribution;
+use crate::clocks::{clock_key, ClockSpec};
+use crate::device::DeviceInfo;
+use crate::inputs::{inputs_key, InputDistribution};
 use crate::power::PowerCap;
 use crate::precision::Precision;
+use crate::record::{point_key, repeat_key};
 use crate::workload::{AttentionShape, MatmulShape, Op, Workload};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +51,22 @@ pub fn group_with_inputs(group: &str, inputs: InputDistribution) -> String {
 }
 
 impl PlanPoint {
+    /// The point's identity in a results file — run `repeat` of it on `device`
+    /// through `backend` — as [`Record::point_key`](crate::record::Record::point_key)
+    /// reads it back: what `--resume` skips by.
+    pub fn key(&self, device: &DeviceInfo, backend: &str, repeat: Option<u32>) -> String {
+        let key = point_key(
+            device,
+            backend,
+            &self.kernel,
+            self.precision,
+            &self.workload,
+            &self.cap,
+        ) + &clock_key(self.sm_clock_mhz, self.mem_clock_mhz)
+            + &inputs_key(self.inputs);
+        repeat_key(key, repeat)
+    }
+
     /// Asks for a change of the GPU's state: a power cap or a locked clock.
     pub fn changes_device(&self) -> bool {
         !self.cap.is_default() || self.sm_clock_mhz.is_some() || self.mem_clock_mhz.is_some()

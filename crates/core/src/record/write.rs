@@ -151,3 +151,11 @@ impl RecordSink for JsonlWriter {
         self.write_whole(&line)
     }
 }
+
+/// Records kept in memory, for a program that reads them itself.
+impl RecordSink for Vec<Record> {
+    fn write(&mut self, record: &Record) -> Result<(), RecordError> {
+        self.push(record.clone());
+        Ok(())
+    }
+}
