@@ -11,7 +11,7 @@ use crate::emit::{parse_emit, write_emit, Emit};
 use crate::error::{io, runtime, usage, CliError};
 use crate::paths::{check_plot_dir, refuse_input_as_output, refuse_shared_outputs};
 use crate::results::{noise_floor, objective_from};
-use crate::sweep::{check_results_path, parse_overrides, run_with};
+use crate::sweep::{check_out, parse_overrides, run_with};
 use joulebench_analysis::chart::{render, slug, Chart, PlotError};
 use joulebench_analysis::inference::{inference_settings_table, levers_table, requests_table};
 use joulebench_analysis::memory::{
@@ -183,19 +183,9 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
     sweep.sm_clocks = args.sm_clocks.clone();
     sweep.allow_clock_changes = args.allow_clock_changes;
     let ov = parse_overrides(&sweep)?;
-    if sweep.resume && sweep.out.is_none() {
-        return Err(usage(
-            "--resume needs --out FILE: the results file whose records to reuse",
-        ));
-    }
-    if let Some(out) = &sweep.out {
-        check_results_path(out, sweep.resume)?;
-    }
     // no output onto an input or onto another output, whatever --force says
     let inputs: Vec<PathBuf> = args.config.iter().cloned().collect();
-    if let Some(out) = &sweep.out {
-        refuse_input_as_output(out, &inputs, "--out")?;
-    }
+    check_out(&sweep, &inputs, "the results file whose records to reuse")?;
     if let Some(e) = &emit {
         refuse_input_as_output(&e.path, &inputs, "--emit")?;
         if let Some(out) = &sweep.out {
