@@ -37,3 +37,6 @@ mod spec;
 pub use error::{Change, SweepSetupError};
 pub use planned::{PlannedRun, PlannedSweep, SweepRun};
 pub use spec::{host_name, process_command_line, Sweep};
+
+#[cfg(test)]
+mod tests;

@@ -4,11 +4,11 @@
 //! inputs is never taken for one already measured — and measures nothing; records of
 //! another seed are refused unless asked for.
 
+use crate::{open, BackendKind, OpenDevice, OpenOptions, Sweep};
 use joulebench_core::plan::SweepConfig;
 use joulebench_core::record::{Record, RecordLine, ResultsFile};
 use joulebench_core::sweep::SilentObserver;
 use joulebench_core::InputDistribution;
-use joulebench_device::{open, BackendKind, OpenDevice, OpenOptions, Sweep};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
