@@ -2,6 +2,7 @@
 //! joulebench: each flag says what it changes and its default.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use joulebench_device::BackendKind;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -74,40 +75,13 @@ pub struct DevicesArgs {
     pub json: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BackendChoice {
-    /// The simulated device: runs anywhere, records say simulated.
-    Sim,
-    /// Our WGSL kernels through wgpu (Vulkan, Metal, DX12).
-    Wgpu,
-    /// Our CUDA kernels and cuBLAS/cuBLASLt on NVIDIA GPUs.
-    Cuda,
-    /// CUDA if present, else a wgpu GPU adapter, else the simulated device.
-    Auto,
-}
-
-impl From<BackendChoice> for joulebench_device::BackendKind {
-    fn from(c: BackendChoice) -> Self {
-        use joulebench_device::BackendKind as K;
-        match c {
-            BackendChoice::Sim => K::Sim,
-            BackendChoice::Wgpu => K::Wgpu,
-            BackendChoice::Cuda => K::Cuda,
-            BackendChoice::Auto => K::Auto,
-        }
-    }
-}
-
-impl From<joulebench_device::BackendKind> for BackendChoice {
-    fn from(k: joulebench_device::BackendKind) -> Self {
-        use joulebench_device::BackendKind as K;
-        match k {
-            K::Sim => BackendChoice::Sim,
-            K::Wgpu => BackendChoice::Wgpu,
-            K::Cuda => BackendChoice::Cuda,
-            K::Auto => BackendChoice::Auto,
-        }
-    }
+/// `--backend`: the backends `joulebench-device` registers, each with its own help
+/// line, and `auto`.
+fn backend_parser() -> impl clap::builder::TypedValueParser<Value = BackendKind> {
+    use clap::builder::TypedValueParser;
+    let choices = BackendKind::choices()
+        .map(|k| clap::builder::PossibleValue::new(k.name()).help(k.description()));
+    clap::builder::PossibleValuesParser::new(choices).try_map(|s| s.parse::<BackendKind>())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -214,8 +188,8 @@ impl SweepArgs {
 #[derive(Args, Debug, Clone)]
 pub struct MeasureArgs {
     /// Which backend measures.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub backend: BackendChoice,
+    #[arg(long, value_parser = backend_parser(), default_value = "auto")]
+    pub backend: BackendKind,
     /// Results file (JSONL, one record per point). Default: results/<backend>-<device>-<time>.jsonl.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,

@@ -7,7 +7,7 @@ use joulebench_core::plan::PlanError;
 use joulebench_core::record::RecordError;
 use joulebench_core::sweep::SweepError;
 use joulebench_core::PowerError;
-use joulebench_device::OpenError;
+use joulebench_device::{OpenError, SweepSetupError};
 use std::fmt;
 
 /// Exit codes, as `joulebench --help` and the README list them.
@@ -175,6 +175,24 @@ impl From<PowerError> for CliError {
 impl From<PlanError> for CliError {
     fn from(e: PlanError) -> Self {
         CliError::new(ErrorKind::Usage, e)
+    }
+}
+
+impl From<SweepSetupError> for CliError {
+    fn from(e: SweepSetupError) -> Self {
+        match e {
+            SweepSetupError::Plan(p) => p.into(),
+            SweepSetupError::Power(p) => p.into(),
+            SweepSetupError::Guard(o) => o.into(),
+            other => {
+                let kind = if other.is_bad_input() {
+                    ErrorKind::Usage
+                } else {
+                    ErrorKind::Failure
+                };
+                CliError::new(kind, other)
+            }
+        }
     }
 }
 

@@ -19,7 +19,6 @@ mod progress;
 mod results;
 mod sweep;
 
-pub use args::BackendChoice;
 pub use error::{
     CliError, ErrorKind, EXIT_FAILURE, EXIT_IO, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE,
 };

@@ -11,7 +11,7 @@ use crate::emit::{parse_emit, write_emit, Emit};
 use crate::error::{io, runtime, usage, CliError};
 use crate::paths::{check_plot_dir, refuse_input_as_output, refuse_shared_outputs};
 use crate::results::{noise_floor, objective_from};
-use crate::sweep::{check_results_path, parse_overrides, run_with};
+use crate::sweep::{check_out, parse_overrides, run_with};
 use joulebench_analysis::chart::{render, slug, Chart, PlotError};
 use joulebench_analysis::inference::{inference_settings_table, levers_table, requests_table};
 use joulebench_analysis::memory::{
@@ -183,19 +183,9 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
     sweep.sm_clocks = args.sm_clocks.clone();
     sweep.allow_clock_changes = args.allow_clock_changes;
     let ov = parse_overrides(&sweep)?;
-    if sweep.resume && sweep.out.is_none() {
-        return Err(usage(
-            "--resume needs --out FILE: the results file whose records to reuse",
-        ));
-    }
-    if let Some(out) = &sweep.out {
-        check_results_path(out, sweep.resume)?;
-    }
     // no output onto an input or onto another output, whatever --force says
     let inputs: Vec<PathBuf> = args.config.iter().cloned().collect();
-    if let Some(out) = &sweep.out {
-        refuse_input_as_output(out, &inputs, "--out")?;
-    }
+    check_out(&sweep, &inputs, "the results file whose records to reuse")?;
     if let Some(e) = &emit {
         refuse_input_as_output(&e.path, &inputs, "--emit")?;
         if let Some(out) = &sweep.out {
@@ -218,10 +208,13 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
         ov.kernels.clone().unwrap_or_default(),
     );
     let clocks_asked = ov.sm_clocks.is_some();
-    let measured = run_with(&sweep, &ov, |cfg, backend| {
+    let measured = run_with(&sweep, &ov, |sweep, dev| {
         // resolved against the clocks the GPU supports
+        let sweep = sweep.resolve_clocks(dev)?;
         let sm_clocks = if clocks_asked {
-            cfg.sm_clocks
+            sweep
+                .config()
+                .sm_clocks
                 .iter()
                 .map(|c| match c {
                     ClockSpec::Mhz(m) => Some(*m),
@@ -231,6 +224,7 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
         } else {
             Vec::new()
         };
+        let backend = dev.backend.as_ref();
         let mut plan = ModelPlan::new(
             &model,
             backend,
@@ -264,7 +258,7 @@ pub fn run(args: &ModelArgs) -> Result<(), CliError> {
             points.len()
         );
         planned = Some(plan);
-        Ok(points)
+        Ok(sweep.with_points(dev, points)?)
     })?;
     // --dry-run: the plan was shown, nothing measured
     let Some((_, out)) = measured else {

@@ -112,29 +112,12 @@ fn plot_error(e: PlotError) -> CliError {
     }
 }
 
-/// `path` lexically absolute: joined to the working directory, `.` and `..` resolved.
-fn absolute(path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir().unwrap_or_default().join(path)
-    };
-    let mut out = PathBuf::new();
-    for c in joined.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 /// How a document in `base_dir` links to `target`: a relative path with `/`.
 pub fn link_from(base_dir: &Path, target: &Path) -> String {
-    let (base, target) = (absolute(base_dir), absolute(target));
+    let (base, target) = (
+        crate::paths::lexical(base_dir),
+        crate::paths::lexical(target),
+    );
     let b: Vec<Component> = base.components().collect();
     let t: Vec<Component> = target.components().collect();
     let common = b.iter().zip(&t).take_while(|(x, y)| x == y).count();

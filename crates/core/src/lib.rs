@@ -19,6 +19,7 @@ pub mod protocol;
 pub mod record;
 pub mod reference;
 mod results_lock;
+pub mod resume;
 pub mod stats;
 pub mod stop;
 #[cfg(feature = "test-suite")]

@@ -6,8 +6,7 @@
 
 use crate::backend::{Backend, BackendError, Support};
 use crate::clock::Clock;
-use crate::clocks::{clock_key, ClockControl, ClockRecord};
-use crate::inputs::inputs_key;
+use crate::clocks::{ClockControl, ClockRecord};
 use crate::meter::{EnergyMeter, MeterError};
 use crate::plan::PlanPoint;
 use crate::power::{PowerCap, PowerControl, PowerError, PowerLimits};
@@ -17,8 +16,8 @@ use crate::protocol::{
     ValidityFlag,
 };
 use crate::record::{
-    point_key, repeat_key, MeterInfo, PointOverhead, PointStatus, PowerCapRecord, Record,
-    RecordError, RecordSink, ToolInfo, SCHEMA_VERSION,
+    MeterInfo, PointOverhead, PointStatus, PowerCapRecord, Record, RecordError, RecordSink,
+    ToolInfo, SCHEMA_VERSION,
 };
 use crate::verify::verify_with;
 use crate::workload::Workload;
@@ -285,24 +284,9 @@ pub fn run_sweep(
     let sm_max_mhz = check_clocks(points, session.clocks.as_deref_mut())?;
     let device = session.backend.device().clone();
     let scheduled = schedule(points, opts.repeat, opts.seed);
-    let base_keys: Vec<String> = scheduled
+    let keys: Vec<String> = scheduled
         .iter()
-        .map(|(p, _)| {
-            point_key(
-                &device,
-                session.backend.name(),
-                &p.kernel,
-                p.precision,
-                &p.workload,
-                &p.cap,
-            ) + &clock_key(p.sm_clock_mhz, p.mem_clock_mhz)
-                + &inputs_key(p.inputs)
-        })
-        .collect();
-    let keys: Vec<String> = base_keys
-        .iter()
-        .zip(&scheduled)
-        .map(|(k, (_, r))| repeat_key(k.clone(), *r))
+        .map(|(p, r)| p.key(&device, session.backend.name(), *r))
         .collect();
     let already = keys.iter().filter(|k| done.contains(*k)).count();
     observer.started(scheduled.len(), already);

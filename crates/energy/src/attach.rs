@@ -1,19 +1,25 @@
-//! Which meter and power control belong to a device that NVML does not know, found
-//! by its PCI address and never by an index: amdsmi first, else the `amdgpu` hwmon
-//! files, for AMD GPUs; the `xe` / `i915` hwmon energy counter for Intel GPUs. The
-//! host's RAPL meter goes beside whichever meter is found. `survey` says, for
-//! `joulebench devices`, every meter found and why each missing one is missing.
+//! Which meter, power control and clock control belong to a GPU, found by what the
+//! GPU is — NVML by UUID or PCI bus id, amdsmi and hwmon by PCI address — and never
+//! by an index (docs/ARCHITECTURE.md §4.7). Every kind of GPU meter is one row of
+//! [`GPU_METERS`], tried in order: adding a meter is a row there (with its
+//! `MeterSource` name in the record's schema, and a line in the meter conformance
+//! suite). The host's RAPL meter goes beside whichever meter is found.
 
 use crate::amd::{self, AmdSmiCounterMeter, AmdSmiDevice, AmdSmiPowerControl};
 use crate::host::with_host_energy;
 use crate::hwmon_meter::{CounterProbe, HwmonSampledMeter};
 use crate::hwmon_power::{hwmon_device_info, HwmonPowerControl, DEVICE_KIND_HWMON};
 use crate::intel;
-use crate::nvml::{DeviceMatch, PciBusId};
-use crate::rapl::{self, RaplError};
-use crate::sysfs::hwmon::{find_by_pci, list_gpu_hwmons, HwmonDevice, AMDGPU, I915, XE};
+use crate::nvml::{
+    self, DeviceIdentity, DeviceMatch, MeterMode, NvmlClockControl, NvmlDevice, NvmlPowerControl,
+    PciBusId, SamplingConfig,
+};
+use crate::survey::{
+    survey_amdgpu_hwmon, survey_amdsmi, survey_intel_hwmon, survey_rapl, MeterSurvey,
+};
+use crate::sysfs::hwmon::{find_by_pci, HwmonDevice, AMDGPU};
 use crate::sysfs::Sysfs;
-use joulebench_core::{DeviceInfo, EnergyMeter, NoMeter, PowerControl};
+use joulebench_core::{ClockControl, DeviceInfo, EnergyMeter, NoMeter, PowerControl};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,38 +47,152 @@ pub fn device_match(info: &DeviceInfo) -> Option<DeviceMatch> {
     }
 }
 
-/// How a power guard reopens a device's power control, and what it records.
+/// One kind of GPU meter: how a device's meter and controls of that kind are found,
+/// and what `joulebench devices` says about it.
+pub struct GpuMeterKind {
+    /// As `joulebench devices` and the notes name it.
+    pub name: &'static str,
+    /// The meter, power and clock controls of the device, or why this kind has
+    /// none for it (an empty list: another kind's reason already says why).
+    pub attach: fn(&DeviceInfo, &Sysfs, &AttachOptions) -> Result<Attached, Vec<String>>,
+    /// Every device of this kind found now; `None` where `joulebench devices` lists
+    /// them itself (NVML).
+    pub survey: Option<fn(&Sysfs) -> MeterSurvey>,
+}
+
+/// Every kind of GPU meter, in the order a device's is looked for: the first that
+/// knows the device is its meter.
+pub const GPU_METERS: &[GpuMeterKind] = &[
+    GpuMeterKind {
+        name: "NVML",
+        attach: attach_nvml,
+        survey: None,
+    },
+    GpuMeterKind {
+        name: "amdsmi",
+        attach: attach_amdsmi_device,
+        survey: Some(survey_amdsmi),
+    },
+    GpuMeterKind {
+        name: "hwmon (AMD: amdgpu)",
+        attach: attach_amdgpu_device,
+        survey: Some(survey_amdgpu_hwmon),
+    },
+    GpuMeterKind {
+        name: "hwmon (Intel: xe, i915)",
+        attach: attach_intel_device,
+        survey: Some(survey_intel_hwmon),
+    },
+];
+
+/// How a power guard changes and reopens a device's controls, and what it records.
 pub struct GuardTarget {
     pub device: DeviceInfo,
-    /// `amd::DEVICE_KIND_AMDSMI`, `amd::DEVICE_KIND_FAKE_AMDSMI` or
-    /// `hwmon_power::DEVICE_KIND_HWMON`.
+    /// `nvml::DEVICE_KIND_NVML`, `amd::DEVICE_KIND_AMDSMI`,
+    /// `hwmon_power::DEVICE_KIND_HWMON`, or their fakes' names.
     pub device_kind: String,
     /// A control of its own for the guard, apart from the one the sweep reads.
     pub control: Box<dyn PowerControl>,
+    /// The clock control the guard locks and resets, where the device has one.
+    pub clocks: Option<Box<dyn ClockControl>>,
 }
 
-/// A device's meter and power control, and what to tell the user about them.
+/// A device's meter and controls, and what to tell the user about them.
 pub struct Attached {
     pub meter: Box<dyn EnergyMeter>,
+    /// For reading the limit; changes go through the guard ([`GuardTarget`]).
     pub power: Option<Box<dyn PowerControl>>,
+    /// For reading the clocks; locks go through the guard.
+    pub clocks: Option<Box<dyn ClockControl>>,
     pub guard_target: Option<GuardTarget>,
+    /// The GPU as the meter's library names it (NVML: name, UUID, architecture,
+    /// memory, driver), where records should carry that identity.
+    pub identity: Option<DeviceInfo>,
     pub notes: Vec<String>,
 }
 
 /// What to attach.
 #[derive(Clone, Copy, Debug)]
 pub struct AttachOptions {
-    /// `false`: power control only, no energy meter (`--meter none`).
-    pub meter: bool,
+    /// Which NVML meter (the other kinds have one each); `None`: power and clock
+    /// control only, no energy meter (`--meter none`).
+    pub meter: Option<MeterMode>,
     /// How often a sampled power reading is integrated.
     pub sample_interval: Duration,
 }
 
-/// The AMD or Intel meter and power control of the device `info`; `Err` holds,
-/// for each kind of meter, why it is not this device's.
-pub fn attach_vendor_meter(
+/// The meter and controls of the GPU `info` from the first kind in [`GPU_METERS`]
+/// that knows it; `Err` holds, for each kind, why it is not this device's.
+pub fn attach_gpu_meter(info: &DeviceInfo, opts: AttachOptions) -> Result<Attached, Vec<String>> {
+    let fs = Sysfs::from_env();
+    let mut reasons = Vec::new();
+    for kind in GPU_METERS {
+        match (kind.attach)(info, &fs, &opts) {
+            Ok(a) => return Ok(a),
+            Err(why) => reasons.extend(why),
+        }
+    }
+    Err(reasons)
+}
+
+/// Every GPU and host meter found, and for each kind that is missing, why (NVML's
+/// devices are listed by `joulebench devices` itself).
+pub fn survey() -> Vec<MeterSurvey> {
+    let fs = Sysfs::from_env();
+    GPU_METERS
+        .iter()
+        .filter_map(|k| k.survey.map(|s| s(&fs)))
+        .chain([survey_rapl(&fs)])
+        .collect()
+}
+
+/// The NVML device that is `info`, by UUID or PCI bus id.
+pub fn match_nvml(info: &DeviceInfo) -> Result<(Arc<dyn NvmlDevice>, DeviceIdentity), String> {
+    let wanted = DeviceMatch::from_device_info(info)
+        .ok_or_else(|| format!("{} has no UUID or PCI bus id to find it in NVML", info.name))?;
+    let dev = nvml::open_device(&wanted).map_err(|e| format!("NVML: {e}"))?;
+    let id = dev.identity().map_err(|e| format!("NVML: {e}"))?;
+    Ok((dev, id))
+}
+
+/// NVML's power and clock controls of a device, with the guard's own pair.
+pub fn nvml_controls(dev: &Arc<dyn NvmlDevice>, id: &DeviceIdentity) -> Attached {
+    Attached {
+        meter: no_meter("energy meter turned off with --meter none"),
+        power: Some(Box::new(NvmlPowerControl::new(dev.clone()))),
+        clocks: Some(Box::new(NvmlClockControl::new(dev.clone()))),
+        guard_target: Some(GuardTarget {
+            device: id.to_device_info(),
+            device_kind: id.device_kind().to_string(),
+            control: Box::new(NvmlPowerControl::new(dev.clone())),
+            clocks: Some(Box::new(NvmlClockControl::new(dev.clone()))),
+        }),
+        identity: (!id.fake).then(|| id.to_device_info()),
+        notes: Vec::new(),
+    }
+}
+
+fn attach_nvml(
     info: &DeviceInfo,
-    opts: AttachOptions,
+    _fs: &Sysfs,
+    opts: &AttachOptions,
+) -> Result<Attached, Vec<String>> {
+    let (dev, id) = match_nvml(info).map_err(|why| vec![why])?;
+    let sampling = SamplingConfig {
+        interval: opts.sample_interval,
+    };
+    Ok(nvml_controls(&dev, &id).with_meter(opts, |mode| {
+        let m = nvml::open_meter(dev, mode, sampling)?;
+        let mut notes = vec![format!("energy meter: NVML on {}", id.describe())];
+        notes.extend(m.note);
+        Ok::<_, joulebench_core::MeterError>((m.meter, notes))
+    }))
+}
+
+fn attach_amdsmi_device(
+    info: &DeviceInfo,
+    fs: &Sysfs,
+    opts: &AttachOptions,
 ) -> Result<Attached, Vec<String>> {
     let Some(wanted) = device_match(info) else {
         return Err(vec![format!(
@@ -80,34 +200,119 @@ pub fn attach_vendor_meter(
             info.name
         )]);
     };
-    let fs = Sysfs::from_env();
-    let mut reasons = Vec::new();
     match amd::open_device(&wanted) {
-        Ok(dev) => return Ok(attach_amdsmi(&fs, dev, &wanted, opts)),
-        Err(e) => reasons.push(format!("amdsmi: {e}")),
+        Ok(dev) => Ok(attach_amdsmi(fs, dev, &wanted, *opts)),
+        Err(e) => Err(vec![format!("amdsmi: {e}")]),
     }
-    let pci = wanted.pci_bus_id.as_deref().and_then(PciBusId::parse);
-    let Some(pci) = pci else {
-        reasons.push(format!("hwmon: {} has no PCI address", info.name));
-        return Err(reasons);
+}
+
+/// The PCI address hwmon finds a device by; `Err` the reason it has none (empty where
+/// the amdsmi row has said so already).
+fn hwmon_pci(info: &DeviceInfo, say: bool) -> Result<PciBusId, Vec<String>> {
+    let Some(wanted) = device_match(info) else {
+        return Err(Vec::new());
     };
-    match find_by_pci(&fs, &[AMDGPU], &pci) {
-        Ok(Some(h)) => return Ok(attach_amdgpu_hwmon(&fs, &h, opts, Vec::new())),
-        Ok(None) => reasons.push(format!("hwmon: no amdgpu hwmon directory for {pci}")),
-        Err(e) => reasons.push(format!("hwmon: {e}")),
+    match wanted.pci_bus_id.as_deref().and_then(PciBusId::parse) {
+        Some(pci) => Ok(pci),
+        None if say => Err(vec![format!("hwmon: {} has no PCI address", info.name)]),
+        None => Err(Vec::new()),
     }
-    match intel::find(&fs, &pci) {
-        Ok(Some(h)) => return Ok(attach_intel_hwmon(&fs, &h, opts)),
-        Ok(None) => reasons.push(format!("hwmon: no xe or i915 energy1_input for {pci}")),
-        Err(e) => reasons.push(format!("hwmon: {e}")),
+}
+
+fn attach_amdgpu_device(
+    info: &DeviceInfo,
+    fs: &Sysfs,
+    opts: &AttachOptions,
+) -> Result<Attached, Vec<String>> {
+    let pci = hwmon_pci(info, true)?;
+    match find_by_pci(fs, &[AMDGPU], &pci) {
+        Ok(Some(h)) => Ok(attach_amdgpu_hwmon(fs, &h, *opts)),
+        Ok(None) => Err(vec![format!("hwmon: no amdgpu hwmon directory for {pci}")]),
+        Err(e) => Err(vec![format!("hwmon: {e}")]),
     }
-    Err(reasons)
+}
+
+fn attach_intel_device(
+    info: &DeviceInfo,
+    fs: &Sysfs,
+    opts: &AttachOptions,
+) -> Result<Attached, Vec<String>> {
+    let pci = hwmon_pci(info, false)?;
+    match intel::find(fs, &pci) {
+        Ok(Some(h)) => Ok(attach_intel_hwmon(fs, &h, *opts)),
+        Ok(None) => Err(vec![format!(
+            "hwmon: no xe or i915 energy1_input for {pci}"
+        )]),
+        Err(e) => Err(vec![format!("hwmon: {e}")]),
+    }
 }
 
 fn no_meter(reason: impl Into<String>) -> Box<dyn EnergyMeter> {
     Box::new(NoMeter {
         reason: reason.into(),
     })
+}
+
+impl Attached {
+    /// A device's controls, before its meter is attached.
+    fn controls(
+        power: Option<Box<dyn PowerControl>>,
+        guard_target: Option<GuardTarget>,
+    ) -> Attached {
+        Attached {
+            meter: no_meter("energy meter turned off with --meter none"),
+            power,
+            clocks: None,
+            guard_target,
+            identity: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// The meter `open` gives (with its notes) for the NVML mode asked for, or, with
+    /// `--meter none` or where it fails, a note saying that time is measured and
+    /// energy is not.
+    fn with_meter<E: std::fmt::Display>(
+        mut self,
+        opts: &AttachOptions,
+        open: impl FnOnce(MeterMode) -> Result<(Box<dyn EnergyMeter>, Vec<String>), E>,
+    ) -> Attached {
+        let Some(mode) = opts.meter else {
+            self.notes
+                .push("energy meter off (--meter none): time is measured, energy is not".into());
+            return self;
+        };
+        match open(mode) {
+            Ok((meter, notes)) => {
+                self.meter = meter;
+                self.notes.extend(notes);
+            }
+            Err(e) => {
+                self.notes.push(format!(
+                    "no energy meter: {e}; time is measured, energy is not"
+                ));
+                self.meter = no_meter(e.to_string());
+            }
+        }
+        self
+    }
+}
+
+/// The integrated power readings of an amdgpu hwmon directory, with the note.
+fn amdgpu_sampled(
+    fs: &Sysfs,
+    h: &HwmonDevice,
+    opts: &AttachOptions,
+    why: &str,
+) -> Result<(Box<dyn EnergyMeter>, Vec<String>), String> {
+    let m = HwmonSampledMeter::open(fs, h, opts.sample_interval).map_err(|e| e.to_string())?;
+    let note = format!(
+        "energy meter: {} of {} sampled every {:.0} ms and integrated ({why})",
+        m.reading().file(),
+        h.describe(),
+        opts.sample_interval.as_secs_f64() * 1e3
+    );
+    Ok((Box::new(m), vec![note]))
 }
 
 fn attach_amdsmi(
@@ -117,148 +322,63 @@ fn attach_amdsmi(
     opts: AttachOptions,
 ) -> Attached {
     let id = dev.identity().unwrap_or_default();
-    let mut notes = Vec::new();
     let guard_target = Some(GuardTarget {
         device: id.to_device_info(),
         device_kind: id.device_kind().to_string(),
         control: Box::new(AmdSmiPowerControl::new(dev.clone())),
+        clocks: None,
     });
     let power: Option<Box<dyn PowerControl>> = Some(Box::new(AmdSmiPowerControl::new(dev.clone())));
-    if !opts.meter {
-        return Attached {
-            meter: no_meter("energy meter turned off with --meter none"),
-            power,
-            guard_target,
-            notes: vec!["energy meter off (--meter none): time is measured, energy is not".into()],
+    Attached::controls(power, guard_target).with_meter(&opts, |_| {
+        let e = match AmdSmiCounterMeter::open(dev, CounterProbe::default()) {
+            Ok(m) => {
+                let note = format!(
+                    "energy meter: amdsmi energy counter on {} ({:.1} µJ per tick, updates every {:.1} ms)",
+                    id.describe(),
+                    m.resolution_uj(),
+                    m.update_period_s() * 1e3
+                );
+                return Ok((Box::new(m) as Box<dyn EnergyMeter>, vec![note]));
+            }
+            Err(e) => e,
         };
-    }
-    match AmdSmiCounterMeter::open(dev, CounterProbe::default()) {
-        Ok(m) => {
-            notes.push(format!(
-                "energy meter: amdsmi energy counter on {} ({:.1} µJ per tick, updates every {:.1} ms)",
-                id.describe(),
-                m.resolution_uj(),
-                m.update_period_s() * 1e3
-            ));
-            Attached {
-                meter: Box::new(m),
-                power,
-                guard_target,
-                notes,
-            }
+        // the counter is unusable; the hwmon power readings may still do
+        let unusable = format!("amdsmi energy counter unusable: {e}");
+        let hwmon = wanted
+            .pci_bus_id
+            .as_deref()
+            .and_then(PciBusId::parse)
+            .and_then(|p| find_by_pci(fs, &[AMDGPU], &p).ok().flatten());
+        match hwmon.map(|h| amdgpu_sampled(fs, &h, &opts, "fallback")) {
+            Some(Ok((meter, notes))) => Ok((meter, [vec![unusable], notes].concat())),
+            _ => Err(unusable),
         }
-        Err(e) => {
-            // the counter is unusable; the hwmon power readings may still do
-            notes.push(format!("amdsmi energy counter unusable: {e}"));
-            let hwmon = wanted
-                .pci_bus_id
-                .as_deref()
-                .and_then(PciBusId::parse)
-                .and_then(|p| find_by_pci(fs, &[AMDGPU], &p).ok().flatten());
-            match hwmon.and_then(|h| HwmonSampledMeter::open(fs, &h, opts.sample_interval).ok()) {
-                Some(m) => {
-                    notes.push(format!(
-                        "energy meter: {} of {} sampled every {:.0} ms and integrated (fallback)",
-                        m.reading().file(),
-                        m.hwmon().describe(),
-                        opts.sample_interval.as_secs_f64() * 1e3
-                    ));
-                    Attached {
-                        meter: Box::new(m),
-                        power,
-                        guard_target,
-                        notes,
-                    }
-                }
-                None => {
-                    notes.push("no energy meter: time is measured, energy is not".into());
-                    Attached {
-                        meter: no_meter(e.to_string()),
-                        power,
-                        guard_target,
-                        notes,
-                    }
-                }
-            }
-        }
-    }
+    })
 }
 
-fn attach_amdgpu_hwmon(
-    fs: &Sysfs,
-    h: &HwmonDevice,
-    opts: AttachOptions,
-    mut notes: Vec<String>,
-) -> Attached {
+fn attach_amdgpu_hwmon(fs: &Sysfs, h: &HwmonDevice, opts: AttachOptions) -> Attached {
     let guard_target = HwmonPowerControl::new(fs, h).map(|c| GuardTarget {
         device: hwmon_device_info(h),
         device_kind: DEVICE_KIND_HWMON.to_string(),
         control: Box::new(c),
+        clocks: None,
     });
     let power = HwmonPowerControl::new(fs, h).map(|c| Box::new(c) as Box<dyn PowerControl>);
-    if !opts.meter {
-        notes.push("energy meter off (--meter none): time is measured, energy is not".into());
-        return Attached {
-            meter: no_meter("energy meter turned off with --meter none"),
-            power,
-            guard_target,
-            notes,
-        };
-    }
-    let meter: Box<dyn EnergyMeter> = match HwmonSampledMeter::open(fs, h, opts.sample_interval) {
-        Ok(m) => {
-            notes.push(format!(
-                "energy meter: {} of {} sampled every {:.0} ms and integrated (amdsmi not available)",
-                m.reading().file(),
-                h.describe(),
-                opts.sample_interval.as_secs_f64() * 1e3
-            ));
-            Box::new(m)
-        }
-        Err(e) => {
-            notes.push(format!(
-                "no energy meter: {e}; time is measured, energy is not"
-            ));
-            no_meter(e.to_string())
-        }
-    };
-    Attached {
-        meter,
-        power,
-        guard_target,
-        notes,
-    }
+    Attached::controls(power, guard_target).with_meter(&opts, |_| {
+        amdgpu_sampled(fs, h, &opts, "amdsmi not available")
+    })
 }
 
 fn attach_intel_hwmon(fs: &Sysfs, h: &HwmonDevice, opts: AttachOptions) -> Attached {
-    let mut notes = Vec::new();
-    let meter: Box<dyn EnergyMeter> = if !opts.meter {
-        notes.push("energy meter off (--meter none): time is measured, energy is not".into());
-        no_meter("energy meter turned off with --meter none")
-    } else {
-        match intel::open_meter(fs, h) {
-            Ok(m) => {
-                notes.push(format!(
-                    "energy meter: energy1_input of {} (µJ, updates every {:.1} ms)",
-                    h.describe(),
-                    m.update_period_s() * 1e3
-                ));
-                Box::new(m)
-            }
-            Err(e) => {
-                notes.push(format!(
-                    "no energy meter: {e}; time is measured, energy is not"
-                ));
-                no_meter(e.to_string())
-            }
-        }
-    };
-    Attached {
-        meter,
-        power: None,
-        guard_target: None,
-        notes,
-    }
+    Attached::controls(None, None).with_meter(&opts, |_| {
+        let m = intel::open_meter(fs, h)?;
+        let note = format!(
+            "energy meter: energy1_input of {} (µJ, updates every {:.1} ms)",
+            h.describe(),
+            m.update_period_s() * 1e3
+        );
+        Ok::<_, joulebench_core::MeterError>((Box::new(m) as Box<dyn EnergyMeter>, vec![note]))
+    })
 }
 
 /// `device` with the host's RAPL meter beside it where RAPL can be read; the note
@@ -270,187 +390,4 @@ pub fn attach_host(device: Box<dyn EnergyMeter>) -> (Box<dyn EnergyMeter>, Strin
         Err(e) => format!("no host energy: {e}"),
     };
     (meter, note)
-}
-
-// ------------------------------------------------------------------ devices
-
-/// One kind of meter and what it found, for `joulebench devices`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MeterSurvey {
-    pub name: String,
-    pub available: bool,
-    pub reason: Option<String>,
-    pub entries: Vec<SurveyEntry>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct SurveyEntry {
-    pub id: String,
-    pub name: String,
-    pub details: Vec<(String, String)>,
-}
-
-/// Every AMD, Intel and RAPL meter found, and for each missing one, why.
-pub fn survey() -> Vec<MeterSurvey> {
-    let fs = Sysfs::from_env();
-    vec![
-        survey_amdsmi(),
-        survey_hwmon(&fs, "hwmon (AMD: amdgpu)", &[AMDGPU]),
-        survey_hwmon(&fs, "hwmon (Intel: xe, i915)", &[XE, I915]),
-        survey_rapl(&fs),
-    ]
-}
-
-fn section(name: &str, entries: Vec<SurveyEntry>, reason: Option<String>) -> MeterSurvey {
-    MeterSurvey {
-        name: name.into(),
-        available: reason.is_none(),
-        reason,
-        entries,
-    }
-}
-
-fn survey_amdsmi() -> MeterSurvey {
-    let devices = match amd::list_devices() {
-        Ok(d) => d,
-        Err(e) => return section("amdsmi", vec![], Some(e.to_string())),
-    };
-    if devices.is_empty() {
-        return section(
-            "amdsmi",
-            vec![],
-            Some("the library reports no AMD GPU".into()),
-        );
-    }
-    let entries = devices
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let id = d.identity().ok();
-            let counter = match d.energy_count() {
-                Ok(c) => format!(
-                    "yes ({} ticks of {:.1} µJ, 64-bit, wraps handled)",
-                    c.ticks, c.resolution_uj
-                ),
-                Err(e) => format!("no — {e}; the amdgpu hwmon power readings are used instead"),
-            };
-            let cap = match d.power_cap_info() {
-                Ok(c) => {
-                    let w = c.to_watts();
-                    format!(
-                        "{:.0} W now, default {:.0} W, allowed {:.0}–{:.0} W; changes need \
-                         --allow-power-changes and root",
-                        w.current_w, w.default_w, w.min_w, w.max_w
-                    )
-                }
-                Err(e) => format!("not available — {e}"),
-            };
-            SurveyEntry {
-                id: i.to_string(),
-                name: id
-                    .as_ref()
-                    .map(|i| i.describe())
-                    .unwrap_or_else(|| "unknown".into()),
-                details: vec![
-                    ("energy counter".into(), counter),
-                    ("power-cap control".into(), cap),
-                    (
-                        "matched to wgpu by".into(),
-                        "PCI address (never by index)".into(),
-                    ),
-                ],
-            }
-        })
-        .collect();
-    section("amdsmi", entries, None)
-}
-
-fn survey_hwmon(fs: &Sysfs, name: &str, drivers: &[&str]) -> MeterSurvey {
-    let found = match list_gpu_hwmons(fs, drivers) {
-        Ok(f) => f,
-        Err(e) => return section(name, vec![], Some(e.to_string())),
-    };
-    if found.is_empty() {
-        return section(
-            name,
-            vec![],
-            Some(format!(
-                "no {} hwmon directory under {}",
-                drivers.join(" or "),
-                fs.path("/sys/class/hwmon").display()
-            )),
-        );
-    }
-    let entries = found
-        .iter()
-        .map(|h| {
-            let uw = |f: &str| match fs.read_u64(&h.attr(f)) {
-                Ok(v) => format!("{:.1} W now", v as f64 / 1e6),
-                Err(e) => format!("unreadable — {e}"),
-            };
-            let mut details = Vec::new();
-            if h.has("energy1_input") {
-                let v = match fs.read_u64(&h.attr("energy1_input")) {
-                    Ok(v) => format!("yes ({:.3} J, µJ counter, 64-bit)", v as f64 / 1e6),
-                    Err(e) => format!("unreadable — {e}"),
-                };
-                details.push(("energy counter (energy1_input)".into(), v));
-            }
-            for f in ["power1_input", "power1_average"] {
-                if h.has(f) {
-                    details.push((format!("power ({f}, sampled and integrated)"), uw(f)));
-                }
-            }
-            if h.has("power1_cap") {
-                details.push(("power-cap control (power1_cap)".into(), uw("power1_cap")));
-            }
-            details.push((
-                "pci address".into(),
-                h.pci_bus_id
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "none: `device` does not link to a PCI device".into()),
-            ));
-            SurveyEntry {
-                id: h.hwmon_name(),
-                name: h.describe(),
-                details,
-            }
-        })
-        .collect();
-    section(name, entries, None)
-}
-
-fn survey_rapl(fs: &Sysfs) -> MeterSurvey {
-    let name = "RAPL (host CPU and DRAM)";
-    let zones = match rapl::discover(fs) {
-        Ok(z) => z,
-        Err(e) => return section(name, vec![], Some(e.to_string())),
-    };
-    let mut unreadable = None;
-    let entries = zones
-        .iter()
-        .map(|z| {
-            let reading = match fs.read_u64(&z.energy_path()) {
-                Ok(uj) => format!("{:.3} J", uj as f64 / 1e6),
-                Err(e) => {
-                    let e = RaplError::from(e);
-                    let text = e.to_string();
-                    unreadable.get_or_insert(text.clone());
-                    format!("unreadable — {text}")
-                }
-            };
-            SurveyEntry {
-                id: z.zone.clone(),
-                name: z.name.clone(),
-                details: vec![
-                    ("energy_uj".into(), reading),
-                    (
-                        "wraps at (max_energy_range_uj)".into(),
-                        format!("{:.3} J", z.max_energy_range_uj as f64 / 1e6),
-                    ),
-                ],
-            }
-        })
-        .collect();
-    section(name, entries, unreadable)
 }

@@ -20,5 +20,6 @@ pub mod poller;
 pub mod rapl;
 pub mod restore;
 pub mod sim;
+pub mod survey;
 pub mod sysfs;
 pub mod wrapping_counter;

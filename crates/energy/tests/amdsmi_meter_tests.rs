@@ -153,7 +153,8 @@ fn power_caps_are_in_microwatts_and_checked_before_they_reach_the_library() {
 #[test]
 fn without_a_counter_the_amdgpu_hwmon_readings_take_over() {
     use joulebench_energy::amd::FAKE_AMDSMI_ENV;
-    use joulebench_energy::attach::{attach_vendor_meter, AttachOptions};
+    use joulebench_energy::attach::{attach_gpu_meter, AttachOptions};
+    use joulebench_energy::nvml::MeterMode;
     use joulebench_energy::sysfs::SYSFS_ROOT_ENV;
     let fx = SysfsFixture::new();
     fx.amdgpu(4, "0000:03:00.0", 140_000_000, 300_000_000);
@@ -176,10 +177,10 @@ fn without_a_counter_the_amdgpu_hwmon_readings_take_over() {
         ..DeviceInfo::default()
     };
     let opts = AttachOptions {
-        meter: true,
+        meter: Some(MeterMode::Auto),
         sample_interval: Duration::from_millis(5),
     };
-    let a = attach_vendor_meter(&info, opts).ok().unwrap();
+    let a = attach_gpu_meter(&info, opts).ok().unwrap();
     std::env::remove_var(FAKE_AMDSMI_ENV);
     std::env::remove_var(SYSFS_ROOT_ENV);
     assert_eq!(a.meter.source(), MeterSource::HwmonSampled);

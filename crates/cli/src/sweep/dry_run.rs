@@ -4,51 +4,36 @@
 //! against the device's limits, clocks against its supported clocks, the output
 //! path), and then nothing: no measurement, no power or clock change, no file.
 
-use super::resume::points_done;
-use super::setup::default_out;
+use super::resume::resume;
 use super::single::describe_plan;
 use crate::args::SweepArgs;
 use crate::error::CliError;
 use crate::results::read_results_warn;
 use joulebench_analysis::table::{Table, TableFormat};
 use joulebench_core::backend::Support;
-use joulebench_core::clocks::clock_key;
-use joulebench_core::plan::{PlanEstimate, PlanPoint, SweepConfig};
-use joulebench_core::record::{point_key, repeat_key};
 use joulebench_core::PowerCap;
-use joulebench_device::OpenDevice;
-use std::collections::HashSet;
+use joulebench_device::{Change, OpenDevice, PlannedSweep};
+use std::path::Path;
 
-/// Print the plan of this sweep on `dev`; nothing else happens.
+/// Print the plan of this sweep on `dev`, to be written to `out`; nothing else happens.
 pub fn show(
     args: &SweepArgs,
-    dev: &mut OpenDevice,
-    cfg: &SweepConfig,
-    points: &[PlanPoint],
-    estimate: &PlanEstimate,
+    dev: &OpenDevice,
+    planned: &mut PlannedSweep,
+    out: &Path,
 ) -> Result<(), CliError> {
-    let device = dev.backend.device().clone();
-    let backend = dev.backend.name().to_string();
-    // the refusals a run would meet before changing anything, read-only
-    let limits = joulebench_core::sweep::check_caps(points, dev.power_mut())?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out(&backend, &device.name));
-    let done: HashSet<String> = if args.resume && out.exists() {
-        let file = read_results_warn(&out)?;
-        points_done(
-            &file,
-            &out,
-            &device,
-            &backend,
-            cfg,
-            args.repeat,
-            args.allow_config_mismatch,
-        )?
-    } else {
-        HashSet::new()
-    };
+    let device = planned.device().clone();
+    let backend = planned.backend().to_string();
+    if args.resume && out.exists() {
+        let file = read_results_warn(out)?;
+        resume(planned, &file, out, args.allow_config_mismatch)?;
+    }
+    for note in planned.notes() {
+        eprintln!("note: {note}");
+    }
+    for warning in planned.warnings() {
+        eprintln!("warning: {warning}");
+    }
 
     crate::out::line(
         "Dry run: nothing is measured, no power limit or clock is changed, no file is written.",
@@ -57,10 +42,6 @@ pub fn show(
     for n in &dev.notes {
         crate::out::line(&format!("  {n}"))?;
     }
-    let repeats: Vec<Option<u32>> = match args.repeat {
-        0 | 1 => vec![None],
-        n => (1..=n).map(Some).collect(),
-    };
     let mut t = Table::new(
         "Plan",
         &[
@@ -75,33 +56,23 @@ pub fn show(
         ],
     );
     let (mut measured, mut already) = (0usize, 0usize);
-    for (i, p) in points.iter().enumerate() {
-        let base = point_key(
-            &device,
-            &backend,
-            &p.kernel,
-            p.precision,
-            &p.workload,
-            &p.cap,
-        ) + &clock_key(p.sm_clock_mhz, p.mem_clock_mhz);
-        let in_file = repeats
-            .iter()
-            .filter(|&&r| done.contains(&repeat_key(base.clone(), r)))
-            .count();
-        let to_run = repeats.len() - in_file;
-        let what = match dev.backend.support(&p.kernel, p.precision, &p.workload) {
+    let limits = planned.limits().copied();
+    for (i, run) in planned.runs(dev.backend.as_ref()).into_iter().enumerate() {
+        let p = run.point;
+        let to_run = run.runs - run.in_file;
+        let what = match run.support {
             Support::Unsupported(why) => format!("skipped (unsupported: {why})"),
             Support::Supported if to_run == 0 => "already in the results file".into(),
             Support::Supported => {
                 measured += to_run;
-                match (to_run, in_file) {
+                match (to_run, run.in_file) {
                     (1, 0) => "measured".into(),
                     (n, 0) => format!("measured ×{n}"),
                     (n, k) => format!("measured ×{n} ({k} already in the results file)"),
                 }
             }
         };
-        already += in_file;
+        already += run.in_file;
         let cap = match (&limits, p.cap) {
             (_, PowerCap::Watts(w)) => format!("{w:.0} W"),
             (Some(l), PowerCap::Default) => format!("default ({:.0} W)", l.current_w),
@@ -128,7 +99,7 @@ pub fn show(
     t.drop_uninformative_columns(&["batch", "power cap", "clocks"]);
     crate::out::line(&format!(
         "plan: {}",
-        describe_plan(estimate, device.simulated)
+        describe_plan(planned.estimate(), device.simulated)
     ))?;
     if already > 0 {
         crate::out::line(&format!("  --resume: {already} run(s) already in the results file would be skipped; {measured} would be measured"))?;
@@ -144,30 +115,23 @@ pub fn show(
             "exists"
         }
     ))?;
-    let changes_caps = points.iter().any(|p| !p.cap.is_default());
-    let changes_clocks = points
-        .iter()
-        .any(|p| p.sm_clock_mhz.is_some() || p.mem_clock_mhz.is_some());
-    if changes_caps || changes_clocks {
-        let what = match (changes_caps, changes_clocks) {
-            (true, true) => "power limit and clocks",
-            (true, false) => "power limit",
+    let changes = planned.changes();
+    if !changes.is_empty() {
+        let what = match changes.as_slice() {
+            [Change::PowerLimit, Change::Clocks] => "power limit and clocks",
+            [Change::PowerLimit] => "power limit",
             _ => "clocks",
         };
-        let needs = if dev.power_needs_permission() {
-            let mut flags = Vec::new();
-            if changes_caps && !args.allow_power_changes {
-                flags.push("--allow-power-changes");
-            }
-            if changes_clocks && !args.allow_clock_changes {
-                flags.push("--allow-clock-changes");
-            }
-            match flags.as_slice() {
-                [] => String::new(),
-                f => format!("; the run needs {}", f.join(" and ")),
-            }
-        } else {
-            String::new()
+        let needs = match planned.not_allowed(dev).as_slice() {
+            [] => String::new(),
+            missing => format!(
+                "; the run needs {}",
+                missing
+                    .iter()
+                    .map(|c| c.flag())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
         };
         crate::out::line(&format!(
             "changes: the run would set the device's {what} point by point, and restore the originals on exit{needs}"

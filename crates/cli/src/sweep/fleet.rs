@@ -8,13 +8,15 @@ mod slots;
 
 pub use slots::single_profile;
 
-use super::setup::{default_out, host_name, stop_on_signals, Overrides};
+use super::setup::{default_out, stop_on_signals, Overrides};
 use super::worker::{Event, ParentMessage};
-use crate::args::{BackendChoice, SweepArgs};
+use crate::args::SweepArgs;
 use crate::error::{interrupted, runtime, usage, CliError, EXIT_USAGE};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use joulebench_core::plan::SweepConfig;
 use joulebench_core::record::PointStatus;
+use joulebench_device::host_name;
+use joulebench_device::BackendKind;
 use slots::{inherited_args, parse_device_list, worker_args, Slot};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -68,12 +70,12 @@ pub fn run(args: &SweepArgs, devices: &str, ov: &Overrides) -> Result<(), CliErr
     if let Some(path) = &args.config {
         SweepConfig::from_toml_file(path)?;
     }
-    let backend: BackendChoice = joulebench_device::resolve_backend(args.backend.into()).into();
-    let backend_name = slots::backend_name(backend);
+    let backend = joulebench_device::resolve_backend(args.backend);
+    let backend_name = backend.name();
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| default_out(&backend_name, &host_name()));
+        .unwrap_or_else(|| default_out(backend_name, &host_name()));
     super::check_results_path(&out, args.resume)?;
     let slots = slots::slots(args, backend, &list, &out)?;
     for s in &slots {
@@ -85,7 +87,7 @@ pub fn run(args: &SweepArgs, devices: &str, ov: &Overrides) -> Result<(), CliErr
     let existed = out.exists();
     // held until the merge: a second sweep of this node into the same file is refused
     let (mut writer, _) = super::resume::open_results(&out, args.resume)?;
-    if args.backend == BackendChoice::Auto && backend == BackendChoice::Sim {
+    if args.backend == BackendKind::Auto && backend == BackendKind::Sim {
         eprintln!("no CUDA device and no GPU wgpu adapter found (see `joulebench devices`): using simulated devices; records say simulated");
     }
     let exe = std::env::current_exe().map_err(|e| {
@@ -158,7 +160,7 @@ pub fn run(args: &SweepArgs, devices: &str, ov: &Overrides) -> Result<(), CliErr
 /// `--devices --dry-run`: each device's plan, from its worker run with `--dry-run`
 /// in turn (so each is planned on its own device, as the sweep would), nothing
 /// measured and no file written.
-fn dry_run(slots: &[Slot], backend: BackendChoice, out: &Path) -> Result<(), CliError> {
+fn dry_run(slots: &[Slot], backend: BackendKind, out: &Path) -> Result<(), CliError> {
     let exe = std::env::current_exe().map_err(|e| {
         runtime(format!(
             "cannot find the joulebench binary to plan each device: {e}"
@@ -169,7 +171,7 @@ fn dry_run(slots: &[Slot], backend: BackendChoice, out: &Path) -> Result<(), Cli
     crate::out::line(&format!(
         "Dry run of {} device(s) ({} backend): each device's records would go to its own file, merged into {} at the end.",
         slots.len(),
-        slots::backend_name(backend),
+        backend.name(),
         out.display()
     ))?;
     let mut failed = 0;
@@ -215,7 +217,7 @@ impl Worker {
         slot: Slot,
         exe: &Path,
         inherited: &[OsString],
-        backend: BackendChoice,
+        backend: BackendKind,
         multi: &MultiProgress,
     ) -> Worker {
         let style = ProgressStyle::with_template(
@@ -232,7 +234,7 @@ impl Worker {
         // the worker's records keep what the user typed, not the worker's pinned command
         cmd.env(
             super::setup::USER_COMMAND_ENV,
-            super::setup::own_command_line(),
+            joulebench_device::process_command_line(),
         );
         if let slots::Pin::Cuda { visible } = &slot.pin {
             cmd.env("CUDA_VISIBLE_DEVICES", visible);

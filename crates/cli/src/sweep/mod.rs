@@ -1,10 +1,9 @@
 //! `joulebench sweep`: the flags checked before anything opens, then one device
-//! (`single`) or every GPU of a node, one worker process each (`fleet`, whose
-//! workers are single sweeps talking the `worker` protocol). `setup` holds what
-//! both share; nothing here imports back up. `model` measures a training step's
-//! ops through `single::run_with`.
+//! (`single`, which builds a library `Sweep` and prints what it does) or every GPU of
+//! a node, one worker process each (`fleet`, whose workers are single sweeps talking
+//! the `worker` protocol). `setup` holds what both share; nothing here imports back
+//! up. `model` measures a training step's ops through `single::run_with`.
 
-mod clocks;
 mod dry_run;
 mod fleet;
 mod resume;
@@ -26,16 +25,8 @@ use std::path::Path;
 
 pub fn run(args: &SweepArgs) -> Result<(), CliError> {
     let ov = setup::parse_overrides(args)?;
-    if args.resume && args.out.is_none() {
-        return Err(usage(
-            "--resume needs --out FILE: the results file to continue",
-        ));
-    }
-    if let Some(out) = &args.out {
-        check_results_path(out, args.resume)?;
-        let inputs: Vec<_> = args.config.iter().cloned().collect();
-        crate::paths::refuse_input_as_output(out, &inputs, "--out")?;
-    }
+    let inputs: Vec<_> = args.config.iter().cloned().collect();
+    check_out(args, &inputs, "the results file to continue")?;
     if let Some(devices) = &args.devices {
         return fleet::run(args, devices, &ov);
     }
@@ -50,6 +41,23 @@ pub fn run(args: &SweepArgs) -> Result<(), CliError> {
         Some((_, out)) => recommend_from(&out, ov.max_slowdown, &ov.baseline),
         None => Ok(()),
     }
+}
+
+/// `--out` where given: continued only with `--resume` (which needs it: `file` says
+/// what it is for), never overwritten, never one of the command's `inputs`.
+pub(crate) fn check_out(
+    args: &SweepArgs,
+    inputs: &[std::path::PathBuf],
+    file: &str,
+) -> Result<(), CliError> {
+    if args.resume && args.out.is_none() {
+        return Err(usage(format!("--resume needs --out FILE: {file}")));
+    }
+    if let Some(out) = &args.out {
+        check_results_path(out, args.resume)?;
+        crate::paths::refuse_input_as_output(out, inputs, "--out")?;
+    }
+    Ok(())
 }
 
 /// A results file is continued only with --resume, never overwritten.

@@ -245,28 +245,7 @@ pub fn command_line() -> String {
             return typed;
         }
     }
-    own_command_line()
-}
-
-/// This process's own command line, quoted where a shell would need it.
-pub fn own_command_line() -> String {
-    std::env::args()
-        .map(|a| {
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "\"'$`\\".contains(c)) {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            } else {
-                a
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    joulebench_device::process_command_line()
 }
 
 /// The first SIGINT, SIGTERM or SIGHUP sets the stop flag (and the signal's

@@ -1,22 +1,18 @@
-//! A sweep on one device: open it, plan, check every cap and the output file
-//! before anything runs, measure with a progress bar (or progress lines for a
-//! `--devices` parent), restore the power limit, and say where the records are.
+//! A sweep on one device: the flags made into an opened device and a library
+//! `Sweep`, which plans, checks, arms the guard, runs and restores; here only what
+//! is printed — the plan, progress (a bar, or progress lines for a `--devices`
+//! parent), where the records are — and the results file opened and resumed.
 
 use super::fleet::single_profile;
-use super::resume::{open_results, points_done};
-use super::setup::{
-    build_config, command_line, default_out, host_name, stop_on_signals, Overrides,
-};
+use super::resume::{open_results, resume};
+use super::setup::{build_config, command_line, default_out, stop_on_signals, Overrides};
 use super::worker::{announce, stop_when_parent_asks, ProgressLines};
 use crate::args::SweepArgs;
 use crate::error::{interrupted, runtime, usage, CliError};
 use crate::progress::Progress;
-use joulebench_core::plan::{PlanEstimate, PlanPoint, SweepConfig};
-use joulebench_core::sweep::{
-    run_sweep, tool_info, DeviceSession, SweepError, SweepObserver, SweepOptions, SweepOutcome,
-};
-use joulebench_core::Backend;
-use joulebench_device::{open, OpenOptions};
+use joulebench_core::plan::PlanEstimate;
+use joulebench_core::sweep::{SweepError, SweepObserver, SweepOutcome};
+use joulebench_device::{open, OpenDevice, OpenOptions, PlannedSweep, Sweep};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,200 +20,83 @@ use std::sync::Arc;
 /// Measure the sweep; its outcome and the results file (`None` for `--dry-run`,
 /// which measures nothing).
 pub fn run(args: &SweepArgs, ov: &Overrides) -> Result<Option<(SweepOutcome, PathBuf)>, CliError> {
-    run_with(args, ov, |cfg, backend| Ok(cfg.plan(backend)?))
+    run_with(args, ov, |sweep, dev| Ok(sweep.plan(dev)?))
 }
 
-/// [`run`], with the points planned by `plan` from the sweep config (preset or file,
-/// then the flags) and the opened backend: how `model` measures a step's ops.
+/// [`run`], with the sweep (its config from the preset or file, then the flags)
+/// planned on the opened device by `plan`: how `model` measures a step's ops.
 pub fn run_with(
     args: &SweepArgs,
     ov: &Overrides,
-    plan: impl FnOnce(&SweepConfig, &dyn Backend) -> Result<Vec<PlanPoint>, CliError>,
+    plan: impl FnOnce(Sweep, &mut OpenDevice) -> Result<PlannedSweep, CliError>,
 ) -> Result<Option<(SweepOutcome, PathBuf)>, CliError> {
-    let seed = args.seed.unwrap_or(42);
-    let meter: Option<joulebench_energy::nvml::MeterMode> = match args.meter.trim() {
-        "none" | "off" => None,
-        m => Some(
-            m.parse()
-                .map_err(|e: String| usage(format!("--meter: {e}, none")))?,
-        ),
-    };
-    if args.sample_interval_ms == 0 {
-        return Err(usage("--sample-interval-ms must be ≥ 1"));
-    }
-    let mut dev = open(&OpenOptions {
-        backend: args.backend.into(),
-        sim_profile: single_profile(&args.sim_profile).map_err(usage)?,
-        sim_index: args.sim_index,
-        adapter: args.adapter.clone(),
-        cuda_device: args.cuda_device,
-        meter,
-        sample_interval: std::time::Duration::from_millis(args.sample_interval_ms),
-        cold_l2: args.cold_l2,
-        seed,
-    })?;
-    let device = dev.backend.device().clone();
-    let mut cfg = build_config(args, ov, dev.backend.as_ref())?;
-    super::clocks::resolve(&mut cfg, &mut dev, &device.name)?;
-    let points = plan(&cfg, dev.backend.as_ref())?;
-    let period = match dev.meter.source() {
-        joulebench_core::MeterSource::None => 0.0,
-        _ => dev.meter.update_period_s(),
-    };
-    let estimate = PlanEstimate::of(
-        &points,
-        dev.backend.as_ref(),
-        &cfg.protocol,
-        period,
-        args.repeat,
-    );
-    if args.dry_run {
-        super::dry_run::show(args, &mut dev, &cfg, &points, &estimate)?;
-        return Ok(None);
-    }
-
-    let wants_caps = points.iter().any(|p| !p.cap.is_default());
-    let wants_clocks = points
-        .iter()
-        .any(|p| p.sm_clock_mhz.is_some() || p.mem_clock_mhz.is_some());
-    if wants_caps && dev.power_needs_permission() && !args.allow_power_changes {
-        return Err(usage(
-            "changing a GPU's power limit needs --allow-power-changes (the original limit is restored on exit)",
-        ));
-    }
-    if wants_clocks && dev.power_needs_permission() && !args.allow_clock_changes {
-        return Err(usage(
-            "locking a GPU's clocks needs --allow-clock-changes (the default clocks are restored on exit)",
-        ));
-    }
-    if wants_caps || wants_clocks {
-        dev.arm_guard(args.allow_power_changes, args.allow_clock_changes)?;
-    }
-    check_found_clocks(&mut dev, &device.name, wants_clocks)?;
-    let limits = joulebench_core::sweep::check_caps(&points, dev.power_mut())?;
-    let mut points = points;
-    if let Some(l) = &limits {
-        for note in joulebench_core::sweep::merge_equal_caps(&mut points, l) {
-            eprintln!("note: {note}");
-        }
-    }
-    if let Some(l) =
-        limits.filter(|l| !joulebench_core::sweep::same_limit_w(l.current_w, l.default_w))
-    {
-        eprintln!(
-            "warning: the power limit of {} is {:.0} W, not its default {:.0} W (a killed sweep \
-             or another tool left it changed? see `joulebench power status`); points at the cap \
-             \"default\" run at {:.0} W and are flagged cap-not-default, never used as the \
-             default-limit baseline",
-            device.name, l.current_w, l.default_w, l.current_w
-        );
-    }
-
+    let mut dev = open(&open_options(args)?)?;
+    let config = build_config(args, ov, dev.backend.as_ref())?;
+    let sweep = Sweep::new(config)
+        .repeat(args.repeat)
+        .allow_power_changes(args.allow_power_changes)
+        .allow_clock_changes(args.allow_clock_changes)
+        .command(command_line());
+    let mut planned = plan(sweep, &mut dev)?;
+    let (device, backend) = (planned.device().clone(), planned.backend().to_string());
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| default_out(dev.backend.name(), &device.name));
+        .unwrap_or_else(|| default_out(&backend, &device.name));
+    if args.dry_run {
+        super::dry_run::show(args, &dev, &mut planned, &out)?;
+        return Ok(None);
+    }
+    planned.arm(&mut dev)?;
+    for note in planned.notes() {
+        eprintln!("note: {note}");
+    }
+    for warning in planned.warnings() {
+        eprintln!("warning: {warning}");
+    }
+
     let existed = out.exists();
     // held until the sweep ends: no other joulebench appends to this file meanwhile
     let (mut writer, existing) = open_results(&out, args.resume)?;
-    let done = if args.resume {
-        points_done(
-            &existing,
-            &out,
-            &device,
-            dev.backend.name(),
-            &cfg,
-            args.repeat,
-            args.allow_config_mismatch,
-        )?
-    } else {
-        Default::default()
-    };
-
+    if args.resume {
+        resume(&mut planned, &existing, &out, args.allow_config_mismatch)?;
+    }
     for n in &dev.notes {
         eprintln!("{n}");
     }
     eprintln!(
-        "sweep: {} on {} ({} backend) → {}",
-        describe_plan(&estimate, device.simulated),
+        "sweep: {} on {} ({backend} backend) → {}",
+        describe_plan(planned.estimate(), device.simulated),
         device.name,
-        dev.backend.name(),
         out.display()
     );
     if args.progress_lines {
-        announce(&device, dev.backend.name(), &out);
+        announce(&device, &backend, &out);
     }
 
     let (stop, stop_signal) = stop_on_signals();
     if args.progress_lines {
         stop_when_parent_asks(Arc::clone(&stop), Arc::clone(&stop_signal));
     }
-
-    let opts = SweepOptions {
-        protocol: cfg.protocol.clone(),
-        seed: cfg.seed,
-        command: command_line(),
-        tool: tool_info(),
-        host: host_name(),
-        cap_settle_s: if device.simulated { 0.0 } else { 2.0 },
-        repeat: args.repeat,
-    };
-    let per_point = if estimate.runnable > 0 {
-        (estimate.typical_s - cfg.protocol.idle_baseline_s) / estimate.runnable as f64
-    } else {
-        0.0
-    };
-    let mut progress = Progress::new(estimate.runnable, per_point, !device.simulated);
+    let mut progress = Progress::new(
+        planned.estimate().runnable,
+        planned.typical_point_s(),
+        !device.simulated,
+    );
     let mut lines = ProgressLines;
     let observer: &mut dyn SweepObserver = if args.progress_lines {
         &mut lines
     } else {
         &mut progress
     };
-    let result = {
-        let power: Option<&mut dyn joulebench_core::PowerControl> =
-            match (&mut dev.guard, &mut dev.power) {
-                (Some(g), _) => Some(g),
-                (None, Some(p)) => Some(p.as_mut()),
-                _ => None,
-            };
-        let clocks: Option<&mut dyn joulebench_core::ClockControl> = match &mut dev.clocks {
-            Some(c) => Some(c.as_mut()),
-            None => None,
-        };
-        let mut session = DeviceSession {
-            backend: dev.backend.as_mut(),
-            meter: dev.meter.as_mut(),
-            power,
-            clocks,
-            clock: dev.clock.as_ref(),
-        };
-        run_sweep(
-            &mut session,
-            &points,
-            &opts,
-            &done,
-            &mut writer,
-            observer,
-            &stop,
-        )
-    };
+    let run = planned.run(&mut dev, &mut writer, observer, &stop)?;
     progress.finish();
     drop(writer);
     let kept = format!("finished points are in {}", out.display());
-    let state_path = dev
-        .guard
-        .as_ref()
-        .map(|g| g.state_path())
-        .unwrap_or_default();
-    let restored = dev.guard.take().map(|g| g.finish());
-    match restored {
-        Some(Ok(Some(r))) => eprintln!("{}", r.describe()),
-        Some(Err(e)) => {
-            let command = joulebench_energy::guard::restore_command(&state_path);
-            return Err(runtime(format!("{e}; run `{command}`")).hint(&kept));
-        }
-        _ => {}
+    match run.restored {
+        Ok(Some(r)) => eprintln!("{}", r.describe()),
+        Ok(None) => {}
+        Err(e) => return Err(runtime(e).hint(&kept)),
     }
     if !existed
         && std::fs::metadata(&out)
@@ -227,7 +106,7 @@ pub fn run_with(
         let _ = std::fs::remove_file(&out);
     }
 
-    let outcome = match result {
+    let outcome = match run.outcome {
         Ok(o) => o,
         Err(SweepError::Interrupted) => {
             return Err(interrupted(&out, stop_signal.load(Ordering::SeqCst) as i32))
@@ -251,48 +130,29 @@ pub fn run_with(
     Ok(Some((outcome, out)))
 }
 
-/// Clocks are checked at the start the way the limit is: found locked (by a run
-/// that was killed, or another tool), a sweep that would lock clocks itself is
-/// refused — its restore resets to the default, a state it did not find — and any
-/// other sweep says so and flags its points at default clocks.
-fn check_found_clocks(
-    dev: &mut joulebench_device::OpenDevice,
-    name: &str,
-    wants_clocks: bool,
-) -> Result<(), CliError> {
-    use joulebench_energy::guard::{
-        default_lock_dir, default_state_dir, found_clock_locks, KnownClockLocks,
+/// The device the flags name.
+fn open_options(args: &SweepArgs) -> Result<OpenOptions, CliError> {
+    let meter: Option<joulebench_energy::nvml::MeterMode> = match args.meter.trim() {
+        "none" | "off" => None,
+        m => Some(
+            m.parse()
+                .map_err(|e: String| usage(format!("--meter: {e}, none")))?,
+        ),
     };
-    let Some(id) = dev.control_identity() else {
-        return Ok(());
-    };
-    let state_dir = default_state_dir();
-    let Some(found) = found_clock_locks(
-        dev.clocks_mut(),
-        &id,
-        state_dir.as_deref(),
-        &default_lock_dir(),
-    ) else {
-        return Ok(());
-    };
-    if wants_clocks {
-        return Err(usage(format!(
-            "{name}: {}, not at its default; a clock sweep resets the clocks to the default \
-             when it ends and cannot put back a lock it did not make: run `joulebench power \
-             restore` (or `nvidia-smi -rgc`) first, then sweep",
-            found.describe()
-        )));
+    if args.sample_interval_ms == 0 {
+        return Err(usage("--sample-interval-ms must be ≥ 1"));
     }
-    eprintln!(
-        "warning: {name}: {}, not at its default (see `joulebench power status`); points at \
-         default clocks run at it and are flagged clocks-not-default, never used as the \
-         default-clock baseline",
-        found.describe()
-    );
-    if let Some(c) = dev.clocks.take() {
-        dev.clocks = Some(Box::new(KnownClockLocks::new(c, found.locks)));
-    }
-    Ok(())
+    Ok(OpenOptions {
+        backend: args.backend,
+        sim_profile: single_profile(&args.sim_profile).map_err(usage)?,
+        sim_index: args.sim_index,
+        adapter: args.adapter.clone(),
+        cuda_device: args.cuda_device,
+        meter,
+        sample_interval: std::time::Duration::from_millis(args.sample_interval_ms),
+        cold_l2: args.cold_l2,
+        seed: args.seed.unwrap_or(42),
+    })
 }
 
 /// "24 points (16 measured, 8 skipped as unsupported), about 2m 10s (at most 3m

@@ -2,9 +2,9 @@
 //! worker to one of them: `CUDA_VISIBLE_DEVICES` (by UUID) for CUDA, `--adapter N`
 //! for wgpu, `--sim-index N` with its own profile for the simulated device.
 
-use crate::args::{BackendChoice, SweepArgs};
+use crate::args::SweepArgs;
 use crate::error::{runtime, usage, CliError};
-use clap::ValueEnum;
+use joulebench_device::BackendKind;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -130,24 +130,18 @@ fn profile_names(list: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn backend_name(b: BackendChoice) -> String {
-    b.to_possible_value()
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_default()
-}
-
 /// The devices to measure, each with its pin and results file.
 pub fn slots(
     args: &SweepArgs,
-    backend: BackendChoice,
+    backend: BackendKind,
     list: &DeviceList,
     out: &Path,
 ) -> Result<Vec<Slot>, CliError> {
     let pins: Vec<(usize, Pin)> = match backend {
-        BackendChoice::Sim => sim_pins(args, list)?,
-        BackendChoice::Cuda => cuda_pins(list)?,
-        BackendChoice::Wgpu => wgpu_pins(list)?,
-        BackendChoice::Auto => return Err(runtime("internal: backend not resolved")),
+        BackendKind::Sim => sim_pins(args, list)?,
+        BackendKind::Cuda => cuda_pins(list)?,
+        BackendKind::Wgpu => wgpu_pins(list)?,
+        BackendKind::Auto => return Err(runtime("internal: backend not resolved")),
     };
     Ok(pins
         .into_iter()
@@ -300,10 +294,10 @@ pub fn inherited_args(argv: &[OsString]) -> Vec<OsString> {
 }
 
 /// The flags that pin a worker to its slot.
-pub fn worker_args(backend: BackendChoice, slot: &Slot) -> Vec<OsString> {
+pub fn worker_args(backend: BackendKind, slot: &Slot) -> Vec<OsString> {
     let mut v: Vec<OsString> = vec![
         "--backend".into(),
-        backend_name(backend).into(),
+        backend.name().into(),
         "--out".into(),
         slot.out.clone().into_os_string(),
     ];
@@ -422,7 +416,7 @@ mod tests {
             },
             out: "r.dev1.jsonl".into(),
         };
-        let w: Vec<String> = worker_args(BackendChoice::Sim, &slot)
+        let w: Vec<String> = worker_args(BackendKind::Sim, &slot)
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();

@@ -1,0 +1,213 @@
+//! Reading a results file (docs/ARCHITECTURE.md §5): every line checked to be a record
+//! of a readable schema with numbers a measurement can produce, and an incomplete
+//! last line — a crash or a full disk in the middle of a write — told apart from
+//! corruption, so readers skip it and `--resume` can cut it off.
+
+use super::error::RecordError;
+use super::schema::{Record, READABLE_SCHEMAS, SCHEMA_VERSION};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// One record of a results file, with its line as written (so a tool that copies
+/// records keeps fields this version does not know) and its line number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordLine {
+    pub line_no: usize,
+    pub text: String,
+    pub record: Record,
+}
+
+/// The longest line a results file may hold. A record with the most windows the
+/// protocol allows (10 000) takes a few MB; a longer line is not a record, and
+/// reading it whole could exhaust memory.
+pub const MAX_RECORD_LINE_BYTES: usize = 16 << 20;
+
+/// The end of a results file that is not a whole record: a line without its
+/// newline (a crash or a full disk in the middle of a write) and NUL bytes (blocks
+/// a power loss left unwritten). Records are written one whole line at a time, so
+/// nothing finished can be in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartialTail {
+    /// Byte offset where the tail starts: the length of the file's whole records.
+    pub offset: u64,
+    pub bytes: u64,
+    /// The line the tail starts on.
+    pub line_no: usize,
+    pub nul_padded: bool,
+}
+
+impl PartialTail {
+    /// What a reader tells the user when it skips the tail.
+    pub fn describe(&self, path: &Path) -> String {
+        format!(
+            "{}: skipped an incomplete last record: {} bytes from byte offset {} (line {}){}, \
+             left by a write that did not finish (a crash, a full disk or a power loss); \
+             every complete record before it was read",
+            path.display(),
+            self.bytes,
+            self.offset,
+            self.line_no,
+            if self.nul_padded { ", NUL-padded" } else { "" }
+        )
+    }
+}
+
+/// A results file as read: its records, and the incomplete tail it ended with, if any.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResultsFile {
+    pub lines: Vec<RecordLine>,
+    pub tail: Option<PartialTail>,
+}
+
+impl ResultsFile {
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.lines.iter().map(|l| &l.record)
+    }
+}
+
+/// Read every record of a JSONL file; blank lines are allowed, anything else that
+/// is not a record of a readable schema is an error naming its line. An incomplete
+/// tail is skipped (see [`read_results_file`] to learn of it).
+pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
+    Ok(read_record_lines(path)?
+        .into_iter()
+        .map(|l| l.record)
+        .collect())
+}
+
+/// [`read_records`], keeping each record's line.
+pub fn read_record_lines(path: &Path) -> Result<Vec<RecordLine>, RecordError> {
+    Ok(read_results_file(path)?.lines)
+}
+
+/// Every record of a results file, and its incomplete tail (which readers skip
+/// with a warning and `--resume` cuts off). A line longer than
+/// [`MAX_RECORD_LINE_BYTES`], a record whose numbers cannot be true, and NUL bytes
+/// followed by more records are errors naming their line.
+pub fn read_results_file(path: &Path) -> Result<ResultsFile, RecordError> {
+    let file = File::open(path).map_err(|source| RecordError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let corrupt = |line: usize, message: String| RecordError::Corrupt {
+        path: path.into(),
+        line,
+        message,
+    };
+    let mut reader = BufReader::new(file);
+    let mut out = ResultsFile::default();
+    let mut buf = Vec::new();
+    let (mut offset, mut line_no) = (0u64, 0usize);
+    // Where lines that are not whole records began; a tail if nothing follows them.
+    let mut suspect: Option<(u64, usize)> = None;
+    let mut nul_padded = false;
+    loop {
+        buf.clear();
+        let n = (&mut reader)
+            .take(MAX_RECORD_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| corrupt(line_no + 1, e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let start = offset;
+        offset += n as u64;
+        let complete = buf.last() == Some(&b'\n');
+        if !complete && buf.len() > MAX_RECORD_LINE_BYTES {
+            return Err(corrupt(
+                line_no,
+                format!(
+                    "line is longer than {MAX_RECORD_LINE_BYTES} bytes: not a joulebench record"
+                ),
+            ));
+        }
+        let content = if complete { &buf[..n - 1] } else { &buf[..] };
+        if content.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let has_nul = content.contains(&0);
+        if !complete || has_nul {
+            nul_padded |= has_nul;
+            suspect.get_or_insert((start, line_no));
+            continue;
+        }
+        if let Some((_, first)) = suspect {
+            return Err(corrupt(
+                first,
+                "an incomplete record or NUL bytes, followed by more records".into(),
+            ));
+        }
+        let text =
+            std::str::from_utf8(content).map_err(|_| corrupt(line_no, "not UTF-8 text".into()))?;
+        let record = parse_record(text).map_err(|e| e.at(path, line_no))?;
+        out.lines.push(RecordLine {
+            line_no,
+            text: text.to_string(),
+            record,
+        });
+    }
+    out.tail = suspect.map(|(start, line)| PartialTail {
+        offset: start,
+        bytes: offset - start,
+        line_no: line,
+        nul_padded,
+    });
+    Ok(out)
+}
+
+/// Why one line is not a record, before its file and line are known.
+enum LineError {
+    Corrupt(String),
+    Schema(u64),
+}
+
+impl LineError {
+    fn at(self, path: &Path, line: usize) -> RecordError {
+        match self {
+            LineError::Corrupt(message) => RecordError::Corrupt {
+                path: path.into(),
+                line,
+                message,
+            },
+            LineError::Schema(found) => RecordError::Schema {
+                path: path.into(),
+                line,
+                found,
+                expected: SCHEMA_VERSION,
+            },
+        }
+    }
+}
+
+fn parse_record(line: &str) -> Result<Record, LineError> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| LineError::Corrupt(format!("not JSON ({e})")))?;
+    match value.get("schema").and_then(|v| v.as_u64()) {
+        Some(v) if READABLE_SCHEMAS.contains(&v) => {}
+        Some(found) => return Err(LineError::Schema(found)),
+        None => {
+            return Err(LineError::Corrupt(
+                "not a joulebench record (no \"schema\" field)".into(),
+            ))
+        }
+    }
+    let record: Record =
+        serde_json::from_value(value).map_err(|e| LineError::Corrupt(e.to_string()))?;
+    record.check_numbers().map_err(LineError::Corrupt)?;
+    Ok(record)
+}
+
+/// Read several files; each must hold at least one record.
+pub fn read_many(paths: &[PathBuf]) -> Result<Vec<Record>, RecordError> {
+    let mut all = Vec::new();
+    for p in paths {
+        let r = read_records(p)?;
+        if r.is_empty() {
+            return Err(RecordError::Empty { path: p.clone() });
+        }
+        all.extend(r);
+    }
+    Ok(all)
+}
