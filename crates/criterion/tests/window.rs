@@ -75,7 +75,7 @@ fn windows_are_long_busy_and_match_the_model() {
 }
 
 #[test]
-fn smoke_test_windows_are_flagged_short() {
+fn smoke_test_windows_are_short_and_every_window_is_judged_by_its_config() {
     let mut dev = SimDevice::open("sim-h100", 0, 3).unwrap();
     let mut bench = EnergyBench::new(
         Box::new(dev.meter),
@@ -89,12 +89,24 @@ fn smoke_test_windows_are_flagged_short() {
         .unwrap();
     let mut run = |n: u64| k.run(n);
     let cal = bench.calibrate(&mut run).unwrap();
-    assert_eq!(cal.block_iterations, 1);
     let window = bench.window(1, &cal, &mut run).unwrap();
-    assert!(bench.is_short(&window), "{window:?}");
     assert!(window.seconds < 0.15, "{window:?}");
-    bench.joules(1, &cal, &mut run).unwrap();
-    assert_eq!(bench.short_windows(), 1);
+    // short against the default rule, not against the smoke test's own
+    assert!(window.seconds < joulebench_criterion::min_trustworthy_window_s(0.1));
+    assert!(!bench.is_short(&window), "{window:?}");
+
+    // a config that asks for 2 s windows flags a 1.5 s one
+    let dev = SimDevice::open("sim-h100", 0, 3).unwrap();
+    let mut cfg = WindowConfig::default();
+    cfg.protocol.min_window_s = 2.0;
+    let bench = EnergyBench::new(Box::new(dev.meter), dev.clock.clone(), cfg);
+    let w = joulebench_core::Window {
+        iterations: 10.0,
+        seconds: 1.5,
+        ..Default::default()
+    };
+    assert!(bench.is_short(&w));
+    assert_eq!(bench.window_target_s(), 2.0);
 }
 
 #[test]

@@ -58,6 +58,16 @@ impl HostGaps {
     }
 }
 
+/// A card that slows its clock when its die runs hot (NVML's `hw-thermal-slowdown`):
+/// from `at_c` until it has cooled to `release_c`, the SM clock is held at or under
+/// `clock_fraction` of its maximum.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ThermalSlowdown {
+    pub at_c: f64,
+    pub release_c: f64,
+    pub clock_fraction: f64,
+}
+
 /// How a simulated card's readings and pace differ from an ideal device's.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Imperfections {
@@ -94,6 +104,9 @@ pub struct Imperfections {
     /// phases in turn within each iteration, at the power of each, instead of at
     /// their average power.
     pub kernel_phases: bool,
+    /// A thermal slowdown (none on the built-in profiles: their cooling keeps them
+    /// under it; tests give one to a card to throttle it).
+    pub thermal_slowdown: Option<ThermalSlowdown>,
 }
 
 impl Imperfections {
@@ -113,6 +126,7 @@ impl Imperfections {
         counter_gain_error: 0.0,
         board_gain_spread: 0.0,
         kernel_phases: false,
+        thermal_slowdown: None,
     };
 
     /// What every profile does by default. The polling thread of joulebench's NVML
@@ -133,5 +147,6 @@ impl Imperfections {
         counter_gain_error: 0.0,
         board_gain_spread: 0.02,
         kernel_phases: true,
+        thermal_slowdown: None,
     };
 }
