@@ -507,7 +507,8 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// One line for the energy group's windows: medians of J/FLOP, TFLOP/s and
-/// average power, all over the windows' own time, and device-time TFLOP/s beside.
+/// average power, all over the windows' own time (host syncs included), and the
+/// device's own throughput beside it, named as such.
 pub fn windows_line(
     windows: &[joulebench_core::Window],
     flop: u64,
@@ -532,13 +533,13 @@ pub fn windows_line(
     }
     let device = s
         .device_tflops
-        .map(|t| format!("; device time {t:.0} TFLOP/s"))
+        .map(|t| format!("; device time alone {t:.0} TFLOP/s"))
         .unwrap_or_default();
+    let seconds: Vec<f64> = windows.iter().map(|w| w.seconds).collect();
     Some(format!(
-        "{} windows of {:.2} s: {pj:.3} pJ/FLOP, {:.0} TFLOP/s, {watts:.0} W{device}{}",
-        windows.len(),
-        joulebench_core::stats::median(&windows.iter().map(|w| w.seconds).collect::<Vec<_>>()),
+        "{pj:.3} pJ/FLOP, {:.0} TFLOP/s, {watts:.0} W over windows of {:.2} s{device}{}",
         s.tflops,
+        joulebench_core::stats::median(&seconds),
         if flags.is_empty() {
             String::new()
         } else {

@@ -519,10 +519,11 @@ pub fn markdown_report(
     out.push('\n');
     out.push_str(&protocol_table(records).render(md));
     out.push_str(
-        "\nEach point: an idle baseline once per device, a warm-up until power and temperature settle (within its \
-         bound), then measurement windows from one energy-counter update to another at least the minimum window \
-         apart, with the GPU busy throughout and the work between the two updates counted exactly, repeated until \
-         the stop rule is met. Windows \"gapped\" (schema-1 records) had idle gaps inside and read high.\n\n",
+        "\nEach point: an idle baseline once per device, a warm-up until power, pace and temperature settle (within \
+         its bound), then measurement windows from one energy-counter update to another at least the minimum window \
+         apart, with the GPU busy throughout and the work between the two updates interpolated from the timings of \
+         the blocks of work around them, repeated until the stop rule is met. Energy, time and power are over each \
+         window's own interval. Windows \"gapped\" (schema-1 records) had idle gaps inside and read high.\n\n",
     );
 
     out.push_str("## Recommendations\n\n");

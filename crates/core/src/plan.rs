@@ -91,6 +91,12 @@ pub struct SweepConfig {
     pub linear: Vec<LinearSpec>,
     pub attention: Vec<AttentionSpec>,
     pub protocol: ProtocolConfig,
+    /// How many times to measure every point, in an order shuffled with the seed
+    /// (`--repeat` overrides it), so that the spread between runs — what varies
+    /// from one visit to the next: the die's temperature, the clock at the limit —
+    /// is measured beside the spread within one. Absent: once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
 }
 
 impl Default for SweepConfig {
@@ -110,6 +116,7 @@ impl Default for SweepConfig {
             linear: Vec::new(),
             attention: Vec::new(),
             protocol: ProtocolConfig::default(),
+            repeat: None,
         }
     }
 }
@@ -289,6 +296,9 @@ impl SweepConfig {
                     .map(|(s, d, c)| attn(s, d, c))
                     .collect();
                 cfg.batch_sizes = vec![1, 2, 4, 8, 16];
+                // the reference sweep measures every point three times, in shuffled
+                // order, so its uncertainty includes what varies between visits
+                cfg.repeat = Some(STANDARD_REPEAT);
             }
         }
         cfg.power_caps = caps;
@@ -523,6 +533,9 @@ impl SweepConfig {
     }
 }
 
+/// How many times the standard preset measures each point.
+pub const STANDARD_REPEAT: u32 = 3;
+
 /// The quick preset's protocol: a short settling warm-up and two or three
 /// one-second windows per point (about 8 s per point at most).
 fn quick_protocol() -> ProtocolConfig {
@@ -530,6 +543,8 @@ fn quick_protocol() -> ProtocolConfig {
         idle_baseline_s: 2.0,
         warmup_s: 1.0,
         warmup_max_s: 4.0,
+        // settling judged over 3 s: a quick look, not the reference's 10 s
+        settle_window_s: 3.0,
         min_windows: 2,
         max_windows: 3,
         point_budget_s: 8.0,

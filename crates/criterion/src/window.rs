@@ -41,7 +41,7 @@ impl<E: std::error::Error + 'static> From<WindowError<E>> for BenchError<E> {
 
 /// How windows are taken: the protocol's settings, and the pacing of a virtual
 /// clock. [`WindowConfig::default`] is the sweep's default protocol.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct WindowConfig {
     /// The settings a sweep would use: window rule, block length, warm-up.
     pub protocol: ProtocolConfig,
@@ -51,15 +51,6 @@ pub struct WindowConfig {
     /// hours; with 0.03 it sees a device 33× faster than real time, and each sample
     /// is about one window. `None` on a real clock.
     pub virtual_pacing: Option<f64>,
-}
-
-impl Default for WindowConfig {
-    fn default() -> Self {
-        WindowConfig {
-            protocol: ProtocolConfig::default(),
-            virtual_pacing: None,
-        }
-    }
 }
 
 impl WindowConfig {

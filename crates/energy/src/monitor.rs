@@ -83,7 +83,7 @@ impl From<WindowError<Infallible>> for MonitorError {
 /// max(`min_window_s`, this many updates) up. Measured on the simulated H200
 /// (README, "In your own code"): a window's error is about a period of the power
 /// step at its two edges over its length.
-pub const MONITOR_MIN_COUNTER_UPDATES: u32 = 50;
+pub const MONITOR_MIN_COUNTER_UPDATES: u32 = 100;
 
 /// What one window measured.
 #[derive(Clone, Debug, PartialEq)]
@@ -365,7 +365,7 @@ mod tests {
         assert!(long.flags.is_empty() && long.trustworthy, "{long:?}");
     }
 
-    /// A meter that updates every 0.5 s needs 50 updates: 25 s.
+    /// A meter that updates every 0.5 s needs 100 updates: 50 s.
     #[test]
     fn slow_meters_need_longer_windows() {
         struct Slow;

@@ -15,8 +15,9 @@ use std::time::Instant;
 
 /// At most this many timed passes per block, each with its own begin/end
 /// timestamps in one query set: few, since the device may idle between passes.
-const MAX_TIMED_PASSES: u64 = 8;
-/// Passes per submission: a block of 8 passes goes to the device in 4 submissions.
+const MAX_TIMED_PASSES: u64 = 4;
+/// Passes per submission: a block of 4 passes goes to the device in 2
+/// submissions, the second encoded while the first runs.
 const PASSES_PER_SUBMISSION: u64 = 2;
 
 /// How a prepared kernel submits its blocks.
@@ -213,8 +214,8 @@ mod tests {
     fn a_block_is_spread_over_its_passes() {
         assert_eq!(pass_plan(3), vec![1, 1, 1]);
         let p = pass_plan(130);
-        assert_eq!(p.len(), 8);
+        assert_eq!(p.len(), 4);
         assert_eq!(p.iter().sum::<u64>(), 130);
-        assert_eq!((p[0], p[7]), (17, 16));
+        assert_eq!((p[0], p[3]), (33, 32));
     }
 }

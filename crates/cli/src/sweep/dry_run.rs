@@ -43,7 +43,7 @@ pub fn show(
             &device,
             &backend,
             cfg,
-            args.repeat,
+            super::setup::repeat_of(args, cfg)?,
             args.allow_config_mismatch,
         )?
     } else {
@@ -57,7 +57,7 @@ pub fn show(
     for n in &dev.notes {
         println!("  {n}");
     }
-    let repeats: Vec<Option<u32>> = match args.repeat {
+    let repeats: Vec<Option<u32>> = match super::setup::repeat_of(args, cfg)? {
         0 | 1 => vec![None],
         n => (1..=n).map(Some).collect(),
     };

@@ -5,7 +5,7 @@
 use super::fleet::single_profile;
 use super::resume::{open_results, points_done};
 use super::setup::{
-    build_config, command_line, default_out, host_name, stop_on_signals, Overrides,
+    build_config, command_line, default_out, host_name, repeat_of, stop_on_signals, Overrides,
 };
 use super::worker::{announce, stop_when_parent_asks, ProgressLines};
 use crate::args::SweepArgs;
@@ -60,17 +60,12 @@ pub fn run_with(
     let mut cfg = build_config(args, ov, dev.backend.as_ref())?;
     super::clocks::resolve(&mut cfg, &mut dev, &device.name)?;
     let points = plan(&cfg, dev.backend.as_ref())?;
+    let repeat = repeat_of(args, &cfg)?;
     let period = match dev.meter.source() {
         joulebench_core::MeterSource::None => 0.0,
         _ => dev.meter.update_period_s(),
     };
-    let estimate = PlanEstimate::of(
-        &points,
-        dev.backend.as_ref(),
-        &cfg.protocol,
-        period,
-        args.repeat,
-    );
+    let estimate = PlanEstimate::of(&points, dev.backend.as_ref(), &cfg.protocol, period, repeat);
     if args.dry_run {
         super::dry_run::show(args, &mut dev, &cfg, &points, &estimate)?;
         return Ok(None);
@@ -120,7 +115,7 @@ pub fn run_with(
             &device,
             dev.backend.name(),
             &cfg,
-            args.repeat,
+            repeat,
             args.allow_config_mismatch,
         )?
     } else {
@@ -153,7 +148,7 @@ pub fn run_with(
         tool: tool_info(),
         host: host_name(),
         cap_settle_s: if device.simulated { 0.0 } else { 2.0 },
-        repeat: args.repeat,
+        repeat,
     };
     let per_point = if estimate.runnable > 0 {
         (estimate.typical_s - cfg.protocol.idle_baseline_s) / estimate.runnable as f64
