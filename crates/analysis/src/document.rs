@@ -162,7 +162,7 @@ pub fn protocol_table(records: &[Record]) -> Table {
             "windows",
             "idle baseline (s)",
             "warm-up (s, min–max)",
-            "settled when (°C/s, power/s)",
+            "settled over (s at load): °C/s, power/s, pace/s",
             "min window (s)",
             "min counter updates",
             "phase shift",
@@ -195,9 +195,11 @@ pub fn protocol_table(records: &[Record]) -> Table {
             sig(c.idle_baseline_s, 3),
             format!("{}–{}", sig(c.warmup_s, 3), sig(c.warmup_max_s, 3)),
             format!(
-                "{}, {}%",
+                "{}: {}, {}%, {}%",
+                sig(c.settle_window_s, 3),
                 sig(c.settle_temp_c_per_s, 3),
-                sig(c.settle_power_per_s * 100.0, 3)
+                sig(c.settle_power_per_s * 100.0, 3),
+                sig(c.settle_pace_per_s * 100.0, 3)
             ),
             sig(c.min_window_s, 3),
             c.min_counter_updates.to_string(),

@@ -1,6 +1,6 @@
 //! How a block of iterations reaches the device, so that an energy window's device
 //! is as busy as CUDA's (docs/ARCHITECTURE.md §4.3): the block is split into
-//! several submissions, each encoded while the ones before it run, so the queue is
+//! two submissions, the second encoded while the first runs, so the queue is
 //! never empty; the first submission of the next block is encoded ahead, while this
 //! block runs; the pass timestamps are resolved and copied for reading inside the
 //! block's last submission and mapped as it completes, so no read-back round trip
@@ -17,7 +17,8 @@ use std::time::Instant;
 /// timestamps in one query set: few, since the device may idle between passes.
 const MAX_TIMED_PASSES: u64 = 4;
 /// Passes per submission: a block of 4 passes goes to the device in 2
-/// submissions, the second encoded while the first runs.
+/// submissions, the second encoded while the first runs (on lavapipe, fewer
+/// passes per submission left the device idle longer between them).
 const PASSES_PER_SUBMISSION: u64 = 2;
 
 /// How a prepared kernel submits its blocks.

@@ -45,8 +45,9 @@ impl HostGaps {
         per_block_s: 20e-6,
         per_iteration_s: 0.0,
     };
-    /// wgpu: each dispatch encoded before the submit, then the submit, the timestamp
-    /// resolve and the read-back.
+    /// wgpu submitting serially: each dispatch encoded before the submit, then the
+    /// submit, the timestamp resolve and the read-back (the wgpu backend now
+    /// pipelines its blocks, which leaves about a CUDA sync's gap).
     pub const WGPU: HostGaps = HostGaps {
         per_block_s: 300e-6,
         per_iteration_s: 2e-6,
