@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 /// interval window of the window engine (as `EnergyMonitor`'s are), its ends
 /// placed on the counter's fitted timeline and its end waiting for the next
 /// counter update. Those windows cannot keep the device busy across the
-/// counter's updates, and a batch under the window rule (max(1 s, 10 meter
-/// updates)) is counted by [`Energy::short_samples`]: prefer `iter_custom` with
+/// counter's updates, and a batch under their bound (max(1 s, 100 meter updates),
+/// as `EnergyMonitor`'s) is counted by [`Energy::short_samples`]: prefer `iter_custom` with
 /// [`crate::EnergyBench`]. A batch whose energy cannot be measured (the meter
 /// fails, stalls or goes backwards) stops the benchmark with the meter's error:
 /// criterion has no way to skip a sample, and a 0 J sample would be a lie.
@@ -49,7 +49,7 @@ impl Energy {
             meter: Some(Mutex::new(IntervalMeter::new(
                 meter,
                 clock,
-                config.window_rules(),
+                config.window_rules().for_intervals(),
             ))),
             short: AtomicU64::new(0),
             formatter: EnergyFormatter,
@@ -302,9 +302,9 @@ mod tests {
     fn reading_measurement_places_both_ends_on_the_counter() {
         let (e, w) = reading(false);
         let start = e.start();
-        w.0.lock().unwrap().0 += 1.2;
+        w.0.lock().unwrap().0 += 12.0;
         let j = e.end(start);
-        assert!((j - 180.0).abs() < 1e-6, "{j}");
+        assert!((j - 1800.0).abs() < 1e-6, "{j}");
         assert_eq!(e.meter_source(), Some(MeterSource::Simulated));
         assert_eq!(e.short_samples(), 0);
         let start = e.start();

@@ -50,7 +50,7 @@
 //! ```
 
 use joulebench_core::protocol::ProtocolConfig;
-use joulebench_core::window::{IntervalMeter, UpdateTimes, WindowEnds, WindowError, WindowRules};
+use joulebench_core::window::{IntervalMeter, UpdateTimes, WindowEnds, WindowError};
 use joulebench_core::{Clock, EnergyMeter, MeterError, MeterSource, ValidityFlag};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -83,7 +83,7 @@ impl From<WindowError<Infallible>> for MonitorError {
 /// max(`min_window_s`, this many updates) up. Measured on the simulated H200
 /// (README, "In your own code"): a window's error is about a period of the power
 /// step at its two edges over its length.
-pub const MONITOR_MIN_COUNTER_UPDATES: u32 = 100;
+pub const MONITOR_MIN_COUNTER_UPDATES: u32 = joulebench_core::window::INTERVAL_MIN_COUNTER_UPDATES;
 
 /// What one window measured.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,10 +138,7 @@ impl EnergyMonitor {
         clock: Arc<dyn Clock>,
         config: &ProtocolConfig,
     ) -> EnergyMonitor {
-        let rules = WindowRules {
-            min_window_s: config.min_window_s,
-            min_counter_updates: config.min_counter_updates.max(MONITOR_MIN_COUNTER_UPDATES),
-        };
+        let rules = config.window_rules().for_intervals();
         EnergyMonitor {
             windows: IntervalMeter::new(meter, clock, rules),
             open: HashMap::new(),

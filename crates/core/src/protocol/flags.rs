@@ -40,7 +40,8 @@ impl WindowMethod {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ValidityFlag {
-    /// A window was shorter than max(1 s, 10 meter updates).
+    /// A window was shorter than the protocol's window rule (max(1 s, 10 meter
+    /// updates) by default).
     ShortWindow,
     /// The spread of J/FLOP (or of time, without a meter) stayed above the target.
     HighSpread,
@@ -87,7 +88,7 @@ impl ValidityFlag {
 
     pub fn meaning(self) -> &'static str {
         match self {
-            ValidityFlag::ShortWindow => "a window was shorter than max(1 s, 10 energy-meter updates); its energy may be off by a sensor period",
+            ValidityFlag::ShortWindow => "a window was shorter than the protocol's window rule (max(1 s, 10 energy-meter updates) by default); its energy may be off by a sensor period",
             ValidityFlag::HighSpread => "the relative spread across windows stayed above the target within the time budget",
             ValidityFlag::Throttled => "a thermal, hardware-slowdown or power-brake throttle reason was active, or the SM clock fell under 75% of its default with no power limit to explain it",
             ValidityFlag::NoEnergy => "no energy meter on this device: time was measured, energy was not",

@@ -23,7 +23,9 @@ pub use interval::{IntervalEnergy, IntervalMeter, WindowEnds};
 pub use timeline::{
     energy_at, energy_at_or_after_last, energy_between, CounterTimeline, UpdateTimes,
 };
-pub use types::{Range, Safeguards, Window, WindowRules, WindowTelemetry};
+pub use types::{
+    Range, Safeguards, Window, WindowRules, WindowTelemetry, INTERVAL_MIN_COUNTER_UPDATES,
+};
 
 use crate::backend::RunTiming;
 use crate::clock::Clock;
@@ -40,7 +42,7 @@ pub enum WindowError<E: std::error::Error + 'static> {
     /// The meter's reading did not change for many update periods while the device
     /// worked: a stuck counter, whose windows would read zero energy.
     /// `detail` is the meter's own account ([`EnergyMeter::fault_detail`]).
-    #[error("the energy meter did not update for {waited_s:.2} s while the GPU worked (it updates every {period_s:.3} s): its readings cannot be trusted{}", suffix(.detail))]
+    #[error("the energy meter did not update for {waited_s:.2} s (it updates every {period_s:.3} s): its readings cannot be trusted{}", suffix(.detail))]
     MeterStalled {
         waited_s: f64,
         period_s: f64,

@@ -23,7 +23,21 @@ impl Default for WindowRules {
     }
 }
 
+/// Windows around work the engine does not run (`EnergyMonitor`, criterion's
+/// `Energy::reading`) are trusted from this many counter updates: their edges, where
+/// board power steps and reaches the counter up to a period late, err by about a
+/// period of the step over the window's length (docs/ARCHITECTURE.md §4.8).
+pub const INTERVAL_MIN_COUNTER_UPDATES: u32 = 100;
+
 impl WindowRules {
+    /// These rules for interval windows: at least [`INTERVAL_MIN_COUNTER_UPDATES`].
+    pub fn for_intervals(self) -> WindowRules {
+        WindowRules {
+            min_counter_updates: self.min_counter_updates.max(INTERVAL_MIN_COUNTER_UPDATES),
+            ..self
+        }
+    }
+
     /// The window length a meter updating every `update_period_s` needs.
     pub fn target_s(&self, update_period_s: f64) -> f64 {
         self.min_window_s
