@@ -292,9 +292,10 @@ fn run_to_run_spread_beside_within_run_spread_on_the_imperfect_simulator() {
         let spread = RunSpread::of(&runs).unwrap();
         let r = runs[0];
         let row = format!(
-            "| {} {} 8192³ | {:.1}% | {:.1}% |",
+            "| {} {} 8192³, {} runs | {:.1}% | {:.1}% |",
             r.kernel,
             r.precision,
+            runs.len(),
             100.0 * spread.within_run,
             100.0 * spread.run_to_run.unwrap()
         );

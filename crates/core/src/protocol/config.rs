@@ -39,11 +39,13 @@ pub struct ProtocolConfig {
     /// `min_counter_updates` updates of the energy meter.
     pub min_window_s: f64,
     pub min_counter_updates: u32,
-    /// Between windows, let the device idle for a fraction of one iteration, at most
-    /// one update period of the meter (never inside a window), so that windows start
-    /// at different phases of the work against the power sensor; each window then
-    /// opens only after the meter's response time of work. Off: windows follow each
-    /// other on shared updates.
+    /// Where an iteration lasts near a simple fraction of the meter's update period
+    /// (½, ⅓, ¼ …, which would show the power sensor the same phases of the work in
+    /// every period), let the device idle between windows for a fraction of one
+    /// iteration, at most one update period (never inside a window), so that windows
+    /// start at different phases of the work; each such window then opens only after
+    /// the meter's response time of work. Other iterations, and with this off: windows
+    /// follow each other on shared updates.
     pub phase_shift: bool,
     /// Which rule judges that a point's windows have converged: `rel-spread` (the
     /// spread under `target_rel_spread`), `std-error` (the standard error of the

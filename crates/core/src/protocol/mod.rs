@@ -30,7 +30,7 @@ use crate::clock::Clock;
 use crate::meter::{EnergyMeter, MeterError};
 use crate::stop::{decide, StopProgress, StopReason};
 use crate::window::{
-    block_seconds, Safeguards, UpdateTimes, WindowEngine, WindowError, WindowTelemetry,
+    aliases, block_seconds, Safeguards, UpdateTimes, WindowEngine, WindowError, WindowTelemetry,
 };
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
@@ -245,6 +245,11 @@ where
     let cal = engine.calibrate(run, block_seconds(period, window_target_s))?;
     let warm = warm_up(&mut engine, run, cal.block_iterations, point_start, cfg)?;
 
+    // an iteration near a simple fraction of the sensor's period shows the sensor
+    // the same phases of its work in every period: only then do windows need a
+    // pause between them to start at other phases (and a new lead-in after it);
+    // any other iteration already spreads its phases over each window's periods
+    let resonant = !has_energy || aliases(cal.seconds_per_iteration, period);
     let rule = cfg.stop_rule();
     let stable = cfg.stable_check();
     let limits = cfg.stop_limits();
@@ -290,7 +295,7 @@ where
         if let Some(reason) = decide(rule.as_ref(), stable.as_ref(), &limits, &progress) {
             break reason;
         }
-        if cfg.phase_shift {
+        if cfg.phase_shift && resonant {
             let max_gap = period.max(MAX_PHASE_GAP_S);
             let gap = phase(windows.len() as u64) * cal.seconds_per_iteration.min(max_gap);
             engine.idle(gap)?;
