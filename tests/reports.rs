@@ -307,7 +307,10 @@ fn the_report_gives_energy_per_token_where_model_records_are() {
         .unwrap_or_else(|| panic!("no starred setting in {t}"));
     let cells: Vec<&str> = starred.split('|').map(str::trim).collect();
     let shown: f64 = cells[8].parse().unwrap();
-    assert!((shown / chosen_mj - 1.0).abs() < 0.01, "{shown} vs {chosen_mj}: {starred}");
+    assert!(
+        (shown / chosen_mj - 1.0).abs() < 0.01,
+        "{shown} vs {chosen_mj}: {starred}"
+    );
     refused(&["report", s(&file), "--model", "no-such-model"], "--model");
 }
 
