@@ -165,7 +165,7 @@ fn window_config(sel: &Selection, info: &DeviceInfo, test_mode: bool) -> WindowC
     }
     let mut cfg = WindowConfig::default();
     if let Some(s) = sel.min_window_s {
-        cfg.min_window_s = s;
+        cfg.protocol.min_window_s = s;
     }
     if info.simulated && !test_mode {
         cfg.virtual_pacing = Some(SIM_PACING);
@@ -438,36 +438,36 @@ fn bench_case(
     let cal = bench.calibrate(&mut run).map_err(|e| e.to_string())?;
     let function = format!("{}/{}", case.kernel, case.precision);
     let parameter = w.compact_label();
-    let mut failure: Option<String> = None;
-
+    // criterion's time is the device's own (timestamps, CUDA events), named so;
+    // the energy windows below give the time every energy figure is over
+    let time_kind = if cal.device_timer {
+        "device-time"
+    } else {
+        "wall-time"
+    };
     let t = time_group_times(scale);
-    let mut group = time.benchmark_group(format!("{}/{}/time", case.op, kind.name()));
+    let mut group = time.benchmark_group(format!("{}/{}/{time_kind}", case.op, kind.name()));
     group
         .sample_size(SAMPLES)
         .warm_up_time(t.warm_up)
         .measurement_time(t.measurement)
         .throughput(Throughput::Elements(flop));
-    group.bench_function(BenchmarkId::new(&function, &parameter), |b| {
-        b.iter_custom(|iters| match bench.device_time(iters, &cal, &mut run) {
-            Ok(d) => d,
-            Err(e) => {
-                failure.get_or_insert(e.to_string());
-                Duration::ZERO
-            }
-        })
-    });
-    group.finish();
-    if let Some(e) = failure.take() {
-        return Err(e);
+    // a failed run ends the group with its error: never a sample of zero seconds
+    let timed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        group.bench_function(BenchmarkId::new(&function, &parameter), |b| {
+            b.iter_custom(|iters| match bench.device_time(iters, &cal, &mut run) {
+                Ok(d) => d,
+                Err(e) => panic!("no time sample: {e}"),
+            })
+        });
+    }));
+    drop(group);
+    if let Err(panic) = timed {
+        return Err(panic_message(panic.as_ref()));
     }
-    let clock = if cal.device_timer {
-        "device time"
-    } else {
-        "wall time around a queue sync"
-    };
 
     if dev.no_energy.is_some() {
-        println!("   {what}: {clock}; no energy meter");
+        println!("   {what}: {time_kind} only; no energy meter");
         return Ok(true);
     }
     let t = energy_group_times(scale, bench.window_target_s(), bench.update_period_s());
@@ -478,41 +478,72 @@ fn bench_case(
         .warm_up_time(t.warm_up)
         .measurement_time(t.measurement)
         .throughput(Throughput::Elements(flop));
-    group.bench_function(BenchmarkId::new(&function, &parameter), |b| {
-        b.iter_custom(|iters| match bench.joules(iters, &cal, &mut run) {
-            Ok(j) => j,
-            Err(e) => {
-                failure.get_or_insert(e.to_string());
-                0.0
-            }
-        })
-    });
-    group.finish();
-    if let Some(e) = failure {
-        return Err(e);
+    bench.take_windows();
+    // a window whose energy cannot be measured ends the group with the meter's
+    // error (criterion cannot skip a sample); it never becomes a 0 J sample
+    let measured = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        group.bench_function(BenchmarkId::new(&function, &parameter), |b| {
+            bench.iter_joules(b, &cal, &mut run)
+        });
+    }));
+    drop(group);
+    if let Err(panic) = measured {
+        return Err(panic_message(panic.as_ref()));
     }
-    if let Some(win) = bench.last_window() {
-        let jpi = win.joules_per_op(None).unwrap_or(0.0);
-        let mut flags = Vec::new();
-        if bench.is_short(win) {
-            flags.push(ValidityFlag::ShortWindow.name());
-        }
-        if simulated {
-            flags.push("simulated");
-        }
-        println!(
-            "   {what}: last window {:.3} s, {:.0} iterations: {:.3} pJ/FLOP, {:.1} W, {:.3e} s/iteration ({clock}){}",
-            win.seconds,
-            win.iterations,
-            jpi / flop as f64 * 1e12,
-            win.average_w(None).unwrap_or(0.0),
-            win.seconds / win.iterations.max(1.0),
-            if flags.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", flags.join(", "))
-            }
-        );
+    let windows = bench.take_windows();
+    if let Some(line) = windows_line(&windows, flop, bench, simulated) {
+        println!("   {what}: {line}");
     }
     Ok(true)
+}
+
+/// What a panic carried: the message of `panic!`, or a plain word.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "the energy measurement stopped".into())
+}
+
+/// One line for the energy group's windows: medians of J/FLOP, TFLOP/s and
+/// average power, all over the windows' own time (host syncs included), and the
+/// device's own throughput beside it, named as such.
+pub fn windows_line(
+    windows: &[joulebench_core::Window],
+    flop: u64,
+    bench: &EnergyBench,
+    simulated: bool,
+) -> Option<String> {
+    let s = joulebench_core::protocol::summarize(windows, flop, None);
+    let pj = s.picojoules_per_flop()?;
+    let watts = s.average_w?;
+    let mut flags = Vec::new();
+    if windows.iter().any(|w| bench.is_short(w)) {
+        flags.push(ValidityFlag::ShortWindow.name());
+    }
+    if windows.iter().any(|w| {
+        w.idle_share
+            .is_some_and(|x| x > joulebench_core::protocol::MAX_IDLE_SHARE)
+    }) {
+        flags.push(ValidityFlag::IdleInWindow.name());
+    }
+    if simulated {
+        flags.push("simulated");
+    }
+    let device = s
+        .device_tflops
+        .map(|t| format!("; device time alone {t:.0} TFLOP/s"))
+        .unwrap_or_default();
+    let seconds: Vec<f64> = windows.iter().map(|w| w.seconds).collect();
+    Some(format!(
+        "{pj:.3} pJ/FLOP, {:.0} TFLOP/s, {watts:.0} W over windows of {:.2} s{device}{}",
+        s.tflops,
+        joulebench_core::stats::median(&seconds),
+        if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", flags.join(", "))
+        }
+    ))
 }

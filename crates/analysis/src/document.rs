@@ -162,7 +162,7 @@ pub fn protocol_table(records: &[Record]) -> Table {
             "windows",
             "idle baseline (s)",
             "warm-up (s, min–max)",
-            "settled when (°C/s, power/s)",
+            "settled over (s at load): °C/s, power/s, pace/s",
             "min window (s)",
             "min counter updates",
             "phase shift",
@@ -195,9 +195,11 @@ pub fn protocol_table(records: &[Record]) -> Table {
             sig(c.idle_baseline_s, 3),
             format!("{}–{}", sig(c.warmup_s, 3), sig(c.warmup_max_s, 3)),
             format!(
-                "{}, {}%",
+                "{}: {}, {}%, {}%",
+                sig(c.settle_window_s, 3),
                 sig(c.settle_temp_c_per_s, 3),
-                sig(c.settle_power_per_s * 100.0, 3)
+                sig(c.settle_power_per_s * 100.0, 3),
+                sig(c.settle_pace_per_s * 100.0, 3)
             ),
             sig(c.min_window_s, 3),
             c.min_counter_updates.to_string(),
@@ -519,10 +521,11 @@ pub fn markdown_report(
     out.push('\n');
     out.push_str(&protocol_table(records).render(md));
     out.push_str(
-        "\nEach point: an idle baseline once per device, a warm-up until power and temperature settle (within its \
-         bound), then measurement windows from one energy-counter update to another at least the minimum window \
-         apart, with the GPU busy throughout and the work between the two updates counted exactly, repeated until \
-         the stop rule is met. Windows \"gapped\" (schema-1 records) had idle gaps inside and read high.\n\n",
+        "\nEach point: an idle baseline once per device, a warm-up until power, pace and temperature settle (within \
+         its bound), then measurement windows from one energy-counter update to another at least the minimum window \
+         apart, with the GPU busy throughout and the work between the two updates interpolated from the timings of \
+         the blocks of work around them, repeated until the stop rule is met. Energy, time and power are over each \
+         window's own interval. Windows \"gapped\" (schema-1 records) had idle gaps inside and read high.\n\n",
     );
 
     out.push_str("## Recommendations\n\n");

@@ -3,7 +3,7 @@
 
 use joulebench_core::device::DeviceInfo;
 use joulebench_core::meter::MeterSource;
-use joulebench_core::protocol::{Measurement, Summary, TelemetrySummary, WindowMethod};
+use joulebench_core::protocol::{Measurement, Summary, TelemetrySummary, TimeBase, WindowMethod};
 use joulebench_core::record::{MeterInfo, PointStatus, PowerCapRecord, Record, ToolInfo};
 use joulebench_core::stats::Stat;
 use joulebench_core::{MatmulShape, PowerCap, Precision, ProtocolConfig, Workload, SCHEMA_VERSION};
@@ -101,6 +101,9 @@ pub fn rec(
             summary: Summary {
                 seconds_per_op: stat(seconds_per_op),
                 tflops,
+                time_base: TimeBase::Window,
+                device_seconds_per_op: None,
+                device_tflops: None,
                 joules_per_op: Some(stat(joules_per_op)),
                 joules_per_flop: Some(stat(pj_per_flop * 1e-12)),
                 above_idle_joules_per_op: None,
@@ -110,6 +113,10 @@ pub fn rec(
             telemetry: TelemetrySummary::default(),
             flags: vec![],
             stop: None,
+            update_times: Default::default(),
+            throttled_windows_dropped: 0,
+            cooldown_s: 0.0,
+            besides_kernel: None,
         }),
         flags: vec![],
         protocol: ProtocolConfig::default(),

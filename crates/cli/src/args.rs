@@ -250,9 +250,10 @@ pub struct MeasureArgs {
     #[arg(long, value_name = "PCT")]
     pub max_slowdown: Option<String>,
     /// Measure every point N times, in an order shuffled with the seed, so `report`
-    /// can show the run-to-run spread beside the spread within one run.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub repeat: u32,
+    /// can show the run-to-run spread beside the spread within one run. Default:
+    /// the config's `repeat` (the standard preset: 3), else 1.
+    #[arg(long, value_name = "N")]
+    pub repeat: Option<u32>,
     /// Show the plan — every point, which would be measured or skipped and why, the
     /// estimated device time, where the records would go — and stop: nothing is
     /// measured, no power limit or clock is changed, no file is written.
@@ -384,13 +385,15 @@ pub struct ProtocolArgs {
     #[arg(long, value_name = "S")]
     pub warmup_max_s: Option<f64>,
     /// Settled when the temperature changes by at most this many °C per second
-    /// (and power by at most --settle-power-per-s) over the last --settle-window-s.
+    /// (and power and pace by at most their fractions) over the last
+    /// --settle-window-s at load.
     #[arg(long, value_name = "C_PER_S")]
     pub settle_temp_c_per_s: Option<f64>,
     /// Settled when power changes by at most this fraction of itself per second.
     #[arg(long, value_name = "FRACTION")]
     pub settle_power_per_s: Option<f64>,
-    /// Seconds of telemetry the settling slopes are fitted over.
+    /// Seconds at load the settling slopes are fitted over: also the least warm-up
+    /// that can be called settled (long enough for whole-degree temperatures).
     #[arg(long, value_name = "S")]
     pub settle_window_s: Option<f64>,
     /// Shortest measurement window in seconds.
@@ -403,9 +406,13 @@ pub struct ProtocolArgs {
     /// windows follow each other on shared counter updates (false).
     #[arg(long, value_name = "true|false")]
     pub phase_shift: Option<bool>,
-    /// When a point has enough windows: rel-spread (until --target-spread, within the
-    /// window counts and budget) or fixed-count (exactly --min-windows).
-    #[arg(long, value_name = "rel-spread|fixed-count")]
+    /// Which rule judges a point's windows converged (the window counts and the
+    /// budget hold whatever the rule): rel-spread (spread under --target-spread),
+    /// std-error (standard error of the mean under the config's target_std_error),
+    /// stable-estimate (the estimate stopped moving), or fixed-count (exactly
+    /// --min-windows). A noisy point also ends once its estimate stops moving, and
+    /// is flagged high-spread (the config's stop_when_stable).
+    #[arg(long, value_name = "rel-spread|std-error|stable-estimate|fixed-count")]
     pub stop_rule: Option<String>,
     /// Stop when the relative spread of J/FLOP across windows is under this (1% or 0.01).
     #[arg(long, value_name = "PCT")]
@@ -419,6 +426,11 @@ pub struct ProtocolArgs {
     /// Time budget per point, seconds (min-windows is always met).
     #[arg(long, value_name = "S")]
     pub point_budget_s: Option<f64>,
+    /// Drop windows run throttled for a thermal or hardware reason (not at the power
+    /// limit) as they happen, let the GPU cool down (longer after each), and count
+    /// them in the record; without it they are kept and flagged `throttled`.
+    #[arg(long, value_name = "true|false")]
+    pub drop_throttled: Option<bool>,
 }
 
 #[derive(Args, Debug)]

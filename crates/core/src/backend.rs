@@ -102,4 +102,10 @@ pub trait PreparedKernel {
     fn variant(&self) -> Option<String> {
         None
     }
+    /// Work every iteration of `run` does besides the kernel its device time covers
+    /// (an L2 flush before each timed kernel, say), in words; `None` when there is
+    /// none. Windows count it in their energy and their time alike.
+    fn work_besides_kernel(&self) -> Option<String> {
+        None
+    }
 }

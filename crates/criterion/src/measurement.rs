@@ -4,30 +4,54 @@
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::Throughput;
-use joulebench_core::{EnergyMeter, MeterSource};
-use std::sync::Mutex;
+use joulebench_core::protocol::ProtocolConfig;
+use joulebench_core::window::{IntervalMeter, WindowEnds};
+use joulebench_core::{Clock, EnergyMeter, MeterSource};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Energy per benchmark sample, in joules.
 ///
 /// With [`criterion::Bencher::iter_custom`] (the way to use it: see
-/// [`crate::EnergyBench::joules`]) the routine returns the joules of its
+/// [`crate::EnergyBench::iter_joules`]) the routine returns the joules of its
 /// iterations and no meter is needed here: `Energy::default()`.
 ///
-/// [`Energy::reading`] also serves `Bencher::iter`, reading a meter before and
-/// after each batch of iterations. That is only trustworthy when every batch
-/// lasts at least max(1 s, 10 meter updates) — NVML's counter moves every ~100 ms
-/// — so prefer `iter_custom` with windows sized by [`crate::EnergyBench`].
+/// [`Energy::reading`] also serves `Bencher::iter`: each batch of iterations is an
+/// interval window of the window engine (as `EnergyMonitor`'s are), its ends
+/// placed on the counter's fitted timeline and its end waiting for the next
+/// counter update. Those windows cannot keep the device busy across the
+/// counter's updates, and a batch under their bound (max(1 s, 100 meter updates),
+/// as `EnergyMonitor`'s) is counted by [`Energy::short_samples`]: prefer `iter_custom` with
+/// [`crate::EnergyBench`]. A batch whose energy cannot be measured (the meter
+/// fails, stalls or goes backwards) stops the benchmark with the meter's error:
+/// criterion has no way to skip a sample, and a 0 J sample would be a lie.
 #[derive(Default)]
 pub struct Energy {
-    meter: Option<Mutex<Box<dyn EnergyMeter>>>,
+    meter: Option<Mutex<IntervalMeter>>,
+    short: AtomicU64,
     formatter: EnergyFormatter,
 }
 
 impl Energy {
-    /// A measurement that reads `meter` around every batch of `Bencher::iter`.
-    pub fn reading(meter: Box<dyn EnergyMeter>) -> Energy {
+    /// A measurement that reads `meter` around every batch of `Bencher::iter`,
+    /// with windows under the protocol's default rules.
+    pub fn reading(meter: Box<dyn EnergyMeter>, clock: Arc<dyn Clock>) -> Energy {
+        Energy::reading_with(meter, clock, &ProtocolConfig::default())
+    }
+
+    /// [`Energy::reading`] with the window rules of `config`.
+    pub fn reading_with(
+        meter: Box<dyn EnergyMeter>,
+        clock: Arc<dyn Clock>,
+        config: &ProtocolConfig,
+    ) -> Energy {
         Energy {
-            meter: Some(Mutex::new(meter)),
+            meter: Some(Mutex::new(IntervalMeter::new(
+                meter,
+                clock,
+                config.window_rules().for_intervals(),
+            ))),
+            short: AtomicU64::new(0),
             formatter: EnergyFormatter,
         }
     }
@@ -36,36 +60,52 @@ impl Energy {
     pub fn meter_source(&self) -> Option<MeterSource> {
         self.meter
             .as_ref()
-            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).source())
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).meter_source())
     }
 
-    fn read_joules(&self) -> Option<f64> {
-        let meter = self.meter.as_ref()?;
-        let mut meter = meter.lock().unwrap_or_else(|p| p.into_inner());
-        match meter.energy_j() {
-            Ok(j) => Some(j),
-            Err(e) => {
-                tracing::warn!("energy meter read failed: {e}; this sample counts 0 J");
-                None
-            }
-        }
+    /// Batches of `Bencher::iter` shorter than the window rule: their energy is
+    /// not to be trusted.
+    pub fn short_samples(&self) -> u64 {
+        self.short.load(Ordering::Relaxed)
+    }
+
+    fn meter(&self) -> std::sync::MutexGuard<'_, IntervalMeter> {
+        let meter = self
+            .meter
+            .as_ref()
+            .expect("Energy::default() has no meter: use it with iter_custom and EnergyBench");
+        meter.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl Measurement for Energy {
-    /// The meter's cumulative reading at the start of a batch.
-    type Intermediate = Option<f64>;
+    /// When the batch began, on the device's clock.
+    type Intermediate = f64;
     /// Joules.
     type Value = f64;
 
-    fn start(&self) -> Option<f64> {
-        self.read_joules()
+    fn start(&self) -> f64 {
+        match self.meter().mark() {
+            Ok(t) => t,
+            Err(e) => panic!("no energy sample: the energy meter failed: {e}"),
+        }
     }
 
-    fn end(&self, start: Option<f64>) -> f64 {
-        match (start, self.read_joules()) {
-            (Some(a), Some(b)) => (b - a).max(0.0),
-            _ => 0.0,
+    fn end(&self, begin_s: f64) -> f64 {
+        let mut meter = self.meter();
+        let end_s = meter.clock().now_s();
+        let measured = meter.measure(begin_s, end_s);
+        let e = match measured {
+            Ok(e) => e,
+            Err(e) => panic!("no energy sample: {e}"),
+        };
+        if meter.is_short(e.seconds()) || e.ends != WindowEnds::Interpolated {
+            self.short.fetch_add(1, Ordering::Relaxed);
+        }
+        meter.forget_before(end_s);
+        match e.joules {
+            Some(j) => j,
+            None => panic!("no energy sample: this device has no energy meter"),
         }
     }
 
@@ -206,14 +246,24 @@ mod tests {
         assert!((v[0] - 5.0).abs() < 1e-12);
     }
 
-    struct Counter(f64);
+    /// A counter booking 150 W exactly every 100 ms, on a clock that moves when slept.
+    struct World(Mutex<(f64, usize)>);
+    struct Clock1(Arc<World>);
+    impl Clock for Clock1 {
+        fn now_s(&self) -> f64 {
+            self.0 .0.lock().unwrap().0
+        }
+        fn sleep(&self, d: std::time::Duration) {
+            self.0 .0.lock().unwrap().0 += d.as_secs_f64();
+        }
+    }
+    struct Counter(Arc<World>, bool);
     impl EnergyMeter for Counter {
         fn source(&self) -> MeterSource {
             MeterSource::Simulated
         }
         fn energy_j(&mut self) -> Result<f64, MeterError> {
-            self.0 += 1.5;
-            Ok(self.0)
+            Ok(0.0)
         }
         fn update_period_s(&self) -> f64 {
             0.1
@@ -221,19 +271,57 @@ mod tests {
         fn take_updates(
             &mut self,
         ) -> Result<Vec<joulebench_core::meter::CounterUpdate>, MeterError> {
-            Ok(Vec::new())
+            let mut w = self.0 .0.lock().unwrap();
+            let upto = (w.0 / 0.1 + 1e-9).floor() as usize;
+            let from = w.1;
+            w.1 = upto.max(from);
+            let backwards = self.1;
+            Ok((from + 1..=upto)
+                .map(|k| joulebench_core::meter::CounterUpdate {
+                    time_s: k as f64 * 0.1,
+                    joules: if backwards && k > 12 {
+                        0.0
+                    } else {
+                        15.0 * k as f64
+                    },
+                })
+                .collect())
         }
     }
 
+    fn reading(backwards: bool) -> (Energy, Arc<World>) {
+        let w = Arc::new(World(Mutex::new((0.15, 0))));
+        let e = Energy::reading(
+            Box::new(Counter(w.clone(), backwards)),
+            Arc::new(Clock1(w.clone())),
+        );
+        (e, w)
+    }
+
     #[test]
-    fn reading_measurement_takes_counter_differences() {
-        let e = Energy::reading(Box::new(Counter(10.0)));
+    fn reading_measurement_places_both_ends_on_the_counter() {
+        let (e, w) = reading(false);
         let start = e.start();
-        assert_eq!(e.end(start), 1.5);
+        w.0.lock().unwrap().0 += 12.0;
+        let j = e.end(start);
+        assert!((j - 1800.0).abs() < 1e-6, "{j}");
         assert_eq!(e.meter_source(), Some(MeterSource::Simulated));
-        // without a meter, `iter` measures nothing rather than failing
+        assert_eq!(e.short_samples(), 0);
+        let start = e.start();
+        w.0.lock().unwrap().0 += 0.3;
+        assert!((e.end(start) - 45.0).abs() < 1e-6);
+        assert_eq!(e.short_samples(), 1);
         let none = Energy::default();
-        assert_eq!(none.end(none.start()), 0.0);
         assert_eq!(none.add(&1.0, &2.0), 3.0);
+        assert_eq!(none.meter_source(), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "went backwards")]
+    fn a_counter_that_goes_backwards_is_no_sample_not_zero_joules() {
+        let (e, w) = reading(true);
+        let start = e.start();
+        w.0.lock().unwrap().0 += 1.5;
+        e.end(start);
     }
 }

@@ -1,12 +1,16 @@
 //! Energy windows sized for the meter, for criterion's `iter_custom`: however few
-//! iterations criterion asks for, the work runs back to back for at least
-//! max(1 s, 10 meter updates) (docs/ARCHITECTURE.md §4.3) between two updates of the energy
-//! counter, through the same window engine as `joulebench sweep`, and the energy
-//! of the iterations asked for is returned. All time comes from the device's
-//! [`Clock`], so the simulated device's windows pass in virtual time.
+//! iterations criterion asks for, the work runs back to back through the sweep's
+//! window engine, under the sweep's protocol settings (docs/ARCHITECTURE.md §4): its
+//! block length, its settling warm-up, its window rule — so `cargo bench` and
+//! `joulebench sweep` measure a point the same way. All time comes from the
+//! device's [`Clock`], so the simulated device's windows pass in virtual time.
 
-use joulebench_core::window::{Calibration, Window, WindowEngine, WindowError, WindowRules};
-use joulebench_core::{Clock, EnergyMeter, MeterError, MeterSource, ProtocolConfig, RunTiming};
+use criterion::Bencher;
+use joulebench_core::protocol::{warm_up, ProtocolConfig, ProtocolError, Warmup};
+use joulebench_core::window::{
+    block_seconds, Calibration, EngineState, Window, WindowEngine, WindowError, WindowRules,
+};
+use joulebench_core::{BackendError, Clock, EnergyMeter, MeterError, MeterSource, RunTiming};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +23,8 @@ pub enum BenchError<E: std::error::Error + 'static> {
     /// The meter stalled or went backwards while the work ran: the window is rejected.
     #[error("{0}")]
     UntrustedMeter(String),
+    #[error("invalid protocol setting: {0}")]
+    Config(String),
 }
 
 impl<E: std::error::Error + 'static> From<WindowError<E>> for BenchError<E> {
@@ -33,16 +39,12 @@ impl<E: std::error::Error + 'static> From<WindowError<E>> for BenchError<E> {
     }
 }
 
-/// How windows are sized. [`WindowConfig::default`] is the measurement protocol's.
-#[derive(Clone, Debug, PartialEq)]
+/// How windows are taken: the protocol's settings, and the pacing of a virtual
+/// clock. [`WindowConfig::default`] is the sweep's default protocol.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct WindowConfig {
-    /// Shortest window in seconds; the window also lasts `min_counter_updates`
-    /// updates of the meter.
-    pub min_window_s: f64,
-    pub min_counter_updates: u32,
-    /// Device time one call of the workload should take (a block of iterations);
-    /// windows are made of such blocks, run back to back.
-    pub block_s: f64,
+    /// The settings a sweep would use: window rule, block length, warm-up.
+    pub protocol: ProtocolConfig,
     /// For a virtual clock (the simulated device): real seconds to spend per
     /// second of the device clock. criterion sizes its samples by wall time, so
     /// without pacing it takes virtual work for free and asks for windows of
@@ -51,36 +53,30 @@ pub struct WindowConfig {
     pub virtual_pacing: Option<f64>,
 }
 
-impl Default for WindowConfig {
-    fn default() -> Self {
-        let p = ProtocolConfig::default();
+impl WindowConfig {
+    /// The sweep's protocol settings `protocol`.
+    pub fn of(protocol: ProtocolConfig) -> WindowConfig {
         WindowConfig {
-            min_window_s: p.min_window_s,
-            min_counter_updates: p.min_counter_updates,
-            block_s: 0.01,
+            protocol,
             virtual_pacing: None,
         }
     }
-}
 
-impl WindowConfig {
-    /// Blocks of one iteration and windows of one counter update: checks that a
-    /// bench runs (criterion's `--test`), not what it costs. Its windows are
-    /// flagged short.
+    /// Windows of one counter update and no warm-up: checks that a bench runs
+    /// (criterion's `--test`), not what it costs. Its windows are flagged short
+    /// against the protocol's default rule.
     pub fn smoke_test() -> WindowConfig {
-        WindowConfig {
-            min_window_s: 0.0,
+        WindowConfig::of(ProtocolConfig {
+            warmup_s: 0.0,
+            warmup_max_s: 0.0,
+            min_window_s: 1e-6,
             min_counter_updates: 0,
-            block_s: 0.0,
-            virtual_pacing: None,
-        }
+            ..ProtocolConfig::default()
+        })
     }
 
     fn rules(&self) -> WindowRules {
-        WindowRules {
-            min_window_s: self.min_window_s,
-            min_counter_updates: self.min_counter_updates,
-        }
+        self.protocol.window_rules()
     }
 
     /// The window this config asks for on a meter updating every `update_period_s`.
@@ -89,23 +85,32 @@ impl WindowConfig {
     }
 }
 
-/// The shortest window whose energy can be trusted: max(1 s, 10 meter updates).
+/// The shortest window whose energy can be trusted under the protocol's default
+/// rule: max(1 s, 10 meter updates).
 pub fn min_trustworthy_window_s(update_period_s: f64) -> f64 {
     WindowRules::default().target_s(update_period_s)
 }
 
-/// A device's energy meter and clock, and the window rules, for `iter_custom`
-/// routines. The workload is any `FnMut(iterations) -> Result<RunTiming, E>` that
-/// runs that many iterations back to back and waits for them to finish — a
+/// A failed window is measured again this many times before the sample fails.
+pub const WINDOW_ATTEMPTS: u32 = 3;
+
+/// A device's energy meter and clock, and the protocol's window rules, for
+/// `iter_custom` routines. The workload is any `FnMut(iterations) -> Result<RunTiming, E>`
+/// that runs that many iterations back to back and waits for them to finish — a
 /// `PreparedKernel::run`, or your own code. Windows come from the one window
 /// engine of `joulebench_core::window`: busy from before the opening counter
-/// update to after the closing one, the work between them counted exactly.
+/// update to after the closing one, the work between them interpolated from the
+/// blocks' timings, the update times fitted to the counter's period.
 pub struct EnergyBench {
     meter: Box<dyn EnergyMeter>,
     clock: Arc<dyn Clock>,
     config: WindowConfig,
+    state: Option<EngineState>,
     last_window: Option<Window>,
+    windows: Vec<Window>,
     short_windows: u64,
+    failed_windows: u64,
+    warmup: Option<Warmup>,
 }
 
 impl EnergyBench {
@@ -114,8 +119,12 @@ impl EnergyBench {
             meter,
             clock,
             config,
+            state: None,
             last_window: None,
+            windows: Vec::new(),
             short_windows: 0,
+            failed_windows: 0,
+            warmup: None,
         }
     }
 
@@ -138,6 +147,14 @@ impl EnergyBench {
 
     /// Whether energy can be measured at all: a reading, or the meter's reason why not.
     pub fn check_meter(&mut self) -> Result<(), MeterError> {
+        if self.meter.source() == MeterSource::None {
+            // a meter of no energy that still reads is no meter either
+            return self.meter.energy_j().and_then(|_| {
+                Err(MeterError::Unavailable(
+                    "this device has no energy meter".into(),
+                ))
+            });
+        }
         self.meter.energy_j().map(|_| ())
     }
 
@@ -146,38 +163,109 @@ impl EnergyBench {
         self.last_window.as_ref()
     }
 
-    /// Windows so far that were shorter than max(1 s, 10 meter updates).
+    /// Every window [`EnergyBench::joules`] measured since the last call: criterion's
+    /// samples, to summarise as the sweep does (`joulebench_core::protocol::summarize`).
+    pub fn take_windows(&mut self) -> Vec<Window> {
+        std::mem::take(&mut self.windows)
+    }
+
+    /// What the warm-up of the last calibration came to.
+    pub fn warmup(&self) -> Option<&Warmup> {
+        self.warmup.as_ref()
+    }
+
+    /// Windows so far that were shorter than the config's window rule.
     pub fn short_windows(&self) -> u64 {
         self.short_windows
     }
 
-    /// Shorter than max(1 s, 10 meter updates): not to be trusted.
+    /// Windows that failed (the meter stalled or went backwards) and were measured
+    /// again: skipped, never a sample.
+    pub fn failed_windows(&self) -> u64 {
+        self.failed_windows
+    }
+
+    /// Shorter than the config's window rule (max(1 s, 10 meter updates) by default).
     pub fn is_short(&self, window: &Window) -> bool {
-        WindowRules::default().is_short(window.seconds, self.meter.update_period_s())
+        self.config
+            .rules()
+            .is_short(window.seconds, self.meter.update_period_s())
     }
 
     fn engine(&mut self) -> WindowEngine<'_> {
-        WindowEngine::new(
-            self.meter.as_mut(),
-            self.clock.as_ref(),
-            self.config.rules(),
-        )
+        let rules = self.config.rules();
+        let state = self.state.take().unwrap_or_default();
+        WindowEngine::resume(self.meter.as_mut(), self.clock.as_ref(), rules, state)
     }
 
-    /// Find how many iterations make one block of about `block_s` of device time
-    /// (doubling from one; this also warms the kernel up a little).
+    /// Find how many iterations make one block of the protocol's length (about
+    /// 0.38 of a counter period, kept off simple fractions of it), then warm up as a
+    /// sweep does: until power, pace and temperature have settled.
     pub fn calibrate<E, F>(&mut self, run: &mut F) -> Result<Calibration, BenchError<E>>
     where
         E: std::error::Error + 'static,
         F: FnMut(u64) -> Result<RunTiming, E>,
     {
-        let block_s = self.config.block_s;
-        Ok(self.engine().calibrate(run, block_s)?)
+        self.config
+            .protocol
+            .validate()
+            .map_err(|e| BenchError::Config(e.to_string()))?;
+        let period = if self.meter.source() == MeterSource::None {
+            0.0
+        } else {
+            self.meter.update_period_s()
+        };
+        let block_s = block_seconds(period, self.window_target_s());
+        let protocol = self.config.protocol.clone();
+        let pace = self.pace_start();
+        let start_s = self.clock.now_s();
+        let mut engine = self.engine();
+        let cal = engine.calibrate(run, block_s);
+        let cal = match cal {
+            Ok(c) => c,
+            Err(e) => {
+                self.state = Some(engine.into_state());
+                return Err(e.into());
+            }
+        };
+        // the protocol's warm-up runs a `BackendError` workload: carry the
+        // caller's error through it and give it back as it was
+        let mut failure: Option<E> = None;
+        let warm = {
+            let mut adapted = |n: u64| {
+                run(n).map_err(|e| {
+                    let message = e.to_string();
+                    failure = Some(e);
+                    BackendError::Device(message)
+                })
+            };
+            warm_up(
+                &mut engine,
+                &mut adapted,
+                cal.block_iterations,
+                start_s,
+                &protocol,
+            )
+        };
+        self.state = Some(engine.into_state());
+        self.pace(pace);
+        match warm {
+            Ok(w) => self.warmup = Some(w),
+            Err(e) => {
+                return Err(match (failure, e) {
+                    (Some(w), _) => BenchError::Workload(w),
+                    (None, ProtocolError::Meter(m)) => BenchError::Meter(m),
+                    (None, e) => BenchError::UntrustedMeter(e.to_string()),
+                })
+            }
+        }
+        Ok(cal)
     }
 
     /// Time of `iterations` iterations, run in calibrated blocks: device time where
     /// the workload reports it, else its wall time. For criterion's `WallTime`
-    /// measurement in `iter_custom`.
+    /// measurement in `iter_custom`; the energy windows' own time is
+    /// [`Window::seconds_per_op`].
     pub fn device_time<E, F>(
         &mut self,
         iterations: u64,
@@ -204,7 +292,8 @@ impl EnergyBench {
     /// Energy of `iterations` iterations, in joules, for criterion's `iter_custom`
     /// with [`crate::Energy`]: one window of at least `iterations` iterations and at
     /// least the window target, whose joules per iteration are scaled to
-    /// `iterations`.
+    /// `iterations`. A window whose energy cannot be measured is an error, never
+    /// a number.
     pub fn joules<E, F>(
         &mut self,
         iterations: u64,
@@ -216,14 +305,20 @@ impl EnergyBench {
         F: FnMut(u64) -> Result<RunTiming, E>,
     {
         let pace = self.pace_start();
-        let window = self.window(iterations, cal, run)?;
+        let window = self.window(iterations, cal, run);
         self.pace(pace);
-        let joules = window.joules_per_op(None).unwrap_or(0.0) * iterations as f64;
+        let window = window?;
+        let per_op = window.joules_per_op(None).ok_or_else(|| {
+            BenchError::Meter(MeterError::Unavailable(
+                "the window has no energy: the meter gave time only".into(),
+            ))
+        })?;
         if self.is_short(&window) {
             self.short_windows += 1;
         }
+        self.windows.push(window.clone());
         self.last_window = Some(window);
-        Ok(joules)
+        Ok(per_op * iterations as f64)
     }
 
     /// Measure one window of at least `min_iterations` iterations. A meter that
@@ -240,9 +335,47 @@ impl EnergyBench {
     {
         self.check_meter()?;
         let mut engine = self.engine();
-        let window = engine.window(run, cal.block_iterations, min_iterations as f64)?;
-        engine.pause();
-        Ok(window)
+        let window = engine.window(run, cal.block_iterations, min_iterations as f64);
+        self.state = Some(engine.into_state());
+        Ok(window?)
+    }
+
+    /// The routine of a `Criterion<Energy>` benchmark: each sample is one window
+    /// (see [`EnergyBench::joules`]). criterion cannot skip a sample, so a window
+    /// whose energy cannot be measured is measured again (up to
+    /// [`WINDOW_ATTEMPTS`] times, each failure counted by
+    /// [`EnergyBench::failed_windows`]); if every attempt fails, the benchmark
+    /// stops with the meter's error as a panic criterion reports — never a sample
+    /// of 0 J. Check the meter first ([`EnergyBench::check_meter`]) so a device
+    /// without one never gets here.
+    pub fn iter_joules<E, F>(
+        &mut self,
+        b: &mut Bencher<'_, crate::Energy>,
+        cal: &Calibration,
+        run: &mut F,
+    ) where
+        E: std::error::Error + 'static,
+        F: FnMut(u64) -> Result<RunTiming, E>,
+    {
+        b.iter_custom(|iterations| {
+            let mut last: Option<BenchError<E>> = None;
+            for _ in 0..WINDOW_ATTEMPTS {
+                match self.joules(iterations, cal, run) {
+                    Ok(j) => return j,
+                    Err(e @ BenchError::UntrustedMeter(_)) => {
+                        self.failed_windows += 1;
+                        tracing::warn!("energy window skipped and measured again: {e}");
+                        last = Some(e);
+                    }
+                    Err(e) => {
+                        last = Some(e);
+                        break;
+                    }
+                }
+            }
+            let why = last.map_or_else(|| "no window was measured".to_owned(), |e| e.to_string());
+            panic!("no energy sample: {why}");
+        });
     }
 
     fn pace_start(&self) -> (Instant, f64) {

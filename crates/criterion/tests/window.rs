@@ -75,7 +75,7 @@ fn windows_are_long_busy_and_match_the_model() {
 }
 
 #[test]
-fn smoke_test_windows_are_flagged_short() {
+fn smoke_test_windows_are_short_and_every_window_is_judged_by_its_config() {
     let mut dev = SimDevice::open("sim-h100", 0, 3).unwrap();
     let mut bench = EnergyBench::new(
         Box::new(dev.meter),
@@ -89,12 +89,24 @@ fn smoke_test_windows_are_flagged_short() {
         .unwrap();
     let mut run = |n: u64| k.run(n);
     let cal = bench.calibrate(&mut run).unwrap();
-    assert_eq!(cal.block_iterations, 1);
     let window = bench.window(1, &cal, &mut run).unwrap();
-    assert!(bench.is_short(&window), "{window:?}");
     assert!(window.seconds < 0.15, "{window:?}");
-    bench.joules(1, &cal, &mut run).unwrap();
-    assert_eq!(bench.short_windows(), 1);
+    // short against the default rule, not against the smoke test's own
+    assert!(window.seconds < joulebench_criterion::min_trustworthy_window_s(0.1));
+    assert!(!bench.is_short(&window), "{window:?}");
+
+    // a config that asks for 2 s windows flags a 1.5 s one
+    let dev = SimDevice::open("sim-h100", 0, 3).unwrap();
+    let mut cfg = WindowConfig::default();
+    cfg.protocol.min_window_s = 2.0;
+    let bench = EnergyBench::new(Box::new(dev.meter), dev.clock.clone(), cfg);
+    let w = joulebench_core::Window {
+        iterations: 10.0,
+        seconds: 1.5,
+        ..Default::default()
+    };
+    assert!(bench.is_short(&w));
+    assert_eq!(bench.window_target_s(), 2.0);
 }
 
 #[test]
@@ -160,4 +172,89 @@ fn virtual_time_is_paced_in_real_time() {
         "{:?}",
         start.elapsed()
     );
+}
+
+/// A meter whose counter freezes after `after` updates: windows past that point
+/// cannot be measured.
+struct Freezing {
+    inner: joulebench_energy::sim::SimMeter,
+    after: usize,
+    seen: usize,
+}
+
+impl joulebench_core::EnergyMeter for Freezing {
+    fn source(&self) -> joulebench_core::MeterSource {
+        self.inner.source()
+    }
+    fn energy_j(&mut self) -> Result<f64, joulebench_core::MeterError> {
+        self.inner.energy_j()
+    }
+    fn update_period_s(&self) -> f64 {
+        self.inner.update_period_s()
+    }
+    fn take_updates(
+        &mut self,
+    ) -> Result<Vec<joulebench_core::CounterUpdate>, joulebench_core::MeterError> {
+        let ups = self.inner.take_updates()?;
+        let keep = self.after.saturating_sub(self.seen).min(ups.len());
+        self.seen += ups.len();
+        Ok(ups.into_iter().take(keep).collect())
+    }
+}
+
+#[test]
+fn a_window_whose_energy_cannot_be_measured_is_an_error_never_zero_joules() {
+    let mut dev = SimDevice::open("sim-h100", 0, 3).unwrap();
+    let meter = Freezing {
+        inner: dev.meter,
+        after: 400,
+        seen: 0,
+    };
+    let mut bench = EnergyBench::new(Box::new(meter), dev.clock.clone(), WindowConfig::default());
+    let w = shape(4096);
+    let mut k = dev
+        .backend
+        .prepare("sim-vendor", Precision::Bf16, &w, 1)
+        .unwrap();
+    let mut run = |n: u64| k.run(n);
+    let cal = bench.calibrate(&mut run).unwrap();
+    let mut results = Vec::new();
+    for _ in 0..40 {
+        results.push(bench.joules(1000, &cal, &mut run));
+        if results.last().unwrap().is_err() {
+            break;
+        }
+    }
+    let err = results.pop().unwrap().unwrap_err();
+    assert!(matches!(err, BenchError::UntrustedMeter(_)), "{err}");
+    assert!(err.to_string().contains("did not update"), "{err}");
+    // every sample before the counter froze was a measurement
+    assert!(!results.is_empty());
+    assert!(results.iter().all(|r| r.as_ref().is_ok_and(|j| *j > 0.0)));
+}
+
+#[test]
+fn calibration_warms_up_as_a_sweep_does() {
+    let mut dev = SimDevice::open("sim-h200", 0, 3).unwrap();
+    let truth = dev.truth();
+    let mut bench = EnergyBench::new(
+        Box::new(dev.meter),
+        dev.clock.clone(),
+        WindowConfig::default(),
+    );
+    let w = shape(8192);
+    let mut k = dev
+        .backend
+        .prepare("sim-vendor", Precision::Bf16, &w, 1)
+        .unwrap();
+    let mut run = |n: u64| k.run(n);
+    let cal = bench.calibrate(&mut run).unwrap();
+    let warm = bench.warmup().unwrap();
+    let protocol = joulebench_core::ProtocolConfig::default();
+    assert_eq!(warm.settled, Some(true));
+    assert!(warm.seconds >= protocol.settle_window_s, "{warm:?}");
+    assert!(truth.snapshot().busy_seconds >= 0.99 * warm.seconds);
+    // blocks of the sweep's length: about 0.38 of the counter's period
+    let block_s = cal.block_iterations as f64 * cal.seconds_per_iteration;
+    assert!((0.038..0.06).contains(&block_s), "{block_s}");
 }

@@ -204,4 +204,10 @@ impl PreparedKernel for Prepared<'_> {
     fn variant(&self) -> Option<String> {
         Some(self.variant.clone())
     }
+
+    fn work_besides_kernel(&self) -> Option<String> {
+        self.timer.flushes().then(|| {
+            "an L2 flush (a memset of a buffer the size of L2) before every iteration".into()
+        })
+    }
 }

@@ -66,6 +66,11 @@ impl Timer {
         })
     }
 
+    /// Whether every iteration flushes L2 first (outside its device time).
+    pub(crate) fn flushes(&self) -> bool {
+        self.flush.is_some()
+    }
+
     /// Run `launch` (one iteration, enqueued on the stream) `iterations` times and wait.
     pub(crate) fn run(
         &mut self,

@@ -1,20 +1,25 @@
 //! Energy of your own code, window by window: `begin_window("name")` …
 //! `end_window("name")`, like Zeus's `ZeusMonitor`. Windows may nest and overlap,
-//! since each one is only two points on one shared counter. The energy at the start
-//! is interpolated between the meter's updates around it, the energy at the end
-//! extrapolated from the last update at the power of the last update period (so
-//! `end_window` never waits for the meter), and a window follows the same length
-//! rule as the sweep's (`joulebench_core::window`, the one window engine). What
-//! the monitor cannot do is keep the device busy: the work between the calls is yours.
+//! since each one is only two moments on one shared counter. The monitor is the
+//! window engine's interval window (`joulebench_core::window::IntervalMeter`,
+//! docs/ARCHITECTURE.md §4.8): the counter's update times are fitted to its
+//! regular period, each end is interpolated between the updates around it, and
+//! `end_window` waits for the first update after the end (at most an update period,
+//! on the device's clock) instead of guessing past the last one. What the monitor
+//! cannot do is keep the device busy: the work between the calls is yours, and the
+//! edges of a window — where the board's power rises, falls, and reaches the
+//! counter late — are where its error comes from.
 //!
 //! # How short a window can be
 //!
-//! NVML's energy counter changes about every 100 ms, and on A100/H100 the power
-//! sensor behind it sees only about a quarter of the time (Yang et al., SC'24), so a
-//! window of a few hundred milliseconds can be wrong by up to 65%. A window is
-//! trustworthy only if it lasts at least **max(1 s, 10 meter updates)**
-//! ([`EnergyMonitor::min_trustworthy_window_s`], docs/ARCHITECTURE.md §4.3). Shorter windows are
-//! still measured, but their [`Measurement`] carries [`ValidityFlag::ShortWindow`]
+//! NVML's energy counter changes about every 100 ms, from a power sensor that on
+//! A100/H100 sees only about a quarter of the time (Yang et al., SC'24), and it books
+//! a change of power up to a period late. A window's error is therefore about a
+//! period's worth of the power step at its edges, over its length: README's
+//! "In your own code" table gives it, measured on the simulated H200 against its
+//! true energy (`crates/energy/tests/monitor_truth_tests.rs`), for windows of 0.1 s,
+//! 1 s and 10 s. A window shorter than [`EnergyMonitor::min_trustworthy_window_s`]
+//! is still measured, but its [`Measurement`] carries [`ValidityFlag::ShortWindow`]
 //! and `trustworthy: false`. To measure something short, run it many times back to
 //! back inside one window and divide.
 //!
@@ -35,17 +40,20 @@
 //!     .map_err(|e| e.to_string())?;
 //!
 //! monitor.begin_window("training-step").map_err(|e| e.to_string())?;
-//! kernel.run(20_000).map_err(|e| e.to_string())?;
+//! kernel.run(50_000).map_err(|e| e.to_string())?;
 //! let m = monitor.end_window("training-step").map_err(|e| e.to_string())?;
-//! assert!(m.trustworthy && m.joules.is_some());
-//! println!("{:.2} s, {:.1} J, {:.0} W", m.seconds, m.joules.unwrap_or(0.0), m.average_watts.unwrap_or(0.0));
+//! match (m.joules, m.average_watts) {
+//!     (Some(j), Some(w)) if m.trustworthy => println!("{:.2} s, {j:.1} J, {w:.0} W", m.seconds),
+//!     _ => println!("{:.2} s; energy not trustworthy: {:?}", m.seconds, m.flags),
+//! }
 //! # Ok::<(), String>(())
 //! ```
 
-use joulebench_core::meter::CounterUpdate;
-use joulebench_core::window::{energy_at, energy_at_or_after_last, WindowRules};
+use joulebench_core::protocol::ProtocolConfig;
+use joulebench_core::window::{IntervalMeter, UpdateTimes, WindowEnds, WindowError};
 use joulebench_core::{Clock, EnergyMeter, MeterError, MeterSource, ValidityFlag};
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +64,26 @@ pub enum MonitorError {
     WindowAlreadyOpen(String),
     #[error(transparent)]
     Meter(#[from] MeterError),
+    /// The counter stalled or went backwards: the window has no energy figure.
+    #[error("{0}")]
+    UntrustedMeter(String),
 }
+
+impl From<WindowError<Infallible>> for MonitorError {
+    fn from(e: WindowError<Infallible>) -> Self {
+        match e {
+            WindowError::Meter(m) => MonitorError::Meter(m),
+            WindowError::Work(never) => match never {},
+            e => MonitorError::UntrustedMeter(e.to_string()),
+        }
+    }
+}
+
+/// The monitor's bound, in counter updates: its windows are trusted from
+/// max(`min_window_s`, this many updates) up. Measured on the simulated H200
+/// (README, "In your own code"): a window's error is about a period of the power
+/// step at its two edges over its length.
+pub const MONITOR_MIN_COUNTER_UPDATES: u32 = joulebench_core::window::INTERVAL_MIN_COUNTER_UPDATES;
 
 /// What one window measured.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,13 +97,19 @@ pub struct Measurement {
     /// `joules / seconds`.
     pub average_watts: Option<f64>,
     pub meter_source: MeterSource,
-    /// The shortest window whose energy can be trusted on this meter.
+    /// The shortest window whose energy the monitor trusts on this meter.
     pub min_trustworthy_window_s: f64,
-    /// The ends were placed between the meter's updates (interpolated at the start,
-    /// extrapolated at the end). When the meter had not updated before the window
-    /// began (it was just opened), the raw readings at both ends are used instead,
-    /// off by up to an update each.
+    /// Both ends placed between the meter's updates around them. `false` when the
+    /// meter had not updated before the window began (it had just opened: the
+    /// start is extrapolated back), or when waiting for the update after the end
+    /// was turned off (the end is extrapolated forward).
     pub interpolated: bool,
+    /// How the ends sit on the counter's timeline.
+    pub ends: WindowEnds,
+    /// How long `end_window` waited for the update after the end.
+    pub waited_s: f64,
+    /// How the counter's update times were taken.
+    pub update_times: UpdateTimes,
     /// [`ValidityFlag::ShortWindow`] for a window under `min_trustworthy_window_s`,
     /// [`ValidityFlag::NoEnergy`] without a meter.
     pub flags: Vec<ValidityFlag>,
@@ -84,44 +117,54 @@ pub struct Measurement {
     pub trustworthy: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct WindowStart {
-    seconds: f64,
-    raw_joules: Option<f64>,
-}
-
 /// Windows over one device's energy meter and clock.
 pub struct EnergyMonitor {
-    meter: Box<dyn EnergyMeter>,
-    clock: Arc<dyn Clock>,
-    rules: WindowRules,
-    open: HashMap<String, WindowStart>,
-    /// The meter's updates since shortly before the oldest open window began.
-    timeline: Vec<CounterUpdate>,
+    windows: IntervalMeter,
+    open: HashMap<String, f64>,
 }
 
 impl EnergyMonitor {
     /// Monitor `meter` with `clock` (the device's own: the simulated device runs
-    /// on a virtual clock). A meter of source [`MeterSource::None`] is accepted:
-    /// windows then measure time only.
+    /// on a virtual clock) under the protocol's default window rules. A meter of
+    /// source [`MeterSource::None`] is accepted: windows then measure time only.
     pub fn new(meter: Box<dyn EnergyMeter>, clock: Arc<dyn Clock>) -> EnergyMonitor {
+        EnergyMonitor::with_config(meter, clock, &ProtocolConfig::default())
+    }
+
+    /// As [`EnergyMonitor::new`], with the window rules of `config` (the shortest
+    /// window is the longer of its `min_window_s` and the monitor's own bound).
+    pub fn with_config(
+        meter: Box<dyn EnergyMeter>,
+        clock: Arc<dyn Clock>,
+        config: &ProtocolConfig,
+    ) -> EnergyMonitor {
+        let rules = config.window_rules().for_intervals();
         EnergyMonitor {
-            meter,
-            clock,
-            rules: WindowRules::default(),
+            windows: IntervalMeter::new(meter, clock, rules),
             open: HashMap::new(),
-            timeline: Vec::new(),
         }
     }
 
-    pub fn meter_source(&self) -> MeterSource {
-        self.meter.source()
+    /// With `false`, `end_window` returns at once and extrapolates the end from the
+    /// last update (`interpolated: false`) instead of waiting for the next one.
+    pub fn set_wait_for_update(&mut self, wait: bool) {
+        self.windows.set_wait_for_update(wait);
     }
 
-    /// max(1 s, 10 × the meter's update period): docs/ARCHITECTURE.md §4.3's rule, the same one
-    /// the sweep's windows follow.
+    /// Trust the meter's update times as observed (for tests that show what the
+    /// fit to the counter's period does).
+    pub fn set_grid_fit(&mut self, fit: bool) {
+        self.windows.set_grid_fit(fit);
+    }
+
+    pub fn meter_source(&self) -> MeterSource {
+        self.windows.meter_source()
+    }
+
+    /// The shortest window the monitor trusts on this meter:
+    /// max(1 s, [`MONITOR_MIN_COUNTER_UPDATES`] updates) by default.
     pub fn min_trustworthy_window_s(&self) -> f64 {
-        self.rules.target_s(self.meter.update_period_s())
+        self.windows.min_window_s()
     }
 
     /// Names of the windows begun and not yet ended.
@@ -131,73 +174,52 @@ impl EnergyMonitor {
         names
     }
 
-    fn has_energy(&self) -> bool {
-        self.meter.source() != MeterSource::None
-    }
-
     /// Start a window. Any number may be open at once, under distinct names.
     pub fn begin_window(&mut self, name: &str) -> Result<(), MonitorError> {
         if self.open.contains_key(name) {
             return Err(MonitorError::WindowAlreadyOpen(name.to_owned()));
         }
-        let raw_joules = if self.has_energy() {
-            self.drain()?;
-            Some(self.meter.energy_j()?)
-        } else {
-            None
-        };
-        let seconds = self.clock.now_s();
-        self.open.insert(
-            name.to_owned(),
-            WindowStart {
-                seconds,
-                raw_joules,
-            },
-        );
+        if self.windows.has_energy() {
+            // a meter that cannot read at all says so now, not at the end
+            self.windows.check_meter()?;
+        }
+        let begin_s = self.windows.mark()?;
+        self.open.insert(name.to_owned(), begin_s);
         Ok(())
     }
 
-    /// End the window `name` and return what it measured. An unknown name is an
-    /// error, and leaves every open window open.
+    /// End the window `name` and return what it measured, once the counter has
+    /// updated after its end. An unknown name is an error, and leaves every open
+    /// window open.
     pub fn end_window(&mut self, name: &str) -> Result<Measurement, MonitorError> {
-        let start = *self
+        let begin_s = *self
             .open
             .get(name)
             .ok_or_else(|| MonitorError::UnknownWindow(name.to_owned()))?;
-        let end_s = self.clock.now_s();
-        let seconds = end_s - start.seconds;
-        let (joules, interpolated) = match start.raw_joules {
-            None => (None, false),
-            Some(raw_start) => {
-                let raw_end = self.meter.energy_j()?;
-                self.drain()?;
-                match (
-                    energy_at(&self.timeline, start.seconds),
-                    energy_at_or_after_last(&self.timeline, end_s),
-                ) {
-                    (Some(a), Some(b)) => (Some(b - a), true),
-                    _ => (Some(raw_end - raw_start), false),
-                }
-            }
-        };
+        let end_s = self.windows.clock().now_s();
+        let measured = self.windows.measure(begin_s, end_s);
         self.open.remove(name);
         self.trim();
-        let min_window_s = self.min_trustworthy_window_s();
+        let e = measured?;
+        let seconds = e.seconds();
         let mut flags = Vec::new();
-        if self.rules.is_short(seconds, self.meter.update_period_s()) {
+        if self.windows.has_energy() && self.windows.is_short(seconds) {
             flags.push(ValidityFlag::ShortWindow);
         }
-        if joules.is_none() {
+        if e.joules.is_none() {
             flags.push(ValidityFlag::NoEnergy);
         }
         Ok(Measurement {
             name: name.to_owned(),
             seconds,
-            joules,
-            average_watts: joules.filter(|_| seconds > 0.0).map(|j| j / seconds),
-            meter_source: self.meter.source(),
-            min_trustworthy_window_s: min_window_s,
-            interpolated,
+            joules: e.joules,
+            average_watts: e.joules.filter(|_| seconds > 0.0).map(|j| j / seconds),
+            meter_source: self.windows.meter_source(),
+            min_trustworthy_window_s: self.min_trustworthy_window_s(),
+            interpolated: e.joules.is_some() && e.ends == WindowEnds::Interpolated,
+            ends: e.ends,
+            waited_s: e.waited_s,
+            update_times: self.windows.update_times(),
             trustworthy: flags.is_empty(),
             flags,
         })
@@ -205,28 +227,18 @@ impl EnergyMonitor {
 
     /// Give the meter back (to hand it to the sweep protocol, say).
     pub fn into_meter(self) -> Box<dyn EnergyMeter> {
-        self.meter
+        self.windows.into_meter()
     }
 
-    fn drain(&mut self) -> Result<(), MeterError> {
-        self.timeline.extend(self.meter.take_updates()?);
-        Ok(())
-    }
-
-    /// Forget updates no open window needs: keep from the last one before the
-    /// oldest open window began.
+    /// Forget updates no open window needs.
     fn trim(&mut self) {
-        let oldest = self
-            .open
-            .values()
-            .map(|w| w.seconds)
-            .fold(f64::INFINITY, f64::min);
-        let keep_from = self
-            .timeline
-            .iter()
-            .rposition(|u| u.time_s <= oldest)
-            .unwrap_or(self.timeline.len().saturating_sub(1));
-        self.timeline.drain(..keep_from);
+        let oldest = self.open.values().copied().fold(f64::INFINITY, f64::min);
+        let keep_from = if oldest.is_finite() {
+            oldest
+        } else {
+            self.windows.clock().now_s()
+        };
+        self.windows.forget_before(keep_from);
     }
 }
 
@@ -234,7 +246,7 @@ impl EnergyMonitor {
 mod tests {
     use super::*;
     use crate::sim::SimDevice;
-    use joulebench_core::meter::NoMeter;
+    use joulebench_core::meter::{CounterUpdate, NoMeter};
     use std::time::Duration;
 
     /// The simulated H100 idles at 120 W; its counter reads whole mJ every 100 ms
@@ -275,7 +287,7 @@ mod tests {
         idle(&clock, 0.5);
         let outer = mon.end_window("outer").unwrap();
         assert_idle_energy(&inner, 2.0);
-        assert_idle_energy(&outer, 3.5);
+        assert_idle_energy(&outer, 3.5 + inner.waited_s);
         assert!(outer.joules > inner.joules);
         assert!(mon.open_windows().is_empty());
     }
@@ -292,9 +304,25 @@ mod tests {
         idle(&clock, 1.5);
         let b = mon.end_window("b").unwrap();
         assert_idle_energy(&a, 3.0);
-        assert_idle_energy(&b, 3.0);
+        assert_idle_energy(&b, 3.0 + a.waited_s);
         assert_eq!(a.meter_source, MeterSource::Simulated);
-        assert!(a.trustworthy && b.trustworthy, "{a:?} {b:?}");
+    }
+
+    #[test]
+    fn the_end_waits_for_the_next_update_or_says_it_did_not() {
+        let (mut mon, clock) = sim();
+        idle(&clock, 0.25);
+        mon.begin_window("w").unwrap();
+        idle(&clock, 1.23);
+        let m = mon.end_window("w").unwrap();
+        assert!(m.waited_s > 0.0 && m.waited_s <= 0.1, "{m:?}");
+        assert_eq!(m.ends, WindowEnds::Interpolated);
+        mon.set_wait_for_update(false);
+        mon.begin_window("now").unwrap();
+        idle(&clock, 1.23);
+        let m = mon.end_window("now").unwrap();
+        assert_eq!((m.waited_s, m.ends), (0.0, WindowEnds::EndExtrapolated));
+        assert!(!m.interpolated);
     }
 
     #[test]
@@ -319,21 +347,22 @@ mod tests {
     }
 
     #[test]
-    fn short_windows_are_flagged() {
+    fn windows_under_the_bound_are_flagged() {
         let (mut mon, clock) = sim();
-        assert_eq!(mon.min_trustworthy_window_s(), 1.0);
+        let bound = mon.min_trustworthy_window_s();
+        assert_eq!(bound, 0.1 * MONITOR_MIN_COUNTER_UPDATES as f64);
         mon.begin_window("short").unwrap();
-        idle(&clock, 0.3);
+        idle(&clock, 0.3 * bound);
         let short = mon.end_window("short").unwrap();
         assert_eq!(short.flags, vec![ValidityFlag::ShortWindow]);
         assert!(!short.trustworthy);
         mon.begin_window("long").unwrap();
-        idle(&clock, 1.0);
+        idle(&clock, bound);
         let long = mon.end_window("long").unwrap();
         assert!(long.flags.is_empty() && long.trustworthy, "{long:?}");
     }
 
-    /// A meter that updates every 0.5 s needs 10 updates: 5 s.
+    /// A meter that updates every 0.5 s needs 100 updates: 50 s.
     #[test]
     fn slow_meters_need_longer_windows() {
         struct Slow;
@@ -352,14 +381,38 @@ mod tests {
             }
         }
         let (_, clock) = sim();
-        let mut mon = EnergyMonitor::new(Box::new(Slow), clock.clone());
-        assert_eq!(mon.min_trustworthy_window_s(), 5.0);
+        let mon = EnergyMonitor::new(Box::new(Slow), clock.clone());
+        assert_eq!(
+            mon.min_trustworthy_window_s(),
+            0.5 * MONITOR_MIN_COUNTER_UPDATES as f64
+        );
+    }
+
+    #[test]
+    fn a_stuck_counter_is_an_error_not_zero_joules() {
+        struct Stuck;
+        impl EnergyMeter for Stuck {
+            fn source(&self) -> MeterSource {
+                MeterSource::NvmlCounter
+            }
+            fn energy_j(&mut self) -> Result<f64, MeterError> {
+                Ok(5.0)
+            }
+            fn update_period_s(&self) -> f64 {
+                0.1
+            }
+            fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
+                Ok(Vec::new())
+            }
+        }
+        let (_, clock) = sim();
+        let mut mon = EnergyMonitor::new(Box::new(Stuck), clock.clone());
         mon.begin_window("w").unwrap();
         idle(&clock, 2.0);
-        assert_eq!(
-            mon.end_window("w").unwrap().flags,
-            vec![ValidityFlag::ShortWindow]
-        );
+        let err = mon.end_window("w").unwrap_err();
+        assert!(matches!(err, MonitorError::UntrustedMeter(_)), "{err}");
+        assert!(err.to_string().contains("did not update"), "{err}");
+        assert!(mon.open_windows().is_empty());
     }
 
     #[test]
@@ -376,28 +429,5 @@ mod tests {
         assert_eq!((m.joules, m.average_watts), (None, None));
         assert_eq!(m.flags, vec![ValidityFlag::NoEnergy]);
         assert!(!m.trustworthy);
-    }
-
-    #[test]
-    fn average_power_follows_the_work() {
-        use joulebench_core::{Backend, MatmulShape, Precision, Workload};
-        let mut dev = SimDevice::open("sim-h100", 0, 7).unwrap();
-        let w = Workload::Matmul(MatmulShape {
-            batch: 1,
-            m: 8192,
-            n: 8192,
-            k: 8192,
-        });
-        let mut mon = EnergyMonitor::new(Box::new(dev.meter), dev.clock.clone());
-        let mut k = dev
-            .backend
-            .prepare("sim-vendor", Precision::Bf16, &w, 1)
-            .unwrap();
-        mon.begin_window("busy").unwrap();
-        k.run(2000).unwrap();
-        let m = mon.end_window("busy").unwrap();
-        let watts = m.average_watts.unwrap();
-        // a large bf16 GEMM runs the model at its 700 W limit, far above idle
-        assert!(m.seconds > 1.0 && watts > 600.0 && watts < 710.0, "{m:?}");
     }
 }

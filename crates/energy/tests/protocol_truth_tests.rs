@@ -15,11 +15,12 @@
 mod sim_truth;
 
 use joulebench_core::protocol::{ProtocolConfig, ValidityFlag};
-use joulebench_core::window::WindowEngine;
+use joulebench_core::stop::{StopReason, StopRuleKind};
+use joulebench_core::window::{UpdateTimes, WindowEngine};
 use joulebench_core::{
     AttentionShape, Backend, Clock, EnergyMeter, MatmulShape, Precision, Safeguards, Workload,
 };
-use joulebench_energy::sim::{self, SimDevice};
+use joulebench_energy::sim::{self, HostGaps, Imperfections, SimDevice, ThermalSlowdown};
 use sim_truth::{median, pct, preheat, window_truth, Outcome, Point};
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ fn safeguards_on() -> Safeguards {
         Ok("exact-counting") => s.exact_counting = false,
         Ok("no-idle-inside") => s.no_idle_inside = false,
         Ok("telemetry-during-work") => s.telemetry_during_work = false,
+        Ok("grid-fit") => s.grid_fit = false,
+        Ok("non-aliasing-blocks") => s.non_aliasing_blocks = false,
+        Ok("settle-by-power-and-pace") => s.settle_by_power_and_pace = false,
         _ => {}
     }
     s
@@ -168,7 +172,7 @@ fn windows_after_rests(seed: u64, safeguards: Safeguards) -> Vec<f64> {
     for i in 0..12 {
         // rests of 0.3 s and a little more each time: the work restarts at every
         // phase of the counter's period
-        engine.idle(0.3 + 0.0173 * i as f64);
+        engine.idle(0.3 + 0.0173 * i as f64).unwrap();
         let w = engine.window(&mut run, cal.block_iterations, 0.0).unwrap();
         let t = window_truth(&truth, &w);
         errors.push(w.joules_per_op(None).unwrap() / (t.joules_per_op() * gain) - 1.0);
@@ -239,7 +243,7 @@ fn exact_counting_of_the_work_between_updates() {
     assert!(on.error().abs() < 0.005, "{}", pct(on.error()));
     assert!(off.error() < -0.02, "{}", pct(off.error()));
     readme_row(&[
-        "exact counting of the work between updates",
+        "work between updates apportioned by time inside its block",
         "bf16 8192³ at the limit",
         &pct(on.error()),
         &format!("{} (whole blocks counted)", pct(off.error())),
@@ -449,25 +453,31 @@ fn the_warm_up_waits_for_the_die_to_settle_from_cold() {
         point.seed = 5;
         point.measure(cfg, safeguards_on())
     };
+    // six windows each: the drift is the last three's mean J/op against the first three's
+    let six = ProtocolConfig {
+        stop_rule: StopRuleKind::FixedCount,
+        min_windows: 6,
+        ..ProtocolConfig::default()
+    };
     let settling = if setting_off("settling-warm-up") {
         ProtocolConfig {
             warmup_max_s: 1.0,
-            ..ProtocolConfig::default()
+            ..six.clone()
         }
     } else {
-        ProtocolConfig::default()
+        six.clone()
     };
     // as schema-1 records did: one second of warm-up, whatever the temperature
     let one_second = ProtocolConfig {
         warmup_max_s: 1.0,
-        ..ProtocolConfig::default()
+        ..six
     };
     let drift = |o: &Outcome| {
         let t = &o.m.telemetry;
         let temp = t.temperature_end_c.unwrap() - t.temperature_start_c.unwrap();
-        let first = o.windows[0].0;
-        let last = o.windows[o.windows.len() - 1].0;
-        (temp, last / first - 1.0)
+        let j: Vec<f64> = o.windows.iter().map(|w| w.0).collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        (temp, mean(&j[3..]) / mean(&j[..3]) - 1.0)
     };
     let on = measure(&settling);
     let off = measure(&one_second);
@@ -483,14 +493,14 @@ fn the_warm_up_waits_for_the_die_to_settle_from_cold() {
     assert!(!on.flags().contains(&ValidityFlag::Unsettled));
     // the windows of a point agree: the die no longer warms under them
     assert!(
-        on_t.abs() <= 1.0 && on_j.abs() < 0.0025,
+        on_t.abs() <= 1.0 && on_j.abs() < 0.0015,
         "{on_t} °C, {}",
         pct(on_j)
     );
-    assert!(off_t >= 3.0 && off_j > 0.003, "{off_t} °C, {}", pct(off_j));
+    assert!(off_t >= 3.0 && off_j > 0.0025, "{off_t} °C, {}", pct(off_j));
     readme_row(&[
         "settling warm-up",
-        "bf16 8192³ from cold: how far the temperature and the J/op drift from the first window to the last",
+        "bf16 8192³ from cold, six windows: how far the temperature and the J/op (the last three windows against the first three) drift",
         &format!("{on_t:+.0} °C, {} (after {:.1} s of warm-up)", pct(on_j), on.m.warmup_s),
         &format!("{off_t:+.0} °C, {} (after 1 s)", pct(off_j)),
     ]);
@@ -560,5 +570,361 @@ fn gapped_windows_overstate_energy_and_read_above_the_limit() {
     readme_quotes(&format!(
         "read {} high, with the board truly at {watts:.1} W on its 700 W limit",
         pct(error)
+    ));
+}
+
+fn rms(v: &[f64]) -> f64 {
+    (v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64).sqrt()
+}
+
+/// bf16 8192³ on 8 boards whose meter thread sees each counter update up to
+/// `late_s` late (and later when a telemetry query holds it): every window's error,
+/// and each board's point error.
+fn late_stamps(late_s: f64, safeguards: Safeguards) -> (Vec<f64>, Vec<f64>) {
+    let (mut windows, mut points) = (Vec::new(), Vec::new());
+    for seed in 1..=8 {
+        let mut p = Point::new("sim-vendor", Precision::Bf16, square(8192));
+        p.seed = seed;
+        p.preheat_s = 60.0;
+        p.imperfections = Some(Imperfections {
+            poll_interval_s: late_s,
+            ..sim::profile("sim-h200").unwrap().imperfections
+        });
+        let cfg = ProtocolConfig {
+            stop_rule: StopRuleKind::FixedCount,
+            min_windows: 10,
+            ..ProtocolConfig::default()
+        };
+        let o = p.measure(&cfg, safeguards);
+        let expected = if safeguards.grid_fit {
+            UpdateTimes::GridFit
+        } else {
+            UpdateTimes::AsObserved
+        };
+        assert_eq!(o.m.update_times, expected);
+        windows.extend(o.windows.iter().map(|(m, t)| m / t - 1.0));
+        points.push(o.error());
+    }
+    (windows, points)
+}
+
+#[test]
+fn update_times_fitted_to_the_counters_period_take_the_lateness_out_of_windows() {
+    let off = Safeguards {
+        grid_fit: false,
+        ..Safeguards::default()
+    };
+    let cell = |(w, p): &(Vec<f64>, Vec<f64>)| {
+        format!(
+            "{} (rms {:.2}%); points {}",
+            pct(worst(w)),
+            100.0 * rms(w),
+            pct(worst(p))
+        )
+    };
+    let mut at_20 = None;
+    for late_ms in [1.0, 5.0, 20.0] {
+        let on = late_stamps(late_ms / 1e3, safeguards_on());
+        let as_seen = late_stamps(late_ms / 1e3, off);
+        eprintln!(
+            "stamps up to {late_ms} ms late: fitted {}, as seen {}",
+            cell(&on),
+            cell(&as_seen)
+        );
+        readme_row(&[
+            &format!("up to {late_ms:.0} ms late"),
+            &cell(&on),
+            &cell(&as_seen),
+        ]);
+        if late_ms == 20.0 {
+            at_20 = Some((on, as_seen));
+        }
+    }
+    let (on, as_seen) = at_20.unwrap();
+    // seen up to 20 ms late, a 1 s window's own time is off by up to 2%: trusting
+    // each stamp errs by more than 1% in a window; fitted, under half a percent,
+    // and a point's median within 0.3%
+    assert!(worst(&as_seen.0).abs() > 0.01, "{}", pct(worst(&as_seen.0)));
+    assert!(worst(&on.0).abs() < 0.005, "{}", pct(worst(&on.0)));
+    assert!(
+        rms(&on.0) < 0.4 * rms(&as_seen.0),
+        "{} vs {}",
+        rms(&on.0),
+        rms(&as_seen.0)
+    );
+    assert!(worst(&on.1).abs() < 0.003, "{}", pct(worst(&on.1)));
+}
+
+/// Every window's error, on 6 boards, of a kernel whose block — 4 iterations and
+/// its 3 ms sync — lasts exactly half the counter's period at a locked 1200 MHz.
+fn half_period_blocks(safeguards: Safeguards) -> Vec<f64> {
+    let p = sim::profile("sim-h200").unwrap();
+    let k = sim::kernel("sim-vendor").unwrap();
+    let shape = |m: u64| {
+        Workload::Matmul(MatmulShape {
+            batch: 1,
+            m,
+            n: 8192,
+            k: 8192,
+        })
+    };
+    let phi = 1200.0 / p.max_sm_clock_mhz as f64;
+    let sync_s = 0.003;
+    let target_s = (p.counter_period_s / 2.0 - sync_s) / 4.0;
+    let spo = |m: u64| {
+        p.at_clock(k, Precision::Bf16, &shape(m), phi)
+            .seconds_per_op
+    };
+    let (mut lo, mut hi) = (1024u64, 1 << 20);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if spo(mid) < target_s {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let mut errors = Vec::new();
+    for seed in 1..=6 {
+        let mut point = Point::new("sim-vendor", Precision::Bf16, shape(lo));
+        point.locked_mhz = Some(1200);
+        point.preheat_s = 30.0;
+        point.seed = seed;
+        point.imperfections = Some(Imperfections {
+            host_gaps: HostGaps {
+                per_block_s: sync_s,
+                per_iteration_s: 0.0,
+            },
+            ..p.imperfections
+        });
+        let cfg = ProtocolConfig {
+            stop_rule: StopRuleKind::FixedCount,
+            min_windows: 8,
+            ..ProtocolConfig::default()
+        };
+        let o = point.measure(&cfg, safeguards);
+        errors.extend(o.windows.iter().map(|(m, t)| m / t - 1.0));
+    }
+    errors
+}
+
+#[test]
+fn blocks_kept_off_simple_fractions_of_the_period_do_not_alias_with_the_sensor() {
+    let on = half_period_blocks(safeguards_on());
+    let off = half_period_blocks(Safeguards {
+        non_aliasing_blocks: false,
+        ..Safeguards::default()
+    });
+    let cell = |v: &[f64]| format!("{} (rms {:.2}%)", pct(worst(v)), 100.0 * rms(v));
+    eprintln!(
+        "blocks of half a period: kept off it {}, on it {}",
+        cell(&on),
+        cell(&off)
+    );
+    assert!(
+        rms(&on) < 0.6 * rms(&off),
+        "{} vs {}",
+        cell(&on),
+        cell(&off)
+    );
+    assert!(worst(&off).abs() > 0.005, "{}", cell(&off));
+    readme_row(&[
+        "blocks kept off simple fractions of the counter's period",
+        "a 50 ms block (4 iterations and a 3 ms sync) at a locked 1200 MHz, 48 windows on 6 boards: the worst window",
+        &cell(&on),
+        &format!("{} (every block half a period)", cell(&off)),
+    ]);
+}
+
+/// The die's true temperature slope, °C/s, after `seconds` of bf16 8192³ from cold
+/// on board `seed` (as the warm-up ran it).
+fn true_slope_after(seconds: f64, seed: u64) -> f64 {
+    let mut dev = SimDevice::open("sim-h200", 0, seed).unwrap();
+    let truth = dev.truth();
+    let mut k = dev
+        .backend
+        .prepare("sim-vendor", Precision::Bf16, &square(8192), 1)
+        .unwrap();
+    preheat(k.as_mut(), seconds - 1.0);
+    let before = truth.temperature_c();
+    preheat(k.as_mut(), 1.0);
+    truth.temperature_c() - before
+}
+
+#[test]
+fn the_settling_check_is_not_fooled_by_whole_degree_temperatures() {
+    let measure = |safeguards: Safeguards| {
+        let mut point = Point::new("sim-vendor", Precision::Bf16, square(8192));
+        point.preheat_s = 0.0;
+        point.seed = 5;
+        let o = point.measure(&ProtocolConfig::default(), safeguards);
+        assert_eq!(o.m.warmup_settled, Some(true), "{}", o.m.warmup_s);
+        (o.m.warmup_s, true_slope_after(o.m.warmup_s, 5))
+    };
+    let (on_s, on_slope) = measure(safeguards_on());
+    let (off_s, off_slope) = measure(Safeguards {
+        settle_by_power_and_pace: false,
+        ..Safeguards::default()
+    });
+    eprintln!(
+        "from cold: settled after {on_s:.1} s at a true {on_slope:.2} °C/s; judged on a 3 s temperature slope, after {off_s:.1} s at {off_slope:.2} °C/s"
+    );
+    let target = ProtocolConfig::default().settle_temp_c_per_s;
+    // whole degrees over 3 s read as flat while the die still warms faster than
+    // the target; over the settle window at load they do not
+    assert!(off_slope > 1.5 * target, "{off_slope}");
+    assert!(on_slope <= 1.2 * target, "{on_slope}");
+    readme_row(&[
+        "settling judged over 10 s at load (power, pace, whole-degree temperature)",
+        "bf16 8192³ from cold: the die's true temperature slope when the warm-up calls it settled (target 0.1 °C/s)",
+        &format!("{on_slope:.2} °C/s (after {on_s:.1} s)"),
+        &format!("{off_slope:.2} °C/s (after {off_s:.1} s, a 3 s temperature slope)"),
+    ]);
+}
+
+/// bf16 8192³ on a board that slows its clock when its die reaches 60 °C.
+fn hot_board(drop_throttled: bool) -> Outcome {
+    let mut point = Point::new("sim-vendor", Precision::Bf16, square(8192));
+    point.imperfections = Some(Imperfections {
+        thermal_slowdown: Some(ThermalSlowdown {
+            at_c: 60.0,
+            release_c: 59.0,
+            clock_fraction: 0.7,
+        }),
+        ..sim::profile("sim-h200").unwrap().imperfections
+    });
+    let cfg = ProtocolConfig {
+        drop_throttled,
+        ..ProtocolConfig::default()
+    };
+    point.measure(&cfg, safeguards_on())
+}
+
+#[test]
+fn throttled_windows_are_dropped_with_a_growing_cool_down_where_asked() {
+    let cool = Point::new("sim-vendor", Precision::Bf16, square(8192))
+        .measure(&ProtocolConfig::default(), safeguards_on());
+    let reference = cool.m.summary.joules_per_op.unwrap().median;
+    let dropped = hot_board(!setting_off("drop-throttled"));
+    let kept = hot_board(false);
+    let off_by = |o: &Outcome| o.m.summary.joules_per_op.unwrap().median / reference - 1.0;
+    eprintln!(
+        "a board that slows at 60 °C: {} windows dropped, {:.1} s of cool-down, J/op {} from an unthrottled board's; kept: {}, flags {:?}",
+        dropped.m.throttled_windows_dropped,
+        dropped.m.cooldown_s,
+        pct(off_by(&dropped)),
+        pct(off_by(&kept)),
+        kept.flags()
+    );
+    assert!(dropped.m.throttled_windows_dropped >= 1);
+    assert!(dropped.m.cooldown_s >= ProtocolConfig::default().throttle_cooldown_s);
+    assert!(
+        !dropped.flags().contains(&ValidityFlag::Throttled),
+        "{:?}",
+        dropped.flags()
+    );
+    assert!(dropped
+        .m
+        .windows
+        .iter()
+        .all(|w| !w.during.as_ref().unwrap().braked()));
+    assert!(off_by(&dropped).abs() < 0.002, "{}", pct(off_by(&dropped)));
+    assert!(kept.flags().contains(&ValidityFlag::Throttled));
+    assert_eq!(kept.m.throttled_windows_dropped, 0);
+    assert!(off_by(&kept).abs() > 0.005, "{}", pct(off_by(&kept)));
+    readme_row(&[
+        "throttled windows dropped, with a growing cool-down (`drop_throttled`)",
+        "bf16 8192³ on a board that slows its clock at 60 °C: J/op against an unthrottled board's",
+        &format!(
+            "{} ({} dropped, {:.0} s of cool-down)",
+            pct(off_by(&dropped)),
+            dropped.m.throttled_windows_dropped,
+            dropped.m.cooldown_s
+        ),
+        &format!("{} (flagged `throttled`)", pct(off_by(&kept))),
+    ]);
+}
+
+#[test]
+fn a_noisy_point_ends_early_when_its_estimate_stops_moving_and_says_so() {
+    let cfg = ProtocolConfig {
+        stop_when_stable: !setting_off("stop-when-stable"),
+        ..ProtocolConfig::default()
+    };
+    let point = resonant_attention();
+    let early = point.measure(&cfg, safeguards_on());
+    let full = point.measure(
+        &ProtocolConfig {
+            stop_when_stable: false,
+            ..cfg.clone()
+        },
+        safeguards_on(),
+    );
+    let stop = |o: &Outcome| o.m.stop.as_ref().unwrap().reason;
+    eprintln!(
+        "resonant attention: {} windows ({:?}), {} without the stability check ({:?})",
+        early.m.windows.len(),
+        stop(&early),
+        full.m.windows.len(),
+        stop(&full)
+    );
+    assert_eq!(stop(&early), StopReason::EstimateStable);
+    assert!(early.flags().contains(&ValidityFlag::HighSpread));
+    assert!(early.m.windows.len() < full.m.windows.len());
+    assert_ne!(stop(&full), StopReason::EstimateStable);
+    let cell = |o: &Outcome| {
+        format!(
+            "{} windows (`{}`), flagged `high-spread`",
+            o.m.windows.len(),
+            stop(o).name()
+        )
+    };
+    readme_row(&[
+        "a noisy point ends once its estimate stops moving",
+        "the resonant attention above (board 3): how many windows it takes",
+        &cell(&early),
+        &cell(&full),
+    ]);
+}
+
+#[test]
+fn the_work_between_updates_is_interpolated_within_its_bound() {
+    // exact stamps, so the counted work is compared with the truth at the very
+    // moments the counter changed; the limiter still moves the clock in every block
+    let mut errors = Vec::new();
+    for seed in 1..=6 {
+        let mut p = Point::new("sim-vendor", Precision::Bf16, square(8192));
+        p.seed = seed;
+        p.preheat_s = 60.0;
+        p.imperfections = Some(Imperfections {
+            poll_interval_s: 0.0,
+            telemetry_call_s: 0.0,
+            ..sim::profile("sim-h200").unwrap().imperfections
+        });
+        let cfg = ProtocolConfig {
+            stop_rule: StopRuleKind::FixedCount,
+            min_windows: 10,
+            ..ProtocolConfig::default()
+        };
+        let o = p.measure(&cfg, safeguards_on());
+        let truth = o.truth_spans.clone();
+        errors.extend(
+            o.m.windows
+                .iter()
+                .zip(&truth)
+                .map(|(w, t)| w.iterations / t.iterations - 1.0),
+        );
+    }
+    let bound = worst(&errors);
+    eprintln!(
+        "iterations counted against truly run, worst of {}: {}",
+        errors.len(),
+        pct(bound)
+    );
+    assert!(bound.abs() < 0.001, "{}", pct(bound));
+    readme_quotes(&format!(
+        "truly ran between its updates differ by {} at worst over {} windows of bf16",
+        pct(bound),
+        errors.len()
     ));
 }

@@ -232,7 +232,8 @@ fn a_tensor_parallel_step_is_one_gpus_share_times_the_group() {
     assert_eq!(f.flop_per_token(), g.flop_per_token());
     // MFU: model FLOP per second over the group's peak
     let mfu = f.mfu.unwrap();
-    let by_hand = f.flop_per_step / f.seconds_per_step.unwrap() / (2.0 * 989.4e12);
+    let peak = plan.peak_tflops(Precision::Bf16).unwrap() * 1e12;
+    let by_hand = f.flop_per_step / f.seconds_per_step.unwrap() / (2.0 * peak);
     assert!(
         (mfu - by_hand).abs() < 1e-12 && mfu > 0.0 && mfu < 1.0,
         "{mfu}"

@@ -9,6 +9,7 @@ use crate::gpu::{device_bytes, Checks, Gpu};
 use crate::matmul::{self, TiledVariant, NAIVE_WG};
 use crate::prepared::{Prepared, Tensors};
 use crate::shader::{self, Element};
+use crate::submit::Submission;
 use crate::tune::VariantSearch;
 use joulebench_core::{
     Backend, BackendError, DeviceInfo, InputDistribution, KernelInfo, MatmulShape, Op, Precision,
@@ -36,6 +37,8 @@ pub struct WgpuBackend {
     /// How wgsl-tiled chooses its variant, and what it chose per shape so far.
     search: VariantSearch,
     tiled_choices: HashMap<(MatmulShape, Precision), TiledVariant>,
+    /// How prepared kernels submit their blocks.
+    submission: Submission,
 }
 
 /// Open the adapter `selector` names: an index into [`adapter::list_adapters`], a
@@ -125,6 +128,7 @@ impl WgpuBackend {
             pipelines: HashMap::new(),
             search,
             tiled_choices: HashMap::new(),
+            submission: Submission::default(),
         })
     }
 
@@ -138,6 +142,12 @@ impl WgpuBackend {
     pub fn set_variant_search(&mut self, search: VariantSearch) {
         self.search = search;
         self.tiled_choices.clear();
+    }
+
+    /// How kernels prepared from now on submit their blocks: pipelined (the
+    /// default), or serially, to measure what pipelining gains.
+    pub fn set_submission(&mut self, submission: Submission) {
+        self.submission = submission;
     }
 
     /// The adapter this backend runs on, with its capabilities.
@@ -219,8 +229,15 @@ impl WgpuBackend {
         let pipeline = self.pipeline(&build)?;
         let gpu = self.gpu_for(build.matrix_units)?;
         let tensors = Tensors::new(gpu, precision, workload, seed, inputs)?;
-        Prepared::new(gpu, pipeline, tensors, build.workgroups, build.variant)
-            .map(|p| Box::new(p) as Box<dyn PreparedKernel + '_>)
+        Prepared::new(
+            gpu,
+            pipeline,
+            tensors,
+            build.workgroups,
+            build.variant,
+            self.submission,
+        )
+        .map(|p| Box::new(p) as Box<dyn PreparedKernel + '_>)
     }
 
     /// The device a build runs on: the one with cooperative matrices for wgsl-coop

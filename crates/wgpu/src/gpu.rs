@@ -202,7 +202,7 @@ impl Gpu {
         Ok(buffer)
     }
 
-    fn buffer(
+    pub(crate) fn buffer(
         &self,
         label: &str,
         size: u64,
@@ -292,9 +292,12 @@ impl Gpu {
         Ok(bytes)
     }
 
-    /// Run `iterations` dispatches of `pipeline` back-to-back and wait for them.
-    /// Device time is the sum over passes of end-minus-begin timestamps; wall time
-    /// runs from the submission to the completed queue sync.
+    /// Run `iterations` dispatches of `pipeline` back-to-back and wait for them, the
+    /// serial way (`crate::submit::Submission::Serial`): everything encoded first,
+    /// one submission, then the timestamps resolved and read back in a second round
+    /// trip. Device time is the sum over passes of end-minus-begin timestamps; wall
+    /// time runs from the submission to the completed queue sync. The variant
+    /// search times with it; measured points run pipelined.
     pub fn run(
         &self,
         pipeline: &wgpu::ComputePipeline,
@@ -376,6 +379,13 @@ impl Gpu {
         encoder.resolve_query_set(query_set, 0..2 * passes, &resolve, 0);
         self.queue.submit([encoder.finish()]);
         let raw = self.read_bytes(&resolve)?;
+        Ok(self.seconds_of_pass_timestamps(&raw, passes))
+    }
+
+    /// Sum of (end − begin) over the first `passes` timestamp pairs of `raw` (as
+    /// resolved), in seconds; `None` when a pair runs backwards (a driver that cannot
+    /// be trusted for device time).
+    pub(crate) fn seconds_of_pass_timestamps(&self, raw: &[u8], passes: u32) -> Option<f64> {
         let ticks: Vec<u64> = raw
             .chunks_exact(8)
             .take(2 * passes as usize)
@@ -383,14 +393,9 @@ impl Gpu {
             .collect();
         let mut total_ticks = 0u64;
         for pair in ticks.chunks_exact(2) {
-            match pair[1].checked_sub(pair[0]) {
-                Some(d) => total_ticks = total_ticks.saturating_add(d),
-                None => return Ok(None),
-            }
+            total_ticks = total_ticks.saturating_add(pair[1].checked_sub(pair[0])?);
         }
-        Ok(Some(
-            total_ticks as f64 * f64::from(self.timestamp_period_ns) * 1e-9,
-        ))
+        Some(total_ticks as f64 * f64::from(self.timestamp_period_ns) * 1e-9)
     }
 }
 

@@ -18,10 +18,12 @@ mod matmul;
 mod prepared;
 mod quiet;
 mod shader;
+mod submit;
 mod tune;
 
 pub use adapter::{backends_from_env, list_adapters, AdapterReport, CooperativeMatrixShape};
 pub use backend::{open, WgpuBackend, KERNEL_COOP, KERNEL_FLASH, KERNEL_NAIVE, KERNEL_TILED};
 pub use gpu::FULL_CHECKS_ENV;
 pub use quiet::{driver_messages, driver_messages_summary, SHOW_DRIVER_OUTPUT_ENV};
+pub use submit::Submission;
 pub use tune::{cache_dir, VariantSearch, SEARCH_ENV};

@@ -5,6 +5,7 @@
 
 use crate::attention;
 use crate::gpu::{device_bytes, Gpu};
+use crate::submit::{Dispatch, Runner, Submission};
 use joulebench_core::inputs::InputDistribution;
 use joulebench_core::reference::CheckInputs;
 use joulebench_core::{BackendError, Precision, PreparedKernel, RunTiming, Workload};
@@ -103,6 +104,8 @@ pub(crate) struct Prepared<'a> {
     tensors: Tensors,
     workgroups: [u32; 3],
     variant: String,
+    submission: Submission,
+    runner: Runner,
 }
 
 impl<'a> Prepared<'a> {
@@ -112,6 +115,7 @@ impl<'a> Prepared<'a> {
         tensors: Tensors,
         workgroups: [u32; 3],
         variant: String,
+        submission: Submission,
     ) -> Result<Self, BackendError> {
         let bind_group = tensors.bind(gpu, &pipeline)?;
         Ok(Prepared {
@@ -121,6 +125,8 @@ impl<'a> Prepared<'a> {
             tensors,
             workgroups,
             variant,
+            submission,
+            runner: Runner::new(gpu)?,
         })
     }
 }
@@ -149,12 +155,23 @@ impl PreparedKernel for Prepared<'_> {
     }
 
     fn run(&mut self, iterations: u64) -> Result<RunTiming, BackendError> {
-        self.gpu.run(
-            &self.pipeline,
-            &self.bind_group,
-            self.workgroups,
-            iterations,
-        )
+        match self.submission {
+            Submission::Pipelined => self.runner.run(
+                self.gpu,
+                &Dispatch {
+                    pipeline: &self.pipeline,
+                    bind_group: &self.bind_group,
+                    workgroups: self.workgroups,
+                },
+                iterations,
+            ),
+            Submission::Serial => self.gpu.run(
+                &self.pipeline,
+                &self.bind_group,
+                self.workgroups,
+                iterations,
+            ),
+        }
     }
 
     fn variant(&self) -> Option<String> {

@@ -29,11 +29,22 @@ pub struct Overrides {
     pub baseline: joulebench_analysis::recommend::BaselineSpec,
 }
 
-pub fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
-    if args.repeat == 0 || args.repeat > MAX_REPEAT {
+/// How many times each point is measured: `--repeat`, else the config's (the
+/// standard preset's), else once.
+pub fn repeat_of(args: &SweepArgs, cfg: &SweepConfig) -> Result<u32, CliError> {
+    let n = args.repeat.or(cfg.repeat).unwrap_or(1);
+    if n == 0 || n > MAX_REPEAT {
         return Err(usage(format!(
-            "--repeat {} must be between 1 and {MAX_REPEAT}",
-            args.repeat
+            "repeat = {n} must be between 1 and {MAX_REPEAT}"
+        )));
+    }
+    Ok(n)
+}
+
+pub fn parse_overrides(args: &SweepArgs) -> Result<Overrides, CliError> {
+    if let Some(n) = args.repeat.filter(|&n| n == 0 || n > MAX_REPEAT) {
+        return Err(usage(format!(
+            "--repeat {n} must be between 1 and {MAX_REPEAT}"
         )));
     }
     let ops = args
@@ -199,7 +210,8 @@ pub fn build_config(
         phase_shift,
         min_windows,
         max_windows,
-        point_budget_s
+        point_budget_s,
+        drop_throttled
     );
     if let Some(t) = ov.target_spread {
         proto.target_rel_spread = t;

@@ -5,7 +5,9 @@
 
 use super::fleet::single_profile;
 use super::resume::{open_results, resume};
-use super::setup::{build_config, command_line, default_out, stop_on_signals, Overrides};
+use super::setup::{
+    build_config, command_line, default_out, repeat_of, stop_on_signals, Overrides,
+};
 use super::worker::{announce, stop_when_parent_asks, ProgressLines};
 use crate::args::SweepArgs;
 use crate::error::{interrupted, runtime, usage, CliError};
@@ -32,8 +34,9 @@ pub fn run_with(
 ) -> Result<Option<(SweepOutcome, PathBuf)>, CliError> {
     let mut dev = open(&open_options(args)?)?;
     let config = build_config(args, ov, dev.backend.as_ref())?;
+    let repeat = repeat_of(args, &config)?;
     let sweep = Sweep::new(config)
-        .repeat(args.repeat)
+        .repeat(repeat)
         .allow_power_changes(args.allow_power_changes)
         .allow_clock_changes(args.allow_clock_changes)
         .command(command_line());

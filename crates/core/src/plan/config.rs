@@ -91,6 +91,12 @@ pub struct SweepConfig {
     pub linear: Vec<LinearSpec>,
     pub attention: Vec<AttentionSpec>,
     pub protocol: ProtocolConfig,
+    /// How many times to measure every point, in an order shuffled with the seed
+    /// (`--repeat` overrides it), so that the spread between runs — what varies
+    /// from one visit to the next: the die's temperature, the clock at the limit —
+    /// is measured beside the spread within one. Absent: once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
 }
 
 impl Default for SweepConfig {
@@ -110,6 +116,7 @@ impl Default for SweepConfig {
             linear: Vec::new(),
             attention: Vec::new(),
             protocol: ProtocolConfig::default(),
+            repeat: None,
         }
     }
 }

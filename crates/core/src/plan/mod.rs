@@ -16,7 +16,7 @@ pub use config::{AttentionSpec, LinearSpec, MatmulSpec, SweepConfig};
 pub use error::{PlanError, UnknownKernel};
 pub use estimate::{PlanEstimate, POINT_OVERHEAD_S};
 pub use points::{check_kernels_known, group_with_inputs, PlanPoint, PlannedWorkload};
-pub use presets::Preset;
+pub use presets::{Preset, STANDARD_REPEAT};
 
 #[cfg(test)]
 mod tests;

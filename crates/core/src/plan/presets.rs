@@ -126,12 +126,18 @@ impl SweepConfig {
                     .map(|(s, d, c)| attn(s, d, c))
                     .collect();
                 cfg.batch_sizes = vec![1, 2, 4, 8, 16];
+                // the reference sweep measures every point three times, in shuffled
+                // order, so its uncertainty includes what varies between visits
+                cfg.repeat = Some(STANDARD_REPEAT);
             }
         }
         cfg.power_caps = caps;
         cfg
     }
 }
+
+/// How many times the standard preset measures each point.
+pub const STANDARD_REPEAT: u32 = 3;
 
 /// The quick preset's protocol: a short settling warm-up and two or three
 /// one-second windows per point (about 8 s per point at most).
@@ -140,6 +146,8 @@ fn quick_protocol() -> ProtocolConfig {
         idle_baseline_s: 2.0,
         warmup_s: 1.0,
         warmup_max_s: 4.0,
+        // settling judged over 3 s: a quick look, not the reference's 10 s
+        settle_window_s: 3.0,
         min_windows: 2,
         max_windows: 3,
         point_budget_s: 8.0,

@@ -165,6 +165,21 @@ impl Backend for CudaLike {
 }
 
 #[test]
+fn the_reference_preset_repeats_every_point_and_the_quick_one_does_not() {
+    let gpu = CudaLike(crate::device::DeviceInfo {
+        name: "an H200".into(),
+        ..Default::default()
+    });
+    assert_eq!(
+        SweepConfig::preset(Preset::Standard, &gpu).repeat,
+        Some(STANDARD_REPEAT)
+    );
+    assert_eq!(SweepConfig::preset(Preset::Quick, &gpu).repeat, None);
+    let toml = "repeat = 5\n[[matmul]]\nm = 8\nn = 8\nk = 8\n";
+    assert_eq!(SweepConfig::from_toml_str(toml).unwrap().repeat, Some(5));
+}
+
+#[test]
 fn the_quick_preset_fits_ninety_seconds_on_a_gpu_by_its_own_estimate() {
     let gpu = CudaLike(crate::device::DeviceInfo {
         name: "an H200".into(),

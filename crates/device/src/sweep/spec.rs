@@ -25,8 +25,9 @@ impl Sweep {
     /// process's command line and this host.
     pub fn new(config: SweepConfig) -> Sweep {
         Sweep {
+            // the config's own repeat (the standard preset measures each point 3 times)
+            repeat: config.repeat.unwrap_or(1).max(1),
             config,
-            repeat: 1,
             allow_power_changes: false,
             allow_clock_changes: false,
             command: process_command_line(),
@@ -35,7 +36,8 @@ impl Sweep {
     }
 
     /// Measure every point `n` times, in an order shuffled within each cap and clock
-    /// (docs/ARCHITECTURE.md §4.4); 1: each once, in plan order.
+    /// (docs/ARCHITECTURE.md §4.4); 1: each once, in plan order. Without it, the
+    /// config's `repeat`, else once.
     pub fn repeat(mut self, n: u32) -> Sweep {
         self.repeat = n.max(1);
         self

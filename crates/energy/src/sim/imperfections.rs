@@ -45,8 +45,9 @@ impl HostGaps {
         per_block_s: 20e-6,
         per_iteration_s: 0.0,
     };
-    /// wgpu: each dispatch encoded before the submit, then the submit, the timestamp
-    /// resolve and the read-back.
+    /// wgpu submitting serially: each dispatch encoded before the submit, then the
+    /// submit, the timestamp resolve and the read-back (the wgpu backend now
+    /// pipelines its blocks, which leaves about a CUDA sync's gap).
     pub const WGPU: HostGaps = HostGaps {
         per_block_s: 300e-6,
         per_iteration_s: 2e-6,
@@ -56,6 +57,16 @@ impl HostGaps {
     pub fn after_block_s(&self, iterations: u64) -> f64 {
         self.per_block_s + self.per_iteration_s * iterations as f64
     }
+}
+
+/// A card that slows its clock when its die runs hot (NVML's `hw-thermal-slowdown`):
+/// from `at_c` until it has cooled to `release_c`, the SM clock is held at or under
+/// `clock_fraction` of its maximum.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ThermalSlowdown {
+    pub at_c: f64,
+    pub release_c: f64,
+    pub clock_fraction: f64,
 }
 
 /// How a simulated card's readings and pace differ from an ideal device's.
@@ -94,6 +105,9 @@ pub struct Imperfections {
     /// phases in turn within each iteration, at the power of each, instead of at
     /// their average power.
     pub kernel_phases: bool,
+    /// A thermal slowdown (none on the built-in profiles: their cooling keeps them
+    /// under it; tests give one to a card to throttle it).
+    pub thermal_slowdown: Option<ThermalSlowdown>,
 }
 
 impl Imperfections {
@@ -113,6 +127,7 @@ impl Imperfections {
         counter_gain_error: 0.0,
         board_gain_spread: 0.0,
         kernel_phases: false,
+        thermal_slowdown: None,
     };
 
     /// What every profile does by default. The polling thread of joulebench's NVML
@@ -133,5 +148,6 @@ impl Imperfections {
         counter_gain_error: 0.0,
         board_gain_spread: 0.02,
         kernel_phases: true,
+        thermal_slowdown: None,
     };
 }

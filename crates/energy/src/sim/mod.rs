@@ -42,7 +42,7 @@ mod truth;
 
 pub use backend::SimBackend;
 pub use control::{SimClock, SimClockControl, SimPowerControl};
-pub use imperfections::{HostGaps, Imperfections, SensorPhase};
+pub use imperfections::{HostGaps, Imperfections, SensorPhase, ThermalSlowdown};
 pub use kernels::{
     fit_of, kernel, kernel_bytes, kernel_flop, precision_activity, KernelFit, SimKernel,
     GENERIC_FITS, KERNELS,
@@ -120,6 +120,12 @@ impl SimTruthProbe {
     /// [`Self::start_trace`], as it stamped them: a window's opening and closing
     /// updates are among them.
     pub fn updates_seen(&self) -> Vec<CounterUpdate> {
+        self.update_ticks().into_iter().map(|(_, u)| u).collect()
+    }
+
+    /// As [`Self::updates_seen`], each with the moment the counter really changed
+    /// (before the polling thread's lateness).
+    pub fn update_ticks(&self) -> Vec<(f64, CounterUpdate)> {
         self.0.lock().counter.log.clone().unwrap_or_default()
     }
 

@@ -72,6 +72,8 @@ pub struct SimState {
     busy: bool,
     last_busy_s: f64,
     power_limited: bool,
+    /// The die is hot enough that the clock is held down (see `ThermalSlowdown`).
+    thermal_slowdown: bool,
     limiter: Limiter,
     pub truth: SimTruth,
     trace: Option<Trace>,
@@ -108,6 +110,7 @@ impl SimState {
             busy: false,
             last_busy_s: f64::NEG_INFINITY,
             power_limited: false,
+            thermal_slowdown: false,
             limiter: Limiter::default(),
             truth: SimTruth::default(),
             trace: None,
@@ -125,13 +128,21 @@ impl SimState {
         self.profile.idle_w + self.fast_w + self.slow_w
     }
 
-    /// The clock fractions the device may run at: all, or the locked range.
+    /// The clock fractions the device may run at: all, or the locked range, under
+    /// a thermal slowdown's ceiling while it holds.
     pub fn clock_range(&self) -> (f64, f64) {
         let p = &self.profile;
         let f = |mhz: u32| mhz as f64 / p.max_sm_clock_mhz as f64;
-        match self.locked_sm_mhz {
+        let (lo, hi) = match self.locked_sm_mhz {
             Some((lo, hi)) => (f(lo), f(hi)),
             None => (p.min_clock_fraction(), 1.0),
+        };
+        match p.imperfections.thermal_slowdown {
+            Some(t) if self.thermal_slowdown => {
+                let ceiling = t.clock_fraction.max(p.min_clock_fraction());
+                (lo.min(ceiling), hi.min(ceiling))
+            }
+            _ => (lo, hi),
         }
     }
 
@@ -255,6 +266,14 @@ impl SimState {
         self.slow_w = slow;
         self.temp_fast_c = temp_fast;
         self.temp_slow_c = temp_slow;
+        if let Some(t) = p.imperfections.thermal_slowdown {
+            let temp = self.temperature_c();
+            if temp >= t.at_c {
+                self.thermal_slowdown = true;
+            } else if temp < t.release_c {
+                self.thermal_slowdown = false;
+            }
+        }
         self.truth.energy_j += joules;
         if busy {
             self.truth.busy_energy_j += joules;
@@ -306,10 +325,15 @@ impl SimState {
             mem_clock_mhz: Some(p.mem_clock_mhz),
             default_sm_clock_mhz: Some(p.max_sm_clock_mhz),
             temperature_c: Some(self.temperature_c().round() as u32),
-            throttle_reasons: if self.busy && self.power_limited {
-                vec!["sw-power-cap".into()]
-            } else {
-                Vec::new()
+            throttle_reasons: {
+                let mut reasons = Vec::new();
+                if self.busy && self.power_limited {
+                    reasons.push("sw-power-cap".into());
+                }
+                if self.busy && self.thermal_slowdown {
+                    reasons.push("hw-thermal-slowdown".into());
+                }
+                reasons
             },
             enforced_power_limit_w: Some(self.cap_w),
             performance_state: Some("P0".into()),

@@ -38,11 +38,13 @@ pub(crate) struct Counter {
     exact_j: f64,
     /// What a direct read of the counter returns: whole millijoules.
     pub reading_j: f64,
-    /// Updates the polling thread has not seen yet, and those it has.
-    pending: VecDeque<CounterUpdate>,
+    /// Updates the polling thread has not seen yet (with the moment each really
+    /// happened), and those it has.
+    pending: VecDeque<(f64, CounterUpdate)>,
     seen: VecDeque<CounterUpdate>,
-    /// Every update the polling thread saw, once a test asks for them.
-    pub log: Option<Vec<CounterUpdate>>,
+    /// Every update the polling thread saw, once a test asks for them: when the
+    /// counter really changed, and the update as the thread stamped it.
+    pub log: Option<Vec<(f64, CounterUpdate)>>,
 }
 
 impl Counter {
@@ -144,10 +146,13 @@ impl Counter {
             self.exact_j += self.latest_true_w * self.gain * (t - self.last_tick_s);
             self.reading_j = (self.exact_j * 1000.0).floor() / 1000.0;
             let stamp = self.stamp(t, rng);
-            self.pending.push_back(CounterUpdate {
-                time_s: stamp,
-                joules: self.reading_j,
-            });
+            self.pending.push_back((
+                t,
+                CounterUpdate {
+                    time_s: stamp,
+                    joules: self.reading_j,
+                },
+            ));
             self.last_tick_s = t;
             if self.pending.len() >= KEEP_READINGS {
                 self.pending.pop_front();
@@ -192,11 +197,11 @@ impl Counter {
         while self
             .pending
             .front()
-            .is_some_and(|u| u.time_s <= now_s + 1e-12)
+            .is_some_and(|(_, u)| u.time_s <= now_s + 1e-12)
         {
-            let u = self.pending.pop_front().expect("checked");
+            let (tick, u) = self.pending.pop_front().expect("checked");
             if let Some(log) = self.log.as_mut() {
-                log.push(u);
+                log.push((tick, u));
             }
             if self.seen.len() >= KEEP_READINGS {
                 self.seen.pop_front();

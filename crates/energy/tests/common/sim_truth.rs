@@ -8,7 +8,7 @@ use joulebench_core::protocol::{
 };
 use joulebench_core::window::Window;
 use joulebench_core::{Backend, Precision, PreparedKernel, Safeguards, Workload};
-use joulebench_energy::sim::{SimDevice, SimTruthProbe, TruthSpan};
+use joulebench_energy::sim::{self, Imperfections, SimDevice, SimTruthProbe, TruthSpan};
 
 /// Run the kernel for `seconds` of device time, so the die reaches the thermal
 /// state the measurement runs at (as in a sweep, where points follow each other).
@@ -19,19 +19,30 @@ pub fn preheat(k: &mut dyn PreparedKernel, seconds: f64) {
     }
 }
 
-/// The truth over a window's own interval: between the two counter updates whose
-/// differences it reports.
+/// The truth over a window's own interval: between the moments the counter really
+/// changed at the two updates whose difference the window reports (however late
+/// the meter's thread saw them, and wherever the window placed them).
 pub fn window_truth(truth: &SimTruthProbe, w: &Window) -> TruthSpan {
-    let ups = truth.updates_seen();
+    let ups = truth.update_ticks();
     let joules = w.joules.expect("a window with energy");
-    for (i, a) in ups.iter().enumerate() {
-        for b in &ups[i + 1..] {
-            if b.time_s - a.time_s == w.seconds && b.joules - a.joules == joules {
-                return truth.between(a.time_s, b.time_s).expect("traced");
-            }
-        }
+    let inside = w.counter_updates.expect("a window between counter updates") as usize;
+    // the pair with the window's energy whose span is nearest the window's own
+    // (stamped or fitted), should two pairs share an energy to the millijoule
+    let best = ups
+        .iter()
+        .zip(ups.iter().skip(inside))
+        .filter(|((_, a), (_, b))| b.joules - a.joules == joules)
+        .map(|((ta, a), (tb, b))| {
+            let off = ((tb - ta) - w.seconds)
+                .abs()
+                .min(((b.time_s - a.time_s) - w.seconds).abs());
+            (off, *ta, *tb)
+        })
+        .min_by(|x, y| x.0.total_cmp(&y.0));
+    match best {
+        Some((off, ta, tb)) if off < 0.05 => truth.between(ta, tb).expect("traced"),
+        _ => panic!("no pair of counter updates makes window {w:?}"),
     }
-    panic!("no pair of counter updates makes window {w:?}");
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -55,6 +66,8 @@ pub struct Outcome {
     pub true_w: Vec<f64>,
     pub true_clock_mhz: Vec<f64>,
     pub gain: f64,
+    /// The truth over each window's own interval.
+    pub truth_spans: Vec<TruthSpan>,
 }
 
 impl Outcome {
@@ -75,6 +88,7 @@ impl Outcome {
             true_w: spans.iter().map(|s| s.average_w()).collect(),
             true_clock_mhz: spans.iter().map(|s| s.clock_mhz).collect(),
             gain,
+            truth_spans: spans,
             m,
         }
     }
@@ -110,6 +124,8 @@ pub struct Point {
     pub locked_mhz: Option<u32>,
     pub preheat_s: f64,
     pub seed: u64,
+    /// Other imperfections than the profile's (stamps later, say).
+    pub imperfections: Option<Imperfections>,
 }
 
 impl Point {
@@ -122,11 +138,17 @@ impl Point {
             locked_mhz: None,
             preheat_s: 120.0,
             seed: 3,
+            imperfections: None,
         }
     }
 
     pub fn measure(&self, cfg: &ProtocolConfig, safeguards: Safeguards) -> Outcome {
-        let mut dev = SimDevice::open(self.profile, 0, self.seed).unwrap();
+        let profile = sim::profile(self.profile).unwrap();
+        let profile = match self.imperfections {
+            Some(imperfections) => profile.with_imperfections(imperfections),
+            None => profile.clone(),
+        };
+        let mut dev = SimDevice::open_profile(profile, 0, self.seed);
         if let Some(mhz) = self.locked_mhz {
             dev.clocks.lock_sm_mhz(mhz, mhz).unwrap();
         }

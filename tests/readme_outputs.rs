@@ -1,0 +1,311 @@
+//! The outputs README shows are the code's: `cargo bench` and `joulebench sweep`
+//! measure the same simulated point within 1% of each other; README's `cargo bench`
+//! output (from the command it names) is checked against what the bench's code
+//! measures now; README's `EnergyMonitor` example output is the example's, run
+//! here on the simulated device and compared line by line.
+
+#[path = "../benches/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+#[path = "../examples/energy_window.rs"]
+mod energy_window;
+
+use joulebench_core::protocol::summarize;
+use joulebench_core::record::Record;
+use joulebench_core::{MatmulShape, Precision, Window, Workload};
+use joulebench_criterion::{EnergyBench, WindowConfig};
+use joulebench_device::{open, BackendKind, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(root().join("README.md")).unwrap()
+}
+
+/// The fenced block of README that follows the line containing `marker`.
+fn block_after(readme: &str, marker: &str) -> String {
+    let at = readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("README.md has no line with {marker:?}"));
+    let rest = &readme[at..];
+    let start = rest.find("\n```\n").expect("a fenced block follows") + 5;
+    let end = rest[start..].find("\n```").expect("the block ends") + start;
+    rest[start..end].to_string()
+}
+
+const SHAPE: u64 = 4096;
+
+fn workload() -> Workload {
+    Workload::Matmul(MatmulShape {
+        batch: 1,
+        m: SHAPE,
+        n: SHAPE,
+        k: SHAPE,
+    })
+}
+
+/// The point as `cargo bench` measures it (benches/common: the simulated device
+/// opened with the bench's seed, `EnergyBench` with the protocol's defaults,
+/// calibration and warm-up, then criterion's samples — a warm-up window and ten
+/// sample windows).
+fn bench_windows() -> (Vec<Window>, Vec<f64>, EnergyBench) {
+    let dev = open(&OpenOptions {
+        seed: 42,
+        ..OpenOptions::new(BackendKind::Sim)
+    })
+    .unwrap();
+    let mut backend = dev.backend;
+    let mut bench = EnergyBench::new(dev.meter, dev.clock, WindowConfig::default());
+    let mut k = backend
+        .prepare("sim-vendor", Precision::Bf16, &workload(), 42)
+        .unwrap();
+    let mut run = |n: u64| k.run(n);
+    let cal = bench.calibrate(&mut run).unwrap();
+    // criterion's time group, then the energy group's warm-up and samples
+    let mut device_s = Vec::new();
+    for _ in 0..10 {
+        device_s.push(
+            bench
+                .device_time(1000, &cal, &mut run)
+                .unwrap()
+                .as_secs_f64()
+                / 1000.0,
+        );
+    }
+    for _ in 0..11 {
+        bench.joules(1, &cal, &mut run).unwrap();
+    }
+    let windows = bench.take_windows();
+    drop(k);
+    (windows, device_s, bench)
+}
+
+/// The point as `joulebench sweep` measures it: the CLI on the simulated device.
+fn sweep_record(dir: &Path) -> Record {
+    let config = dir.join("point.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "ops = [\"matmul\"]\nkernels = [\"sim-vendor\"]\nprecisions = [\"bf16\"]\n\
+             power_caps = [\"default\"]\nbatch_sizes = [1]\n\n[[matmul]]\nm = {SHAPE}\nn = {SHAPE}\nk = {SHAPE}\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.join("point.jsonl");
+    let status = Command::new(env!("CARGO_BIN_EXE_joulebench"))
+        .args(["sweep", "--backend", "sim", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let records: Vec<Record> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{text}");
+    records.into_iter().next().unwrap()
+}
+
+#[test]
+fn cargo_bench_and_sweep_agree_within_one_percent_on_the_same_simulated_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = sweep_record(dir.path());
+    let swept = record.measurement.as_ref().unwrap().summary.clone();
+    let (windows, _, _) = bench_windows();
+    let flop = workload().flop().unwrap();
+    let benched = summarize(&windows, flop, None);
+    let pj = |s: &joulebench_core::protocol::Summary| s.picojoules_per_flop().unwrap();
+    let rel = |a: f64, b: f64| a / b - 1.0;
+    eprintln!(
+        "sim-vendor bf16 {SHAPE}³ on sim-h200 (simulated): cargo bench {:.4} pJ/FLOP, {:.1} TFLOP/s, {:.1} W; sweep {:.4} pJ/FLOP, {:.1} TFLOP/s, {:.1} W",
+        pj(&benched),
+        benched.tflops,
+        benched.average_w.unwrap(),
+        pj(&swept),
+        swept.tflops,
+        swept.average_w.unwrap()
+    );
+    assert!(rel(pj(&benched), pj(&swept)).abs() < 0.01);
+    let flat = readme().split_whitespace().collect::<Vec<_>>().join(" ");
+    let quoted = format!(
+        "(simulated: {:.4} pJ/FLOP from the bench's code, {:.4} from `joulebench sweep`)",
+        pj(&benched),
+        pj(&swept)
+    );
+    assert!(flat.contains(&quoted), "README should quote: {quoted}");
+    assert!(rel(benched.tflops, swept.tflops).abs() < 0.01);
+    assert!(rel(benched.average_w.unwrap(), swept.average_w.unwrap()).abs() < 0.01);
+    // one time base in each: the energy per op is the power over the op's time
+    for s in [&benched, &swept] {
+        let j = s.joules_per_op.unwrap().median;
+        assert!(rel(j / s.seconds_per_op.median, s.average_w.unwrap()).abs() < 0.005);
+    }
+}
+
+/// The numbers of a line, in order.
+fn numbers(line: &str) -> Vec<f64> {
+    line.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|w| w.trim_matches('.').parse().ok())
+        .collect()
+}
+
+fn close(quoted: f64, now: f64, what: &str) {
+    assert!(
+        (quoted / now - 1.0).abs() < 0.01,
+        "README's cargo bench output says {what} {quoted}; the code measures {now} now: regenerate it with the command README names"
+    );
+}
+
+#[test]
+fn readme_cargo_bench_output_is_what_the_bench_measures_now() {
+    let text = block_after(
+        &readme(),
+        "JOULEBENCH_BENCH_SIZES=4096 cargo bench --bench matmul`:",
+    );
+    let (windows, device_s, bench) = bench_windows();
+    let flop = workload().flop().unwrap();
+    let s = summarize(&windows, flop, None);
+    let lines: Vec<&str> = text.lines().collect();
+    let after = |title: &str, field: &str| -> Vec<f64> {
+        let i = lines
+            .iter()
+            .position(|l| l.trim() == title)
+            .unwrap_or_else(|| panic!("README's bench output has no {title}"));
+        numbers(
+            lines[i + 1..]
+                .iter()
+                .find(|l| l.trim_start().starts_with(field))
+                .unwrap(),
+        )
+    };
+    let name = format!("sim-vendor/bf16/{SHAPE}x{SHAPE}x{SHAPE}");
+    // criterion's device-time group: seconds per op (µs), and FLOP/s as elem/s
+    let t = after(&format!("matmul/sim/device-time/{name}"), "time:");
+    let device = joulebench_core::stats::median(&device_s);
+    close(t[1] * 1e-6, device, "device time per op");
+    let thrpt = after(&format!("matmul/sim/device-time/{name}"), "thrpt:");
+    close(thrpt[1] * 1e9, flop as f64 / device, "device FLOP/s");
+    // the energy group: joules per op (mJ), and FLOP per joule
+    let j = s.joules_per_op.unwrap().median;
+    close(
+        after(&format!("matmul/sim/energy/{name}"), "time:")[1] * 1e-3,
+        j,
+        "J per op",
+    );
+    close(
+        after(&format!("matmul/sim/energy/{name}"), "thrpt:")[1] * 1e9,
+        flop as f64 / j,
+        "FLOP/J",
+    );
+    // the line the bench prints after the group, from the same windows
+    let ours = common::windows_line(&windows, flop, &bench, true).unwrap();
+    let quoted = lines
+        .iter()
+        .find(|l| l.contains(&format!("sim/{name}:")))
+        .expect("README shows the bench's summary line");
+    let (q, o) = (numbers(quoted), numbers(&ours));
+    // the numbers after the case's name: pJ/FLOP, TFLOP/s, W, seconds, device TFLOP/s
+    let (q, o) = (&q[q.len() - 5..], &o[o.len() - 5..]);
+    for (what, (a, b)) in ["pJ/FLOP", "TFLOP/s", "W", "window s", "device TFLOP/s"]
+        .iter()
+        .zip(q.iter().zip(o))
+    {
+        close(*a, *b, what);
+    }
+    assert!(quoted.ends_with("[simulated]"), "{quoted}");
+    // the lavapipe block names the groups and lines the bench prints
+    let lavapipe = block_after(&readme(), "and on lavapipe, which has no meter");
+    assert!(lavapipe.contains("matmul/wgpu/device-time/wgsl-tiled/f32/256x256x256"));
+    assert!(lavapipe.contains("wgpu/wgsl-tiled/f32/256x256x256: device-time only; no energy meter"));
+    // the device's header lines are the bench's own words
+    assert!(text.contains(
+        "energy: simulated meter, updates every 100 ms; windows of at least 1.00 s of virtual time"
+    ));
+}
+
+#[test]
+fn readme_energy_monitor_output_is_the_examples() {
+    let quoted = block_after(
+        &readme(),
+        "cargo run --release --example energy_window -- sim` prints",
+    );
+    let mut out = Vec::new();
+    energy_window::run(BackendKind::Sim, &mut out).unwrap();
+    let now = String::from_utf8(out).unwrap();
+    assert_eq!(
+        quoted.trim_end(),
+        now.trim_end(),
+        "README's EnergyMonitor output is not the example's: regenerate it with `cargo run --release --example energy_window -- sim`"
+    );
+}
+
+#[test]
+fn run_to_run_spread_beside_within_run_spread_on_the_imperfect_simulator() {
+    use joulebench_analysis::repeats::{group_settings, RunSpread};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("repeats.toml");
+    // the reference preset's repeat, on four settings of one shape
+    std::fs::write(
+        &config,
+        format!(
+            "ops = [\"matmul\"]\nkernels = [\"sim-vendor\", \"sim-ours\"]\nprecisions = [\"bf16\", \"f32\"]\n\
+             power_caps = [\"default\"]\nbatch_sizes = [1]\nrepeat = {}\n\n[[matmul]]\nm = 8192\nn = 8192\nk = 8192\n",
+            joulebench_core::plan::STANDARD_REPEAT
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("repeats.jsonl");
+    let run = Command::new(env!("CARGO_BIN_EXE_joulebench"))
+        .args(["sweep", "--backend", "sim", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let records: Vec<Record> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let readme = readme();
+    let mut rows = Vec::new();
+    for group in group_settings(&records) {
+        let runs: Vec<&Record> = group.iter().map(|&i| &records[i]).collect();
+        assert_eq!(runs.len(), joulebench_core::plan::STANDARD_REPEAT as usize);
+        let spread = RunSpread::of(&runs).unwrap();
+        let r = runs[0];
+        let row = format!(
+            "| {} {} 8192³, {} runs | {:.1}% | {:.1}% |",
+            r.kernel,
+            r.precision,
+            runs.len(),
+            100.0 * spread.within_run,
+            100.0 * spread.run_to_run.unwrap()
+        );
+        eprintln!("{row}");
+        rows.push(row);
+    }
+    for row in &rows {
+        assert!(
+            readme.contains(row),
+            "README.md should quote this row of run-to-run against within-run spread:\n{row}"
+        );
+    }
+}
