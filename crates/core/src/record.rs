@@ -9,6 +9,8 @@ use crate::meter::{HostMeterInfo, MeterAgreement, MeterSource};
 use crate::power::PowerCap;
 use crate::precision::Precision;
 use crate::protocol::{IdleBaseline, Measurement, ProtocolConfig, ValidityFlag};
+use crate::run_record::{RunRecord, RUN_RECORD_KIND, RUN_RECORD_SCHEMA};
+pub use crate::tool::ToolInfo;
 use crate::verify::Verification;
 use crate::workload::Workload;
 use serde::{Deserialize, Serialize};
@@ -22,15 +24,9 @@ use std::path::{Path, PathBuf};
 /// windows, `power-limited` apart from `throttled`, repeats.
 pub const SCHEMA_VERSION: u32 = 2;
 
-/// Schema versions this joulebench reads: 1 (gapped windows) and 2.
+/// Schema versions of point records this joulebench reads: 1 (gapped windows) and 2.
+/// Run records (`kind: "run"`) have their own, [`RUN_RECORD_SCHEMA`].
 pub const READABLE_SCHEMAS: std::ops::RangeInclusive<u64> = 1..=SCHEMA_VERSION as u64;
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ToolInfo {
-    pub name: String,
-    pub version: String,
-    pub git_commit: Option<String>,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -407,7 +403,7 @@ pub enum RecordError {
         line: usize,
         message: String,
     },
-    #[error("{path}:{line}: record has schema version {found}, this joulebench reads versions 1 to {expected}; use a newer joulebench or write to a new file")]
+    #[error("{path}:{line}: record has schema version {found}, this joulebench reads versions 1 to {expected} (and {RUN_RECORD_SCHEMA} for `joulebench run` records); use a newer joulebench or write to a new file")]
     Schema {
         path: PathBuf,
         line: usize,
@@ -464,10 +460,20 @@ impl PartialTail {
     }
 }
 
-/// A results file as read: its records, and the incomplete tail it ended with, if any.
+/// A run record of a results file, with its line as written and its line number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecordLine {
+    pub line_no: usize,
+    pub text: String,
+    pub record: RunRecord,
+}
+
+/// A results file as read: its point records, its run records (`joulebench run`),
+/// and the incomplete tail it ended with, if any.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ResultsFile {
     pub lines: Vec<RecordLine>,
+    pub runs: Vec<RunRecordLine>,
     pub tail: Option<PartialTail>,
 }
 
@@ -477,9 +483,9 @@ impl ResultsFile {
     }
 }
 
-/// Read every record of a JSONL file; blank lines are allowed, anything else that
-/// is not a record of a readable schema is an error naming its line. An incomplete
-/// tail is skipped (see [`read_results_file`] to learn of it).
+/// Read every point record of a JSONL file; blank lines are allowed, anything else
+/// that is not a record of a readable schema is an error naming its line. Run
+/// records and an incomplete tail are skipped (see [`read_results_file`] for both).
 pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
     Ok(read_record_lines(path)?
         .into_iter()
@@ -552,12 +558,18 @@ pub fn read_results_file(path: &Path) -> Result<ResultsFile, RecordError> {
         }
         let text =
             std::str::from_utf8(content).map_err(|_| corrupt(line_no, "not UTF-8 text".into()))?;
-        let record = parse_record(text).map_err(|e| e.at(path, line_no))?;
-        out.lines.push(RecordLine {
-            line_no,
-            text: text.to_string(),
-            record,
-        });
+        match parse_line(text).map_err(|e| e.at(path, line_no))? {
+            Parsed::Point(record) => out.lines.push(RecordLine {
+                line_no,
+                text: text.to_string(),
+                record: *record,
+            }),
+            Parsed::Run(record) => out.runs.push(RunRecordLine {
+                line_no,
+                text: text.to_string(),
+                record: *record,
+            }),
+        }
     }
     out.tail = suspect.map(|(start, line)| PartialTail {
         offset: start,
@@ -592,9 +604,43 @@ impl LineError {
     }
 }
 
-fn parse_record(line: &str) -> Result<Record, LineError> {
+/// A line of a results file: a kernel point, or a run of `joulebench run`.
+enum Parsed {
+    Point(Box<Record>),
+    Run(Box<RunRecord>),
+}
+
+fn parse_line(line: &str) -> Result<Parsed, LineError> {
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| LineError::Corrupt(format!("not JSON ({e})")))?;
+    if value.get("kind").and_then(|k| k.as_str()) == Some(RUN_RECORD_KIND) {
+        return parse_run(value).map(|r| Parsed::Run(Box::new(r)));
+    }
+    parse_record(value).map(|r| Parsed::Point(Box::new(r)))
+}
+
+/// A run record: its own schema, checked as a point's numbers are.
+fn parse_run(value: serde_json::Value) -> Result<RunRecord, LineError> {
+    match value.get("schema").and_then(|v| v.as_u64()) {
+        Some(v) if v == RUN_RECORD_SCHEMA as u64 => {}
+        Some(found) => {
+            return Err(LineError::Corrupt(format!(
+                "a `joulebench run` record of schema {found}; this joulebench reads run records of schema {RUN_RECORD_SCHEMA}: use a newer joulebench"
+            )))
+        }
+        None => {
+            return Err(LineError::Corrupt(
+                "not a joulebench record (no \"schema\" field)".into(),
+            ))
+        }
+    }
+    let record: RunRecord =
+        serde_json::from_value(value).map_err(|e| LineError::Corrupt(e.to_string()))?;
+    record.check_numbers().map_err(LineError::Corrupt)?;
+    Ok(record)
+}
+
+fn parse_record(value: serde_json::Value) -> Result<Record, LineError> {
     match value.get("schema").and_then(|v| v.as_u64()) {
         Some(v) if READABLE_SCHEMAS.contains(&v) => {}
         Some(found) => return Err(LineError::Schema(found)),
@@ -752,6 +798,18 @@ impl JsonlWriter {
             });
         }
         Ok(())
+    }
+}
+
+impl JsonlWriter {
+    /// Append a `joulebench run` record, flushed to disk as a point's is.
+    pub fn write_run(&mut self, record: &RunRecord) -> Result<(), RecordError> {
+        let mut line = serde_json::to_vec(record).map_err(|e| RecordError::Write {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        line.push(b'\n');
+        self.write_whole(&line)
     }
 }
 
@@ -931,6 +989,40 @@ mod tests {
             e.contains("r.jsonl:2") && e.contains("cannot come from a measurement"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn run_records_are_read_apart_from_points_and_checked_as_they_are() {
+        let run = crate::run_record::tests::gpu_record();
+        let run_line = serde_json::to_string(&run).unwrap();
+        let (_d, p) = file_with(format!("{}\n{run_line}\n{}\n", line(), line()).as_bytes());
+        let f = read_results_file(&p).unwrap();
+        assert_eq!((f.lines.len(), f.runs.len()), (2, 1));
+        assert_eq!(f.runs[0].line_no, 2);
+        assert_eq!(f.runs[0].record, run);
+        // readers of points alone see the points
+        assert_eq!(read_records(&p).unwrap().len(), 2);
+        // a run record that contradicts itself is refused with its line
+        let mut bad = run.clone();
+        bad.average_w = Some(1.0);
+        let text = format!("{}\n{}\n", line(), serde_json::to_string(&bad).unwrap());
+        let (_d, p) = file_with(text.as_bytes());
+        let e = read_results_file(&p).unwrap_err().to_string();
+        assert!(e.contains("r.jsonl:2") && e.contains("average_w"), "{e}");
+        // a run record of a later schema says so
+        let newer = run_line.replacen("\"schema\":3", "\"schema\":4", 1);
+        let (_d, p) = file_with(format!("{newer}\n").as_bytes());
+        let e = read_results_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("schema 4") && e.contains("newer joulebench"),
+            "{e}"
+        );
+        // and a reader that knows points alone refuses schema 3 by its number
+        let mut as_point: serde_json::Value = serde_json::to_value(skipped()).unwrap();
+        as_point["schema"] = 3.into();
+        let (_d, p) = file_with(format!("{as_point}\n").as_bytes());
+        let e = read_results_file(&p).unwrap_err().to_string();
+        assert!(e.contains("schema version 3"), "{e}");
     }
 
     #[test]
