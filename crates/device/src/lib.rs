@@ -30,6 +30,8 @@ use joulebench_energy::sim::{self, SimDevice};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod gpus;
+
 /// Which backend to open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BackendKind {
