@@ -17,6 +17,7 @@ mod paths;
 mod power;
 mod progress;
 mod results;
+mod run;
 mod sweep;
 
 pub use args::BackendChoice;
@@ -67,6 +68,7 @@ pub fn main() -> i32 {
         Command::Compare(a) => compare::run(&a),
         Command::Diff(a) => diff::run(&a),
         Command::Power(c) => power::run(&c),
+        Command::Run(a) => run::run(&a),
     }));
     let result = match result {
         Ok(r) => r,

@@ -13,6 +13,7 @@ mod single;
 mod worker;
 
 pub(crate) use setup::parse_overrides;
+pub(crate) use setup::{host_name, own_command_line};
 pub(crate) use single::run_with;
 
 use crate::args::SweepArgs;

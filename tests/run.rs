@@ -1,0 +1,525 @@
+//! `joulebench run -- CMD` end to end on the fake NVML GPU, whose energy counter
+//! advances in real time at the power it draws (its demand, capped by its limit):
+//! a program's energy and its phases; a cap applied for the program's duration and
+//! restored after it — when it succeeds, when it fails, when joulebench is sent one
+//! or two signals (which reach the program first), and by `power restore` after a
+//! SIGKILL; a second run or sweep on the GPU refused while one holds it; settings
+//! refused before the program starts; the program's status and output passed
+//! through. Programs last under a second.
+
+#![cfg(unix)]
+
+mod common;
+use common::{jb, text};
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const DEFAULT_MW: u64 = 300_000;
+/// What the fake GPU would draw uncapped: above its 300 W default, so a cap binds.
+const DEMAND_MW: u64 = 350_000;
+
+struct Gpu {
+    dir: tempfile::TempDir,
+}
+
+impl Gpu {
+    fn new() -> Gpu {
+        let g = Gpu {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::write(
+            g.fake(),
+            serde_json::json!({
+                "name": "Fake GPU",
+                "uuid": "GPU-11111111-2222-3333-4444-555555555555",
+                "match_any": true,
+                "min_limit_mw": 100_000,
+                "max_limit_mw": 400_000,
+                "default_limit_mw": DEFAULT_MW,
+                "limit_mw": DEFAULT_MW,
+                "power_demand_mw": DEMAND_MW,
+            })
+            .to_string(),
+        )
+        .unwrap();
+        g
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path().join(name)
+    }
+
+    fn fake(&self) -> PathBuf {
+        self.file("fake-nvml.json")
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.file("state")
+    }
+
+    fn device(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.fake()).unwrap()).unwrap()
+    }
+
+    fn limit_mw(&self) -> u64 {
+        self.device()["limit_mw"].as_u64().unwrap()
+    }
+
+    fn history(&self) -> Vec<u64> {
+        self.device()["limit_history_mw"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+            .unwrap_or_default()
+    }
+
+    fn state_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.state_dir())
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = jb();
+        c.args(args)
+            .current_dir(self.path())
+            .env("JOULEBENCH_FAKE_NVML", self.fake())
+            .env("JOULEBENCH_STATE_DIR", self.state_dir())
+            .env("JOULEBENCH_LOCK_DIR", self.file("locks"));
+        c
+    }
+
+    /// `joulebench run --out r.jsonl <flags> -- sh -c <script>`.
+    fn run_args<'a>(&self, flags: &[&'a str], script: &'a str) -> Vec<&'a str> {
+        let mut a = vec!["run", "--out", "r.jsonl"];
+        a.extend_from_slice(flags);
+        a.extend(["--", "sh", "-c", script]);
+        a
+    }
+
+    fn run(&self, flags: &[&str], script: &str) -> Output {
+        self.cmd(&self.run_args(flags, script)).output().unwrap()
+    }
+
+    fn spawn(&self, flags: &[&str], script: &str) -> Child {
+        self.cmd(&self.run_args(flags, script))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The records of r.jsonl: the run's, then the GPU's.
+    fn records(&self) -> (serde_json::Value, serde_json::Value) {
+        let recs = common::records(&self.file("r.jsonl"));
+        assert_eq!(recs.len(), 2, "one record for the run and one for its GPU");
+        assert_eq!(recs[0]["scope"], "run");
+        assert_eq!(recs[1]["scope"], "gpu");
+        (recs[0].clone(), recs[1].clone())
+    }
+
+    /// Until `name` exists (the program says it is ready).
+    fn wait_for(&self, name: &str, child: &mut Child) {
+        let start = Instant::now();
+        while !self.file(name).exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                panic!("joulebench ended ({status}) before the program was ready: {err}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "never ready");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn num(v: &serde_json::Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+/// Within `tolerance` (a fraction) of `expected`.
+fn close(value: f64, expected: f64, tolerance: f64) -> bool {
+    (value - expected).abs() <= tolerance * expected.abs()
+}
+
+#[test]
+fn a_programs_energy_is_the_power_it_drew_over_its_time_and_report_reads_it() {
+    let g = Gpu::new();
+    let o = g.run(&[], "sleep 0.6");
+    assert!(o.status.success(), "{}", text(&o));
+    let (run, gpu) = g.records();
+    let seconds = num(&gpu["seconds"]);
+    assert!((0.58..1.0).contains(&seconds), "{seconds}");
+    // at its default limit the fake draws 300 W
+    assert!(close(num(&gpu["average_w"]), 300.0, 0.03), "{gpu}");
+    assert!(close(num(&gpu["joules"]), 300.0 * seconds, 0.03), "{gpu}");
+    assert_eq!(run["joules"], gpu["joules"]);
+    assert_eq!(gpu["program"]["exit_code"], 0);
+    assert_eq!(gpu["meter"], "nvml-counter");
+    assert_eq!(gpu["settings"]["power_cap"], "default");
+    assert!(gpu["telemetry"]["samples"].as_u64().unwrap() >= 5, "{gpu}");
+    assert!(gpu["peak_w"]
+        .as_f64()
+        .is_some_and(|w| close(w, 300.0, 0.01)));
+    // nothing was changed, nothing is owed
+    assert!(g.history().is_empty() && g.state_files().is_empty());
+    // `report` reads run records and shows them
+    let o = g.cmd(&["report", "r.jsonl"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("Run of `sh -c sleep 0.6`"),
+        "{}",
+        text(&o)
+    );
+    // readers of kernel points skip them, and say so
+    let o = g.cmd(&["recommend", "r.jsonl"]).output().unwrap();
+    assert!(text(&o).contains("`joulebench run` record"), "{}", text(&o));
+}
+
+/// A training program's shape: a warm-up, then steps that report their tokens.
+const PHASES: &str = "echo warmup > \"$JOULEBENCH_PHASE_FIFO\"; sleep 0.3; \
+    echo train > \"$JOULEBENCH_PHASE_FIFO\"; \
+    for i in 1 2 3; do sleep 0.2; echo 'tokens 1000' > \"$JOULEBENCH_PHASE_FIFO\"; done; \
+    echo end > \"$JOULEBENCH_PHASE_FIFO\"; sleep 0.1";
+
+#[test]
+fn marked_phases_get_their_own_energy_time_and_energy_per_token() {
+    let g = Gpu::new();
+    let o = g.run(&[], PHASES);
+    assert!(o.status.success(), "{}", text(&o));
+    let (run, gpu) = g.records();
+    for rec in [&run, &gpu] {
+        let phases = rec["phases"].as_array().unwrap();
+        assert_eq!(phases.len(), 2, "{rec}");
+        let (warm, train) = (&phases[0], &phases[1]);
+        assert_eq!(
+            (warm["name"].as_str(), warm["warmup"].as_bool()),
+            (Some("warmup"), Some(true))
+        );
+        assert_eq!(
+            (train["name"].as_str(), train["warmup"].as_bool()),
+            (Some("train"), Some(false))
+        );
+        assert!(close(num(&warm["seconds"]), 0.3, 0.2), "{warm}");
+        assert!(close(num(&train["seconds"]), 0.6, 0.2), "{train}");
+        for p in [warm, train] {
+            assert!(
+                close(num(&p["joules"]), 300.0 * num(&p["seconds"]), 0.05),
+                "{p}"
+            );
+        }
+        assert_eq!(train["tokens"], 3000);
+        assert!(warm["tokens"].is_null());
+        assert!(close(
+            num(&train["joules_per_token"]),
+            num(&train["joules"]) / 3000.0,
+            1e-9
+        ));
+        // the steady state is the training phase, the warm-up left out
+        let steady = &rec["steady"];
+        assert_eq!(steady["phases"], serde_json::json!(["train"]));
+        assert_eq!(steady["joules"], train["joules"]);
+        assert_eq!(steady["tokens"], 3000);
+        // the phases are inside the run, and the time after `end` in none of them
+        assert!(num(&warm["seconds"]) + num(&train["seconds"]) < num(&rec["seconds"]) - 0.05);
+    }
+    assert_eq!(run["tokens"], 3000);
+}
+
+#[test]
+fn output_patterns_mark_phases_while_the_output_passes_through_unchanged() {
+    let g = Gpu::new();
+    let script = "printf '== warmup ==\\n'; sleep 0.3; printf '== train ==\\n'; sleep 0.3; \
+        printf 'step 1 tokens=512 loss \\377 2.5\\n'; printf 'to stderr\\n' >&2; \
+        printf 'step 2 tokens=512\\nno newline at the end'";
+    let o = g.run(
+        &[
+            "--phase-pattern",
+            "^== (\\w+) ==",
+            "--tokens-pattern",
+            "tokens=(\\d+)",
+        ],
+        script,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let direct = Command::new("sh").args(["-c", script]).output().unwrap();
+    assert_eq!(o.stdout, direct.stdout, "stdout changed on its way through");
+    assert!(o.stderr.starts_with(b"to stderr\n") || text(&o).contains("to stderr\n"));
+    let (run, _) = g.records();
+    let phases = run["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2, "{run}");
+    assert_eq!(phases[1]["name"], "train");
+    assert_eq!(phases[1]["tokens"], 1024);
+    assert_eq!(run["tokens"], 1024);
+}
+
+#[test]
+fn a_cap_is_applied_for_the_programs_duration_and_restored_after_it() {
+    let g = Gpu::new();
+    let o = g.run(
+        &["--power-cap", "200", "--allow-power-changes"],
+        "cp \"$JOULEBENCH_FAKE_NVML\" during.json; sleep 0.5",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let during: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(g.file("during.json")).unwrap()).unwrap();
+    assert_eq!(during["limit_mw"], 200_000, "the program ran uncapped");
+    assert_eq!(g.limit_mw(), DEFAULT_MW, "the limit was not restored");
+    assert_eq!(g.history(), vec![200_000, DEFAULT_MW]);
+    assert!(g.state_files().is_empty(), "{:?}", g.state_files());
+    let (_, gpu) = g.records();
+    assert!(close(num(&gpu["average_w"]), 200.0, 0.03), "{gpu}");
+    assert_eq!(gpu["settings"]["power_cap_w"], 200.0);
+    assert_eq!(gpu["settings"]["restored"], true);
+    assert_eq!(gpu["settings"]["source"], "--power-cap");
+    assert!(text(&o).contains("restored"), "{}", text(&o));
+}
+
+#[test]
+fn a_failing_program_gets_its_status_passed_on_and_the_cap_restored() {
+    let g = Gpu::new();
+    let o = g.run(
+        &["--power-cap", "200", "--allow-power-changes"],
+        "echo out; echo err >&2; sleep 0.2; exit 7",
+    );
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    assert_eq!(
+        o.stdout, b"out\n",
+        "joulebench wrote on the program's stdout"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).starts_with("err\n") || text(&o).contains("err\n"));
+    assert_eq!(g.limit_mw(), DEFAULT_MW);
+    assert!(g.state_files().is_empty());
+    let (run, _) = g.records();
+    assert_eq!(run["program"]["exit_code"], 7);
+    // a program killed by a signal: 128 + the signal, as a shell says
+    let o = g.run(
+        &["--power-cap", "200", "--allow-power-changes"],
+        "sleep 0.2; kill -9 $$",
+    );
+    assert_eq!(o.status.code(), Some(137), "{}", text(&o));
+    assert_eq!(g.limit_mw(), DEFAULT_MW);
+    assert!(g.state_files().is_empty());
+}
+
+/// A program that, on SIGINT or SIGTERM, keeps a copy of the GPU's state as it is
+/// then and exits 5.
+const TRAPS: &str = "trap 'cp \"$JOULEBENCH_FAKE_NVML\" at-signal.json; exit 5' INT TERM; \
+    touch ready; i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; exit 9";
+
+fn signalled_run_restores_after_the_program(signals: &[i32]) {
+    let g = Gpu::new();
+    let mut child = g.spawn(&["--power-cap", "200", "--allow-power-changes"], TRAPS);
+    g.wait_for("ready", &mut child);
+    for &s in signals {
+        signal(&child, s);
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "the program's status: {}",
+        text(&o)
+    );
+    let at: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(g.file("at-signal.json")).unwrap()).unwrap();
+    assert_eq!(
+        at["limit_mw"], 200_000,
+        "restored before the program had ended"
+    );
+    assert_eq!(g.limit_mw(), DEFAULT_MW, "not restored after it");
+    assert!(g.state_files().is_empty(), "{:?}", g.state_files());
+    let (run, _) = g.records();
+    assert_eq!(run["program"]["exit_code"], 5);
+    assert!(
+        run["program"]["signals"][0]
+            .as_str()
+            .unwrap()
+            .contains("passed on"),
+        "{run}"
+    );
+}
+
+#[test]
+fn sigint_reaches_the_program_and_the_cap_is_restored_after_it_ends() {
+    signalled_run_restores_after_the_program(&[libc::SIGINT]);
+}
+
+#[test]
+fn sigterm_reaches_the_program_and_the_cap_is_restored_after_it_ends() {
+    signalled_run_restores_after_the_program(&[libc::SIGTERM]);
+}
+
+#[test]
+fn two_quick_signals_still_wait_for_the_program_then_restore() {
+    signalled_run_restores_after_the_program(&[libc::SIGTERM, libc::SIGTERM]);
+    signalled_run_restores_after_the_program(&[libc::SIGINT, libc::SIGTERM]);
+}
+
+#[test]
+fn after_sigkill_the_program_ends_and_power_restore_puts_the_cap_back() {
+    let g = Gpu::new();
+    let mut child = g.spawn(
+        &["--power-cap", "200", "--allow-power-changes"],
+        "echo $$ > pid; touch ready; i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done",
+    );
+    g.wait_for("ready", &mut child);
+    signal(&child, libc::SIGKILL);
+    child.wait().unwrap();
+    assert_eq!(g.limit_mw(), 200_000, "nothing can restore after SIGKILL");
+    assert_eq!(g.state_files().len(), 1);
+    // the program does not run on unmeasured under the cap
+    let pid = std::fs::read_to_string(g.file("pid")).unwrap();
+    let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
+    let start = Instant::now();
+    while proc_dir.exists() && start.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!proc_dir.exists(), "the program outlived joulebench");
+    let o = g.cmd(&["power", "restore"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(g.limit_mw(), DEFAULT_MW);
+    assert!(g.state_files().is_empty());
+}
+
+#[test]
+fn a_second_run_or_capped_sweep_on_the_gpu_is_refused_while_a_run_holds_it() {
+    let g = Gpu::new();
+    let mut first = g.spawn(
+        &["--power-cap", "200", "--allow-power-changes"],
+        "touch ready; while [ ! -e go ]; do sleep 0.02; done",
+    );
+    g.wait_for("ready", &mut first);
+    let o = g
+        .cmd(&[
+            "run",
+            "--out",
+            "second.jsonl",
+            "--power-cap",
+            "150",
+            "--allow-power-changes",
+            "--",
+            "touch",
+            "second-ran",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("is being changed by"), "{}", text(&o));
+    assert!(!g.file("second-ran").exists(), "the second program ran");
+    let o = g
+        .cmd(&[
+            "sweep",
+            "--backend",
+            "sim",
+            "--preset",
+            "quick",
+            "--power-caps",
+            "150",
+            "--allow-power-changes",
+            "--out",
+            "sweep.jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("is being changed by"), "{}", text(&o));
+    assert_eq!(
+        g.history(),
+        vec![200_000],
+        "another process changed the GPU"
+    );
+    std::fs::write(g.file("go"), "").unwrap();
+    let o = first.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(g.limit_mw(), DEFAULT_MW);
+}
+
+#[test]
+fn settings_the_gpu_cannot_take_are_refused_before_the_program_starts() {
+    let g = Gpu::new();
+    let refused = |flags: &[&str], expect: &str| {
+        let o = g.run(flags, "touch ran");
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {}", text(&o));
+        assert!(text(&o).contains(expect), "{flags:?}: {}", text(&o));
+        assert!(!g.file("ran").exists(), "{flags:?}: the program ran");
+        assert!(g.history().is_empty(), "{flags:?}: the GPU was changed");
+        let clocks = g.device()["clock_history"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(clocks.is_empty(), "{flags:?}: a clock was locked");
+        assert!(g.state_files().is_empty());
+    };
+    refused(
+        &["--power-cap", "50", "--allow-power-changes"],
+        "outside the device's range",
+    );
+    refused(&["--power-cap", "200"], "--allow-power-changes");
+    refused(
+        &["--sm-clocks", "1234", "--allow-clock-changes"],
+        "not a SM clock this GPU supports",
+    );
+    refused(&["--sm-clocks", "1410"], "--allow-clock-changes");
+    // a settings file with no entry for this GPU
+    let settings = g.file("s.toml");
+    std::fs::write(
+        &settings,
+        "format = \"joulebench-settings\"\nversion = 1\ngenerated_by = \"t\"\nobjective = \"o\"\n\
+         simulated = false\n[[device]]\ndevice_model = \"Other GPU\"\nsimulated = false\n\
+         vendor = \"nvidia\"\npower_cap = \"80%\"\n",
+    )
+    .unwrap();
+    refused(
+        &["--settings", "s.toml", "--allow-power-changes"],
+        "no [[device]] entry for Fake GPU",
+    );
+    // and a program that is not there
+    let o = g
+        .cmd(&[
+            "run",
+            "--power-cap",
+            "200",
+            "--allow-power-changes",
+            "--",
+            "no-such-program-x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not found"), "{}", text(&o));
+    assert!(g.history().is_empty());
+}
+
+#[test]
+fn a_clock_is_locked_for_the_program_and_reset_after_it() {
+    let g = Gpu::new();
+    let o = g.run(
+        &["--sm-clocks", "1410", "--allow-clock-changes"],
+        "cp \"$JOULEBENCH_FAKE_NVML\" during.json",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let during: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(g.file("during.json")).unwrap()).unwrap();
+    assert_eq!(during["locked_sm_mhz"], serde_json::json!([1410, 1410]));
+    assert!(
+        g.device()["locked_sm_mhz"].is_null(),
+        "the clock is still locked"
+    );
+    assert_eq!(
+        g.device()["clock_history"],
+        serde_json::json!(["sm 1410-1410", "sm reset"])
+    );
+    assert!(g.state_files().is_empty());
+}
