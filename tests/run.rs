@@ -523,3 +523,176 @@ fn a_clock_is_locked_for_the_program_and_reset_after_it() {
     );
     assert!(g.state_files().is_empty());
 }
+
+/// A table row's cells, trimmed.
+fn cells(row: &str) -> Vec<String> {
+    row.trim()
+        .trim_matches('|')
+        .split('|')
+        .map(|c| c.trim().to_string())
+        .collect()
+}
+
+/// A cell as a number: "570.4", "+1238.8%" (as 1 + the fraction), "–" none.
+fn cell_number(cell: &str) -> Option<f64> {
+    match cell.strip_suffix('%') {
+        Some(p) => p.parse::<f64>().ok().map(|x| 1.0 + x / 100.0),
+        None => cell.parse().ok(),
+    }
+}
+
+/// README's loop: the settings file is what the committed model records give, and the
+/// report of the run is what README shows — counts, clocks, the prediction and every
+/// word exactly, power within 3%, what depends on how long a `sleep` takes within 40%.
+#[test]
+fn the_readme_loop_is_what_its_commands_print() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let loop_part = &readme[readme
+        .find("### The whole loop, on the simulated and fake devices")
+        .expect("README has the loop")..];
+    let dir = tempfile::tempdir().unwrap();
+
+    // the prediction: the committed settings file, again from the committed records
+    let committed =
+        std::fs::read_to_string(root.join("results/sim/model-gpt2-clocks.toml")).unwrap();
+    let records = dir.path().join("model.jsonl");
+    std::fs::copy(root.join("results/sim/model-gpt2-clocks.jsonl"), &records).unwrap();
+    let emitted = dir.path().join("s.toml");
+    let o = jb()
+        .args([
+            "model",
+            "--backend",
+            "sim",
+            "--preset",
+            "gpt2",
+            "--sm-clocks",
+            "default,1200",
+        ])
+        .args(["--objective", "least-energy", "--resume", "--out"])
+        .arg(&records)
+        .args(["--emit", "toml"])
+        .arg(&emitted)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && text(&o).contains("done: 0 measured"),
+        "{}",
+        text(&o)
+    );
+    let again = std::fs::read_to_string(&emitted).unwrap().replace(
+        &records.display().to_string(),
+        "results/sim/model-gpt2-clocks.jsonl",
+    );
+    assert_eq!(
+        again, committed,
+        "the committed settings file is not what its records give"
+    );
+    let excerpt = loop_part
+        .split("```toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    for line in excerpt.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            committed.lines().any(|c| c == line),
+            "not in the settings file: {line}"
+        );
+    }
+
+    // the run, on the fake GPU README describes
+    let fake_json = loop_part
+        .split("echo '")
+        .nth(1)
+        .unwrap()
+        .split("' > fake.json")
+        .next()
+        .unwrap();
+    let fake = dir.path().join("fake.json");
+    std::fs::write(&fake, fake_json).unwrap();
+    let o = jb()
+        .current_dir(root)
+        .env("JOULEBENCH_FAKE_NVML", &fake)
+        .env("JOULEBENCH_STATE_DIR", dir.path().join("state"))
+        .env("JOULEBENCH_LOCK_DIR", dir.path().join("locks"))
+        .args([
+            "run",
+            "--settings",
+            "results/sim/model-gpt2-clocks.toml",
+            "--allow-clock-changes",
+        ])
+        .args(["--format", "markdown", "--out"])
+        .arg(dir.path().join("run.jsonl"))
+        .args(["--", "sh", "examples/fake_training.sh"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let printed = String::from_utf8_lossy(&o.stderr).into_owned();
+    let shown = loop_part
+        .split("<!-- run-loop-output -->\n")
+        .nth(1)
+        .unwrap()
+        .split("<!-- /run-loop-output -->")
+        .next()
+        .unwrap();
+    let mut headers: Vec<String> = Vec::new();
+    let mut rows = 0;
+    for line in shown.lines() {
+        if line.starts_with("> run ") || line.trim().is_empty() {
+            continue; // the run's id, host and command line are this run's own
+        }
+        if let Some(title) = line.strip_prefix("### ") {
+            // "Run of `…`: exit 0, 0.8133 s": all but the time
+            let stem = title.rsplit_once(", ").map_or(title, |(a, _)| a);
+            assert!(
+                printed.contains(&format!("### {stem}")),
+                "not printed: {line}\n{printed}"
+            );
+            continue;
+        }
+        if !line.starts_with('|') {
+            assert!(
+                printed.lines().any(|p| p == line),
+                "not printed: {line}\n{printed}"
+            );
+            continue;
+        }
+        let want = cells(line);
+        if want.iter().all(|c| c.chars().all(|ch| ch == '-')) {
+            continue;
+        }
+        if want
+            .iter()
+            .any(|c| c.ends_with("(W)") || c == "phase" || c == "predicted")
+        {
+            assert!(printed.contains(line), "not printed: {line}\n{printed}");
+            headers = want;
+            continue;
+        }
+        let got = printed
+            .lines()
+            .filter(|p| p.starts_with('|'))
+            .map(cells)
+            .find(|c| c.len() == want.len() && c[0] == want[0])
+            .unwrap_or_else(|| panic!("no row {} printed:\n{printed}", want[0]));
+        rows += 1;
+        for ((w, g), header) in want.iter().zip(&got).zip(&headers) {
+            let tolerance = match header.as_str() {
+                "spans" | "tokens" | "SM clock (MHz, mean)" | "predicted" => 0.0,
+                "avg power (W)" | "peak power (W)" => 0.03,
+                _ => 0.40,
+            };
+            match (cell_number(w), cell_number(g)) {
+                (Some(w_n), Some(g_n)) => assert!(
+                    (g_n - w_n).abs() <= tolerance * w_n.abs() + 1e-9,
+                    "{header} of {}: README {w}, printed {g}",
+                    want[0]
+                ),
+                _ => assert_eq!(w, g, "{header} of {}", want[0]),
+            }
+        }
+    }
+    assert!(rows >= 6, "{rows} rows compared");
+}

@@ -218,3 +218,47 @@ pub(crate) fn exit_parts(status: ExitStatus) -> (Option<i32>, Option<i32>) {
         (status.code(), None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alive(child: &mut Child) -> bool {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        child.try_wait().unwrap().is_none()
+    }
+
+    #[test]
+    fn a_terminals_signal_is_not_sent_twice_a_kill_is_passed_on_and_the_third_kills() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let shared = Mutex::new(Shared {
+            pid: child.id() as i32,
+            ..Shared::default()
+        });
+        // Ctrl-C at a terminal reaches the whole process group: the program has it
+        // already (here it did not, so it lives on)
+        assert!(pass_on(&shared, libc::SIGINT, SignalOrigin::Kernel));
+        assert!(alive(&mut child));
+        // a `kill` of joulebench is passed on
+        assert!(pass_on(&shared, libc::SIGTERM, SignalOrigin::Process));
+        assert!(!alive(&mut child));
+        let mut stubborn = Command::new("sh")
+            .args(["-c", "trap '' INT TERM; sleep 3"])
+            .spawn()
+            .unwrap();
+        let shared = Mutex::new(Shared {
+            pid: stubborn.id() as i32,
+            ..Shared::default()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(pass_on(&shared, libc::SIGTERM, SignalOrigin::Process));
+        assert!(pass_on(&shared, libc::SIGTERM, SignalOrigin::Process));
+        assert!(alive(&mut stubborn), "a program may ignore two signals");
+        assert!(pass_on(&shared, libc::SIGTERM, SignalOrigin::Process));
+        assert!(!alive(&mut stubborn), "the third kills it");
+        lock(&shared).reaped = true;
+        // the fourth is joulebench's own: restore and exit
+        assert!(!pass_on(&shared, libc::SIGTERM, SignalOrigin::Process));
+        assert_eq!(lock(&shared).log.len(), 4);
+    }
+}
