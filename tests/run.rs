@@ -10,6 +10,8 @@
 #![cfg(unix)]
 
 mod common;
+#[path = "../crates/energy/tests/common/sysfs_fixture.rs"]
+mod sysfs_fixture;
 use common::{jb, text};
 
 use std::path::{Path, PathBuf};
@@ -185,6 +187,52 @@ fn a_programs_energy_is_the_power_it_drew_over_its_time_and_report_reads_it() {
     // readers of kernel points skip them, and say so
     let o = g.cmd(&["recommend", "r.jsonl"]).output().unwrap();
     assert!(text(&o).contains("`joulebench run` record"), "{}", text(&o));
+}
+
+#[test]
+fn the_hosts_energy_is_measured_beside_the_gpus_over_the_same_time() {
+    use sysfs_fixture::{Counter, SysfsFixture, Ticker, TWO_SOCKETS};
+    let g = Gpu::new();
+    let fx = SysfsFixture::new();
+    let files = fx.rapl(&TWO_SOCKETS, 1_000_000);
+    // the packages and their DRAM at 60 + 15 W a socket: 150 W (core and psys are
+    // inside them and not counted)
+    let counters = files
+        .iter()
+        .zip(TWO_SOCKETS.iter())
+        .filter(|(_, z)| z.name.starts_with("package") || z.name == "dram")
+        .map(|(p, z)| Counter {
+            path: p.clone(),
+            watts: if z.name == "dram" { 15.0 } else { 60.0 },
+            max_uj: z.max_energy_range_uj,
+        })
+        .collect();
+    let _ticking = Ticker::start(counters, Duration::from_millis(5));
+    let o = g
+        .cmd(&g.run_args(&[], PHASES))
+        .env("JOULEBENCH_SYSFS_ROOT", fx.root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let (run, gpu) = g.records();
+    assert_eq!(
+        run["host_meter"]["domains"],
+        serde_json::json!(["package-0", "dram", "package-1", "dram"])
+    );
+    let seconds = num(&run["seconds"]);
+    assert!(
+        close(num(&run["host_joules"]), 150.0 * seconds, 0.1),
+        "{run}"
+    );
+    for p in run["phases"].as_array().unwrap() {
+        assert!(
+            close(num(&p["host_joules"]), 150.0 * num(&p["seconds"]), 0.15),
+            "{p}"
+        );
+    }
+    // the host's energy is the run's, not a GPU's
+    assert!(gpu.get("host_joules").is_none());
+    assert!(text(&o).contains("host CPU+DRAM (RAPL"), "{}", text(&o));
 }
 
 /// A training program's shape: a warm-up, then steps that report their tokens.
