@@ -102,22 +102,21 @@ fn setting_for(
 ) -> Result<(GpuSetting, Option<DeviceAdvice>), CliError> {
     let mut setting = GpuSetting::none();
     let mut advice = None;
+    let mut from = Vec::new();
     if let Some((f, path)) = file {
-        let a = advice_for(f, path, gpu, fake).map_err(usage)?;
-        setting = GpuSetting {
-            power_cap: a.power_cap,
-            sm_clock_mhz: a.sm_clock_mhz,
-            mem_clock_mhz: a.mem_clock_mhz,
-            source: a.source.clone(),
-        };
+        let a = advice_for(f, path, gpu, fake)
+            .map_err(|e| usage(format!("{e}; --devices chooses the GPUs to run on")))?;
+        setting.power_cap = a.power_cap;
+        setting.sm_clock_mhz = a.sm_clock_mhz;
+        setting.mem_clock_mhz = a.mem_clock_mhz;
+        from.push(a.source.clone());
         advice = Some(a);
     }
     if let Some(cap) = &args.power_cap {
         setting.power_cap = cap
             .parse::<PowerCap>()
             .map_err(|e| usage(format!("--power-cap: {e}")))?;
-        setting.source = format!("{} (cap from --power-cap)", setting.source)
-            .replace("none (cap from --power-cap)", "--power-cap");
+        from.push("the cap from --power-cap".into());
     }
     if let Some(c) = &args.sm_clocks {
         setting.sm_clock_mhz = match c.trim() {
@@ -128,8 +127,10 @@ fn setting_for(
                 ))
             })?),
         };
-        setting.source = format!("{} (clock from --sm-clocks)", setting.source)
-            .replace("none (clock from --sm-clocks)", "--sm-clocks");
+        from.push("the SM clock from --sm-clocks".into());
+    }
+    if !from.is_empty() {
+        setting.source = from.join("; ");
     }
     Ok((setting, advice))
 }
@@ -181,7 +182,33 @@ fn meter_mode(s: &str) -> Result<Option<MeterMode>, CliError> {
     }
 }
 
+/// What `run` has checked before it opens a meter or changes anything.
+struct Prepared {
+    fmt: TableFormat,
+    meter: Option<MeterMode>,
+    spec: ProgramSpec,
+    /// The settings file and its path as given.
+    settings: Option<(SettingsFile, String)>,
+    /// Each GPU, its setting, and the settings-file entry it came from.
+    gpus: Vec<(GpuEntry, GpuSetting, Option<DeviceAdvice>)>,
+    out: PathBuf,
+}
+
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
+    let prepared = prepare(args)?;
+    let out = prepared.out.clone();
+    let existed = out.exists();
+    let writer = open_out(&out)?;
+    let result = measure(args, prepared, writer);
+    // a run refused before it started leaves no empty results file behind
+    if result.is_err() && !existed && std::fs::metadata(&out).is_ok_and(|m| m.len() == 0) {
+        let _ = std::fs::remove_file(&out);
+    }
+    result
+}
+
+/// Flags, the settings file and each GPU's setting, checked; nothing opened yet.
+fn prepare(args: &RunArgs) -> Result<Prepared, CliError> {
     let fmt: TableFormat = args.format.parse().map_err(usage)?;
     let patterns = OutputPatterns {
         phase: pattern("--phase-pattern", &args.phase_pattern)?,
@@ -196,19 +223,19 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             .collect::<Vec<_>>()
     });
     let settings = match &args.settings {
-        Some(p) => Some(SettingsFile::read(p).map_err(|e| match e {
-            joulebench_analysis::settings_file::SettingsError::Read { .. } => io(e),
-            _ => usage(e),
-        })?),
+        Some(p) => Some((
+            SettingsFile::read(p).map_err(|e| match e {
+                joulebench_analysis::settings_file::SettingsError::Read { .. } => io(e),
+                _ => usage(e),
+            })?,
+            p.display().to_string(),
+        )),
         None => None,
     };
-    let settings_path = args.settings.as_ref().map(|p| p.display().to_string());
     let out = args.out.clone().unwrap_or_else(default_out);
     if let Some(p) = &args.settings {
         refuse_input_as_output(&out, std::slice::from_ref(p), "--out")?;
     }
-
-    // the GPUs, their settings (checked against the file before anything opens)
     let (found, missing) = list_gpus();
     let chosen = select(found, args.devices.as_deref())?;
     if chosen.is_empty() {
@@ -227,14 +254,48 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             ));
         }
     }
-    let file = settings.as_ref().zip(settings_path.as_deref());
-    let mut plans = Vec::new();
-    for entry in &chosen {
-        plans.push(setting_for(args, file, &entry.device, entry.fake)?);
+    let file = settings.as_ref().map(|(f, p)| (f, p.as_str()));
+    let mut gpus = Vec::new();
+    for entry in chosen {
+        let (setting, advice) = setting_for(args, file, &entry.device, entry.fake)?;
+        gpus.push((entry, setting, advice));
     }
+    Ok(Prepared {
+        fmt,
+        meter,
+        spec: ProgramSpec {
+            argv: args.program.clone(),
+            patterns,
+            tokens: args.tokens,
+            steady_phases,
+        },
+        settings,
+        gpus,
+        out,
+    })
+}
 
-    let mut writer = open_out(&out)?;
+/// The host's RAPL meter, where it can be read.
+fn host_meter() -> Option<(
+    Box<dyn joulebench_core::EnergyMeter>,
+    joulebench_core::HostMeterInfo,
+)> {
+    let fs = joulebench_energy::sysfs::Sysfs::from_env();
+    match joulebench_energy::rapl::RaplMeter::open(&fs) {
+        Ok(m) => {
+            let info = m.info();
+            eprintln!("host energy: RAPL ({})", m.describe());
+            Some((Box::new(m), info))
+        }
+        Err(e) => {
+            eprintln!("note: no host energy: {e}");
+            None
+        }
+    }
+}
 
+/// Open the meters, arm the guards, run the program, write the records, print.
+fn measure(args: &RunArgs, p: Prepared, mut writer: JsonlWriter) -> Result<(), CliError> {
     let perms = Permissions {
         power: args.allow_power_changes,
         clocks: args.allow_clock_changes,
@@ -242,8 +303,8 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let interval = Duration::from_millis(args.sample_interval_ms.max(1));
     let mut gpus = Vec::new();
     let mut advice = Vec::new();
-    for (entry, (setting, a)) in chosen.iter().zip(plans) {
-        let mut g = open_gpu(entry, meter, interval)?;
+    for (entry, setting, a) in p.gpus {
+        let mut g = open_gpu(&entry, p.meter, interval)?;
         for n in &g.notes {
             eprintln!("{}: {n}", entry.device.name);
         }
@@ -261,30 +322,8 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             setting,
         });
     }
-    let host = match meter {
-        None => None,
-        Some(_) => {
-            let fs = joulebench_energy::sysfs::Sysfs::from_env();
-            match joulebench_energy::rapl::RaplMeter::open(&fs) {
-                Ok(m) => {
-                    let info = m.info();
-                    eprintln!("host energy: RAPL ({})", m.describe());
-                    Some((Box::new(m) as Box<dyn joulebench_core::EnergyMeter>, info))
-                }
-                Err(e) => {
-                    eprintln!("note: no host energy: {e}");
-                    None
-                }
-            }
-        }
-    };
-    let spec = ProgramSpec {
-        argv: args.program.clone(),
-        patterns,
-        tokens: args.tokens,
-        steady_phases,
-    };
-    let mut run = ProgramRun::new(gpus, host, spec, perms);
+    let host = p.meter.and_then(|_| host_meter());
+    let mut run = ProgramRun::new(gpus, host, p.spec, perms);
     for line in run.check()? {
         eprintln!("run: {line}");
     }
@@ -296,27 +335,25 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     };
     let mut records = outcome.records(&ctx);
     let mut prediction_error = None;
-    if let (Some(f), Some(path)) = (&settings, &settings_path) {
-        let device_model = advice
-            .iter()
-            .find_map(|(a, _)| a.as_ref().map(|a| a.device_model.clone()));
-        if let Some(dm) = device_model {
-            match model_entry(f, path, args.model.as_deref(), &dm) {
-                Ok(Some((name, entry))) => {
-                    let applied: Vec<AppliedSetting> = advice
-                        .iter()
-                        .map(|(_, s)| AppliedSetting {
-                            power_cap: s.power_cap,
-                            sm_clock_mhz: s.sm_clock_mhz,
-                        })
-                        .collect();
-                    if let Some(r) = records.iter_mut().find(|r| r.scope == RunScope::Run) {
-                        r.prediction = Some(prediction(r, name, entry, path, &applied));
-                    }
+    let device_model = advice
+        .iter()
+        .find_map(|(a, _)| a.as_ref().map(|a| a.device_model.clone()));
+    if let (Some((f, path)), Some(dm)) = (&p.settings, device_model) {
+        match model_entry(f, path, args.model.as_deref(), &dm) {
+            Ok(Some((name, entry))) => {
+                let applied: Vec<AppliedSetting> = advice
+                    .iter()
+                    .map(|(_, s)| AppliedSetting {
+                        power_cap: s.power_cap,
+                        sm_clock_mhz: s.sm_clock_mhz,
+                    })
+                    .collect();
+                if let Some(r) = records.iter_mut().find(|r| r.scope == RunScope::Run) {
+                    r.prediction = Some(prediction(r, name, entry, path, &applied));
                 }
-                Ok(None) => {}
-                Err(e) => prediction_error = Some(e),
             }
+            Ok(None) => {}
+            Err(e) => prediction_error = Some(e),
         }
     }
     let written: Result<(), CliError> = records
@@ -325,7 +362,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     drop(writer);
 
     let refs: Vec<&RunRecord> = records.iter().collect();
-    let text: Vec<String> = run_tables(&refs).iter().map(|t| t.render(fmt)).collect();
+    let text: Vec<String> = run_tables(&refs).iter().map(|t| t.render(p.fmt)).collect();
     eprintln!("\n{}", text.join("\n"));
     if let Some(e) = prediction_error {
         eprintln!("note: no prediction beside the measurement: {e}");
@@ -334,10 +371,14 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         eprintln!("{}", r.describe());
     }
     written.map_err(|e| e.context("cannot write the run's records"))?;
-    eprintln!("records: {}", shown(&out));
+    eprintln!("records: {}", shown(&p.out));
     if !outcome.restore_errors.is_empty() {
         return Err(runtime(format!(
-            "could not restore everything after the run: {}",
+            "could not restore everything after the run ({}): {}",
+            match outcome.program_status() {
+                Some(c) => format!("the program's status was {c}"),
+                None => "the program's status is unknown".into(),
+            },
             outcome.restore_errors.join("; ")
         )));
     }

@@ -159,7 +159,7 @@ fn pass_on(shared: &Mutex<Shared>, sig: i32, origin: SignalOrigin) -> bool {
         return false;
     }
     let what = if s.reaped {
-        "the program had ended; joulebench finishes its record and restores".to_string()
+        "the program had ended; joulebench is finishing its records".to_string()
     } else if s.signals == KILL_ON_SIGNAL {
         // SAFETY: the pid is our unreaped child (checked under the lock).
         unsafe { libc::kill(s.pid, libc::SIGKILL) };
