@@ -749,3 +749,48 @@ fn the_readme_loop_is_what_its_commands_print() {
     }
     assert!(rows >= 6, "{rows} rows compared");
 }
+
+#[test]
+fn a_recommend_settings_file_gives_the_board_it_names_its_cap_and_clock() {
+    let g = Gpu::new();
+    // as `recommend --emit toml` writes it: one [[device]], no [[model.…]] to compare with
+    std::fs::write(
+        g.file("advice.toml"),
+        "format = \"joulebench-settings\"\nversion = 1\ngenerated_by = \"joulebench\"\n\
+         objective = \"least energy within 10% of the fastest\"\nsimulated = false\n\
+         [[device]]\ndevice_model = \"Another model\"\nsimulated = false\nvendor = \"nvidia\"\n\
+         uuids = [\"GPU-11111111-2222-3333-4444-555555555555\"]\npower_cap = \"250W\"\n\
+         sm_clock_mhz = 1410\n",
+    )
+    .unwrap();
+    let o = g.run(
+        &[
+            "--settings",
+            "advice.toml",
+            "--allow-power-changes",
+            "--allow-clock-changes",
+        ],
+        "cp \"$JOULEBENCH_FAKE_NVML\" during.json; sleep 0.3",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let during: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(g.file("during.json")).unwrap()).unwrap();
+    assert_eq!(during["limit_mw"], 250_000);
+    assert_eq!(during["locked_sm_mhz"], serde_json::json!([1410, 1410]));
+    assert_eq!(g.limit_mw(), DEFAULT_MW);
+    assert!(g.device()["locked_sm_mhz"].is_null());
+    assert!(g.state_files().is_empty());
+    let (run, gpu) = g.records();
+    // the entry that lists this board's UUID, whatever model it names
+    assert!(
+        gpu["settings"]["source"]
+            .as_str()
+            .unwrap()
+            .contains("(this board)"),
+        "{gpu}"
+    );
+    assert!(
+        run.get("prediction").is_none(),
+        "a recommend file predicts no program"
+    );
+}

@@ -20,6 +20,7 @@ pub mod polled_meter;
 pub mod poller;
 pub mod rapl;
 pub mod restore;
+#[cfg(unix)]
 pub mod run;
 pub mod sim;
 pub mod sysfs;
