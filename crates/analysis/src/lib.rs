@@ -28,6 +28,7 @@ pub mod recommend;
 pub mod recommend_table;
 pub mod repeats;
 pub mod report;
+pub mod run_report;
 pub mod setting;
 pub mod settings_file;
 pub mod significance;

@@ -543,7 +543,7 @@ impl SettingsFile {
                     format!(
                         "# joulebench settings (format {SETTINGS_FORMAT}, version {SETTINGS_VERSION}): the chosen\n\
                          # precision, micro-batch, power cap and kernels of a training step, per model\n\
-                         # and device model; [[device]]: each GPU's one power cap.\n"
+                         # and device model; [[device]]: each GPU's one power cap and clock.\n"
                     )
                 } else {
                     format!(

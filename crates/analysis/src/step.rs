@@ -890,6 +890,8 @@ pub fn step_settings_file(
             d.power_cap = c.setting.cap.to_string();
             d.power_cap_w = c.cap_w.map(|w| round_sig(w, 4));
             d.default_power_limit_w = c.default_limit_w.map(|w| round_sig(w, 4));
+            // the GPU's one clock too: what `run --settings` and the launcher script apply
+            d.sm_clock_mhz = c.setting.sm_clock_mhz;
             d.mix = format!("the ops of a {} training step", r.model);
             d.energy_saved_fraction = r
                 .attribution

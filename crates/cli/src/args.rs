@@ -49,6 +49,99 @@ pub enum Command {
     /// Show a GPU's power limits, or restore one a killed sweep left capped.
     #[command(subcommand)]
     Power(PowerCommand),
+    /// Run a program and measure its energy on every GPU and the host, from its start
+    /// to its end, under the power cap and clocks of a settings file (applied for the
+    /// program's duration, restored after it), with the phases and tokens it marks,
+    /// and what `joulebench model` predicted beside the measurement.
+    Run(Box<RunArgs>),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Phases: the program writes lines to the FIFO named by \
+    $JOULEBENCH_PHASE_FIFO: a phase name (`warmup`, `train`) starts that phase, `end` ends \
+    the one in progress, `tokens N` counts N tokens in it; or --phase-pattern and \
+    --tokens-pattern match its output (which is then read and passed through unchanged). \
+    Phases whose name starts with \"warm\" are warm-up; the others are the steady state \
+    (--steady-phases names them instead).\n\n\
+    Signals sent to joulebench are passed on to the program (a terminal's Ctrl-C reaches \
+    it directly); joulebench waits for it to end and restores the GPUs after it. A third \
+    signal kills the program (SIGKILL); a fourth makes joulebench restore and exit at once. \
+    If joulebench itself is killed, the program gets SIGTERM, and `joulebench power \
+    restore` puts the GPUs back.\n\n\
+    Exit status: the program's (its code, or 128 + the signal that ended it); when it \
+    succeeded, 1 if a restore or a meter failed, 3 if the records could not be written; 2 \
+    for bad input (nothing changed, nothing started).")]
+pub struct RunArgs {
+    /// A settings file from `joulebench recommend --emit` or `joulebench model --emit`
+    /// (TOML; JSON when its name ends in .json): each GPU runs under the power cap and
+    /// clocks of its [[device]] entry (the one listing its UUID, else the one of its
+    /// model). From `model`, the run is compared with the prediction.
+    #[arg(long, value_name = "FILE")]
+    pub settings: Option<PathBuf>,
+    /// The [[model.NAME]] entry of --settings the run is compared with, when the file
+    /// holds several models.
+    #[arg(long, value_name = "NAME", requires = "settings")]
+    pub model: Option<String>,
+    /// A power cap for every GPU of the run, over the settings file's: "default" (the
+    /// limit as found, not changed), watts ("300") or a percentage of the default
+    /// limit ("80%").
+    #[arg(long, value_name = "CAP")]
+    pub power_cap: Option<String>,
+    /// An SM clock to lock every GPU of the run at, in MHz, over the settings file's
+    /// ("default": not locked).
+    #[arg(long, value_name = "MHZ")]
+    pub sm_clocks: Option<String>,
+    /// Allow joulebench to change a GPU's power limit for the program's duration (it
+    /// is restored after the program ends). Needs root.
+    #[arg(long)]
+    pub allow_power_changes: bool,
+    /// Allow joulebench to lock a GPU's clocks for the program's duration (reset after
+    /// it ends). Needs root.
+    #[arg(long)]
+    pub allow_clock_changes: bool,
+    /// Which GPUs to measure (and apply settings to): "all" (the default), or indices
+    /// (NVML's order, as nvidia-smi numbers them, then AMD and Intel GPUs), UUIDs or
+    /// PCI bus ids, comma-separated. The program's own GPU selection
+    /// (CUDA_VISIBLE_DEVICES) is left to you.
+    #[arg(long, value_name = "all|LIST")]
+    pub devices: Option<String>,
+    /// Results file (JSONL) the run's records are appended to: one for the run and one
+    /// per GPU. Default: results/run-<time>.jsonl.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// A regular expression matched on each line of the program's output: a match
+    /// starts a phase named by its group `phase` (else its first group, else the whole
+    /// match).
+    #[arg(long, value_name = "REGEX")]
+    pub phase_pattern: Option<String>,
+    /// A regular expression matched on each line of the program's output: each match
+    /// adds the tokens of its group `tokens` (else its first group), e.g. "tokens=(\d+)".
+    #[arg(long, value_name = "REGEX", conflicts_with = "tokens")]
+    pub tokens_pattern: Option<String>,
+    /// The tokens the whole run processes (for its joules per token; per-phase
+    /// figures need the program to count them, by the FIFO or --tokens-pattern).
+    #[arg(long, value_name = "N")]
+    pub tokens: Option<u64>,
+    /// The phases the steady state is made of, comma-separated (default: every phase
+    /// whose name does not start with "warm").
+    #[arg(long, value_name = "LIST")]
+    pub steady_phases: Option<String>,
+    /// Energy source on NVIDIA GPUs: auto, counter, sampled, check, or none (time only).
+    #[arg(
+        long,
+        default_value = "auto",
+        value_name = "auto|counter|sampled|check|none"
+    )]
+    pub meter: String,
+    /// Interval of a power-sampling meter, milliseconds.
+    #[arg(long, default_value_t = 10, value_name = "MS")]
+    pub sample_interval_ms: u64,
+    /// Format of the report printed (on stderr) when the program has ended.
+    #[arg(long, default_value = "table", value_name = "table|markdown|csv|json")]
+    pub format: String,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub program: Vec<std::ffi::OsString>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -34,6 +34,11 @@ pub enum ErrorKind {
     /// Whoever read standard output stopped reading (`| head`): the output ends
     /// quietly, with the status of a write to a closed pipe (128 + SIGPIPE).
     ClosedOutput,
+    /// The program `joulebench run` ran ended with this status (its exit code, or
+    /// 128 + the signal that ended it), which becomes joulebench's; nothing to add.
+    ProgramExit {
+        code: i32,
+    },
 }
 
 /// SIGPIPE's number: a closed pipe ends with 128 + 13 = 141, as the shell reports it.
@@ -66,12 +71,16 @@ impl CliError {
             ErrorKind::Io => EXIT_IO,
             ErrorKind::Interrupted { signal } => EXIT_SIGNAL_BASE + signal,
             ErrorKind::ClosedOutput => EXIT_SIGNAL_BASE + SIGPIPE,
+            ErrorKind::ProgramExit { code } => code,
         }
     }
 
     /// Nothing to say: standard output was closed by its reader.
     pub fn is_quiet(&self) -> bool {
-        self.kind == ErrorKind::ClosedOutput
+        matches!(
+            self.kind,
+            ErrorKind::ClosedOutput | ErrorKind::ProgramExit { .. }
+        )
     }
 
     /// The same error, with what was being done (or what is kept) said first.

@@ -17,6 +17,8 @@ mod paths;
 mod power;
 mod progress;
 mod results;
+#[cfg(unix)]
+mod run;
 mod sweep;
 
 pub use error::{
@@ -66,6 +68,12 @@ pub fn main() -> i32 {
         Command::Compare(a) => compare::run(&a),
         Command::Diff(a) => diff::run(&a),
         Command::Power(c) => power::run(&c),
+        #[cfg(unix)]
+        Command::Run(a) => run::run(&a),
+        #[cfg(not(unix))]
+        Command::Run(_) => Err(error::usage(
+            "joulebench run needs a Unix system (FIFOs, process groups, signals)",
+        )),
     }));
     let result = match result {
         Ok(r) => r,

@@ -25,10 +25,12 @@ use joulebench_analysis::recommend_table::{
 };
 use joulebench_analysis::repeats::repeats_table;
 use joulebench_analysis::report::{flags_legend, records_table, status_line};
+use joulebench_analysis::run_report::{group_runs, run_tables};
 use joulebench_analysis::settings_file::{SettingsFile, SETTINGS_FORMAT, SETTINGS_VERSION};
 use joulebench_analysis::significance::NoiseFloor;
 use joulebench_analysis::table::TableFormat;
 use joulebench_core::record::{read_results_file, Record, RecordError, ResultsFile};
+use joulebench_core::run_record::RunRecord;
 use joulebench_core::Precision;
 use std::path::{Component, Path, PathBuf};
 
@@ -39,6 +41,15 @@ fn format(s: &str) -> Result<TableFormat, CliError> {
 /// Read a results file; an incomplete last record (a crash, a full disk, a power
 /// loss while writing) is skipped with a warning that says where it starts.
 pub fn read_results_warn(path: &Path) -> Result<ResultsFile, CliError> {
+    let file = read_results_tail_warn(path)?;
+    if !file.runs.is_empty() {
+        eprintln!("note: {}", runs_skipped(path, &file));
+    }
+    Ok(file)
+}
+
+/// [`read_results_warn`] for a reader that shows run records itself (`report`).
+fn read_results_tail_warn(path: &Path) -> Result<ResultsFile, CliError> {
     let file = read_results_file(path)?;
     if let Some(tail) = &file.tail {
         eprintln!("warning: {}", tail.describe(path));
@@ -46,14 +57,61 @@ pub fn read_results_warn(path: &Path) -> Result<ResultsFile, CliError> {
     Ok(file)
 }
 
+/// What a reader of kernel points says of the run records it skips.
+fn runs_skipped(path: &Path, file: &ResultsFile) -> String {
+    let lines: Vec<String> = file.runs.iter().map(|r| r.line_no.to_string()).collect();
+    format!(
+        "{}: skipped {} `joulebench run` record(s) (line {}): a whole program's energy, not a \
+         kernel point; `joulebench report` shows them",
+        path.display(),
+        file.runs.len(),
+        joulebench_core::text::shorten(&lines.join(", "), 80)
+    )
+}
+
 /// Read each file whole, a record read twice (the same point measured at the same
 /// moment: a file named twice, or copied into another) counted once, with a note;
 /// a file without records is refused like a corrupt one.
 pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, CliError> {
     let mut sources = read_sources_raw(paths)?;
+    count_once(&mut sources);
+    Ok(sources)
+}
+
+/// `report`'s inputs: the kernel points of each file (as [`read_sources`] reads
+/// them) and its `joulebench run` records, a file of either kind alone allowed; a
+/// run record read twice counts once.
+fn read_report_inputs(paths: &[PathBuf]) -> Result<(Vec<SourceFile>, Vec<RunRecord>), CliError> {
+    let mut sources = Vec::new();
+    let mut runs: Vec<RunRecord> = Vec::new();
+    for p in paths {
+        let file = read_results_tail_warn(p)?;
+        if file.lines.is_empty() && file.runs.is_empty() {
+            return Err(RecordError::Empty { path: p.clone() }.into());
+        }
+        for r in file.runs {
+            if !runs.contains(&r.record) {
+                runs.push(r.record);
+            }
+        }
+        if !file.lines.is_empty() {
+            let (records, lines) = file.lines.into_iter().map(|l| (l.record, l.text)).unzip();
+            sources.push(SourceFile {
+                path: p.clone(),
+                records,
+                lines,
+            });
+        }
+    }
+    count_once(&mut sources);
+    Ok((sources, runs))
+}
+
+/// A point read twice (the same point measured at the same moment) counts once.
+fn count_once(sources: &mut [SourceFile]) {
     let mut seen = std::collections::HashSet::new();
     let mut dropped = 0;
-    for s in &mut sources {
+    for s in sources.iter_mut() {
         let keep: Vec<bool> = s
             .records
             .iter()
@@ -71,7 +129,6 @@ pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, CliError> {
              moment: a file named twice, or copied into another); each measurement counts once"
         );
     }
-    Ok(sources)
 }
 
 /// [`read_sources`] keeping every record as read (`merge` reports duplicates itself).
@@ -79,7 +136,16 @@ pub fn read_sources_raw(paths: &[PathBuf]) -> Result<Vec<SourceFile>, CliError> 
     paths
         .iter()
         .map(|p| {
-            let lines = read_results_warn(p)?.lines;
+            let file = read_results_warn(p)?;
+            let lines = file.lines;
+            if lines.is_empty() && !file.runs.is_empty() {
+                return Err(usage(format!(
+                    "{} holds `joulebench run` records only, no kernel points: `joulebench \
+                     report {}` shows them",
+                    p.display(),
+                    p.display()
+                )));
+            }
             if lines.is_empty() {
                 return Err(RecordError::Empty { path: p.clone() }.into());
             }
@@ -162,7 +228,19 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     if let Some(dir) = &args.plots {
         check_plot_dir(dir, "--plots")?;
     }
-    let sources = read_sources(&args.files)?;
+    let (sources, runs) = read_report_inputs(&args.files)?;
+    let run_text = runs_text(&runs, fmt);
+    if sources.is_empty() {
+        // a file of program runs alone: their tables are the report
+        return match &args.out {
+            Some(out) => {
+                write_output(out, &run_text, args.force, "--out")?;
+                eprintln!("Report written to {}", out.display());
+                Ok(())
+            }
+            None => out::print(&format!("{}\n", run_text.trim_end())),
+        };
+    }
     let summaries: Vec<SourceSummary> = sources
         .iter()
         .map(|s| SourceSummary {
@@ -214,6 +292,20 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
             )
         }
     };
+    let text = match fmt {
+        // one table of one kind is what a CSV or JSON reader expects
+        TableFormat::Csv | TableFormat::Json if !runs.is_empty() => {
+            eprintln!(
+                "note: {} `joulebench run` record(s) are not in the {} output beside the kernel \
+                 points; report their file alone, or use --format table or markdown",
+                runs.len(),
+                args.format
+            );
+            text
+        }
+        _ if !runs.is_empty() => format!("{text}\n{run_text}"),
+        _ => text,
+    };
     match &args.out {
         Some(out) => {
             write_output(out, &text, args.force, "--out")?;
@@ -233,6 +325,16 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+/// Every run's tables, run by run.
+fn runs_text(runs: &[RunRecord], fmt: TableFormat) -> String {
+    group_runs(runs)
+        .iter()
+        .flat_map(|g| run_tables(g))
+        .map(|t| t.render(fmt))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `--baseline` parsed; unset is the default baseline.

@@ -20,12 +20,14 @@ pub mod record;
 pub mod reference;
 mod results_lock;
 pub mod resume;
+pub mod run_record;
 pub mod stats;
 pub mod stop;
 #[cfg(feature = "test-suite")]
 pub mod suite;
 pub mod sweep;
 pub mod text;
+pub mod tool;
 pub mod verify;
 pub mod window;
 pub mod workload;

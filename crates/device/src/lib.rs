@@ -24,6 +24,7 @@
 mod device;
 mod error;
 mod gpu;
+pub mod gpus;
 mod identity;
 mod options;
 mod registry;

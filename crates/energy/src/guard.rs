@@ -19,7 +19,8 @@ mod state;
 pub use clocks::{GuardedClocks, CLOCK_CHANGES_NOT_ALLOWED};
 pub use found::{found_clock_locks, FoundClockLocks, KnownClockLocks};
 pub use hooks::{
-    install_restore_hooks, stop_on_signals, RestoreInProgress, StopSignal, RESTORE_WAIT,
+    forward_signals, install_restore_hooks, signal_name, stop_on_signals, RestoreInProgress,
+    SignalForwarding, SignalOrigin, StopSignal, RESTORE_WAIT,
 };
 pub use lock::{default_lock_dir, lock_file_for, DeviceLock, LOCK_DIR_ENV};
 pub use restore::{

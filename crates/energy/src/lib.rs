@@ -1,7 +1,8 @@
 //! Where joules come from and the one place a machine's state changes: the NVML,
 //! amdsmi, hwmon (AMD and Intel GPUs) and RAPL (host CPU and DRAM) meters, power-cap
-//! control with guaranteed restore, and the simulated device (backend, meter and
-//! power control from one model). It knows no kernels.
+//! control with guaranteed restore, the simulated device (backend, meter and
+//! power control from one model), and a whole program's energy under guarded
+//! settings (`run`). It knows no kernels.
 
 pub mod amd;
 pub mod attach;
@@ -19,6 +20,8 @@ pub mod polled_meter;
 pub mod poller;
 pub mod rapl;
 pub mod restore;
+#[cfg(unix)]
+pub mod run;
 pub mod sim;
 pub mod survey;
 pub mod sysfs;

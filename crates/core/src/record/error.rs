@@ -21,7 +21,7 @@ pub enum RecordError {
         line: usize,
         message: String,
     },
-    #[error("{path}:{line}: record has schema version {found}, this joulebench reads versions 1 to {expected}; use a newer joulebench or write to a new file")]
+    #[error("{path}:{line}: record has schema version {found}, this joulebench reads versions 1 to {expected} (and {} for `joulebench run` records); use a newer joulebench or write to a new file", crate::run_record::RUN_RECORD_SCHEMA)]
     Schema {
         path: PathBuf,
         line: usize,

@@ -15,7 +15,7 @@ mod write;
 pub use error::RecordError;
 pub use read::{
     read_many, read_record_lines, read_records, read_results_file, PartialTail, RecordLine,
-    ResultsFile, MAX_RECORD_LINE_BYTES,
+    ResultsFile, RunRecordLine, MAX_RECORD_LINE_BYTES,
 };
 pub use schema::{
     point_key, repeat_key, MeterInfo, PointOverhead, PointStatus, PowerCapRecord, Record, ToolInfo,

@@ -5,6 +5,7 @@
 
 use super::error::RecordError;
 use super::schema::{Record, READABLE_SCHEMAS, SCHEMA_VERSION};
+use crate::run_record::{RunRecord, RUN_RECORD_KIND, RUN_RECORD_SCHEMA};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -53,10 +54,20 @@ impl PartialTail {
     }
 }
 
-/// A results file as read: its records, and the incomplete tail it ended with, if any.
+/// A run record of a results file, with its line as written and its line number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecordLine {
+    pub line_no: usize,
+    pub text: String,
+    pub record: RunRecord,
+}
+
+/// A results file as read: its point records, its run records (`joulebench run`),
+/// and the incomplete tail it ended with, if any.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ResultsFile {
     pub lines: Vec<RecordLine>,
+    pub runs: Vec<RunRecordLine>,
     pub tail: Option<PartialTail>,
 }
 
@@ -66,9 +77,9 @@ impl ResultsFile {
     }
 }
 
-/// Read every record of a JSONL file; blank lines are allowed, anything else that
-/// is not a record of a readable schema is an error naming its line. An incomplete
-/// tail is skipped (see [`read_results_file`] to learn of it).
+/// Read every point record of a JSONL file; blank lines are allowed, anything else
+/// that is not a record of a readable schema is an error naming its line. Run
+/// records and an incomplete tail are skipped (see [`read_results_file`] for both).
 pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
     Ok(read_record_lines(path)?
         .into_iter()
@@ -141,12 +152,18 @@ pub fn read_results_file(path: &Path) -> Result<ResultsFile, RecordError> {
         }
         let text =
             std::str::from_utf8(content).map_err(|_| corrupt(line_no, "not UTF-8 text".into()))?;
-        let record = parse_record(text).map_err(|e| e.at(path, line_no))?;
-        out.lines.push(RecordLine {
-            line_no,
-            text: text.to_string(),
-            record,
-        });
+        match parse_line(text).map_err(|e| e.at(path, line_no))? {
+            Parsed::Point(record) => out.lines.push(RecordLine {
+                line_no,
+                text: text.to_string(),
+                record: *record,
+            }),
+            Parsed::Run(record) => out.runs.push(RunRecordLine {
+                line_no,
+                text: text.to_string(),
+                record: *record,
+            }),
+        }
     }
     out.tail = suspect.map(|(start, line)| PartialTail {
         offset: start,
@@ -181,9 +198,43 @@ impl LineError {
     }
 }
 
-fn parse_record(line: &str) -> Result<Record, LineError> {
+/// A line of a results file: a kernel point, or a run of `joulebench run`.
+enum Parsed {
+    Point(Box<Record>),
+    Run(Box<RunRecord>),
+}
+
+fn parse_line(line: &str) -> Result<Parsed, LineError> {
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| LineError::Corrupt(format!("not JSON ({e})")))?;
+    if value.get("kind").and_then(|k| k.as_str()) == Some(RUN_RECORD_KIND) {
+        return parse_run(value).map(|r| Parsed::Run(Box::new(r)));
+    }
+    parse_record(value).map(|r| Parsed::Point(Box::new(r)))
+}
+
+/// A run record: its own schema, checked as a point's numbers are.
+fn parse_run(value: serde_json::Value) -> Result<RunRecord, LineError> {
+    match value.get("schema").and_then(|v| v.as_u64()) {
+        Some(v) if v == RUN_RECORD_SCHEMA as u64 => {}
+        Some(found) => {
+            return Err(LineError::Corrupt(format!(
+                "a `joulebench run` record of schema {found}; this joulebench reads run records of schema {RUN_RECORD_SCHEMA}: use a newer joulebench"
+            )))
+        }
+        None => {
+            return Err(LineError::Corrupt(
+                "not a joulebench record (no \"schema\" field)".into(),
+            ))
+        }
+    }
+    let record: RunRecord =
+        serde_json::from_value(value).map_err(|e| LineError::Corrupt(e.to_string()))?;
+    record.check_numbers().map_err(LineError::Corrupt)?;
+    Ok(record)
+}
+
+fn parse_record(value: serde_json::Value) -> Result<Record, LineError> {
     match value.get("schema").and_then(|v| v.as_u64()) {
         Some(v) if READABLE_SCHEMAS.contains(&v) => {}
         Some(found) => return Err(LineError::Schema(found)),

@@ -9,6 +9,7 @@ use crate::meter::{HostMeterInfo, MeterAgreement, MeterSource};
 use crate::power::PowerCap;
 use crate::precision::Precision;
 use crate::protocol::{IdleBaseline, Measurement, ProtocolConfig, ValidityFlag};
+pub use crate::tool::ToolInfo;
 use crate::verify::Verification;
 use crate::workload::Workload;
 use serde::{Deserialize, Serialize};
@@ -18,15 +19,9 @@ use serde::{Deserialize, Serialize};
 /// windows, `power-limited` apart from `throttled`, repeats.
 pub const SCHEMA_VERSION: u32 = 2;
 
-/// Schema versions this joulebench reads: 1 (gapped windows) and 2.
+/// Schema versions of point records this joulebench reads: 1 (gapped windows) and 2.
+/// Run records (`kind: "run"`) have their own, [`crate::run_record::RUN_RECORD_SCHEMA`].
 pub const READABLE_SCHEMAS: std::ops::RangeInclusive<u64> = 1..=SCHEMA_VERSION as u64;
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ToolInfo {
-    pub name: String,
-    pub version: String,
-    pub git_commit: Option<String>,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -165,6 +165,40 @@ fn numbers_no_measurement_produces_are_refused_with_their_line() {
 }
 
 #[test]
+fn run_records_are_read_apart_from_points_and_checked_as_they_are() {
+    let run = crate::run_record::tests::gpu_record();
+    let run_line = serde_json::to_string(&run).unwrap();
+    let (_d, p) = file_with(format!("{}\n{run_line}\n{}\n", line(), line()).as_bytes());
+    let f = read_results_file(&p).unwrap();
+    assert_eq!((f.lines.len(), f.runs.len()), (2, 1));
+    assert_eq!(f.runs[0].line_no, 2);
+    assert_eq!(f.runs[0].record, run);
+    // readers of points alone see the points
+    assert_eq!(read_records(&p).unwrap().len(), 2);
+    // a run record that contradicts itself is refused with its line
+    let mut bad = run.clone();
+    bad.average_w = Some(1.0);
+    let text = format!("{}\n{}\n", line(), serde_json::to_string(&bad).unwrap());
+    let (_d, p) = file_with(text.as_bytes());
+    let e = read_results_file(&p).unwrap_err().to_string();
+    assert!(e.contains("r.jsonl:2") && e.contains("average_w"), "{e}");
+    // a run record of a later schema says so
+    let newer = run_line.replacen("\"schema\":3", "\"schema\":4", 1);
+    let (_d, p) = file_with(format!("{newer}\n").as_bytes());
+    let e = read_results_file(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("schema 4") && e.contains("newer joulebench"),
+        "{e}"
+    );
+    // and a reader that knows points alone refuses schema 3 by its number
+    let mut as_point: serde_json::Value = serde_json::to_value(skipped()).unwrap();
+    as_point["schema"] = 3.into();
+    let (_d, p) = file_with(format!("{as_point}\n").as_bytes());
+    let e = read_results_file(&p).unwrap_err().to_string();
+    assert!(e.contains("schema version 3"), "{e}");
+}
+
+#[test]
 fn cutting_a_tail_keeps_every_whole_record_and_a_copy_of_the_tail() {
     let whole = format!("{}\n{}\n", line(), line());
     let (d, p) = file_with(format!("{whole}{{\"schema\":2,\"ho").as_bytes());

@@ -141,6 +141,18 @@ impl JsonlWriter {
     }
 }
 
+impl JsonlWriter {
+    /// Append a `joulebench run` record, flushed to disk as a point's is.
+    pub fn write_run(&mut self, record: &crate::run_record::RunRecord) -> Result<(), RecordError> {
+        let mut line = serde_json::to_vec(record).map_err(|e| RecordError::Write {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        line.push(b'\n');
+        self.write_whole(&line)
+    }
+}
+
 impl RecordSink for JsonlWriter {
     fn write(&mut self, record: &Record) -> Result<(), RecordError> {
         let mut line = serde_json::to_vec(record).map_err(|e| RecordError::Write {

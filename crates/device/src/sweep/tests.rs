@@ -45,7 +45,7 @@ fn results(records: Vec<&Record>) -> ResultsFile {
                 record: r.clone(),
             })
             .collect(),
-        tail: None,
+        ..ResultsFile::default()
     }
 }
 

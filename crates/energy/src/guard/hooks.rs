@@ -7,6 +7,10 @@
 //! abandons it — after saying what is still owed and how to restore it. A
 //! scheduler's TERM-then-KILL (or `timeout`'s TERM to the process and its group)
 //! therefore gets the GPU back whenever its grace period is longer than a restore.
+//! A program that runs a child for the length of a change (`joulebench run`)
+//! registers a forwarder ([`forward_signals`]): while it is registered, signals are
+//! its to handle — passed on to the child, which ends, after which the program
+//! restores — and only a signal the forwarder declines takes the path above.
 //! Panics restore the panicking thread's guards before the panic message (every
 //! guard when panics abort). Installed once per process; restoring is idempotent,
 //! so a guard that is also dropped afterwards restores nothing twice. Messages are
@@ -32,6 +36,55 @@ static OWED: Mutex<BTreeMap<u64, String>> = Mutex::new(BTreeMap::new());
 static BUSY: Mutex<BTreeMap<u64, String>> = Mutex::new(BTreeMap::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static STOPS: Mutex<Vec<StopSignal>> = Mutex::new(Vec::new());
+static FORWARDER: Mutex<Option<(u64, Arc<ForwardFn>)>> = Mutex::new(None);
+
+/// Where a signal came from, as far as the system says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalOrigin {
+    /// Sent by the kernel: a terminal's Ctrl-C or hang-up, which reaches the whole
+    /// foreground process group (a child in the group has it already).
+    Kernel,
+    /// Sent by a process (`kill`, a scheduler, `timeout`) to this process.
+    Process,
+    Unknown,
+}
+
+/// A forwarder's answer: `true` when it took the signal.
+type ForwardFn = Box<dyn Fn(i32, SignalOrigin) -> bool + Send + Sync>;
+
+/// While this lives, signals go to its forwarder first (see the module comment).
+pub struct SignalForwarding {
+    id: u64,
+}
+
+/// Installs the signal thread (once) and makes `forward` the first to hear every
+/// SIGINT, SIGTERM and SIGHUP, with where it came from; a signal it declines
+/// (returns `false`) is handled as without it. One forwarder at a time: a new one
+/// replaces the last.
+pub fn forward_signals(
+    forward: impl Fn(i32, SignalOrigin) -> bool + Send + Sync + 'static,
+) -> Result<SignalForwarding, PowerError> {
+    install_restore_hooks()?;
+    let id = next_id();
+    *lock(&FORWARDER) = Some((id, Arc::new(Box::new(forward))));
+    Ok(SignalForwarding { id })
+}
+
+impl Drop for SignalForwarding {
+    fn drop(&mut self) {
+        let mut f = lock(&FORWARDER);
+        if f.as_ref().is_some_and(|(id, _)| *id == self.id) {
+            *f = None;
+        }
+    }
+}
+
+/// Offer a signal to the forwarder, if one is registered: whether it took it.
+fn forwarded(sig: i32, origin: SignalOrigin) -> bool {
+    // called outside the registry's lock, so a forwarder may take its time
+    let forward = lock(&FORWARDER).as_ref().map(|(_, f)| f.clone());
+    forward.is_some_and(|f| f(sig, origin))
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -150,7 +203,8 @@ fn install_panic_hook() {
     }));
 }
 
-fn signal_name(sig: i32) -> &'static str {
+/// "SIGINT", "SIGTERM", "SIGHUP".
+pub fn signal_name(sig: i32) -> &'static str {
     #[cfg(unix)]
     {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -171,14 +225,26 @@ fn signal_name(sig: i32) -> &'static str {
 #[cfg(unix)]
 fn install_signal_thread() -> Result<(), String> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    use signal_hook::iterator::Signals;
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|e| e.to_string())?;
+    use signal_hook::iterator::exfiltrator::WithOrigin;
+    use signal_hook::iterator::SignalsInfo;
+    use signal_hook::low_level::siginfo::Cause;
+    let mut signals =
+        SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP]).map_err(|e| e.to_string())?;
     std::thread::Builder::new()
         .name("joulebench-signals".into())
         .spawn(move || {
             let mut stopping = false;
             let mut restoring: Option<usize> = None;
-            for sig in signals.forever() {
+            for info in signals.forever() {
+                let sig = info.signal;
+                let origin = match info.cause {
+                    Cause::Kernel => SignalOrigin::Kernel,
+                    Cause::Sent(_) => SignalOrigin::Process,
+                    _ => SignalOrigin::Unknown,
+                };
+                if forwarded(sig, origin) {
+                    continue;
+                }
                 let name = signal_name(sig);
                 if let Some(seen) = restoring.as_mut() {
                     *seen += 1;
