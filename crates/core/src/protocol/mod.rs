@@ -65,9 +65,7 @@ impl From<WindowError<BackendError>> for ProtocolError {
             WindowError::Work(b) => ProtocolError::Backend(b),
             e @ (WindowError::MeterStalled { .. }
             | WindowError::MeterBackwards { .. }
-            | WindowError::MeterJumped { .. }) => {
-                ProtocolError::UntrustedMeter(e.to_string())
-            }
+            | WindowError::MeterJumped { .. }) => ProtocolError::UntrustedMeter(e.to_string()),
         }
     }
 }

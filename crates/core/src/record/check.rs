@@ -107,7 +107,18 @@ impl Record {
             }
             Ok(())
         };
-        let spo: Vec<f64> = m.windows.iter().map(|w| w.seconds_per_op()).collect();
+        // per window on the summary's own time base: records written before one time
+        // base summarised device time where the backend had it
+        let spo: Vec<f64> = m
+            .windows
+            .iter()
+            .map(|w| match s.time_base {
+                crate::protocol::TimeBase::Device => {
+                    w.device_s.or(w.busy_s).unwrap_or(w.seconds) / w.iterations
+                }
+                crate::protocol::TimeBase::Window => w.seconds_per_op(),
+            })
+            .collect();
         within("seconds_per_op", s.seconds_per_op.median, &spo)?;
         let idle_w = self.idle.map(|i| i.watts);
         let jpo: Option<Vec<f64>> = m.windows.iter().map(|w| w.joules_per_op(idle_w)).collect();
