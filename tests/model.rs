@@ -406,13 +406,13 @@ fn decode_says_which_lever_binds() {
     );
 }
 
-/// The README's worked examples are what their committed records compose to: each
+/// The worked examples of docs/model.md are what their committed records compose to: each
 /// table row and note it shows is printed again by `--resume` from the results file,
 /// measuring nothing.
 #[test]
-fn the_readme_examples_are_what_the_committed_results_give() {
+fn the_model_docs_examples_are_what_the_committed_results_give() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("docs/model.md")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for (file, extra) in [
         ("model-llama3-8b.jsonl", &[][..]),
@@ -448,7 +448,7 @@ fn the_readme_examples_are_what_the_committed_results_give() {
             .collect();
         assert!(shown.len() > 10, "{t}");
         for line in shown {
-            assert!(readme.contains(line), "README lacks, from {file}:\n{line}");
+            assert!(readme.contains(line), "docs/model.md lacks, from {file}:\n{line}");
         }
     }
 }

@@ -1,8 +1,10 @@
-//! The outputs README shows are the code's: `cargo bench` and `joulebench sweep`
-//! measure the same simulated point within 1% of each other; README's `cargo bench`
-//! output (from the command it names) is checked against what the bench's code
-//! measures now; README's `EnergyMonitor` example output is the example's, run
-//! here on the simulated device and compared line by line.
+//! The outputs README and docs/ show are the code's. README's first recommendation is
+//! what its two commands print on the simulated device; `cargo bench` and `joulebench
+//! sweep` measure the same simulated point within 1% of each other; the `cargo bench`
+//! output of docs/kernel-developers.md (from the command it names) is checked against
+//! what the bench's code measures now, and its `EnergyMonitor` example output is the
+//! example's, run here on the simulated device and compared line by line; the example
+//! tables of docs/recommend.md are what `recommend` prints from the committed records.
 
 #[path = "../benches/common/mod.rs"]
 #[allow(dead_code)]
@@ -23,19 +25,80 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn readme() -> String {
-    std::fs::read_to_string(root().join("README.md")).unwrap()
+/// A document of the repository: `README.md`, `docs/…`.
+fn doc(name: &str) -> String {
+    std::fs::read_to_string(root().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// The fenced block of README that follows the line containing `marker`.
-fn block_after(readme: &str, marker: &str) -> String {
-    let at = readme
+/// The fenced block of a document that follows the line containing `marker`.
+fn block_after(text: &str, marker: &str) -> String {
+    let at = text
         .find(marker)
-        .unwrap_or_else(|| panic!("README.md has no line with {marker:?}"));
-    let rest = &readme[at..];
-    let start = rest.find("\n```\n").expect("a fenced block follows") + 5;
+        .unwrap_or_else(|| panic!("no line with {marker:?}"));
+    let rest = &text[at..];
+    let start = rest.find("\n```").expect("a fenced block follows") + 4;
+    let start = start + rest[start..].find('\n').expect("the fence's line ends") + 1;
     let end = rest[start..].find("\n```").expect("the block ends") + start;
     rest[start..end].to_string()
+}
+
+/// The part of a document under `heading`, up to the next heading of its level or above.
+fn section<'a>(text: &'a str, heading: &str) -> &'a str {
+    let level = heading.chars().take_while(|&c| c == '#').count();
+    let at = text
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("no heading {heading:?}"))
+        + 1;
+    let body = &text[at + heading.len()..];
+    let end = body
+        .lines()
+        .scan(0, |pos, l| {
+            let here = *pos;
+            *pos += l.len() + 1;
+            Some((here, l))
+        })
+        .find(|(_, l)| {
+            let h = l.chars().take_while(|&c| c == '#').count();
+            h > 0 && h <= level && l[h..].starts_with(' ')
+        })
+        .map_or(body.len(), |(p, _)| p);
+    &text[at..at + heading.len() + end]
+}
+
+/// The joulebench binary, run in `dir`.
+fn jb(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_joulebench"));
+    c.current_dir(dir);
+    c
+}
+
+fn stdout_of(c: &mut Command) -> String {
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Every line `shown` quotes is a line `printed` has, in the same order; a line `…`
+/// stands for lines left out.
+fn assert_excerpt(shown: &str, printed: &str, what: &str) {
+    let mut lines = printed.lines().map(str::trim_end);
+    let mut n = 0;
+    for want in shown.lines().map(str::trim_end) {
+        if want == "…" || want.is_empty() {
+            continue;
+        }
+        n += 1;
+        assert!(
+            lines.any(|l| l == want),
+            "{what} shows a line the command does not print (or not in this order):\n{want}\n\nprinted:\n{printed}"
+        );
+    }
+    assert!(n >= 3, "{what}: only {n} lines compared");
 }
 
 const SHAPE: u64 = 4096;
@@ -138,13 +201,14 @@ fn cargo_bench_and_sweep_agree_within_one_percent_on_the_same_simulated_point() 
         swept.average_w.unwrap()
     );
     assert!(rel(pj(&benched), pj(&swept)).abs() < 0.01);
-    let flat = readme().split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = doc("docs/kernel-developers.md")
+        .split_whitespace().collect::<Vec<_>>().join(" ");
     let quoted = format!(
         "(simulated: {:.4} pJ/FLOP from the bench's code, {:.4} from `joulebench sweep`)",
         pj(&benched),
         pj(&swept)
     );
-    assert!(flat.contains(&quoted), "README should quote: {quoted}");
+    assert!(flat.contains(&quoted), "docs/kernel-developers.md should quote: {quoted}");
     assert!(rel(benched.tflops, swept.tflops).abs() < 0.01);
     assert!(rel(benched.average_w.unwrap(), swept.average_w.unwrap()).abs() < 0.01);
     // one time base in each: the energy per op is the power over the op's time
@@ -164,14 +228,14 @@ fn numbers(line: &str) -> Vec<f64> {
 fn close(quoted: f64, now: f64, what: &str) {
     assert!(
         (quoted / now - 1.0).abs() < 0.01,
-        "README's cargo bench output says {what} {quoted}; the code measures {now} now: regenerate it with the command README names"
+        "docs/kernel-developers.md's cargo bench output says {what} {quoted}; the code measures {now} now: regenerate it with the command it names"
     );
 }
 
 #[test]
-fn readme_cargo_bench_output_is_what_the_bench_measures_now() {
+fn the_documented_cargo_bench_output_is_what_the_bench_measures_now() {
     let text = block_after(
-        &readme(),
+        &doc("docs/kernel-developers.md"),
         "JOULEBENCH_BENCH_SIZES=4096 cargo bench --bench matmul`:",
     );
     let (windows, device_s, bench) = bench_windows();
@@ -182,7 +246,7 @@ fn readme_cargo_bench_output_is_what_the_bench_measures_now() {
         let i = lines
             .iter()
             .position(|l| l.trim() == title)
-            .unwrap_or_else(|| panic!("README's bench output has no {title}"));
+            .unwrap_or_else(|| panic!("the documented bench output has no {title}"));
         numbers(
             lines[i + 1..]
                 .iter()
@@ -214,7 +278,7 @@ fn readme_cargo_bench_output_is_what_the_bench_measures_now() {
     let quoted = lines
         .iter()
         .find(|l| l.contains(&format!("sim/{name}:")))
-        .expect("README shows the bench's summary line");
+        .expect("the docs show the bench's summary line");
     let (q, o) = (numbers(quoted), numbers(&ours));
     // the numbers after the case's name: pJ/FLOP, TFLOP/s, W, seconds, device TFLOP/s
     let (q, o) = (&q[q.len() - 5..], &o[o.len() - 5..]);
@@ -226,7 +290,9 @@ fn readme_cargo_bench_output_is_what_the_bench_measures_now() {
     }
     assert!(quoted.ends_with("[simulated]"), "{quoted}");
     // the lavapipe block names the groups and lines the bench prints
-    let lavapipe = block_after(&readme(), "and on lavapipe, which has no meter");
+    let lavapipe = block_after(
+        &doc("docs/kernel-developers.md"),
+        "and on lavapipe, which has no meter");
     assert!(lavapipe.contains("matmul/wgpu/device-time/wgsl-tiled/f32/256x256x256"));
     assert!(lavapipe.contains("wgpu/wgsl-tiled/f32/256x256x256: device-time only; no energy meter"));
     // the device's header lines are the bench's own words
@@ -236,9 +302,9 @@ fn readme_cargo_bench_output_is_what_the_bench_measures_now() {
 }
 
 #[test]
-fn readme_energy_monitor_output_is_the_examples() {
+fn the_documented_energy_monitor_output_is_the_examples() {
     let quoted = block_after(
-        &readme(),
+        &doc("docs/kernel-developers.md"),
         "cargo run --release --example energy_window -- sim` prints",
     );
     let mut out = Vec::new();
@@ -247,7 +313,7 @@ fn readme_energy_monitor_output_is_the_examples() {
     assert_eq!(
         quoted.trim_end(),
         now.trim_end(),
-        "README's EnergyMonitor output is not the example's: regenerate it with `cargo run --release --example energy_window -- sim`"
+        "docs/kernel-developers.md's EnergyMonitor output is not the example's: regenerate it with `cargo run --release --example energy_window -- sim`"
     );
 }
 
@@ -284,7 +350,7 @@ fn run_to_run_spread_beside_within_run_spread_on_the_imperfect_simulator() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let readme = readme();
+    let protocol = doc("docs/protocol.md");
     let mut rows = Vec::new();
     for group in group_settings(&records) {
         let runs: Vec<&Record> = group.iter().map(|&i| &records[i]).collect();
@@ -304,8 +370,82 @@ fn run_to_run_spread_beside_within_run_spread_on_the_imperfect_simulator() {
     }
     for row in &rows {
         assert!(
-            readme.contains(row),
-            "README.md should quote this row of run-to-run against within-run spread:\n{row}"
+            protocol.contains(row),
+            "docs/protocol.md should quote this row of run-to-run against within-run spread:\n{row}"
         );
+    }
+}
+
+/// README's first screen: the two commands it gives a newcomer, run here as written
+/// (on the simulated device, in virtual time: about two seconds), print the table it
+/// shows.
+#[test]
+fn readme_first_recommendation_is_what_its_two_commands_print() {
+    let readme = doc("README.md");
+    let commands = block_after(&readme, "## A first recommendation, no GPU needed");
+    let shown = block_after(&readme, "<!-- first-recommendation -->");
+    let dir = tempfile::tempdir().unwrap();
+    let mut printed = String::new();
+    let mut ran = 0;
+    for line in commands.lines() {
+        let line = line.split('#').next().unwrap().trim();
+        let Some(args) = line.strip_prefix("joulebench ") else {
+            continue;
+        };
+        printed = stdout_of(jb(dir.path()).args(args.split_whitespace()));
+        ran += 1;
+    }
+    assert_eq!(ran, 2, "README's first screen has two commands:\n{commands}");
+    assert_excerpt(&shown, &printed, "README's first recommendation");
+    assert!(shown.contains("SIMULATED DATA"), "{shown}");
+}
+
+/// docs/kernel-developers.md's table names every variable that narrows a bench.
+#[test]
+fn every_bench_variable_is_documented() {
+    let text = doc("docs/kernel-developers.md");
+    for var in [
+        common::ENV_BACKENDS,
+        common::ENV_KERNELS,
+        common::ENV_PRECISIONS,
+        common::ENV_SIZES,
+        common::ENV_SIM_PROFILE,
+        common::ENV_MIN_WINDOW_S,
+    ] {
+        assert!(
+            text.contains(&format!("| `{var}` |")),
+            "docs/kernel-developers.md's table of variables lacks {var}"
+        );
+    }
+}
+
+/// The example tables of docs/recommend.md are what `recommend` prints from the
+/// committed records, by the command each example names.
+#[test]
+fn the_recommendation_examples_are_what_the_committed_records_give() {
+    let text = doc("docs/recommend.md");
+    for heading in ["## Example: an NVIDIA H200", "## Example (simulated)"] {
+        let part = section(&text, heading);
+        let commands = block_after(part, heading);
+        let command = commands
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("joulebench recommend "))
+            .unwrap_or_else(|| panic!("{heading}: no recommend command"));
+        let printed = stdout_of(
+            jb(&root()).args(
+                command
+                    .strip_prefix("joulebench ")
+                    .unwrap()
+                    .split_whitespace(),
+            ),
+        );
+        let shown: String = part
+            .lines()
+            .filter(|l| l.starts_with('|') || l.starts_with("> "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(shown.lines().count() > 10, "{heading}: {shown}");
+        assert_excerpt(&shown, &printed, heading);
     }
 }
