@@ -250,3 +250,79 @@ fn every_relative_link_of_readme_and_docs_leads_to_a_file_and_heading_that_exist
     let (n, found) = broken_links(dir.path(), &[bad]);
     assert_eq!((n, found.len()), (3, 2), "{found:?}");
 }
+
+/// The long flags a `--help` text lists (its option lines, not its prose).
+fn help_flags(help: &str) -> Vec<String> {
+    help.lines()
+        .filter(|l| {
+            let indent = l.len() - l.trim_start().len();
+            (indent == 2 || indent == 6) && l.trim_start().starts_with('-')
+        })
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("--"))
+                .map(|w| w.trim_end_matches(',').to_string())
+        })
+        .filter(|f| f != "--help" && f != "--version")
+        .collect()
+}
+
+/// The flags of `joulebench <command>` that `docs` does not name under its heading
+/// `### joulebench <command>`.
+fn undocumented_flags(docs: &str, command: &str) -> Vec<String> {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_joulebench"))
+        .args(command.split_whitespace())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success(), "joulebench {command} --help");
+    let flags = help_flags(&String::from_utf8_lossy(&help.stdout));
+    assert!(!flags.is_empty(), "joulebench {command} --help lists no flag");
+    let heading = format!("\n### joulebench {command}\n");
+    let Some(at) = docs.find(&heading) else {
+        return flags;
+    };
+    let body = &docs[at + heading.len()..];
+    let body = &body[..body.find("\n#").unwrap_or(body.len())];
+    flags
+        .into_iter()
+        .filter(|f| !body.contains(&format!("`{f}`")) && !body.contains(&format!("`{f} ")))
+        .collect()
+}
+
+const COMMANDS: [&str; 11] = [
+    "devices",
+    "sweep",
+    "model",
+    "report",
+    "recommend",
+    "merge",
+    "compare",
+    "diff",
+    "run",
+    "power status",
+    "power restore",
+];
+
+#[test]
+fn every_flag_of_every_command_is_in_the_cli_reference() {
+    let docs = fs::read_to_string(root().join("docs/cli.md")).unwrap();
+    let missing: Vec<String> = COMMANDS
+        .iter()
+        .flat_map(|c| {
+            undocumented_flags(&docs, c)
+                .into_iter()
+                .map(move |f| format!("joulebench {c} {f}"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "flags docs/cli.md's \"Every flag\" does not describe:\n{}",
+        missing.join("\n")
+    );
+    // the check itself: a reference without sweep's table misses its flags
+    let without = docs.replace("\n### joulebench sweep\n", "\n### sweep, elsewhere\n");
+    assert!(undocumented_flags(&without, "sweep").len() > 20);
+    let without = docs.replace("`--dry-run", "`--dry_run");
+    assert!(undocumented_flags(&without, "sweep").contains(&"--dry-run".to_string()));
+}
