@@ -453,6 +453,44 @@ fn the_model_docs_examples_are_what_the_committed_results_give() {
     }
 }
 
+/// The settings file of the training example is what its committed records give, and
+/// docs/settings-file.md shows that file as it is (its header comments aside).
+#[test]
+fn the_documented_settings_file_is_what_the_committed_records_give() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let committed = std::fs::read_to_string(root.join("results/sim/model-llama3-8b.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("model.jsonl");
+    std::fs::copy(root.join("results/sim/model-llama3-8b.jsonl"), &records).unwrap();
+    let emitted = dir.path().join("s.toml");
+    let o = jb()
+        .args(["model", "--backend", "sim", "--preset", "llama3-8b", "--resume", "--out"])
+        .arg(&records)
+        .args(["--emit", "toml"])
+        .arg(&emitted)
+        .output()
+        .unwrap();
+    assert!(o.status.success() && text(&o).contains("done: 0 measured"), "{}", text(&o));
+    let again = std::fs::read_to_string(&emitted)
+        .unwrap()
+        .replace(&records.display().to_string(), "results/sim/model-llama3-8b.jsonl");
+    assert_eq!(again, committed, "the committed settings file is not what its records give");
+    let docs = std::fs::read_to_string(root.join("docs/settings-file.md")).unwrap();
+    let shown = docs
+        .split("`results/sim/model-llama3-8b.toml` — **simulated**:\n\n```toml\n")
+        .nth(1)
+        .expect("docs/settings-file.md shows the file")
+        .split("```")
+        .next()
+        .unwrap();
+    let without_comments: String = committed
+        .lines()
+        .skip_while(|l| l.starts_with('#') || l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(shown, without_comments, "docs/settings-file.md's copy of the file");
+}
+
 #[test]
 fn a_model_step_on_lavapipe_says_what_is_missing_instead_of_inventing_it() {
     let dir = tempfile::tempdir().unwrap();

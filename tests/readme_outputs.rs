@@ -449,3 +449,77 @@ fn the_recommendation_examples_are_what_the_committed_records_give() {
         assert_excerpt(&shown, &printed, heading);
     }
 }
+
+/// A figure with three significant digits, as the docs' tables write them.
+fn sig3(x: f64) -> String {
+    match x.abs() {
+        a if a >= 100.0 => format!("{x:.0}"),
+        a if a >= 10.0 => format!("{x:.1}"),
+        a if a >= 1.0 => format!("{x:.2}"),
+        _ => format!("{x:.3}"),
+    }
+}
+
+/// The input-distribution table of docs/simulated-device.md, and the sentence under
+/// it, are what the committed records of its sweep hold.
+#[test]
+fn the_input_data_table_is_what_its_committed_records_hold() {
+    let text = doc("docs/simulated-device.md");
+    let part = section(&text, "## Input data (simulated)");
+    let records: Vec<serde_json::Value> = doc("results/sim/sim-h200-inputs.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // (pJ/FLOP, TFLOP/s, W) of the vendor GEMM at a precision, inputs and locked clock
+    let point = |precision: &str, inputs: &str, locked: bool| -> (f64, f64, f64) {
+        let r = records
+            .iter()
+            .find(|r| {
+                r["kernel"] == "sim-vendor"
+                    && r["precision"] == precision
+                    && r["inputs"] == inputs
+                    && r["clocks"]["sm_requested_mhz"].is_null() != locked
+            })
+            .unwrap_or_else(|| panic!("no record of {precision} {inputs} locked={locked}"));
+        let s = &r["measurement"]["summary"];
+        (
+            s["joules_per_flop"]["median"].as_f64().unwrap() * 1e12,
+            s["tflops"].as_f64().unwrap(),
+            s["average_w"].as_f64().unwrap(),
+        )
+    };
+    let mut rows = 0;
+    for line in part.lines().filter(|l| l.starts_with("| bf16") || l.starts_with("| fp8")) {
+        let label = line.split('|').nth(1).unwrap().trim();
+        let (precision, inputs) = label.split_once(", ").unwrap();
+        let precision = if precision == "fp8" { "fp8-e4m3" } else { precision };
+        // "sparse (50% zeros)" is the sweep's "sparse:50%"
+        let inputs = match inputs.split(' ').next().unwrap() {
+            "sparse" => "sparse:50%",
+            other => other,
+        };
+        let (e, t, _) = point(precision, inputs, false);
+        let (e_locked, _, w_locked) = point(precision, inputs, true);
+        let row = format!(
+            "| {label} | {}, {t:.0} | {}, {w_locked:.0} |",
+            sig3(e),
+            sig3(e_locked)
+        );
+        assert_eq!(line, row, "docs/simulated-device.md's input table");
+        rows += 1;
+    }
+    assert_eq!(rows, 6, "{part}");
+    let (normal, zeros) = (point("bf16", "normal", false), point("bf16", "zeros", false));
+    let (normal_w, zeros_w) = (
+        point("bf16", "normal", true).2,
+        point("bf16", "zeros", true).2,
+    );
+    let sentence = format!(
+        "zeros run {:.0}% faster at {:.0}% less energy per FLOP; at one clock, zeros draw {:.0}% less power",
+        100.0 * (zeros.1 / normal.1 - 1.0),
+        100.0 * (1.0 - zeros.0 / normal.0),
+        100.0 * (1.0 - zeros_w / normal_w)
+    );
+    let flat = part.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains(&sentence), "docs/simulated-device.md should say: {sentence}");
+}
