@@ -523,3 +523,26 @@ fn the_input_data_table_is_what_its_committed_records_hold() {
     let flat = part.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(flat.contains(&sentence), "docs/simulated-device.md should say: {sentence}");
 }
+
+/// The rows docs/backends.md shows of a clock sweep are what `recommend` prints from
+/// its committed records, under the two objectives its commands name.
+#[test]
+fn the_clock_example_is_what_recommend_prints_from_the_committed_records() {
+    let text = doc("docs/backends.md");
+    let part = section(&text, "## Locked clocks");
+    let commands = block_after(part, "What `recommend` makes");
+    let printed: Vec<String> = commands
+        .lines()
+        .filter_map(|l| l.strip_prefix("joulebench "))
+        .map(|args| stdout_of(jb(&root()).args(args.split_whitespace())))
+        .collect();
+    assert_eq!(printed.len(), 2, "{commands}");
+    let rows: Vec<&str> = part.lines().filter(|l| l.starts_with('|')).collect();
+    assert_eq!(rows.len(), 4, "{part}");
+    for row in rows {
+        assert!(
+            printed.iter().any(|p| p.lines().any(|l| l.trim_end() == row)),
+            "docs/backends.md shows a row recommend does not print:\n{row}"
+        );
+    }
+}
