@@ -450,7 +450,37 @@ fn the_model_docs_examples_are_what_the_committed_results_give() {
         for line in shown {
             assert!(readme.contains(line), "docs/model.md lacks, from {file}:\n{line}");
         }
+        // the plan's estimate, which the training example quotes
+        if file == "model-llama3-8b.jsonl" {
+            let estimate = t
+                .split("(64 measured), ")
+                .nth(1)
+                .and_then(|s| s.split(" on sim-h200").next())
+                .unwrap_or_else(|| panic!("no estimate printed: {t}"));
+            let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                flat.contains(&format!("\"{estimate}\"")),
+                "docs/model.md should quote the plan's estimate: \"{estimate}\""
+            );
+        }
     }
+    // the kernel that replaces one that cannot run, as docs/model.md quotes it
+    let o = jb()
+        .args(["model", "--backend", "sim", "--sim-profile", "sim-h100"])
+        .args(["--preset", "llama3-8b", "--dry-run"])
+        .output()
+        .unwrap();
+    let plan = text(&o)
+        .lines()
+        .find(|l| l.starts_with("plan: attention backward at micro-batch 2:"))
+        .unwrap_or_else(|| panic!("{}", text(&o)))
+        .to_string();
+    let (head, tail) = plan.split_once(" (").unwrap();
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains(&format!("`{head} (…); sim-fused-bwd instead`")) && tail.ends_with("); sim-fused-bwd instead"),
+        "docs/model.md should quote: {plan}"
+    );
 }
 
 /// The settings file of the training example is what its committed records give, and

@@ -397,6 +397,14 @@ fn readme_first_recommendation_is_what_its_two_commands_print() {
     }
     assert_eq!(ran, 2, "README's first screen has two commands:\n{commands}");
     assert_excerpt(&shown, &printed, "README's first recommendation");
+    // the committed records of the same command (docs/recommend.md's simulated
+    // example) are what a sweep gives now
+    let committed = stdout_of(jb(&root()).args(["recommend", "results/sim/sim-h200-quick.jsonl"]));
+    assert_eq!(
+        committed.replace("results/sim/sim-h200-quick.jsonl", "q.jsonl"),
+        printed,
+        "results/sim/sim-h200-quick.jsonl is not what its command gives now"
+    );
     assert!(shown.contains("SIMULATED DATA"), "{shown}");
 }
 
