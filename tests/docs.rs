@@ -238,7 +238,10 @@ fn every_relative_link_of_readme_and_docs_leads_to_a_file_and_heading_that_exist
     assert!(docs.len() > 5, "{docs:?}");
     let (checked, broken) = broken_links(&root, &docs);
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
-    assert!(checked >= 30, "only {checked} links found: is the scan looking?");
+    assert!(
+        checked >= 30,
+        "only {checked} links found: is the scan looking?"
+    );
     // the check itself: a missing file and a missing heading are both caught
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.md");
@@ -277,7 +280,10 @@ fn undocumented_flags(docs: &str, command: &str) -> Vec<String> {
         .unwrap();
     assert!(help.status.success(), "joulebench {command} --help");
     let flags = help_flags(&String::from_utf8_lossy(&help.stdout));
-    assert!(!flags.is_empty(), "joulebench {command} --help lists no flag");
+    assert!(
+        !flags.is_empty(),
+        "joulebench {command} --help lists no flag"
+    );
     let heading = format!("\n### joulebench {command}\n");
     let Some(at) = docs.find(&heading) else {
         return flags;

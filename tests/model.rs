@@ -448,7 +448,10 @@ fn the_model_docs_examples_are_what_the_committed_results_give() {
             .collect();
         assert!(shown.len() > 10, "{t}");
         for line in shown {
-            assert!(readme.contains(line), "docs/model.md lacks, from {file}:\n{line}");
+            assert!(
+                readme.contains(line),
+                "docs/model.md lacks, from {file}:\n{line}"
+            );
         }
         // the plan's estimate, which the training example quotes
         if file == "model-llama3-8b.jsonl" {
@@ -478,7 +481,8 @@ fn the_model_docs_examples_are_what_the_committed_results_give() {
     let (head, tail) = plan.split_once(" (").unwrap();
     let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        flat.contains(&format!("`{head} (…); sim-fused-bwd instead`")) && tail.ends_with("); sim-fused-bwd instead"),
+        flat.contains(&format!("`{head} (…); sim-fused-bwd instead`"))
+            && tail.ends_with("); sim-fused-bwd instead"),
         "docs/model.md should quote: {plan}"
     );
 }
@@ -494,17 +498,33 @@ fn the_documented_settings_file_is_what_the_committed_records_give() {
     std::fs::copy(root.join("results/sim/model-llama3-8b.jsonl"), &records).unwrap();
     let emitted = dir.path().join("s.toml");
     let o = jb()
-        .args(["model", "--backend", "sim", "--preset", "llama3-8b", "--resume", "--out"])
+        .args([
+            "model",
+            "--backend",
+            "sim",
+            "--preset",
+            "llama3-8b",
+            "--resume",
+            "--out",
+        ])
         .arg(&records)
         .args(["--emit", "toml"])
         .arg(&emitted)
         .output()
         .unwrap();
-    assert!(o.status.success() && text(&o).contains("done: 0 measured"), "{}", text(&o));
-    let again = std::fs::read_to_string(&emitted)
-        .unwrap()
-        .replace(&records.display().to_string(), "results/sim/model-llama3-8b.jsonl");
-    assert_eq!(again, committed, "the committed settings file is not what its records give");
+    assert!(
+        o.status.success() && text(&o).contains("done: 0 measured"),
+        "{}",
+        text(&o)
+    );
+    let again = std::fs::read_to_string(&emitted).unwrap().replace(
+        &records.display().to_string(),
+        "results/sim/model-llama3-8b.jsonl",
+    );
+    assert_eq!(
+        again, committed,
+        "the committed settings file is not what its records give"
+    );
     let docs = std::fs::read_to_string(root.join("docs/settings-file.md")).unwrap();
     let shown = docs
         .split("`results/sim/model-llama3-8b.toml` — **simulated**:\n\n```toml\n")
@@ -518,7 +538,10 @@ fn the_documented_settings_file_is_what_the_committed_records_give() {
         .skip_while(|l| l.starts_with('#') || l.is_empty())
         .map(|l| format!("{l}\n"))
         .collect();
-    assert_eq!(shown, without_comments, "docs/settings-file.md's copy of the file");
+    assert_eq!(
+        shown, without_comments,
+        "docs/settings-file.md's copy of the file"
+    );
 }
 
 #[test]

@@ -202,13 +202,18 @@ fn cargo_bench_and_sweep_agree_within_one_percent_on_the_same_simulated_point() 
     );
     assert!(rel(pj(&benched), pj(&swept)).abs() < 0.01);
     let flat = doc("docs/kernel-developers.md")
-        .split_whitespace().collect::<Vec<_>>().join(" ");
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let quoted = format!(
         "(simulated: {:.4} pJ/FLOP from the bench's code, {:.4} from `joulebench sweep`)",
         pj(&benched),
         pj(&swept)
     );
-    assert!(flat.contains(&quoted), "docs/kernel-developers.md should quote: {quoted}");
+    assert!(
+        flat.contains(&quoted),
+        "docs/kernel-developers.md should quote: {quoted}"
+    );
     assert!(rel(benched.tflops, swept.tflops).abs() < 0.01);
     assert!(rel(benched.average_w.unwrap(), swept.average_w.unwrap()).abs() < 0.01);
     // one time base in each: the energy per op is the power over the op's time
@@ -292,7 +297,8 @@ fn the_documented_cargo_bench_output_is_what_the_bench_measures_now() {
     // the lavapipe block names the groups and lines the bench prints
     let lavapipe = block_after(
         &doc("docs/kernel-developers.md"),
-        "and on lavapipe, which has no meter");
+        "and on lavapipe, which has no meter",
+    );
     assert!(lavapipe.contains("matmul/wgpu/device-time/wgsl-tiled/f32/256x256x256"));
     assert!(lavapipe.contains("wgpu/wgsl-tiled/f32/256x256x256: device-time only; no energy meter"));
     // the device's header lines are the bench's own words
@@ -395,7 +401,10 @@ fn readme_first_recommendation_is_what_its_two_commands_print() {
         printed = stdout_of(jb(dir.path()).args(args.split_whitespace()));
         ran += 1;
     }
-    assert_eq!(ran, 2, "README's first screen has two commands:\n{commands}");
+    assert_eq!(
+        ran, 2,
+        "README's first screen has two commands:\n{commands}"
+    );
     assert_excerpt(&shown, &printed, "README's first recommendation");
     // the committed records of the same command (docs/recommend.md's simulated
     // example) are what a sweep gives now
@@ -497,10 +506,17 @@ fn the_input_data_table_is_what_its_committed_records_hold() {
         )
     };
     let mut rows = 0;
-    for line in part.lines().filter(|l| l.starts_with("| bf16") || l.starts_with("| fp8")) {
+    for line in part
+        .lines()
+        .filter(|l| l.starts_with("| bf16") || l.starts_with("| fp8"))
+    {
         let label = line.split('|').nth(1).unwrap().trim();
         let (precision, inputs) = label.split_once(", ").unwrap();
-        let precision = if precision == "fp8" { "fp8-e4m3" } else { precision };
+        let precision = if precision == "fp8" {
+            "fp8-e4m3"
+        } else {
+            precision
+        };
         // "sparse (50% zeros)" is the sweep's "sparse:50%"
         let inputs = match inputs.split(' ').next().unwrap() {
             "sparse" => "sparse:50%",
@@ -517,7 +533,10 @@ fn the_input_data_table_is_what_its_committed_records_hold() {
         rows += 1;
     }
     assert_eq!(rows, 6, "{part}");
-    let (normal, zeros) = (point("bf16", "normal", false), point("bf16", "zeros", false));
+    let (normal, zeros) = (
+        point("bf16", "normal", false),
+        point("bf16", "zeros", false),
+    );
     let (normal_w, zeros_w) = (
         point("bf16", "normal", true).2,
         point("bf16", "zeros", true).2,
@@ -529,7 +548,10 @@ fn the_input_data_table_is_what_its_committed_records_hold() {
         100.0 * (1.0 - zeros_w / normal_w)
     );
     let flat = part.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(flat.contains(&sentence), "docs/simulated-device.md should say: {sentence}");
+    assert!(
+        flat.contains(&sentence),
+        "docs/simulated-device.md should say: {sentence}"
+    );
 }
 
 /// The rows docs/backends.md shows of a clock sweep are what `recommend` prints from
@@ -549,7 +571,9 @@ fn the_clock_example_is_what_recommend_prints_from_the_committed_records() {
     assert_eq!(rows.len(), 4, "{part}");
     for row in rows {
         assert!(
-            printed.iter().any(|p| p.lines().any(|l| l.trim_end() == row)),
+            printed
+                .iter()
+                .any(|p| p.lines().any(|l| l.trim_end() == row)),
             "docs/backends.md shows a row recommend does not print:\n{row}"
         );
     }

@@ -658,8 +658,10 @@ fn recommend_emits_a_settings_file_that_reads_back() {
 
 #[test]
 fn the_documented_settings_example_is_a_valid_settings_file() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/settings-file.md")).unwrap();
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/settings-file.md"),
+    )
+    .unwrap();
     let section = &readme[readme
         .find("# Settings file for a training launcher")
         .expect("docs/settings-file.md's title")..];

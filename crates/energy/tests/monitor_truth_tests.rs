@@ -74,7 +74,8 @@ fn errors(length_s: f64, wait: bool) -> (Vec<f64>, Vec<bool>) {
 }
 
 fn readme_row(cells: &[&str]) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/kernel-developers.md");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/kernel-developers.md");
     let readme = std::fs::read_to_string(&path).unwrap();
     let row = format!("| {} |", cells.join(" | "));
     assert!(
