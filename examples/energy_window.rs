@@ -8,7 +8,7 @@
 //!
 //! One step is far shorter than the monitor's bound (max(1 s, 100 meter updates):
 //! 10 s on NVML), so its window is flagged `short-window`: measure many steps in
-//! one window and divide instead. README quotes this example's output on the
+//! one window and divide instead. docs/kernel-developers.md quotes this example's output on the
 //! simulated device, and `tests/readme_outputs.rs` runs it and compares.
 
 use joulebench_core::{MatmulShape, Op, Precision, Workload};

@@ -1,12 +1,12 @@
 #!/bin/sh
 # A stand-in for a training program, to try `joulebench run` where there is no GPU
-# (on the fake device of a test build, as README's loop does). It does no work: it
+# (on the fake device of a test build, as the loop of docs/run.md does). It does no work: it
 # sleeps, and says what a training loop says on the FIFO joulebench names in
 # JOULEBENCH_PHASE_FIFO — `warmup`, then `train`, then the tokens of each step, then
 # `end`. Whatever figures a run of it shows come from the device it runs beside.
 #
 #   STEPS (default 5) steps of STEP_S seconds (0.1), TOKENS_PER_STEP tokens each
-#   (8192: micro-batch 8 × 1024, the gpt2 setting of README's loop).
+#   (8192: micro-batch 8 × 1024, the gpt2 setting of the loop of docs/run.md).
 set -eu
 fifo=${JOULEBENCH_PHASE_FIFO:-/dev/null}
 steps=${STEPS:-5}

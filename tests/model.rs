@@ -406,13 +406,13 @@ fn decode_says_which_lever_binds() {
     );
 }
 
-/// The README's worked examples are what their committed records compose to: each
+/// The worked examples of docs/model.md are what their committed records compose to: each
 /// table row and note it shows is printed again by `--resume` from the results file,
 /// measuring nothing.
 #[test]
-fn the_readme_examples_are_what_the_committed_results_give() {
+fn the_model_docs_examples_are_what_the_committed_results_give() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("docs/model.md")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for (file, extra) in [
         ("model-llama3-8b.jsonl", &[][..]),
@@ -448,9 +448,100 @@ fn the_readme_examples_are_what_the_committed_results_give() {
             .collect();
         assert!(shown.len() > 10, "{t}");
         for line in shown {
-            assert!(readme.contains(line), "README lacks, from {file}:\n{line}");
+            assert!(
+                readme.contains(line),
+                "docs/model.md lacks, from {file}:\n{line}"
+            );
+        }
+        // the plan's estimate, which the training example quotes
+        if file == "model-llama3-8b.jsonl" {
+            let estimate = t
+                .split("(64 measured), ")
+                .nth(1)
+                .and_then(|s| s.split(" on sim-h200").next())
+                .unwrap_or_else(|| panic!("no estimate printed: {t}"));
+            let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                flat.contains(&format!("\"{estimate}\"")),
+                "docs/model.md should quote the plan's estimate: \"{estimate}\""
+            );
         }
     }
+    // the kernel that replaces one that cannot run, as docs/model.md quotes it
+    let o = jb()
+        .args(["model", "--backend", "sim", "--sim-profile", "sim-h100"])
+        .args(["--preset", "llama3-8b", "--dry-run"])
+        .output()
+        .unwrap();
+    let plan = text(&o)
+        .lines()
+        .find(|l| l.starts_with("plan: attention backward at micro-batch 2:"))
+        .unwrap_or_else(|| panic!("{}", text(&o)))
+        .to_string();
+    let (head, tail) = plan.split_once(" (").unwrap();
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains(&format!("`{head} (…); sim-fused-bwd instead`"))
+            && tail.ends_with("); sim-fused-bwd instead"),
+        "docs/model.md should quote: {plan}"
+    );
+}
+
+/// The settings file of the training example is what its committed records give, and
+/// docs/settings-file.md shows that file as it is (its header comments aside).
+#[test]
+fn the_documented_settings_file_is_what_the_committed_records_give() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let committed = std::fs::read_to_string(root.join("results/sim/model-llama3-8b.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("model.jsonl");
+    std::fs::copy(root.join("results/sim/model-llama3-8b.jsonl"), &records).unwrap();
+    let emitted = dir.path().join("s.toml");
+    let o = jb()
+        .args([
+            "model",
+            "--backend",
+            "sim",
+            "--preset",
+            "llama3-8b",
+            "--resume",
+            "--out",
+        ])
+        .arg(&records)
+        .args(["--emit", "toml"])
+        .arg(&emitted)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && text(&o).contains("done: 0 measured"),
+        "{}",
+        text(&o)
+    );
+    let again = std::fs::read_to_string(&emitted).unwrap().replace(
+        &records.display().to_string(),
+        "results/sim/model-llama3-8b.jsonl",
+    );
+    assert_eq!(
+        again, committed,
+        "the committed settings file is not what its records give"
+    );
+    let docs = std::fs::read_to_string(root.join("docs/settings-file.md")).unwrap();
+    let shown = docs
+        .split("`results/sim/model-llama3-8b.toml` — **simulated**:\n\n```toml\n")
+        .nth(1)
+        .expect("docs/settings-file.md shows the file")
+        .split("```")
+        .next()
+        .unwrap();
+    let without_comments: String = committed
+        .lines()
+        .skip_while(|l| l.starts_with('#') || l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        shown, without_comments,
+        "docs/settings-file.md's copy of the file"
+    );
 }
 
 #[test]

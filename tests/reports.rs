@@ -657,18 +657,20 @@ fn recommend_emits_a_settings_file_that_reads_back() {
 }
 
 #[test]
-fn the_readme_settings_example_is_a_valid_settings_file() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+fn the_documented_settings_example_is_a_valid_settings_file() {
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/settings-file.md"),
+    )
+    .unwrap();
     let section = &readme[readme
-        .find("### Settings file for a training launcher")
-        .expect("README section")..];
+        .find("# Settings file for a training launcher")
+        .expect("docs/settings-file.md's title")..];
     let start = section.find("```toml\n").expect("toml block") + "```toml\n".len();
     let example = &section[start..start + section[start..].find("```").unwrap()];
     let parsed = SettingsFile::parse(
         example,
         joulebench_analysis::settings_file::SettingsFormat::Toml,
-        Path::new("README.md"),
+        Path::new("docs/settings-file.md"),
     )
     .unwrap();
     assert_eq!(parsed.settings.len(), 1);

@@ -594,16 +594,16 @@ fn cell_number(cell: &str) -> Option<f64> {
     }
 }
 
-/// README's loop: the settings file is what the committed model records give, and the
-/// report of the run is what README shows — counts, clocks, the prediction and every
+/// The loop of docs/run.md: the settings file is what the committed model records give, and the
+/// report of the run is what docs/run.md shows — counts, clocks, the prediction and every
 /// word exactly, power within 3%, what depends on how long a `sleep` takes within 40%.
 #[test]
-fn the_readme_loop_is_what_its_commands_print() {
+fn the_documented_run_loop_is_what_its_commands_print() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("docs/run.md")).unwrap();
     let loop_part = &readme[readme
-        .find("### The whole loop, on the simulated and fake devices")
-        .expect("README has the loop")..];
+        .find("## The whole loop, on the simulated and fake devices")
+        .expect("docs/run.md has the loop")..];
     let dir = tempfile::tempdir().unwrap();
 
     // the prediction: the committed settings file, again from the committed records
@@ -655,7 +655,7 @@ fn the_readme_loop_is_what_its_commands_print() {
         );
     }
 
-    // the run, on the fake GPU README describes
+    // the run, on the fake GPU docs/run.md describes
     let fake_json = loop_part
         .split("echo '")
         .nth(1)
@@ -740,7 +740,7 @@ fn the_readme_loop_is_what_its_commands_print() {
             match (cell_number(w), cell_number(g)) {
                 (Some(w_n), Some(g_n)) => assert!(
                     (g_n - w_n).abs() <= tolerance * w_n.abs() + 1e-9,
-                    "{header} of {}: README {w}, printed {g}",
+                    "{header} of {}: docs {w}, printed {g}",
                     want[0]
                 ),
                 _ => assert_eq!(w, g, "{header} of {}", want[0]),

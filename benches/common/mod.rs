@@ -16,7 +16,7 @@ use std::time::Duration;
 
 const SEED: u64 = 42;
 
-/// The environment variables that narrow a bench run, documented in README.
+/// The environment variables that narrow a bench run, documented in docs/kernel-developers.md.
 pub const ENV_BACKENDS: &str = "JOULEBENCH_BENCH_BACKENDS";
 pub const ENV_KERNELS: &str = "JOULEBENCH_BENCH_KERNELS";
 pub const ENV_PRECISIONS: &str = "JOULEBENCH_BENCH_PRECISIONS";

@@ -2,7 +2,7 @@
 //! clock per device model for its mix of workloads, and each workload's setting
 //! under them, in TOML or JSON, for a training launcher to read before it starts
 //! (set the power cap and clocks, pick precision, micro-batch and kernel). Keys are
-//! framework-neutral (precision, batch, cap in W, SM clock in MHz); README maps
+//! framework-neutral (precision, batch, cap in W, SM clock in MHz); docs/settings-file.md maps
 //! them to common launchers' flags, and `crate::launcher` writes the script that
 //! applies the device part.
 //!
@@ -17,7 +17,7 @@
 //! | `generated_by` | string | the joulebench that wrote it, e.g. `"joulebench 0.1.0"` |
 //! | `objective` | string | how the setting was chosen, e.g. `"least energy within 10% of the fastest"` |
 //! | `baseline` | string | what energy saved and slowdown are measured against |
-//! | `noise_floor_fraction` | float, optional | the least uncertainty a figure without repeats was given (see README, "Significance") |
+//! | `noise_floor_fraction` | float, optional | the least uncertainty a figure without repeats was given (see docs/recommend.md, "Significance") |
 //! | `simulated` | bool | true if any setting comes from the simulated device |
 //! | `device` | array of tables | one per device model: its one power cap and clock, below |
 //! | `setting` | array of tables | one per device model and workload, below (absent when a file has only `model` entries) |

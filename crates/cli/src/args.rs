@@ -453,7 +453,7 @@ pub struct ModelArgs {
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
     /// Also write the chosen setting, keyed by model name, to FILE as TOML or JSON
-    /// (format `joulebench-settings` v1, `[[model.<name>]]`; see the README), or as
+    /// (format `joulebench-settings` v1, `[[model.<name>]]`; see docs/settings-file.md), or as
     /// `sh`: a script applying each GPU's power cap by UUID, and undoing it.
     #[arg(long, num_args = 2, value_names = ["toml|json|sh", "FILE"])]
     pub emit: Option<Vec<String>>,
@@ -701,7 +701,7 @@ pub struct RecommendArgs {
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     /// Also write the advice to FILE: `toml` or `json` (settings file `joulebench-settings`
-    /// v1: one cap and clock per device model, each workload's setting; see the README),
+    /// v1: one cap and clock per device model, each workload's setting; see docs/settings-file.md),
     /// or `sh` (a script applying each GPU's cap and clocks by UUID, and undoing them).
     #[arg(long, num_args = 2, value_names = ["toml|json|sh", "FILE"])]
     pub emit: Option<Vec<String>>,

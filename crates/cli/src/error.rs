@@ -10,7 +10,7 @@ use joulebench_core::PowerError;
 use joulebench_device::{OpenError, SweepSetupError};
 use std::fmt;
 
-/// Exit codes, as `joulebench --help` and the README list them.
+/// Exit codes, as `joulebench --help` and docs/cli.md list them.
 pub const EXIT_OK: i32 = 0;
 /// A device, driver, meter or power-control failure, or a run that failed.
 pub const EXIT_FAILURE: i32 = 1;

@@ -15,7 +15,7 @@
 //! NVML's energy counter changes about every 100 ms, from a power sensor that on
 //! A100/H100 sees only about a quarter of the time (Yang et al., SC'24), and it books
 //! a change of power up to a period late. A window's error is therefore about a
-//! period's worth of the power step at its edges, over its length: README's
+//! period's worth of the power step at its edges, over its length: docs/kernel-developers.md's
 //! "In your own code" table gives it, measured on the simulated H200 against its
 //! true energy (`crates/energy/tests/monitor_truth_tests.rs`), for windows of 0.1 s,
 //! 1 s and 10 s. A window shorter than [`EnergyMonitor::min_trustworthy_window_s`]
@@ -81,7 +81,7 @@ impl From<WindowError<Infallible>> for MonitorError {
 
 /// The monitor's bound, in counter updates: its windows are trusted from
 /// max(`min_window_s`, this many updates) up. Measured on the simulated H200
-/// (README, "In your own code"): a window's error is about a period of the power
+/// (docs/kernel-developers.md, "In your own code"): a window's error is about a period of the power
 /// step at its two edges over its length.
 pub const MONITOR_MIN_COUNTER_UPDATES: u32 = joulebench_core::window::INTERVAL_MIN_COUNTER_UPDATES;
 

@@ -1,7 +1,7 @@
 //! `EnergyMonitor`'s error against the simulated H200's true energy, by window
 //! length: windows of 0.1 s, 1 s and 10 s of a bf16 GEMM at the power limit, each
 //! after an idle rest (as the user's own code runs them: the monitor cannot keep
-//! the device busy across the counter's updates), on four boards. README quotes
+//! the device busy across the counter's updates), on four boards. docs/kernel-developers.md quotes
 //! every figure, and the monitor's bound — the shortest window it trusts — is
 //! where the worst error falls under 1%.
 
@@ -74,12 +74,13 @@ fn errors(length_s: f64, wait: bool) -> (Vec<f64>, Vec<bool>) {
 }
 
 fn readme_row(cells: &[&str]) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/kernel-developers.md");
     let readme = std::fs::read_to_string(&path).unwrap();
     let row = format!("| {} |", cells.join(" | "));
     assert!(
         readme.contains(&row),
-        "README.md should quote this test's figure; put this in its EnergyMonitor section:\n{row}"
+        "docs/kernel-developers.md should quote this test's figure; put this in its EnergyMonitor section:\n{row}"
     );
 }
 

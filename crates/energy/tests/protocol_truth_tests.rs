@@ -9,7 +9,7 @@
 //! Each safeguard of the protocol has a test that runs the same measurement with
 //! the safeguard on and off: on, the error is within its bound; off, it is not.
 //! `SAFEGUARD_OFF=<name>` runs the "on" half with that safeguard off too, to watch
-//! the test fail. The figures README quotes are checked against these tests.
+//! the test fail. The figures docs/protocol.md quotes are checked against these tests.
 
 #[path = "common/sim_truth.rs"]
 mod sim_truth;
@@ -54,17 +54,17 @@ fn setting_off(name: &str) -> bool {
     std::env::var("SAFEGUARD_OFF").as_deref() == Ok(name)
 }
 
-/// README quotes this test's figure exactly, so the two cannot drift apart.
+/// docs/protocol.md quotes this test's figure exactly, so the two cannot drift apart.
 fn readme_quotes(text: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/protocol.md");
     let readme = std::fs::read_to_string(&path).unwrap();
     assert!(
         readme.contains(text),
-        "README.md should quote this test's figure; put this in its protocol section:\n{text}"
+        "docs/protocol.md should quote this test's figure; put this in it:\n{text}"
     );
 }
 
-/// A row of one of README's tables of the protocol's error.
+/// A row of one of docs/protocol.md's tables of the protocol's error.
 fn readme_row(cells: &[&str]) {
     readme_quotes(&format!("| {} |", cells.join(" | ")));
 }

@@ -99,14 +99,15 @@ fn sim_h200_reproduces_every_cuda_point_of_the_h200_records_within_5_percent() {
     }
     eprintln!("worst difference {:.1}%", 100.0 * worst);
     assert!(failures.is_empty(), "off by more than 5%: {failures:?}");
-    // README's table is this test's: it cannot drift from the profile
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
+    // docs/simulated-device.md's table is this test's: it cannot drift from the profile
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/simulated-device.md"),
+    )
+    .unwrap();
     for row in rows {
         assert!(
             readme.contains(&row),
-            "README.md should quote this row of sim-h200 against the H200:\n{row}"
+            "docs/simulated-device.md should quote this row of sim-h200 against the H200:\n{row}"
         );
     }
 }
