@@ -82,12 +82,12 @@ impl Program {
                 });
             }
         }
-        let child = command.spawn()?;
-        let pid = child.id() as i32;
-        let shared = Arc::new(Mutex::new(Shared {
-            pid,
-            ..Shared::default()
-        }));
+        // Forwarding is in place before the program exists, and a signal that arrives
+        // while it starts waits on the lock held here until its pid is known: it reaches
+        // the program instead of joulebench's own handler (restore and exit) with the
+        // program left running.
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let mut starting = lock(&shared);
         let forwarding = {
             let shared = shared.clone();
             match forward_signals(move |sig, origin| pass_on(&shared, sig, origin)) {
@@ -98,6 +98,17 @@ impl Program {
                 }
             }
         };
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                // no program: nothing for a signal to reach
+                starting.reaped = true;
+                return Err(e);
+            }
+        };
+        let pid = child.id() as i32;
+        starting.pid = pid;
+        drop(starting);
         let (tx, exited) = channel();
         std::thread::Builder::new()
             .name("joulebench-wait".into())
@@ -158,7 +169,7 @@ fn pass_on(shared: &Mutex<Shared>, sig: i32, origin: SignalOrigin) -> bool {
         s.log.push(format!("{name}: joulebench stopped waiting"));
         return false;
     }
-    let what = if s.reaped {
+    let what = if s.reaped || s.pid <= 0 {
         "the program had ended; joulebench is finishing its records".to_string()
     } else if s.signals == KILL_ON_SIGNAL {
         // SAFETY: the pid is our unreaped child (checked under the lock).
