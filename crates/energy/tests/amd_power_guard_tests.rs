@@ -148,10 +148,13 @@ struct GuardConfigParts {
 }
 
 fn guard(kind: Kind, env: &Env, state_dir: &Path) -> PowerGuard {
-    let (control, parts) = open_guarded(kind, env);
-    let cfg = GuardConfig::new(parts.device, parts.kind, state_dir, true)
-        .with_lock_dir(&state_dir.join(".locks"));
-    PowerGuard::new(control, cfg).unwrap()
+    common::taken_once_children_exec(|| {
+        let (control, parts) = open_guarded(kind, env);
+        let cfg = GuardConfig::new(parts.device, parts.kind, state_dir, true)
+            .with_lock_dir(&state_dir.join(".locks"));
+        PowerGuard::new(control, cfg)
+    })
+    .unwrap()
 }
 
 fn kind_from_env() -> Kind {

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{fake, fake_info, lock_dir, restore_options};
+use common::{fake, fake_info, lock_dir, restore_options, taken_once_children_exec};
 use joulebench_core::{ClockControl, PowerControl, PowerError};
 use joulebench_energy::guard::{
     read_state_file, restore_from_state_file_full, restore_from_state_file_with, state_file_for,
@@ -31,11 +31,13 @@ fn guard_with_clocks(f: &Arc<FakeDevice>, dir: &Path, allow_clocks: bool) -> Pow
     let config = GuardConfig::new(fake_info(f), DEVICE_KIND_FAKE, dir, false)
         .with_lock_dir(&lock_dir(dir))
         .with_clock_changes(allow_clocks);
-    PowerGuard::new_with_clocks(
-        Box::new(NvmlPowerControl::new(f.clone())),
-        Some(Box::new(NvmlClockControl::new(f.clone()))),
-        config,
-    )
+    taken_once_children_exec(|| {
+        PowerGuard::new_with_clocks(
+            Box::new(NvmlPowerControl::new(f.clone())),
+            Some(Box::new(NvmlClockControl::new(f.clone()))),
+            config.clone(),
+        )
+    })
     .unwrap()
 }
 

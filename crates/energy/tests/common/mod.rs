@@ -1,7 +1,7 @@
 //! Shared set-up for the energy crate's tests: fake devices and guards on them.
 #![allow(dead_code)]
 
-use joulebench_core::DeviceInfo;
+use joulebench_core::{DeviceInfo, PowerError};
 use joulebench_energy::guard::{GuardConfig, PowerGuard, RestoreOptions};
 use joulebench_energy::nvml::{
     FakeDevice, FakeState, NvmlDevice, NvmlPowerControl, DEVICE_KIND_FAKE,
@@ -27,7 +27,35 @@ pub fn lock_dir(state_dir: &Path) -> std::path::PathBuf {
 pub fn guard_on(fake: &Arc<FakeDevice>, state_dir: &Path, allow: bool) -> PowerGuard {
     let config = GuardConfig::new(fake_info(fake), DEVICE_KIND_FAKE, state_dir, allow)
         .with_lock_dir(&lock_dir(state_dir));
-    PowerGuard::new(Box::new(NvmlPowerControl::new(fake.clone())), config).unwrap()
+    taken_once_children_exec(|| {
+        PowerGuard::new(
+            Box::new(NvmlPowerControl::new(fake.clone())),
+            config.clone(),
+        )
+    })
+    .unwrap()
+}
+
+/// `take()` a guard again while the GPU's lock is held by this very process: a guard
+/// just dropped here can still have its lock file open in a child another test of
+/// this binary is starting (between fork and exec, before close-on-exec closes it),
+/// and a flock lasts while any copy of the descriptor does. A lock held by another
+/// process is returned at once.
+pub fn taken_once_children_exec<T>(
+    mut take: impl FnMut() -> Result<T, PowerError>,
+) -> Result<T, PowerError> {
+    let me = format!("joulebench process {} ", std::process::id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match take() {
+            Err(PowerError::Locked { holder, .. })
+                if holder.starts_with(&me) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 pub fn limit_w(fake: &FakeDevice) -> f64 {
