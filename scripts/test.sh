@@ -22,3 +22,4 @@ python3 scripts/run-tests.py \
   --workspace --all-targets
 echo "== cargo test --doc"
 cargo test --workspace --doc
+echo "== the test command took ${SECONDS} s"
