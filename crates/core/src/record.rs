@@ -14,7 +14,7 @@ use crate::workload::Workload;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever a field changes meaning or is removed. Schema 2: busy windows
@@ -497,85 +497,27 @@ pub fn read_record_lines(path: &Path) -> Result<Vec<RecordLine>, RecordError> {
 /// [`MAX_RECORD_LINE_BYTES`], a record whose numbers cannot be true, and NUL bytes
 /// followed by more records are errors naming their line.
 pub fn read_results_file(path: &Path) -> Result<ResultsFile, RecordError> {
-    let file = File::open(path).map_err(|source| RecordError::Read {
-        path: path.into(),
-        source,
-    })?;
-    let corrupt = |line: usize, message: String| RecordError::Corrupt {
-        path: path.into(),
-        line,
-        message,
-    };
-    let mut reader = BufReader::new(file);
     let mut out = ResultsFile::default();
-    let mut buf = Vec::new();
-    let (mut offset, mut line_no) = (0u64, 0usize);
-    // Where lines that are not whole records began; a tail if nothing follows them.
-    let mut suspect: Option<(u64, usize)> = None;
-    let mut nul_padded = false;
-    loop {
-        buf.clear();
-        let n = (&mut reader)
-            .take(MAX_RECORD_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| corrupt(line_no + 1, e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        let start = offset;
-        offset += n as u64;
-        let complete = buf.last() == Some(&b'\n');
-        if !complete && buf.len() > MAX_RECORD_LINE_BYTES {
-            return Err(corrupt(
-                line_no,
-                format!(
-                    "line is longer than {MAX_RECORD_LINE_BYTES} bytes: not a joulebench record"
-                ),
-            ));
-        }
-        let content = if complete { &buf[..n - 1] } else { &buf[..] };
-        if content.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let has_nul = content.contains(&0);
-        if !complete || has_nul {
-            nul_padded |= has_nul;
-            suspect.get_or_insert((start, line_no));
-            continue;
-        }
-        if let Some((_, first)) = suspect {
-            return Err(corrupt(
-                first,
-                "an incomplete record or NUL bytes, followed by more records".into(),
-            ));
-        }
-        let text =
-            std::str::from_utf8(content).map_err(|_| corrupt(line_no, "not UTF-8 text".into()))?;
-        let record = parse_record(text).map_err(|e| e.at(path, line_no))?;
+    let end = crate::record_stream::for_each_record(path, |r| -> Result<(), RecordError> {
         out.lines.push(RecordLine {
-            line_no,
-            text: text.to_string(),
-            record,
+            line_no: r.line_no,
+            text: r.text.to_string(),
+            record: r.record,
         });
-    }
-    out.tail = suspect.map(|(start, line)| PartialTail {
-        offset: start,
-        bytes: offset - start,
-        line_no: line,
-        nul_padded,
-    });
+        Ok(())
+    })?;
+    out.tail = end.tail;
     Ok(out)
 }
 
 /// Why one line is not a record, before its file and line are known.
-enum LineError {
+pub(crate) enum LineError {
     Corrupt(String),
     Schema(u64),
 }
 
 impl LineError {
-    fn at(self, path: &Path, line: usize) -> RecordError {
+    pub(crate) fn at(self, path: &Path, line: usize) -> RecordError {
         match self {
             LineError::Corrupt(message) => RecordError::Corrupt {
                 path: path.into(),
@@ -592,7 +534,25 @@ impl LineError {
     }
 }
 
-fn parse_record(line: &str) -> Result<Record, LineError> {
+/// One line as a record. The common case is parsed straight into a [`Record`];
+/// a line that refuses that is parsed again through a JSON value, which says why
+/// (the schema first), so both ways accept and refuse the same lines.
+pub(crate) fn parse_record(line: &str) -> Result<Record, LineError> {
+    // a JSON array would fill a record's fields in order: only an object is a record
+    if line.trim_start().starts_with('{') {
+        if let Ok(record) = serde_json::from_str::<Record>(line) {
+            let schema = u64::from(record.schema);
+            if !READABLE_SCHEMAS.contains(&schema) {
+                return Err(LineError::Schema(schema));
+            }
+            record.check_numbers().map_err(LineError::Corrupt)?;
+            return Ok(record);
+        }
+    }
+    parse_record_value(line)
+}
+
+fn parse_record_value(line: &str) -> Result<Record, LineError> {
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| LineError::Corrupt(format!("not JSON ({e})")))?;
     match value.get("schema").and_then(|v| v.as_u64()) {
@@ -931,6 +891,61 @@ mod tests {
             e.contains("r.jsonl:2") && e.contains("cannot come from a measurement"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_direct_parse_accepts_and_refuses_the_lines_the_general_one_does() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/sim/sim-h200-quick.jsonl"),
+        )
+        .unwrap();
+        let good = text.lines().next().unwrap().to_string();
+        let object: serde_json::Value = serde_json::from_str(&good).unwrap();
+        let with = |key: &str, v: serde_json::Value| {
+            let mut o = object.clone();
+            o[key] = v;
+            serde_json::to_string(&o).unwrap()
+        };
+        // the fields in order as an array fill a Record too: the general parse
+        // refuses it (no "schema" field), so the direct one must not take it
+        let order = "schema tool host unix_time_s command simulated status reason device backend \
+                     kernel kernel_variant vendor_kernel precision workload group batch_size seed \
+                     inputs flop min_bytes power_cap meter idle verification measurement flags \
+                     protocol repeat overhead clocks";
+        let fields: Vec<serde_json::Value> = order
+            .split_whitespace()
+            .map(|k| object.get(k).cloned().unwrap_or_default())
+            .collect();
+        let array = serde_json::to_string(&fields).unwrap();
+        assert!(serde_json::from_str::<Record>(&array).is_ok());
+        let mut windows = object.clone();
+        windows["measurement"]["windows"][0]["seconds"] = serde_json::json!(-1.0);
+        let lines = [
+            good.clone(),
+            format!("  {good}"),
+            array,
+            with("schema", serde_json::json!(7)),
+            with("schema", serde_json::json!(2.0)),
+            with("schema", serde_json::json!(5_000_000_000u64)),
+            good.replacen("{", "{\"schema\":1,", 1),
+            with("flop", serde_json::json!(12)),
+            with("precision", serde_json::json!("f64")),
+            serde_json::to_string(&windows).unwrap(),
+            format!("{good} x"),
+            "{\"schema\": 2}".into(),
+        ];
+        let outcome = |r: Result<Record, LineError>| match r {
+            Ok(r) => Ok(r),
+            Err(e) => Err(e.at(Path::new("f"), 1).to_string()),
+        };
+        for l in &lines {
+            assert_eq!(
+                outcome(parse_record(l)),
+                outcome(parse_record_value(l)),
+                "{l}"
+            );
+        }
+        assert!(parse_record(&good).is_ok());
     }
 
     #[test]

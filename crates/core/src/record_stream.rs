@@ -1,0 +1,318 @@
+//! Reading a results file one record at a time (docs/ARCHITECTURE.md §5), so a
+//! reader of a fleet's campaign — hundreds of thousands of records, gigabytes —
+//! keeps what it needs of each record, never the file. Every check of
+//! [`crate::record::read_results_file`] (which is built on this) applies, in line
+//! order; lines are parsed on every core, a batch at a time, and handed over in order.
+
+use crate::record::{parse_record, PartialTail, Record, RecordError, MAX_RECORD_LINE_BYTES};
+use rayon::prelude::*;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+/// About this many bytes of lines are parsed together: enough to keep every core
+/// busy, little enough that a batch's records take a few MB.
+const BATCH_BYTES: usize = 4 << 20;
+
+/// One record as read, with where it was.
+#[derive(Debug)]
+pub struct StreamedRecord<'a> {
+    /// 1-based, counting blank lines.
+    pub line_no: usize,
+    /// The byte offset its line starts at.
+    pub offset: u64,
+    /// The line as written, without its line end.
+    pub text: &'a str,
+    pub record: Record,
+}
+
+/// What a whole read of a file found besides its records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// Records handed over.
+    pub records: usize,
+    /// The incomplete tail the file ended with, if any (skipped).
+    pub tail: Option<PartialTail>,
+    /// Where the file's whole records end: a second read limited to this many bytes
+    /// ([`for_each_record_within`]) sees the same records even while a sweep
+    /// appends to the file.
+    pub whole_bytes: u64,
+}
+
+/// Hand every record of the results file at `path` to `each`, in file order. An
+/// error of the file (a corrupt line, NUL bytes followed by more records, a line
+/// longer than [`MAX_RECORD_LINE_BYTES`]) comes after every record before it was
+/// handed over; an error of `each` ends the read at once.
+pub fn for_each_record<E, F>(path: &Path, each: F) -> Result<StreamEnd, E>
+where
+    E: From<RecordError>,
+    F: FnMut(StreamedRecord<'_>) -> Result<(), E>,
+{
+    read(path, None, each)
+}
+
+/// [`for_each_record`] over the first `bytes` bytes of the file only: a second
+/// read of a file a first read ended at [`StreamEnd::whole_bytes`].
+pub fn for_each_record_within<E, F>(path: &Path, bytes: u64, each: F) -> Result<StreamEnd, E>
+where
+    E: From<RecordError>,
+    F: FnMut(StreamedRecord<'_>) -> Result<(), E>,
+{
+    read(path, Some(bytes), each)
+}
+
+/// Lines of one batch: their bytes one after another, and where each is.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// (line number, offset in the file, range in `bytes`)
+    lines: Vec<(usize, u64, std::ops::Range<usize>)>,
+}
+
+/// Where the scan of the file's lines stands.
+#[derive(Default)]
+struct Scan {
+    offset: u64,
+    line_no: usize,
+    /// Where lines that are not whole records began; a tail if nothing follows them.
+    suspect: Option<(u64, usize)>,
+    nul_padded: bool,
+    eof: bool,
+}
+
+fn read<E, F>(path: &Path, limit: Option<u64>, mut each: F) -> Result<StreamEnd, E>
+where
+    E: From<RecordError>,
+    F: FnMut(StreamedRecord<'_>) -> Result<(), E>,
+{
+    let file = File::open(path).map_err(|source| RecordError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let source: Box<dyn Read> = match limit {
+        Some(bytes) => Box::new(file.take(bytes)),
+        None => Box::new(file),
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, source);
+    let mut scan = Scan::default();
+    let mut batch = Batch::default();
+    let mut records = 0;
+    while !scan.eof {
+        let stop = fill(path, &mut reader, &mut scan, &mut batch);
+        let parsed: Vec<Result<(&str, Record), RecordError>> = batch
+            .lines
+            .par_iter()
+            .map(|(line_no, _, range)| {
+                let text = std::str::from_utf8(&batch.bytes[range.clone()]).map_err(|_| {
+                    RecordError::Corrupt {
+                        path: path.into(),
+                        line: *line_no,
+                        message: "not UTF-8 text".into(),
+                    }
+                })?;
+                let record = parse_record(text).map_err(|e| e.at(path, *line_no))?;
+                Ok((text, record))
+            })
+            .collect();
+        for ((line_no, offset, _), parsed) in batch.lines.iter().zip(parsed) {
+            let (text, record) = parsed?;
+            each(StreamedRecord {
+                line_no: *line_no,
+                offset: *offset,
+                text,
+                record,
+            })?;
+            records += 1;
+        }
+        if let Some(e) = stop {
+            return Err(e.into());
+        }
+    }
+    let tail = scan.suspect.map(|(start, line)| PartialTail {
+        offset: start,
+        bytes: scan.offset - start,
+        line_no: line,
+        nul_padded: scan.nul_padded,
+    });
+    Ok(StreamEnd {
+        records,
+        whole_bytes: tail.as_ref().map_or(scan.offset, |t| t.offset),
+        tail,
+    })
+}
+
+/// Read lines into `batch` (emptied first) until it holds [`BATCH_BYTES`], the file
+/// ends, or a line is an error of the file: that error is returned, to be raised
+/// once the lines before it are handed over.
+fn fill(
+    path: &Path,
+    reader: &mut impl BufRead,
+    scan: &mut Scan,
+    batch: &mut Batch,
+) -> Option<RecordError> {
+    let corrupt = |line: usize, message: String| RecordError::Corrupt {
+        path: path.into(),
+        line,
+        message,
+    };
+    batch.bytes.clear();
+    batch.lines.clear();
+    while batch.bytes.len() < BATCH_BYTES {
+        let from = batch.bytes.len();
+        let n = match (&mut *reader)
+            .take(MAX_RECORD_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut batch.bytes)
+        {
+            Ok(n) => n,
+            Err(e) => {
+                scan.eof = true;
+                return Some(corrupt(scan.line_no + 1, e.to_string()));
+            }
+        };
+        if n == 0 {
+            scan.eof = true;
+            return None;
+        }
+        scan.line_no += 1;
+        let start = scan.offset;
+        scan.offset += n as u64;
+        let line = &batch.bytes[from..];
+        let complete = line.last() == Some(&b'\n');
+        if !complete && line.len() > MAX_RECORD_LINE_BYTES {
+            batch.bytes.truncate(from);
+            scan.eof = true;
+            return Some(corrupt(
+                scan.line_no,
+                format!(
+                    "line is longer than {MAX_RECORD_LINE_BYTES} bytes: not a joulebench record"
+                ),
+            ));
+        }
+        let content = if complete { &line[..n - 1] } else { line };
+        if content.iter().all(u8::is_ascii_whitespace) {
+            batch.bytes.truncate(from);
+            continue;
+        }
+        let has_nul = content.contains(&0);
+        if !complete || has_nul {
+            scan.nul_padded |= has_nul;
+            scan.suspect.get_or_insert((start, scan.line_no));
+            batch.bytes.truncate(from);
+            continue;
+        }
+        if let Some((_, first)) = scan.suspect {
+            batch.bytes.truncate(from);
+            scan.eof = true;
+            return Some(corrupt(
+                first,
+                "an incomplete record or NUL bytes, followed by more records".into(),
+            ));
+        }
+        let end = batch.bytes.len() - 1;
+        batch.lines.push((scan.line_no, start, from..end));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{read_results_file, RecordLine};
+
+    fn line(i: u64) -> String {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/sim/sim-h200-quick.jsonl"),
+        )
+        .unwrap();
+        let first = text.lines().next().unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(first).unwrap();
+        v["unix_time_s"] = serde_json::json!(1.7e9 + i as f64);
+        serde_json::to_string(&v).unwrap()
+    }
+
+    fn streamed(path: &Path, limit: Option<u64>) -> Result<(Vec<RecordLine>, StreamEnd), String> {
+        let mut lines = Vec::new();
+        let each = |r: StreamedRecord<'_>| -> Result<(), RecordError> {
+            lines.push(RecordLine {
+                line_no: r.line_no,
+                text: r.text.to_string(),
+                record: r.record,
+            });
+            Ok(())
+        };
+        let end = match limit {
+            Some(b) => for_each_record_within(path, b, each),
+            None => for_each_record(path, each),
+        }
+        .map_err(|e| e.to_string())?;
+        Ok((lines, end))
+    }
+
+    #[test]
+    fn batches_hand_over_every_record_in_order_and_a_second_read_stops_where_the_first_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.jsonl");
+        // more than one batch, blank lines, and an incomplete tail
+        let n = BATCH_BYTES / line(0).len() * 2 + 7;
+        let mut text = String::new();
+        for i in 0..n {
+            text.push_str(&line(i as u64));
+            text.push('\n');
+            if i % 1000 == 0 {
+                text.push_str("  \n");
+            }
+        }
+        let whole = text.len() as u64;
+        text.push_str("{\"schema\":2,\"ho");
+        std::fs::write(&p, &text).unwrap();
+        let (lines, end) = streamed(&p, None).unwrap();
+        assert_eq!((lines.len(), end.records), (n, n));
+        assert_eq!(end.whole_bytes, whole);
+        assert_eq!(end.tail.as_ref().map(|t| t.offset), Some(whole));
+        for (i, l) in lines.iter().enumerate() {
+            assert_eq!(l.record.unix_time_s, 1.7e9 + i as f64);
+        }
+        assert_eq!(read_results_file(&p).unwrap().lines, lines);
+        // a sweep appends while a second read runs: it reads what the first did
+        let mut more = text.clone();
+        more.push_str("st\":\"x\"}\n");
+        more.push_str(&line(99));
+        more.push('\n');
+        std::fs::write(&p, more).unwrap();
+        let (again, end2) = streamed(&p, Some(end.whole_bytes)).unwrap();
+        assert_eq!(again, lines);
+        assert_eq!(
+            (end2.records, end2.whole_bytes, end2.tail),
+            (n, whole, None)
+        );
+    }
+
+    #[test]
+    fn an_error_comes_after_the_records_before_it_and_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.jsonl");
+        let good = format!("{}\n{}\n", line(0), line(1));
+        std::fs::write(&p, format!("{good}{{\"schema\": 2}}\n{}\n", line(2))).unwrap();
+        let mut seen = 0;
+        let e = for_each_record(&p, |_| -> Result<(), RecordError> {
+            seen += 1;
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(seen, 2);
+        assert!(e.contains("r.jsonl:3"), "{e}");
+        // an error of the callback ends the read there
+        std::fs::write(&p, &good).unwrap();
+        let mut calls = 0;
+        let e = for_each_record(&p, |_| {
+            calls += 1;
+            Err(RecordError::Empty {
+                path: "stop".into(),
+            })
+        })
+        .unwrap_err();
+        assert_eq!(calls, 1);
+        assert!(matches!(e, RecordError::Empty { .. }));
+    }
+}
