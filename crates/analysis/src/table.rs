@@ -56,30 +56,16 @@ impl Table {
     /// that was in a note (unless it was nothing): a column that carries no
     /// information for these rows is noise.
     pub fn drop_uninformative_columns(&mut self, names: &[&str]) {
-        for name in names {
-            let Some(col) = self.headers.iter().position(|h| h == name) else {
-                continue;
-            };
-            let mut values = self
-                .rows
-                .iter()
-                .map(|r| r.get(col).cloned().unwrap_or_default());
-            let Some(first) = values.next() else {
-                continue;
-            };
-            if !values.all(|v| v == first) {
-                continue;
-            }
-            if !first.is_empty() && first != "–" && !name.is_empty() {
-                self.notes.push(format!("{name}: {first} on every row."));
-            }
-            self.headers.remove(col);
-            for r in &mut self.rows {
-                if col < r.len() {
-                    r.remove(col);
-                }
-            }
+        let mut plan = crate::table_stream::UninformativeColumns::new(&self.headers, names);
+        for r in &self.rows {
+            plan.add(r);
         }
+        plan.decide();
+        plan.apply_head(self);
+        self.rows = std::mem::take(&mut self.rows)
+            .into_iter()
+            .map(|r| plan.row(r))
+            .collect();
     }
 
     pub fn render(&self, format: TableFormat) -> String {
@@ -209,7 +195,7 @@ pub fn csv_cell(s: &str) -> String {
 
 /// A cell on a terminal: control characters (newlines, escape sequences that could
 /// rewrite the screen) become spaces.
-fn terminal_cell(s: &str) -> String {
+pub fn terminal_cell(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
