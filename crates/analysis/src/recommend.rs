@@ -8,9 +8,9 @@
 
 use crate::attribution::{attribute, Attribution};
 use crate::baseline::BatchDefault;
+use crate::digest::SettingsDigest;
 use crate::levers::{settle, values_of, Lever, LeverValues, Reverted};
 use crate::objective::{choose_in, pareto_front};
-use crate::repeats::group_settings;
 use crate::significance::NoiseFloor;
 use joulebench_core::record::Record;
 use joulebench_core::Precision;
@@ -162,26 +162,33 @@ pub fn recommend_opts(
     objective: Objective,
     opts: &RecommendOptions,
 ) -> Vec<Recommendation> {
+    recommend_digest(&SettingsDigest::of(records), objective, opts)
+}
+
+/// [`recommend_opts`] of the records a digest has taken in.
+pub fn recommend_digest(
+    digest: &SettingsDigest,
+    objective: Objective,
+    opts: &RecommendOptions,
+) -> Vec<Recommendation> {
     let mut groups: BTreeMap<(String, String), (bool, Vec<Setting>)> = BTreeMap::new();
-    let physical = physical_keys(records);
-    for runs in group_settings(records) {
-        let i = runs[0];
-        let r = &records[i];
-        let rs: Vec<&Record> = runs.iter().map(|&j| &records[j]).collect();
-        if let Some(mut s) = Setting::from_runs_with(&rs, i, opts.noise) {
-            s.board = physical[i].clone();
+    let physical = digest.physical_keys();
+    for (head, runs) in digest.setting_runs() {
+        if let Some(mut s) = Setting::from_parts(digest, head, &runs, opts.noise) {
+            let board = &physical[head.device as usize];
+            s.board = board.clone();
             let device = match opts.by {
-                GroupBy::Device => physical[i].clone(),
-                GroupBy::Model => r.device.name.clone(),
+                GroupBy::Device => board.clone(),
+                GroupBy::Model => digest.device(head.device).info.name.clone(),
             };
             let e = groups
-                .entry((device, r.group.clone()))
-                .or_insert((r.simulated, Vec::new()));
-            e.0 |= r.simulated;
+                .entry((device, digest.string(head.group).to_string()))
+                .or_insert((head.simulated, Vec::new()));
+            e.0 |= head.simulated;
             e.1.push(s);
         }
     }
-    let labels = device_labels(records);
+    let labels = digest.device_labels();
     groups
         .into_iter()
         .filter_map(|((key, workload), (simulated, settings))| {
