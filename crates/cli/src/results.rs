@@ -1,35 +1,44 @@
 //! `joulebench report` and `joulebench recommend`: read results files and print
 //! tables, a Markdown report with plots, or a settings file for a launcher. Both
 //! refuse a corrupt or foreign-schema file, naming its line, and never overwrite
-//! a file they were not told to replace.
+//! a file they were not told to replace. Files are read one record at a time into
+//! per-setting summaries (a fleet's campaign is too large to hold); what needs a
+//! row per record (the results table, a merge) reads the files a second time.
 
 use crate::args::{
     parse_fraction, parse_list, ObjectiveChoice, RecommendArgs, ReportArgs, DEFAULT_MAX_SLOWDOWN,
 };
 use crate::emit::{parse_emit, write_emit};
 use crate::error::{io, runtime, usage, CliError};
-use crate::out;
-use crate::paths::{check_new_output, check_plot_dir, refuse_input_as_output, write_output};
+use crate::out::{self, WriteFail};
+use crate::paths::{
+    check_new_output, check_plot_dir, refuse_input_as_output, shown, write_output_with,
+};
 use joulebench_analysis::chart::{PlotError, PlotFiles};
 use joulebench_analysis::device_setting::{device_settings, Mix};
+use joulebench_analysis::digest::SettingsDigest;
 use joulebench_analysis::document::{
-    cost_table, markdown_report, PlotLink, ReportOptions, SourceSummary,
+    cost_table, write_markdown_report, PlotLink, ReportDigest, ReportOptions, SourceSummary,
 };
-use joulebench_analysis::merge::SourceFile;
-use joulebench_analysis::plots::report_plots;
+use joulebench_analysis::merge::Duplicates;
+use joulebench_analysis::plots::report_plots_digest;
 use joulebench_analysis::recommend::{
-    recommend_opts, recommend_with, BaselineSpec, GroupBy, Objective, RecommendOptions,
+    recommend_digest, BaselineSpec, GroupBy, Objective, RecommendOptions,
 };
 use joulebench_analysis::recommend_table::{
     attribution_table, device_table, pareto_table, recommendation_table_with,
 };
-use joulebench_analysis::repeats::repeats_table;
-use joulebench_analysis::report::{flags_legend, records_table, status_line};
+use joulebench_analysis::repeats::{repeats_head, repeats_rows};
+use joulebench_analysis::report::{flags_legend, RecordsTableDigest};
 use joulebench_analysis::settings_file::{SettingsFile, SETTINGS_FORMAT, SETTINGS_VERSION};
 use joulebench_analysis::significance::NoiseFloor;
 use joulebench_analysis::table::TableFormat;
+use joulebench_analysis::table_stream::ColumnWidths;
+use joulebench_analysis::tokens::StepRecords;
 use joulebench_core::record::{read_results_file, Record, RecordError, ResultsFile};
+use joulebench_core::record_stream::{for_each_record, for_each_record_within};
 use joulebench_core::Precision;
+use std::io::{BufRead, Read as _, Write};
 use std::path::{Component, Path, PathBuf};
 
 fn format(s: &str) -> Result<TableFormat, CliError> {
@@ -46,24 +55,94 @@ pub fn read_results_warn(path: &Path) -> Result<ResultsFile, CliError> {
     Ok(file)
 }
 
-/// Read each file whole, a record read twice (the same point measured at the same
-/// moment: a file named twice, or copied into another) counted once, with a note;
-/// a file without records is refused like a corrupt one.
-pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, CliError> {
-    let mut sources = read_sources_raw(paths)?;
-    let mut seen = std::collections::HashSet::new();
+/// One record as a read of results files hands it over.
+pub struct Read<'a> {
+    /// Which of the files read it came from.
+    pub file: usize,
+    /// Its place among the records of its file that were handed over.
+    pub index: usize,
+    pub record: &'a Record,
+}
+
+/// Which records of a file a read handed over, one bit each.
+#[derive(Clone, Debug, Default)]
+struct Kept {
+    bits: Vec<u64>,
+    len: usize,
+}
+
+impl Kept {
+    fn push(&mut self, kept: bool) {
+        if self.len % 64 == 0 {
+            self.bits.push(0);
+        }
+        if kept {
+            self.bits[self.len / 64] |= 1 << (self.len % 64);
+        }
+        self.len += 1;
+    }
+    fn get(&self, i: usize) -> bool {
+        i < self.len && self.bits[i / 64] & (1 << (i % 64)) != 0
+    }
+}
+
+/// A results file as a first read left it: what a second read needs to see the
+/// same records even while a sweep appends to the file.
+#[derive(Clone, Debug)]
+pub struct SourceRead {
+    pub path: PathBuf,
+    /// Records handed over (a duplicate of one read before is not).
+    pub records: usize,
+    kept: Kept,
+    /// Where its whole records end.
+    whole_bytes: u64,
+}
+
+/// Read each file one record at a time and hand each record to `each`; an
+/// incomplete last record is skipped with a warning, a file without records is
+/// refused like a corrupt one. With `dedup`, a record read twice (the same point
+/// measured at the same moment: a file named twice, or copied into another) is
+/// handed over once, with a note.
+pub fn read_sources<E>(
+    paths: &[PathBuf],
+    dedup: bool,
+    mut each: impl FnMut(Read<'_>) -> Result<(), E>,
+) -> Result<Vec<SourceRead>, E>
+where
+    E: From<RecordError> + From<CliError>,
+{
+    let mut duplicates = dedup.then(Duplicates::default);
     let mut dropped = 0;
-    for s in &mut sources {
-        let keep: Vec<bool> = s
-            .records
-            .iter()
-            .map(|r| seen.insert((r.point_key(), r.unix_time_s.to_bits())))
-            .collect();
-        dropped += keep.iter().filter(|k| !**k).count();
-        let mut it = keep.iter();
-        s.records.retain(|_| *it.next().unwrap_or(&true));
-        let mut it = keep.iter();
-        s.lines.retain(|_| *it.next().unwrap_or(&true));
+    let mut sources = Vec::with_capacity(paths.len());
+    for (file, path) in paths.iter().enumerate() {
+        let mut kept = Kept::default();
+        let mut records = 0;
+        let end = for_each_record(path, |s| -> Result<(), E> {
+            let keep = duplicates.as_mut().is_none_or(|d| d.first_time(&s.record));
+            kept.push(keep);
+            if !keep {
+                dropped += 1;
+                return Ok(());
+            }
+            records += 1;
+            each(Read {
+                file,
+                index: records - 1,
+                record: &s.record,
+            })
+        })?;
+        if let Some(tail) = &end.tail {
+            eprintln!("warning: {}", tail.describe(path));
+        }
+        if end.records == 0 {
+            return Err(RecordError::Empty { path: path.clone() }.into());
+        }
+        sources.push(SourceRead {
+            path: path.clone(),
+            records,
+            kept,
+            whole_bytes: end.whole_bytes,
+        });
     }
     if dropped > 0 {
         eprintln!(
@@ -74,35 +153,157 @@ pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, CliError> {
     Ok(sources)
 }
 
-/// [`read_sources`] keeping every record as read (`merge` reports duplicates itself).
-pub fn read_sources_raw(paths: &[PathBuf]) -> Result<Vec<SourceFile>, CliError> {
-    paths
-        .iter()
-        .map(|p| {
-            let lines = read_results_warn(p)?.lines;
-            if lines.is_empty() {
-                return Err(RecordError::Empty { path: p.clone() }.into());
-            }
-            let (records, lines) = lines.into_iter().map(|l| (l.record, l.text)).unzip();
-            Ok(SourceFile {
-                path: p.clone(),
-                records,
-                lines,
-            })
-        })
-        .collect()
+/// A file whose second read does not see what its first did.
+fn changed(path: &Path, first: usize, second: usize) -> CliError {
+    io(format!(
+        "{} changed while it was read: its first read found {first} records, its second {second}; \
+         read it again once nothing rewrites it",
+        shown(path)
+    ))
 }
 
-/// All records of the sources, and the file each came from.
-fn flatten(sources: Vec<SourceFile>) -> (Vec<Record>, Vec<String>) {
-    let mut records = Vec::new();
-    let mut from = Vec::new();
-    for s in sources {
-        let name = s.path.display().to_string();
-        from.extend(std::iter::repeat_n(name, s.records.len()));
-        records.extend(s.records);
+/// Hand `each` the records a first [`read_sources`] handed over, in the same order,
+/// read a second time (what a sweep appended since is not read).
+pub fn reread_sources<E>(
+    sources: &[SourceRead],
+    mut each: impl FnMut(Read<'_>) -> Result<(), E>,
+) -> Result<(), E>
+where
+    E: From<RecordError> + From<CliError>,
+{
+    for (file, s) in sources.iter().enumerate() {
+        let (mut seen, mut records) = (0, 0);
+        for_each_record_within(&s.path, s.whole_bytes, |r| -> Result<(), E> {
+            seen += 1;
+            if seen > s.kept.len {
+                return Err(changed(&s.path, s.kept.len, seen).into());
+            }
+            if !s.kept.get(seen - 1) {
+                return Ok(());
+            }
+            records += 1;
+            each(Read {
+                file,
+                index: records - 1,
+                record: &r.record,
+            })
+        })?;
+        if seen != s.kept.len {
+            return Err(changed(&s.path, s.kept.len, seen).into());
+        }
     }
-    (records, from)
+    Ok(())
+}
+
+/// Hand `each` the lines of the records a first [`read_sources`] handed over, as
+/// written, without parsing them again (the first read checked them).
+pub fn reread_lines<E>(
+    sources: &[SourceRead],
+    mut each: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E>
+where
+    E: From<RecordError> + From<CliError>,
+{
+    for s in sources {
+        let rerr = |source| RecordError::Read {
+            path: s.path.clone(),
+            source,
+        };
+        let file = std::fs::File::open(&s.path).map_err(rerr)?;
+        let mut lines = std::io::BufReader::with_capacity(1 << 20, file.take(s.whole_bytes));
+        let mut line = Vec::new();
+        let mut seen = 0;
+        loop {
+            line.clear();
+            if lines.read_until(b'\n', &mut line).map_err(rerr)? == 0 {
+                break;
+            }
+            let content = line.strip_suffix(b"\n").unwrap_or(&line);
+            if content.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            seen += 1;
+            if s.kept.get(seen - 1) {
+                each(content)?;
+            }
+        }
+        if seen != s.kept.len {
+            return Err(changed(&s.path, s.kept.len, seen).into());
+        }
+    }
+    Ok(())
+}
+
+/// Refuse, before any work, inputs that cannot be read twice (a pipe, a device):
+/// a command that writes a row per record reads its files twice.
+pub fn refuse_single_read(paths: &[PathBuf]) -> Result<(), CliError> {
+    for p in paths {
+        if let Ok(meta) = std::fs::metadata(p) {
+            if !meta.is_file() {
+                return Err(usage(format!(
+                    "{} is not a regular file; this command reads its files twice (a campaign's \
+                     records are not held in memory): save it to a file first",
+                    shown(p)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The results table, its rows from a second read of `sources`.
+fn write_records_table(
+    sources: &[SourceRead],
+    table: &RecordsTableDigest,
+    fmt: TableFormat,
+    w: &mut dyn Write,
+) -> Result<(), WriteFail> {
+    let head = table.head();
+    let widths = table
+        .widths(&head)
+        .unwrap_or_else(|| ColumnWidths::of(&head, fmt));
+    let mut rows = head.write_head(fmt, &widths, w)?;
+    reread_sources(sources, |r| -> Result<(), WriteFail> {
+        rows.row(&table.row(r.record))?;
+        Ok(())
+    })?;
+    rows.finish()?;
+    Ok(())
+}
+
+/// The repeats table, if any setting was measured more than once, and a line end.
+fn write_repeats_table(
+    digest: &SettingsDigest,
+    fmt: TableFormat,
+    w: &mut dyn Write,
+) -> Result<(), WriteFail> {
+    let Some(head) = repeats_head(digest) else {
+        return Ok(());
+    };
+    let labels = digest.device_labels();
+    let mut widths = ColumnWidths::of(&head, fmt);
+    for row in repeats_rows(digest, &labels) {
+        widths.add(&row);
+    }
+    let mut rows = head.write_head(fmt, &widths, w)?;
+    for row in repeats_rows(digest, &labels) {
+        rows.row(&row)?;
+    }
+    rows.finish()?;
+    w.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Write a long output to `--out` (whole or not at all) or standard output.
+fn write_to(
+    out: Option<&Path>,
+    force: bool,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), WriteFail>,
+) -> Result<(), CliError> {
+    match out {
+        Some(path) => write_output_with(path, force, "--out", write),
+        None => out::stream(write),
+    }
 }
 
 fn plot_error(e: PlotError) -> CliError {
@@ -179,23 +380,56 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     if let Some(dir) = &args.plots {
         check_plot_dir(dir, "--plots")?;
     }
-    let sources = read_sources(&args.files)?;
+    refuse_single_read(&args.files)?;
+    let mut digest = ReportDigest::default();
+    if matches!(fmt, TableFormat::Table | TableFormat::Markdown) {
+        digest.table = RecordsTableDigest::measuring(fmt);
+    }
+    // per-token figures (Markdown only) come from `joulebench model` records
+    let per_token = fmt == TableFormat::Markdown;
+    let mut steps = StepRecords::default();
+    let sources = read_sources(&args.files, true, |r| -> Result<(), CliError> {
+        digest.push(r.record, r.file);
+        if per_token && StepRecords::from_model_command(r.record) {
+            steps.push(r.record.clone());
+        }
+        Ok(())
+    })?;
+    if let Some(keys) = per_token
+        .then(|| steps.looked_up(args.model.as_deref()))
+        .flatten()
+    {
+        // the records the model runs' steps are composed from, wherever they are
+        let mut picked = StepRecords::default();
+        reread_sources(&sources, |r| -> Result<(), CliError> {
+            if StepRecords::from_model_command(r.record) || keys.contains(&r.record.setting_key()) {
+                picked.push(r.record.clone());
+            }
+            Ok(())
+        })?;
+        steps = picked;
+    }
     let summaries: Vec<SourceSummary> = sources
         .iter()
         .map(|s| SourceSummary {
             path: s.path.display().to_string(),
-            records: s.records.len(),
+            records: s.records,
         })
         .collect();
-    let (records, _) = flatten(sources);
     let plots = match &args.plots {
-        Some(dir) => report_plots(&records, objective, dir).map_err(plot_error)?,
+        Some(dir) => report_plots_digest(&digest.settings, objective, dir).map_err(plot_error)?,
         None => Vec::new(),
     };
-
-    let text = match fmt {
-        TableFormat::Markdown => markdown_report(
-            &records,
+    let priced = costs.priced() || costs.pue.is_some();
+    if priced && matches!(fmt, TableFormat::Json | TableFormat::Csv) {
+        eprintln!(
+            "note: --format csv and json give every record; the costs are in --format table and markdown"
+        );
+    }
+    write_to(args.out.as_deref(), args.force, |w| match fmt {
+        TableFormat::Markdown => write_markdown_report(
+            &digest,
+            &steps.records,
             &summaries,
             objective,
             &ReportOptions {
@@ -204,43 +438,44 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
                 model: args.model.clone(),
             },
             &links(&plots, args.out.as_deref()),
+            &mut |w: &mut dyn Write| write_records_table(&sources, &digest.table, fmt, w),
+            w,
         ),
         TableFormat::Json | TableFormat::Csv => {
-            if costs.priced() || costs.pue.is_some() {
-                eprintln!(
-                    "note: --format csv and json give every record; the costs are in --format table and markdown"
-                );
+            write_records_table(&sources, &digest.table, fmt, w)?;
+            if fmt == TableFormat::Json {
+                w.write_all(b"\n")?;
             }
-            records_table(&records).render(fmt)
+            Ok(())
         }
         TableFormat::Table => {
             // priced: what the recommended settings cost, after the results
-            let priced = (costs.priced() || costs.pue.is_some())
-                .then(|| recommend_with(&records, objective, GroupBy::Device, &baseline))
+            let priced = priced
+                .then(|| {
+                    recommend_digest(
+                        &digest.settings,
+                        objective,
+                        &RecommendOptions {
+                            by: GroupBy::Device,
+                            baseline: baseline.clone(),
+                            ..RecommendOptions::default()
+                        },
+                    )
+                })
                 .filter(|recs| !recs.is_empty())
                 .map(|recs| format!("{}\n", cost_table(&recs, &costs).render(fmt)))
                 .unwrap_or_default();
-            format!(
-                "{}\n\n{}\n{}{priced}{}",
-                status_line(&records),
-                records_table(&records).render(fmt),
-                repeats_table(&records)
-                    .map(|t| format!("{}\n", t.render(fmt)))
-                    .unwrap_or_default(),
-                flags_legend().render(fmt)
-            )
+            write!(w, "{}\n\n", digest.settings.status_line())?;
+            write_records_table(&sources, &digest.table, fmt, w)?;
+            w.write_all(b"\n")?;
+            write_repeats_table(&digest.settings, fmt, w)?;
+            w.write_all(priced.as_bytes())?;
+            w.write_all(flags_legend().render(fmt).as_bytes())?;
+            Ok(())
         }
-    };
-    match &args.out {
-        Some(out) => {
-            write_output(out, &text, args.force, "--out")?;
-            eprintln!("Report written to {}", out.display());
-        }
-        None => out::print(&format!(
-            "{}{}",
-            text,
-            if text.ends_with('\n') { "" } else { "\n" }
-        ))?,
+    })?;
+    if let Some(out) = &args.out {
+        eprintln!("Report written to {}", out.display());
     }
     if let Some(dir) = &args.plots {
         eprintln!(
@@ -333,11 +568,22 @@ pub fn print_recommendation(
     opts: &RecommendOptions,
     mix: &Mix,
 ) -> Result<(), CliError> {
-    let recs = recommend_opts(records, objective, opts);
+    print_recommendation_digest(&SettingsDigest::of(records), objective, fmt, opts, mix)
+}
+
+/// [`print_recommendation`] of the records a digest took in.
+pub fn print_recommendation_digest(
+    digest: &SettingsDigest,
+    objective: Objective,
+    fmt: TableFormat,
+    opts: &RecommendOptions,
+    mix: &Mix,
+) -> Result<(), CliError> {
+    let recs = recommend_digest(digest, objective, opts);
     if recs.is_empty() {
         return out::line(&format!(
             "No recommendation: no measured point with an energy figure ({}).",
-            status_line(records)
+            digest.status_line()
         ));
     }
     let devices = device_settings(&recs, mix, objective);
@@ -384,6 +630,26 @@ fn read_weights(path: Option<&Path>) -> Result<Mix, CliError> {
         .map_err(|e| usage(format!("--weights {}: {e}", path.display())))
 }
 
+/// `--precisions`, parsed; its error waits until the files have been read (their
+/// errors come first).
+pub fn precision_filter(list: Option<&str>) -> Result<Option<Vec<Precision>>, CliError> {
+    list.map(|list| {
+        parse_list(list, "precision", |p| {
+            p.parse::<Precision>().map_err(|e| e.to_string())
+        })
+        .map_err(usage)
+    })
+    .transpose()
+}
+
+/// Whether `--precisions` (as [`precision_filter`] parsed it) keeps `r`.
+pub fn keeps(filter: &Result<Option<Vec<Precision>>, CliError>, r: &Record) -> bool {
+    match filter {
+        Ok(Some(keep)) => keep.contains(&r.precision),
+        _ => true,
+    }
+}
+
 pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
     let fmt = format(&args.format)?;
     let objective = objective_from(
@@ -396,42 +662,39 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
     let baseline = baseline_spec(args.baseline.as_deref())?;
     let emit = parse_emit(args.emit.as_deref(), args.force, &args.files)?;
     let mix = read_weights(args.weights.as_deref())?;
-    let (mut records, mut from) = flatten(read_sources(&args.files)?);
-    if let Some(list) = &args.precisions {
-        let keep = parse_list(list, "precision", |p| {
-            p.parse::<Precision>().map_err(|e| e.to_string())
-        })
-        .map_err(usage)?;
-        let kept: Vec<(Record, String)> = records
-            .into_iter()
-            .zip(from)
-            .filter(|(r, _)| keep.contains(&r.precision))
-            .collect();
-        (records, from) = kept.into_iter().unzip();
-    }
-    let mut workloads: Vec<&str> = records.iter().map(|r| r.group.as_str()).collect();
-    workloads.sort();
-    workloads.dedup();
-    mix.check(&workloads)
+    let filter = precision_filter(args.precisions.as_deref());
+    let mut digest = SettingsDigest::default();
+    let sources = read_sources(&args.files, true, |r| -> Result<(), CliError> {
+        if keeps(&filter, r.record) {
+            digest.push(r.record, r.file);
+        }
+        Ok(())
+    })?;
+    filter?;
+    mix.check(&digest.workloads())
         .map_err(|e| usage(format!("--weights: {e}")))?;
     let mut opts = RecommendOptions {
         by: GroupBy::Device,
         baseline,
         noise,
     };
-    print_recommendation(&records, objective, fmt, &opts, &mix)?;
+    print_recommendation_digest(&digest, objective, fmt, &opts, &mix)?;
     if let Some(emit) = emit {
         opts.by = GroupBy::Model;
-        let recs = recommend_opts(&records, objective, &opts);
+        let recs = recommend_digest(&digest, objective, &opts);
         if recs.is_empty() {
             return Err(usage(format!(
                 "--emit: nothing to write, no measured point with an energy figure ({})",
-                status_line(&records)
+                digest.status_line()
             )));
         }
         let devices = device_settings(&recs, &mix, objective);
+        let names: Vec<String> = sources
+            .iter()
+            .map(|s| s.path.display().to_string())
+            .collect();
         let mut file =
-            SettingsFile::from_devices(&devices, &recs, &records, &from, objective, &opts.baseline);
+            SettingsFile::from_digest(&devices, &recs, &digest, &names, objective, &opts.baseline);
         file.noise_floor_fraction = Some(noise.busy);
         let said = write_emit(&emit, &file, args.force)?;
         if said.is_empty() {
