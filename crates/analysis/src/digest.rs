@@ -8,7 +8,7 @@
 use crate::devices::label_devices;
 use joulebench_core::protocol::{ValidityFlag, WindowMethod};
 use joulebench_core::record::{point_key, PointStatus, Record};
-use joulebench_core::{DeviceInfo, InputDistribution, MeterSource, Precision, Workload};
+use joulebench_core::{DeviceInfo, InputDistribution, MeterSource, PowerCap, Precision, Workload};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -254,25 +254,59 @@ struct SettingKey {
 pub struct PointKeys {
     bases: HashMap<Box<str>, u32>,
     ids: HashMap<SettingKey, u32>,
+    /// The last record's point and its number: runs of one point follow each other.
+    last: Option<(LastPoint, u32)>,
+}
+
+/// What a point key is made of, without clocks and inputs.
+#[derive(Clone, Debug)]
+struct LastPoint {
+    device: DeviceInfo,
+    backend: String,
+    kernel: String,
+    precision: Precision,
+    workload: Workload,
+    cap: PowerCap,
+}
+
+/// The same cap, to the bit (a cap's text follows from its bits).
+fn same_cap(a: &PowerCap, b: &PowerCap) -> bool {
+    match (a, b) {
+        (PowerCap::Default, PowerCap::Default) => true,
+        (PowerCap::Watts(x), PowerCap::Watts(y))
+        | (PowerCap::PercentOfDefault(x), PowerCap::PercentOfDefault(y)) => {
+            x.to_bits() == y.to_bits()
+        }
+        _ => false,
+    }
 }
 
 impl PointKeys {
     /// The number of `r`'s setting key.
     pub fn setting(&mut self, r: &Record) -> u32 {
-        let base = point_key(
-            &r.device,
-            &r.backend,
-            &r.kernel,
-            r.precision,
-            &r.workload,
-            &r.power_cap.requested,
-        );
-        let base = match self.bases.get(base.as_str()) {
-            Some(&b) => b,
-            None => {
-                let b = self.bases.len() as u32;
-                self.bases.insert(base.into_boxed_str(), b);
-                b
+        let base = match &self.last {
+            Some((l, base))
+                if l.device == r.device
+                    && l.backend == r.backend
+                    && l.kernel == r.kernel
+                    && l.precision == r.precision
+                    && l.workload == r.workload
+                    && same_cap(&l.cap, &r.power_cap.requested) =>
+            {
+                *base
+            }
+            _ => {
+                let base = self.base(r);
+                let point = LastPoint {
+                    device: r.device.clone(),
+                    backend: r.backend.clone(),
+                    kernel: r.kernel.clone(),
+                    precision: r.precision,
+                    workload: r.workload,
+                    cap: r.power_cap.requested,
+                };
+                self.last = Some((point, base));
+                base
             }
         };
         let key = SettingKey {
@@ -283,6 +317,25 @@ impl PointKeys {
         };
         let next = self.ids.len() as u32;
         *self.ids.entry(key).or_insert(next)
+    }
+
+    fn base(&mut self, r: &Record) -> u32 {
+        let base = point_key(
+            &r.device,
+            &r.backend,
+            &r.kernel,
+            r.precision,
+            &r.workload,
+            &r.power_cap.requested,
+        );
+        match self.bases.get(base.as_str()) {
+            Some(&b) => b,
+            None => {
+                let b = self.bases.len() as u32;
+                self.bases.insert(base.into_boxed_str(), b);
+                b
+            }
+        }
     }
 }
 

@@ -4,8 +4,10 @@
 use crate::format::{opt, pct, sig};
 use crate::table::{Table, TableFormat};
 use crate::table_stream::ColumnWidths;
-use joulebench_core::protocol::{HostSummary, ValidityFlag, WindowMethod};
-use joulebench_core::record::{PointStatus, Record};
+use joulebench_core::protocol::{HostSummary, Summary, ValidityFlag, WindowMethod};
+use joulebench_core::record::{flags_now, PointStatus, PowerCapRecord, Record};
+use joulebench_core::Precision;
+use serde::Deserialize;
 use std::collections::BTreeSet;
 
 pub fn records_table(records: &[Record]) -> Table {
@@ -64,7 +66,7 @@ impl RecordsTableDigest {
 
     pub fn push(&mut self, r: &Record) {
         if let Some(w) = self.widths.as_mut() {
-            w.add(&full_row(r));
+            w.add(&full_row(&RowView::of(r)));
         }
         self.records += 1;
         self.simulated += usize::from(r.simulated);
@@ -109,6 +111,15 @@ impl RecordsTableDigest {
 
     /// The row of one record.
     pub fn row(&self, r: &Record) -> Vec<String> {
+        self.row_of_view(&RowView::of(r))
+    }
+
+    /// The row of one record read as a [`RecordRow`]: the same as of the record.
+    pub fn row_of(&self, r: &RecordRow) -> Vec<String> {
+        self.row_of_view(&RowView::of_row(r))
+    }
+
+    fn row_of_view(&self, r: &RowView) -> Vec<String> {
         if self.host {
             full_row(r)
         } else {
@@ -121,9 +132,9 @@ impl RecordsTableDigest {
 const HOST_AT: usize = GPU_HEADERS.len() - 1;
 
 /// A record's row with the host columns, whether or not the table has them.
-fn full_row(r: &Record) -> Vec<String> {
+fn full_row(r: &RowView) -> Vec<String> {
     let mut row = gpu_row(r);
-    let h = host_summary(r);
+    let h = r.summary.and_then(|s| s.host.as_ref());
     row.insert(
         HOST_AT,
         opt(h.map(|h| h.host_joules_per_flop.median * 1e12), 3),
@@ -159,8 +170,110 @@ const GPU_HEADERS: [&str; 17] = [
     "flags / reason",
 ];
 
-fn gpu_row(r: &Record) -> Vec<String> {
-    let m = r.measurement.as_ref().map(|m| &m.summary);
+/// What a row shows of a record, from a whole record or from a [`RecordRow`].
+struct RowView<'a> {
+    device: &'a str,
+    backend: &'a str,
+    kernel: &'a str,
+    precision: Precision,
+    group: &'a str,
+    batch_size: u64,
+    power_cap: &'a PowerCapRecord,
+    status: PointStatus,
+    reason: Option<&'a str>,
+    relative_error: Option<f64>,
+    summary: Option<&'a Summary>,
+    method: Option<WindowMethod>,
+    flags: &'a [ValidityFlag],
+    throttle_reasons: &'a [String],
+}
+
+impl<'a> RowView<'a> {
+    fn of(r: &'a Record) -> RowView<'a> {
+        let m = r.measurement.as_ref();
+        RowView {
+            device: &r.device.name,
+            backend: &r.backend,
+            kernel: &r.kernel,
+            precision: r.precision,
+            group: &r.group,
+            batch_size: r.batch_size,
+            power_cap: &r.power_cap,
+            status: r.status,
+            reason: r.reason.as_deref(),
+            relative_error: r.verification.as_ref().map(|v| v.relative_error),
+            summary: m.map(|m| &m.summary),
+            method: m.map(|m| m.method),
+            flags: &r.flags,
+            throttle_reasons: m.map_or(&[], |m| &m.telemetry.throttle_reasons),
+        }
+    }
+
+    fn of_row(r: &'a RecordRow) -> RowView<'a> {
+        let m = r.measurement.as_ref();
+        RowView {
+            device: &r.device.name,
+            backend: &r.backend,
+            kernel: &r.kernel,
+            precision: r.precision,
+            group: &r.group,
+            batch_size: r.batch_size,
+            power_cap: &r.power_cap,
+            status: r.status,
+            reason: r.reason.as_deref(),
+            relative_error: r.verification.as_ref().map(|v| v.relative_error),
+            summary: m.map(|m| &m.summary),
+            method: m.map(|m| m.method),
+            flags: &r.flags,
+            throttle_reasons: m.map_or(&[], |m| &m.telemetry.throttle_reasons),
+        }
+    }
+}
+
+/// What the results table shows of a record, read without the rest of it
+/// (windows, protocol, telemetry): the table of a campaign too large to hold reads
+/// its files a second time as these, after a first read checked every record.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RecordRow {
+    device: RowDevice,
+    backend: String,
+    kernel: String,
+    precision: Precision,
+    group: String,
+    batch_size: u64,
+    power_cap: PowerCapRecord,
+    status: PointStatus,
+    reason: Option<String>,
+    verification: Option<RowVerification>,
+    measurement: Option<RowMeasurement>,
+    flags: Vec<ValidityFlag>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct RowDevice {
+    name: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct RowVerification {
+    relative_error: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct RowMeasurement {
+    #[serde(default)]
+    method: WindowMethod,
+    summary: Summary,
+    telemetry: RowTelemetry,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct RowTelemetry {
+    throttle_reasons: Vec<String>,
+}
+
+fn gpu_row(r: &RowView) -> Vec<String> {
+    let m = r.summary;
     let jpf = m.and_then(|s| s.joules_per_flop);
     let spread = m.map(|s| {
         s.joules_per_flop
@@ -175,20 +288,19 @@ fn gpu_row(r: &Record) -> Vec<String> {
         None => r.power_cap.requested.to_string(),
     };
     let note = match r.status {
-        PointStatus::Measured => r
-            .flags_now()
+        PointStatus::Measured => flags_now(r.flags, r.method, r.throttle_reasons)
             .iter()
             .map(|f| f.name())
             .collect::<Vec<_>>()
             .join(" "),
-        _ => r.reason.clone().unwrap_or_default(),
+        _ => r.reason.unwrap_or_default().to_string(),
     };
     vec![
-        r.device.name.clone(),
-        r.backend.clone(),
-        r.kernel.clone(),
+        r.device.to_string(),
+        r.backend.to_string(),
+        r.kernel.to_string(),
         r.precision.to_string(),
-        r.group.clone(),
+        r.group.to_string(),
         r.batch_size.to_string(),
         cap,
         format!("{:?}", r.status).to_lowercase(),
@@ -200,11 +312,10 @@ fn gpu_row(r: &Record) -> Vec<String> {
         spread
             .map(|s| pct(s).trim_start_matches('+').to_string())
             .unwrap_or_else(|| "–".into()),
-        r.verification
-            .as_ref()
-            .map(|v| sig(v.relative_error, 2))
+        r.relative_error
+            .map(|e| sig(e, 2))
             .unwrap_or_else(|| "–".into()),
-        r.window_method()
+        r.method
             .map(|w| w.name().to_string())
             .unwrap_or_else(|| "–".into()),
         note,
@@ -250,6 +361,36 @@ mod tests {
     use joulebench_core::protocol::HostSummary;
     use joulebench_core::stats::Stat;
     use joulebench_core::{HostMeterInfo, MeterSource, Precision};
+
+    #[test]
+    fn a_row_read_alone_is_the_row_of_the_whole_record() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut files = 0;
+        for dir in ["results/h200-2026-11-29", "results/sim"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_none_or(|e| e != "jsonl") {
+                    continue;
+                }
+                files += 1;
+                let lines = joulebench_core::record::read_record_lines(&path).unwrap();
+                let mut digest = RecordsTableDigest::default();
+                for l in &lines {
+                    digest.push(&l.record);
+                }
+                for l in &lines {
+                    let row: RecordRow = serde_json::from_str(&l.text).unwrap();
+                    assert_eq!(
+                        digest.row_of(&row),
+                        digest.row(&l.record),
+                        "{}",
+                        path.display()
+                    );
+                }
+            }
+        }
+        assert!(files >= 8, "{files} results files");
+    }
 
     #[test]
     fn host_energy_gets_its_columns_only_where_a_record_has_it() {

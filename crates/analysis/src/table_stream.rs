@@ -46,7 +46,7 @@ impl ColumnWidths {
             self.widths.resize(row.len(), 0);
         }
         for (w, cell) in self.widths.iter_mut().zip(row) {
-            *w = (*w).max(get_text_width(&escape(cell)));
+            *w = (*w).max(width(&escape(cell)));
         }
     }
 }
@@ -121,6 +121,16 @@ impl Table {
             }
         }
         Ok(w)
+    }
+}
+
+/// How wide an escaped cell is drawn, as the whole table measures it (printable
+/// ASCII, what nearly every cell is, one column a byte).
+fn width(escaped: &str) -> usize {
+    if escaped.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        escaped.len()
+    } else {
+        get_text_width(escaped)
     }
 }
 
@@ -209,7 +219,7 @@ impl RowWriter<'_> {
         let mut line = String::from(bar);
         for (i, w) in self.widths.iter().enumerate() {
             let cell = row.get(i).map(|c| escape(c)).unwrap_or_default();
-            let pad = w.saturating_sub(get_text_width(&cell));
+            let pad = w.saturating_sub(width(&cell));
             line.push(' ');
             line.push_str(&cell);
             line.extend(std::iter::repeat_n(' ', pad + 1));

@@ -4,27 +4,32 @@
 //! [`crate::record::read_results_file`] (which is built on this) applies, in line
 //! order; lines are parsed on every core, a batch at a time, and handed over in order.
 
-use crate::record::{parse_record, PartialTail, Record, RecordError, MAX_RECORD_LINE_BYTES};
+use crate::record::{
+    parse_record, LineError, PartialTail, Record, RecordError, MAX_RECORD_LINE_BYTES,
+};
 use rayon::prelude::*;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 /// About this many bytes of lines are parsed together: enough to keep every core
-/// busy, little enough that a batch's records take a few MB.
-const BATCH_BYTES: usize = 4 << 20;
+/// busy, little enough that the few batches in flight take a few MB.
+const BATCH_BYTES: usize = 2 << 20;
 
-/// One record as read, with where it was.
+/// One line as read, with where it was.
 #[derive(Debug)]
-pub struct StreamedRecord<'a> {
+pub struct Streamed<'a, T> {
     /// 1-based, counting blank lines.
     pub line_no: usize,
     /// The byte offset its line starts at.
     pub offset: u64,
     /// The line as written, without its line end.
     pub text: &'a str,
-    pub record: Record,
+    pub record: T,
 }
+
+/// One record as read, with where it was.
+pub type StreamedRecord<'a> = Streamed<'a, Record>;
 
 /// What a whole read of a file found besides its records.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -48,7 +53,7 @@ where
     E: From<RecordError>,
     F: FnMut(StreamedRecord<'_>) -> Result<(), E>,
 {
-    read(path, None, each)
+    read(path, None, parse_record, each)
 }
 
 /// [`for_each_record`] over the first `bytes` bytes of the file only: a second
@@ -58,7 +63,7 @@ where
     E: From<RecordError>,
     F: FnMut(StreamedRecord<'_>) -> Result<(), E>,
 {
-    read(path, Some(bytes), each)
+    read(path, Some(bytes), parse_record, each)
 }
 
 /// Lines of one batch: their bytes one after another, and where each is.
@@ -80,64 +85,122 @@ struct Scan {
     eof: bool,
 }
 
-fn read<E, F>(path: &Path, limit: Option<u64>, mut each: F) -> Result<StreamEnd, E>
+/// A batch of lines parsed, and the error of the file that ended it, if any.
+struct Parsed<T> {
+    batch: Batch,
+    records: Vec<Result<T, RecordError>>,
+    stop: Option<RecordError>,
+}
+
+/// A second read of a file a first read ([`for_each_record`]) ended at `bytes`,
+/// each line read as a `T`: a type with only the fields the caller needs, quicker
+/// to read than a whole record. The first read checked every record; this one
+/// refuses a line that is no longer a `T`, naming it.
+pub fn for_each_line_within<T, E, F>(path: &Path, bytes: u64, mut each: F) -> Result<StreamEnd, E>
 where
+    T: serde::de::DeserializeOwned + Send,
     E: From<RecordError>,
-    F: FnMut(StreamedRecord<'_>) -> Result<(), E>,
+    F: FnMut(T) -> Result<(), E>,
+{
+    read(path, Some(bytes), parse_as::<T>, |s| each(s.record))
+}
+
+fn parse_as<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, LineError> {
+    serde_json::from_str(line).map_err(|e| LineError::Corrupt(e.to_string()))
+}
+
+fn read<T, E, F>(
+    path: &Path,
+    limit: Option<u64>,
+    parse: fn(&str) -> Result<T, LineError>,
+    mut each: F,
+) -> Result<StreamEnd, E>
+where
+    T: Send,
+    E: From<RecordError>,
+    F: FnMut(Streamed<'_, T>) -> Result<(), E>,
 {
     let file = File::open(path).map_err(|source| RecordError::Read {
         path: path.into(),
         source,
     })?;
-    let source: Box<dyn Read> = match limit {
+    let source: Box<dyn Read + Send> = match limit {
         Some(bytes) => Box::new(file.take(bytes)),
         None => Box::new(file),
     };
     let mut reader = BufReader::with_capacity(1 << 20, source);
     let mut scan = Scan::default();
-    let mut batch = Batch::default();
-    let mut records = 0;
-    while !scan.eof {
-        let stop = fill(path, &mut reader, &mut scan, &mut batch);
-        let parsed: Vec<Result<(&str, Record), RecordError>> = batch
-            .lines
-            .par_iter()
-            .map(|(line_no, _, range)| {
-                let text = std::str::from_utf8(&batch.bytes[range.clone()]).map_err(|_| {
-                    RecordError::Corrupt {
-                        path: path.into(),
-                        line: *line_no,
-                        message: "not UTF-8 text".into(),
-                    }
+    // One thread reads and parses the next batch (on every core) while this one
+    // hands the last over: what the caller does with a record overlaps the parsing.
+    let (to_caller, batches) = std::sync::mpsc::sync_channel::<Parsed<T>>(1);
+    std::thread::scope(|threads| {
+        let scan = &mut scan;
+        threads.spawn(move || {
+            while !scan.eof {
+                let mut batch = Batch::default();
+                let stop = fill(path, &mut reader, scan, &mut batch);
+                let records = batch
+                    .lines
+                    .par_iter()
+                    .map(|(line_no, _, range)| {
+                        let text =
+                            std::str::from_utf8(&batch.bytes[range.clone()]).map_err(|_| {
+                                RecordError::Corrupt {
+                                    path: path.into(),
+                                    line: *line_no,
+                                    message: "not UTF-8 text".into(),
+                                }
+                            })?;
+                        parse(text).map_err(|e| e.at(path, *line_no))
+                    })
+                    .collect();
+                let last = stop.is_some();
+                if to_caller
+                    .send(Parsed {
+                        batch,
+                        records,
+                        stop,
+                    })
+                    .is_err()
+                    || last
+                {
+                    // the caller stopped, or the file's error ends the read
+                    break;
+                }
+            }
+        });
+        let mut records = 0;
+        for parsed in batches {
+            for ((line_no, offset, range), record) in parsed.batch.lines.iter().zip(parsed.records)
+            {
+                let text =
+                    std::str::from_utf8(&parsed.batch.bytes[range.clone()]).unwrap_or_default();
+                each(Streamed {
+                    line_no: *line_no,
+                    offset: *offset,
+                    text,
+                    record: record?,
                 })?;
-                let record = parse_record(text).map_err(|e| e.at(path, *line_no))?;
-                Ok((text, record))
-            })
-            .collect();
-        for ((line_no, offset, _), parsed) in batch.lines.iter().zip(parsed) {
-            let (text, record) = parsed?;
-            each(StreamedRecord {
-                line_no: *line_no,
-                offset: *offset,
-                text,
-                record,
-            })?;
-            records += 1;
+                records += 1;
+            }
+            if let Some(e) = parsed.stop {
+                return Err(e.into());
+            }
         }
-        if let Some(e) = stop {
-            return Err(e.into());
+        Ok(records)
+    })
+    .map(|records| {
+        let tail = scan.suspect.map(|(start, line)| PartialTail {
+            offset: start,
+            bytes: scan.offset - start,
+            line_no: line,
+            nul_padded: scan.nul_padded,
+        });
+        StreamEnd {
+            records,
+            whole_bytes: tail.as_ref().map_or(scan.offset, |t| t.offset),
+            tail,
         }
-    }
-    let tail = scan.suspect.map(|(start, line)| PartialTail {
-        offset: start,
-        bytes: scan.offset - start,
-        line_no: line,
-        nul_padded: scan.nul_padded,
-    });
-    Ok(StreamEnd {
-        records,
-        whole_bytes: tail.as_ref().map_or(scan.offset, |t| t.offset),
-        tail,
     })
 }
 
