@@ -11,6 +11,7 @@ use joulebench_core::record::Record;
 use joulebench_core::stats::{median, relative_spread};
 use joulebench_core::Precision;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Where a side's uncertainty comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,7 +117,7 @@ impl DiffRun {
 /// One run's figures of a point.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Side {
-    pub device: String,
+    pub device: Arc<str>,
     pub simulated: bool,
     pub joules_per_flop: f64,
     pub tflops: f64,
@@ -128,7 +129,7 @@ pub struct Side {
 }
 
 impl Side {
-    fn of(runs: &[&DiffRun], device: String) -> Option<Side> {
+    fn of(runs: &[&DiffRun], device: Arc<str>) -> Option<Side> {
         let uncertainty = uncertainty_of(runs)?;
         let med = |f: &dyn Fn(&DiffRun) -> Option<f64>| {
             let v: Vec<f64> = runs.iter().filter_map(|r| f(r)).collect();
@@ -203,12 +204,12 @@ impl Verdict {
 /// A point measured in both runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PointDiff {
-    pub workload: String,
-    pub kernel: String,
-    pub precision: String,
+    pub workload: Arc<str>,
+    pub kernel: Arc<str>,
+    pub precision: Arc<str>,
     pub batch_size: u64,
-    pub cap: String,
-    pub clocks: String,
+    pub cap: Arc<str>,
+    pub clocks: Arc<str>,
     pub old: Side,
     pub new: Side,
     pub energy: Change,
@@ -223,10 +224,10 @@ impl PointDiff {
         if self.batch_size != 1 {
             s += &format!(" batch {}", self.batch_size);
         }
-        if self.cap != "default" {
+        if *self.cap != *"default" {
             s += &format!(" cap {}", self.cap);
         }
-        if self.clocks != "default" {
+        if *self.clocks != *"default" {
             s += &format!(" clocks {}", self.clocks);
         }
         s
@@ -269,17 +270,17 @@ impl PointDiff {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Unmatched {
     pub in_old: bool,
-    pub device: String,
-    pub workload: String,
-    pub kernel: String,
-    pub precision: String,
+    pub device: Arc<str>,
+    pub workload: Arc<str>,
+    pub kernel: Arc<str>,
+    pub precision: Arc<str>,
     pub batch_size: u64,
-    pub cap: String,
-    pub clocks: String,
+    pub cap: Arc<str>,
+    pub clocks: Arc<str>,
 }
 
 impl Unmatched {
-    fn of(p: &GroupedPoint, in_old: bool) -> Unmatched {
+    fn of(p: &Point, in_old: bool) -> Unmatched {
         let h = &p.head;
         Unmatched {
             in_old,
@@ -319,38 +320,28 @@ impl Diff {
     }
 }
 
-/// What a point is, without its device: kernel, precision, shape, batch, cap, clocks.
-fn point_label(r: &Record) -> String {
-    format!(
-        "{} {} {} batch {} cap {} clocks {}",
-        r.group,
-        r.kernel,
-        r.precision,
-        r.batch_size,
-        r.power_cap.requested,
-        r.clocks.requested_label()
-    )
-}
+/// What a point is, without its device: its shape (group), kernel, precision,
+/// batch, cap and clocks, as its first record gives them (string ids).
+type HeadIds = (u32, u32, Precision, u64, u32, u32);
 
 /// The fields of a point its first record gives, as tables show them.
 #[derive(Clone, Debug)]
 struct PointHead {
-    workload: String,
-    kernel: String,
-    precision: String,
+    workload: Arc<str>,
+    kernel: Arc<str>,
+    precision: Arc<str>,
     batch_size: u64,
-    cap: String,
-    clocks: String,
+    cap: Arc<str>,
+    clocks: Arc<str>,
 }
 
 /// One device's runs of one point.
 #[derive(Clone, Debug)]
 struct Entry {
     device: u32,
-    label: u32,
     /// Its first record's place, and what that record says of the point.
     first: u32,
-    head: (u32, u32, Precision, u64, u32, u32),
+    head: HeadIds,
     runs: Vec<DiffRun>,
 }
 
@@ -361,7 +352,7 @@ pub struct DiffDigest {
     devices: Devices,
     strings: Strings,
     entries: Vec<Entry>,
-    index: HashMap<(u32, u32), u32>,
+    index: HashMap<(u32, HeadIds), u32>,
     /// Per device: the first record of it with an energy figure.
     first_with_energy: Vec<u32>,
     records: u32,
@@ -391,23 +382,20 @@ impl DiffDigest {
         };
         let first = &mut self.first_with_energy[device as usize];
         *first = (*first).min(index);
-        let label = self.strings.id(&point_label(r));
-        let at = match self.index.get(&(device, label)) {
+        let head = (
+            self.strings.id(&r.group),
+            self.strings.id(&r.kernel),
+            r.precision,
+            r.batch_size,
+            self.strings.id(&r.power_cap.requested.to_string()),
+            self.strings.id(&r.clocks.requested_label()),
+        );
+        let at = match self.index.get(&(device, head)) {
             Some(&at) => at as usize,
             None => {
-                let head = (
-                    self.strings.id(&r.group),
-                    self.strings.id(&r.kernel),
-                    r.precision,
-                    r.batch_size,
-                    self.strings.id(&r.power_cap.requested.to_string()),
-                    self.strings.id(&r.clocks.requested_label()),
-                );
-                self.index
-                    .insert((device, label), self.entries.len() as u32);
+                self.index.insert((device, head), self.entries.len() as u32);
                 self.entries.push(Entry {
                     device,
-                    label,
                     first: index,
                     head,
                     runs: Vec::new(),
@@ -421,76 +409,87 @@ impl DiffDigest {
     }
 
     /// How tables name each device of this run.
-    fn labels(&self) -> Vec<String> {
+    fn labels(&self) -> Vec<Arc<str>> {
         let physical = self.devices.physical_keys();
         let labels = self.devices.labels(&physical);
         self.devices
             .seen
             .iter()
             .zip(&physical)
-            .map(|(d, p)| {
-                labels
-                    .get(p)
-                    .cloned()
-                    .unwrap_or_else(|| d.info.name.clone())
-            })
+            .map(|(d, p)| Arc::from(labels.get(p).unwrap_or(&d.info.name).as_str()))
             .collect()
     }
 
     /// The devices with an energy figure, by label, in the order they first appear.
-    fn devices(&self, labels: &[String]) -> Vec<String> {
+    fn devices(&self, labels: &[Arc<str>]) -> Vec<String> {
         let mut ids: Vec<usize> = (0..self.first_with_energy.len())
             .filter(|&i| self.first_with_energy[i] != u32::MAX)
             .collect();
         ids.sort_by_key(|&i| self.first_with_energy[i]);
         let mut out: Vec<String> = Vec::new();
         for i in ids {
-            if !out.contains(&labels[i]) {
-                out.push(labels[i].clone());
+            if !out.iter().any(|d| **d == *labels[i]) {
+                out.push(labels[i].to_string());
             }
         }
         out
     }
 
-    /// The points, by match key: a device's entries of one label join (one GPU
-    /// through two backends), and so do all devices' where points match across them.
-    fn group(self, with_device: bool, labels: &[String]) -> BTreeMap<String, GroupedPoint> {
-        let mut points: BTreeMap<String, (u32, GroupedPoint)> = BTreeMap::new();
+    /// This run's points, each with its figures, its runs let go: what a diff
+    /// matches against another run's (see [`diff_sides`]). Read one run, summarise
+    /// it, then read the other: one run's records' figures are held at a time.
+    pub fn summarise(self) -> DiffSide {
+        let labels = self.labels();
+        let devices = self.devices(&labels);
+        DiffSide {
+            devices,
+            points: self.points(&labels),
+        }
+    }
+
+    /// The points by "device | point", each with its figures: a device's entries
+    /// of one point join (one GPU through two backends).
+    fn points(self, labels: &[Arc<str>]) -> BTreeMap<String, Point> {
+        let mut precisions: HashMap<Precision, Arc<str>> = HashMap::new();
+        let mut points: BTreeMap<String, Point> = BTreeMap::new();
         for e in self.entries {
             let device = &labels[e.device as usize];
-            let label = self.strings.get(e.label);
-            let key = if with_device {
-                format!("{device} | {label}")
-            } else {
-                label.to_string()
-            };
             let (workload, kernel, precision, batch_size, cap, clocks) = e.head;
-            let head = || PointHead {
-                workload: self.strings.get(workload).to_string(),
-                kernel: self.strings.get(kernel).to_string(),
-                precision: precision.to_string(),
+            let key = format!(
+                "{device} | {} {} {} batch {} cap {} clocks {}",
+                self.strings.get(workload),
+                self.strings.get(kernel),
+                precision,
                 batch_size,
-                cap: self.strings.get(cap).to_string(),
-                clocks: self.strings.get(clocks).to_string(),
+                self.strings.get(cap),
+                self.strings.get(clocks)
+            );
+            let mut head = || PointHead {
+                workload: self.strings.shared(workload),
+                kernel: self.strings.shared(kernel),
+                precision: precisions
+                    .entry(precision)
+                    .or_insert_with(|| Arc::from(precision.to_string().as_str()))
+                    .clone(),
+                batch_size,
+                cap: self.strings.shared(cap),
+                clocks: self.strings.shared(clocks),
             };
             match points.get_mut(&key) {
                 None => {
-                    points.insert(
-                        key,
-                        (
-                            e.first,
-                            GroupedPoint {
-                                device: device.clone(),
-                                head: head(),
-                                runs: e.runs,
-                            },
-                        ),
-                    );
+                    let point = Point {
+                        device: device.clone(),
+                        head: head(),
+                        first: e.first,
+                        runs: e.runs,
+                        side: None,
+                    };
+                    points.insert(key, point);
                 }
-                Some((first, p)) => {
+                Some(p) => {
                     // the point's device and fields are its first record's
-                    if e.first < *first {
-                        *first = e.first;
+                    if e.first < p.first {
+                        p.first = e.first;
                         p.device = device.clone();
                         p.head = head();
                     }
@@ -499,16 +498,46 @@ impl DiffDigest {
                 }
             }
         }
-        points.into_iter().map(|(k, (_, p))| (k, p)).collect()
+        // each point's figures made, its runs let go, in place
+        for p in points.values_mut() {
+            let runs = std::mem::take(&mut p.runs);
+            let runs: Vec<&DiffRun> = runs.iter().collect();
+            p.side = Side::of(&runs, p.device.clone());
+        }
+        points
     }
 }
 
 /// A point of one run: its device (as the first of its records names it), what
-/// it is, and its runs in record order.
-struct GroupedPoint {
-    device: String,
+/// it is, and its figures (none without an uncertainty).
+struct Point {
+    device: Arc<str>,
     head: PointHead,
+    /// Its first record's place.
+    first: u32,
+    /// Its runs in record order, until its figures are made.
     runs: Vec<DiffRun>,
+    side: Option<Side>,
+}
+
+/// One run of a diff, summarised: its devices with an energy figure, and its
+/// points by "device | point".
+pub struct DiffSide {
+    devices: Vec<String>,
+    points: BTreeMap<String, Point>,
+}
+
+impl DiffSide {
+    /// The key of the point of `other` that `p` (at `key`) matches: the same key,
+    /// or across devices the same point on the device `other` measured (a run whose
+    /// points match across devices measured one device).
+    fn counterpart(key: &str, p: &Point, other: &DiffSide, across_devices: bool) -> Option<String> {
+        if !across_devices {
+            return Some(key.to_string());
+        }
+        let device = &other.points.values().next()?.device;
+        Some(format!("{device}{}", &key[p.device.len()..]))
+    }
 }
 
 /// Match the points of `old` and `new`. Where each run measured one device, points
@@ -520,24 +549,22 @@ pub fn diff(old: &[Record], new: &[Record]) -> Diff {
 
 /// [`diff`] of two runs' digests.
 pub fn diff_digests(old: DiffDigest, new: DiffDigest) -> Diff {
-    let (old_labels, new_labels) = (old.labels(), new.labels());
-    let (old_devices, new_devices) = (old.devices(&old_labels), new.devices(&new_labels));
-    let across_devices = old_devices.len() <= 1 && new_devices.len() <= 1;
-    let o = old.group(!across_devices, &old_labels);
-    let mut n = new.group(!across_devices, &new_labels);
+    diff_sides(old.summarise(), new.summarise())
+}
+
+/// [`diff`] of two runs summarised ([`DiffDigest::summarise`]).
+pub fn diff_sides(old: DiffSide, new: DiffSide) -> Diff {
+    let across_devices = old.devices.len() <= 1 && new.devices.len() <= 1;
     let mut points = Vec::new();
     let mut unmatched = Vec::new();
-    for (key, a) in &o {
-        let Some(b) = n.get(key) else {
+    for (key, a) in &old.points {
+        let b =
+            DiffSide::counterpart(key, a, &new, across_devices).and_then(|k| new.points.get(&k));
+        let Some(b) = b else {
             unmatched.push(Unmatched::of(a, true));
             continue;
         };
-        let old_runs: Vec<&DiffRun> = a.runs.iter().collect();
-        let new_runs: Vec<&DiffRun> = b.runs.iter().collect();
-        let (Some(x), Some(y)) = (
-            Side::of(&old_runs, a.device.clone()),
-            Side::of(&new_runs, b.device.clone()),
-        ) else {
+        let (Some(x), Some(y)) = (a.side.clone(), b.side.clone()) else {
             continue;
         };
         let h = &a.head;
@@ -576,12 +603,15 @@ pub fn diff_digests(old: DiffDigest, new: DiffDigest) -> Diff {
             new: y,
         });
     }
-    for (key, b) in &n {
-        if !o.contains_key(key) {
+    for (key, b) in &new.points {
+        let a =
+            DiffSide::counterpart(key, b, &old, across_devices).and_then(|k| old.points.get(&k));
+        if a.is_none() {
             unmatched.push(Unmatched::of(b, false));
         }
     }
-    n.clear();
+    let (old_devices, new_devices) = (old.devices, new.devices);
+    drop((old.points, new.points));
     // regressions first, the worst on top; then mixed, improvements, the same
     points.sort_by(|a, b| {
         a.verdict()
@@ -701,7 +731,7 @@ pub fn diff_table_head(d: &Diff, old_name: &str, new_name: &str) -> Table {
 pub fn diff_rows(d: &Diff, width: usize) -> impl Iterator<Item = Vec<String>> + '_ {
     let matched = d.points.iter().map(|p| {
         let device = if p.old.device == p.new.device {
-            p.old.device.clone()
+            p.old.device.to_string()
         } else {
             format!("{} → {}", p.old.device, p.new.device)
         };
@@ -715,12 +745,12 @@ pub fn diff_rows(d: &Diff, width: usize) -> impl Iterator<Item = Vec<String>> + 
         vec![
             p.verdict().name().into(),
             device,
-            p.workload.clone(),
-            p.kernel.clone(),
-            p.precision.clone(),
+            p.workload.to_string(),
+            p.kernel.to_string(),
+            p.precision.to_string(),
             p.batch_size.to_string(),
-            p.cap.clone(),
-            p.clocks.clone(),
+            p.cap.to_string(),
+            p.clocks.to_string(),
             sig(p.old.joules_per_flop * 1e12, 3),
             sig(p.new.joules_per_flop * 1e12, 3),
             change_cell(&p.energy),
@@ -744,13 +774,13 @@ pub fn diff_rows(d: &Diff, width: usize) -> impl Iterator<Item = Vec<String>> + 
                 "only in new"
             }
             .to_string(),
-            u.device.clone(),
-            u.workload.clone(),
-            u.kernel.clone(),
-            u.precision.clone(),
+            u.device.to_string(),
+            u.workload.to_string(),
+            u.kernel.to_string(),
+            u.precision.to_string(),
             u.batch_size.to_string(),
-            u.cap.clone(),
-            u.clocks.clone(),
+            u.cap.to_string(),
+            u.clocks.to_string(),
         ];
         row.resize(width, "–".into());
         row
@@ -789,7 +819,10 @@ mod tests {
         ];
         let d = diff(&old, &new);
         assert_eq!(d.points.len(), 2);
-        assert_eq!(d.points[0].precision, "bf16", "the regression comes first");
+        assert_eq!(
+            &*d.points[0].precision, "bf16",
+            "the regression comes first"
+        );
         assert_eq!(d.points[0].verdict(), Verdict::Regression);
         assert!((d.points[0].regression() - 0.03).abs() < 1e-9);
         assert_eq!(d.points[1].verdict(), Verdict::Same);
@@ -813,7 +846,7 @@ mod tests {
         let v: Vec<(&str, Verdict)> = d
             .points
             .iter()
-            .map(|p| (p.precision.as_str(), p.verdict()))
+            .map(|p| (&*p.precision, p.verdict()))
             .collect();
         assert_eq!(
             v,

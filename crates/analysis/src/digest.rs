@@ -79,6 +79,14 @@ impl Strings {
     pub(crate) fn get(&self, id: u32) -> &str {
         self.all.get(id as usize).map_or("", |s| s)
     }
+
+    /// The string, shared rather than copied.
+    pub(crate) fn shared(&self, id: u32) -> Arc<str> {
+        self.all
+            .get(id as usize)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""))
+    }
 }
 
 /// One device as records describe it, and what its records say beyond that.
@@ -203,10 +211,6 @@ pub(crate) struct Run {
     /// Average power above the enforced limit (see `crate::setting`).
     pub(crate) above_limit: bool,
     pub(crate) gapped: bool,
-    /// What tells a duplicate: the same repeat, started at the same time on the same host.
-    pub(crate) repeat: Option<u32>,
-    pub(crate) unix_time_s: f64,
-    pub(crate) host: u32,
 }
 
 impl Run {
@@ -356,6 +360,10 @@ pub struct SettingsDigest {
     groups: HashSet<u32>,
     /// (group, precision, device) where a vendor kernel was measured with energy.
     vendor_measured: HashSet<(u32, Precision, u32)>,
+    /// The runs taken in, by what tells a duplicate (setting, repeat, start time's
+    /// bits, host), unless the reader drops duplicates itself.
+    runs_taken: HashSet<(u32, Option<u32>, u64, u32)>,
+    reader_drops_duplicates: bool,
 }
 
 fn status_slot(s: PointStatus) -> usize {
@@ -368,6 +376,16 @@ fn status_slot(s: PointStatus) -> usize {
 }
 
 impl SettingsDigest {
+    /// A digest for a reader that hands over each record once (it drops what it
+    /// read twice itself, as the command line's readers do): it keeps no note of
+    /// the runs it took in to tell one read twice.
+    pub fn of_deduplicated_reads() -> SettingsDigest {
+        SettingsDigest {
+            reader_drops_duplicates: true,
+            ..SettingsDigest::default()
+        }
+    }
+
     /// A digest of `records`, each from source 0.
     pub fn of(records: &[Record]) -> SettingsDigest {
         let mut d = SettingsDigest::default();
@@ -409,12 +427,18 @@ impl SettingsDigest {
                 runs: Vec::new(),
             });
         }
-        let s = &self.settings[at];
-        if s.runs.iter().any(|k| {
-            k.repeat == run.repeat && k.unix_time_s == run.unix_time_s && k.host == run.host
-        }) {
-            return device;
+        // a run read twice (the same repeat started at the same time on the same
+        // host) counts once; + 0.0 makes -0.0 the 0.0 it equals
+        if !self.reader_drops_duplicates {
+            let host = self.strings.id(&r.host);
+            if !self
+                .runs_taken
+                .insert((at as u32, r.repeat, (r.unix_time_s + 0.0).to_bits(), host))
+            {
+                return device;
+            }
         }
+        let s = &self.settings[at];
         let first_ordinary = !run.is_check()
             && s.runs.first().is_some_and(Run::is_check)
             && s.runs.iter().all(Run::is_check);
@@ -496,9 +520,6 @@ impl SettingsDigest {
                 (Some(w), Some(limit)) if w > limit * crate::setting::ABOVE_LIMIT_MARGIN
             ),
             gapped: r.window_method() == Some(WindowMethod::Gapped),
-            repeat: r.repeat,
-            unix_time_s: r.unix_time_s,
-            host: self.strings.id(&r.host),
         })
     }
 
@@ -538,6 +559,17 @@ impl SettingsDigest {
     /// Every setting's kept runs, in the order settings first appear.
     pub(crate) fn setting_runs(&self) -> impl Iterator<Item = (&Head, Vec<&Run>)> {
         self.settings.iter().map(SettingRuns::kept)
+    }
+
+    /// Setting `i`'s kept runs (see [`SettingsDigest::setting_runs`]).
+    pub(crate) fn setting_runs_of(&self, i: usize) -> (&Head, Vec<&Run>) {
+        self.settings[i].kept()
+    }
+
+    /// Give back what the reading set aside to grow into: the digest is read, not
+    /// added to, from here on.
+    pub fn shrink_to_fit(&mut self) {
+        self.settings.shrink_to_fit();
     }
 
     /// The workloads (groups) of every record, sorted.

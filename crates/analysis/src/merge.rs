@@ -81,11 +81,66 @@ impl MixedCheck {
 
 /// Which records were read before: the same point (and repeat) measured at the
 /// same moment — a file named twice, or copied into another. A point's key is
-/// kept once per setting, not per record.
+/// kept once per setting, not per record, and a setting's first runs in one table
+/// of all settings: a campaign's million records cost a few bytes each.
 #[derive(Clone, Debug, Default)]
 pub struct Duplicates {
     keys: PointKeys,
-    seen: HashSet<(u32, Option<u32>, u64)>,
+    /// By setting key number.
+    seen: Vec<SeenRuns>,
+}
+
+/// A run as a duplicate is told: its repeat and its start time's bits.
+type RunKey = (Option<u32>, u64);
+
+/// Runs of a setting kept in place; a setting with more keeps them in sets.
+const FEW_RUNS: usize = 5;
+
+/// The runs of one setting read so far.
+#[derive(Clone, Debug)]
+enum SeenRuns {
+    Few {
+        len: u8,
+        runs: [RunKey; FEW_RUNS],
+    },
+    /// Every run, and every repeat.
+    Many(Box<(HashSet<RunKey>, HashSet<Option<u32>>)>),
+}
+
+impl SeenRuns {
+    const NONE: SeenRuns = SeenRuns::Few {
+        len: 0,
+        runs: [(None, 0); FEW_RUNS],
+    };
+
+    /// Remember `run`: whether it is new, and whether a run of its repeat was
+    /// read before.
+    fn insert(&mut self, run: RunKey) -> (bool, bool) {
+        match self {
+            SeenRuns::Few { len, runs } => {
+                let read = &runs[..*len as usize];
+                let repeat_before = read.iter().any(|k| k.0 == run.0);
+                if read.contains(&run) {
+                    return (false, repeat_before);
+                }
+                if (*len as usize) < FEW_RUNS {
+                    runs[*len as usize] = run;
+                    *len += 1;
+                } else {
+                    let all: HashSet<RunKey> = runs.iter().copied().chain([run]).collect();
+                    let repeats = all.iter().map(|k| k.0).collect();
+                    *self = SeenRuns::Many(Box::new((all, repeats)));
+                }
+                (true, repeat_before)
+            }
+            SeenRuns::Many(sets) => {
+                let repeat_before = sets.1.contains(&run.0);
+                let new = sets.0.insert(run);
+                sets.1.insert(run.0);
+                (new, repeat_before)
+            }
+        }
+    }
 }
 
 impl Duplicates {
@@ -94,14 +149,14 @@ impl Duplicates {
         self.first_time_of(r).0
     }
 
-    /// [`Duplicates::first_time`], and the number of its setting key.
-    fn first_time_of(&mut self, r: &Record) -> (bool, u32) {
-        let setting = self.keys.setting(r);
-        (
-            self.seen
-                .insert((setting, r.repeat, r.unix_time_s.to_bits())),
-            setting,
-        )
+    /// [`Duplicates::first_time`], and whether a record of its point and repeat
+    /// was read before (at another moment, where it is read for the first time).
+    fn first_time_of(&mut self, r: &Record) -> (bool, bool) {
+        let setting = self.keys.setting(r) as usize;
+        if setting == self.seen.len() {
+            self.seen.push(SeenRuns::NONE);
+        }
+        self.seen[setting].insert((r.repeat, r.unix_time_s.to_bits()))
     }
 }
 
@@ -125,7 +180,6 @@ pub struct Merged {
 #[derive(Clone, Debug, Default)]
 pub struct MergeDigest {
     exact: Duplicates,
-    points: HashSet<(u32, Option<u32>)>,
     pub mixed: MixedCheck,
     /// Records read, over all files.
     pub read: usize,
@@ -162,12 +216,12 @@ impl MergeDigest {
     fn keep(&mut self, r: &Record, file: usize, index: usize) -> bool {
         self.read += 1;
         self.mixed.push(r, file, index);
-        let (first, setting) = self.exact.first_time_of(r);
+        let (first, point_before) = self.exact.first_time_of(r);
         if !first {
             self.duplicates += 1;
             return false;
         }
-        if !self.points.insert((setting, r.repeat)) {
+        if point_before {
             self.repeated_points += 1;
         }
         if r.simulated {

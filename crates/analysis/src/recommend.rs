@@ -171,27 +171,37 @@ pub fn recommend_digest(
     objective: Objective,
     opts: &RecommendOptions,
 ) -> Vec<Recommendation> {
-    let mut groups: BTreeMap<(String, String), (bool, Vec<Setting>)> = BTreeMap::new();
+    // the settings of each device and workload first (by number), then each group's
+    // made and chosen from, one group at a time: a campaign has many settings
     let physical = digest.physical_keys();
-    for (head, runs) in digest.setting_runs() {
-        if let Some(mut s) = Setting::from_parts(digest, head, &runs, opts.noise) {
-            let board = &physical[head.device as usize];
-            s.board = board.clone();
-            let device = match opts.by {
-                GroupBy::Device => board.clone(),
-                GroupBy::Model => digest.device(head.device).info.name.clone(),
-            };
-            let e = groups
-                .entry((device, digest.string(head.group).to_string()))
-                .or_insert((head.simulated, Vec::new()));
-            e.0 |= head.simulated;
-            e.1.push(s);
-        }
+    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (i, (head, _)) in digest.setting_runs().enumerate() {
+        let device = match opts.by {
+            GroupBy::Device => physical[head.device as usize].clone(),
+            GroupBy::Model => digest.device(head.device).info.name.clone(),
+        };
+        groups
+            .entry((device, digest.string(head.group).to_string()))
+            .or_default()
+            .push(i);
     }
     let labels = digest.device_labels();
     groups
         .into_iter()
-        .filter_map(|((key, workload), (simulated, settings))| {
+        .filter_map(|((key, workload), members)| {
+            let mut simulated = false;
+            let mut settings = Vec::with_capacity(members.len());
+            for i in members {
+                let (head, runs) = digest.setting_runs_of(i);
+                if let Some(mut s) = Setting::from_parts(digest, head, &runs, opts.noise) {
+                    s.board = physical[head.device as usize].clone();
+                    simulated |= head.simulated;
+                    settings.push(s);
+                }
+            }
+            if settings.is_empty() {
+                return None;
+            }
             let device = match opts.by {
                 GroupBy::Device => labels.get(&key).cloned().unwrap_or(key),
                 GroupBy::Model => key,

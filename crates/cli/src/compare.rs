@@ -21,7 +21,8 @@ pub fn run(args: &CompareArgs) -> Result<(), CliError> {
         CapCompareChoice::Any => CapChoice::Any,
     };
     let filter = precision_filter(args.precisions.as_deref());
-    let mut digest = SettingsDigest::default();
+    // read_sources hands each record over once
+    let mut digest = SettingsDigest::of_deduplicated_reads();
     let mut mixed = MixedCheck::default();
     let sources = read_sources(&args.files, true, |r| -> Result<(), CliError> {
         mixed.push(r.record, r.file, r.index);
@@ -40,6 +41,7 @@ pub fn run(args: &CompareArgs) -> Result<(), CliError> {
         })?;
     }
     filter?;
+    digest.shrink_to_fit();
     let rankings = compare_digest(&digest, cap);
     if rankings.is_empty() {
         crate::out::line(&format!(

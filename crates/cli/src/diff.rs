@@ -5,11 +5,12 @@ use crate::args::{parse_fraction, DiffArgs};
 use crate::error::{runtime, usage, CliError};
 use crate::results::read_sources;
 use joulebench_analysis::diff::{
-    diff_digests, diff_rows, diff_table_head, DiffDigest, DIFF_DROPPABLE,
+    diff_rows, diff_sides, diff_table_head, DiffDigest, DiffSide, DIFF_DROPPABLE,
 };
 use joulebench_analysis::merge::MixedCheck;
 use joulebench_analysis::table::TableFormat;
 use joulebench_analysis::table_stream::{ColumnWidths, UninformativeColumns};
+use std::path::PathBuf;
 
 pub fn run(args: &DiffArgs) -> Result<(), CliError> {
     let fmt: TableFormat = args.format.parse().map_err(usage)?;
@@ -22,10 +23,10 @@ pub fn run(args: &DiffArgs) -> Result<(), CliError> {
     // each run on its own: a record in both files is the same point in two runs, not
     // one measurement read twice
     let mut mixed = MixedCheck::default();
-    let mut runs = [DiffDigest::default(), DiffDigest::default()];
     let mut paths = Vec::new();
-    for (i, path) in [&args.old, &args.new].into_iter().enumerate() {
-        let digest = &mut runs[i];
+    // each run summarised once read: one run's records' figures are held at a time
+    let mut read_run = |i: usize, path: &PathBuf| -> Result<DiffSide, CliError> {
+        let mut digest = DiffDigest::default();
         let sources = read_sources(
             std::slice::from_ref(path),
             true,
@@ -36,7 +37,10 @@ pub fn run(args: &DiffArgs) -> Result<(), CliError> {
             },
         )?;
         paths.extend(sources.into_iter().map(|s| s.path));
-    }
+        Ok(digest.summarise())
+    };
+    let old = read_run(0, &args.old)?;
+    let new = read_run(1, &args.new)?;
     if !args.allow_mixed {
         mixed.result(&paths).map_err(|e| {
             usage(format!(
@@ -44,8 +48,7 @@ pub fn run(args: &DiffArgs) -> Result<(), CliError> {
             ))
         })?;
     }
-    let [old, new] = runs;
-    let d = diff_digests(old, new);
+    let d = diff_sides(old, new);
     if d.points.is_empty() {
         eprintln!(
             "warning: no point with an energy figure is in both files ({} only in one): nothing to compare",

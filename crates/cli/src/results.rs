@@ -37,7 +37,7 @@ use joulebench_analysis::table_stream::ColumnWidths;
 use joulebench_analysis::tokens::StepRecords;
 use joulebench_core::record::{read_results_file, Record, RecordError, ResultsFile};
 use joulebench_core::record_stream::{
-    for_each_line_within, for_each_record, for_each_record_within,
+    for_each_line_within, for_each_record, for_each_record_within, LinesChecksum,
 };
 use joulebench_core::Precision;
 use std::io::{BufRead, Read as _, Write};
@@ -98,6 +98,8 @@ pub struct SourceRead {
     kept: Kept,
     /// Where its whole records end.
     whole_bytes: u64,
+    /// Its records' lines' checksum: a second read must find the same.
+    lines_crc32: u32,
 }
 
 /// Read each file one record at a time and hand each record to `each`; an
@@ -144,6 +146,7 @@ where
             records,
             kept,
             whole_bytes: end.whole_bytes,
+            lines_crc32: end.lines_crc32,
         });
     }
     if dropped > 0 {
@@ -157,11 +160,50 @@ where
 
 /// A file whose second read does not see what its first did.
 fn changed(path: &Path, first: usize, second: usize) -> CliError {
+    changed_because(
+        path,
+        &format!("its first read found {first} records, its second {second}"),
+    )
+}
+
+/// A file whose second read found as many records as its first, but other lines.
+fn rewritten(path: &Path) -> CliError {
+    changed_because(
+        path,
+        "its second read found other lines than its first (rewritten in between)",
+    )
+}
+
+fn changed_because(path: &Path, why: &str) -> CliError {
     io(format!(
-        "{} changed while it was read: its first read found {first} records, its second {second}; \
-         read it again once nothing rewrites it",
+        "{} changed while it was read: {why}. Read it again once nothing \
+         rewrites it",
         shown(path)
     ))
+}
+
+/// Refuse a second read that found other lines than the first, unless the check is
+/// turned off (a test of the check only).
+fn check_same_lines(s: &SourceRead, second: u32) -> Result<(), CliError> {
+    if second != s.lines_crc32 && !same_lines_unchecked() {
+        return Err(rewritten(&s.path));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    static SAME_LINES_UNCHECKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn same_lines_unchecked() -> bool {
+    SAME_LINES_UNCHECKED.with(|c| c.get())
+}
+
+#[cfg(not(test))]
+fn same_lines_unchecked() -> bool {
+    false
 }
 
 /// Hand `each` the records a first [`read_sources`] handed over, in the same order,
@@ -175,7 +217,7 @@ where
 {
     for (file, s) in sources.iter().enumerate() {
         let (mut seen, mut records) = (0, 0);
-        for_each_record_within(&s.path, s.whole_bytes, |r| -> Result<(), E> {
+        let end = for_each_record_within(&s.path, s.whole_bytes, |r| -> Result<(), E> {
             seen += 1;
             if seen > s.kept.len {
                 return Err(changed(&s.path, s.kept.len, seen).into());
@@ -193,6 +235,7 @@ where
         if seen != s.kept.len {
             return Err(changed(&s.path, s.kept.len, seen).into());
         }
+        check_same_lines(s, end.lines_crc32)?;
     }
     Ok(())
 }
@@ -209,7 +252,7 @@ where
 {
     for s in sources {
         let mut seen = 0;
-        for_each_line_within(&s.path, s.whole_bytes, |r: T| -> Result<(), E> {
+        let end = for_each_line_within(&s.path, s.whole_bytes, |r: T| -> Result<(), E> {
             seen += 1;
             if seen > s.kept.len {
                 return Err(changed(&s.path, s.kept.len, seen).into());
@@ -222,6 +265,7 @@ where
         if seen != s.kept.len {
             return Err(changed(&s.path, s.kept.len, seen).into());
         }
+        check_same_lines(s, end.lines_crc32)?;
     }
     Ok(())
 }
@@ -244,6 +288,7 @@ where
         let mut lines = std::io::BufReader::with_capacity(1 << 20, file.take(s.whole_bytes));
         let mut line = Vec::new();
         let mut seen = 0;
+        let mut checksum = LinesChecksum::default();
         loop {
             line.clear();
             if lines.read_until(b'\n', &mut line).map_err(rerr)? == 0 {
@@ -254,6 +299,10 @@ where
                 continue;
             }
             seen += 1;
+            if seen > s.kept.len {
+                return Err(changed(&s.path, s.kept.len, seen).into());
+            }
+            checksum.line(content);
             if s.kept.get(seen - 1) {
                 each(content)?;
             }
@@ -261,6 +310,7 @@ where
         if seen != s.kept.len {
             return Err(changed(&s.path, s.kept.len, seen).into());
         }
+        check_same_lines(s, checksum.value())?;
     }
     Ok(())
 }
@@ -412,7 +462,9 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
         check_plot_dir(dir, "--plots")?;
     }
     refuse_single_read(&args.files)?;
+    // read_sources hands each record over once
     let mut digest = ReportDigest::default();
+    digest.settings = SettingsDigest::of_deduplicated_reads();
     if matches!(fmt, TableFormat::Table | TableFormat::Markdown) {
         digest.table = RecordsTableDigest::measuring(fmt);
     }
@@ -426,6 +478,7 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
         }
         Ok(())
     })?;
+    digest.settings.shrink_to_fit();
     if let Some(keys) = per_token
         .then(|| steps.looked_up(args.model.as_deref()))
         .flatten()
@@ -694,7 +747,8 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
     let emit = parse_emit(args.emit.as_deref(), args.force, &args.files)?;
     let mix = read_weights(args.weights.as_deref())?;
     let filter = precision_filter(args.precisions.as_deref());
-    let mut digest = SettingsDigest::default();
+    // read_sources hands each record over once
+    let mut digest = SettingsDigest::of_deduplicated_reads();
     let sources = read_sources(&args.files, true, |r| -> Result<(), CliError> {
         if keeps(&filter, r.record) {
             digest.push(r.record, r.file);
@@ -702,6 +756,7 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
         Ok(())
     })?;
     filter?;
+    digest.shrink_to_fit();
     mix.check(&digest.workloads())
         .map_err(|e| usage(format!("--weights: {e}")))?;
     let mut opts = RecommendOptions {
@@ -746,6 +801,92 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The committed simulated records, each line as written.
+    fn lines() -> Vec<String> {
+        let p =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/sim/sim-h200-quick.jsonl");
+        let text = std::fs::read_to_string(p).unwrap();
+        text.lines().take(6).map(str::to_string).collect()
+    }
+
+    /// The three second reads of `path` after a first read of it.
+    fn second_reads(sources: &[SourceRead]) -> [Result<usize, String>; 3] {
+        let mut n = 0;
+        let records = reread_sources(sources, |_| -> Result<(), CliError> {
+            n += 1;
+            Ok(())
+        })
+        .map(|()| n);
+        let mut n = 0;
+        let fields = reread_as(sources, |_: serde_json::Value| -> Result<(), CliError> {
+            n += 1;
+            Ok(())
+        })
+        .map(|()| n);
+        let mut n = 0;
+        let raw = reread_lines(sources, |_| -> Result<(), CliError> {
+            n += 1;
+            Ok(())
+        })
+        .map(|()| n);
+        [records, fields, raw].map(|r| r.map_err(|e| format!("{} (exit {})", e, e.exit_code())))
+    }
+
+    #[test]
+    fn a_file_rewritten_between_the_two_reads_is_refused_one_appended_to_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let lines = lines();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let first = || {
+            read_sources(
+                std::slice::from_ref(&path),
+                false,
+                |_| -> Result<(), CliError> { Ok(()) },
+            )
+            .unwrap()
+        };
+        // a sweep appends: the second reads see what the first did
+        let sources = first();
+        std::fs::write(&path, lines.join("\n") + "\n" + &lines[0] + "\n").unwrap();
+        assert_eq!(second_reads(&sources), [Ok(6), Ok(6), Ok(6)]);
+        // rewritten with as many records, one measured at another moment
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let sources = first();
+        let mut other = lines.clone();
+        let mut v: serde_json::Value = serde_json::from_str(&other[3]).unwrap();
+        v["unix_time_s"] = serde_json::json!(v["unix_time_s"].as_f64().unwrap() + 1.0);
+        other[3] = serde_json::to_string(&v).unwrap();
+        assert_eq!(
+            other[3].len(),
+            lines[3].len(),
+            "the same bytes, other content"
+        );
+        std::fs::write(&path, other.join("\n") + "\n").unwrap();
+        for r in second_reads(&sources) {
+            let e = r.unwrap_err();
+            assert!(
+                e.contains("r.jsonl changed while it was read: its second read found other lines"),
+                "{e}"
+            );
+            assert!(e.ends_with("(exit 3)"), "{e}");
+        }
+        // the check proves itself: without it, the rewritten lines pass
+        SAME_LINES_UNCHECKED.with(|c| c.set(true));
+        let unchecked = second_reads(&sources);
+        SAME_LINES_UNCHECKED.with(|c| c.set(false));
+        assert_eq!(unchecked, [Ok(6), Ok(6), Ok(6)]);
+        // rewritten with a record fewer
+        std::fs::write(&path, lines[..5].join("\n") + "\n").unwrap();
+        for r in second_reads(&sources) {
+            let e = r.unwrap_err();
+            assert!(
+                e.contains("its first read found 6 records, its second 5"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn links_are_relative_to_the_document() {

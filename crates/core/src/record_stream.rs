@@ -42,6 +42,27 @@ pub struct StreamEnd {
     /// ([`for_each_record_within`]) sees the same records even while a sweep
     /// appends to the file.
     pub whole_bytes: u64,
+    /// A checksum of the records' lines as written (blank lines aside), in file
+    /// order: a second read that finds another is reading a file rewritten in
+    /// between, even one with as many records as before.
+    pub lines_crc32: u32,
+}
+
+/// The checksum [`StreamEnd::lines_crc32`] is, built a line at a time.
+#[derive(Clone, Default)]
+pub struct LinesChecksum(crc32fast::Hasher);
+
+impl LinesChecksum {
+    /// Add a record's line, without its line end.
+    pub fn line(&mut self, text: &[u8]) {
+        self.0.update(text);
+        // the line end too, so lines joined differently differ
+        self.0.update(b"\n");
+    }
+
+    pub fn value(&self) -> u32 {
+        self.0.clone().finalize()
+    }
 }
 
 /// Hand every record of the results file at `path` to `each`, in file order. An
@@ -83,6 +104,7 @@ struct Scan {
     suspect: Option<(u64, usize)>,
     nul_padded: bool,
     eof: bool,
+    checksum: LinesChecksum,
 }
 
 /// A batch of lines parsed, and the error of the file that ended it, if any.
@@ -200,6 +222,7 @@ where
             records,
             whole_bytes: tail.as_ref().map_or(scan.offset, |t| t.offset),
             tail,
+            lines_crc32: scan.checksum.value(),
         }
     })
 }
@@ -272,6 +295,7 @@ fn fill(
             ));
         }
         let end = batch.bytes.len() - 1;
+        scan.checksum.line(&batch.bytes[from..end]);
         batch.lines.push((scan.line_no, start, from..end));
     }
     None
