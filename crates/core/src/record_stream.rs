@@ -372,6 +372,7 @@ mod tests {
             (end2.records, end2.whole_bytes, end2.tail),
             (n, whole, None)
         );
+        assert_eq!(end2.lines_crc32, end.lines_crc32, "the same lines read");
     }
 
     #[test]
