@@ -561,6 +561,18 @@ impl SettingsDigest {
         self.settings.iter().map(SettingRuns::kept)
     }
 
+    /// Setting `i`'s head and kept runs, taken: from here on it keeps that head
+    /// and no run (what is made of its runs is made once, by the caller).
+    pub(crate) fn take_setting_runs(&mut self, i: usize) -> (Head, Vec<Run>) {
+        let s = &mut self.settings[i];
+        let (head, runs) = s.kept();
+        let (head, runs): (Head, Vec<Run>) = (head.clone(), runs.into_iter().cloned().collect());
+        s.head = head.clone();
+        s.ordinary = None;
+        s.runs = Vec::new();
+        (head, runs)
+    }
+
     /// Setting `i`'s kept runs (see [`SettingsDigest::setting_runs`]).
     pub(crate) fn setting_runs_of(&self, i: usize) -> (&Head, Vec<&Run>) {
         self.settings[i].kept()

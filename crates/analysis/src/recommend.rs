@@ -218,6 +218,87 @@ pub fn recommend_digest(
         .collect()
 }
 
+/// Every setting of a digest made once, in the digest's order, with its device
+/// and workload (ids in the digest): what [`recommend_made`] groups, as often as
+/// asked, without the runs they were made from.
+#[derive(Clone, Debug)]
+pub struct MadeSettings {
+    settings: Vec<Option<MadeSetting>>,
+}
+
+#[derive(Clone, Debug)]
+struct MadeSetting {
+    setting: Setting,
+    device: u32,
+    group: u32,
+    simulated: bool,
+}
+
+/// Make every setting of `digest` ([`Setting::from_parts`], as [`recommend_digest`]
+/// does), letting go of each one's runs once it is made: a campaign's runs and its
+/// settings are never held together.
+pub fn make_settings(digest: &mut SettingsDigest, noise: NoiseFloor) -> MadeSettings {
+    let physical = digest.physical_keys();
+    let settings = (0..digest.settings())
+        .map(|i| {
+            let (head, runs) = digest.take_setting_runs(i);
+            let runs: Vec<&crate::digest::Run> = runs.iter().collect();
+            Setting::from_parts(digest, &head, &runs, noise).map(|mut s| {
+                s.board = physical[head.device as usize].clone();
+                MadeSetting {
+                    setting: s,
+                    device: head.device,
+                    group: head.group,
+                    simulated: head.simulated,
+                }
+            })
+        })
+        .collect();
+    MadeSettings { settings }
+}
+
+/// [`recommend_digest`] of settings made once ([`make_settings`]); `opts.noise` was
+/// given to [`make_settings`].
+pub fn recommend_made(
+    digest: &SettingsDigest,
+    made: MadeSettings,
+    objective: Objective,
+    opts: &RecommendOptions,
+) -> Vec<Recommendation> {
+    let physical = digest.physical_keys();
+    let mut groups: BTreeMap<(String, String), Vec<MadeSetting>> = BTreeMap::new();
+    for m in made.settings.into_iter().flatten() {
+        let device = match opts.by {
+            GroupBy::Device => physical[m.device as usize].clone(),
+            GroupBy::Model => digest.device(m.device).info.name.clone(),
+        };
+        groups
+            .entry((device, digest.string(m.group).to_string()))
+            .or_default()
+            .push(m);
+    }
+    let labels = digest.device_labels();
+    groups
+        .into_iter()
+        .filter_map(|((key, workload), members)| {
+            let simulated = members.iter().any(|m| m.simulated);
+            let settings: Vec<Setting> = members.into_iter().map(|m| m.setting).collect();
+            let device = match opts.by {
+                GroupBy::Device => labels.get(&key).cloned().unwrap_or(key),
+                GroupBy::Model => key,
+            };
+            select(
+                device,
+                simulated,
+                workload,
+                settings,
+                objective,
+                &opts.baseline,
+            )
+        })
+        .collect()
+}
+
 /// Precisions none of whose settings is a vendor kernel.
 fn ours_only(settings: &[Setting]) -> Vec<Precision> {
     let mut out: Vec<Precision> = settings

@@ -23,7 +23,8 @@ use joulebench_analysis::document::{
 use joulebench_analysis::merge::Duplicates;
 use joulebench_analysis::plots::report_plots_digest;
 use joulebench_analysis::recommend::{
-    recommend_digest, BaselineSpec, GroupBy, Objective, RecommendOptions,
+    make_settings, recommend_digest, recommend_made, BaselineSpec, GroupBy, Objective,
+    RecommendOptions, Recommendation,
 };
 use joulebench_analysis::recommend_table::{
     attribution_table, device_table, pareto_table, recommendation_table_with,
@@ -652,18 +653,21 @@ pub fn print_recommendation(
     opts: &RecommendOptions,
     mix: &Mix,
 ) -> Result<(), CliError> {
-    print_recommendation_digest(&SettingsDigest::of(records), objective, fmt, opts, mix)
+    let digest = SettingsDigest::of(records);
+    let recs = recommend_digest(&digest, objective, opts);
+    print_recommendations(&digest, recs, objective, fmt, opts, mix)
 }
 
-/// [`print_recommendation`] of the records a digest took in.
-pub fn print_recommendation_digest(
+/// [`print_recommendation`] of the recommendations made of the records a digest
+/// took in.
+pub fn print_recommendations(
     digest: &SettingsDigest,
+    recs: Vec<Recommendation>,
     objective: Objective,
     fmt: TableFormat,
     opts: &RecommendOptions,
     mix: &Mix,
 ) -> Result<(), CliError> {
-    let recs = recommend_digest(digest, objective, opts);
     if recs.is_empty() {
         return out::line(&format!(
             "No recommendation: no measured point with an energy figure ({}).",
@@ -764,10 +768,18 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
         baseline,
         noise,
     };
-    print_recommendation_digest(&digest, objective, fmt, &opts, &mix)?;
-    if let Some(emit) = emit {
+    // each setting made once of its runs, which are let go: grouped per GPU for the
+    // tables, per model for --emit
+    let made = make_settings(&mut digest, opts.noise);
+    let (for_tables, for_emit) = match emit {
+        Some(emit) => (made.clone(), Some((emit, made))),
+        None => (made, None),
+    };
+    let recs = recommend_made(&digest, for_tables, objective, &opts);
+    print_recommendations(&digest, recs, objective, fmt, &opts, &mix)?;
+    if let Some((emit, made)) = for_emit {
         opts.by = GroupBy::Model;
-        let recs = recommend_digest(&digest, objective, &opts);
+        let recs = recommend_made(&digest, made, objective, &opts);
         if recs.is_empty() {
             return Err(usage(format!(
                 "--emit: nothing to write, no measured point with an energy figure ({})",
