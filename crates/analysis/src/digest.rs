@@ -565,11 +565,14 @@ impl SettingsDigest {
     /// and no run (what is made of its runs is made once, by the caller).
     pub(crate) fn take_setting_runs(&mut self, i: usize) -> (Head, Vec<Run>) {
         let s = &mut self.settings[i];
-        let (head, runs) = s.kept();
-        let (head, runs): (Head, Vec<Run>) = (head.clone(), runs.into_iter().cloned().collect());
+        let head = s.kept().0.clone();
+        let mut runs = std::mem::take(&mut s.runs);
+        // as `kept` keeps them: the ordinary runs, or the meter checks where none is
+        if runs.iter().any(|r| !r.is_check()) {
+            runs.retain(|r| !r.is_check());
+        }
         s.head = head.clone();
         s.ordinary = None;
-        s.runs = Vec::new();
         (head, runs)
     }
 

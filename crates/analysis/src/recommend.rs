@@ -220,18 +220,18 @@ pub fn recommend_digest(
 
 /// Every setting of a digest made once, in the digest's order, with its device
 /// and workload (ids in the digest): what [`recommend_made`] groups, as often as
-/// asked, without the runs they were made from.
-#[derive(Clone, Debug)]
+/// asked, without the runs they were made from. The recommendations borrow the
+/// settings and give them back ([`MadeSettings::give_back`]), so the settings are
+/// never held twice.
+#[derive(Debug, Default)]
 pub struct MadeSettings {
-    settings: Vec<Option<MadeSetting>>,
-}
-
-#[derive(Clone, Debug)]
-struct MadeSetting {
-    setting: Setting,
-    device: u32,
-    group: u32,
-    simulated: bool,
+    /// Each in a box of its own (in the place its runs left); `None` where its runs
+    /// made none, or while a recommendation holds it.
+    settings: Vec<Option<Box<Setting>>>,
+    /// Each one's (device, workload) ids, and whether it is simulated.
+    of: Vec<(u32, u32, bool)>,
+    /// Which settings each recommendation made last holds, in its order.
+    lent: Vec<Vec<u32>>,
 }
 
 /// Make every setting of `digest` ([`Setting::from_parts`], as [`recommend_digest`]
@@ -239,64 +239,92 @@ struct MadeSetting {
 /// settings are never held together.
 pub fn make_settings(digest: &mut SettingsDigest, noise: NoiseFloor) -> MadeSettings {
     let physical = digest.physical_keys();
-    let settings = (0..digest.settings())
-        .map(|i| {
-            let (head, runs) = digest.take_setting_runs(i);
+    let mut made = MadeSettings::default();
+    for i in 0..digest.settings() {
+        let (head, runs) = digest.take_setting_runs(i);
+        let setting = {
             let runs: Vec<&crate::digest::Run> = runs.iter().collect();
-            Setting::from_parts(digest, &head, &runs, noise).map(|mut s| {
-                s.board = physical[head.device as usize].clone();
-                MadeSetting {
-                    setting: s,
-                    device: head.device,
-                    group: head.group,
-                    simulated: head.simulated,
-                }
-            })
-        })
-        .collect();
-    MadeSettings { settings }
+            Setting::from_parts(digest, &head, &runs, noise)
+        };
+        drop(runs);
+        made.settings.push(setting.map(|mut s| {
+            s.board = physical[head.device as usize].clone();
+            Box::new(s)
+        }));
+        made.of.push((head.device, head.group, head.simulated));
+    }
+    made
+}
+
+impl MadeSettings {
+    /// Take back the settings `recs` (the last [`recommend_made`] of these) hold.
+    pub fn give_back(&mut self, recs: Vec<Recommendation>) {
+        for (rec, members) in recs.into_iter().zip(std::mem::take(&mut self.lent)) {
+            for (s, i) in rec.settings.into_iter().zip(members) {
+                self.settings[i as usize] = Some(Box::new(s));
+            }
+        }
+    }
 }
 
 /// [`recommend_digest`] of settings made once ([`make_settings`]); `opts.noise` was
-/// given to [`make_settings`].
+/// given to [`make_settings`]. The recommendations hold the settings until given
+/// back.
 pub fn recommend_made(
     digest: &SettingsDigest,
-    made: MadeSettings,
+    made: &mut MadeSettings,
     objective: Objective,
     opts: &RecommendOptions,
 ) -> Vec<Recommendation> {
     let physical = digest.physical_keys();
-    let mut groups: BTreeMap<(String, String), Vec<MadeSetting>> = BTreeMap::new();
-    for m in made.settings.into_iter().flatten() {
+    let mut groups: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
+    for (i, &(device, group, _)) in made.of.iter().enumerate() {
+        if made.settings[i].is_none() {
+            continue;
+        }
         let device = match opts.by {
-            GroupBy::Device => physical[m.device as usize].clone(),
-            GroupBy::Model => digest.device(m.device).info.name.clone(),
+            GroupBy::Device => physical[device as usize].clone(),
+            GroupBy::Model => digest.device(device).info.name.clone(),
         };
         groups
-            .entry((device, digest.string(m.group).to_string()))
+            .entry((device, digest.string(group).to_string()))
             .or_default()
-            .push(m);
+            .push(i as u32);
     }
     let labels = digest.device_labels();
-    groups
-        .into_iter()
-        .filter_map(|((key, workload), members)| {
-            let simulated = members.iter().any(|m| m.simulated);
-            let settings: Vec<Setting> = members.into_iter().map(|m| m.setting).collect();
-            let device = match opts.by {
-                GroupBy::Device => labels.get(&key).cloned().unwrap_or(key),
-                GroupBy::Model => key,
-            };
-            select(
-                device,
-                simulated,
-                workload,
-                settings,
-                objective,
-                &opts.baseline,
-            )
-        })
-        .collect()
+    let mut recs = Vec::new();
+    made.lent.clear();
+    for ((key, workload), members) in groups {
+        let simulated = members.iter().any(|&i| made.of[i as usize].2);
+        let settings: Vec<Setting> = members
+            .iter()
+            .filter_map(|&i| made.settings[i as usize].take())
+            .map(|s| *s)
+            .collect();
+        let device = match opts.by {
+            GroupBy::Device => labels.get(&key).cloned().unwrap_or(key),
+            GroupBy::Model => key,
+        };
+        match select_or_back(
+            device,
+            simulated,
+            workload,
+            settings,
+            objective,
+            &opts.baseline,
+        ) {
+            Ok(rec) => {
+                recs.push(rec);
+                made.lent.push(members);
+            }
+            Err(settings) => {
+                for (s, i) in settings.into_iter().zip(members) {
+                    made.settings[i as usize] = Some(Box::new(s));
+                }
+            }
+        }
+    }
+    recs
 }
 
 /// Precisions none of whose settings is a vendor kernel.
@@ -350,6 +378,18 @@ fn select(
     objective: Objective,
     spec: &BaselineSpec,
 ) -> Option<Recommendation> {
+    select_or_back(device, simulated, workload, settings, objective, spec).ok()
+}
+
+/// [`select`], the settings given back where the objective chooses none.
+fn select_or_back(
+    device: String,
+    simulated: bool,
+    workload: String,
+    settings: Vec<Setting>,
+    objective: Objective,
+    spec: &BaselineSpec,
+) -> Result<Recommendation, Vec<Setting>> {
     let all: Vec<usize> = (0..settings.len()).collect();
     let ours_only = ours_only(&settings);
     // a precision measured with our kernels only is never chosen over one the
@@ -364,7 +404,9 @@ fn select(
     } else {
         covered
     };
-    let best = choose_in(&settings, &pool, objective)?;
+    let Some(best) = choose_in(&settings, &pool, objective) else {
+        return Err(settings);
+    };
     let near = BatchDefault::Near(settings[best].batch_size);
     let on_board: Vec<usize> = all
         .iter()
@@ -379,7 +421,7 @@ fn select(
     let chosen = settled.chosen;
     let per_precision = per_precision(&settings, chosen, &values, objective);
     let attribution = attribute(&settings, &all, chosen, baseline, &values, &Lever::ALL);
-    Some(Recommendation {
+    Ok(Recommendation {
         device,
         simulated,
         workload,

@@ -655,14 +655,14 @@ pub fn print_recommendation(
 ) -> Result<(), CliError> {
     let digest = SettingsDigest::of(records);
     let recs = recommend_digest(&digest, objective, opts);
-    print_recommendations(&digest, recs, objective, fmt, opts, mix)
+    print_recommendations(&digest, &recs, objective, fmt, opts, mix)
 }
 
 /// [`print_recommendation`] of the recommendations made of the records a digest
 /// took in.
 pub fn print_recommendations(
     digest: &SettingsDigest,
-    recs: Vec<Recommendation>,
+    recs: &[Recommendation],
     objective: Objective,
     fmt: TableFormat,
     opts: &RecommendOptions,
@@ -769,17 +769,15 @@ pub fn recommend(args: &RecommendArgs) -> Result<(), CliError> {
         noise,
     };
     // each setting made once of its runs, which are let go: grouped per GPU for the
-    // tables, per model for --emit
-    let made = make_settings(&mut digest, opts.noise);
-    let (for_tables, for_emit) = match emit {
-        Some(emit) => (made.clone(), Some((emit, made))),
-        None => (made, None),
-    };
-    let recs = recommend_made(&digest, for_tables, objective, &opts);
-    print_recommendations(&digest, recs, objective, fmt, &opts, &mix)?;
-    if let Some((emit, made)) = for_emit {
+    // tables, then per model for --emit
+    let mut made = make_settings(&mut digest, opts.noise);
+    let recs = recommend_made(&digest, &mut made, objective, &opts);
+    let printed = print_recommendations(&digest, &recs, objective, fmt, &opts, &mix);
+    made.give_back(recs);
+    printed?;
+    if let Some(emit) = emit {
         opts.by = GroupBy::Model;
-        let recs = recommend_made(&digest, made, objective, &opts);
+        let recs = recommend_made(&digest, &mut made, objective, &opts);
         if recs.is_empty() {
             return Err(usage(format!(
                 "--emit: nothing to write, no measured point with an energy figure ({})",
