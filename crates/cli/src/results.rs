@@ -674,15 +674,15 @@ pub fn print_recommendations(
             digest.status_line()
         ));
     }
-    let devices = device_settings(&recs, mix, objective);
+    let devices = device_settings(recs, mix, objective);
     let tables = [
         (
             "recommendations",
-            recommendation_table_with(&recs, objective, &opts.baseline),
+            recommendation_table_with(recs, objective, &opts.baseline),
         ),
-        ("attribution", attribution_table(&recs)),
-        ("one_setting_per_gpu", device_table(&devices, &recs)),
-        ("pareto_front", pareto_table(&recs)),
+        ("attribution", attribution_table(recs)),
+        ("one_setting_per_gpu", device_table(&devices, recs)),
+        ("pareto_front", pareto_table(recs)),
     ];
     match fmt {
         TableFormat::Json => {
