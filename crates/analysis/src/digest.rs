@@ -58,6 +58,10 @@ impl FlagSet {
     }
 }
 
+/// An average power this far above the enforced limit is a failed self-check
+/// (the protocol's `above-limit`, derived here for records that predate it).
+pub(crate) const ABOVE_LIMIT_MARGIN: f64 = 1.03;
+
 /// Strings many records share (kernels, backends, workloads, hosts), stored once.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Strings {
@@ -517,7 +521,7 @@ impl SettingsDigest {
                 || r.flags.contains(&ValidityFlag::ClocksNotDefault),
             above_limit: matches!(
                 (average_w, r.power_cap.enforced_w),
-                (Some(w), Some(limit)) if w > limit * crate::setting::ABOVE_LIMIT_MARGIN
+                (Some(w), Some(limit)) if w > limit * ABOVE_LIMIT_MARGIN
             ),
             gapped: r.window_method() == Some(WindowMethod::Gapped),
         })

@@ -21,9 +21,6 @@ pub const GAPPED_FLAG: &str = "gapped";
 /// Flag of a setting known only from `--meter check` records (two meters over the
 /// same windows); their agreement is in [`Setting::meter_agreement_pct`].
 pub const METER_CHECK_FLAG: &str = "meter-check";
-/// An average power this far above the enforced limit is a failed self-check
-/// (the protocol's `above-limit`, derived here for records that predate it).
-pub(crate) const ABOVE_LIMIT_MARGIN: f64 = 1.03;
 /// A locked clock the GPU ran more than this fraction below did not bind.
 const UNBOUND_CLOCK_MARGIN: f64 = 0.02;
 

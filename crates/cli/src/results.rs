@@ -192,19 +192,13 @@ fn check_same_lines(s: &SourceRead, second: u32) -> Result<(), CliError> {
     Ok(())
 }
 
-#[cfg(test)]
 thread_local! {
+    /// Set by a test only, to watch the check's test fail without it.
     static SAME_LINES_UNCHECKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-#[cfg(test)]
 fn same_lines_unchecked() -> bool {
     SAME_LINES_UNCHECKED.with(|c| c.get())
-}
-
-#[cfg(not(test))]
-fn same_lines_unchecked() -> bool {
-    false
 }
 
 /// Hand `each` the records a first [`read_sources`] handed over, in the same order,

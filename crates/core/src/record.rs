@@ -11,10 +11,11 @@ use crate::precision::Precision;
 use crate::protocol::{IdleBaseline, Measurement, ProtocolConfig, ValidityFlag};
 use crate::verify::Verification;
 use crate::workload::Workload;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever a field changes meaning or is removed. Schema 2: busy windows
@@ -567,7 +568,7 @@ pub fn read_record_lines(path: &Path) -> Result<Vec<RecordLine>, RecordError> {
 /// followed by more records are errors naming their line.
 pub fn read_results_file(path: &Path) -> Result<ResultsFile, RecordError> {
     let mut out = ResultsFile::default();
-    let end = crate::record_stream::for_each_record(path, |r| -> Result<(), RecordError> {
+    let end = for_each_record(path, |r| -> Result<(), RecordError> {
         out.lines.push(RecordLine {
             line_no: r.line_no,
             text: r.text.to_string(),
@@ -801,6 +802,298 @@ pub fn existing_keys(path: &Path) -> Result<HashSet<String>, RecordError> {
         return Ok(HashSet::new());
     }
     Ok(read_records(path)?.iter().map(Record::point_key).collect())
+}
+
+// Reading a results file one record at a time: the engine behind every reader
+// (see `crate::record_stream`).
+
+/// About this many bytes of lines are parsed together: enough to keep every core
+/// busy, little enough that the few batches in flight take a few MB.
+pub(crate) const BATCH_BYTES: usize = 2 << 20;
+
+/// One line as read, with where it was.
+#[derive(Debug)]
+pub struct Streamed<'a, T> {
+    /// 1-based, counting blank lines.
+    pub line_no: usize,
+    /// The byte offset its line starts at.
+    pub offset: u64,
+    /// The line as written, without its line end.
+    pub text: &'a str,
+    pub record: T,
+}
+
+/// One record as read, with where it was.
+pub type StreamedRecord<'a> = Streamed<'a, Record>;
+
+/// What a whole read of a file found besides its records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// Records handed over.
+    pub records: usize,
+    /// The incomplete tail the file ended with, if any (skipped).
+    pub tail: Option<PartialTail>,
+    /// Where the file's whole records end: a second read limited to this many bytes
+    /// ([`for_each_record_within`]) sees the same records even while a sweep
+    /// appends to the file.
+    pub whole_bytes: u64,
+    /// A checksum of the records' lines as written (blank lines aside), in file
+    /// order: a second read that finds another is reading a file rewritten in
+    /// between, even one with as many records as before.
+    pub lines_crc32: u32,
+}
+
+/// The checksum [`StreamEnd::lines_crc32`] is, built a line at a time.
+#[derive(Clone, Default)]
+pub struct LinesChecksum(crc32fast::Hasher);
+
+impl LinesChecksum {
+    /// Add a record's line, without its line end.
+    pub fn line(&mut self, text: &[u8]) {
+        self.0.update(text);
+        // the line end too, so lines joined differently differ
+        self.0.update(b"\n");
+    }
+
+    pub fn value(&self) -> u32 {
+        self.0.clone().finalize()
+    }
+}
+
+/// Hand every record of the results file at `path` to `each`, in file order. An
+/// error of the file (a corrupt line, NUL bytes followed by more records, a line
+/// longer than [`MAX_RECORD_LINE_BYTES`]) comes after every record before it was
+/// handed over; an error of `each` ends the read at once.
+pub fn for_each_record<E, F>(path: &Path, each: F) -> Result<StreamEnd, E>
+where
+    E: From<RecordError>,
+    F: FnMut(StreamedRecord<'_>) -> Result<(), E>,
+{
+    read(path, None, parse_record, each)
+}
+
+/// [`for_each_record`] over the first `bytes` bytes of the file only: a second
+/// read of a file a first read ended at [`StreamEnd::whole_bytes`].
+pub fn for_each_record_within<E, F>(path: &Path, bytes: u64, each: F) -> Result<StreamEnd, E>
+where
+    E: From<RecordError>,
+    F: FnMut(StreamedRecord<'_>) -> Result<(), E>,
+{
+    read(path, Some(bytes), parse_record, each)
+}
+
+/// Lines of one batch: their bytes one after another, and where each is.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// (line number, offset in the file, range in `bytes`)
+    lines: Vec<(usize, u64, std::ops::Range<usize>)>,
+}
+
+/// Where the scan of the file's lines stands.
+#[derive(Default)]
+struct Scan {
+    offset: u64,
+    line_no: usize,
+    /// Where lines that are not whole records began; a tail if nothing follows them.
+    suspect: Option<(u64, usize)>,
+    nul_padded: bool,
+    eof: bool,
+    checksum: LinesChecksum,
+}
+
+/// A batch of lines parsed, and the error of the file that ended it, if any.
+struct Parsed<T> {
+    batch: Batch,
+    records: Vec<Result<T, RecordError>>,
+    stop: Option<RecordError>,
+}
+
+/// A second read of a file a first read ([`for_each_record`]) ended at `bytes`,
+/// each line read as a `T`: a type with only the fields the caller needs, quicker
+/// to read than a whole record. The first read checked every record; this one
+/// refuses a line that is no longer a `T`, naming it.
+pub fn for_each_line_within<T, E, F>(path: &Path, bytes: u64, mut each: F) -> Result<StreamEnd, E>
+where
+    T: serde::de::DeserializeOwned + Send,
+    E: From<RecordError>,
+    F: FnMut(T) -> Result<(), E>,
+{
+    read(path, Some(bytes), parse_as::<T>, |s| each(s.record))
+}
+
+fn parse_as<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, LineError> {
+    serde_json::from_str(line).map_err(|e| LineError::Corrupt(e.to_string()))
+}
+
+fn read<T, E, F>(
+    path: &Path,
+    limit: Option<u64>,
+    parse: fn(&str) -> Result<T, LineError>,
+    mut each: F,
+) -> Result<StreamEnd, E>
+where
+    T: Send,
+    E: From<RecordError>,
+    F: FnMut(Streamed<'_, T>) -> Result<(), E>,
+{
+    let file = File::open(path).map_err(|source| RecordError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let source: Box<dyn Read + Send> = match limit {
+        Some(bytes) => Box::new(file.take(bytes)),
+        None => Box::new(file),
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, source);
+    let mut scan = Scan::default();
+    // One thread reads and parses the next batch (on every core) while this one
+    // hands the last over: what the caller does with a record overlaps the parsing.
+    let (to_caller, batches) = std::sync::mpsc::sync_channel::<Parsed<T>>(1);
+    std::thread::scope(|threads| {
+        let scan = &mut scan;
+        threads.spawn(move || {
+            while !scan.eof {
+                let mut batch = Batch::default();
+                let stop = fill(path, &mut reader, scan, &mut batch);
+                let records = batch
+                    .lines
+                    .par_iter()
+                    .map(|(line_no, _, range)| {
+                        let text =
+                            std::str::from_utf8(&batch.bytes[range.clone()]).map_err(|_| {
+                                RecordError::Corrupt {
+                                    path: path.into(),
+                                    line: *line_no,
+                                    message: "not UTF-8 text".into(),
+                                }
+                            })?;
+                        parse(text).map_err(|e| e.at(path, *line_no))
+                    })
+                    .collect();
+                let last = stop.is_some();
+                if to_caller
+                    .send(Parsed {
+                        batch,
+                        records,
+                        stop,
+                    })
+                    .is_err()
+                    || last
+                {
+                    // the caller stopped, or the file's error ends the read
+                    break;
+                }
+            }
+        });
+        let mut records = 0;
+        for parsed in batches {
+            for ((line_no, offset, range), record) in parsed.batch.lines.iter().zip(parsed.records)
+            {
+                let text =
+                    std::str::from_utf8(&parsed.batch.bytes[range.clone()]).unwrap_or_default();
+                each(Streamed {
+                    line_no: *line_no,
+                    offset: *offset,
+                    text,
+                    record: record?,
+                })?;
+                records += 1;
+            }
+            if let Some(e) = parsed.stop {
+                return Err(e.into());
+            }
+        }
+        Ok(records)
+    })
+    .map(|records| {
+        let tail = scan.suspect.map(|(start, line)| PartialTail {
+            offset: start,
+            bytes: scan.offset - start,
+            line_no: line,
+            nul_padded: scan.nul_padded,
+        });
+        StreamEnd {
+            records,
+            whole_bytes: tail.as_ref().map_or(scan.offset, |t| t.offset),
+            tail,
+            lines_crc32: scan.checksum.value(),
+        }
+    })
+}
+
+/// Read lines into `batch` (emptied first) until it holds [`BATCH_BYTES`], the file
+/// ends, or a line is an error of the file: that error is returned, to be raised
+/// once the lines before it are handed over.
+fn fill(
+    path: &Path,
+    reader: &mut impl BufRead,
+    scan: &mut Scan,
+    batch: &mut Batch,
+) -> Option<RecordError> {
+    let corrupt = |line: usize, message: String| RecordError::Corrupt {
+        path: path.into(),
+        line,
+        message,
+    };
+    batch.bytes.clear();
+    batch.lines.clear();
+    while batch.bytes.len() < BATCH_BYTES {
+        let from = batch.bytes.len();
+        let n = match (&mut *reader)
+            .take(MAX_RECORD_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut batch.bytes)
+        {
+            Ok(n) => n,
+            Err(e) => {
+                scan.eof = true;
+                return Some(corrupt(scan.line_no + 1, e.to_string()));
+            }
+        };
+        if n == 0 {
+            scan.eof = true;
+            return None;
+        }
+        scan.line_no += 1;
+        let start = scan.offset;
+        scan.offset += n as u64;
+        let line = &batch.bytes[from..];
+        let complete = line.last() == Some(&b'\n');
+        if !complete && line.len() > MAX_RECORD_LINE_BYTES {
+            batch.bytes.truncate(from);
+            scan.eof = true;
+            return Some(corrupt(
+                scan.line_no,
+                format!(
+                    "line is longer than {MAX_RECORD_LINE_BYTES} bytes: not a joulebench record"
+                ),
+            ));
+        }
+        let content = if complete { &line[..n - 1] } else { line };
+        if content.iter().all(u8::is_ascii_whitespace) {
+            batch.bytes.truncate(from);
+            continue;
+        }
+        let has_nul = content.contains(&0);
+        if !complete || has_nul {
+            scan.nul_padded |= has_nul;
+            scan.suspect.get_or_insert((start, scan.line_no));
+            batch.bytes.truncate(from);
+            continue;
+        }
+        if let Some((_, first)) = scan.suspect {
+            batch.bytes.truncate(from);
+            scan.eof = true;
+            return Some(corrupt(
+                first,
+                "an incomplete record or NUL bytes, followed by more records".into(),
+            ));
+        }
+        let end = batch.bytes.len() - 1;
+        scan.checksum.line(&batch.bytes[from..end]);
+        batch.lines.push((scan.line_no, start, from..end));
+    }
+    None
 }
 
 #[cfg(test)]
