@@ -114,4 +114,42 @@ mod tests {
         assert_eq!(calls, 1);
         assert!(matches!(e, RecordError::Empty { .. }));
     }
+
+    #[test]
+    fn run_records_are_kept_aside_and_a_second_read_by_fields_skips_their_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.jsonl");
+        let run = serde_json::to_string(&crate::run_record::tests::gpu_record()).unwrap();
+        std::fs::write(&p, format!("{}\n\n{run}\n{}\n{run}\n", line(0), line(1))).unwrap();
+        let (lines, end) = streamed(&p, None).unwrap();
+        assert_eq!(lines.iter().map(|l| l.line_no).collect::<Vec<_>>(), [1, 4]);
+        let run_lines: Vec<usize> = end.runs.iter().map(|r| r.line_no).collect();
+        assert_eq!((end.records, run_lines.as_slice()), (2, &[3, 5][..]));
+        assert_eq!(read_results_file(&p).unwrap().runs, end.runs);
+        // the fields of a point: a run record is not one, so its lines are skipped
+        #[derive(serde::Deserialize)]
+        struct Time {
+            unix_time_s: f64,
+        }
+        let second = |skip: &[usize]| {
+            let mut times = Vec::new();
+            for_each_line_within(
+                &p,
+                end.whole_bytes,
+                skip,
+                |t: Time| -> Result<(), RecordError> {
+                    times.push(t.unix_time_s);
+                    Ok(())
+                },
+            )
+            .map(|e| (times, e.lines_crc32))
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            second(&run_lines),
+            Ok((vec![1.7e9, 1.7e9 + 1.0], end.lines_crc32))
+        );
+        // without the skip, a run record (which has a start time too) reads as a point
+        assert_eq!(second(&[]).unwrap().0.len(), 4);
+    }
 }
