@@ -190,12 +190,12 @@ where
         if !runs_shown && !end.runs.is_empty() {
             eprintln!("note: {}", runs_skipped(path, &end.runs));
             if end.records == 0 {
-                return Err(CliError::from(usage(format!(
+                return Err(usage(format!(
                     "{} holds `joulebench run` records only, no kernel points: `joulebench \
                      report {}` shows them",
                     path.display(),
                     path.display()
-                )))
+                ))
                 .into());
             }
         }
