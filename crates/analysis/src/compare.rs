@@ -3,9 +3,10 @@
 //! and what an exaFLOP of that work costs in kWh, money and CO₂e (`cost`).
 
 use crate::cost::{CostInputs, Unit};
-use crate::devices::{device_labels, physical_keys};
+use crate::digest::SettingsDigest;
 use crate::format::{opt, sig};
 use crate::setting::Setting;
+use crate::significance::NoiseFloor;
 use crate::table::Table;
 use joulebench_core::record::Record;
 use joulebench_core::Precision;
@@ -44,31 +45,39 @@ pub struct Ranking {
 /// (measured, with energy; flags are shown, not filtered). Ties go to the faster;
 /// entries of our kernels only (no vendor kernel measured there) rank after the rest.
 pub fn compare(records: &[Record], cap: CapChoice) -> Vec<Ranking> {
-    let labels = device_labels(records);
+    compare_digest(&SettingsDigest::of(records), cap)
+}
+
+/// [`compare`] of the records a digest has taken in.
+pub fn compare_digest(digest: &SettingsDigest, cap: CapChoice) -> Vec<Ranking> {
+    let labels = digest.device_labels();
     // (workload, precision) → device key → best so far
     let mut best: BTreeMap<(String, Precision), BTreeMap<String, Entry>> = BTreeMap::new();
-    let physical = physical_keys(records);
-    let vendor_measured: std::collections::BTreeSet<(String, Precision, String)> = records
-        .iter()
-        .zip(&physical)
-        .filter(|(r, _)| r.vendor_kernel && r.has_energy())
-        .map(|(r, k)| (r.group.clone(), r.precision, k.clone()))
+    let physical = digest.physical_keys();
+    let vendor_measured: std::collections::BTreeSet<(String, Precision, String)> = digest
+        .vendor_measured()
+        .map(|(g, p, d)| {
+            (
+                digest.string(g).to_string(),
+                p,
+                physical[d as usize].clone(),
+            )
+        })
         .collect();
-    for runs in crate::repeats::group_settings(records) {
-        let i = runs[0];
-        let r = &records[i];
-        let rs: Vec<&Record> = runs.iter().map(|&j| &records[j]).collect();
-        let Some(s) = Setting::from_runs(&rs, i) else {
+    for (head, runs) in digest.setting_runs() {
+        let Some(s) = Setting::from_parts(digest, head, &runs, NoiseFloor::default()) else {
             continue;
         };
+        let group = digest.string(head.group).to_string();
+        let precision = head.precision;
         // "as it ships": the default limit and the default (unlocked) clocks
         let as_shipped = s.is_default_cap && s.sm_clock_mhz.is_none() && s.mem_clock_mhz.is_none();
         if cap == CapChoice::Default && !as_shipped {
             continue;
         }
-        let key = physical[i].clone();
+        let key = physical[head.device as usize].clone();
         let device = labels.get(&key).cloned().unwrap_or_else(|| key.clone());
-        let slot = best.entry((r.group.clone(), r.precision)).or_default();
+        let slot = best.entry((group.clone(), precision)).or_default();
         let better = |old: &Entry| {
             s.joules_per_flop
                 .total_cmp(&old.best.joules_per_flop)
@@ -76,12 +85,12 @@ pub fn compare(records: &[Record], cap: CapChoice) -> Vec<Ranking> {
                 .is_lt()
         };
         if slot.get(&key).is_none_or(better) {
-            let ours_only = !vendor_measured.contains(&(r.group.clone(), r.precision, key.clone()));
+            let ours_only = !vendor_measured.contains(&(group, precision, key.clone()));
             slot.insert(
                 key,
                 Entry {
                     device,
-                    simulated: r.simulated,
+                    simulated: head.simulated,
                     ours_only,
                     best: s,
                 },

@@ -3,12 +3,15 @@
 //! it is larger than both runs' uncertainty together, so noise never reads as a
 //! regression, and regressions come first so CI can fail on them.
 
+use crate::digest::{Devices, FlagSet, MaybeF64, Strings};
 use crate::format::{pct, sig};
-use crate::recommend::{device_labels, physical_keys};
 use crate::table::Table;
+use joulebench_core::protocol::ValidityFlag;
 use joulebench_core::record::Record;
 use joulebench_core::stats::{median, relative_spread};
-use std::collections::{BTreeMap, BTreeSet};
+use joulebench_core::Precision;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Where a side's uncertainty comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,45 +36,88 @@ pub struct Uncertainty {
 /// run-to-run spread where it was repeated, the spread within its run otherwise.
 /// One small function on purpose: every significance verdict of a diff goes through it.
 pub fn point_uncertainty(runs: &[&Record]) -> Option<Uncertainty> {
-    let summaries: Vec<_> = runs
-        .iter()
-        .filter_map(|r| r.measurement.as_ref().map(|m| (m, &m.summary)))
-        .filter(|(_, s)| s.joules_per_flop.is_some())
-        .collect();
-    if summaries.is_empty() {
+    let runs: Vec<DiffRun> = runs.iter().filter_map(|r| DiffRun::of(r, 0)).collect();
+    uncertainty_of(&runs.iter().collect::<Vec<_>>())
+}
+
+/// [`point_uncertainty`] of the runs a diff kept.
+fn uncertainty_of(runs: &[&DiffRun]) -> Option<Uncertainty> {
+    if runs.is_empty() {
         return None;
     }
-    if summaries.len() > 1 {
-        let spread = |f: &dyn Fn(&joulebench_core::protocol::Summary) -> Option<f64>| {
-            let v: Vec<f64> = summaries.iter().filter_map(|(_, s)| f(s)).collect();
+    if runs.len() > 1 {
+        let spread = |f: &dyn Fn(&DiffRun) -> Option<f64>| {
+            let v: Vec<f64> = runs.iter().filter_map(|r| f(r)).collect();
             (v.len() > 1).then(|| relative_spread(&v))
         };
         return Some(Uncertainty {
-            joules_per_flop: spread(&|s| s.joules_per_flop.map(|j| j.median))?,
-            tflops: spread(&|s| Some(s.tflops))?,
-            average_w: spread(&|s| s.average_w),
+            joules_per_flop: spread(&|r| Some(r.joules_per_flop))?,
+            tflops: spread(&|r| Some(r.tflops))?,
+            average_w: spread(&|r| r.average_w.get()),
             source: UncertaintySource::RunToRun,
         });
     }
-    let (m, s) = summaries[0];
-    let window_watts: Vec<f64> = m
-        .windows
-        .iter()
-        .filter_map(|w| w.joules.map(|j| j / w.seconds))
-        .filter(|w| w.is_finite())
-        .collect();
+    let r = runs[0];
     Some(Uncertainty {
-        joules_per_flop: s.joules_per_flop.map(|j| j.rel_spread)?,
-        tflops: s.seconds_per_op.rel_spread,
-        average_w: (window_watts.len() > 1).then(|| relative_spread(&window_watts)),
+        joules_per_flop: r.joules_per_flop_spread,
+        tflops: r.seconds_per_op_spread,
+        average_w: r.window_w_spread.get(),
         source: UncertaintySource::WithinRun,
     })
+}
+
+/// One run of a point, as a diff keeps it.
+#[derive(Clone, Debug)]
+struct DiffRun {
+    /// The record's place among those of its file.
+    index: u32,
+    joules_per_flop: f64,
+    joules_per_flop_spread: f64,
+    seconds_per_op_spread: f64,
+    tflops: f64,
+    average_w: MaybeF64,
+    /// The spread of the windows' average power, where it had more than one.
+    window_w_spread: MaybeF64,
+    cautions: FlagSet,
+    simulated: bool,
+}
+
+impl DiffRun {
+    fn of(r: &Record, index: u32) -> Option<DiffRun> {
+        let m = r.measurement.as_ref()?;
+        let s = &m.summary;
+        let j = s.joules_per_flop?;
+        let window_watts: Vec<f64> = m
+            .windows
+            .iter()
+            .filter_map(|w| w.joules.map(|j| j / w.seconds))
+            .filter(|w| w.is_finite())
+            .collect();
+        let cautions: Vec<ValidityFlag> = r
+            .flags_now()
+            .into_iter()
+            .filter(|f| f.is_caution())
+            .collect();
+        Some(DiffRun {
+            index,
+            joules_per_flop: j.median,
+            joules_per_flop_spread: j.rel_spread,
+            seconds_per_op_spread: s.seconds_per_op.rel_spread,
+            tflops: s.tflops,
+            average_w: MaybeF64::new(s.average_w),
+            window_w_spread: MaybeF64::new(
+                (window_watts.len() > 1).then(|| relative_spread(&window_watts)),
+            ),
+            cautions: FlagSet::of(&cautions),
+            simulated: r.simulated,
+        })
+    }
 }
 
 /// One run's figures of a point.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Side {
-    pub device: String,
+    pub device: Arc<str>,
     pub simulated: bool,
     pub joules_per_flop: f64,
     pub tflops: f64,
@@ -83,33 +129,25 @@ pub struct Side {
 }
 
 impl Side {
-    fn of(runs: &[&Record], device: String) -> Option<Side> {
-        let uncertainty = point_uncertainty(runs)?;
-        let med = |f: &dyn Fn(&Record) -> Option<f64>| {
+    fn of(runs: &[&DiffRun], device: Arc<str>) -> Option<Side> {
+        let uncertainty = uncertainty_of(runs)?;
+        let med = |f: &dyn Fn(&DiffRun) -> Option<f64>| {
             let v: Vec<f64> = runs.iter().filter_map(|r| f(r)).collect();
             (!v.is_empty()).then(|| median(&v))
         };
-        let mut flags: Vec<String> = runs
+        let flags: Vec<String> = runs
             .iter()
-            .flat_map(|r| r.flags_now())
-            .filter(|f| f.is_caution())
+            .flat_map(|r| r.cautions.flags())
             .map(|f| f.name().to_string())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        flags.dedup();
         Some(Side {
             device,
             simulated: runs.iter().any(|r| r.simulated),
-            joules_per_flop: med(&|r| {
-                r.measurement
-                    .as_ref()?
-                    .summary
-                    .joules_per_flop
-                    .map(|j| j.median)
-            })?,
-            tflops: med(&|r| Some(r.measurement.as_ref()?.summary.tflops))?,
-            average_w: med(&|r| r.measurement.as_ref()?.summary.average_w),
+            joules_per_flop: med(&|r| Some(r.joules_per_flop))?,
+            tflops: med(&|r| Some(r.tflops))?,
+            average_w: med(&|r| r.average_w.get()),
             runs: runs.len(),
             uncertainty,
             flags,
@@ -166,12 +204,12 @@ impl Verdict {
 /// A point measured in both runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PointDiff {
-    pub workload: String,
-    pub kernel: String,
-    pub precision: String,
+    pub workload: Arc<str>,
+    pub kernel: Arc<str>,
+    pub precision: Arc<str>,
     pub batch_size: u64,
-    pub cap: String,
-    pub clocks: String,
+    pub cap: Arc<str>,
+    pub clocks: Arc<str>,
     pub old: Side,
     pub new: Side,
     pub energy: Change,
@@ -186,10 +224,10 @@ impl PointDiff {
         if self.batch_size != 1 {
             s += &format!(" batch {}", self.batch_size);
         }
-        if self.cap != "default" {
+        if *self.cap != *"default" {
             s += &format!(" cap {}", self.cap);
         }
-        if self.clocks != "default" {
+        if *self.clocks != *"default" {
             s += &format!(" clocks {}", self.clocks);
         }
         s
@@ -232,26 +270,27 @@ impl PointDiff {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Unmatched {
     pub in_old: bool,
-    pub device: String,
-    pub workload: String,
-    pub kernel: String,
-    pub precision: String,
+    pub device: Arc<str>,
+    pub workload: Arc<str>,
+    pub kernel: Arc<str>,
+    pub precision: Arc<str>,
     pub batch_size: u64,
-    pub cap: String,
-    pub clocks: String,
+    pub cap: Arc<str>,
+    pub clocks: Arc<str>,
 }
 
 impl Unmatched {
-    fn of(r: &Record, device: &str, in_old: bool) -> Unmatched {
+    fn of(p: &Point, in_old: bool) -> Unmatched {
+        let h = &p.head;
         Unmatched {
             in_old,
-            device: device.to_string(),
-            workload: r.group.clone(),
-            kernel: r.kernel.clone(),
-            precision: r.precision.to_string(),
-            batch_size: r.batch_size,
-            cap: r.power_cap.requested.to_string(),
-            clocks: r.clocks.requested_label(),
+            device: p.device.clone(),
+            workload: h.workload.clone(),
+            kernel: h.kernel.clone(),
+            precision: h.precision.clone(),
+            batch_size: h.batch_size,
+            cap: h.cap.clone(),
+            clocks: h.clocks.clone(),
         }
     }
 }
@@ -281,118 +320,298 @@ impl Diff {
     }
 }
 
-/// What a point is, without its device: kernel, precision, shape, batch, cap, clocks.
-fn point_label(r: &Record) -> String {
-    format!(
-        "{} {} {} batch {} cap {} clocks {}",
-        r.group,
-        r.kernel,
-        r.precision,
-        r.batch_size,
-        r.power_cap.requested,
-        r.clocks.requested_label()
-    )
+/// What a point is, without its device: its shape (group), kernel, precision,
+/// batch, cap and clocks, as its first record gives them (string ids).
+type HeadIds = (u32, u32, Precision, u64, u32, u32);
+
+/// The fields of a point its first record gives, as tables show them.
+#[derive(Clone, Debug)]
+struct PointHead {
+    workload: Arc<str>,
+    kernel: Arc<str>,
+    precision: Arc<str>,
+    batch_size: u64,
+    cap: Arc<str>,
+    clocks: Arc<str>,
 }
 
-struct Grouped {
-    /// match key → (device label, the point's records)
-    points: BTreeMap<String, (String, Vec<usize>)>,
-    devices: Vec<String>,
+/// One device's runs of one point.
+#[derive(Clone, Debug)]
+struct Entry {
+    device: u32,
+    /// Its first record's place, and what that record says of the point.
+    first: u32,
+    head: HeadIds,
+    runs: Vec<DiffRun>,
 }
 
-fn group(records: &[Record], with_device: bool) -> Grouped {
-    let labels = device_labels(records);
-    let physical = physical_keys(records);
-    let mut points: BTreeMap<String, (String, Vec<usize>)> = BTreeMap::new();
-    let mut devices: Vec<String> = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        if !r.has_energy() {
-            continue;
+/// What a diff keeps of one run's records, read one at a time: per device and
+/// point, the figures of each of its records with an energy figure.
+#[derive(Clone, Debug, Default)]
+pub struct DiffDigest {
+    devices: Devices,
+    strings: Strings,
+    entries: Vec<Entry>,
+    index: HashMap<(u32, HeadIds), u32>,
+    /// Per device: the first record of it with an energy figure.
+    first_with_energy: Vec<u32>,
+    records: u32,
+}
+
+impl DiffDigest {
+    pub fn of(records: &[Record]) -> DiffDigest {
+        let mut d = DiffDigest::default();
+        for r in records {
+            d.push(r);
         }
-        let device = labels
-            .get(&physical[i])
-            .cloned()
-            .unwrap_or_else(|| r.device.name.clone());
-        if !devices.contains(&device) {
-            devices.push(device.clone());
-        }
-        let key = if with_device {
-            format!("{device} | {}", point_label(r))
-        } else {
-            point_label(r)
-        };
-        points.entry(key).or_insert((device, Vec::new())).1.push(i);
+        d
     }
-    Grouped { points, devices }
+
+    pub fn push(&mut self, r: &Record) {
+        let index = self.records;
+        self.records += 1;
+        let device = self.devices.id(r);
+        if self.first_with_energy.len() <= device as usize {
+            self.first_with_energy.resize(device as usize + 1, u32::MAX);
+        }
+        if !r.has_energy() {
+            return;
+        }
+        let Some(run) = DiffRun::of(r, index) else {
+            return;
+        };
+        let first = &mut self.first_with_energy[device as usize];
+        *first = (*first).min(index);
+        let head = (
+            self.strings.id(&r.group),
+            self.strings.id(&r.kernel),
+            r.precision,
+            r.batch_size,
+            self.strings.id(&r.power_cap.requested.to_string()),
+            self.strings.id(&r.clocks.requested_label()),
+        );
+        let at = match self.index.get(&(device, head)) {
+            Some(&at) => at as usize,
+            None => {
+                self.index.insert((device, head), self.entries.len() as u32);
+                self.entries.push(Entry {
+                    device,
+                    first: index,
+                    head,
+                    runs: Vec::new(),
+                });
+                self.entries.len() - 1
+            }
+        };
+        let runs = &mut self.entries[at].runs;
+        runs.reserve_exact(1);
+        runs.push(run);
+    }
+
+    /// How tables name each device of this run.
+    fn labels(&self) -> Vec<Arc<str>> {
+        let physical = self.devices.physical_keys();
+        let labels = self.devices.labels(&physical);
+        self.devices
+            .seen
+            .iter()
+            .zip(&physical)
+            .map(|(d, p)| Arc::from(labels.get(p).unwrap_or(&d.info.name).as_str()))
+            .collect()
+    }
+
+    /// The devices with an energy figure, by label, in the order they first appear.
+    fn devices(&self, labels: &[Arc<str>]) -> Vec<String> {
+        let mut ids: Vec<usize> = (0..self.first_with_energy.len())
+            .filter(|&i| self.first_with_energy[i] != u32::MAX)
+            .collect();
+        ids.sort_by_key(|&i| self.first_with_energy[i]);
+        let mut out: Vec<String> = Vec::new();
+        for i in ids {
+            if !out.iter().any(|d| **d == *labels[i]) {
+                out.push(labels[i].to_string());
+            }
+        }
+        out
+    }
+
+    /// This run's points, each with its figures, its runs let go: what a diff
+    /// matches against another run's (see [`diff_sides`]). Read one run, summarise
+    /// it, then read the other: one run's records' figures are held at a time.
+    pub fn summarise(self) -> DiffSide {
+        let labels = self.labels();
+        let devices = self.devices(&labels);
+        DiffSide {
+            devices,
+            points: self.points(&labels),
+        }
+    }
+
+    /// The points by "device | point", each with its figures: a device's entries
+    /// of one point join (one GPU through two backends).
+    fn points(self, labels: &[Arc<str>]) -> BTreeMap<String, Point> {
+        let mut precisions: HashMap<Precision, Arc<str>> = HashMap::new();
+        let mut points: BTreeMap<String, Point> = BTreeMap::new();
+        for e in self.entries {
+            let device = &labels[e.device as usize];
+            let (workload, kernel, precision, batch_size, cap, clocks) = e.head;
+            let key = format!(
+                "{device} | {} {} {} batch {} cap {} clocks {}",
+                self.strings.get(workload),
+                self.strings.get(kernel),
+                precision,
+                batch_size,
+                self.strings.get(cap),
+                self.strings.get(clocks)
+            );
+            let mut head = || PointHead {
+                workload: self.strings.shared(workload),
+                kernel: self.strings.shared(kernel),
+                precision: precisions
+                    .entry(precision)
+                    .or_insert_with(|| Arc::from(precision.to_string().as_str()))
+                    .clone(),
+                batch_size,
+                cap: self.strings.shared(cap),
+                clocks: self.strings.shared(clocks),
+            };
+            match points.get_mut(&key) {
+                None => {
+                    let point = Point {
+                        device: device.clone(),
+                        head: head(),
+                        first: e.first,
+                        runs: e.runs,
+                        side: None,
+                    };
+                    points.insert(key, point);
+                }
+                Some(p) => {
+                    // the point's device and fields are its first record's
+                    if e.first < p.first {
+                        p.first = e.first;
+                        p.device = device.clone();
+                        p.head = head();
+                    }
+                    p.runs.extend(e.runs);
+                    p.runs.sort_by_key(|r| r.index);
+                }
+            }
+        }
+        // each point's figures made, its runs let go, in place
+        for p in points.values_mut() {
+            let runs = std::mem::take(&mut p.runs);
+            let runs: Vec<&DiffRun> = runs.iter().collect();
+            p.side = Side::of(&runs, p.device.clone());
+        }
+        points
+    }
 }
 
-fn devices_of(records: &[Record]) -> Vec<String> {
-    group(records, false).devices
+/// A point of one run: its device (as the first of its records names it), what
+/// it is, and its figures (none without an uncertainty).
+struct Point {
+    device: Arc<str>,
+    head: PointHead,
+    /// Its first record's place.
+    first: u32,
+    /// Its runs in record order, until its figures are made.
+    runs: Vec<DiffRun>,
+    side: Option<Side>,
+}
+
+/// One run of a diff, summarised: its devices with an energy figure, and its
+/// points by "device | point".
+pub struct DiffSide {
+    devices: Vec<String>,
+    points: BTreeMap<String, Point>,
+}
+
+impl DiffSide {
+    /// The key of the point of `other` that `p` (at `key`) matches: the same key,
+    /// or across devices the same point on the device `other` measured (a run whose
+    /// points match across devices measured one device).
+    fn counterpart(key: &str, p: &Point, other: &DiffSide, across_devices: bool) -> Option<String> {
+        if !across_devices {
+            return Some(key.to_string());
+        }
+        let device = &other.points.values().next()?.device;
+        Some(format!("{device}{}", &key[p.device.len()..]))
+    }
 }
 
 /// Match the points of `old` and `new`. Where each run measured one device, points
 /// match across devices (two cards, or one card before and after a change);
 /// otherwise only points of the same device match.
 pub fn diff(old: &[Record], new: &[Record]) -> Diff {
-    let (old_devices, new_devices) = (devices_of(old), devices_of(new));
-    let across_devices = old_devices.len() <= 1 && new_devices.len() <= 1;
-    let (o, n) = (group(old, !across_devices), group(new, !across_devices));
+    diff_digests(DiffDigest::of(old), DiffDigest::of(new))
+}
+
+/// [`diff`] of two runs' digests.
+pub fn diff_digests(old: DiffDigest, new: DiffDigest) -> Diff {
+    diff_sides(old.summarise(), new.summarise())
+}
+
+/// [`diff`] of two runs summarised ([`DiffDigest::summarise`]).
+pub fn diff_sides(old: DiffSide, new: DiffSide) -> Diff {
+    let across_devices = old.devices.len() <= 1 && new.devices.len() <= 1;
     let mut points = Vec::new();
     let mut unmatched = Vec::new();
-    for (key, (device, idx)) in &o.points {
-        let Some((new_device, new_idx)) = n.points.get(key) else {
-            unmatched.push(Unmatched::of(&old[idx[0]], device, true));
+    for (key, a) in &old.points {
+        let b =
+            DiffSide::counterpart(key, a, &new, across_devices).and_then(|k| new.points.get(&k));
+        let Some(b) = b else {
+            unmatched.push(Unmatched::of(a, true));
             continue;
         };
-        let old_runs: Vec<&Record> = idx.iter().map(|&i| &old[i]).collect();
-        let new_runs: Vec<&Record> = new_idx.iter().map(|&i| &new[i]).collect();
-        let (Some(a), Some(b)) = (
-            Side::of(&old_runs, device.clone()),
-            Side::of(&new_runs, new_device.clone()),
-        ) else {
+        let (Some(x), Some(y)) = (a.side.clone(), b.side.clone()) else {
             continue;
         };
-        let r = old_runs[0];
+        let h = &a.head;
         let power = match (
-            a.average_w,
-            b.average_w,
-            a.uncertainty.average_w,
-            b.uncertainty.average_w,
+            x.average_w,
+            y.average_w,
+            x.uncertainty.average_w,
+            y.uncertainty.average_w,
         ) {
-            (Some(x), Some(y), ux, uy) => {
-                Some(Change::of(x, y, ux.unwrap_or(0.0), uy.unwrap_or(0.0)))
+            (Some(p), Some(q), up, uq) => {
+                Some(Change::of(p, q, up.unwrap_or(0.0), uq.unwrap_or(0.0)))
             }
             _ => None,
         };
         points.push(PointDiff {
-            workload: r.group.clone(),
-            kernel: r.kernel.clone(),
-            precision: r.precision.to_string(),
-            batch_size: r.batch_size,
-            cap: r.power_cap.requested.to_string(),
-            clocks: r.clocks.requested_label(),
+            workload: h.workload.clone(),
+            kernel: h.kernel.clone(),
+            precision: h.precision.clone(),
+            batch_size: h.batch_size,
+            cap: h.cap.clone(),
+            clocks: h.clocks.clone(),
             energy: Change::of(
-                a.joules_per_flop,
-                b.joules_per_flop,
-                a.uncertainty.joules_per_flop,
-                b.uncertainty.joules_per_flop,
+                x.joules_per_flop,
+                y.joules_per_flop,
+                x.uncertainty.joules_per_flop,
+                y.uncertainty.joules_per_flop,
             ),
             throughput: Change::of(
-                a.tflops,
-                b.tflops,
-                a.uncertainty.tflops,
-                b.uncertainty.tflops,
+                x.tflops,
+                y.tflops,
+                x.uncertainty.tflops,
+                y.uncertainty.tflops,
             ),
             power,
-            old: a,
-            new: b,
+            old: x,
+            new: y,
         });
     }
-    for (key, (device, idx)) in &n.points {
-        if !o.points.contains_key(key) {
-            unmatched.push(Unmatched::of(&new[idx[0]], device, false));
+    for (key, b) in &new.points {
+        let a =
+            DiffSide::counterpart(key, b, &old, across_devices).and_then(|k| old.points.get(&k));
+        if a.is_none() {
+            unmatched.push(Unmatched::of(b, false));
         }
     }
+    let (old_devices, new_devices) = (old.devices, new.devices);
+    drop((old.points, new.points));
     // regressions first, the worst on top; then mixed, improvements, the same
     points.sort_by(|a, b| {
         a.verdict()
@@ -429,6 +648,20 @@ fn change_cell(c: &Change) -> String {
 /// The diff as one table: a row per matched point (regressions first), then each
 /// point only one run has.
 pub fn diff_table(d: &Diff, old_name: &str, new_name: &str) -> Table {
+    let mut t = diff_table_head(d, old_name, new_name);
+    let width = t.headers.len();
+    for row in diff_rows(d, width) {
+        t.push(row);
+    }
+    t.drop_uninformative_columns(&DIFF_DROPPABLE);
+    t
+}
+
+/// The columns a diff table drops where every row says the same.
+pub const DIFF_DROPPABLE: [&str; 5] = ["device", "batch", "power cap", "clocks", "flags old / new"];
+
+/// [`diff_table`]'s title, notes and headers, before its uniform columns are dropped.
+pub fn diff_table_head(d: &Diff, old_name: &str, new_name: &str) -> Table {
     let mut t = Table::new(
         format!("Changes from {old_name} (old) to {new_name} (new), regressions first"),
         &[
@@ -490,9 +723,15 @@ pub fn diff_table(d: &Diff, old_name: &str, new_name: &str) -> Table {
             ""
         }
     ));
-    for p in &d.points {
+    t
+}
+
+/// [`diff_table`]'s rows, one at a time (a fleet's campaign has one per setting),
+/// before its uniform columns are dropped; `width`: the number of headers.
+pub fn diff_rows(d: &Diff, width: usize) -> impl Iterator<Item = Vec<String>> + '_ {
+    let matched = d.points.iter().map(|p| {
         let device = if p.old.device == p.new.device {
-            p.old.device.clone()
+            p.old.device.to_string()
         } else {
             format!("{} → {}", p.old.device, p.new.device)
         };
@@ -503,15 +742,15 @@ pub fn diff_table(d: &Diff, old_name: &str, new_name: &str) -> Table {
                 s.flags.join(" ")
             }
         };
-        t.push(vec![
+        vec![
             p.verdict().name().into(),
             device,
-            p.workload.clone(),
-            p.kernel.clone(),
-            p.precision.clone(),
+            p.workload.to_string(),
+            p.kernel.to_string(),
+            p.precision.to_string(),
             p.batch_size.to_string(),
-            p.cap.clone(),
-            p.clocks.clone(),
+            p.cap.to_string(),
+            p.clocks.to_string(),
             sig(p.old.joules_per_flop * 1e12, 3),
             sig(p.new.joules_per_flop * 1e12, 3),
             change_cell(&p.energy),
@@ -525,9 +764,9 @@ pub fn diff_table(d: &Diff, old_name: &str, new_name: &str) -> Table {
                 .trim_start_matches('+')
                 .to_string(),
             format!("{} / {}", flags(&p.old), flags(&p.new)),
-        ]);
-    }
-    for u in &d.unmatched {
+        ]
+    });
+    let unmatched = d.unmatched.iter().map(move |u| {
         let mut row = vec![
             if u.in_old {
                 "only in old"
@@ -535,19 +774,18 @@ pub fn diff_table(d: &Diff, old_name: &str, new_name: &str) -> Table {
                 "only in new"
             }
             .to_string(),
-            u.device.clone(),
-            u.workload.clone(),
-            u.kernel.clone(),
-            u.precision.clone(),
+            u.device.to_string(),
+            u.workload.to_string(),
+            u.kernel.to_string(),
+            u.precision.to_string(),
             u.batch_size.to_string(),
-            u.cap.clone(),
-            u.clocks.clone(),
+            u.cap.to_string(),
+            u.clocks.to_string(),
         ];
-        row.resize(t.headers.len(), "–".into());
-        t.push(row);
-    }
-    t.drop_uninformative_columns(&["device", "batch", "power cap", "clocks", "flags old / new"]);
-    t
+        row.resize(width, "–".into());
+        row
+    });
+    matched.chain(unmatched)
 }
 
 #[cfg(test)]
@@ -581,7 +819,10 @@ mod tests {
         ];
         let d = diff(&old, &new);
         assert_eq!(d.points.len(), 2);
-        assert_eq!(d.points[0].precision, "bf16", "the regression comes first");
+        assert_eq!(
+            &*d.points[0].precision, "bf16",
+            "the regression comes first"
+        );
         assert_eq!(d.points[0].verdict(), Verdict::Regression);
         assert!((d.points[0].regression() - 0.03).abs() < 1e-9);
         assert_eq!(d.points[1].verdict(), Verdict::Same);
@@ -605,7 +846,7 @@ mod tests {
         let v: Vec<(&str, Verdict)> = d
             .points
             .iter()
-            .map(|p| (p.precision.as_str(), p.verdict()))
+            .map(|p| (&*p.precision, p.verdict()))
             .collect();
         assert_eq!(
             v,

@@ -5,19 +5,20 @@
 //! user typed them.
 
 use crate::cost::{CostInputs, Unit};
+use crate::document_digest::longest_run;
+pub use crate::document_digest::ReportDigest;
 use crate::format::{opt, sig};
 use crate::recommend::{
-    device_labels, recommend_with, BaselineSpec, GroupBy, Objective, Recommendation,
+    recommend_digest, BaselineSpec, GroupBy, Objective, RecommendOptions, Recommendation,
 };
 use crate::recommend_table::{pareto_table, recommendation_table_with};
-use crate::report::{records_table, status_line};
+use crate::repeats::repeats_rows;
+use crate::report::records_table;
 use crate::step::StepRecommendation;
 use crate::table::{Table, TableFormat};
-use joulebench_core::protocol::{ValidityFlag, WindowMethod};
+use crate::table_stream::ColumnWidths;
 use joulebench_core::record::Record;
-use joulebench_core::ProtocolConfig;
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write;
+use std::collections::BTreeMap;
 
 /// A plot as the document links it: paths as they should appear in the Markdown.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,256 +35,26 @@ pub struct SourceSummary {
     pub records: usize,
 }
 
-fn join_set(items: impl IntoIterator<Item = String>) -> String {
-    let set: BTreeSet<String> = items.into_iter().filter(|s| !s.is_empty()).collect();
-    if set.is_empty() {
-        "–".into()
-    } else {
-        set.into_iter().collect::<Vec<_>>().join(", ")
-    }
-}
-
 /// One row per device: identity, meter, idle power and the caps that were swept.
 pub fn devices_table(records: &[Record]) -> Table {
-    let mut t = Table::new(
-        "Devices",
-        &[
-            "device",
-            "data",
-            "architecture",
-            "compute capability",
-            "driver",
-            "memory (GiB)",
-            "backends",
-            "hosts",
-            "energy meter",
-            "meter update (s)",
-            "idle power (W)",
-            "default power limit (W)",
-            "power caps swept",
-        ],
-    );
-    let labels = device_labels(records);
-    let physical = crate::recommend::physical_keys(records);
-    let mut by_device: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
-    for (r, key) in records.iter().zip(physical) {
-        by_device.entry(key).or_default().push(r);
-    }
-    for (key, rs) in by_device {
-        // the fullest description of the device among its records (CUDA's, where
-        // a wgpu record of the same GPU lacks the architecture and memory)
-        let d = &rs
-            .iter()
-            .max_by_key(|r| {
-                [
-                    r.device.uuid.is_some(),
-                    r.device.architecture.is_some(),
-                    r.device.memory_bytes.is_some(),
-                ]
-                .iter()
-                .filter(|x| **x)
-                .count()
-            })
-            .unwrap_or(&rs[0])
-            .device;
-        let data = if rs.iter().any(|r| r.simulated) {
-            "SIMULATED"
-        } else if d.cpu_emulation {
-            "CPU emulation"
-        } else {
-            "measured"
-        };
-        t.push(vec![
-            labels.get(&key).cloned().unwrap_or(key),
-            data.into(),
-            d.architecture.clone().unwrap_or_else(|| "–".into()),
-            d.compute_capability.clone().unwrap_or_else(|| "–".into()),
-            driver_label(d.driver.as_deref(), &rs),
-            opt(d.memory_bytes.map(|b| b as f64 / (1u64 << 30) as f64), 3),
-            join_set(rs.iter().map(|r| r.backend.clone())),
-            join_set(rs.iter().map(|r| r.host.clone())),
-            join_set(rs.iter().map(|r| r.meter.source.name().to_string())),
-            join_set(rs.iter().map(|r| sig(r.meter.update_period_s, 3))),
-            join_set(rs.iter().filter_map(|r| r.idle.map(|i| sig(i.watts, 3)))),
-            join_set(
-                rs.iter()
-                    .filter_map(|r| r.power_cap.default_w.map(|w| sig(w, 3))),
-            ),
-            join_set(rs.iter().map(|r| r.power_cap.requested.to_string())),
-        ]);
-    }
-    t
-}
-
-/// A dotted version number ("580.159.04"), with its surrounding punctuation trimmed.
-fn dotted_version(word: &str) -> Option<&str> {
-    let w = word.trim_matches(|c: char| !c.is_ascii_digit());
-    let parts: Vec<&str> = w.split('.').collect();
-    (parts.len() >= 2
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())))
-    .then_some(w)
-}
-
-/// The driver a device row shows. Records of an older joulebench read the CUDA
-/// driver's version from the wrong word of its kernel-module line ("for (CUDA
-/// 13.0)"): there the version comes from another record of the same GPU (a wgpu
-/// record says "NVIDIA (580.159.04)"), else only the CUDA version is shown.
-fn driver_label(driver: Option<&str>, records: &[&Record]) -> String {
-    let Some(d) = driver else {
-        return "–".into();
-    };
-    let Some((before, cuda)) = d.split_once("(CUDA ") else {
-        return d.to_string();
-    };
-    let cuda = format!("CUDA {}", cuda.trim_end_matches(')').trim());
-    if dotted_version(before.trim()).is_some() {
-        return d.to_string();
-    }
-    let sibling = records
-        .iter()
-        .filter_map(|r| r.device.driver.as_deref())
-        .filter(|other| !other.contains("(CUDA "))
-        .find_map(|other| other.split_whitespace().find_map(dotted_version));
-    match sibling {
-        Some(v) => format!("{v} ({cuda})"),
-        None => cuda,
-    }
+    ReportDigest::of(records).devices_table()
 }
 
 /// The measurement protocol of each distinct configuration and window method, and
 /// the devices it ran on. Records of schema 1 show their gapped windows as such.
 pub fn protocol_table(records: &[Record]) -> Table {
-    let mut t = Table::new(
-        "Measurement protocol",
-        &[
-            "devices",
-            "windows",
-            "idle baseline (s)",
-            "warm-up (s, min–max)",
-            "settled over (s at load): °C/s, power/s, pace/s",
-            "min window (s)",
-            "min counter updates",
-            "phase shift",
-            "stop rule",
-            "target spread",
-            "windows (min–max)",
-            "budget per point (s)",
-        ],
-    );
-    let labels = device_labels(records);
-    type Config<'a> = (&'a ProtocolConfig, Option<WindowMethod>);
-    let mut configs: Vec<(Config<'_>, BTreeSet<String>)> = Vec::new();
-    for r in records {
-        let label = labels
-            .get(&r.device.key())
-            .cloned()
-            .unwrap_or_else(|| r.device.name.clone());
-        let key = (&r.protocol, r.window_method());
-        match configs.iter_mut().find(|(c, _)| *c == key) {
-            Some((_, devices)) => {
-                devices.insert(label);
-            }
-            None => configs.push((key, BTreeSet::from([label]))),
-        }
-    }
-    for ((c, method), devices) in configs {
-        t.push(vec![
-            join_set(devices),
-            method.map_or("–".into(), |m| m.name().to_string()),
-            sig(c.idle_baseline_s, 3),
-            format!("{}–{}", sig(c.warmup_s, 3), sig(c.warmup_max_s, 3)),
-            format!(
-                "{}: {}, {}%, {}%",
-                sig(c.settle_window_s, 3),
-                sig(c.settle_temp_c_per_s, 3),
-                sig(c.settle_power_per_s * 100.0, 3),
-                sig(c.settle_pace_per_s * 100.0, 3)
-            ),
-            sig(c.min_window_s, 3),
-            c.min_counter_updates.to_string(),
-            if c.phase_shift { "yes" } else { "no" }.into(),
-            c.stop_rule.name().into(),
-            format!("{}%", sig(c.target_rel_spread * 100.0, 3)),
-            format!("{}–{}", c.min_windows, c.max_windows),
-            sig(c.point_budget_s, 3),
-        ]);
-    }
-    t
+    ReportDigest::of(records).protocol_table()
 }
 
 /// What each flag means and how many records carry it.
 pub fn flags_table(records: &[Record]) -> Table {
-    let mut t = Table::new(
-        "Validity flags",
-        &["flag", "kind", "meaning", "records flagged"],
-    );
-    for f in ValidityFlag::ALL {
-        let n = records
-            .iter()
-            .filter(|r| r.flags_now().contains(&f))
-            .count();
-        t.push(vec![
-            f.name().into(),
-            f.kind().into(),
-            f.meaning().into(),
-            n.to_string(),
-        ]);
-    }
-    t
-}
-
-/// A command as its user typed it. Workers of a `--devices` sweep recorded their own
-/// command line before they recorded their parent's; the flags of the parent-worker
-/// protocol (no user types them) are taken out of such records.
-fn as_typed(command: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    let mut words = command.split(' ').peekable();
-    while let Some(w) = words.next() {
-        match w {
-            "--progress-lines" => {}
-            "--sim-index" => {
-                words.next();
-            }
-            w if w.starts_with("--sim-index=") => {}
-            w => out.push(w),
-        }
-    }
-    out.join(" ")
+    ReportDigest::of(records).flags_table()
 }
 
 /// The commands that wrote the records, with where and by which joulebench.
+#[cfg(test)]
 fn commands_block(records: &[Record]) -> String {
-    let mut seen: Vec<(String, String, String, usize)> = Vec::new();
-    for r in records {
-        let command = as_typed(&r.command);
-        let tool = match &r.tool.git_commit {
-            Some(c) => format!("{} {} ({c})", r.tool.name, r.tool.version),
-            None => format!("{} {}", r.tool.name, r.tool.version),
-        };
-        match seen
-            .iter_mut()
-            .find(|(c, h, t, _)| c == &command && h == &r.host && t == &tool)
-        {
-            Some(e) => e.3 += 1,
-            None => seen.push((command, r.host.clone(), tool, 1)),
-        }
-    }
-    let mut body = String::new();
-    for (command, host, tool, n) in seen {
-        let one_line = |s: &str| s.replace(['\n', '\r'], " ");
-        let _ = writeln!(
-            body,
-            "# on {}, {}: {n} records",
-            one_line(&host),
-            one_line(&tool)
-        );
-        let _ = writeln!(body, "{command}");
-    }
-    // a fence longer than any run of backticks inside: no command can end the block
-    let fence = "`".repeat(longest_run(&body, '`').max(2) + 1);
-    format!("{fence}sh\n{body}{fence}\n")
+    ReportDigest::of(records).commands_block()
 }
 
 /// What each precision's best setting costs, per device and workload: energy per
@@ -430,11 +201,6 @@ pub fn per_token_table(steps: &[StepRecommendation], costs: &CostInputs) -> Tabl
     t
 }
 
-/// The longest run of `c` in `s`.
-fn longest_run(s: &str, c: char) -> usize {
-    s.split(|x| x != c).map(str::len).max().unwrap_or(0)
-}
-
 /// `s` as inline code that nothing in it can end: delimited by more backticks
 /// than it holds in a row, on one line.
 fn inline_code(s: &str) -> String {
@@ -497,59 +263,114 @@ pub fn markdown_report(
     options: &ReportOptions,
     plots: &[PlotLink],
 ) -> String {
+    let digest = ReportDigest::of(records);
+    let mut out = Vec::new();
+    let written = write_markdown_report(
+        &digest,
+        records,
+        sources,
+        objective,
+        options,
+        plots,
+        &mut |w: &mut dyn std::io::Write| {
+            w.write_all(
+                records_table(records)
+                    .render(TableFormat::Markdown)
+                    .as_bytes(),
+            )
+        },
+        &mut out,
+    );
+    if written.is_err() {
+        return String::new();
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`markdown_report`] of the records a digest took in, written as it goes. The
+/// results table, a row per record, is written by `records_table` (a second read
+/// of the files, for a campaign too large to hold); `model_records` are the records
+/// per-token figures are composed from (all of them, or those
+/// `crate::tokens::StepRecords` picks).
+#[allow(clippy::too_many_arguments)]
+pub fn write_markdown_report<E: From<std::io::Error>>(
+    digest: &ReportDigest,
+    model_records: &[Record],
+    sources: &[SourceSummary],
+    objective: Objective,
+    options: &ReportOptions,
+    plots: &[PlotLink],
+    records_table: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), E>,
+    out: &mut dyn std::io::Write,
+) -> Result<(), E> {
     let baseline = &options.baseline;
     let md = TableFormat::Markdown;
-    let mut out = String::from("# joulebench report\n\n");
-    let sim = records.iter().filter(|r| r.simulated).count();
-    if sim == records.len() && sim > 0 {
-        out.push_str("> **SIMULATED DATA**: every figure here comes from joulebench's model device, not from a measurement. It shows the format, not a finding.\n\n");
+    out.write_all(b"# joulebench report\n\n")?;
+    let (records, sim) = digest.records();
+    if sim == records && sim > 0 {
+        out.write_all("> **SIMULATED DATA**: every figure here comes from joulebench's model device, not from a measurement. It shows the format, not a finding.\n\n".as_bytes())?;
     } else if sim > 0 {
-        out.push_str(&format!(
-            "> **MIXED DATA**: {sim} of {} records come from joulebench's model device (marked SIMULATED / simulated); they are not measurements.\n\n",
-            records.len()
-        ));
+        write!(
+            out,
+            "> **MIXED DATA**: {sim} of {records} records come from joulebench's model device (marked SIMULATED / simulated); they are not measurements.\n\n",
+        )?;
     }
-    let _ = writeln!(out, "{}.\n", status_line(records));
-    out.push_str("Results files:\n\n");
+    writeln!(out, "{}.\n", digest.settings.status_line())?;
+    out.write_all(b"Results files:\n\n")?;
     for s in sources {
-        let _ = writeln!(out, "- {} ({} records)", inline_code(&s.path), s.records);
+        writeln!(out, "- {} ({} records)", inline_code(&s.path), s.records)?;
     }
-    out.push('\n');
+    out.write_all(b"\n")?;
 
-    out.push_str("## Devices and protocol\n\n");
-    out.push_str(&devices_table(records).render(md));
-    out.push('\n');
-    out.push_str(&protocol_table(records).render(md));
-    out.push_str(
+    out.write_all(b"## Devices and protocol\n\n")?;
+    out.write_all(digest.devices_table().render(md).as_bytes())?;
+    out.write_all(b"\n")?;
+    out.write_all(digest.protocol_table().render(md).as_bytes())?;
+    out.write_all(
         "\nEach point: an idle baseline once per device, a warm-up until power, pace and temperature settle (within \
          its bound), then measurement windows from one energy-counter update to another at least the minimum window \
          apart, with the GPU busy throughout and the work between the two updates interpolated from the timings of \
          the blocks of work around them, repeated until the stop rule is met. Energy, time and power are over each \
-         window's own interval. Windows \"gapped\" (schema-1 records) had idle gaps inside and read high.\n\n",
+         window's own interval. Windows \"gapped\" (schema-1 records) had idle gaps inside and read high.\n\n"
+            .as_bytes(),
+    )?;
+
+    out.write_all(b"## Recommendations\n\n")?;
+    let recs = recommend_digest(
+        &digest.settings,
+        objective,
+        &RecommendOptions {
+            by: GroupBy::Device,
+            baseline: baseline.clone(),
+            ..RecommendOptions::default()
+        },
     );
-
-    out.push_str("## Recommendations\n\n");
-    let recs = recommend_with(records, objective, GroupBy::Device, baseline);
     if recs.is_empty() {
-        out.push_str("No recommendation: no measured point with an energy figure.\n\n");
+        out.write_all(b"No recommendation: no measured point with an energy figure.\n\n")?;
     } else {
-        out.push_str(&recommendation_table_with(&recs, objective, baseline).render(md));
-        out.push('\n');
-        out.push_str(&pareto_table(&recs).render(md));
-        out.push('\n');
+        out.write_all(
+            recommendation_table_with(&recs, objective, baseline)
+                .render(md)
+                .as_bytes(),
+        )?;
+        out.write_all(b"\n")?;
+        out.write_all(pareto_table(&recs).render(md).as_bytes())?;
+        out.write_all(b"\n")?;
     }
 
-    out.push_str("## Cost and carbon\n\n");
+    out.write_all(b"## Cost and carbon\n\n")?;
     if recs.is_empty() {
-        out.push_str("Nothing to price: no measured point with an energy figure.\n\n");
+        out.write_all(b"Nothing to price: no measured point with an energy figure.\n\n")?;
     } else {
-        out.push_str(&cost_table(&recs, &options.costs).render(md));
-        out.push('\n');
+        out.write_all(cost_table(&recs, &options.costs).render(md).as_bytes())?;
+        out.write_all(b"\n")?;
     }
-    let (figures, token_notes) = crate::tokens::step_figures(records, options.model.as_deref());
+    drop(recs);
+    let (figures, token_notes) =
+        crate::tokens::step_figures(model_records, options.model.as_deref());
     let steps = crate::step::recommend_steps(
         &figures,
-        records,
+        model_records,
         objective,
         &crate::step::Baseline::default(),
         crate::significance::NoiseFloor::default(),
@@ -564,43 +385,54 @@ pub fn markdown_report(
                 missing.join("; ")
             ));
         }
-        out.push_str(&t.render(md));
-        out.push('\n');
+        out.write_all(t.render(md).as_bytes())?;
+        out.write_all(b"\n")?;
     }
 
     if !plots.is_empty() {
-        out.push_str("## Plots\n\n");
+        out.write_all(b"## Plots\n\n")?;
         for p in plots {
-            let _ = writeln!(
+            writeln!(
                 out,
                 "![{}]({})\n\n[SVG]({})\n",
                 link_text(&p.title),
                 link_target(&p.png),
                 link_target(&p.svg)
-            );
+            )?;
         }
     }
 
-    out.push_str("## Validity and all results\n\n");
-    out.push_str(&flags_table(records).render(md));
-    out.push_str("\nA flagged figure is shown, never hidden: read it with its flag.\n\n");
+    out.write_all(b"## Validity and all results\n\n")?;
+    out.write_all(digest.flags_table().render(md).as_bytes())?;
+    out.write_all(b"\nA flagged figure is shown, never hidden: read it with its flag.\n\n")?;
 
-    out.push_str(&records_table(records).render(md));
-    out.push('\n');
-    if let Some(t) = crate::repeats::repeats_table(records) {
-        out.push_str(&t.render(md));
-        out.push('\n');
+    records_table(out)?;
+    out.write_all(b"\n")?;
+    if let Some(t) = crate::repeats::repeats_head(&digest.settings) {
+        let labels = digest.settings.device_labels();
+        let mut widths = ColumnWidths::of(&t, md);
+        for row in repeats_rows(&digest.settings, &labels) {
+            widths.add(&row);
+        }
+        let mut w = t.write_head(md, &widths, out)?;
+        for row in repeats_rows(&digest.settings, &labels) {
+            w.row(&row)?;
+        }
+        w.finish()?;
+        out.write_all(b"\n")?;
     }
 
-    out.push_str("## Commands that produced the data\n\n");
-    out.push_str(&commands_block(records));
-    out
+    out.write_all(b"## Commands that produced the data\n\n")?;
+    out.write_all(digest.commands_block().as_bytes())?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recommend::recommend_with;
     use crate::testutil::rec;
+    use joulebench_core::protocol::ValidityFlag;
     use joulebench_core::Precision;
 
     #[test]

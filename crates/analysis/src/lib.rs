@@ -15,7 +15,9 @@ pub mod cost;
 pub mod device_setting;
 pub mod devices;
 pub mod diff;
+pub mod digest;
 pub mod document;
+pub mod document_digest;
 pub mod format;
 pub mod inference;
 pub mod launcher;
@@ -34,6 +36,7 @@ pub mod settings_file;
 pub mod significance;
 pub mod step;
 pub mod table;
+pub mod table_stream;
 #[cfg(test)]
 mod testutil;
 pub mod tokens;

@@ -10,8 +10,9 @@ use crate::chart::{
     Panel, PanelChart, PlotError, PlotFiles, PointLabel, Series, MARKER_PX, NOT_MEASURED, PALETTE,
 };
 use crate::compare::{CapChoice, Ranking};
+use crate::digest::SettingsDigest;
 use crate::format::sig;
-use crate::recommend::{recommend, Objective, Recommendation, Setting};
+use crate::recommend::{recommend_digest, Objective, RecommendOptions, Recommendation, Setting};
 use joulebench_core::record::Record;
 use joulebench_core::Precision;
 use plotters::style::RGBColor;
@@ -544,8 +545,17 @@ pub fn report_plots(
     objective: Objective,
     dir: &Path,
 ) -> Result<Vec<PlotFiles>, PlotError> {
+    report_plots_digest(&SettingsDigest::of(records), objective, dir)
+}
+
+/// [`report_plots`] of the records a digest took in.
+pub fn report_plots_digest(
+    digest: &SettingsDigest,
+    objective: Objective,
+    dir: &Path,
+) -> Result<Vec<PlotFiles>, PlotError> {
     let mut files = Vec::new();
-    for r in recommend(records, objective) {
+    for r in recommend_digest(digest, objective, &RecommendOptions::default()) {
         let base = format!("{}_{}", slug(&r.device), slug(&r.workload));
         files.push(render(
             &Chart::Panels(energy_time_chart(&r, objective)),
@@ -688,6 +698,7 @@ pub fn compare_plots(
 mod tests {
     use super::*;
     use crate::compare::compare;
+    use crate::recommend::recommend;
     use crate::testutil::rec;
 
     fn records() -> Vec<Record> {

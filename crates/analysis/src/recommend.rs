@@ -8,9 +8,9 @@
 
 use crate::attribution::{attribute, Attribution};
 use crate::baseline::BatchDefault;
+use crate::digest::SettingsDigest;
 use crate::levers::{settle, values_of, Lever, LeverValues, Reverted};
 use crate::objective::{choose_in, pareto_front};
-use crate::repeats::group_settings;
 use crate::significance::NoiseFloor;
 use joulebench_core::record::Record;
 use joulebench_core::Precision;
@@ -162,29 +162,46 @@ pub fn recommend_opts(
     objective: Objective,
     opts: &RecommendOptions,
 ) -> Vec<Recommendation> {
-    let mut groups: BTreeMap<(String, String), (bool, Vec<Setting>)> = BTreeMap::new();
-    let physical = physical_keys(records);
-    for runs in group_settings(records) {
-        let i = runs[0];
-        let r = &records[i];
-        let rs: Vec<&Record> = runs.iter().map(|&j| &records[j]).collect();
-        if let Some(mut s) = Setting::from_runs_with(&rs, i, opts.noise) {
-            s.board = physical[i].clone();
-            let device = match opts.by {
-                GroupBy::Device => physical[i].clone(),
-                GroupBy::Model => r.device.name.clone(),
-            };
-            let e = groups
-                .entry((device, r.group.clone()))
-                .or_insert((r.simulated, Vec::new()));
-            e.0 |= r.simulated;
-            e.1.push(s);
-        }
+    recommend_digest(&SettingsDigest::of(records), objective, opts)
+}
+
+/// [`recommend_opts`] of the records a digest has taken in.
+pub fn recommend_digest(
+    digest: &SettingsDigest,
+    objective: Objective,
+    opts: &RecommendOptions,
+) -> Vec<Recommendation> {
+    // the settings of each device and workload first (by number), then each group's
+    // made and chosen from, one group at a time: a campaign has many settings
+    let physical = digest.physical_keys();
+    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (i, (head, _)) in digest.setting_runs().enumerate() {
+        let device = match opts.by {
+            GroupBy::Device => physical[head.device as usize].clone(),
+            GroupBy::Model => digest.device(head.device).info.name.clone(),
+        };
+        groups
+            .entry((device, digest.string(head.group).to_string()))
+            .or_default()
+            .push(i);
     }
-    let labels = device_labels(records);
+    let labels = digest.device_labels();
     groups
         .into_iter()
-        .filter_map(|((key, workload), (simulated, settings))| {
+        .filter_map(|((key, workload), members)| {
+            let mut simulated = false;
+            let mut settings = Vec::with_capacity(members.len());
+            for i in members {
+                let (head, runs) = digest.setting_runs_of(i);
+                if let Some(mut s) = Setting::from_parts(digest, head, &runs, opts.noise) {
+                    s.board = physical[head.device as usize].clone();
+                    simulated |= head.simulated;
+                    settings.push(s);
+                }
+            }
+            if settings.is_empty() {
+                return None;
+            }
             let device = match opts.by {
                 GroupBy::Device => labels.get(&key).cloned().unwrap_or(key),
                 GroupBy::Model => key,
@@ -199,6 +216,115 @@ pub fn recommend_opts(
             )
         })
         .collect()
+}
+
+/// Every setting of a digest made once, in the digest's order, with its device
+/// and workload (ids in the digest): what [`recommend_made`] groups, as often as
+/// asked, without the runs they were made from. The recommendations borrow the
+/// settings and give them back ([`MadeSettings::give_back`]), so the settings are
+/// never held twice.
+#[derive(Debug, Default)]
+pub struct MadeSettings {
+    /// Each in a box of its own (in the place its runs left); `None` where its runs
+    /// made none, or while a recommendation holds it.
+    settings: Vec<Option<Box<Setting>>>,
+    /// Each one's (device, workload) ids, and whether it is simulated.
+    of: Vec<(u32, u32, bool)>,
+    /// Which settings each recommendation made last holds, in its order.
+    lent: Vec<Vec<u32>>,
+}
+
+/// Make every setting of `digest` ([`Setting::from_parts`], as [`recommend_digest`]
+/// does), letting go of each one's runs once it is made: a campaign's runs and its
+/// settings are never held together.
+pub fn make_settings(digest: &mut SettingsDigest, noise: NoiseFloor) -> MadeSettings {
+    let physical = digest.physical_keys();
+    let mut made = MadeSettings::default();
+    for i in 0..digest.settings() {
+        let (head, runs) = digest.take_setting_runs(i);
+        let setting = {
+            let runs: Vec<&crate::digest::Run> = runs.iter().collect();
+            Setting::from_parts(digest, &head, &runs, noise)
+        };
+        drop(runs);
+        made.settings.push(setting.map(|mut s| {
+            s.board = physical[head.device as usize].clone();
+            Box::new(s)
+        }));
+        made.of.push((head.device, head.group, head.simulated));
+    }
+    made
+}
+
+impl MadeSettings {
+    /// Take back the settings `recs` (the last [`recommend_made`] of these) hold.
+    pub fn give_back(&mut self, recs: Vec<Recommendation>) {
+        for (rec, members) in recs.into_iter().zip(std::mem::take(&mut self.lent)) {
+            for (s, i) in rec.settings.into_iter().zip(members) {
+                self.settings[i as usize] = Some(Box::new(s));
+            }
+        }
+    }
+}
+
+/// [`recommend_digest`] of settings made once ([`make_settings`]); `opts.noise` was
+/// given to [`make_settings`]. The recommendations hold the settings until given
+/// back.
+pub fn recommend_made(
+    digest: &SettingsDigest,
+    made: &mut MadeSettings,
+    objective: Objective,
+    opts: &RecommendOptions,
+) -> Vec<Recommendation> {
+    let physical = digest.physical_keys();
+    let mut groups: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
+    for (i, &(device, group, _)) in made.of.iter().enumerate() {
+        if made.settings[i].is_none() {
+            continue;
+        }
+        let device = match opts.by {
+            GroupBy::Device => physical[device as usize].clone(),
+            GroupBy::Model => digest.device(device).info.name.clone(),
+        };
+        groups
+            .entry((device, digest.string(group).to_string()))
+            .or_default()
+            .push(i as u32);
+    }
+    let labels = digest.device_labels();
+    let mut recs = Vec::new();
+    made.lent.clear();
+    for ((key, workload), members) in groups {
+        let simulated = members.iter().any(|&i| made.of[i as usize].2);
+        let settings: Vec<Setting> = members
+            .iter()
+            .filter_map(|&i| made.settings[i as usize].take())
+            .map(|s| *s)
+            .collect();
+        let device = match opts.by {
+            GroupBy::Device => labels.get(&key).cloned().unwrap_or(key),
+            GroupBy::Model => key,
+        };
+        match select_or_back(
+            device,
+            simulated,
+            workload,
+            settings,
+            objective,
+            &opts.baseline,
+        ) {
+            Ok(rec) => {
+                recs.push(rec);
+                made.lent.push(members);
+            }
+            Err(settings) => {
+                for (s, i) in settings.into_iter().zip(members) {
+                    made.settings[i as usize] = Some(Box::new(s));
+                }
+            }
+        }
+    }
+    recs
 }
 
 /// Precisions none of whose settings is a vendor kernel.
@@ -252,6 +378,18 @@ fn select(
     objective: Objective,
     spec: &BaselineSpec,
 ) -> Option<Recommendation> {
+    select_or_back(device, simulated, workload, settings, objective, spec).ok()
+}
+
+/// [`select`], the settings given back where the objective chooses none.
+fn select_or_back(
+    device: String,
+    simulated: bool,
+    workload: String,
+    settings: Vec<Setting>,
+    objective: Objective,
+    spec: &BaselineSpec,
+) -> Result<Recommendation, Vec<Setting>> {
     let all: Vec<usize> = (0..settings.len()).collect();
     let ours_only = ours_only(&settings);
     // a precision measured with our kernels only is never chosen over one the
@@ -266,7 +404,9 @@ fn select(
     } else {
         covered
     };
-    let best = choose_in(&settings, &pool, objective)?;
+    let Some(best) = choose_in(&settings, &pool, objective) else {
+        return Err(settings);
+    };
     let near = BatchDefault::Near(settings[best].batch_size);
     let on_board: Vec<usize> = all
         .iter()
@@ -281,7 +421,7 @@ fn select(
     let chosen = settled.chosen;
     let per_precision = per_precision(&settings, chosen, &values, objective);
     let attribution = attribute(&settings, &all, chosen, baseline, &values, &Lever::ALL);
-    Some(Recommendation {
+    Ok(Recommendation {
         device,
         simulated,
         workload,

@@ -6,7 +6,7 @@
 //! record — two meters over the same windows, a check of the meter rather than a
 //! run of the setting — is used only where no ordinary record of it exists.
 
-use crate::devices::device_labels;
+use crate::digest::{Run, SettingsDigest};
 use crate::format::{pct, sig};
 use crate::significance::Uncertainty;
 use crate::table::Table;
@@ -15,47 +15,15 @@ use joulebench_core::stats::{median, relative_spread};
 use std::collections::BTreeMap;
 
 /// Measured records with energy, grouped by setting (device, backend, kernel,
-/// precision, workload, cap, clocks), in the order each setting first appears;
-/// within a group, duplicates dropped and check-mode records set aside where
-/// ordinary ones exist.
+/// precision, workload, cap, clocks, inputs), in the order each setting first
+/// appears; within a group, duplicates dropped and check-mode records set aside
+/// where ordinary ones exist. The grouping itself is the digest's
+/// (`crate::digest::SettingsDigest`), which every table reads.
 pub fn group_settings(records: &[Record]) -> Vec<Vec<usize>> {
-    let mut order: Vec<String> = Vec::new();
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, r) in records.iter().enumerate() {
-        if !r.has_energy() {
-            continue;
-        }
-        let key = r.setting_key();
-        if !groups.contains_key(&key) {
-            order.push(key.clone());
-        }
-        let group = groups.entry(key).or_default();
-        if !group.iter().any(|&j| is_duplicate(&records[j], r)) {
-            group.push(i);
-        }
-    }
-    order
-        .into_iter()
-        .filter_map(|k| groups.remove(&k))
-        .map(|g| {
-            let ordinary: Vec<usize> = g
-                .iter()
-                .copied()
-                .filter(|&i| records[i].meter.check.is_none())
-                .collect();
-            if ordinary.is_empty() {
-                g
-            } else {
-                ordinary
-            }
-        })
+    SettingsDigest::of(records)
+        .setting_runs()
+        .map(|(_, runs)| runs.iter().map(|r| r.index as usize).collect())
         .collect()
-}
-
-/// The same record twice: the same point (and repeat), started at the same time on
-/// the same host. A point measured again later is a second run, not a duplicate.
-fn is_duplicate(a: &Record, b: &Record) -> bool {
-    a.point_key() == b.point_key() && a.unix_time_s == b.unix_time_s && a.host == b.host
 }
 
 /// How much repeats of one setting agree.
@@ -88,6 +56,27 @@ impl RunSpread {
                 ))
             })
             .collect();
+        RunSpread::of_figures(&per_run)
+    }
+
+    /// [`RunSpread::of`] the runs a digest kept.
+    pub(crate) fn of_runs(runs: &[&Run]) -> Option<RunSpread> {
+        let per_run: Vec<(f64, f64, f64, f64)> = runs
+            .iter()
+            .map(|r| {
+                (
+                    r.joules_per_flop,
+                    r.joules_per_flop_spread,
+                    r.seconds_per_op,
+                    r.seconds_per_op_spread,
+                )
+            })
+            .collect();
+        RunSpread::of_figures(&per_run)
+    }
+
+    /// From each run's (J/FLOP median, its spread, seconds per op, its spread).
+    fn of_figures(per_run: &[(f64, f64, f64, f64)]) -> Option<RunSpread> {
         if per_run.is_empty() {
             return None;
         }
@@ -119,11 +108,19 @@ impl RunSpread {
 
 /// One row per setting measured more than once: within-run against run-to-run spread.
 pub fn repeats_table(records: &[Record]) -> Option<Table> {
-    let groups: Vec<Vec<usize>> = group_settings(records)
-        .into_iter()
-        .filter(|g| g.len() > 1)
-        .collect();
-    if groups.is_empty() {
+    let digest = SettingsDigest::of(records);
+    let mut t = repeats_head(&digest)?;
+    let labels = digest.device_labels();
+    for row in repeats_rows(&digest, &labels) {
+        t.push(row);
+    }
+    Some(t)
+}
+
+/// The repeats table's title, note and headers, without its rows (see
+/// [`repeats_rows`]); `None` where no setting was measured more than once.
+pub fn repeats_head(digest: &SettingsDigest) -> Option<Table> {
+    if !digest.setting_runs().any(|(_, runs)| runs.len() > 1) {
         return None;
     }
     let mut t = Table::new(
@@ -146,44 +143,50 @@ pub fn repeats_table(records: &[Record]) -> Option<Table> {
         "The spread within a run is across one run's windows; the spread between runs is across the runs' medians, measured in shuffled order. The second is the uncertainty to quote."
             .into(),
     );
-    let labels = device_labels(records);
-    for g in groups {
-        let rs: Vec<&Record> = g.iter().map(|&i| &records[i]).collect();
-        let Some(spread) = RunSpread::of(&rs) else {
-            continue;
-        };
-        let r = rs[0];
-        let temps: Vec<String> = rs
-            .iter()
-            .filter_map(|r| {
-                let t = &r.measurement.as_ref()?.telemetry;
-                Some(match (t.temperature_start_c, t.temperature_end_c) {
-                    (Some(a), Some(b)) => format!("{a:.0}→{b:.0}"),
-                    _ => "–".into(),
-                })
-            })
-            .collect();
-        t.push(vec![
-            labels
-                .get(&r.device.key())
-                .cloned()
-                .unwrap_or_else(|| r.device.name.clone()),
-            r.kernel.clone(),
-            r.precision.to_string(),
-            r.group.clone(),
-            r.batch_size.to_string(),
-            r.power_cap.requested.to_string(),
-            spread.runs.to_string(),
-            sig(spread.joules_per_flop * 1e12, 4),
-            pct(spread.within_run).trim_start_matches('+').to_string(),
-            spread
-                .run_to_run
-                .map(|s| pct(s).trim_start_matches('+').to_string())
-                .unwrap_or_else(|| "–".into()),
-            temps.join(", "),
-        ]);
-    }
     Some(t)
+}
+
+/// The repeats table's rows, one at a time: a fleet's campaign has one per setting.
+/// `labels`: [`SettingsDigest::device_labels`].
+pub fn repeats_rows<'a>(
+    digest: &'a SettingsDigest,
+    labels: &'a BTreeMap<String, String>,
+) -> impl Iterator<Item = Vec<String>> + 'a {
+    digest
+        .setting_runs()
+        .filter(|(_, runs)| runs.len() > 1)
+        .filter_map(move |(head, runs)| {
+            let spread = RunSpread::of_runs(&runs)?;
+            let temps: Vec<String> = runs
+                .iter()
+                .map(
+                    |r| match (r.temperature_start_c.get(), r.temperature_end_c.get()) {
+                        (Some(a), Some(b)) => format!("{a:.0}→{b:.0}"),
+                        _ => "–".into(),
+                    },
+                )
+                .collect();
+            let device = digest.device(head.device);
+            Some(vec![
+                labels
+                    .get(&device.key)
+                    .cloned()
+                    .unwrap_or_else(|| device.info.name.clone()),
+                digest.string(head.kernel).to_string(),
+                head.precision.to_string(),
+                digest.string(head.group).to_string(),
+                head.batch_size.to_string(),
+                digest.string(head.cap).to_string(),
+                spread.runs.to_string(),
+                sig(spread.joules_per_flop * 1e12, 4),
+                pct(spread.within_run).trim_start_matches('+').to_string(),
+                spread
+                    .run_to_run
+                    .map(|s| pct(s).trim_start_matches('+').to_string())
+                    .unwrap_or_else(|| "–".into()),
+                temps.join(", "),
+            ])
+        })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! with it into every table, plot and settings entry.
 
 use crate::baseline::BaselineCandidate;
+use crate::digest::{FlagSet, Head, Run, SettingsDigest};
 use crate::levers::{Lever, Levered};
 use crate::objective::Candidate;
 use crate::repeats::RunSpread;
@@ -20,9 +21,6 @@ pub const GAPPED_FLAG: &str = "gapped";
 /// Flag of a setting known only from `--meter check` records (two meters over the
 /// same windows); their agreement is in [`Setting::meter_agreement_pct`].
 pub const METER_CHECK_FLAG: &str = "meter-check";
-/// An average power this far above the enforced limit is a failed self-check
-/// (the protocol's `above-limit`, derived here for records that predate it).
-const ABOVE_LIMIT_MARGIN: f64 = 1.03;
 /// A locked clock the GPU ran more than this fraction below did not bind.
 const UNBOUND_CLOCK_MARGIN: f64 = 0.02;
 
@@ -93,41 +91,56 @@ impl Setting {
         floor: NoiseFloor,
     ) -> Option<Setting> {
         let r = *runs.first()?;
-        let measured: Vec<&Record> = runs.iter().copied().filter(|r| r.has_energy()).collect();
+        let mut digest = SettingsDigest::default();
+        let device = digest.devices.id(r);
+        let group = digest.strings.id(&r.group);
+        let head = digest.head_of(r, 0, 0, device, group);
+        let measured: Vec<Run> = runs
+            .iter()
+            .filter(|r| r.has_energy())
+            .filter_map(|r| digest.run_of(r, 0))
+            .collect();
+        let measured: Vec<&Run> = measured.iter().collect();
+        let mut s = Setting::from_parts(&digest, &head, &measured, floor)?;
+        s.record = first_index;
+        Some(s)
+    }
+
+    /// A setting from what a digest kept of its first run and of its runs.
+    pub(crate) fn from_parts(
+        digest: &SettingsDigest,
+        head: &Head,
+        measured: &[&Run],
+        floor: NoiseFloor,
+    ) -> Option<Setting> {
         if measured.is_empty() {
             return None;
         }
-        let med = |f: &dyn Fn(&Record) -> Option<f64>| -> Option<f64> {
+        let med = |f: &dyn Fn(&Run) -> Option<f64>| -> Option<f64> {
             let v: Vec<f64> = measured.iter().filter_map(|r| f(r)).collect();
             (!v.is_empty()).then(|| median(&v))
         };
-        let spread = RunSpread::of(&measured)?;
-        let seconds_per_op = med(&|r| Some(r.measurement.as_ref()?.summary.seconds_per_op.median))?;
-        let average_w = med(&|r| r.measurement.as_ref()?.summary.average_w);
-        let mut cautions: Vec<ValidityFlag> = measured
+        let spread = RunSpread::of_runs(measured)?;
+        let seconds_per_op = med(&|r| Some(r.seconds_per_op))?;
+        let average_w = med(&|r| r.average_w.get());
+        let mut cautions = measured
             .iter()
-            .flat_map(|r| r.flags_now())
-            .filter(|f| f.is_caution())
-            .collect();
-        let above_limit = measured.iter().any(|r| {
-            let m = r.measurement.as_ref().and_then(|m| m.summary.average_w);
-            matches!((m, r.power_cap.enforced_w), (Some(w), Some(limit)) if w > limit * ABOVE_LIMIT_MARGIN)
-        });
-        if above_limit {
-            cautions.push(ValidityFlag::AboveLimit);
+            .fold(FlagSet::default(), |all, r| all.union(r.flags));
+        if measured.iter().any(|r| r.above_limit) {
+            cautions.insert(ValidityFlag::AboveLimit);
         }
-        cautions.sort();
-        cautions.dedup();
-        let mut flags: Vec<String> = cautions.iter().map(|f| f.name().to_string()).collect();
-        let gapped = measured
-            .iter()
-            .any(|r| r.window_method() == Some(WindowMethod::Gapped));
+        let mut flags: Vec<String> = cautions
+            .flags()
+            .filter(|f| f.is_caution())
+            .map(|f| f.name().to_string())
+            .collect();
+        let gapped = measured.iter().any(|r| r.gapped);
         if gapped {
             flags.push(GAPPED_FLAG.into());
         }
         let agreements: Vec<f64> = measured
             .iter()
-            .filter_map(|r| r.meter.check.as_ref().map(|c| c.agreement_pct))
+            .filter_map(|r| r.agreement_pct.get())
             .collect();
         if !agreements.is_empty() {
             flags.push(METER_CHECK_FLAG.into());
@@ -135,43 +148,37 @@ impl Setting {
         let method = if gapped {
             Some(WindowMethod::Gapped)
         } else {
-            r.window_method()
+            head.method
         };
+        let flop = head.flop as f64;
         Some(Setting {
-            kernel: r.kernel.clone(),
-            vendor: r.vendor_kernel,
-            backend: r.backend.clone(),
-            precision: r.precision,
-            batch_size: r.batch_size,
-            cap: r.power_cap.requested.to_string(),
-            cap_w: r.power_cap.requested_w.or(r.power_cap.enforced_w),
-            // a "default" point run at a limit that was not the default is no baseline
+            kernel: digest.strings.get(head.kernel).to_string(),
+            vendor: head.vendor,
+            backend: digest.strings.get(head.backend).to_string(),
+            precision: head.precision,
+            batch_size: head.batch_size,
+            cap: digest.strings.get(head.cap).to_string(),
+            cap_w: head.requested_w.get().or(head.enforced_w.get()),
             // a "default" point run at a limit or a clock that was not the default is
             // no baseline
-            is_default_cap: r.power_cap.requested.is_default()
-                && !measured.iter().any(|r| {
-                    r.flags.contains(&ValidityFlag::CapNotDefault)
-                        || r.flags.contains(&ValidityFlag::ClocksNotDefault)
-                }),
-            sm_clock_mhz: r.clocks.sm_requested_mhz,
-            mem_clock_mhz: r.clocks.mem_requested_mhz,
-            sm_clock_seen_mhz: med(&|r| r.clocks.sm_seen_mhz_median),
-            sm_clock_max_mhz: r.clocks.sm_max_mhz,
-            seconds_per_flop: seconds_per_op / r.flop as f64,
+            is_default_cap: head.cap_is_default && !measured.iter().any(|r| r.not_default),
+            sm_clock_mhz: head.sm_requested_mhz,
+            mem_clock_mhz: head.mem_requested_mhz,
+            sm_clock_seen_mhz: med(&|r| r.sm_seen_mhz.get()),
+            sm_clock_max_mhz: head.sm_max_mhz,
+            seconds_per_flop: seconds_per_op / flop,
             joules_per_flop: spread.joules_per_flop,
-            tflops: r.flop as f64 / seconds_per_op / 1e12,
+            tflops: flop / seconds_per_op / 1e12,
             average_w,
             flags,
-            power_limited: measured
-                .iter()
-                .any(|r| r.flags_now().contains(&ValidityFlag::PowerLimited)),
-            default_limit_w: r.power_cap.default_w,
-            record: first_index,
+            power_limited: cautions.contains(ValidityFlag::PowerLimited),
+            default_limit_w: head.default_w.get(),
+            record: head.index as usize,
             runs: spread.runs,
             run_to_run_spread: spread.run_to_run,
             uncertainty: spread.uncertainty(floor.for_method(method)),
             meter_agreement_pct: (!agreements.is_empty()).then(|| median(&agreements)),
-            board: r.device.key(),
+            board: digest.devices.seen[head.device as usize].key.clone(),
         })
     }
 

@@ -89,11 +89,12 @@
 
 use crate::attribution::{Against, Attribution};
 use crate::device_setting::{device_settings, DeviceSetting, Mix};
+use crate::digest::SettingsDigest;
 use crate::recommend::{BaselineSpec, Objective, Recommendation};
 use crate::recommend_table::describe_baseline;
 use joulebench_core::meter::MeterSource;
 use joulebench_core::record::Record;
-use joulebench_core::{Precision, Workload};
+use joulebench_core::{DeviceInfo, Precision, Workload};
 use joulebench_model::plan::KernelChoice;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -371,19 +372,26 @@ pub(crate) fn round_fraction(x: f64) -> f64 {
 
 /// Which tool sets a device's limits, by what its records say.
 pub fn vendor_of(records: &[&Record]) -> DeviceVendor {
-    let named = |r: &&Record, prefix: &str| r.device.name.to_ascii_uppercase().starts_with(prefix);
-    if records.iter().any(|r| {
-        matches!(
-            r.meter.source,
-            MeterSource::NvmlCounter | MeterSource::NvmlSampled
-        ) || named(r, "NVIDIA")
+    vendor_from(
+        records
+            .iter()
+            .map(|r| (r.device.name.as_str(), r.meter.source)),
+    )
+}
+
+/// [`vendor_of`] from each record's (device name, meter).
+fn vendor_from<'a>(seen: impl Iterator<Item = (&'a str, MeterSource)> + Clone) -> DeviceVendor {
+    let named = |name: &str, prefix: &str| name.to_ascii_uppercase().starts_with(prefix);
+    if seen.clone().any(|(name, meter)| {
+        matches!(meter, MeterSource::NvmlCounter | MeterSource::NvmlSampled)
+            || named(name, "NVIDIA")
     }) {
         DeviceVendor::Nvidia
-    } else if records.iter().any(|r| {
+    } else if seen.clone().any(|(name, meter)| {
         matches!(
-            r.meter.source,
+            meter,
             MeterSource::AmdsmiCounter | MeterSource::HwmonSampled
-        ) || named(r, "AMD")
+        ) || named(name, "AMD")
     }) {
         DeviceVendor::Amd
     } else {
@@ -393,22 +401,35 @@ pub fn vendor_of(records: &[&Record]) -> DeviceVendor {
 
 /// A `[[device]]` entry for `device_model`, its boards read from `records`.
 pub fn device_entry(device_model: &str, records: &[&Record]) -> DeviceEntry {
-    let mut uuids: Vec<String> = records
-        .iter()
-        .filter_map(|r| r.device.uuid.clone())
+    device_entry_from(
+        device_model,
+        records
+            .iter()
+            .map(|r| (&r.device, r.meter.source, r.simulated)),
+    )
+}
+
+/// [`device_entry`] from each record's (device, meter, whether simulated).
+fn device_entry_from<'a>(
+    device_model: &str,
+    seen: impl Iterator<Item = (&'a DeviceInfo, MeterSource, bool)> + Clone,
+) -> DeviceEntry {
+    let mut uuids: Vec<String> = seen
+        .clone()
+        .filter_map(|(d, _, _)| d.uuid.clone())
         .collect();
     uuids.sort();
     uuids.dedup();
-    let mut pci: Vec<String> = records
-        .iter()
-        .filter_map(|r| r.device.pci_bus_id.clone())
+    let mut pci: Vec<String> = seen
+        .clone()
+        .filter_map(|(d, _, _)| d.pci_bus_id.clone())
         .collect();
     pci.sort();
     pci.dedup();
     DeviceEntry {
         device_model: device_model.to_string(),
-        simulated: records.iter().any(|r| r.simulated),
-        vendor: vendor_of(records),
+        simulated: seen.clone().any(|(_, _, sim)| sim),
+        vendor: vendor_from(seen.map(|(d, meter, _)| (d.name.as_str(), meter))),
         uuids,
         pci_bus_ids: pci,
         power_cap: "default".into(),
@@ -422,6 +443,14 @@ pub fn device_entry(device_model: &str, records: &[&Record]) -> DeviceEntry {
         uncertainty_fraction: None,
         notes: Vec::new(),
     }
+}
+
+/// What a settings entry says of the record a setting's figures start from.
+struct Origin {
+    simulated: bool,
+    backend: String,
+    shape: Workload,
+    source: String,
 }
 
 impl SettingsFile {
@@ -464,13 +493,74 @@ impl SettingsFile {
         objective: Objective,
         baseline: &BaselineSpec,
     ) -> SettingsFile {
+        SettingsFile::build(
+            devices,
+            recs,
+            &|name: &str| {
+                let of_device: Vec<&Record> =
+                    records.iter().filter(|r| r.device.name == name).collect();
+                device_entry(name, &of_device)
+            },
+            &|i: usize| {
+                let r = records.get(i)?;
+                Some(Origin {
+                    simulated: r.simulated,
+                    backend: r.backend.clone(),
+                    shape: r.workload,
+                    source: sources.get(i).cloned().unwrap_or_default(),
+                })
+            },
+            objective,
+            baseline,
+        )
+    }
+
+    /// [`SettingsFile::from_devices`] of the records a digest took in;
+    /// `sources[i]` names the file the digest was told was source `i`.
+    pub fn from_digest(
+        devices: &[DeviceSetting],
+        recs: &[Recommendation],
+        digest: &SettingsDigest,
+        sources: &[String],
+        objective: Objective,
+        baseline: &BaselineSpec,
+    ) -> SettingsFile {
+        let heads = digest.heads_by_index();
+        SettingsFile::build(
+            devices,
+            recs,
+            &|name: &str| {
+                let seen = digest.devices.seen.iter().filter(|d| d.info.name == name);
+                device_entry_from(
+                    name,
+                    seen.flat_map(|d| d.meters.iter().map(move |&m| (&d.info, m, d.simulated))),
+                )
+            },
+            &|i: usize| {
+                let h = heads.get(&u32::try_from(i).ok()?)?;
+                Some(Origin {
+                    simulated: h.simulated,
+                    backend: digest.string(h.backend).to_string(),
+                    shape: digest.workload(h.workload)?,
+                    source: sources.get(h.source as usize).cloned().unwrap_or_default(),
+                })
+            },
+            objective,
+            baseline,
+        )
+    }
+
+    fn build(
+        devices: &[DeviceSetting],
+        recs: &[Recommendation],
+        device_entry_of: &dyn Fn(&str) -> DeviceEntry,
+        origin_of: &dyn Fn(usize) -> Option<Origin>,
+        objective: Objective,
+        baseline: &BaselineSpec,
+    ) -> SettingsFile {
         let mut file = SettingsFile::new(objective.describe(), describe_baseline(baseline));
         for d in devices {
-            let of_device: Vec<&Record> = records
-                .iter()
-                .filter(|r| r.device.name == d.device)
-                .collect();
-            let mut entry = device_entry(&d.device, &of_device);
+            let mut entry = device_entry_of(&d.device);
             entry.simulated = d.simulated;
             entry.power_cap = d.power_cap.clone();
             entry.power_cap_w = d.power_cap_w.map(|w| round_sig(w, 4));
@@ -487,7 +577,7 @@ impl SettingsFile {
             for e in &d.entries {
                 let r = &recs[e.rec];
                 let c = &r.settings[e.setting];
-                let Some(record) = records.get(c.record) else {
+                let Some(record) = origin_of(c.record) else {
                     continue;
                 };
                 let label = |j: usize| {
@@ -521,9 +611,9 @@ impl SettingsFile {
                     baseline_throughput_tflops: base.map(|b| round_sig(b.tflops, 4)),
                     flags: c.flags.clone(),
                     meter_agreement_pct: c.meter_agreement_pct.map(|a| round_sig(a, 4)),
-                    source: sources.get(c.record).cloned().unwrap_or_default(),
+                    source: record.source.clone(),
                     attribution: lever_figures(&e.attribution, &label),
-                    shape: record.workload,
+                    shape: record.shape,
                 });
             }
         }

@@ -56,30 +56,16 @@ impl Table {
     /// that was in a note (unless it was nothing): a column that carries no
     /// information for these rows is noise.
     pub fn drop_uninformative_columns(&mut self, names: &[&str]) {
-        for name in names {
-            let Some(col) = self.headers.iter().position(|h| h == name) else {
-                continue;
-            };
-            let mut values = self
-                .rows
-                .iter()
-                .map(|r| r.get(col).cloned().unwrap_or_default());
-            let Some(first) = values.next() else {
-                continue;
-            };
-            if !values.all(|v| v == first) {
-                continue;
-            }
-            if !first.is_empty() && first != "–" && !name.is_empty() {
-                self.notes.push(format!("{name}: {first} on every row."));
-            }
-            self.headers.remove(col);
-            for r in &mut self.rows {
-                if col < r.len() {
-                    r.remove(col);
-                }
-            }
+        let mut plan = UninformativeColumns::new(&self.headers, names);
+        for r in &self.rows {
+            plan.add(r);
         }
+        plan.decide();
+        plan.apply_head(self);
+        self.rows = std::mem::take(&mut self.rows)
+            .into_iter()
+            .map(|r| plan.row(r))
+            .collect();
     }
 
     pub fn render(&self, format: TableFormat) -> String {
@@ -209,10 +195,85 @@ pub fn csv_cell(s: &str) -> String {
 
 /// A cell on a terminal: control characters (newlines, escape sequences that could
 /// rewrite the screen) become spaces.
-fn terminal_cell(s: &str) -> String {
+pub fn terminal_cell(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
+}
+
+/// Which of some named columns say the same thing on every row, learnt from the
+/// rows one at a time: [`Table::drop_uninformative_columns`] for a table whose rows
+/// are not held.
+#[derive(Clone, Debug)]
+pub struct UninformativeColumns {
+    names: Vec<String>,
+    headers: Vec<String>,
+    /// Per column: the first row's cell, and whether every row since said the same.
+    seen: Vec<Option<(String, bool)>>,
+    /// The columns to drop, as indices of the headers, and the notes saying what they held.
+    dropped: Vec<usize>,
+    notes: Vec<String>,
+}
+
+impl UninformativeColumns {
+    pub fn new(headers: &[String], names: &[&str]) -> UninformativeColumns {
+        UninformativeColumns {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            headers: headers.to_vec(),
+            seen: vec![None; headers.len()],
+            dropped: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, row: &[String]) {
+        for (col, h) in self.headers.iter().enumerate() {
+            if !self.names.contains(h) {
+                continue;
+            }
+            let cell = row.get(col).map(String::as_str).unwrap_or_default();
+            match &mut self.seen[col] {
+                None => self.seen[col] = Some((cell.to_string(), true)),
+                Some((first, same)) => *same &= first == cell,
+            }
+        }
+    }
+
+    /// Decide, as [`Table::drop_uninformative_columns`] does, name by name.
+    pub fn decide(&mut self) {
+        let mut left: Vec<usize> = (0..self.headers.len()).collect();
+        for name in &self.names {
+            let Some(at) = left.iter().position(|&c| &self.headers[c] == name) else {
+                continue;
+            };
+            let col = left[at];
+            let Some((first, true)) = &self.seen[col] else {
+                continue;
+            };
+            if !first.is_empty() && first != "–" && !name.is_empty() {
+                self.notes.push(format!("{name}: {first} on every row."));
+            }
+            left.remove(at);
+            self.dropped.push(col);
+        }
+        self.dropped.sort_unstable();
+    }
+
+    /// The head without the dropped columns, with a note for each that said something.
+    pub fn apply_head(&self, t: &mut Table) {
+        t.notes.extend(self.notes.iter().cloned());
+        t.headers = self.row(std::mem::take(&mut t.headers));
+    }
+
+    /// A row without the dropped columns.
+    pub fn row(&self, mut row: Vec<String>) -> Vec<String> {
+        for &col in self.dropped.iter().rev() {
+            if col < row.len() {
+                row.remove(col);
+            }
+        }
+        row
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use joulebench_core::{DeviceInfo, Precision, Workload};
 use joulebench_model::compose::{compose, StepFigures};
 use joulebench_model::config::ModelConfig;
 use joulebench_model::plan::{ModelPlan, PlanOptions};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// Which model a `joulebench model` command measured: its `--preset`, or its
 /// `--config` file. `None` for any other command.
@@ -85,6 +85,50 @@ impl Backend for RecordedKernels {
 /// overrides the model each command names. Also a note per group that could not be
 /// composed (a model file no longer there, say).
 pub fn step_figures(records: &[Record], model: Option<&str>) -> (Vec<StepFigures>, Vec<String>) {
+    let (plans, notes) = step_plans(records, model);
+    let figures = plans.iter().flat_map(|p| compose(p, records)).collect();
+    (figures, notes)
+}
+
+/// The records per-token figures are composed from, picked from records read one
+/// at a time: those a `joulebench model` command wrote (the plans come from them),
+/// then, in a second read, also every record a plan's composition looks up.
+/// Composing from these gives what composing from all the records gives.
+#[derive(Clone, Debug, Default)]
+pub struct StepRecords {
+    pub records: Vec<Record>,
+}
+
+impl StepRecords {
+    /// Whether the first read keeps `r`: a `joulebench model` command wrote it.
+    pub fn from_model_command(r: &Record) -> bool {
+        model_of_command(&r.command).is_some()
+    }
+
+    /// Keep `r` (without its windows, which no per-token figure reads).
+    pub fn push(&mut self, mut r: Record) {
+        if let Some(m) = r.measurement.as_mut() {
+            m.windows = Vec::new();
+        }
+        self.records.push(r);
+    }
+
+    /// After the first read: the setting keys the second must keep beside the
+    /// model commands' records; `None` where no step is composed (no second read).
+    pub fn looked_up(&self, model: Option<&str>) -> Option<HashSet<String>> {
+        let (plans, _) = step_plans(&self.records, model);
+        (!plans.is_empty()).then(|| {
+            plans
+                .iter()
+                .flat_map(joulebench_model::compose::looked_up_keys)
+                .collect()
+        })
+    }
+}
+
+/// The plan of each model run among `records` (see [`step_figures`]), and a note
+/// per run that has none.
+fn step_plans(records: &[Record], model: Option<&str>) -> (Vec<ModelPlan>, Vec<String>) {
     // (model name or file, device key, backend) → records
     let mut groups: BTreeMap<(String, String, String), Vec<usize>> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
@@ -101,7 +145,7 @@ pub fn step_figures(records: &[Record], model: Option<&str>) -> (Vec<StepFigures
             .or_default()
             .push(i);
     }
-    let mut figures = Vec::new();
+    let mut plans = Vec::new();
     let mut notes = Vec::new();
     for ((name, _, backend), idx) in groups {
         let config = match load_model(&name) {
@@ -177,13 +221,13 @@ pub fn step_figures(records: &[Record], model: Option<&str>) -> (Vec<StepFigures
             },
         );
         match plan {
-            Ok(plan) => figures.extend(compose(&plan, records)),
+            Ok(plan) => plans.push(plan),
             Err(e) => notes.push(format!(
                 "energy per token of model '{name}' not composed: {e}"
             )),
         }
     }
-    (figures, notes)
+    (plans, notes)
 }
 
 #[cfg(test)]

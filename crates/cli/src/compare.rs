@@ -2,16 +2,16 @@
 //! FLOP, for hardware selection; optionally priced in money and CO₂e, and drawn.
 //! Simulated and real devices are not ranked together unless asked, and then marked.
 
-use crate::args::{parse_list, CapCompareChoice, CompareArgs};
+use crate::args::{CapCompareChoice, CompareArgs};
 use crate::cost::cost_inputs;
 use crate::error::{runtime, usage, CliError};
-use crate::results::read_sources;
+use crate::results::{keeps, precision_filter, read_sources};
 use joulebench_analysis::chart::PlotError;
-use joulebench_analysis::compare::{compare, comparison_table, CapChoice};
-use joulebench_analysis::merge::check_not_mixed;
+use joulebench_analysis::compare::{compare_digest, comparison_table, CapChoice};
+use joulebench_analysis::digest::SettingsDigest;
+use joulebench_analysis::merge::MixedCheck;
 use joulebench_analysis::plots::compare_plots;
 use joulebench_analysis::table::TableFormat;
-use joulebench_core::Precision;
 
 pub fn run(args: &CompareArgs) -> Result<(), CliError> {
     let fmt: TableFormat = args.format.parse().map_err(usage)?;
@@ -20,24 +20,29 @@ pub fn run(args: &CompareArgs) -> Result<(), CliError> {
         CapCompareChoice::Default => CapChoice::Default,
         CapCompareChoice::Any => CapChoice::Any,
     };
-    let sources = read_sources(&args.files)?;
+    let filter = precision_filter(args.precisions.as_deref());
+    // read_sources hands each record over once
+    let mut digest = SettingsDigest::of_deduplicated_reads();
+    let mut mixed = MixedCheck::default();
+    let sources = read_sources(&args.files, true, |r| -> Result<(), CliError> {
+        mixed.push(r.record, r.file, r.index);
+        if keeps(&filter, r.record) {
+            digest.push(r.record, r.file);
+        }
+        Ok(())
+    })?;
     if !args.allow_mixed {
-        check_not_mixed(&sources).map_err(|e| {
+        let paths: Vec<_> = sources.iter().map(|s| s.path.clone()).collect();
+        mixed.result(&paths).map_err(|e| {
             usage(format!(
                 "refusing to rank simulated and real devices together: {e}. Pass --allow-mixed to compare them \
                  anyway; every simulated row is then marked SIMULATED."
             ))
         })?;
     }
-    let mut records: Vec<_> = sources.into_iter().flat_map(|s| s.records).collect();
-    if let Some(list) = &args.precisions {
-        let keep = parse_list(list, "precision", |p| {
-            p.parse::<Precision>().map_err(|e| e.to_string())
-        })
-        .map_err(usage)?;
-        records.retain(|r| keep.contains(&r.precision));
-    }
-    let rankings = compare(&records, cap);
+    filter?;
+    digest.shrink_to_fit();
+    let rankings = compare_digest(&digest, cap);
     if rankings.is_empty() {
         crate::out::line(&format!(
             "No comparison: no measured point with an energy figure{}.",

@@ -11,10 +11,59 @@ pub fn print(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|_| out.flush())
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::BrokenPipe => closed_output(),
-            _ => io(format!("cannot write to standard output: {e}")),
-        })
+        .map_err(stdout_error)
+}
+
+/// Why writing a long output stopped: the output itself failed, or what fed it
+/// did (a second read of a results file, say).
+#[derive(Debug)]
+pub enum WriteFail {
+    Output(std::io::Error),
+    Other(CliError),
+}
+
+impl From<std::io::Error> for WriteFail {
+    fn from(e: std::io::Error) -> Self {
+        WriteFail::Output(e)
+    }
+}
+
+impl From<CliError> for WriteFail {
+    fn from(e: CliError) -> Self {
+        WriteFail::Other(e)
+    }
+}
+
+impl From<joulebench_core::record::RecordError> for WriteFail {
+    fn from(e: joulebench_core::record::RecordError) -> Self {
+        WriteFail::Other(e.into())
+    }
+}
+
+impl WriteFail {
+    /// The error, a failure of the output said as `output` says it.
+    pub fn into_cli(self, output: impl FnOnce(std::io::Error) -> CliError) -> CliError {
+        match self {
+            WriteFail::Output(e) => output(e),
+            WriteFail::Other(e) => e,
+        }
+    }
+}
+
+/// An output too long to hold, written to standard output as `write` makes it.
+pub fn stream(write: impl FnOnce(&mut dyn Write) -> Result<(), WriteFail>) -> Result<(), CliError> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    write(&mut out)
+        .and_then(|_| out.flush().map_err(WriteFail::Output))
+        .map_err(|e| e.into_cli(stdout_error))
+}
+
+fn stdout_error(e: std::io::Error) -> CliError {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe => closed_output(),
+        _ => io(format!("cannot write to standard output: {e}")),
+    }
 }
 
 /// Write `text` and a line end.

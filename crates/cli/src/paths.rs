@@ -8,6 +8,7 @@
 //! failure. Standard output is checked too: a write that fails is an I/O error.
 
 use crate::error::{io, usage, CliError};
+use crate::out::WriteFail;
 use joulebench_core::text::{shorten, ECHO_MAX_CHARS};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
@@ -194,6 +195,19 @@ pub fn check_new_output(path: &Path, force: bool, flag: &str) -> Result<(), CliE
 /// The checks run again just before: the path may have changed since the command
 /// started.
 pub fn write_output(path: &Path, text: &str, force: bool, flag: &str) -> Result<(), CliError> {
+    write_output_with(path, force, flag, |w| {
+        w.write_all(text.as_bytes())?;
+        Ok(())
+    })
+}
+
+/// [`write_output`] of an output too long to hold, written as `write` makes it.
+pub fn write_output_with(
+    path: &Path,
+    force: bool,
+    flag: &str,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), WriteFail>,
+) -> Result<(), CliError> {
     check_new_output(path, force, flag)?;
     let dir = path
         .parent()
@@ -201,19 +215,25 @@ pub fn write_output(path: &Path, text: &str, force: bool, flag: &str) -> Result<
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io(format!("cannot create {}: {e}", shown(dir))))?;
     let werr = |e: std::io::Error| io(format!("cannot write {}: {e}", shown(path)));
-    let (mut file, tmp) = create_temp_beside(path).map_err(werr)?;
-    let written = file
-        .write_all(text.as_bytes())
-        .and_then(|_| file.sync_all());
-    drop(file);
+    let (file, tmp) = create_temp_beside(path).map_err(werr)?;
+    let mut buffered = std::io::BufWriter::with_capacity(1 << 16, file);
+    let written = write(&mut buffered).and_then(|_| {
+        let file = buffered
+            .into_inner()
+            .map_err(|e| WriteFail::Output(e.into_error()))?;
+        file.sync_all()?;
+        Ok(())
+    });
     let renamed = written.and_then(|_| {
         // the last moment before the rename: still a regular file no one else holds
-        check_new_output(path, force, flag).map_err(|e| std::io::Error::other(e.to_string()))?;
-        std::fs::rename(&tmp, path)
+        check_new_output(path, force, flag)
+            .map_err(|e| WriteFail::Output(std::io::Error::other(e.to_string())))?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
     });
     if let Err(e) = renamed {
         let _ = std::fs::remove_file(&tmp);
-        return Err(werr(e));
+        return Err(e.into_cli(werr));
     }
     Ok(())
 }

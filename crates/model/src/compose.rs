@@ -21,7 +21,7 @@ use joulebench_core::protocol::ValidityFlag;
 use joulebench_core::record::{point_key, PointStatus, Record};
 use joulebench_core::stats::median;
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// An op of the step that has no measurement, and why.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -148,6 +148,33 @@ fn op_label(op: &StepOp) -> String {
     }
 }
 
+/// The setting key ([`Record::setting_key`]) of `op`'s record under `setting`: how
+/// an op finds its measurement.
+fn op_key(plan: &ModelPlan, setting: &StepSetting, op: &StepOp) -> String {
+    let kernel = setting.kernels.kernel_for(op.workload.op());
+    let precision = setting.precision_for(op.workload.op());
+    point_key(
+        &plan.device,
+        &plan.backend,
+        kernel,
+        precision,
+        &op.workload,
+        &setting.cap,
+    ) + &clock_key(setting.sm_clock_mhz, None)
+}
+
+/// Every setting key [`compose`] looks records up by: a reader that cannot hold a
+/// results file's records keeps those with these keys, and composes from them.
+pub fn looked_up_keys(plan: &ModelPlan) -> HashSet<String> {
+    let mut keys = HashSet::new();
+    for setting in &plan.settings {
+        if let Ok(ops) = plan.ops(setting) {
+            keys.extend(ops.iter().map(|op| op_key(plan, setting, op)));
+        }
+    }
+    keys
+}
+
 /// Every setting of `plan` composed from `records` (a results file's, in order).
 pub fn compose(plan: &ModelPlan, records: &[Record]) -> Vec<StepFigures> {
     let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
@@ -183,14 +210,7 @@ fn compose_one(
     for op in ops {
         let kernel = setting.kernels.kernel_for(op.workload.op());
         let precision = setting.precision_for(op.workload.op());
-        let key = point_key(
-            &plan.device,
-            &plan.backend,
-            kernel,
-            precision,
-            &op.workload,
-            &setting.cap,
-        ) + &clock_key(setting.sm_clock_mhz, None);
+        let key = op_key(plan, setting, op);
         let found: Vec<usize> = by_key.get(&key).cloned().unwrap_or_default();
         let measured: Vec<usize> = found
             .iter()

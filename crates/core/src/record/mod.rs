@@ -4,12 +4,14 @@
 //!
 //! One job a file: the schema and its keys (`schema`), the checks a record's numbers
 //! pass (`check`), reading with tail detection (`read`), writing with the lock and
-//! tail repair (`write`).
+//! tail repair (`write`), and the engine every reader reads through, a batch of lines
+//! parsed on every core at a time (`stream`).
 
 mod check;
 mod error;
 mod read;
 mod schema;
+mod stream;
 mod write;
 
 pub use error::RecordError;
@@ -18,8 +20,14 @@ pub use read::{
     ResultsFile, RunRecordLine, MAX_RECORD_LINE_BYTES,
 };
 pub use schema::{
-    point_key, repeat_key, MeterInfo, PointOverhead, PointStatus, PowerCapRecord, Record, ToolInfo,
-    READABLE_SCHEMAS, SCHEMA_VERSION,
+    flags_now, point_key, repeat_key, MeterInfo, PointOverhead, PointStatus, PowerCapRecord,
+    Record, ToolInfo, READABLE_SCHEMAS, SCHEMA_VERSION,
+};
+#[cfg(test)]
+pub(crate) use stream::BATCH_BYTES;
+pub use stream::{
+    for_each_line_within, for_each_record, for_each_record_within, LinesChecksum, StreamEnd,
+    Streamed, StreamedRecord,
 };
 pub use write::{results_file_holder, JsonlWriter, RecordSink};
 

@@ -5,9 +5,8 @@
 
 use super::error::RecordError;
 use super::schema::{Record, READABLE_SCHEMAS, SCHEMA_VERSION};
+use super::stream::for_each_record;
 use crate::run_record::{RunRecord, RUN_RECORD_KIND, RUN_RECORD_SCHEMA};
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// One record of a results file, with its line as written (so a tool that copies
@@ -97,91 +96,28 @@ pub fn read_record_lines(path: &Path) -> Result<Vec<RecordLine>, RecordError> {
 /// [`MAX_RECORD_LINE_BYTES`], a record whose numbers cannot be true, and NUL bytes
 /// followed by more records are errors naming their line.
 pub fn read_results_file(path: &Path) -> Result<ResultsFile, RecordError> {
-    let file = File::open(path).map_err(|source| RecordError::Read {
-        path: path.into(),
-        source,
-    })?;
-    let corrupt = |line: usize, message: String| RecordError::Corrupt {
-        path: path.into(),
-        line,
-        message,
-    };
-    let mut reader = BufReader::new(file);
     let mut out = ResultsFile::default();
-    let mut buf = Vec::new();
-    let (mut offset, mut line_no) = (0u64, 0usize);
-    // Where lines that are not whole records began; a tail if nothing follows them.
-    let mut suspect: Option<(u64, usize)> = None;
-    let mut nul_padded = false;
-    loop {
-        buf.clear();
-        let n = (&mut reader)
-            .take(MAX_RECORD_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| corrupt(line_no + 1, e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        let start = offset;
-        offset += n as u64;
-        let complete = buf.last() == Some(&b'\n');
-        if !complete && buf.len() > MAX_RECORD_LINE_BYTES {
-            return Err(corrupt(
-                line_no,
-                format!(
-                    "line is longer than {MAX_RECORD_LINE_BYTES} bytes: not a joulebench record"
-                ),
-            ));
-        }
-        let content = if complete { &buf[..n - 1] } else { &buf[..] };
-        if content.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let has_nul = content.contains(&0);
-        if !complete || has_nul {
-            nul_padded |= has_nul;
-            suspect.get_or_insert((start, line_no));
-            continue;
-        }
-        if let Some((_, first)) = suspect {
-            return Err(corrupt(
-                first,
-                "an incomplete record or NUL bytes, followed by more records".into(),
-            ));
-        }
-        let text =
-            std::str::from_utf8(content).map_err(|_| corrupt(line_no, "not UTF-8 text".into()))?;
-        match parse_line(text).map_err(|e| e.at(path, line_no))? {
-            Parsed::Point(record) => out.lines.push(RecordLine {
-                line_no,
-                text: text.to_string(),
-                record: *record,
-            }),
-            Parsed::Run(record) => out.runs.push(RunRecordLine {
-                line_no,
-                text: text.to_string(),
-                record: *record,
-            }),
-        }
-    }
-    out.tail = suspect.map(|(start, line)| PartialTail {
-        offset: start,
-        bytes: offset - start,
-        line_no: line,
-        nul_padded,
-    });
+    let end = for_each_record(path, |r| -> Result<(), RecordError> {
+        out.lines.push(RecordLine {
+            line_no: r.line_no,
+            text: r.text.to_string(),
+            record: r.record,
+        });
+        Ok(())
+    })?;
+    out.runs = end.runs;
+    out.tail = end.tail;
     Ok(out)
 }
 
 /// Why one line is not a record, before its file and line are known.
-enum LineError {
+pub(super) enum LineError {
     Corrupt(String),
     Schema(u64),
 }
 
 impl LineError {
-    fn at(self, path: &Path, line: usize) -> RecordError {
+    pub(super) fn at(self, path: &Path, line: usize) -> RecordError {
         match self {
             LineError::Corrupt(message) => RecordError::Corrupt {
                 path: path.into(),
@@ -198,19 +134,38 @@ impl LineError {
     }
 }
 
-/// A line of a results file: a kernel point, or a run of `joulebench run`.
-enum Parsed {
-    Point(Box<Record>),
+/// A line of a results file: a kernel point (as a `T`: a whole [`Record`], or the
+/// fields a second read needs), or a run of `joulebench run`.
+pub(super) enum Parsed<T> {
+    Point(T),
     Run(Box<RunRecord>),
 }
 
-fn parse_line(line: &str) -> Result<Parsed, LineError> {
+/// One line of a results file. The common case, a point record, is parsed straight
+/// into a [`Record`]; any other line is parsed again through a JSON value, which says
+/// what it is (a run record) or why it is not a record (the schema first), so both
+/// ways accept and refuse the same lines.
+pub(super) fn parse_line(line: &str) -> Result<Parsed<Record>, LineError> {
+    // a JSON array would fill a record's fields in order: only an object is a record
+    if line.trim_start().starts_with('{') {
+        if let Ok(record) = serde_json::from_str::<Record>(line) {
+            if READABLE_SCHEMAS.contains(&u64::from(record.schema)) {
+                record.check_numbers().map_err(LineError::Corrupt)?;
+                return Ok(Parsed::Point(record));
+            }
+        }
+    }
+    parse_line_value(line)
+}
+
+/// [`parse_line`] through a JSON value.
+pub(super) fn parse_line_value(line: &str) -> Result<Parsed<Record>, LineError> {
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| LineError::Corrupt(format!("not JSON ({e})")))?;
     if value.get("kind").and_then(|k| k.as_str()) == Some(RUN_RECORD_KIND) {
         return parse_run(value).map(|r| Parsed::Run(Box::new(r)));
     }
-    parse_record(value).map(|r| Parsed::Point(Box::new(r)))
+    parse_record(value).map(Parsed::Point)
 }
 
 /// A run record: its own schema, checked as a point's numbers are.

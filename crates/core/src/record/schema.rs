@@ -126,15 +126,76 @@ impl PointOverhead {
     }
 }
 
-/// The protocol settings of a record, keeping the ones this version knows.
+/// The protocol settings of a record, keeping the ones this version knows: the
+/// others are skipped as they are read, and the rest is `ProtocolConfig`'s own.
 fn lenient_protocol<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ProtocolConfig, D::Error> {
-    let mut value = serde_json::Value::deserialize(d)?;
-    let known =
-        serde_json::to_value(ProtocolConfig::default()).map_err(serde::de::Error::custom)?;
-    if let (Some(map), Some(known)) = (value.as_object_mut(), known.as_object()) {
-        map.retain(|k, _| known.contains_key(k));
+    d.deserialize_any(KnownProtocol(known_protocol_settings()?))
+}
+
+/// The names of the protocol settings this version knows, found once.
+fn known_protocol_settings<E: serde::de::Error>() -> Result<&'static [String], E> {
+    static KNOWN: std::sync::OnceLock<Result<Vec<String>, String>> = std::sync::OnceLock::new();
+    KNOWN
+        .get_or_init(|| match serde_json::to_value(ProtocolConfig::default()) {
+            Ok(serde_json::Value::Object(map)) => Ok(map.keys().cloned().collect()),
+            Ok(other) => Err(format!("protocol settings as {other}")),
+            Err(e) => Err(e.to_string()),
+        })
+        .as_deref()
+        .map_err(E::custom)
+}
+
+/// Reads protocol settings as `ProtocolConfig` does, skipping unknown names.
+struct KnownProtocol(&'static [String]);
+
+impl<'de> serde::de::Visitor<'de> for KnownProtocol {
+    type Value = ProtocolConfig;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("struct ProtocolConfig")
     }
-    serde_json::from_value(value).map_err(serde::de::Error::custom)
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ProtocolConfig, A::Error> {
+        ProtocolConfig::deserialize(serde::de::value::MapAccessDeserializer::new(KnownFields {
+            map,
+            known: self.0,
+        }))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<ProtocolConfig, A::Error> {
+        ProtocolConfig::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+    }
+}
+
+/// A map's entries whose names are among `known`; the others are read and dropped.
+struct KnownFields<A> {
+    map: A,
+    known: &'static [String],
+}
+
+impl<'de, A: serde::de::MapAccess<'de>> serde::de::MapAccess<'de> for KnownFields<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        use serde::de::IntoDeserializer;
+        while let Some(key) = self.map.next_key::<String>()? {
+            if self.known.contains(&key) {
+                return seed.deserialize(key.into_deserializer()).map(Some);
+            }
+            self.map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, A::Error> {
+        self.map.next_value_seed(seed)
+    }
 }
 
 impl Record {
@@ -161,31 +222,10 @@ impl Record {
     /// card at its power limit `throttled`: where NVML's `sw-power-cap` was the only
     /// reason, that reads as `power-limited` (information) now.
     pub fn flags_now(&self) -> Vec<ValidityFlag> {
-        let Some(m) = self.measurement.as_ref() else {
-            return self.flags.clone();
-        };
-        if m.method != crate::protocol::WindowMethod::Gapped {
-            return self.flags.clone();
+        match self.measurement.as_ref() {
+            Some(m) => flags_now(&self.flags, Some(m.method), &m.telemetry.throttle_reasons),
+            None => flags_now(&self.flags, None, &[]),
         }
-        let reasons = &m.telemetry.throttle_reasons;
-        let power_only = !reasons.is_empty()
-            && reasons
-                .iter()
-                .all(|r| crate::meter::is_power_limit_reason(r));
-        let mut flags: Vec<ValidityFlag> = self
-            .flags
-            .iter()
-            .map(|&f| match f {
-                ValidityFlag::Throttled if power_only => ValidityFlag::PowerLimited,
-                f => f,
-            })
-            .collect();
-        if power_only && !flags.contains(&ValidityFlag::PowerLimited) {
-            flags.push(ValidityFlag::PowerLimited);
-        }
-        flags.sort();
-        flags.dedup();
-        flags
     }
 
     /// Which window method produced this record's numbers (`gapped` for schema 1).
@@ -201,6 +241,35 @@ impl Record {
                 .as_ref()
                 .is_some_and(|m| m.summary.joules_per_flop.is_some())
     }
+}
+
+/// [`Record::flags_now`] from a record's flags, its window method (none without a
+/// measurement) and its throttle reasons: for a reader that took only these.
+pub fn flags_now(
+    flags: &[ValidityFlag],
+    method: Option<crate::protocol::WindowMethod>,
+    throttle_reasons: &[String],
+) -> Vec<ValidityFlag> {
+    if method != Some(crate::protocol::WindowMethod::Gapped) {
+        return flags.to_vec();
+    }
+    let power_only = !throttle_reasons.is_empty()
+        && throttle_reasons
+            .iter()
+            .all(|r| crate::meter::is_power_limit_reason(r));
+    let mut now: Vec<ValidityFlag> = flags
+        .iter()
+        .map(|&f| match f {
+            ValidityFlag::Throttled if power_only => ValidityFlag::PowerLimited,
+            f => f,
+        })
+        .collect();
+    if power_only && !now.contains(&ValidityFlag::PowerLimited) {
+        now.push(ValidityFlag::PowerLimited);
+    }
+    now.sort();
+    now.dedup();
+    now
 }
 
 /// A point key with its repeat appended (`#r2`), unchanged without one.

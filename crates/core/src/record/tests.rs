@@ -1,5 +1,6 @@
 //! The results file read and written back: tails, padding, limits, checks.
 
+use super::read::{parse_line, parse_line_value, LineError, Parsed};
 use super::*;
 use crate::clocks::ClockRecord;
 use crate::device::DeviceInfo;
@@ -9,7 +10,7 @@ use crate::power::PowerCap;
 use crate::precision::Precision;
 use crate::protocol::ProtocolConfig;
 use crate::workload::{MatmulShape, Workload};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn skipped() -> Record {
     let workload = Workload::Matmul(MatmulShape {
@@ -219,4 +220,105 @@ fn cutting_a_tail_keeps_every_whole_record_and_a_copy_of_the_tail() {
         Err(RecordError::Locked { holder, .. }) => assert_eq!(holder, Some(std::process::id())),
         other => panic!("{:?}", other.map(|_| ())),
     }
+}
+
+/// A parsed line that must be a point record.
+fn point(parsed: Result<Parsed<Record>, LineError>) -> Result<Record, LineError> {
+    match parsed? {
+        Parsed::Point(r) => Ok(r),
+        Parsed::Run(_) => Err(LineError::Corrupt("a run record".into())),
+    }
+}
+
+/// How protocol settings were read before they were read field by field.
+fn protocol_through_a_value(value: serde_json::Value) -> Result<ProtocolConfig, String> {
+    let mut value = value;
+    let known = serde_json::to_value(ProtocolConfig::default()).unwrap();
+    if let (Some(map), Some(known)) = (value.as_object_mut(), known.as_object()) {
+        map.retain(|k, _| known.contains_key(k));
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+#[test]
+fn protocol_settings_read_as_they_were_read_through_a_value() {
+    let line = serde_json::to_value(skipped()).unwrap();
+    let cases = [
+        serde_json::json!({"warmup_s": 2.5, "dropped_setting": [1, {"x": 2}], "min_windows": 4}),
+        serde_json::json!({}),
+        serde_json::json!({"warmup_s": "slow"}),
+        serde_json::json!({"stop_rule": "no-such-rule", "gone": 1}),
+        serde_json::json!({"min_windows": -1}),
+        serde_json::json!(5),
+        serde_json::json!("x"),
+        serde_json::json!(null),
+        serde_json::json!(true),
+        serde_json::json!(2.5),
+        serde_json::json!([1.0, 2.0]),
+        serde_json::json!([]),
+    ];
+    for protocol in cases {
+        let mut v = line.clone();
+        v["protocol"] = protocol.clone();
+        let text = serde_json::to_string(&v).unwrap();
+        let via_value = match protocol_through_a_value(protocol.clone()) {
+            Ok(p) => Ok(p),
+            Err(e) => Err(LineError::Corrupt(e).at(Path::new("f"), 1).to_string()),
+        };
+        let now = point(parse_line(&text))
+            .map(|r| r.protocol)
+            .map_err(|e| e.at(Path::new("f"), 1).to_string());
+        assert_eq!(now, via_value, "{protocol}");
+    }
+}
+
+#[test]
+fn the_direct_parse_accepts_and_refuses_the_lines_the_general_one_does() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/sim/sim-h200-quick.jsonl"),
+    )
+    .unwrap();
+    let good = text.lines().next().unwrap().to_string();
+    let object: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let with = |key: &str, v: serde_json::Value| {
+        let mut o = object.clone();
+        o[key] = v;
+        serde_json::to_string(&o).unwrap()
+    };
+    // the fields in order as an array fill a Record too: the general parse
+    // refuses it (no "schema" field), so the direct one must not take it
+    let order = "schema tool host unix_time_s command simulated status reason device backend \
+                 kernel kernel_variant vendor_kernel precision workload group batch_size seed \
+                 inputs flop min_bytes power_cap meter idle verification measurement flags \
+                 protocol repeat overhead clocks";
+    let fields: Vec<serde_json::Value> = order
+        .split_whitespace()
+        .map(|k| object.get(k).cloned().unwrap_or_default())
+        .collect();
+    let array = serde_json::to_string(&fields).unwrap();
+    assert!(serde_json::from_str::<Record>(&array).is_ok());
+    let mut windows = object.clone();
+    windows["measurement"]["windows"][0]["seconds"] = serde_json::json!(-1.0);
+    let lines = [
+        good.clone(),
+        format!("  {good}"),
+        array,
+        with("schema", serde_json::json!(7)),
+        with("schema", serde_json::json!(2.0)),
+        with("schema", serde_json::json!(5_000_000_000u64)),
+        good.replacen("{", "{\"schema\":1,", 1),
+        with("flop", serde_json::json!(12)),
+        with("precision", serde_json::json!("f64")),
+        serde_json::to_string(&windows).unwrap(),
+        format!("{good} x"),
+        "{\"schema\": 2}".into(),
+    ];
+    let outcome = |r: Result<Parsed<Record>, LineError>| match point(r) {
+        Ok(r) => Ok(r),
+        Err(e) => Err(e.at(Path::new("f"), 1).to_string()),
+    };
+    for l in &lines {
+        assert_eq!(outcome(parse_line(l)), outcome(parse_line_value(l)), "{l}");
+    }
+    assert!(point(parse_line(&good)).is_ok());
 }
