@@ -13,7 +13,7 @@
 //!     cargo bench --bench streaming
 //!     JOULEBENCH_BENCH_RECORDS=200000 cargo bench --bench streaming
 //!
-//! The files go to a temporary directory (about 4.2 GB per million records, twice
+//! The files go to a temporary directory (about 4.6 GB per million records, twice
 //! and a half: the node files, their merge, and its first half), or under `JOULEBENCH_BENCH_DIR`; with
 //! `JOULEBENCH_BENCH_KEEP=1` they stay there, to run commands on by hand. In test
 //! mode (`cargo test --benches`) it writes 500 records and checks every command
