@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -98,14 +99,13 @@ def run(binary, env):
     return status, output, time.monotonic() - started
 
 
-def tally(output):
-    passed = failed = 0
+def tests_passed(output):
+    passed = 0
     for line in output.splitlines():
         if line.startswith("test result:"):
             parts = line.replace(";", "").split()
             passed += int(parts[parts.index("passed") - 1])
-            failed += int(parts[parts.index("failed") - 1])
-    return passed, failed
+    return passed
 
 
 def main():
@@ -122,13 +122,9 @@ def main():
     lints = None
     if beside:
         print(f"== beside the tests: {beside}", flush=True)
-        lints = subprocess.Popen(
-            beside, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            errors="replace",
-        )
-        lints_output = []
-        reader = ThreadPoolExecutor(max_workers=1)
-        lints_read = reader.submit(lambda: lints_output.append(lints.stdout.read()))
+        # to a file, not a pipe: a pipe nobody reads until the end would stall the lints
+        lints_output = tempfile.TemporaryFile(mode="w+", errors="replace")
+        lints = subprocess.Popen(beside, shell=True, stdout=lints_output, stderr=subprocess.STDOUT)
     started = time.monotonic()
     failures = []
     passed_total = 0
@@ -137,7 +133,7 @@ def main():
         futures = [(b, pool.submit(run, b, env)) for _, b in order(binaries)]
         for b, f in futures:
             status, output, took = f.result()
-            passed, _ = tally(output)
+            passed = tests_passed(output)
             if status == 0:
                 passed_total += passed
                 print(f"ok     {took:6.1f} s  {passed:4} tests  {b['label']}", flush=True)
@@ -148,16 +144,17 @@ def main():
     if lints is not None:
         if lints.poll() is None:
             print(f"== waiting for: {beside}", flush=True)
-        lints_read.result()
         status = lints.wait()
         print(f"== {beside}: {'ok' if status == 0 else f'FAILED (status {status})'}", flush=True)
-        if status != 0 or lints_output[0].strip():
-            print(lints_output[0], flush=True)
+        lints_output.seek(0)
+        shown = lints_output.read()
+        if status != 0 or shown.strip():
+            print(shown, flush=True)
         lints_failed = status != 0
     failed_alone = []
     for b, first_output in failures:
         status, output, took = run(b, env)
-        passed, _ = tally(output)
+        passed = tests_passed(output)
         if status == 0:
             passed_total += passed
             print(f"ok     {took:6.1f} s  {passed:4} tests  {b['label']} — alone; it FAILED beside "
