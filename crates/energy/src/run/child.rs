@@ -17,6 +17,7 @@ const KILL_ON_SIGNAL: usize = 3;
 
 #[derive(Debug, Default)]
 struct Shared {
+    /// 0 until the program has started (and if it could not be).
     pid: i32,
     /// Set once the program is reaped: its pid may belong to another process then.
     reaped: bool,
@@ -98,14 +99,8 @@ impl Program {
                 }
             }
         };
-        let child = match command.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                // no program: nothing for a signal to reach
-                starting.reaped = true;
-                return Err(e);
-            }
-        };
+        // on failure the pid stays 0: no program, nothing for a signal to reach
+        let child = command.spawn()?;
         let pid = child.id() as i32;
         starting.pid = pid;
         drop(starting);
