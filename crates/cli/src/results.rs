@@ -38,9 +38,9 @@ use joulebench_analysis::significance::NoiseFloor;
 use joulebench_analysis::table::TableFormat;
 use joulebench_analysis::table_stream::ColumnWidths;
 use joulebench_analysis::tokens::StepRecords;
-use joulebench_core::record::{read_results_file, Record, RecordError, ResultsFile, RunRecordLine};
-use joulebench_core::record_stream::{
-    for_each_line_within, for_each_record, for_each_record_within, LinesChecksum,
+use joulebench_core::record::{
+    for_each_line_within, for_each_record, for_each_record_within, read_results_file,
+    LinesChecksum, Record, RecordError, ResultsFile, RunRecordLine,
 };
 use joulebench_core::run_record::RunRecord;
 use joulebench_core::Precision;

@@ -17,7 +17,6 @@ pub mod power;
 pub mod precision;
 pub mod protocol;
 pub mod record;
-pub mod record_stream;
 pub mod reference;
 mod results_lock;
 pub mod resume;

@@ -23,8 +23,6 @@ pub use schema::{
     flags_now, point_key, repeat_key, MeterInfo, PointOverhead, PointStatus, PowerCapRecord,
     Record, ToolInfo, READABLE_SCHEMAS, SCHEMA_VERSION,
 };
-#[cfg(test)]
-pub(crate) use stream::BATCH_BYTES;
 pub use stream::{
     for_each_line_within, for_each_record, for_each_record_within, LinesChecksum, StreamEnd,
     Streamed, StreamedRecord,
