@@ -551,6 +551,35 @@ fn repeats_are_shuffled_resumable_and_reported_with_their_run_to_run_spread() {
     let report = text(&run(&["report", out.to_str().unwrap()]));
     assert!(report.contains("Run-to-run spread"), "{report}");
     assert!(report.contains("spread between runs"), "{report}");
+    // priced, the report makes its recommendations of the runs and lets them go:
+    // the repeats table is kept first, every point's row with its three runs
+    for args in [
+        &["report", "--price-per-kwh", "0.2", "--currency", "EUR"][..],
+        &["report", "--format", "markdown"][..],
+    ] {
+        let mut args = args.to_vec();
+        args.push(out.to_str().unwrap());
+        let report = text(&run(&args));
+        let at = report
+            .find("Run-to-run spread")
+            .unwrap_or_else(|| panic!("{args:?}: no repeats table in {report}"));
+        // the table's lines, up to the first line after it that is not the table's
+        let table: Vec<&str> = report[at..]
+            .lines()
+            .skip_while(|l| !l.starts_with(['|', '│']))
+            .take_while(|l| l.starts_with(['|', '│', '├', '╰', '╭']))
+            .collect();
+        let cells = |l: &str| -> Vec<String> {
+            l.split(['|', '│']).map(|c| c.trim().to_string()).collect()
+        };
+        let runs = cells(table[0]).iter().position(|c| c == "runs").unwrap();
+        let rows = table[1..]
+            .iter()
+            .filter(|l| l.starts_with(['|', '│']))
+            .filter(|l| cells(l).get(runs).is_some_and(|c| c == "3"))
+            .count();
+        assert_eq!(rows, 4, "{args:?}: {}", &report[at..]);
+    }
     refused(
         &["sweep", "--backend", "sim", "--repeat", "0"],
         "--repeat 0 must be between 1 and 100",

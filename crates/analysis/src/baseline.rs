@@ -42,6 +42,27 @@ pub trait BaselineCandidate {
     fn at_default_clocks(&self) -> bool;
 }
 
+impl<B: BaselineCandidate + ?Sized> BaselineCandidate for Box<B> {
+    fn precision(&self) -> Precision {
+        (**self).precision()
+    }
+    fn batch(&self) -> u64 {
+        (**self).batch()
+    }
+    fn cap(&self) -> Option<PowerCap> {
+        (**self).cap()
+    }
+    fn kernel_names(&self) -> Vec<&str> {
+        (**self).kernel_names()
+    }
+    fn all_vendor(&self) -> bool {
+        (**self).all_vendor()
+    }
+    fn at_default_clocks(&self) -> bool {
+        (**self).at_default_clocks()
+    }
+}
+
 const KEYS: &str = "kernel (or kernels), precision, batch (or micro-batch), cap";
 
 impl BaselineSpec {

@@ -504,6 +504,8 @@ impl DiffDigest {
             let runs: Vec<&DiffRun> = runs.iter().collect();
             p.side = Side::of(&runs, p.device.clone());
         }
+        // the runs are gone: their memory goes back before the other run is read
+        joulebench_core::memory::give_back_freed();
         points
     }
 }

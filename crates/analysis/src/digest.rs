@@ -240,7 +240,16 @@ impl SettingRuns {
         if ordinary.is_empty() {
             (&self.head, self.runs.iter().collect())
         } else {
-            (self.ordinary.as_deref().unwrap_or(&self.head), ordinary)
+            (self.kept_head(), ordinary)
+        }
+    }
+
+    /// The head of the first kept run (see [`SettingRuns::kept`]).
+    fn kept_head(&self) -> &Head {
+        if self.runs.iter().any(|r| !r.is_check()) {
+            self.ordinary.as_deref().unwrap_or(&self.head)
+        } else {
+            &self.head
         }
     }
 }
@@ -578,6 +587,12 @@ impl SettingsDigest {
         s.head = head.clone();
         s.ordinary = None;
         (head, runs)
+    }
+
+    /// Setting `i`'s head (that of its kept runs, as [`SettingsDigest::setting_runs`]
+    /// gives it), also once its runs are taken.
+    pub(crate) fn setting_head(&self, i: usize) -> &Head {
+        self.settings[i].kept_head()
     }
 
     /// Setting `i`'s kept runs (see [`SettingsDigest::setting_runs`]).

@@ -9,14 +9,13 @@ use crate::document_digest::longest_run;
 pub use crate::document_digest::ReportDigest;
 use crate::format::{opt, sig};
 use crate::recommend::{
-    recommend_digest, BaselineSpec, GroupBy, Objective, RecommendOptions, Recommendation,
+    recommend_taking, BaselineSpec, GroupBy, Objective, RecommendOptions, Recommendation,
 };
 use crate::recommend_table::{pareto_table, recommendation_table_with};
-use crate::repeats::repeats_rows;
+use crate::repeats::{write_repeats_table, Repeats};
 use crate::report::records_table;
 use crate::step::StepRecommendation;
 use crate::table::{Table, TableFormat};
-use crate::table_stream::ColumnWidths;
 use joulebench_core::record::Record;
 use std::collections::BTreeMap;
 
@@ -263,10 +262,10 @@ pub fn markdown_report(
     options: &ReportOptions,
     plots: &[PlotLink],
 ) -> String {
-    let digest = ReportDigest::of(records);
+    let mut digest = ReportDigest::of(records);
     let mut out = Vec::new();
     let written = write_markdown_report(
-        &digest,
+        &mut digest,
         records,
         sources,
         objective,
@@ -291,10 +290,11 @@ pub fn markdown_report(
 /// results table, a row per record, is written by `records_table` (a second read
 /// of the files, for a campaign too large to hold); `model_records` are the records
 /// per-token figures are composed from (all of them, or those
-/// `crate::tokens::StepRecords` picks).
+/// `crate::tokens::StepRecords` picks). The digest's runs are let go as the
+/// recommendations are made: it is read, not reported again, afterwards.
 #[allow(clippy::too_many_arguments)]
 pub fn write_markdown_report<E: From<std::io::Error>>(
-    digest: &ReportDigest,
+    digest: &mut ReportDigest,
     model_records: &[Record],
     sources: &[SourceSummary],
     objective: Objective,
@@ -323,9 +323,9 @@ pub fn write_markdown_report<E: From<std::io::Error>>(
     out.write_all(b"\n")?;
 
     out.write_all(b"## Devices and protocol\n\n")?;
-    out.write_all(digest.devices_table().render(md).as_bytes())?;
+    digest.devices_table().write_to(md, out)?;
     out.write_all(b"\n")?;
-    out.write_all(digest.protocol_table().render(md).as_bytes())?;
+    digest.protocol_table().write_to(md, out)?;
     out.write_all(
         "\nEach point: an idle baseline once per device, a warm-up until power, pace and temperature settle (within \
          its bound), then measurement windows from one energy-counter update to another at least the minimum window \
@@ -336,8 +336,10 @@ pub fn write_markdown_report<E: From<std::io::Error>>(
     )?;
 
     out.write_all(b"## Recommendations\n\n")?;
-    let recs = recommend_digest(
-        &digest.settings,
+    // the repeats table's figures kept, the settings are made of the runs, let go
+    let repeats = Repeats::of(&digest.settings);
+    let recs = recommend_taking(
+        &mut digest.settings,
         objective,
         &RecommendOptions {
             by: GroupBy::Device,
@@ -348,13 +350,9 @@ pub fn write_markdown_report<E: From<std::io::Error>>(
     if recs.is_empty() {
         out.write_all(b"No recommendation: no measured point with an energy figure.\n\n")?;
     } else {
-        out.write_all(
-            recommendation_table_with(&recs, objective, baseline)
-                .render(md)
-                .as_bytes(),
-        )?;
+        recommendation_table_with(&recs, objective, baseline).write_to(md, out)?;
         out.write_all(b"\n")?;
-        out.write_all(pareto_table(&recs).render(md).as_bytes())?;
+        pareto_table(&recs).write_to(md, out)?;
         out.write_all(b"\n")?;
     }
 
@@ -362,7 +360,7 @@ pub fn write_markdown_report<E: From<std::io::Error>>(
     if recs.is_empty() {
         out.write_all(b"Nothing to price: no measured point with an energy figure.\n\n")?;
     } else {
-        out.write_all(cost_table(&recs, &options.costs).render(md).as_bytes())?;
+        cost_table(&recs, &options.costs).write_to(md, out)?;
         out.write_all(b"\n")?;
     }
     drop(recs);
@@ -385,7 +383,7 @@ pub fn write_markdown_report<E: From<std::io::Error>>(
                 missing.join("; ")
             ));
         }
-        out.write_all(t.render(md).as_bytes())?;
+        t.write_to(md, out)?;
         out.write_all(b"\n")?;
     }
 
@@ -403,24 +401,12 @@ pub fn write_markdown_report<E: From<std::io::Error>>(
     }
 
     out.write_all(b"## Validity and all results\n\n")?;
-    out.write_all(digest.flags_table().render(md).as_bytes())?;
+    digest.flags_table().write_to(md, out)?;
     out.write_all(b"\nA flagged figure is shown, never hidden: read it with its flag.\n\n")?;
 
     records_table(out)?;
     out.write_all(b"\n")?;
-    if let Some(t) = crate::repeats::repeats_head(&digest.settings) {
-        let labels = digest.settings.device_labels();
-        let mut widths = ColumnWidths::of(&t, md);
-        for row in repeats_rows(&digest.settings, &labels) {
-            widths.add(&row);
-        }
-        let mut w = t.write_head(md, &widths, out)?;
-        for row in repeats_rows(&digest.settings, &labels) {
-            w.row(&row)?;
-        }
-        w.finish()?;
-        out.write_all(b"\n")?;
-    }
+    write_repeats_table(&digest.settings, &repeats, md, out)?;
 
     out.write_all(b"## Commands that produced the data\n\n")?;
     out.write_all(digest.commands_block().as_bytes())?;
@@ -476,6 +462,51 @@ mod tests {
         let flags = flags_table(&v);
         let row = flags.rows.iter().find(|r| r[0] == "high-spread").unwrap();
         assert_eq!(row[3], "1");
+    }
+
+    #[test]
+    fn repeats_are_reported_although_the_recommendations_let_their_runs_go() {
+        // three runs of one setting, two of another, one of a third
+        let mut v = Vec::new();
+        for (cap, runs) in [("default", 3), ("80%", 2), ("60%", 1)] {
+            for i in 0..runs {
+                let mut r = rec(
+                    "GPU A",
+                    false,
+                    Precision::Bf16,
+                    cap,
+                    600.0,
+                    1.0 + i as f64 / 10.0,
+                );
+                r.repeat = Some(i + 1);
+                v.push(r);
+            }
+        }
+        let doc = markdown_report(
+            &v,
+            &[],
+            Objective::LeastEnergy,
+            &ReportOptions::default(),
+            &[],
+        );
+        let at = doc
+            .find("### Run-to-run spread")
+            .unwrap_or_else(|| panic!("no repeats table in:\n{doc}"));
+        let table = &doc[at..doc[at..].find("\n\n## ").map_or(doc.len(), |e| at + e)];
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .filter(|l| l.starts_with("| GPU A"))
+            .map(|l| l.split('|').map(str::trim).collect())
+            .collect();
+        // cells: "", device, kernel, precision, workload, batch, cap, runs, energy…
+        let caps_runs: Vec<(&str, &str)> = rows.iter().map(|r| (r[6], r[7])).collect();
+        assert_eq!(caps_runs, [("default", "3"), ("80%", "2")], "{table}");
+        // the recommendations were made of the same runs
+        assert!(doc.contains("### Recommended settings"), "{doc}");
+        // the figures are the slice's own
+        let whole = crate::repeats::repeats_table(&v).unwrap();
+        assert_eq!(whole.rows.len(), 2);
+        assert_eq!(rows[0][8], whole.rows[0][7], "{table}");
     }
 
     #[test]

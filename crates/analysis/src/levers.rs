@@ -74,6 +74,18 @@ pub trait Levered {
     }
 }
 
+impl<L: Levered + ?Sized> Levered for Box<L> {
+    fn lever_value(&self, lever: Lever) -> Option<String> {
+        (**self).lever_value(lever)
+    }
+    fn board(&self) -> &str {
+        (**self).board()
+    }
+    fn unbound_clock_mhz(&self) -> Option<f64> {
+        (**self).unbound_clock_mhz()
+    }
+}
+
 /// Every lever value of `item`, for the levers in `levers`.
 pub fn values_of<C: Levered>(item: &C, levers: &[Lever]) -> LeverValues {
     levers

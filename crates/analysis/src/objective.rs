@@ -60,6 +60,23 @@ pub trait Candidate {
     fn uncertainty(&self) -> Uncertainty;
 }
 
+/// A boxed candidate is the candidate (recommendations hold settings in the boxes
+/// they were made in, so moving them between groups copies no setting).
+impl<C: Candidate + ?Sized> Candidate for Box<C> {
+    fn seconds_per_unit(&self) -> f64 {
+        (**self).seconds_per_unit()
+    }
+    fn joules_per_unit(&self) -> f64 {
+        (**self).joules_per_unit()
+    }
+    fn zeus_max_power_w(&self) -> Option<f64> {
+        (**self).zeus_max_power_w()
+    }
+    fn uncertainty(&self) -> Uncertainty {
+        (**self).uncertainty()
+    }
+}
+
 /// The fastest time among `among`.
 pub fn fastest<C: Candidate>(items: &[C], among: &[usize]) -> f64 {
     among

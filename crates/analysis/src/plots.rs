@@ -30,7 +30,7 @@ pub fn precision_color(p: Precision) -> RGBColor {
 }
 
 fn subtitle(r: &Recommendation) -> String {
-    let caveat = crate::recommend_table::plot_caveat(r.settings.iter(), &r.ours_only);
+    let caveat = crate::recommend_table::plot_caveat(r.settings.iter().map(|s| &**s), &r.ours_only);
     format!("{} · {}{caveat}", r.device, r.workload)
 }
 
@@ -139,7 +139,7 @@ const ONE_PANEL_UP_TO: usize = 16;
 pub fn energy_time_chart(r: &Recommendation, objective: Objective) -> PanelChart {
     let point = |s: &Setting| (s.seconds_per_flop * 1e15, s.picojoules_per_flop());
     let styles = kernel_styles(r);
-    let varies = Varies::of(r.settings.iter());
+    let varies = Varies::of(r.settings.iter().map(|s| &**s));
     let precisions = precisions_of(r);
     let one_panel = precisions.len() == 1 || r.settings.len() <= ONE_PANEL_UP_TO;
     let groups: Vec<Option<Precision>> = if one_panel {
@@ -163,7 +163,7 @@ pub fn energy_time_chart(r: &Recommendation, objective: Objective) -> PanelChart
             let idx: Vec<usize> = (0..r.settings.len())
                 .filter(|&i| group.is_none_or(|p| r.settings[i].precision == p))
                 .collect();
-            let mine: Vec<Setting> = idx.iter().map(|&i| r.settings[i].clone()).collect();
+            let mine: Vec<Setting> = idx.iter().map(|&i| (*r.settings[i]).clone()).collect();
             let front: Vec<usize> = crate::objective::pareto_front(&mine)
                 .into_iter()
                 .map(|j| idx[j])
@@ -319,6 +319,7 @@ fn axis_chart(r: &Recommendation, p: Precision, a: &AxisChart<'_>) -> Option<Pan
     let settings: Vec<&Setting> = r
         .settings
         .iter()
+        .map(|s| &**s)
         .filter(|s| s.precision == p && (a.keep)(s) && (a.x)(s).is_some())
         .collect();
     let xs: BTreeSet<i64> = settings

@@ -55,7 +55,9 @@ pub struct Recommendation {
     pub device: String,
     pub simulated: bool,
     pub workload: String,
-    pub settings: Vec<Setting>,
+    /// Every setting measured, each in a box of its own: a campaign's settings move
+    /// between groupings without being copied (see [`MadeSettings`]).
+    pub settings: Vec<Box<Setting>>,
     /// The advice: the objective's best with every lever that does not beat the
     /// noise put back to the baseline's value.
     pub chosen: usize,
@@ -83,7 +85,7 @@ impl Recommendation {
     }
 
     pub fn baseline(&self) -> Option<&Setting> {
-        self.baseline.map(|i| &self.settings[i])
+        self.baseline.map(|i| &*self.settings[i])
     }
 
     /// 1 − E_chosen / E_baseline (per FLOP), if a baseline was measured.
@@ -196,7 +198,7 @@ pub fn recommend_digest(
                 if let Some(mut s) = Setting::from_parts(digest, head, &runs, opts.noise) {
                     s.board = physical[head.device as usize].clone();
                     simulated |= head.simulated;
-                    settings.push(s);
+                    settings.push(Box::new(s));
                 }
             }
             if settings.is_empty() {
@@ -221,8 +223,11 @@ pub fn recommend_digest(
 /// Every setting of a digest made once, in the digest's order, with its device
 /// and workload (ids in the digest): what [`recommend_made`] groups, as often as
 /// asked, without the runs they were made from. The recommendations borrow the
-/// settings and give them back ([`MadeSettings::give_back`]), so the settings are
-/// never held twice.
+/// settings, box and all, and give them back ([`MadeSettings::give_back`]), so a
+/// setting is never held twice nor copied: a campaign's 200 000 settings moved out
+/// of their boxes into each group's vector and back would leave the boxes' memory
+/// in pieces too small for anything else, and the process's memory would grow by
+/// what they hold.
 #[derive(Debug, Default)]
 pub struct MadeSettings {
     /// Each in a box of its own (in the place its runs left); `None` where its runs
@@ -253,7 +258,22 @@ pub fn make_settings(digest: &mut SettingsDigest, noise: NoiseFloor) -> MadeSett
         }));
         made.of.push((head.device, head.group, head.simulated));
     }
+    // the runs are gone: their memory goes back, it fits nothing made from here on
+    joulebench_core::memory::give_back_freed();
     made
+}
+
+/// [`recommend_digest`], letting go of each setting's runs as it is made
+/// ([`make_settings`]): a campaign's runs and its settings are never held
+/// together. What else needs the runs takes it first (the repeats table:
+/// [`crate::repeats::Repeats::of`]).
+pub fn recommend_taking(
+    digest: &mut SettingsDigest,
+    objective: Objective,
+    opts: &RecommendOptions,
+) -> Vec<Recommendation> {
+    let mut made = make_settings(digest, opts.noise);
+    recommend_made(digest, &mut made, objective, opts)
 }
 
 impl MadeSettings {
@@ -261,7 +281,7 @@ impl MadeSettings {
     pub fn give_back(&mut self, recs: Vec<Recommendation>) {
         for (rec, members) in recs.into_iter().zip(std::mem::take(&mut self.lent)) {
             for (s, i) in rec.settings.into_iter().zip(members) {
-                self.settings[i as usize] = Some(Box::new(s));
+                self.settings[i as usize] = Some(s);
             }
         }
     }
@@ -296,10 +316,9 @@ pub fn recommend_made(
     made.lent.clear();
     for ((key, workload), members) in groups {
         let simulated = members.iter().any(|&i| made.of[i as usize].2);
-        let settings: Vec<Setting> = members
+        let settings: Vec<Box<Setting>> = members
             .iter()
             .filter_map(|&i| made.settings[i as usize].take())
-            .map(|s| *s)
             .collect();
         let device = match opts.by {
             GroupBy::Device => labels.get(&key).cloned().unwrap_or(key),
@@ -319,7 +338,7 @@ pub fn recommend_made(
             }
             Err(settings) => {
                 for (s, i) in settings.into_iter().zip(members) {
-                    made.settings[i as usize] = Some(Box::new(s));
+                    made.settings[i as usize] = Some(s);
                 }
             }
         }
@@ -328,7 +347,7 @@ pub fn recommend_made(
 }
 
 /// Precisions none of whose settings is a vendor kernel.
-fn ours_only(settings: &[Setting]) -> Vec<Precision> {
+fn ours_only(settings: &[Box<Setting>]) -> Vec<Precision> {
     let mut out: Vec<Precision> = settings
         .iter()
         .map(|s| s.precision)
@@ -370,11 +389,14 @@ fn baseline_values(spec: &BaselineSpec, measured: Option<&Setting>) -> LeverValu
     v
 }
 
+// the settings come boxed and stay so: moved between groupings, never copied
+// (see `MadeSettings`)
+#[allow(clippy::vec_box)]
 fn select(
     device: String,
     simulated: bool,
     workload: String,
-    settings: Vec<Setting>,
+    settings: Vec<Box<Setting>>,
     objective: Objective,
     spec: &BaselineSpec,
 ) -> Option<Recommendation> {
@@ -382,14 +404,15 @@ fn select(
 }
 
 /// [`select`], the settings given back where the objective chooses none.
+#[allow(clippy::vec_box)]
 fn select_or_back(
     device: String,
     simulated: bool,
     workload: String,
-    settings: Vec<Setting>,
+    settings: Vec<Box<Setting>>,
     objective: Objective,
     spec: &BaselineSpec,
-) -> Result<Recommendation, Vec<Setting>> {
+) -> Result<Recommendation, Vec<Box<Setting>>> {
     let all: Vec<usize> = (0..settings.len()).collect();
     let ours_only = ours_only(&settings);
     // a precision measured with our kernels only is never chosen over one the
@@ -416,7 +439,7 @@ fn select_or_back(
     let baseline = spec
         .find(&settings, &on_board, near)
         .or_else(|| spec.find(&settings, &all, near));
-    let values = baseline_values(spec, baseline.map(|b| &settings[b]));
+    let values = baseline_values(spec, baseline.map(|b| &*settings[b]));
     let settled = settle(&settings, &pool, best, &values, &Lever::ALL, objective);
     let chosen = settled.chosen;
     let per_precision = per_precision(&settings, chosen, &values, objective);
@@ -441,7 +464,7 @@ fn select_or_back(
 /// The objective's choice within each precision (with the same significance rule,
 /// the precision held), in precision order; the overall choice stands for its own.
 fn per_precision(
-    settings: &[Setting],
+    settings: &[Box<Setting>],
     chosen: usize,
     values: &LeverValues,
     objective: Objective,

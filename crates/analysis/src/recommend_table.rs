@@ -132,7 +132,7 @@ pub fn recommendation_table_with(
     }
     t.notes
         .extend(caveat_notes(recs.iter().flat_map(|r| {
-            r.per_precision.iter().map(move |&i| &r.settings[i])
+            r.per_precision.iter().map(move |&i| &*r.settings[i])
         })));
     for r in recs {
         let base = r.baseline().map(|b| {
@@ -178,7 +178,7 @@ pub fn recommendation_table_with(
     }
     let clock_rows: Vec<&Setting> = recs
         .iter()
-        .flat_map(|r| r.per_precision.iter().map(move |&i| &r.settings[i]))
+        .flat_map(|r| r.per_precision.iter().map(move |&i| &*r.settings[i]))
         .collect();
     add_clock_column(&mut t, 7, clock_rows.into_iter());
     t.drop_uninformative_columns(&[
@@ -365,7 +365,7 @@ pub fn pareto_table(recs: &[Recommendation]) -> Table {
     }
     t.notes.extend(caveat_notes(
         recs.iter()
-            .flat_map(|r| r.front.iter().map(move |&i| &r.settings[i])),
+            .flat_map(|r| r.front.iter().map(move |&i| &*r.settings[i])),
     ));
     if recs.iter().any(|r| !r.front.contains(&r.chosen)) {
         t.notes.push(
@@ -410,7 +410,7 @@ pub fn pareto_table(recs: &[Recommendation]) -> Table {
     }
     let rows: Vec<&Setting> = recs
         .iter()
-        .flat_map(|r| rows_of(r).into_iter().map(move |i| &r.settings[i]))
+        .flat_map(|r| rows_of(r).into_iter().map(move |i| &*r.settings[i]))
         .collect();
     add_clock_column(&mut t, 7, rows.into_iter());
     t.drop_uninformative_columns(&["flags"]);

@@ -6,13 +6,15 @@
 //! record — two meters over the same windows, a check of the meter rather than a
 //! run of the setting — is used only where no ordinary record of it exists.
 
-use crate::digest::{Run, SettingsDigest};
+use crate::digest::{MaybeF64, Run, SettingsDigest};
 use crate::format::{pct, sig};
 use crate::significance::Uncertainty;
-use crate::table::Table;
+use crate::table::{Table, TableFormat};
+use crate::table_stream::ColumnWidths;
 use joulebench_core::record::Record;
 use joulebench_core::stats::{median, relative_spread};
 use std::collections::BTreeMap;
+use std::io::Write;
 
 /// Measured records with energy, grouped by setting (device, backend, kernel,
 /// precision, workload, cap, clocks, inputs), in the order each setting first
@@ -106,12 +108,73 @@ impl RunSpread {
     }
 }
 
+/// What the repeats table shows of each setting measured more than once, kept
+/// from its runs: a report takes this first, then lets the runs go as it makes
+/// its settings ([`crate::recommend::recommend_taking`]), so a campaign's runs and
+/// its settings are never held together.
+#[derive(Clone, Debug, Default)]
+pub struct Repeats {
+    rows: Vec<RepeatFigures>,
+}
+
+/// One setting's row of the repeats table, in figures.
+#[derive(Clone, Debug)]
+struct RepeatFigures {
+    /// The setting's number in the digest.
+    setting: u32,
+    runs: u32,
+    joules_per_flop: f64,
+    within_run: f64,
+    run_to_run: MaybeF64,
+    /// Each run's temperature at its start and end, as the table shows them.
+    temperatures: Box<str>,
+}
+
+impl Repeats {
+    /// The figures of every setting of `digest` with more than one run (before
+    /// its runs are taken: see [`crate::recommend::make_settings`]).
+    pub fn of(digest: &SettingsDigest) -> Repeats {
+        let rows = digest
+            .setting_runs()
+            .enumerate()
+            .filter(|(_, (_, runs))| runs.len() > 1)
+            .filter_map(|(i, (_, runs))| {
+                let spread = RunSpread::of_runs(&runs)?;
+                let temperatures: Vec<String> = runs
+                    .iter()
+                    .map(
+                        |r| match (r.temperature_start_c.get(), r.temperature_end_c.get()) {
+                            (Some(a), Some(b)) => format!("{a:.0}→{b:.0}"),
+                            _ => "–".into(),
+                        },
+                    )
+                    .collect();
+                Some(RepeatFigures {
+                    setting: i as u32,
+                    runs: spread.runs as u32,
+                    joules_per_flop: spread.joules_per_flop,
+                    within_run: spread.within_run,
+                    run_to_run: MaybeF64::new(spread.run_to_run),
+                    temperatures: temperatures.join(", ").into_boxed_str(),
+                })
+            })
+            .collect();
+        Repeats { rows }
+    }
+
+    /// No setting was measured more than once.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
 /// One row per setting measured more than once: within-run against run-to-run spread.
 pub fn repeats_table(records: &[Record]) -> Option<Table> {
     let digest = SettingsDigest::of(records);
-    let mut t = repeats_head(&digest)?;
+    let repeats = Repeats::of(&digest);
+    let mut t = repeats_head(&repeats)?;
     let labels = digest.device_labels();
-    for row in repeats_rows(&digest, &labels) {
+    for row in repeats_rows(&digest, &repeats, &labels) {
         t.push(row);
     }
     Some(t)
@@ -119,8 +182,8 @@ pub fn repeats_table(records: &[Record]) -> Option<Table> {
 
 /// The repeats table's title, note and headers, without its rows (see
 /// [`repeats_rows`]); `None` where no setting was measured more than once.
-pub fn repeats_head(digest: &SettingsDigest) -> Option<Table> {
-    if !digest.setting_runs().any(|(_, runs)| runs.len() > 1) {
+pub fn repeats_head(repeats: &Repeats) -> Option<Table> {
+    if repeats.is_empty() {
         return None;
     }
     let mut t = Table::new(
@@ -147,46 +210,59 @@ pub fn repeats_head(digest: &SettingsDigest) -> Option<Table> {
 }
 
 /// The repeats table's rows, one at a time: a fleet's campaign has one per setting.
-/// `labels`: [`SettingsDigest::device_labels`].
+/// `repeats`: [`Repeats::of`] `digest`; `labels`: [`SettingsDigest::device_labels`].
 pub fn repeats_rows<'a>(
     digest: &'a SettingsDigest,
+    repeats: &'a Repeats,
     labels: &'a BTreeMap<String, String>,
 ) -> impl Iterator<Item = Vec<String>> + 'a {
-    digest
-        .setting_runs()
-        .filter(|(_, runs)| runs.len() > 1)
-        .filter_map(move |(head, runs)| {
-            let spread = RunSpread::of_runs(&runs)?;
-            let temps: Vec<String> = runs
-                .iter()
-                .map(
-                    |r| match (r.temperature_start_c.get(), r.temperature_end_c.get()) {
-                        (Some(a), Some(b)) => format!("{a:.0}→{b:.0}"),
-                        _ => "–".into(),
-                    },
-                )
-                .collect();
-            let device = digest.device(head.device);
-            Some(vec![
-                labels
-                    .get(&device.key)
-                    .cloned()
-                    .unwrap_or_else(|| device.info.name.clone()),
-                digest.string(head.kernel).to_string(),
-                head.precision.to_string(),
-                digest.string(head.group).to_string(),
-                head.batch_size.to_string(),
-                digest.string(head.cap).to_string(),
-                spread.runs.to_string(),
-                sig(spread.joules_per_flop * 1e12, 4),
-                pct(spread.within_run).trim_start_matches('+').to_string(),
-                spread
-                    .run_to_run
-                    .map(|s| pct(s).trim_start_matches('+').to_string())
-                    .unwrap_or_else(|| "–".into()),
-                temps.join(", "),
-            ])
-        })
+    repeats.rows.iter().map(move |f| {
+        let head = digest.setting_head(f.setting as usize);
+        let device = digest.device(head.device);
+        vec![
+            labels
+                .get(&device.key)
+                .cloned()
+                .unwrap_or_else(|| device.info.name.clone()),
+            digest.string(head.kernel).to_string(),
+            head.precision.to_string(),
+            digest.string(head.group).to_string(),
+            head.batch_size.to_string(),
+            digest.string(head.cap).to_string(),
+            f.runs.to_string(),
+            sig(f.joules_per_flop * 1e12, 4),
+            pct(f.within_run).trim_start_matches('+').to_string(),
+            f.run_to_run
+                .get()
+                .map(|s| pct(s).trim_start_matches('+').to_string())
+                .unwrap_or_else(|| "–".into()),
+            f.temperatures.to_string(),
+        ]
+    })
+}
+
+/// The repeats table row by row, and a line end; nothing where no setting was
+/// measured more than once. Its columns are measured over the rows first.
+pub fn write_repeats_table(
+    digest: &SettingsDigest,
+    repeats: &Repeats,
+    format: TableFormat,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let Some(head) = repeats_head(repeats) else {
+        return Ok(());
+    };
+    let labels = digest.device_labels();
+    let mut widths = ColumnWidths::of(&head, format);
+    for row in repeats_rows(digest, repeats, &labels) {
+        widths.add(&row);
+    }
+    let mut w = head.write_head(format, &widths, out)?;
+    for row in repeats_rows(digest, repeats, &labels) {
+        w.row(&row)?;
+    }
+    w.finish()?;
+    out.write_all(b"\n")
 }
 
 #[cfg(test)]

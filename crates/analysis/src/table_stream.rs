@@ -63,6 +63,17 @@ pub struct RowWriter<'a> {
 }
 
 impl Table {
+    /// Write the whole table, the bytes [`Table::render`] gives, without making
+    /// the text first: a campaign's tables run to megabytes.
+    pub fn write_to(&self, format: TableFormat, out: &mut dyn Write) -> io::Result<()> {
+        let widths = ColumnWidths::of(self, format);
+        let mut w = self.write_head(format, &widths, out)?;
+        for r in &self.rows {
+            w.row(r)?;
+        }
+        w.finish()
+    }
+
     /// Write the title, the notes and the headers of `self` (its rows are not
     /// written): the rows follow through the writer returned. `widths` must have
     /// seen the headers and every row to come.
@@ -242,13 +253,8 @@ mod tests {
 
     /// `t` written row by row, as a long table is.
     fn streamed(t: &Table, format: TableFormat) -> String {
-        let widths = ColumnWidths::of(t, format);
         let mut out = Vec::new();
-        let mut w = t.write_head(format, &widths, &mut out).unwrap();
-        for r in &t.rows {
-            w.row(r).unwrap();
-        }
-        w.finish().unwrap();
+        t.write_to(format, &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 

@@ -55,7 +55,7 @@ pub fn run(args: &CompareArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let table = comparison_table(&rankings, cap, &costs);
-    crate::out::print(&table.render(fmt))?;
+    crate::out::stream(|w| Ok(table.write_to(fmt, w)?))?;
     if let Some(dir) = &args.plots {
         let files = compare_plots(&rankings, cap, dir).map_err(|e| match e {
             PlotError::Dir { .. } => usage(e),

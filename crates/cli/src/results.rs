@@ -24,13 +24,13 @@ use joulebench_analysis::document::{
 use joulebench_analysis::merge::Duplicates;
 use joulebench_analysis::plots::report_plots_digest;
 use joulebench_analysis::recommend::{
-    make_settings, recommend_digest, recommend_made, BaselineSpec, GroupBy, Objective,
-    RecommendOptions, Recommendation,
+    make_settings, recommend_digest, recommend_made, recommend_taking, BaselineSpec, GroupBy,
+    Objective, RecommendOptions, Recommendation,
 };
 use joulebench_analysis::recommend_table::{
     attribution_table, device_table, pareto_table, recommendation_table_with,
 };
-use joulebench_analysis::repeats::{repeats_head, repeats_rows};
+use joulebench_analysis::repeats::{write_repeats_table, Repeats};
 use joulebench_analysis::report::{flags_legend, RecordRow, RecordsTableDigest};
 use joulebench_analysis::run_report::{group_runs, run_tables};
 use joulebench_analysis::settings_file::{SettingsFile, SETTINGS_FORMAT, SETTINGS_VERSION};
@@ -421,29 +421,6 @@ fn write_records_table(
     Ok(())
 }
 
-/// The repeats table, if any setting was measured more than once, and a line end.
-fn write_repeats_table(
-    digest: &SettingsDigest,
-    fmt: TableFormat,
-    w: &mut dyn Write,
-) -> Result<(), WriteFail> {
-    let Some(head) = repeats_head(digest) else {
-        return Ok(());
-    };
-    let labels = digest.device_labels();
-    let mut widths = ColumnWidths::of(&head, fmt);
-    for row in repeats_rows(digest, &labels) {
-        widths.add(&row);
-    }
-    let mut rows = head.write_head(fmt, &widths, w)?;
-    for row in repeats_rows(digest, &labels) {
-        rows.row(&row)?;
-    }
-    rows.finish()?;
-    w.write_all(b"\n")?;
-    Ok(())
-}
-
 /// Write a long output to `--out` (whole or not at all) or standard output.
 fn write_to(
     out: Option<&Path>,
@@ -593,10 +570,12 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
         );
     }
     let stdout = args.out.is_none();
+    // the results table's digest, apart: the document lets the settings' runs go
+    let table = std::mem::take(&mut digest.table);
     write_to(args.out.as_deref(), args.force, |w| {
         match fmt {
             TableFormat::Markdown => write_markdown_report(
-                &digest,
+                &mut digest,
                 &steps.records,
                 &summaries,
                 objective,
@@ -606,22 +585,24 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
                     model: args.model.clone(),
                 },
                 &links(&plots, args.out.as_deref()),
-                &mut |w: &mut dyn Write| write_records_table(&sources, &digest.table, fmt, w),
+                &mut |w: &mut dyn Write| write_records_table(&sources, &table, fmt, w),
                 w,
             ),
             TableFormat::Json | TableFormat::Csv => {
-                write_records_table(&sources, &digest.table, fmt, w)?;
+                write_records_table(&sources, &table, fmt, w)?;
                 if fmt == TableFormat::Json {
                     w.write_all(b"\n")?;
                 }
                 Ok(())
             }
             TableFormat::Table => {
-                // priced: what the recommended settings cost, after the results
+                // the repeats table's figures kept, the recommendations that price
+                // the results are made of the runs, let go
+                let repeats = Repeats::of(&digest.settings);
                 let priced = priced
                     .then(|| {
-                        recommend_digest(
-                            &digest.settings,
+                        recommend_taking(
+                            &mut digest.settings,
                             objective,
                             &RecommendOptions {
                                 by: GroupBy::Device,
@@ -634,9 +615,9 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
                     .map(|recs| format!("{}\n", cost_table(&recs, &costs).render(fmt)))
                     .unwrap_or_default();
                 write!(w, "{}\n\n", digest.settings.status_line())?;
-                write_records_table(&sources, &digest.table, fmt, w)?;
+                write_records_table(&sources, &table, fmt, w)?;
                 w.write_all(b"\n")?;
-                write_repeats_table(&digest.settings, fmt, w)?;
+                write_repeats_table(&digest.settings, &repeats, fmt, w)?;
                 w.write_all(priced.as_bytes())?;
                 w.write_all(flags_legend().render(fmt).as_bytes())?;
                 Ok(())
@@ -777,29 +758,38 @@ pub fn print_recommendations(
         ));
     }
     let devices = device_settings(recs, mix, objective);
-    let tables = [
-        (
-            "recommendations",
-            recommendation_table_with(recs, objective, &opts.baseline),
-        ),
-        ("attribution", attribution_table(recs)),
-        ("one_setting_per_gpu", device_table(&devices, recs)),
-        ("pareto_front", pareto_table(recs)),
+    // made, written and let go one at a time: a campaign's tables are long
+    const NAMES: [&str; 4] = [
+        "recommendations",
+        "attribution",
+        "one_setting_per_gpu",
+        "pareto_front",
     ];
+    let table = |name: &str| match name {
+        "recommendations" => recommendation_table_with(recs, objective, &opts.baseline),
+        "attribution" => attribution_table(recs),
+        "one_setting_per_gpu" => device_table(&devices, recs),
+        _ => pareto_table(recs),
+    };
     match fmt {
         TableFormat::Json => {
             let parse =
                 |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap_or_default();
-            let v: serde_json::Map<String, serde_json::Value> = tables
+            let v: serde_json::Map<String, serde_json::Value> = NAMES
                 .iter()
-                .map(|(k, t)| (k.to_string(), parse(t.render(fmt))))
+                .map(|&name| (name.to_string(), parse(table(name).render(fmt))))
                 .collect();
             out::line(&serde_json::to_string_pretty(&v).unwrap_or_default())
         }
-        _ => {
-            let text: Vec<String> = tables.iter().map(|(_, t)| t.render(fmt)).collect();
-            out::print(&text.join("\n"))
-        }
+        _ => out::stream(|w| {
+            for (i, &name) in NAMES.iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b"\n")?;
+                }
+                table(name).write_to(fmt, w)?;
+            }
+            Ok(())
+        }),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod clocks;
 pub mod device;
 pub mod identity;
 pub mod inputs;
+pub mod memory;
 pub mod meter;
 #[cfg(feature = "test-suite")]
 pub mod meter_suite;

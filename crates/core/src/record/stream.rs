@@ -242,6 +242,8 @@ where
         Ok((records, runs))
     })
     .map(|(records, runs)| {
+        // the parsed batches are gone: what they held goes back to the system
+        crate::memory::give_back_freed();
         let tail = scan.suspect.map(|(start, line)| PartialTail {
             offset: start,
             bytes: scan.offset - start,
