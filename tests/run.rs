@@ -190,6 +190,68 @@ fn a_programs_energy_is_the_power_it_drew_over_its_time_and_report_reads_it() {
 }
 
 #[test]
+fn a_file_of_run_records_and_kernel_points_is_merged_and_reported_as_both() {
+    let g = Gpu::new();
+    let o = g.run(&[], "sleep 0.2");
+    assert!(o.status.success(), "{}", text(&o));
+    // the program's run between kernel points, as one results file can hold them
+    let run_line = std::fs::read_to_string(g.file("r.jsonl")).unwrap();
+    // the run's whole record and its GPU's
+    assert_eq!(run_line.lines().count(), 2, "{run_line}");
+    let points = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("results/sim/sim-h200-quick.jsonl"),
+    )
+    .unwrap();
+    let points: Vec<&str> = points.lines().collect();
+    let (before, after) = points.split_at(points.len() / 2);
+    let mixed = format!("{}\n{run_line}{}\n", before.join("\n"), after.join("\n"));
+    std::fs::write(g.file("m.jsonl"), &mixed).unwrap();
+
+    // merge keeps every kernel point, in order, and says which line it skipped
+    let o = g
+        .cmd(&["merge", "--out", "merged.jsonl", "m.jsonl"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let skipped = format!(
+        "skipped 2 `joulebench run` record(s) (line {}, {})",
+        before.len() + 1,
+        before.len() + 2
+    );
+    assert!(text(&o).contains(&skipped), "{}", text(&o));
+    let merged = std::fs::read_to_string(g.file("merged.jsonl")).unwrap();
+    let merged: Vec<serde_json::Value> = merged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let expected: Vec<serde_json::Value> = points
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(merged, expected);
+
+    // report shows the points' table and, after it, the run's own tables
+    for format in ["table", "markdown"] {
+        let o = g
+            .cmd(&["report", "--format", format, "m.jsonl"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{format}: {}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        let status = format!("{} records: {} measured", points.len(), points.len());
+        let at_points = out.find(&status);
+        let at_run = out.find("Run of `sh -c sleep 0.2`");
+        assert!(
+            matches!((at_points, at_run), (Some(p), Some(r)) if p < r),
+            "{format}: {out}"
+        );
+        // shown, not skipped
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("skipped"), "{format}: {err}");
+    }
+}
+
+#[test]
 fn the_hosts_energy_is_measured_beside_the_gpus_over_the_same_time() {
     use sysfs_fixture::{Counter, SysfsFixture, Ticker, TWO_SOCKETS};
     let g = Gpu::new();
