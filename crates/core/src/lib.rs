@@ -11,7 +11,7 @@ pub mod identity;
 pub mod inputs;
 pub mod memory;
 pub mod meter;
-#[cfg(feature = "test-suite")]
+#[cfg(any(test, feature = "test-suite"))]
 pub mod meter_suite;
 pub mod plan;
 pub mod power;

@@ -12,12 +12,31 @@
 
 use crate::backend::RunTiming;
 use crate::clock::{Clock, SystemClock};
-use crate::meter::{EnergyMeter, Telemetry};
+use crate::meter::{CounterUpdate, EnergyMeter, MeterError, MeterSource, Telemetry};
 use crate::stats::median;
 use crate::window::{Range, Window, WindowEngine, WindowError, WindowRules};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A meter whose counter stands still and never reports an update: what every
+/// reader of a meter must turn into an error, never into 0 J.
+pub struct StuckMeter;
+
+impl EnergyMeter for StuckMeter {
+    fn source(&self) -> MeterSource {
+        MeterSource::NvmlCounter
+    }
+    fn energy_j(&mut self) -> Result<f64, MeterError> {
+        Ok(5.0)
+    }
+    fn update_period_s(&self) -> f64 {
+        0.1
+    }
+    fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
+        Ok(Vec::new())
+    }
+}
 
 /// Something a rig can make its device's counter do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -390,23 +390,11 @@ mod tests {
 
     #[test]
     fn a_stuck_counter_is_an_error_not_zero_joules() {
-        struct Stuck;
-        impl EnergyMeter for Stuck {
-            fn source(&self) -> MeterSource {
-                MeterSource::NvmlCounter
-            }
-            fn energy_j(&mut self) -> Result<f64, MeterError> {
-                Ok(5.0)
-            }
-            fn update_period_s(&self) -> f64 {
-                0.1
-            }
-            fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
-                Ok(Vec::new())
-            }
-        }
         let (_, clock) = sim();
-        let mut mon = EnergyMonitor::new(Box::new(Stuck), clock.clone());
+        let mut mon = EnergyMonitor::new(
+            Box::new(joulebench_core::meter_suite::StuckMeter),
+            clock.clone(),
+        );
         mon.begin_window("w").unwrap();
         idle(&clock, 2.0);
         let err = mon.end_window("w").unwrap_err();

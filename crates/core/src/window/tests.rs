@@ -130,24 +130,9 @@ fn back_to_back_windows_share_their_boundary_update() {
 
 #[test]
 fn a_stuck_counter_is_an_error_not_zero_joules() {
-    struct Stuck;
-    impl EnergyMeter for Stuck {
-        fn source(&self) -> MeterSource {
-            MeterSource::NvmlCounter
-        }
-        fn energy_j(&mut self) -> Result<f64, MeterError> {
-            Ok(5.0)
-        }
-        fn update_period_s(&self) -> f64 {
-            0.1
-        }
-        fn take_updates(&mut self) -> Result<Vec<CounterUpdate>, MeterError> {
-            Ok(Vec::new())
-        }
-    }
     let w = world(0.1);
     let clock = FakeClock(Mutex::new(w.clone()));
-    let mut meter = Stuck;
+    let mut meter = crate::meter_suite::StuckMeter;
     let mut engine = WindowEngine::new(&mut meter, &clock, WindowRules::default());
     let mut run = work(&w);
     let err = engine.window(&mut run, 10, 0.0).unwrap_err();
