@@ -8,7 +8,7 @@
 //! before anything is measured.
 
 mod common;
-use common::{jb, records, refused, run, text, write};
+use common::{committed_settings_file, jb, records, refused, run, text, write};
 
 use std::path::Path;
 
@@ -492,39 +492,7 @@ fn the_model_docs_examples_are_what_the_committed_results_give() {
 #[test]
 fn the_documented_settings_file_is_what_the_committed_records_give() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let committed = std::fs::read_to_string(root.join("results/sim/model-llama3-8b.toml")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let records = dir.path().join("model.jsonl");
-    std::fs::copy(root.join("results/sim/model-llama3-8b.jsonl"), &records).unwrap();
-    let emitted = dir.path().join("s.toml");
-    let o = jb()
-        .args([
-            "model",
-            "--backend",
-            "sim",
-            "--preset",
-            "llama3-8b",
-            "--resume",
-            "--out",
-        ])
-        .arg(&records)
-        .args(["--emit", "toml"])
-        .arg(&emitted)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success() && text(&o).contains("done: 0 measured"),
-        "{}",
-        text(&o)
-    );
-    let again = std::fs::read_to_string(&emitted).unwrap().replace(
-        &records.display().to_string(),
-        "results/sim/model-llama3-8b.jsonl",
-    );
-    assert_eq!(
-        again, committed,
-        "the committed settings file is not what its records give"
-    );
+    let committed = committed_settings_file("model-llama3-8b", &["--preset", "llama3-8b"]);
     let docs = std::fs::read_to_string(root.join("docs/settings-file.md")).unwrap();
     let shown = docs
         .split("`results/sim/model-llama3-8b.toml` — **simulated**:\n\n```toml\n")

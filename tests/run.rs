@@ -12,7 +12,7 @@
 mod common;
 #[path = "../crates/energy/tests/common/sysfs_fixture.rs"]
 mod sysfs_fixture;
-use common::{jb, text};
+use common::{committed_settings_file, jb, text};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -669,39 +669,16 @@ fn the_documented_run_loop_is_what_its_commands_print() {
     let dir = tempfile::tempdir().unwrap();
 
     // the prediction: the committed settings file, again from the committed records
-    let committed =
-        std::fs::read_to_string(root.join("results/sim/model-gpt2-clocks.toml")).unwrap();
-    let records = dir.path().join("model.jsonl");
-    std::fs::copy(root.join("results/sim/model-gpt2-clocks.jsonl"), &records).unwrap();
-    let emitted = dir.path().join("s.toml");
-    let o = jb()
-        .args([
-            "model",
-            "--backend",
-            "sim",
+    let committed = committed_settings_file(
+        "model-gpt2-clocks",
+        &[
             "--preset",
             "gpt2",
             "--sm-clocks",
             "default,1200",
-        ])
-        .args(["--objective", "least-energy", "--resume", "--out"])
-        .arg(&records)
-        .args(["--emit", "toml"])
-        .arg(&emitted)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success() && text(&o).contains("done: 0 measured"),
-        "{}",
-        text(&o)
-    );
-    let again = std::fs::read_to_string(&emitted).unwrap().replace(
-        &records.display().to_string(),
-        "results/sim/model-gpt2-clocks.jsonl",
-    );
-    assert_eq!(
-        again, committed,
-        "the committed settings file is not what its records give"
+            "--objective",
+            "least-energy",
+        ],
     );
     let excerpt = loop_part
         .split("```toml\n")

@@ -63,6 +63,18 @@ pub fn records(p: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The records a killed writer left: every whole line. A kill in the middle of a
+/// write can leave the start of a record without its line end, which readers skip
+/// and `--resume` cuts off.
+pub fn records_left(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// What makes a point one point: device, kernel, precision, workload, cap.
 pub fn point_key(r: &serde_json::Value) -> String {
     format!(
@@ -98,3 +110,40 @@ seq = 256
 idle_baseline_s = 0.5
 "#;
 pub const LONGER_SWEEP_POINTS: usize = 60;
+
+/// The committed settings file `results/sim/NAME.toml`, checked to be what
+/// `joulebench model --backend sim MODEL_ARGS --resume --emit toml` gives again from
+/// the committed records `results/sim/NAME.jsonl` (nothing measured: every point is
+/// there), the records' path written as committed.
+pub fn committed_settings_file(name: &str, model_args: &[&str]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let committed = std::fs::read_to_string(root.join(format!("results/sim/{name}.toml")))
+        .expect("the committed settings file");
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("model.jsonl");
+    std::fs::copy(root.join(format!("results/sim/{name}.jsonl")), &records).unwrap();
+    let emitted = dir.path().join("s.toml");
+    let o = jb()
+        .args(["model", "--backend", "sim"])
+        .args(model_args)
+        .args(["--resume", "--out"])
+        .arg(&records)
+        .args(["--emit", "toml"])
+        .arg(&emitted)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && text(&o).contains("done: 0 measured"),
+        "{}",
+        text(&o)
+    );
+    let again = std::fs::read_to_string(&emitted).unwrap().replace(
+        &records.display().to_string(),
+        &format!("results/sim/{name}.jsonl"),
+    );
+    assert_eq!(
+        again, committed,
+        "the committed settings file is not what its records give"
+    );
+    committed
+}
