@@ -3,7 +3,7 @@
 //! bad input (exit code 2, a clear message, nothing already written lost).
 
 mod common;
-use common::{jb, point_key, records, refused, run, text, write};
+use common::{jb, point_key, records, records_left, refused, run, text, write};
 
 use std::io::Write;
 use std::path::Path;
@@ -155,7 +155,7 @@ fn a_killed_sweep_resumes_without_losing_or_repeating_a_point() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = std::fs::read(&out).unwrap();
-    let n_before = records(&out).len();
+    let n_before = records_left(&out).len();
     assert!(
         (5..36).contains(&n_before),
         "killed after {n_before} points"

@@ -16,7 +16,7 @@
 #![cfg(unix)]
 
 mod common;
-use common::{jb, point_key, records, refused, run, text, write};
+use common::{jb, point_key, records, records_left, refused, run, text, write};
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -1308,7 +1308,7 @@ fn clocks_left_locked_are_noticed_at_the_start_like_a_cap() {
     gpu.wait_until_changed(&mut child, &out);
     signal(&child, libc::SIGKILL);
     child.wait().unwrap();
-    let before = records(&out).len();
+    let before = records_left(&out).len();
     let cfg = gpu.path().join("changes.toml");
     let defaults = |out: &Path| {
         [
