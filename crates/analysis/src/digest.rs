@@ -595,11 +595,6 @@ impl SettingsDigest {
         self.settings[i].kept_head()
     }
 
-    /// Setting `i`'s kept runs (see [`SettingsDigest::setting_runs`]).
-    pub(crate) fn setting_runs_of(&self, i: usize) -> (&Head, Vec<&Run>) {
-        self.settings[i].kept()
-    }
-
     /// Give back what the reading set aside to grow into: the digest is read, not
     /// added to, from here on.
     pub fn shrink_to_fit(&mut self) {

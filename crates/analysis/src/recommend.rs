@@ -8,7 +8,7 @@
 
 use crate::attribution::{attribute, Attribution};
 use crate::baseline::BatchDefault;
-use crate::digest::SettingsDigest;
+use crate::digest::{Head, SettingsDigest};
 use crate::levers::{settle, values_of, Lever, LeverValues, Reverted};
 use crate::objective::{choose_in, pareto_front};
 use crate::significance::NoiseFloor;
@@ -167,57 +167,19 @@ pub fn recommend_opts(
     recommend_digest(&SettingsDigest::of(records), objective, opts)
 }
 
-/// [`recommend_opts`] of the records a digest has taken in.
+/// [`recommend_opts`] of the records a digest has taken in (its runs left in it).
 pub fn recommend_digest(
     digest: &SettingsDigest,
     objective: Objective,
     opts: &RecommendOptions,
 ) -> Vec<Recommendation> {
-    // the settings of each device and workload first (by number), then each group's
-    // made and chosen from, one group at a time: a campaign has many settings
     let physical = digest.physical_keys();
-    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-    for (i, (head, _)) in digest.setting_runs().enumerate() {
-        let device = match opts.by {
-            GroupBy::Device => physical[head.device as usize].clone(),
-            GroupBy::Model => digest.device(head.device).info.name.clone(),
-        };
-        groups
-            .entry((device, digest.string(head.group).to_string()))
-            .or_default()
-            .push(i);
+    let mut made = MadeSettings::default();
+    for (head, runs) in digest.setting_runs() {
+        let setting = Setting::from_parts(digest, head, &runs, opts.noise);
+        made.add(setting, head, &physical);
     }
-    let labels = digest.device_labels();
-    groups
-        .into_iter()
-        .filter_map(|((key, workload), members)| {
-            let mut simulated = false;
-            let mut settings = Vec::with_capacity(members.len());
-            for i in members {
-                let (head, runs) = digest.setting_runs_of(i);
-                if let Some(mut s) = Setting::from_parts(digest, head, &runs, opts.noise) {
-                    s.board = physical[head.device as usize].clone();
-                    simulated |= head.simulated;
-                    settings.push(Box::new(s));
-                }
-            }
-            if settings.is_empty() {
-                return None;
-            }
-            let device = match opts.by {
-                GroupBy::Device => labels.get(&key).cloned().unwrap_or(key),
-                GroupBy::Model => key,
-            };
-            select(
-                device,
-                simulated,
-                workload,
-                settings,
-                objective,
-                &opts.baseline,
-            )
-        })
-        .collect()
+    recommend_made(digest, &mut made, objective, opts)
 }
 
 /// Every setting of a digest made once, in the digest's order, with its device
@@ -252,11 +214,7 @@ pub fn make_settings(digest: &mut SettingsDigest, noise: NoiseFloor) -> MadeSett
             Setting::from_parts(digest, &head, &runs, noise)
         };
         drop(runs);
-        made.settings.push(setting.map(|mut s| {
-            s.board = physical[head.device as usize].clone();
-            Box::new(s)
-        }));
-        made.of.push((head.device, head.group, head.simulated));
+        made.add(setting, &head, &physical);
     }
     // the runs are gone: their memory goes back, it fits nothing made from here on
     joulebench_core::memory::give_back_freed();
@@ -277,6 +235,16 @@ pub fn recommend_taking(
 }
 
 impl MadeSettings {
+    /// The next setting of the digest (if its runs made one), on its board
+    /// (`physical`: the digest's physical keys).
+    fn add(&mut self, setting: Option<Setting>, head: &Head, physical: &[String]) {
+        self.settings.push(setting.map(|mut s| {
+            s.board = physical[head.device as usize].clone();
+            Box::new(s)
+        }));
+        self.of.push((head.device, head.group, head.simulated));
+    }
+
     /// Take back the settings `recs` (the last [`recommend_made`] of these) hold.
     pub fn give_back(&mut self, recs: Vec<Recommendation>) {
         for (rec, members) in recs.into_iter().zip(std::mem::take(&mut self.lent)) {
@@ -389,21 +357,9 @@ fn baseline_values(spec: &BaselineSpec, measured: Option<&Setting>) -> LeverValu
     v
 }
 
-// the settings come boxed and stay so: moved between groupings, never copied
-// (see `MadeSettings`)
-#[allow(clippy::vec_box)]
-fn select(
-    device: String,
-    simulated: bool,
-    workload: String,
-    settings: Vec<Box<Setting>>,
-    objective: Objective,
-    spec: &BaselineSpec,
-) -> Option<Recommendation> {
-    select_or_back(device, simulated, workload, settings, objective, spec).ok()
-}
-
-/// [`select`], the settings given back where the objective chooses none.
+/// The recommendation for one device and workload: the objective's choice among
+/// `settings`, or the settings given back where it chooses none. The settings come
+/// boxed and stay so: moved between groupings, never copied (see `MadeSettings`).
 #[allow(clippy::vec_box)]
 fn select_or_back(
     device: String,
