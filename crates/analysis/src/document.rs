@@ -5,6 +5,7 @@
 //! user typed them.
 
 use crate::cost::{CostInputs, Unit};
+use crate::digest::SettingsDigest;
 use crate::document_digest::longest_run;
 pub use crate::document_digest::ReportDigest;
 use crate::format::{opt, sig};
@@ -286,6 +287,26 @@ pub fn markdown_report(
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// What a report recommends: per GPU and workload, against `baseline`. It lets the
+/// digest's runs go as it makes the settings ([`recommend_taking`]): what else of
+/// the report needs them takes it first (the repeats table:
+/// [`crate::repeats::Repeats::of`]).
+pub fn report_recommendations(
+    settings: &mut SettingsDigest,
+    objective: Objective,
+    baseline: &BaselineSpec,
+) -> Vec<Recommendation> {
+    recommend_taking(
+        settings,
+        objective,
+        &RecommendOptions {
+            by: GroupBy::Device,
+            baseline: baseline.clone(),
+            ..RecommendOptions::default()
+        },
+    )
+}
+
 /// [`markdown_report`] of the records a digest took in, written as it goes. The
 /// results table, a row per record, is written by `records_table` (a second read
 /// of the files, for a campaign too large to hold); `model_records` are the records
@@ -338,15 +359,7 @@ pub fn write_markdown_report<E: From<std::io::Error>>(
     out.write_all(b"## Recommendations\n\n")?;
     // the repeats table's figures kept, the settings are made of the runs, let go
     let repeats = Repeats::of(&digest.settings);
-    let recs = recommend_taking(
-        &mut digest.settings,
-        objective,
-        &RecommendOptions {
-            by: GroupBy::Device,
-            baseline: baseline.clone(),
-            ..RecommendOptions::default()
-        },
-    );
+    let recs = report_recommendations(&mut digest.settings, objective, baseline);
     if recs.is_empty() {
         out.write_all(b"No recommendation: no measured point with an energy figure.\n\n")?;
     } else {

@@ -19,13 +19,14 @@ use joulebench_analysis::chart::{PlotError, PlotFiles};
 use joulebench_analysis::device_setting::{device_settings, Mix};
 use joulebench_analysis::digest::SettingsDigest;
 use joulebench_analysis::document::{
-    cost_table, write_markdown_report, PlotLink, ReportDigest, ReportOptions, SourceSummary,
+    cost_table, report_recommendations, write_markdown_report, PlotLink, ReportDigest,
+    ReportOptions, SourceSummary,
 };
 use joulebench_analysis::merge::Duplicates;
 use joulebench_analysis::plots::report_plots_digest;
 use joulebench_analysis::recommend::{
-    make_settings, recommend_digest, recommend_made, recommend_taking, BaselineSpec, GroupBy,
-    Objective, RecommendOptions, Recommendation,
+    make_settings, recommend_digest, recommend_made, BaselineSpec, GroupBy, Objective,
+    RecommendOptions, Recommendation,
 };
 use joulebench_analysis::recommend_table::{
     attribution_table, device_table, pareto_table, recommendation_table_with,
@@ -600,17 +601,7 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
                 // the results are made of the runs, let go
                 let repeats = Repeats::of(&digest.settings);
                 let priced = priced
-                    .then(|| {
-                        recommend_taking(
-                            &mut digest.settings,
-                            objective,
-                            &RecommendOptions {
-                                by: GroupBy::Device,
-                                baseline: baseline.clone(),
-                                ..RecommendOptions::default()
-                            },
-                        )
-                    })
+                    .then(|| report_recommendations(&mut digest.settings, objective, &baseline))
                     .filter(|recs| !recs.is_empty())
                     .map(|recs| format!("{}\n", cost_table(&recs, &costs).render(fmt)))
                     .unwrap_or_default();
