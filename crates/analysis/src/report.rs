@@ -188,8 +188,10 @@ struct RowView<'a> {
     throttle_reasons: &'a [String],
 }
 
-impl<'a> RowView<'a> {
-    fn of(r: &'a Record) -> RowView<'a> {
+/// A record's or a record row's view: both name the same fields the same way.
+macro_rules! row_view {
+    ($r:expr) => {{
+        let r = $r;
         let m = r.measurement.as_ref();
         RowView {
             device: &r.device.name,
@@ -207,26 +209,16 @@ impl<'a> RowView<'a> {
             flags: &r.flags,
             throttle_reasons: m.map_or(&[], |m| &m.telemetry.throttle_reasons),
         }
+    }};
+}
+
+impl<'a> RowView<'a> {
+    fn of(r: &'a Record) -> RowView<'a> {
+        row_view!(r)
     }
 
     fn of_row(r: &'a RecordRow) -> RowView<'a> {
-        let m = r.measurement.as_ref();
-        RowView {
-            device: &r.device.name,
-            backend: &r.backend,
-            kernel: &r.kernel,
-            precision: r.precision,
-            group: &r.group,
-            batch_size: r.batch_size,
-            power_cap: &r.power_cap,
-            status: r.status,
-            reason: r.reason.as_deref(),
-            relative_error: r.verification.as_ref().map(|v| v.relative_error),
-            summary: m.map(|m| &m.summary),
-            method: m.map(|m| m.method),
-            flags: &r.flags,
-            throttle_reasons: m.map_or(&[], |m| &m.telemetry.throttle_reasons),
-        }
+        row_view!(r)
     }
 }
 
