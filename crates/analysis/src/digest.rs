@@ -237,11 +237,12 @@ impl SettingRuns {
     /// it has no other — and the head of the first of them.
     pub(crate) fn kept(&self) -> (&Head, Vec<&Run>) {
         let ordinary: Vec<&Run> = self.runs.iter().filter(|r| !r.is_check()).collect();
-        if ordinary.is_empty() {
-            (&self.head, self.runs.iter().collect())
+        let runs = if ordinary.is_empty() {
+            self.runs.iter().collect()
         } else {
-            (self.kept_head(), ordinary)
-        }
+            ordinary
+        };
+        (self.kept_head(), runs)
     }
 
     /// The head of the first kept run (see [`SettingRuns::kept`]).
